@@ -1,0 +1,36 @@
+# callgate developer tasks. `make run` and `make test` are all a new machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest clean venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job: what the model and the gate offer so far.
+run: $(STAMP)
+	$(VENV)/bin/callgate model rules | tail -n 1
+	$(VENV)/bin/callgate model show com
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check model conformance tests tools
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+pytest: $(STAMP)
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
