@@ -9,8 +9,7 @@ import pytest
 from model.codes import S_OK
 from model.families import MACHINES
 from model.table import out, row
-from model.transitions import (Exact, Kind, Machine, ModelError, find_row, reachable, step,
-                               table_problems)
+from model.transitions import Exact, Kind, Machine, ModelError, find_row, reachable, step, table_problems
 
 
 @pytest.mark.parametrize("name", ["com_call", "event", "container"])
