@@ -21,6 +21,8 @@ Fields:
 
 from __future__ import annotations
 
+import dataclasses
+
 from model import codes
 from model.codes import Family
 from model.shared import begin_rejected, call_cancelled, wait_timed_out
@@ -111,6 +113,14 @@ OPERATIONS = (
 NO_OBJECT = "no call object in this slot (not created, or released)"
 
 
+def wait_timed_out_unless_released() -> tuple[Outcome, ...]:
+    """Wait on a cancelled, pending call times out only if the cancel does not release the
+    client at once (variation point cancel_releases_client)."""
+    return tuple(dataclasses.replace(o, when=(*o.when, ("cancel_releases_client",
+                                                        "when_server_signals")))
+                 for o in wait_timed_out())
+
+
 
 
 ROWS = (
@@ -179,8 +189,9 @@ ROWS = (
         *wait_timed_out(),
         state={"phase": "PENDING", "cancel": False}, args={"timeout": ("zero", "finite")}),
     row("Wait", ("COM-WAIT-03", "COM-WAIT-04", "COM-CANCEL-04", "COM-CANCEL-11"),
-        *wait_timed_out(),
-        out(OK, "the cancel released the client", phase="SIGNALED"),
+        *wait_timed_out_unless_released(),
+        out(OK, "the cancel released the client", phase="SIGNALED",
+            when={"cancel_releases_client": "at_once"}),
         state={"phase": "PENDING", "cancel": True}, args={"timeout": ("zero", "finite")}),
     not_offered("Wait", ("COM-WAIT-05",),
                 "INFINITE would block until the server signals, and the harness holds the server",
@@ -241,8 +252,10 @@ ROWS = (
         out(Exact(codes.RPC_E_CALL_COMPLETE), "the call already completed"),
         state={"phase": "SIGNALED", "cancel": True}),
     row("Cancel", ("COM-CANCEL-08", "COM-CANCEL-02"),
-        out(Exact(codes.RPC_E_CALL_COMPLETE), "the call already completed"),
-        out(OK, "cancel request issued before Finish_", cancel=True),
+        out(Exact(codes.RPC_E_CALL_COMPLETE), "the call already completed",
+            when={"cancel_after_signal": "RPC_E_CALL_COMPLETE"}),
+        out(OK, "cancel request issued before Finish_", cancel=True,
+            when={"cancel_after_signal": "accepted"}),
         state={"phase": "SIGNALED", "cancel": False, "cancellable": True}),
     row("Cancel", ("COM-CANCEL-08", "COM-CANCEL-07"),
         out(Exact(codes.RPC_E_CALL_COMPLETE), "the call already completed"),

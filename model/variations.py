@@ -50,6 +50,19 @@ POINTS: tuple[VariationPoint, ...] = (
         "server's own object in the same apartment (each may be missing).",
     ),
     VariationPoint(
+        "cancel_releases_client", ("at_once", "when_server_signals"),
+        ("COM-CANCEL-04", "COM-CANCEL-05", "COM-CANCEL-11"), "COM-CANCEL-05",
+        "After an accepted Cancel(0) of a pending call, whether the call object signals at once "
+        "(the client is released; late results are discarded) or only when the server signals.",
+    ),
+    VariationPoint(
+        "cancel_after_signal", ("RPC_E_CALL_COMPLETE", "accepted"),
+        ("COM-CANCEL-02", "COM-CANCEL-08"), "COM-CANCEL-08",
+        "Cancel after the server signalled but before Finish_: refused with RPC_E_CALL_COMPLETE "
+        "(the call completed, COM-CANCEL-08) or accepted (the window lasts until Finish_ "
+        "returns, COM-CANCEL-02).",
+    ),
+    VariationPoint(
         "new_event_state", ("nonsignaled", "signaled"), ("COM-SYNC-05",), "COM-SYNC-05",
         "The state of a newly created system event is not documented; a client that needs a known "
         "starting point resets it. Wine creates it non-signaled.",
