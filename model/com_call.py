@@ -28,18 +28,19 @@ from model.codes import Family
 from model.shared import begin_rejected, call_cancelled, wait_timed_out
 from model.table import not_offered, out, row, undefined
 from model.transitions import (
-                               Actor,
-                               AnyFailure,
-                               AnySuccess,
-                               Anything,
-                               Arg,
-                               Exact,
-                               Field,
-                               Machine,
-                               Operation,
-                               Param,
-                               Returns,
-                               Var,
+    Actor,
+    AnyFailure,
+    AnySuccess,
+    Anything,
+    Arg,
+    Exact,
+    Field,
+    Machine,
+    Operation,
+    Outcome,
+    Param,
+    Returns,
+    Var,
 )
 
 LIVE = ("IDLE", "PENDING", "SIGNALED")
