@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest clean venv
+.PHONY: run test lint typecheck pytest clean venv system
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Debian packages the tests use (Graphviz for SVG state diagrams).
+system:
+	./tools/install-system-packages.sh graphviz:dot
+
 # The main job: what the model and the gate offer so far.
 run: $(STAMP)
 	$(VENV)/bin/callgate model rules | tail -n 1
 	$(VENV)/bin/callgate model show com
 
-test: lint typecheck pytest
+test: system lint typecheck pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check model conformance tests tools

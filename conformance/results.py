@@ -1,0 +1,190 @@
+"""Result records of a gate run, and the append-only event stream they are written to.
+
+DESIGN.md principle 9: the runner emits one event per case as it ends and appends it to
+`results.jsonl` at once (flushed), so a run that is killed still leaves a readable record of
+what it did. Every report is a function of that stream.
+
+Stream events, one JSON object per line, each with "event":
+  run_start  {"event", "schema", "started", "command", "seed", "budget", "adapter", "pins",
+              "environment", "transitions_total"}
+  case       {"event", "case": CaseResult}
+  run_end    {"event", "finished", "seconds", "summary"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+STREAM_SCHEMA = 1
+
+
+class Verdict(Enum):
+    """A case's verdict (DESIGN.md, Verdicts)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not_applicable"
+    ERROR = "error"
+    EXPECTED_FAIL = "expected_fail"
+    UNEXPECTED_PASS = "unexpected_pass"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One executed step: what was asked, what came back, and what the model allowed."""
+
+    slot: str
+    op: str
+    args: dict[str, Any]
+    code: int | None
+    code_name: str
+    outputs: dict[str, Any]
+    allowed: list[str]
+    ok: bool
+    rules: list[str]
+    state_before: str
+    seconds: float = 0.0
+    thread: str = ""
+    started: float = 0.0
+    ended: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A finished case. `trace` holds every step when the case failed or erred, else is empty."""
+
+    id: str
+    kind: str
+    description: str
+    rules: list[str]
+    verdict: Verdict
+    steps: int
+    seconds: float
+    message: str = ""
+    evidence: str = ""
+    trace: list[StepRecord] = field(default_factory=list)
+    covered: list[str] = field(default_factory=list)
+    slots: dict[str, str] = field(default_factory=dict)
+    failed_rules: list[str] = field(default_factory=list)
+    original_length: int = 0
+    replay: dict[str, Any] = field(default_factory=dict)
+    expectation: str = ""
+    history: list[StepRecord] = field(default_factory=list)
+    linearizability: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> CaseResult:
+        values = dict(data)
+        values["verdict"] = Verdict(values["verdict"])
+        values["trace"] = [StepRecord(**s) for s in values.get("trace", [])]
+        values["history"] = [StepRecord(**s) for s in values.get("history", [])]
+        known = set(CaseResult.__dataclass_fields__)
+        return CaseResult(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts of verdicts and coverage over a run."""
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    not_applicable: int = 0
+    expected_fail: int = 0
+    unexpected_pass: int = 0
+    cases: int = 0
+    steps: int = 0
+
+    @staticmethod
+    def of(cases: Iterable[CaseResult]) -> Summary:
+        counts = {v: 0 for v in Verdict}
+        total = steps = 0
+        for case in cases:
+            counts[case.verdict] += 1
+            total += 1
+            steps += case.steps
+        return Summary(passed=counts[Verdict.PASS], failed=counts[Verdict.FAIL],
+                       errors=counts[Verdict.ERROR], not_applicable=counts[Verdict.NOT_APPLICABLE],
+                       expected_fail=counts[Verdict.EXPECTED_FAIL],
+                       unexpected_pass=counts[Verdict.UNEXPECTED_PASS], cases=total, steps=steps)
+
+    def exit_code(self) -> int:
+        """0 conformant, 1 non-conformant, 3 harness or adapter error (errors outrank failures)."""
+        if self.errors:
+            return 3
+        if self.failed or self.unexpected_pass:
+            return 1
+        return 0
+
+
+class ResultStream:
+    """Appends events to `results.jsonl`, one line each, flushed and fsynced as they happen."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[str] = path.open("w", encoding="utf-8")
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(event, sort_keys=False, default=str) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a results stream says: the run's header, its cases, and its end (absent if killed)."""
+
+    start: dict[str, Any]
+    cases: list[CaseResult]
+    end: dict[str, Any] | None
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None
+
+
+def read_stream(path: Path) -> RunRecord:
+    """Read a results stream; a truncated last line (a killed run) is ignored."""
+    start: dict[str, Any] | None = None
+    cases: list[CaseResult] = []
+    end: dict[str, Any] | None = None
+    for line in _lines(path):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        kind = event.get("event")
+        if kind == "run_start":
+            start = event
+        elif kind == "case":
+            cases.append(CaseResult.from_json(event["case"]))
+        elif kind == "run_end":
+            end = event
+    if start is None:
+        raise ValueError(f"{path} has no run_start event: is it a callgate results.jsonl?")
+    return RunRecord(start, cases, end)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
