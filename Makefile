@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 # Debian packages the tests use (Graphviz for SVG state diagrams).
 system:
-	./tools/install-system-packages.sh graphviz:dot
+	./tools/install-system-packages.sh graphviz:dot chromium:chromium
 
 # The main job: what the model and the gate offer so far.
 run: $(STAMP)

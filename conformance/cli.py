@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from conformance import cli_model
+from conformance import cli_model, cli_report, cli_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Conformance testing for COM asynchronous calls and asynchronous RPC.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_model.register(sub)
+    cli_run.register(sub)
+    cli_report.register(sub)
     return parser
 
 
@@ -24,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
     result: int = args.func(args)
     return result
 

@@ -174,8 +174,11 @@ def read_stream(path: Path) -> RunRecord:
         kind = event.get("event")
         if kind == "run_start":
             start = event
-        elif kind == "case":
-            cases.append(CaseResult.from_json(event["case"]))
+        elif kind == "case" and isinstance(event.get("case"), dict):
+            try:
+                cases.append(CaseResult.from_json(event["case"]))
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged case line: the rest of the stream still counts
         elif kind == "run_end":
             end = event
     if start is None:

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from conformance.adapter import (
     FINITE_WAIT_MS,
@@ -31,12 +32,14 @@ from conformance.execution import Executor, StepTimeout
 from conformance.results import CaseResult, StepRecord, Verdict
 from model import codes
 from model.families import MACHINES
-from model.transitions import Action, Allowed, Kind, Machine, Returns, State, Tracker, Value
+from model.transitions import Action, Allowed, Kind, Machine, ModelError, Returns, State, Tracker, Value
 
 # How long wait_notification may wait when the model says a notification may arrive, and when it
 # says none may: a missing notification needs a generous wait, a duplicate only a short look.
 NOTIFY_EXPECTED_MS = 2000
 NOTIFY_ABSENT_MS = 20
+# How many times one planned case may steer back to its plan.
+MAX_BRIDGES = 200
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ class Case:
     slots: tuple[SlotSpec, ...]
     steps: tuple[Action, ...]
     rules: tuple[str, ...] = ()
+    # The outcome sets the model allowed at each step when the case was planned (for people:
+    # the runner judges with the live tracker, which follows the implementation's choices).
+    expected: tuple[tuple[str, ...], ...] = ()
+    # For a planned single-slot case: the graph and the state each step should start from, so
+    # the runner can steer back when the implementation takes another allowed outcome.
+    graph: Any = field(default=None, compare=False, repr=False)
+    sources: tuple[State, ...] = ()
 
 
 def transition_key(machine: str, state: State, action: Action) -> str:
@@ -121,33 +131,69 @@ class CaseRunner:
         except NotApplicable as exc:
             return self.result(case, Verdict.NOT_APPLICABLE, started, [], set(), message=str(exc))
         try:
-            for action in case.steps:
-                kind = live.kind(action)
-                if kind is not Kind.DEFINED:
-                    live.note(f"stopped before {action}: after the implementation's choices the "
-                              f"model has it {kind.value}")
-                    break
-                if not live.step(action):
-                    break
+            if case.graph is not None and case.sources:
+                self._follow_plan(live, case)
+            else:
+                for action in case.steps:
+                    kind = live.kind(action)
+                    if kind is not Kind.DEFINED:
+                        live.note(f"stopped before {action}: after the implementation's choices "
+                                  f"the model has it {kind.value}")
+                        break
+                    if not live.step(action):
+                        break
         finally:
             live.close()
         return self.result(case, live.verdict, started, live.trace, live.covered,
-                           message=live.message, evidence=live.evidence)
+                           message=live.message, evidence=live.evidence, executed=len(live.trace))
+
+    def _follow_plan(self, live: LiveCase, case: Case) -> None:
+        """Take the planned steps; where the implementation chose another allowed outcome and
+        left the planned state, walk back to it by a shortest path (or stop if none exists)."""
+        from model import explorer  # the graph library is only needed for planned cases
+
+        slot = case.slots[0].name
+        bridged = 0
+        for action, source in zip(case.steps, case.sources, strict=True):
+            states = live.trackers[slot].states
+            if states != {source}:
+                if len(states) != 1 or bridged >= MAX_BRIDGES:
+                    live.note(f"stopped before {action}: the implementation's choices left the "
+                              f"plan")
+                    return
+                (actual,) = states
+                try:
+                    bridge = explorer.shortest_path(case.graph, [actual], source)
+                except ModelError:
+                    live.note(f"stopped before {action}: the planned state cannot be reached "
+                              f"again after the implementation's choices")
+                    return
+                bridged += 1
+                for edge in bridge:
+                    if not live.step(Action(slot, edge.op, edge.args)):
+                        return
+                if live.trackers[slot].states != {source}:
+                    continue  # another choice on the way: try again at the next step
+            if not live.step(action):
+                return
 
     def result(self, case: Case, verdict: Verdict, started: float, trace: list[StepRecord],
-                covered: set[str], message: str = "", evidence: str = "") -> CaseResult:
+                covered: set[str], message: str = "", evidence: str = "",
+               executed: int | None = None) -> CaseResult:
         failed_rules = trace[-1].rules if trace and verdict is Verdict.FAIL else []
         keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
         return CaseResult(
             id=case.id, kind=case.kind, description=case.description, rules=list(case.rules),
-            verdict=verdict, steps=len(trace), seconds=time.perf_counter() - started,
+            verdict=verdict, steps=len(trace) if executed is None else executed,
+            seconds=time.perf_counter() - started,
             message=message, evidence=evidence[-4000:], trace=trace if keep_trace else [],
             covered=sorted(covered), slots={s.name: s.machine for s in case.slots},
             failed_rules=list(failed_rules),
             replay={"slots": [{"name": s.name, "machine": s.machine, "config": dict(s.config)}
                               for s in case.slots],
-                    "steps": [{"slot": a.slot, "op": a.op, "args": dict(a.args)}
-                              for a in case.steps]})
+                    "steps": [{"slot": t.slot, "op": t.op, "args": dict(t.args)} for t in trace]
+                    if trace else [{"slot": a.slot, "op": a.op, "args": dict(a.args)}
+                                   for a in case.steps]})
 
 
 class LiveCase:

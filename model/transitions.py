@@ -305,9 +305,18 @@ class Machine:
     operations: tuple[Operation, ...]
     rows: tuple[Row, ...]
     initial: tuple[State, ...]
-    _index: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    _by_op: dict[str, tuple[Row, ...]] = field(default_factory=dict, compare=False, hash=False,
-                                                repr=False)
+    # Not init fields: `dataclasses.replace` must build fresh lookups, not share (and overwrite)
+    # the original machine's.
+    _index: dict[str, int] = field(default_factory=dict, init=False, compare=False, hash=False,
+                                   repr=False)
+    _by_op: dict[str, tuple[Row, ...]] = field(default_factory=dict, init=False, compare=False,
+                                                hash=False, repr=False)
+    # Memo of find_row and step: states are small tuples and every checker asks the same
+    # questions many times over.
+    _rows_memo: dict[tuple[State, str, Args], Row] = field(default_factory=dict, init=False,
+                                                           compare=False, hash=False, repr=False)
+    _step_memo: dict[tuple[State, str, Args, tuple[tuple[str, str], ...]], Step] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update({f.name: i for i, f in enumerate(self.fields)})
@@ -451,6 +460,16 @@ def _admitted(outcome: Outcome, pins: Pins) -> bool:
 
 def find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
     """The one row that covers `op(args)` in `state`. A gap or an overlap is a ModelError."""
+    key = (state, op, args)
+    found = machine._rows_memo.get(key)
+    if found is not None:
+        return found
+    found = _find_row(machine, state, op, args)
+    machine._rows_memo[key] = found
+    return found
+
+
+def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
     fields = machine.view(state)
     argmap = dict(args)
     operation = machine.operation(op)
@@ -475,6 +494,14 @@ def find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
 def step(machine: Machine, state: State, op: str, args: Args = (), pins: Pins | None = None) -> Step:
     """The allowed outcomes of `op(args)` in `state`, under the variation-point `pins`."""
     pins = pins or {}
+    key = (state, op, args, tuple(sorted(pins.items())))
+    done = machine._step_memo.get(key)
+    if done is None:
+        done = machine._step_memo[key] = _step(machine, state, op, args, pins)
+    return done
+
+
+def _step(machine: Machine, state: State, op: str, args: Args, pins: Pins) -> Step:
     row = find_row(machine, state, op, args)
     if row.kind is not Kind.DEFINED:
         return Step(machine.name, state, op, args, row.kind, row, ())

@@ -1,0 +1,137 @@
+"""The pytest plugin: `pytest --callgate-adapter=module:attribute` runs the gate's cases as items.
+
+For vendors who already run pytest. The plugin does nothing unless the option is given. Each
+directed case becomes one item named by its case ID; the stateful cases become items too. A
+failing item shows the step table (operation, observed, allowed) and carries the rule IDs as
+user properties, so they land in pytest's JUnit XML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance import adapters, sequences
+from conformance.adapter import Adapter
+from conformance.gate import BUDGETS, check_capabilities
+from conformance.machine import StatefulBudget, default_slots, run_stateful
+from conformance.results import CaseResult, Verdict
+from conformance.runner import Case, CaseRunner
+
+_KEY = pytest.StashKey["_GateState"]()
+
+
+class _GateState:
+    """One adapter and runner for the whole pytest session."""
+
+    def __init__(self, spec: str, budget: str, seed: int) -> None:
+        self.adapter: Adapter = adapters.load(spec)
+        caps = self.adapter.capabilities()
+        check_capabilities(caps)
+        self.runner = CaseRunner(self.adapter, caps)
+        self.budget = BUDGETS[budget]
+        self.seed = seed
+        self.plan = sequences.plan(caps)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.adapter.shutdown()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("callgate", "callgate conformance gate")
+    group.addoption("--callgate-adapter", default=None, metavar="ADAPTER",
+                    help="run callgate's cases against this adapter (built-in name or "
+                         "module:attribute)")
+    group.addoption("--callgate-budget", default="quick", choices=sorted(BUDGETS),
+                    help="stateful budget for the callgate items (default quick)")
+    group.addoption("--callgate-seed", default=0, type=int, help="seed of the stateful items")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    spec = config.getoption("--callgate-adapter")
+    if not spec:
+        return
+    try:
+        config.stash[_KEY] = _GateState(spec, config.getoption("--callgate-budget"),
+                                        config.getoption("--callgate-seed"))
+    except adapters.AdapterNotFound as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_KEY, None)
+    if state is not None:
+        state.close()
+        del config.stash[_KEY]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    state = config.stash.get(_KEY, None)
+    if state is None:
+        return
+    for case in state.plan.cases:
+        items.append(CallgateItem.from_parent(session, name=case.id, case=case))
+    for round_ in range(state.budget.stateful_rounds):
+        items.append(CallgateItem.from_parent(session, name=f"stateful-{round_:02d}", case=None,
+                                              round_=round_))
+
+
+class CallgateFailure(Exception):
+    """A callgate case that failed or erred, with its result."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class CallgateItem(pytest.Item):
+    """One gate case as a pytest item."""
+
+    def __init__(self, *, case: Case | None, round_: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.round = round_
+        if case is not None:
+            self.user_properties.append(("rules", " ".join(case.rules)))
+
+    def runtest(self) -> None:
+        state: _GateState = self.config.stash[_KEY]
+        if self.case is not None:
+            result = state.runner.run(self.case)
+        else:
+            budget = StatefulBudget(state.budget.stateful_examples, state.budget.stateful_steps)
+            result = run_stateful(state.runner, budget, state.seed + self.round,
+                                  default_slots(state.runner.capabilities.features), self.name)
+        if result.verdict is Verdict.NOT_APPLICABLE:
+            pytest.skip(f"not applicable: {result.message}")
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            self.user_properties.append(("failed_rules", " ".join(result.failed_rules)))
+            raise CallgateFailure(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, CallgateFailure):
+            result = excinfo.value.result
+            lines = [f"{result.verdict.value}: {result.message}", ""]
+            for i, step in enumerate(result.trace, 1):
+                mark = "ok " if step.ok else "BAD"
+                lines.append(f"{mark} {i:3d}. {step.slot}.{step.op}({step.args}) -> "
+                             f"{step.code_name or step.code} {step.outputs or ''}")
+                if not step.ok:
+                    lines.append(f"         allowed: {'; '.join(step.allowed)}")
+                    lines.append(f"         rules: {', '.join(step.rules)}")
+            if result.evidence:
+                lines += ["", "evidence:", result.evidence]
+            return "\n".join(lines)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return "callgate", None, f"callgate case {self.name}"
+
+
+def iter_items(items: list[pytest.Item]) -> Iterator[CallgateItem]:
+    return (i for i in items if isinstance(i, CallgateItem))

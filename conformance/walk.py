@@ -1,0 +1,140 @@
+"""Directed cases that adapt: a coverage walk over a machine's graph, re-planned after every step.
+
+A planned tour assumes which allowed outcome each step takes; an implementation may choose
+another (a MAY outcome, or a reply still on its way). The walk therefore plans one step at a
+time from the state the model is actually in: take a transition not yet covered here, or walk
+the shortest way to the nearest state that has one. Each walk segment is one case (a fresh
+session from an initial state); segments continue until every transition reachable with the
+implementation's choices is covered, or no segment makes progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from conformance.adapter import SlotSpec
+from conformance.results import CaseResult, Verdict
+from conformance.runner import Case, CaseRunner, transition_key
+from conformance.sequences import SLOT, MachinePlan, config_of
+from model.transitions import Action, Kind, State
+
+
+@dataclass
+class WalkBudget:
+    """Limits of one machine's walk."""
+
+    case_steps: int = 600
+    cases: int = 200
+
+
+@dataclass
+class _Graph:
+    """Plain-dict adjacency of a machine graph: what the walk reads at every step."""
+
+    defined: dict[State, list[Action]] = field(default_factory=dict)
+    moves: dict[State, list[tuple[Action, State]]] = field(default_factory=dict)
+
+
+def _index(plan: MachinePlan) -> _Graph:
+    g = _Graph()
+    for node, action in sorted(plan.graph.transitions, key=repr):
+        g.defined.setdefault(node, []).append(Action(SLOT, action.op, action.args))  # type: ignore[arg-type]
+    seen: set[tuple[State, Action, State]] = set()
+    for edge in plan.graph.edges():
+        item = (edge.source, Action(SLOT, edge.op, edge.args), edge.target)
+        if item not in seen:
+            seen.add(item)  # type: ignore[arg-type]
+            g.moves.setdefault(edge.source, []).append(  # type: ignore[arg-type]
+                (Action(SLOT, edge.op, edge.args), edge.target))  # type: ignore[arg-type]
+    return g
+
+
+def _nearest(g: _Graph, start: State, wanted: set[State]) -> list[Action] | None:
+    """The actions of a shortest walk from `start` to any state in `wanted` (None if none)."""
+    if start in wanted:
+        return []
+    parent: dict[State, tuple[State, Action] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for action, nxt in g.moves.get(node, ()):
+            if nxt in parent:
+                continue
+            parent[nxt] = (node, action)
+            if nxt in wanted:
+                path: list[Action] = []
+                at: State = nxt
+                while (link := parent[at]) is not None:
+                    at, step = link
+                    path.append(step)
+                return path[::-1]
+            queue.append(nxt)
+    return None
+
+
+def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
+                 budget: WalkBudget | None = None) -> Iterator[tuple[Case, CaseResult]]:
+    """Cover `pending` transitions of one machine; yields each segment's case and result.
+
+    `pending` is updated in place as transitions are covered.
+    """
+    budget = budget or WalkBudget()
+    g = _index(plan)
+    name = plan.machine.name
+    key_of = {(s, a): transition_key(name, s, a) for s, acts in g.defined.items() for a in acts}
+    for number in range(budget.cases):
+        wanted = {s for (s, _), k in key_of.items() if k in pending}
+        if not wanted:
+            return
+        start = next((s for s in plan.initial if _nearest(g, s, wanted) is not None), None)
+        if start is None:
+            return
+        spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
+        case_id = f"{name}-walk-{number:03d}"
+        before = len(pending)
+        try:
+            live = runner.open(case_id, (spec,))
+        except Exception as exc:
+            result = runner.result(Case(case_id, "directed", "coverage walk", (spec,), ()),
+                                   Verdict.ERROR, 0.0, [], set(), message=f"opening failed: {exc}")
+            yield Case(case_id, "directed", "coverage walk", (spec,), ()), result
+            return
+        started = time.perf_counter()
+        tracker = live.trackers[SLOT]
+        try:
+            while len(live.trace) < budget.case_steps:
+                if len(tracker.states) != 1:
+                    live.note("the model cannot tell which state the implementation is in")
+                    break
+                (state,) = tracker.states
+                local = [a for a in g.defined.get(state, ()) if key_of[(state, a)] in pending]
+                if local:
+                    action = local[0]
+                else:
+                    wanted = {s for (s, _), k in key_of.items() if k in pending}
+                    path = _nearest(g, state, wanted)
+                    if not path:
+                        break
+                    action = path[0]
+                if live.kind(action) is not Kind.DEFINED or not live.offered(action):
+                    break
+                ok = live.step(action)
+                pending.discard(key_of.get((state, action), ""))
+                if not ok:
+                    break
+        finally:
+            live.close()
+        pending -= live.covered
+        steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
+        rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
+        case = Case(case_id, "directed",
+                    f"coverage walk of {name}, segment {number}: {len(live.trace)} steps, "
+                    f"{before - len(pending)} new transitions", (spec,), steps, rules)
+        result = runner.result(case, live.verdict, started, live.trace, live.covered,
+                               message=live.message, evidence=live.evidence)
+        yield case, result
+        if len(pending) == before and live.verdict is Verdict.PASS:
+            return  # no progress: what is left is out of reach with this implementation's choices
