@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest clean venv system
+.PHONY: run reports check test lint typecheck pytest clean venv system c-adapter
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,17 @@ venv: $(STAMP)
 system:
 	./tools/install-system-packages.sh graphviz:dot chromium:chromium
 
-# The main job: what the model and the gate offer so far.
+# The main job: the conformance gate against the bundled reference implementation; the reports
+# land in reports/reference (report.json, junit.xml, report.md, report.html, results.jsonl).
 run: $(STAMP)
 	$(VENV)/bin/callgate model rules | tail -n 1
-	$(VENV)/bin/callgate model show com
+	$(VENV)/bin/callgate run --adapter reference --budget standard --seed 0 --out reports/reference
+
+reports: run
+
+# The model's own checks: proofs, invariants, state graph figures.
+check: $(STAMP)
+	$(VENV)/bin/callgate model check
 
 test: system lint typecheck pytest
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from conformance import adapters
+from conformance import adapters, expectations
 from conformance.adapter import AdapterFault, SlotSpec
 from conformance.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
 from conformance.gate import BUDGETS, RunOptions, run_cases, run_gate
+from conformance.jsonl import CommandAdapter
 from conformance.results import CaseResult, Verdict
 from conformance.runner import Case
 from model.families import MACHINES
@@ -51,14 +52,28 @@ def _progress_printer() -> tuple[object, object]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     console = make_console()
+    err = make_console(stderr=True)
+    if bool(args.adapter) == bool(args.adapter_cmd):
+        err.print("callgate run: pass exactly one of --adapter NAME|module:attribute and "
+                  "--adapter-cmd \"COMMAND ...\" (see `callgate adapters`)")
+        return EXIT_USAGE
+    known = None
+    if args.expectations:
+        try:
+            known = expectations.load(Path(args.expectations))
+        except expectations.ExpectationsError as exc:
+            err.print(f"callgate run: {escape(str(exc))}")
+            return EXIT_USAGE
     try:
-        adapter = adapters.load(args.adapter)
+        adapter = adapters.load(args.adapter) if args.adapter else \
+            CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
     except adapters.AdapterNotFound as exc:
-        make_console(stderr=True).print(f"callgate run: {escape(str(exc))}")
+        err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE
     command = "callgate " + " ".join(shlex.quote(a) for a in args.argv)
-    options = RunOptions(args.adapter, BUDGETS[args.budget], args.seed, Path(args.out),
-                         args.step_timeout, command)
+    name = args.adapter or f"cmd: {args.adapter_cmd}"
+    options = RunOptions(name, BUDGETS[args.budget], args.seed, Path(args.out),
+                         args.step_timeout, command, expectations=known)
     bar, update = _progress_printer()
     try:
         if bar is not None:
@@ -72,6 +87,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_HARNESS
     finally:
         adapter.shutdown()
+    if known is not None:
+        implementation = report_implementation(outcome.report)
+        warning = known.mismatch(implementation)
+        if warning:
+            err.print(f"callgate run: {escape(warning)}")
+        for unused in known.unused():
+            err.print(f"callgate run: expectation {escape(unused.key)} matched no case")
     s = outcome.summary
     report = json.loads(outcome.report.read_text(encoding="utf-8"))
     cov = report["coverage"]
@@ -86,6 +108,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {case['verdict'].upper()} {case['id']}: "
                           f"{escape(case.get('message', ''))[:300]}")
     return s.exit_code()
+
+
+def report_implementation(report_path: Path) -> str:
+    data = json.loads(report_path.read_text(encoding="utf-8"))
+    return str(data.get("adapter", {}).get("implementation", ""))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -147,8 +174,12 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the gate against an implementation")
-    run.add_argument("--adapter", required=True,
+    run.add_argument("--adapter", default=None,
                      help="a built-in adapter name (see `callgate adapters`) or module:attribute")
+    run.add_argument("--adapter-cmd", default=None, metavar="COMMAND",
+                     help="an adapter program speaking JSON lines (docs/adapter-protocol.md)")
+    run.add_argument("--expectations", default=None, metavar="FILE",
+                     help="known deviations (TOML): listed failures become expected_fail")
     run.add_argument("--budget", choices=sorted(BUDGETS), default="standard",
                      help="how much stateful testing beyond the directed cases (default standard)")
     run.add_argument("--seed", type=int, default=0, help="seed of the stateful cases (default 0)")

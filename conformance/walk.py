@@ -52,19 +52,25 @@ def _index(plan: MachinePlan) -> _Graph:
     return g
 
 
-def _nearest(g: _Graph, start: State, wanted: set[State]) -> list[Action] | None:
-    """The actions of a shortest walk from `start` to any state in `wanted` (None if none)."""
-    if start in wanted:
+def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
+             learned: dict[tuple[State, Action], State]) -> list[Action] | None:
+    """The actions of a shortest walk from `start` to a state with pending transitions (None if
+    none is reachable). Where the implementation's outcome of (state, action) has been seen,
+    only that outcome is assumed: the walk plans with what the implementation does."""
+    if pending.get(start):
         return []
     parent: dict[State, tuple[State, Action] | None] = {start: None}
     queue = deque([start])
     while queue:
         node = queue.popleft()
         for action, nxt in g.moves.get(node, ()):
+            seen = learned.get((node, action))
+            if seen is not None and seen != nxt:
+                continue
             if nxt in parent:
                 continue
             parent[nxt] = (node, action)
-            if nxt in wanted:
+            if pending.get(nxt):
                 path: list[Action] = []
                 at: State = nxt
                 while (link := parent[at]) is not None:
@@ -85,11 +91,24 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
     g = _index(plan)
     name = plan.machine.name
     key_of = {(s, a): transition_key(name, s, a) for s, acts in g.defined.items() for a in acts}
+    todo: dict[State, set[Action]] = {}
+    for (s, a), k in key_of.items():
+        if k in pending:
+            todo.setdefault(s, set()).add(a)
+    learned: dict[tuple[State, Action], State] = {}
+
+    def done(state: State, action: Action) -> None:
+        pending.discard(key_of.get((state, action), ""))
+        left = todo.get(state)
+        if left is not None:
+            left.discard(action)
+            if not left:
+                del todo[state]
+
     for number in range(budget.cases):
-        wanted = {s for (s, _), k in key_of.items() if k in pending}
-        if not wanted:
+        if not todo:
             return
-        start = next((s for s in plan.initial if _nearest(g, s, wanted) is not None), None)
+        start = next((s for s in plan.initial if _nearest(g, s, todo, learned) is not None), None)
         if start is None:
             return
         spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
@@ -110,24 +129,29 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     live.note("the model cannot tell which state the implementation is in")
                     break
                 (state,) = tracker.states
-                local = [a for a in g.defined.get(state, ()) if key_of[(state, a)] in pending]
+                local = todo.get(state)
                 if local:
-                    action = local[0]
+                    action = min(local, key=repr)
                 else:
-                    wanted = {s for (s, _), k in key_of.items() if k in pending}
-                    path = _nearest(g, state, wanted)
+                    path = _nearest(g, state, todo, learned)
                     if not path:
                         break
                     action = path[0]
                 if live.kind(action) is not Kind.DEFINED or not live.offered(action):
                     break
                 ok = live.step(action)
-                pending.discard(key_of.get((state, action), ""))
+                done(state, action)
                 if not ok:
                     break
+                if len(tracker.states) == 1:
+                    (learned[(state, action)],) = tracker.states
         finally:
             live.close()
-        pending -= live.covered
+        for key in live.covered & pending:
+            pending.discard(key)
+        for (s_, a_), k in key_of.items():
+            if k in live.covered and s_ in todo:
+                done(s_, a_)
         steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
         rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
         case = Case(case_id, "directed",

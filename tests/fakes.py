@@ -76,3 +76,13 @@ class EventAdapter:
 
     def shutdown(self) -> None:
         pass
+
+
+def std_event_keeps_signal() -> EventAdapter:
+    """A deliberately failing adapter (for `callgate run --adapter tests.fakes:...`)."""
+    return EventAdapter("std_event_keeps_signal")
+
+
+def created_signaled() -> EventAdapter:
+    """A deliberately failing adapter whose new events start signalled against its own pin."""
+    return EventAdapter("created_signaled")
