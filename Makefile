@@ -45,3 +45,7 @@ pytest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+# The example C adapter (examples/c-adapter), built with the machine's cc.
+c-adapter:
+	$(MAKE) -C examples/c-adapter
