@@ -35,7 +35,10 @@ class _Graph:
     """Plain-dict adjacency of a machine graph: what the walk reads at every step."""
 
     defined: dict[State, list[Action]] = field(default_factory=dict)
-    moves: dict[State, list[tuple[Action, State]]] = field(default_factory=dict)
+    # Each move carries a small integer naming its (state, action) pair, so that the search,
+    # which runs often, looks learned outcomes up by int instead of hashing actions.
+    moves: dict[State, list[tuple[Action, State, int]]] = field(default_factory=dict)
+    pair: dict[tuple[State, Action], int] = field(default_factory=dict)
 
 
 def _index(plan: MachinePlan) -> _Graph:
@@ -44,38 +47,43 @@ def _index(plan: MachinePlan) -> _Graph:
         g.defined.setdefault(node, []).append(Action(SLOT, action.op, action.args))  # type: ignore[arg-type]
     seen: set[tuple[State, Action, State]] = set()
     for edge in plan.graph.edges():
-        item = (edge.source, Action(SLOT, edge.op, edge.args), edge.target)
-        if item not in seen:
-            seen.add(item)  # type: ignore[arg-type]
-            g.moves.setdefault(edge.source, []).append(  # type: ignore[arg-type]
-                (Action(SLOT, edge.op, edge.args), edge.target))  # type: ignore[arg-type]
+        source: State = edge.source  # type: ignore[assignment]
+        target: State = edge.target  # type: ignore[assignment]
+        action = Action(SLOT, edge.op, edge.args)
+        if (source, action, target) not in seen:
+            seen.add((source, action, target))
+            number = g.pair.setdefault((source, action), len(g.pair))
+            g.moves.setdefault(source, []).append((action, target, number))
     return g
 
 
+Leg = tuple[State, Action, State]  # one planned step: from, action, expected next state
+
+
 def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
-             learned: dict[tuple[State, Action], State]) -> list[Action] | None:
-    """The actions of a shortest walk from `start` to a state with pending transitions (None if
-    none is reachable). Where the implementation's outcome of (state, action) has been seen,
-    only that outcome is assumed: the walk plans with what the implementation does."""
+             learned: dict[int, State]) -> list[Leg] | None:
+    """A shortest walk from `start` to a state with pending transitions, as legs (None if none
+    is reachable). Where the implementation's outcome of (state, action) has been seen, only
+    that outcome is assumed: the walk plans with what the implementation does."""
     if pending.get(start):
         return []
-    parent: dict[State, tuple[State, Action] | None] = {start: None}
+    parent: dict[State, Leg | None] = {start: None}
     queue = deque([start])
     while queue:
         node = queue.popleft()
-        for action, nxt in g.moves.get(node, ()):
-            seen = learned.get((node, action))
+        for action, nxt, number in g.moves.get(node, ()):
+            seen = learned.get(number)
             if seen is not None and seen != nxt:
                 continue
             if nxt in parent:
                 continue
-            parent[nxt] = (node, action)
+            parent[nxt] = (node, action, nxt)
             if pending.get(nxt):
-                path: list[Action] = []
+                path: list[Leg] = []
                 at: State = nxt
                 while (link := parent[at]) is not None:
-                    at, step = link
-                    path.append(step)
+                    path.append(link)
+                    at = link[0]
                 return path[::-1]
             queue.append(nxt)
     return None
@@ -95,7 +103,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
     for (s, a), k in key_of.items():
         if k in pending:
             todo.setdefault(s, set()).add(a)
-    learned: dict[tuple[State, Action], State] = {}
+    learned: dict[int, State] = {}
 
     def done(state: State, action: Action) -> None:
         pending.discard(key_of.get((state, action), ""))
@@ -123,6 +131,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
             return
         started = time.perf_counter()
         tracker = live.trackers[SLOT]
+        route: deque[Leg] = deque()  # the planned way to the nearest pending transition
         try:
             while len(live.trace) < budget.case_steps:
                 if len(tracker.states) != 1:
@@ -132,11 +141,15 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 local = todo.get(state)
                 if local:
                     action = min(local, key=repr)
+                    route.clear()
                 else:
-                    path = _nearest(g, state, todo, learned)
-                    if not path:
-                        break
-                    action = path[0]
+                    # Keep following the planned route while the implementation goes where the
+                    # plan expected; plan again (one search) only when it went elsewhere.
+                    if not route or route[0][0] != state:
+                        route = deque(_nearest(g, state, todo, learned) or ())
+                        if not route:
+                            break
+                    action = route.popleft()[1]
                 if live.kind(action) is not Kind.DEFINED or not live.offered(action):
                     break
                 ok = live.step(action)
@@ -144,7 +157,9 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 if not ok:
                     break
                 if len(tracker.states) == 1:
-                    (learned[(state, action)],) = tracker.states
+                    pair_id = g.pair.get((state, action))
+                    if pair_id is not None:
+                        (learned[pair_id],) = tracker.states
         finally:
             live.close()
         for key in live.covered & pending:
