@@ -33,6 +33,7 @@ from model.transitions import (
     AnySuccess,
     Anything,
     Arg,
+    Const,
     Exact,
     Field,
     Machine,
@@ -122,6 +123,11 @@ def wait_timed_out_unless_released() -> tuple[Outcome, ...]:
                  for o in wait_timed_out())
 
 
+def sta_wait_pumped() -> tuple[Outcome, ...]:
+    """A finite Wait on an STA thread times out having run the modal loop: the window message
+    posted before it was dispatched during the wait (COM-WAIT-06)."""
+    return tuple(dataclasses.replace(o, outputs=(*o.outputs, ("pumped", Const(True))))
+                 for o in wait_timed_out())
 
 
 ROWS = (
@@ -298,7 +304,7 @@ ROWS = (
 
     # --- STA modal loop ----------------------------------------------------------------------
     row("probe_sta_wait", ("COM-WAIT-06", "COM-WAIT-03"),
-        *wait_timed_out(),
+        *sta_wait_pumped(),
         state={"phase": "PENDING", "cancel": False}),
     not_offered("probe_sta_wait", ("COM-WAIT-06",),
                 "the probe needs a call that stays pending through the wait",
