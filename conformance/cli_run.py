@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conformance import adapters, expectations
-from conformance.adapter import AdapterFault, SlotSpec
+from conformance.adapter import Adapter, AdapterFault, SlotSpec
 from conformance.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
 from conformance.gate import BUDGETS, RunOptions, run_cases, run_gate
 from conformance.jsonl import CommandAdapter
@@ -64,16 +64,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         except expectations.ExpectationsError as exc:
             err.print(f"callgate run: {escape(str(exc))}")
             return EXIT_USAGE
+    if args.jitter_ms and args.adapter != "reference":
+        err.print("callgate run: --jitter-ms works with --adapter reference only (other "
+                  "implementations have their own timing); use --stagger-ms for any adapter")
+        return EXIT_USAGE
+    if args.parallel_runs is not None and args.parallel_runs < 1:
+        err.print("callgate run: --parallel-runs must be 1 or more")
+        return EXIT_USAGE
     try:
-        adapter = adapters.load(args.adapter) if args.adapter else \
-            CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
+        if args.jitter_ms:
+            from conformance.reference.adapter import make_adapter
+            adapter: Adapter = make_adapter(jitter=args.jitter_ms / 1000.0, seed=args.seed)
+        else:
+            adapter = adapters.load(args.adapter) if args.adapter else \
+                CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
     except adapters.AdapterNotFound as exc:
         err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE
     command = "callgate " + " ".join(shlex.quote(a) for a in args.argv)
     name = args.adapter or f"cmd: {args.adapter_cmd}"
     options = RunOptions(name, BUDGETS[args.budget], args.seed, Path(args.out),
-                         args.step_timeout, command, expectations=known)
+                         args.step_timeout, command, expectations=known,
+                         parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
+                         parallel_runs=args.parallel_runs)
     bar, update = _progress_printer()
     try:
         if bar is not None:
@@ -126,9 +139,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         slots = tuple(SlotSpec(s["name"], s["machine"], s.get("config", {}))
                       for s in replay["slots"])
         machines = {s.name: MACHINES[s.machine] for s in slots}
-        steps = tuple(Action(st["slot"], st["op"], tuple(
-            (p.name, st["args"][p.name]) for p in machines[st["slot"]].operation(st["op"]).params))
-            for st in replay["steps"])
+        def actions(listed: list[dict[str, object]]) -> tuple[Action, ...]:
+            return tuple(Action(st["slot"], st["op"], tuple(  # type: ignore[arg-type]
+                (p.name, st["args"][p.name])  # type: ignore[index]
+                for p in machines[st["slot"]].operation(st["op"]).params))  # type: ignore[index, arg-type]
+                for st in listed)
+
+        steps = actions(replay["steps"])
+        branches = tuple(actions(b) for b in replay.get("branches") or [])
+        suffix = actions(replay.get("suffix") or [])
     except (KeyError, TypeError) as exc:
         make_console(stderr=True).print(
             f"callgate replay: {args.trace} is not a callgate trace (missing {exc}); pass a case "
@@ -141,7 +160,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     case = Case(data.get("id", "replay"), "replay", "replayed trace", slots, steps)
     try:
-        (result,) = run_cases(adapter, [case], args.step_timeout)
+        if branches:
+            from conformance.parallel import ParallelCase, replay_parallel
+            result = replay_parallel(adapter, ParallelCase(
+                case.id, "replayed parallel case", slots, steps, branches, suffix=suffix),
+                args.step_timeout)
+        else:
+            (result,) = run_cases(adapter, [case], args.step_timeout)
     finally:
         adapter.shutdown()
     console = make_console()
@@ -187,6 +212,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help=f"directory for results.jsonl and reports (default {DEFAULT_OUT})")
     run.add_argument("--step-timeout", type=float, default=10.0,
                      help="seconds before a step that does not answer is an error (default 10)")
+    run.add_argument("--parallel-runs", type=int, default=None, metavar="N",
+                     help="how many times each parallel case runs (default: the budget's)")
+    run.add_argument("--stagger-ms", type=float, default=1.0, metavar="MS",
+                     help="longest random pause before each action of a parallel branch "
+                          "(default 1)")
+    run.add_argument("--jitter-ms", type=float, default=0.0, metavar="MS",
+                     help="the reference adapter only: longest random pause at the "
+                          "implementation's interleaving points, to widen races (default 0)")
+    run.add_argument("--no-parallel", action="store_true",
+                     help="skip the parallel cases (races judged by linearizability)")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")

@@ -16,6 +16,7 @@ from conformance import sequences
 from conformance.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
 from conformance.expectations import Expectations
 from conformance.machine import StatefulBudget, default_slots, run_stateful
+from conformance.parallel import ParallelBudget, parallel_count, parallel_phase
 from conformance.reporting import write_reports
 from conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
 from conformance.runner import Case, CaseRunner
@@ -31,12 +32,16 @@ class Budget:
     stateful_rounds: int
     stateful_examples: int
     stateful_steps: int
+    # Parallel cases (conformance.parallel): generated cases beyond the named races, and how
+    # many times each case runs to sample schedules.
+    parallel_examples: int = 0
+    parallel_runs: int = 3
 
 
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", 1, 15, 15),
-    "standard": Budget("standard", 1, 40, 20),
-    "deep": Budget("deep", 4, 300, 40),
+    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3),
+    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3),
+    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5),
 }
 
 
@@ -52,6 +57,10 @@ class RunOptions:
     command: str = ""
     stateful: bool = True
     directed: bool = True
+    # Parallel cases, and the longest random pause (seconds) before each branch action.
+    parallel: bool = True
+    stagger: float = 0.001
+    parallel_runs: int | None = None
     expectations: Expectations | None = None
 
 
@@ -115,6 +124,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
     results: list[CaseResult] = []
     stateful_cases = (len(stateful_slot_sets(caps.features, options.budget.stateful_rounds))
                       if options.stateful else 0)
+    stateful_cases += parallel_count(options.budget.parallel_examples) if options.parallel else 0
     total = len(plan.machines) + stateful_cases
     try:
         if options.directed:
@@ -134,6 +144,11 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                 seed=options.seed + round_, slots=slots,
                 case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
             _record(stream, results, result, progress, total, options.expectations)
+        if options.parallel:
+            runs = options.parallel_runs or options.budget.parallel_runs
+            for result in parallel_phase(runner, ParallelBudget(
+                    options.budget.parallel_examples, runs, options.stagger), options.seed):
+                _record(stream, results, result, progress, total, options.expectations)
         if options.expectations is not None:
             # Listed deviations that no case showed any more: the expectations file is stale.
             # Only a run that got this far may say so (a killed run proves nothing).

@@ -76,6 +76,24 @@ def trace_text(case: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def history_lines(case: Mapping[str, Any]) -> list[str]:
+    """A parallel case's history, one line per operation, times from its first invocation."""
+    history = case.get("history") or []
+    if not history:
+        return []
+    t0 = min(float(h.get("started") or 0.0) for h in history)
+    lines = [f"history ({case.get('linearizability') or 'not judged'}):"]
+    for h in history:
+        args = ", ".join(f"{k}={v}" for k, v in (h.get("args") or {}).items())
+        seen = "no answer" if h.get("code") is None else (h.get("code_name") or h.get("code"))
+        span = f"+{(float(h.get('started') or t0) - t0) * 1000:.3f} ms"
+        if h.get("ended"):
+            span += f" .. +{(float(h['ended']) - t0) * 1000:.3f} ms"
+        lines.append(f"  {h.get('thread') or 'main'}: {h.get('slot')}.{h.get('op')}({args}) -> "
+                     f"{seen} [{span}]")
+    return lines
+
+
 def _testcase(suite: ET.Element, case: Mapping[str, Any]) -> None:
     element = ET.SubElement(suite, "testcase", {
         "classname": clean(classname(case)), "name": clean(case["id"]),
@@ -98,6 +116,7 @@ def _testcase(suite: ET.Element, case: Mapping[str, Any]) -> None:
         ET.SubElement(element, "skipped", {"type": "callgate.expected_fail", "message": reason}
                       ).text = clean(trace_text(case))
     out = [f"rules: {' '.join(case.get('rules') or [])}", f"description: {case.get('description', '')}"]
+    out += history_lines(case)
     ET.SubElement(element, "system-out").text = clean("\n".join(out) + "\n")
 
 

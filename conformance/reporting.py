@@ -22,7 +22,7 @@ import jinja2
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from markupsafe import Markup
 
-from conformance import diagrams, junit
+from conformance import diagrams, junit, parallel_lanes
 from conformance.expectations import entry_matches, failing_rules
 from conformance.results import CaseResult, RunRecord, Summary, Verdict
 from model.rules import catalogue
@@ -355,7 +355,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             r=report, status=status_of(report), failures=failures[:shown],
             more_failures=max(0, len(failures) - shown), rules=rules[:MD_RULES],
             more_rules=max(0, len(rules) - MD_RULES), trace_steps=MD_TRACE_STEPS,
-            fence=_fence(report["reproduce"]), rule_counts=_rule_counts(report))
+            fence=_fence(report["reproduce"]), rule_counts=_rule_counts(report),
+            parallel=[c for c in report["cases"] if c.get("history") or c["kind"] == "parallel"])
         if len(text) <= MD_LIMIT or shown == 0:
             return text
         shown //= 2
@@ -386,7 +387,9 @@ def render_html(report: Mapping[str, Any], covered: Iterable[str] = (), *,
     return template_environment(True).get_template("report.html.j2").render(
         r=report, status=status_of(report), failures=failures, diagrams=dict(by_family),
         anchors=anchors, failing_ids={c["id"] for c in failures},
-        rule_counts=_rule_counts(report), markup=Markup)
+        rule_counts=_rule_counts(report), markup=Markup,
+        parallel=[(c, parallel_lanes.lanes(c["history"])) for c in report["cases"]
+                  if c.get("history")])
 
 
 # --- writing ----------------------------------------------------------------------------------

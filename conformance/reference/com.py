@@ -240,6 +240,13 @@ class SystemEvent(Unknown):
 
     def Wait(self, dwFlags: int, dwMilliseconds: int) -> int:
         """ISynchronize::Wait: S_OK once signalled, WAIT_TIMEOUT_CODE when the time is up."""
+        if (self._host.fault("wait_lost_wakeup") and 0 < dwMilliseconds != INFINITE
+                and not self._current().is_set()):
+            # Seeded fault: a Signal between this check and the sleep is lost (COM-SYNC-01).
+            time.sleep(0.01)
+            if self._current().is_set():
+                time.sleep(dwMilliseconds / 1000.0)
+                return WAIT_TIMEOUT_CODE
         hr, _ = CoWaitForMultipleHandles(dwFlags, dwMilliseconds, (self._current(),))
         if (hr == WAIT_TIMEOUT_CODE and self._outer is not None
                 and self._host.fault("wait_ok_before_signal")):
@@ -550,6 +557,8 @@ class CallObject(Unknown):
     def Begin_M(self, value: int = 0) -> int:
         """Start the call and return without waiting for the server (COM-BEGIN-01); refused
         while a call is in flight, until Finish_ returns (COM-BEGIN-02, -03)."""
+        if self._host.fault("begin_check_then_set_race"):
+            return self._begin_check_then_set()
         with self._lock:
             if self._released:
                 return E_UNEXPECTED
@@ -559,6 +568,21 @@ class CallObject(Unknown):
             self._call = call
             self._sync.Reset()
         self._host.pause()
+        self._server.begin(call)
+        return S_OK
+
+    def _begin_check_then_set(self) -> int:
+        """Seeded fault `begin_check_then_set_race`: the check and the set are not under one
+        lock, so a second thread's Begin_ between them also starts a call (COM-BEGIN-02)."""
+        if self._released:
+            return E_UNEXPECTED
+        if self.current_call is not None:
+            return BEGIN_PENDING_CODE
+        time.sleep(0.005)  # the window between the check and the set, wide enough to show
+        call = ServerCall(self, cancel_enabled=self._server.cancellation_enabled)
+        with self._lock:
+            self._call = call
+            self._sync.Reset()
         self._server.begin(call)
         return S_OK
 

@@ -60,6 +60,13 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "the RPC runtime delivers every completion notification twice"),
     Fault("server_handle_kept", "RPC-SRV-02",
           "the RPC runtime keeps the server async handle after complete, abort or exception"),
+    Fault("begin_check_then_set_race", "COM-BEGIN-02",
+          "Begin_ checks for a call in flight and records the new call outside one lock, so two "
+          "threads' Begin_ can both start a call (only parallel cases can see it)"),
+    Fault("wait_lost_wakeup", "COM-SYNC-01",
+          "ISynchronize::Wait checks the event, then sleeps without looking again: a Signal "
+          "between the check and the sleep is lost and the Wait times out (only parallel cases "
+          "can see it)"),
 )}
 
 
