@@ -180,8 +180,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     console.print(table)
     if result.message:
         console.print(escape(result.message))
-    return (result.verdict is Verdict.PASS and EXIT_OK) or (
-        EXIT_HARNESS if result.verdict is Verdict.ERROR else 1)
+    if result.verdict is Verdict.PASS:
+        return EXIT_OK
+    return EXIT_HARNESS if result.verdict is Verdict.ERROR else 1
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:

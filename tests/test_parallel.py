@@ -3,16 +3,19 @@ and the two seeded races that sequential cases pass and parallel cases catch."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from conformance import sequences
 from conformance.adapter import Capabilities, Observation, Request, SlotSpec
+from conformance.cli import main
 from conformance.jsonl import CommandAdapter
 from conformance.machine import StatefulBudget, run_stateful
 from conformance.parallel import (
@@ -213,3 +216,20 @@ def test_an_operation_without_an_answer_has_an_unknown_outcome_and_the_case_errs
     assert result.linearizability == "linearizable"
     signal = next(h for h in result.history if h.op == "Signal")
     assert signal.code is None and signal.ended == 0.0
+
+
+def test_callgate_replay_runs_a_parallel_case_again(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    case = RACES["race-begin-begin"]
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps({"id": case.id, "replay": case.replay()}), encoding="utf-8")
+    assert main(["replay", str(path), "--adapter", "reference"]) == 0
+    assert "every history linearizable" in capsys.readouterr().out
+
+
+def test_jitter_is_refused_for_an_adapter_other_than_the_reference(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--adapter", "tests.fakes:EventAdapter", "--jitter-ms", "1",
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert "--jitter-ms works with --adapter reference only" in capsys.readouterr().err
