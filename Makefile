@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run reports check test lint typecheck pytest clean venv system c-adapter
+.PHONY: run reports check test lint typecheck pytest clean venv system c-adapter wine
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests use (Graphviz for SVG state diagrams).
+# Debian packages the tests use (Graphviz for SVG state diagrams, Chromium for the HTML report,
+# Wine and mingw-w64 for the `wine` adapter's tests: tools/wine/packages.txt).
 system:
-	./tools/install-system-packages.sh graphviz:dot chromium:chromium
+	./tools/install-system-packages.sh graphviz:dot chromium:chromium $$(cat tools/wine/packages.txt)
 
 # The main job: the conformance gate against the bundled reference implementation; the reports
 # land in reports/reference (report.json, junit.xml, report.md, report.html, results.jsonl).
@@ -45,6 +46,13 @@ pytest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+# Wine as an implementation under test: installs Wine and mingw-w64 when missing, builds the
+# native adapter (build/wine/), prepares a private Wine prefix, and runs the gate with Wine's known
+# deviations; the reports land in reports/wine.
+wine: $(STAMP)
+	./tools/wine/setup.sh $(PY)
+	$(VENV)/bin/callgate run --adapter wine --expectations reports/wine/expectations.toml --seed 0 --out reports/wine
 
 # The example C adapter (examples/c-adapter), built with the machine's cc.
 c-adapter:

@@ -26,6 +26,9 @@ BUILT_INS: dict[str, BuiltIn] = {
     b.name: b for b in (
         BuiltIn("reference", "conformance.reference.adapter:ReferenceAdapter",
                 "callgate's own concurrent reference implementation, in process"),
+        BuiltIn("wine", "conformance.wine:make_adapter",
+                "Wine's ole32 and rpcrt4 through a native adapter program (`make wine` sets it "
+                "up)"),
     )
 }
 

@@ -1,0 +1,1672 @@
+/*
+ * callgate_wine_adapter.c: a callgate adapter that tests a real Windows implementation (Wine's
+ * ole32 and rpcrt4, or Windows itself) through the JSON-lines protocol (docs/adapter-protocol.md,
+ * protocol version 1). Built with mingw-w64 (x86_64-w64-mingw32-gcc) and run under Wine.
+ *
+ * What it drives, with the real APIs:
+ *
+ *   event      ISynchronize on CLSID_ManualResetEvent and CLSID_StdEvent (CoCreateInstance, Signal,
+ *              Reset, Wait), ISynchronizeHandle::GetHandle, ISynchronizeEvent::SetEventHandle.
+ *   container  CoCreateInstance(CLSID_SynchronizeContainer): whatever the runtime answers.
+ *   rpc_call   RpcAsyncInitializeHandle, and asynchronous RPC calls over ncalrpc inside this
+ *              process: a hand-written [async] procedure (Oicf format string, Oi2 flags 0xC4:
+ *              has return, has extensions, has async handle) called with NdrAsyncClientCall and
+ *              dispatched by NdrAsyncServerCall to a manager routine that holds the call until
+ *              the harness says server_complete / server_abort / server_raise /
+ *              server_test_cancel. Notification by Event, Callback, APC or None;
+ *              RpcAsyncGetCallStatus, RpcAsyncCompleteCall, RpcAsyncCancelCall, RpcAsyncAbortCall,
+ *              RpcServerTestCancel, and a synchronous procedure for sync_call.
+ *
+ * COM asynchronous call objects are not declared: at start-up the adapter asks a standard proxy
+ * for ICallFactory and reports the answer in the handshake's notes (Wine: E_NOINTERFACE, which
+ * the documentation allows for an object that does not support asynchronous calls).
+ *
+ * Some Wine calls crash (RpcServerTestCancel is unimplemented and raises 0x80000100;
+ * RpcAsyncCompleteCall on a handle that never carried a call, or a second client
+ * RpcAsyncCompleteCall, dereferences NULL). The adapter makes those client calls on a thread of
+ * its own with a guard: a vectored exception handler records the exception and ends only that
+ * thread, and the request is answered with the exception code as its outcome and the output
+ * `raised: true` (a failure the model judges, with evidence). RpcAsyncCompleteCall, which Wine
+ * blocks in until the reply arrives, also runs on such a thread; if it has not returned within
+ * the request's wait_ms plus COMPLETE_GRACE_MS, the answer is WAIT_TIMEOUT (258) with the output
+ * `returned: false`. As a second line of defence callgate's `wine` adapter (conformance/wine.py)
+ * opens every session with an rpc_call slot in a fresh process of this program, so anything
+ * that still kills the process costs one case, and abandoned runtime state never reaches the
+ * next case.
+ *
+ * Requests are carried out one at a time on the main thread (a COM MTA thread), in the order
+ * they arrive. Diagnostics go to stderr.
+ */
+
+#define COBJMACROS
+#include <windows.h>
+#include <objbase.h>
+#include <objidl.h>
+#include <rpc.h>
+#include <rpcasync.h>
+#include <rpcndr.h>
+#include <fcntl.h>
+#include <io.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROTOCOL_VERSION 1
+#define IMPLEMENTATION "wine"
+#define LINE_MAX_BYTES (1 << 20)
+#define MAX_NODES 2048
+#define MAX_DEPTH 32
+#define OUT_BYTES 65536
+#define MAX_SLOTS 16
+#define MAX_SESSIONS 64
+#define NAME_BYTES 65
+
+/* How long the adapter waits for the runtime before it answers with an error instead. */
+#define ARRIVAL_MS 3000   /* a dispatched call to reach the manager routine */
+#define COMMAND_MS 5000   /* the manager routine to carry out a server_* command */
+#define COMPLETE_GRACE_MS 250 /* RpcAsyncCompleteCall to return, beyond the request's wait_ms */
+
+/* mingw's libuuid lacks these CLSIDs (objidl.idl names them; the values are Microsoft's). */
+static const CLSID CLSID_StdEvent_ = {0x0000032b, 0, 0, {0xC0, 0, 0, 0, 0, 0, 0, 0x46}};
+static const CLSID CLSID_ManualResetEvent_ = {0x0000032c, 0, 0, {0xC0, 0, 0, 0, 0, 0, 0, 0x46}};
+static const CLSID CLSID_SynchronizeContainer_ = {0x0000032d, 0, 0, {0xC0, 0, 0, 0, 0, 0, 0, 0x46}};
+
+static const char *code_name(uint32_t value)
+{
+    switch (value) {
+    case 0: return NULL; /* S_OK and RPC_S_OK: callgate names codes itself */
+    case 0x80004002u: return "E_NOINTERFACE";
+    case 0x80010115u: return "RPC_S_CALLPENDING";
+    case 0x8001011Fu: return "RPC_E_TIMEOUT";
+    case 0x80040154u: return "REGDB_E_CLASSNOTREG";
+    case 87: return "RPC_S_INVALID_ARG";
+    case 997: return "RPC_S_ASYNC_CALL_PENDING";
+    case 1914: return "RPC_S_INVALID_ASYNC_HANDLE";
+    case 1818: return "RPC_S_CALL_CANCELLED";
+    default: return NULL;
+    }
+}
+
+/* ======================================================================================== */
+/* JSON: a parser into a flat array of nodes, and a writer into a fixed buffer.             */
+/* ======================================================================================== */
+
+enum jtype { J_NULL, J_BOOL, J_INT, J_STR, J_ARR, J_OBJ };
+
+struct jnode {
+    enum jtype type;
+    const char *key;   /* the member name, when this value is a member of an object */
+    long long num;     /* J_BOOL (0 or 1) and J_INT */
+    const char *str;   /* J_STR, decoded, NUL-terminated */
+    int child;         /* first member or element, -1 if none */
+    int next;          /* next member or element of the parent, -1 if none */
+};
+
+struct jdoc {
+    struct jnode node[MAX_NODES];
+    int count;
+    char text[LINE_MAX_BYTES + 1]; /* decoded strings; never longer than the line itself */
+    size_t used;
+    const char *p;
+    const char *error;
+};
+
+static int jnew(struct jdoc *d, enum jtype type)
+{
+    if (d->count >= MAX_NODES) {
+        d->error = "too many values in one message";
+        return -1;
+    }
+    struct jnode *n = &d->node[d->count];
+    memset(n, 0, sizeof *n);
+    n->type = type;
+    n->child = -1;
+    n->next = -1;
+    return d->count++;
+}
+
+static void jskip(struct jdoc *d)
+{
+    while (*d->p == ' ' || *d->p == '\t' || *d->p == '\r' || *d->p == '\n')
+        d->p++;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | (cp >> 6));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | (cp >> 12));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (cp >> 18));
+        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/* A string at d->p (which points at its opening quote), decoded into d->text. */
+static const char *jstring(struct jdoc *d)
+{
+    char *start = d->text + d->used, *o = start;
+    d->p++;
+    for (;;) {
+        unsigned char c = (unsigned char)*d->p;
+        if (c == '"') {
+            d->p++;
+            break;
+        }
+        if (c == '\0') {
+            d->error = "unterminated string";
+            return NULL;
+        }
+        if (c < 0x20) {
+            d->error = "control character in a string";
+            return NULL;
+        }
+        if (c != '\\') {
+            *o++ = (char)c;
+            d->p++;
+            continue;
+        }
+        d->p++;
+        switch (*d->p) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, low;
+            if (hex4(d->p + 1, &cp) < 0) {
+                d->error = "bad \\u escape";
+                return NULL;
+            }
+            d->p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
+                if (d->p[1] != '\\' || d->p[2] != 'u' || hex4(d->p + 3, &low) < 0
+                    || low < 0xDC00 || low > 0xDFFF) {
+                    d->error = "lone surrogate in \\u escape";
+                    return NULL;
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                d->p += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                d->error = "lone surrogate in \\u escape";
+                return NULL;
+            }
+            if (cp == 0) {
+                d->error = "NUL in a string";
+                return NULL;
+            }
+            o = put_utf8(o, cp);
+            break;
+        }
+        default:
+            d->error = "bad escape in a string";
+            return NULL;
+        }
+        d->p++;
+    }
+    *o++ = '\0';
+    d->used += (size_t)(o - start);
+    return start;
+}
+
+static int jvalue(struct jdoc *d, int depth);
+
+/* The members of an object or the elements of an array, after its opening bracket. */
+static int jcontainer(struct jdoc *d, int self, char close, int depth)
+{
+    int last = -1;
+    jskip(d);
+    if (*d->p == close) {
+        d->p++;
+        return self;
+    }
+    for (;;) {
+        const char *key = NULL;
+        jskip(d);
+        if (close == '}') {
+            if (*d->p != '"') {
+                d->error = "expected a member name";
+                return -1;
+            }
+            if (!(key = jstring(d)))
+                return -1;
+            jskip(d);
+            if (*d->p != ':') {
+                d->error = "expected ':'";
+                return -1;
+            }
+            d->p++;
+        }
+        int v = jvalue(d, depth + 1);
+        if (v < 0)
+            return -1;
+        d->node[v].key = key;
+        if (last < 0) d->node[self].child = v;
+        else d->node[last].next = v;
+        last = v;
+        jskip(d);
+        if (*d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (*d->p == close) {
+            d->p++;
+            return self;
+        }
+        d->error = close == '}' ? "expected ',' or '}'" : "expected ',' or ']'";
+        return -1;
+    }
+}
+
+static int jvalue(struct jdoc *d, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        d->error = "nested too deeply";
+        return -1;
+    }
+    jskip(d);
+    char c = *d->p;
+    int n;
+    if (c == '{' || c == '[') {
+        if ((n = jnew(d, c == '{' ? J_OBJ : J_ARR)) < 0)
+            return -1;
+        d->p++;
+        return jcontainer(d, n, c == '{' ? '}' : ']', depth);
+    }
+    if (c == '"') {
+        if ((n = jnew(d, J_STR)) < 0)
+            return -1;
+        return (d->node[n].str = jstring(d)) ? n : -1;
+    }
+    if (strncmp(d->p, "true", 4) == 0 || strncmp(d->p, "false", 5) == 0) {
+        if ((n = jnew(d, J_BOOL)) < 0)
+            return -1;
+        d->node[n].num = c == 't';
+        d->p += c == 't' ? 4 : 5;
+        return n;
+    }
+    if (strncmp(d->p, "null", 4) == 0) {
+        d->p += 4;
+        return jnew(d, J_NULL);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        int negative = c == '-';
+        unsigned long long v = 0;
+        if (negative)
+            d->p++;
+        if (*d->p < '0' || *d->p > '9') {
+            d->error = "bad number";
+            return -1;
+        }
+        while (*d->p >= '0' && *d->p <= '9') {
+            if (v > (unsigned long long)INT64_MAX / 10) {
+                d->error = "number out of range";
+                return -1;
+            }
+            v = v * 10 + (unsigned long long)(*d->p++ - '0');
+        }
+        if (*d->p == '.' || *d->p == 'e' || *d->p == 'E') {
+            d->error = "only integers are used by this protocol";
+            return -1;
+        }
+        if (v > (unsigned long long)INT64_MAX) {
+            d->error = "number out of range";
+            return -1;
+        }
+        if ((n = jnew(d, J_INT)) < 0)
+            return -1;
+        d->node[n].num = negative ? -(long long)v : (long long)v;
+        return n;
+    }
+    d->error = "unexpected character";
+    return -1;
+}
+
+/* Parse one line; the root node's index, or -1 with d->error set. */
+static int jparse(struct jdoc *d, const char *line)
+{
+    d->count = 0;
+    d->used = 0;
+    d->error = NULL;
+    d->p = line;
+    int root = jvalue(d, 0);
+    if (root < 0)
+        return -1;
+    jskip(d);
+    if (*d->p) {
+        d->error = "text after the value";
+        return -1;
+    }
+    return root;
+}
+
+static int jget(const struct jdoc *d, int obj, const char *key)
+{
+    if (obj < 0 || d->node[obj].type != J_OBJ)
+        return -1;
+    for (int i = d->node[obj].child; i >= 0; i = d->node[i].next)
+        if (strcmp(d->node[i].key, key) == 0)
+            return i;
+    return -1;
+}
+
+static const char *jget_str(const struct jdoc *d, int obj, const char *key)
+{
+    int i = jget(d, obj, key);
+    return i >= 0 && d->node[i].type == J_STR ? d->node[i].str : NULL;
+}
+
+/* An integer member, or `fallback` if it is missing or not an integer. */
+static long long jget_int(const struct jdoc *d, int obj, const char *key, long long fallback)
+{
+    int i = jget(d, obj, key);
+    return i >= 0 && d->node[i].type == J_INT ? d->node[i].num : fallback;
+}
+
+static int jget_bool(const struct jdoc *d, int obj, const char *key, int fallback)
+{
+    int i = jget(d, obj, key);
+    return i >= 0 && d->node[i].type == J_BOOL ? (int)d->node[i].num : fallback;
+}
+
+struct jout {
+    char buf[OUT_BYTES];
+    size_t len;
+    int overflow;
+};
+
+static void out_raw(struct jout *o, const char *s)
+{
+    size_t n = strlen(s);
+    if (o->len + n + 2 > sizeof o->buf) { /* keep room for the newline */
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void out_str(struct jout *o, const char *s)
+{
+    char esc[8];
+    out_raw(o, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"') out_raw(o, "\\\"");
+        else if (c == '\\') out_raw(o, "\\\\");
+        else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            out_raw(o, esc);
+        } else {
+            esc[0] = (char)c;
+            esc[1] = '\0';
+            out_raw(o, esc);
+        }
+    }
+    out_raw(o, "\"");
+}
+
+static void out_int(struct jout *o, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%lld", v);
+    out_raw(o, num);
+}
+
+static CRITICAL_SECTION write_lock;
+
+/* One whole line on stdout, flushed at once: the harness waits for it. */
+static void write_line(struct jout *o)
+{
+    if (o->overflow) {
+        fprintf(stderr, "callgate-wine-adapter: a message did not fit in %d bytes; dropped\n",
+                OUT_BYTES);
+        return;
+    }
+    o->buf[o->len++] = '\n';
+    EnterCriticalSection(&write_lock);
+    fwrite(o->buf, 1, o->len, stdout);
+    fflush(stdout);
+    LeaveCriticalSection(&write_lock);
+}
+
+/* ======================================================================================== */
+/* The test interface: hand-written stubs for                                               */
+/*     [uuid(5c2e3a51-6f0b-4b7e-9a57-1c0a11ca11a7), version(1.0)] interface callgate_test {  */
+/*         [async] long TestProc([in] handle_t h, [in] long call);                          */
+/*         long SyncProc([in] handle_t h, [in] long value); }                               */
+/* No available widl generates [async] stubs, so the format strings are written out here,  */
+/* as MIDL writes them for x64 (Oicf).                                                       */
+/* ======================================================================================== */
+
+void *__RPC_USER MIDL_user_allocate(SIZE_T size) { return malloc(size); }
+void __RPC_USER MIDL_user_free(void *p) { free(p); }
+
+#define PROC_FORMAT_BYTES 85
+static const struct {
+    short pad;
+    unsigned char format[PROC_FORMAT_BYTES];
+} proc_format = {0, {
+    /* 0: TestProc, asynchronous */
+    0x00,                   /* explicit handle */
+    0x68,                   /* Oi flags: new init routines, has RPC flags, has comm or fault */
+    0x00, 0x00, 0x00, 0x00, /* RPC flags */
+    0x00, 0x00,             /* procedure 0 */
+    0x20, 0x00,             /* stack size 32: pAsync, h, call, return value */
+    0x32, 0x00,             /* FC_BIND_PRIMITIVE */
+    0x08, 0x00,             /* the handle at stack offset 8 (pAsync comes first) */
+    0x08, 0x00,             /* client buffer size */
+    0x08, 0x00,             /* server buffer size */
+    0xc4,                   /* Oi2 flags: has return, has extensions, has async handle */
+    0x02,                   /* 2 parameters: call, return value */
+    0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* extensions: size 10 */
+    0x48, 0x00, 0x10, 0x00, 0x08, 0x00, /* call: in, base type, offset 16, FC_LONG */
+    0x70, 0x00, 0x18, 0x00, 0x08, 0x00, /* return value: out, return, base type, offset 24 */
+    /* 42: SyncProc, synchronous */
+    0x00, 0x68, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00,             /* procedure 1 */
+    0x18, 0x00,             /* stack size 24: h, value, return value */
+    0x32, 0x00, 0x00, 0x00, /* FC_BIND_PRIMITIVE at stack offset 0 */
+    0x08, 0x00, 0x08, 0x00,
+    0x44,                   /* Oi2 flags: has return, has extensions */
+    0x02,
+    0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x48, 0x00, 0x08, 0x00, 0x08, 0x00, /* value: offset 8 */
+    0x70, 0x00, 0x10, 0x00, 0x08, 0x00, /* return value: offset 16 */
+    0x00
+}};
+static const struct { short pad; unsigned char format[3]; } type_format = {0, {0, 0, 0}};
+#define SYNC_PROC_OFFSET 42
+
+static const RPC_CLIENT_INTERFACE client_interface = {
+    sizeof(RPC_CLIENT_INTERFACE),
+    {{0x5c2e3a51, 0x6f0b, 0x4b7e, {0x9a, 0x57, 0x1c, 0x0a, 0x11, 0xca, 0x11, 0xa7}}, {1, 0}},
+    {{0x8a885d04, 0x1ceb, 0x11c9, {0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60}}, {2, 0}},
+    0, 0, 0, 0, 0, 0};
+static RPC_BINDING_HANDLE auto_handle;
+static const MIDL_STUB_DESC client_stub = {
+    (void *)&client_interface, MIDL_user_allocate, MIDL_user_free, {&auto_handle}, 0, 0, 0, 0,
+    type_format.format, 1, 0x50002, 0, 0x50200ca, 0, 0, 0, 1, 0, 0, 0};
+
+static void __cdecl TestProc_manager(PRPC_ASYNC_STATE pAsync, handle_t h, long call);
+static long __cdecl SyncProc_manager(handle_t h, long value);
+
+static const MIDL_SERVER_INFO server_info;
+static const RPC_SERVER_INTERFACE server_interface;
+static const MIDL_STUB_DESC server_stub = {
+    (void *)&server_interface, MIDL_user_allocate, MIDL_user_free, {0}, 0, 0, 0, 0,
+    type_format.format, 1, 0x50002, 0, 0x50200ca, 0, 0, 0, 1, 0, 0, 0};
+static RPC_DISPATCH_FUNCTION dispatch_functions[] = {NdrAsyncServerCall, NdrServerCall2, 0};
+static RPC_DISPATCH_TABLE dispatch_table = {2, dispatch_functions, 0};
+static const SERVER_ROUTINE server_routines[] = {(SERVER_ROUTINE)(void *)TestProc_manager,
+                                                 (SERVER_ROUTINE)(void *)SyncProc_manager};
+static const unsigned short format_offsets[] = {0, SYNC_PROC_OFFSET};
+static const MIDL_SERVER_INFO server_info = {
+    &server_stub, server_routines, proc_format.format, format_offsets, 0, 0, 0, 0};
+static const RPC_SERVER_INTERFACE server_interface = {
+    sizeof(RPC_SERVER_INTERFACE),
+    {{0x5c2e3a51, 0x6f0b, 0x4b7e, {0x9a, 0x57, 0x1c, 0x0a, 0x11, 0xca, 0x11, 0xa7}}, {1, 0}},
+    {{0x8a885d04, 0x1ceb, 0x11c9, {0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60}}, {2, 0}},
+    &dispatch_table, 0, 0, 0, &server_info, 0x04000000};
+
+/* The client stubs, as MIDL would generate them. */
+static long TestProc_async(PRPC_ASYNC_STATE pAsync, handle_t h, long call)
+{
+    CLIENT_CALL_RETURN r = NdrAsyncClientCall((PMIDL_STUB_DESC)&client_stub,
+                                              (PFORMAT_STRING)proc_format.format, pAsync, h, call);
+    return (long)r.Simple; /* 0, or the exception code (Oi flag "has comm or fault") */
+}
+
+static long SyncProc(handle_t h, long value)
+{
+    CLIENT_CALL_RETURN r = NdrClientCall2((PMIDL_STUB_DESC)&client_stub,
+                                          (PFORMAT_STRING)proc_format.format + SYNC_PROC_OFFSET,
+                                          h, value);
+    return (long)r.Simple;
+}
+
+/* ======================================================================================== */
+/* The test server: the manager routine holds each call until the harness commands it.      */
+/* ======================================================================================== */
+
+enum command { CMD_NONE, CMD_COMPLETE, CMD_ABORT, CMD_RAISE, CMD_TEST_CANCEL, CMD_LET_GO };
+
+struct server_call {
+    long id;
+    HANDLE arrived;      /* manual reset: the manager routine holds the call */
+    HANDLE command_set;  /* auto reset: a command waits in `command` */
+    HANDLE done;         /* auto reset: the command was carried out */
+    volatile LONG held;  /* the manager routine still holds the server handle */
+    volatile LONG gone;  /* the manager routine has returned */
+    enum command command;
+    long argument;
+    uint32_t status;     /* what the runtime returned to the manager routine */
+    volatile LONG exception; /* an exception the runtime raised in the manager routine, or 0 */
+    PRPC_ASYNC_STATE pAsync; /* the server's async handle */
+};
+
+#define MAX_CALLS 4096
+static CRITICAL_SECTION calls_lock;
+static struct server_call *calls[MAX_CALLS];
+static long next_call_id = 1;
+static char endpoint[64], bad_endpoint[64];
+static int server_started;
+
+static struct server_call *call_new(void)
+{
+    struct server_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->arrived = CreateEventW(NULL, TRUE, FALSE, NULL);
+    c->command_set = CreateEventW(NULL, FALSE, FALSE, NULL);
+    c->done = CreateEventW(NULL, FALSE, FALSE, NULL);
+    EnterCriticalSection(&calls_lock);
+    c->id = next_call_id++;
+    calls[c->id % MAX_CALLS] = c;
+    LeaveCriticalSection(&calls_lock);
+    return c;
+}
+
+static struct server_call *call_find(long id)
+{
+    EnterCriticalSection(&calls_lock);
+    struct server_call *c = calls[id % MAX_CALLS];
+    if (c && c->id != id)
+        c = NULL;
+    LeaveCriticalSection(&calls_lock);
+    return c;
+}
+
+/* The call whose command the current thread is carrying out: an exception raised by the runtime
+ * there (Wine raises one for each unimplemented function) unwinds the manager routine into the
+ * RPC runtime's handler, so the harness is told here, before the unwinding. */
+static DWORD current_call_slot = TLS_OUT_OF_INDEXES;
+
+/* A client call the adapter makes on a thread of its own because it may crash the runtime (a
+ * NULL dereference, an unimplemented function): the exception is recorded and only that thread
+ * ends, so the call is reported with the exception code as its outcome, and the process lives. */
+struct guard {
+    volatile LONG exception;
+};
+static DWORD guard_slot = TLS_OUT_OF_INDEXES;
+
+/* Errors (severity bits 11) and Wine's unimplemented-function exception; RPC exceptions raised
+ * with RpcRaiseException carry small status codes and pass. */
+static int is_crash(DWORD code)
+{
+    return (code & 0xC0000000u) == 0xC0000000u || code == 0x80000100u;
+}
+
+static LONG CALLBACK exception_watch(EXCEPTION_POINTERS *info)
+{
+    DWORD code = info->ExceptionRecord->ExceptionCode;
+    struct guard *g = guard_slot == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(guard_slot);
+    if (g && is_crash(code)) {
+        g->exception = (LONG)code;
+        fprintf(stderr, "callgate-wine-adapter: exception 0x%08lX in a guarded call; ending "
+                        "its thread\n", (unsigned long)code);
+        ExitThread(code);
+    }
+    struct server_call *c = current_call_slot == TLS_OUT_OF_INDEXES
+                            ? NULL : TlsGetValue(current_call_slot);
+    if (c && !c->exception && is_crash(code)) {
+        TlsSetValue(current_call_slot, NULL);
+        c->exception = (LONG)info->ExceptionRecord->ExceptionCode;
+        InterlockedExchange(&c->held, 0);
+        InterlockedExchange(&c->gone, 1);
+        SetEvent(c->done);
+    }
+    return EXCEPTION_CONTINUE_SEARCH;
+}
+
+static void __cdecl TestProc_manager(PRPC_ASYNC_STATE pAsync, handle_t h, long id)
+{
+    (void)h;
+    struct server_call *c = call_find(id);
+    LONG_PTR reply = 0;
+    if (!c) { /* not ours: finish it at once */
+        RpcAsyncCompleteCall(pAsync, &reply);
+        return;
+    }
+    c->pAsync = pAsync;
+    InterlockedExchange(&c->held, 1);
+    SetEvent(c->arrived);
+    for (;;) {
+        WaitForSingleObject(c->command_set, INFINITE);
+        if (c->command != CMD_RAISE && c->command != CMD_LET_GO)
+            TlsSetValue(current_call_slot, c);
+        switch (c->command) {
+        case CMD_COMPLETE:
+        case CMD_LET_GO:
+            reply = c->command == CMD_COMPLETE ? c->argument : 0;
+            c->status = (uint32_t)RpcAsyncCompleteCall(pAsync, &reply);
+            TlsSetValue(current_call_slot, NULL);
+            InterlockedExchange(&c->held, 0);
+            InterlockedExchange(&c->gone, 1);
+            SetEvent(c->done);
+            return; /* under Wine the reply leaves when the manager routine returns */
+        case CMD_ABORT:
+            c->status = (uint32_t)RpcAsyncAbortCall(pAsync, (unsigned long)c->argument);
+            TlsSetValue(current_call_slot, NULL);
+            if (c->status == RPC_S_OK) {
+                InterlockedExchange(&c->held, 0);
+                InterlockedExchange(&c->gone, 1);
+                SetEvent(c->done);
+                return;
+            }
+            SetEvent(c->done); /* the abort failed: the call stays held */
+            break;
+        case CMD_RAISE:
+            c->status = 0;
+            InterlockedExchange(&c->held, 0);
+            InterlockedExchange(&c->gone, 1);
+            SetEvent(c->done);
+            RpcRaiseException((RPC_STATUS)c->argument);
+            return;
+        case CMD_TEST_CANCEL:
+            /* NULL: the call this thread is processing. Wine 8.0 does not implement it. */
+            fprintf(stderr, "callgate-wine-adapter: calling RpcServerTestCancel(NULL) in the "
+                            "manager routine\n");
+            c->status = (uint32_t)RpcServerTestCancel(NULL);
+            TlsSetValue(current_call_slot, NULL);
+            SetEvent(c->done);
+            break;
+        default:
+            SetEvent(c->done);
+            break;
+        }
+    }
+}
+
+static long __cdecl SyncProc_manager(handle_t h, long value)
+{
+    (void)h;
+    return value;
+}
+
+static RPC_STATUS server_start(void)
+{
+    if (server_started)
+        return RPC_S_OK;
+    snprintf(endpoint, sizeof endpoint, "callgate-wine-%lu", (unsigned long)GetCurrentProcessId());
+    snprintf(bad_endpoint, sizeof bad_endpoint, "callgate-wine-nobody-%lu",
+             (unsigned long)GetCurrentProcessId());
+    RPC_STATUS status = RpcServerUseProtseqEpA((RPC_CSTR) "ncalrpc", RPC_C_PROTSEQ_MAX_REQS_DEFAULT,
+                                               (RPC_CSTR)endpoint, NULL);
+    if (status == RPC_S_OK)
+        status = RpcServerRegisterIf((RPC_IF_HANDLE)&server_interface, NULL, NULL);
+    if (status == RPC_S_OK)
+        status = RpcServerListen(1, RPC_C_LISTEN_MAX_CALLS_DEFAULT, TRUE);
+    if (status == RPC_S_OK)
+        server_started = 1;
+    return status;
+}
+
+static RPC_STATUS bind_to(const char *ep, RPC_BINDING_HANDLE *binding)
+{
+    RPC_CSTR text = NULL;
+    RPC_STATUS status = RpcStringBindingComposeA(NULL, (RPC_CSTR) "ncalrpc", NULL, (RPC_CSTR)ep,
+                                                 NULL, &text);
+    if (status != RPC_S_OK)
+        return status;
+    status = RpcBindingFromStringBindingA(text, binding);
+    RpcStringFreeA(&text);
+    return status;
+}
+
+/* ======================================================================================== */
+/* Sessions, slots and results.                                                             */
+/* ======================================================================================== */
+
+enum machine { M_EVENT, M_CONTAINER, M_RPC };
+enum notify { N_NONE, N_EVENT, N_APC, N_CALLBACK };
+
+struct client_call {         /* what the client holds for one asynchronous call */
+    RPC_ASYNC_STATE async;   /* first member: the notification routines get &async */
+    enum notify notify;
+    HANDLE event;            /* Event notification: the event given to the runtime */
+    HANDLE arrived;          /* Callback and APC: set by the routine */
+    HANDLE thread;           /* APC: the thread the runtime queues the APC to */
+    volatile LONG notes;     /* notifications seen by the routine */
+    volatile LONG taken;     /* notifications reported to the harness */
+    RPC_ASYNC_EVENT last_event;
+    RPC_BINDING_HANDLE binding;
+    int has_call;            /* AsyncCall succeeded on this handle */
+    HANDLE completer;        /* a thread still blocked in RpcAsyncCompleteCall */
+    uint32_t complete_status;
+    struct guard complete_guard;
+    LONG_PTR reply;
+};
+
+struct slot {
+    char name[NAME_BYTES];
+    enum machine machine;
+    ISynchronize *sync;          /* event */
+    ISynchronizeContainer *container;
+    struct client_call *client;  /* rpc_call: heap, never freed while a runtime thread may use it */
+    struct server_call *server;  /* rpc_call: the call the test server holds, if any */
+    int initialised;
+};
+
+struct session {
+    long long id;
+    int nslots;
+    struct slot slots[MAX_SLOTS];
+};
+
+static struct session *sessions[MAX_SESSIONS];
+
+enum status { ST_OK, ST_NOT_APPLICABLE, ST_ERROR };
+
+struct result {
+    enum status status;
+    int has_code;
+    uint32_t code;
+    int not_a_status;
+    const char *message;
+    int noutputs;
+    struct {
+        const char *name;
+        int kind; /* 0 integer, 1 boolean, 2 string */
+        long long value;
+        const char *text;
+    } outputs[10];
+};
+
+static char message_buf[1024];
+
+static struct result ok(void)
+{
+    struct result r;
+    memset(&r, 0, sizeof r);
+    r.status = ST_OK;
+    return r;
+}
+
+static struct result code(uint32_t value)
+{
+    struct result r = ok();
+    r.has_code = 1;
+    r.code = value;
+    return r;
+}
+
+static struct result count(uint32_t value)
+{
+    struct result r = code(value);
+    r.not_a_status = 1;
+    return r;
+}
+
+static struct result error(const char *message)
+{
+    struct result r = ok();
+    r.status = ST_ERROR;
+    r.message = message;
+    return r;
+}
+
+static struct result not_applicable(const char *message)
+{
+    struct result r = error(message);
+    r.status = ST_NOT_APPLICABLE;
+    return r;
+}
+
+static void output(struct result *r, const char *name, int kind, long long value, const char *text)
+{
+    r->outputs[r->noutputs].name = name;
+    r->outputs[r->noutputs].kind = kind;
+    r->outputs[r->noutputs].value = value;
+    r->outputs[r->noutputs].text = text;
+    r->noutputs++;
+}
+
+static struct session *find_session(long long id)
+{
+    for (int i = 0; i < MAX_SESSIONS; i++)
+        if (sessions[i] && sessions[i]->id == id)
+            return sessions[i];
+    return NULL;
+}
+
+static const char *arg_str(const struct jdoc *d, int args, const char *name)
+{
+    const char *s = jget_str(d, args, name);
+    return s ? s : "";
+}
+
+/* ======================================================================================== */
+/* event and container                                                                      */
+/* ======================================================================================== */
+
+static DWORD timeout_ms(const struct jdoc *d, int args, long long wait_ms)
+{
+    const char *t = arg_str(d, args, "timeout");
+    if (strcmp(t, "zero") == 0)
+        return 0;
+    if (strcmp(t, "infinite") == 0)
+        return INFINITE;
+    return (DWORD)(wait_ms > 0 ? wait_ms : 50);
+}
+
+static struct result event_request(struct slot *s, const char *op, const struct jdoc *d, int args,
+                                   long long wait_ms)
+{
+    HRESULT hr;
+    if (strcmp(op, "CoCreateInstance") == 0) {
+        if (s->sync)
+            return error("CoCreateInstance: the slot already holds an object");
+        const char *clsid = arg_str(d, args, "clsid");
+        const CLSID *which = strcmp(clsid, "StdEvent") == 0 ? &CLSID_StdEvent_
+                             : strcmp(clsid, "ManualResetEvent") == 0 ? &CLSID_ManualResetEvent_
+                             : NULL;
+        if (!which)
+            return error("CoCreateInstance: clsid must be ManualResetEvent or StdEvent");
+        hr = CoCreateInstance(which, NULL, CLSCTX_INPROC_SERVER, &IID_ISynchronize,
+                              (void **)&s->sync);
+        if (FAILED(hr))
+            s->sync = NULL;
+        return code((uint32_t)hr);
+    }
+    if (!s->sync)
+        return error("the event has not been created (CoCreateInstance failed or was not sent)");
+    if (strcmp(op, "Signal") == 0)
+        return code((uint32_t)ISynchronize_Signal(s->sync));
+    if (strcmp(op, "Reset") == 0)
+        return code((uint32_t)ISynchronize_Reset(s->sync));
+    if (strcmp(op, "Wait") == 0)
+        return code((uint32_t)ISynchronize_Wait(s->sync, 0, timeout_ms(d, args, wait_ms)));
+    if (strcmp(op, "GetHandle") == 0) {
+        ISynchronizeHandle *sh = NULL;
+        HANDLE handle = NULL;
+        hr = ISynchronize_QueryInterface(s->sync, &IID_ISynchronizeHandle, (void **)&sh);
+        if (FAILED(hr))
+            return code((uint32_t)hr);
+        hr = ISynchronizeHandle_GetHandle(sh, &handle);
+        ISynchronizeHandle_Release(sh);
+        struct result r = code((uint32_t)hr);
+        if (SUCCEEDED(hr))
+            output(&r, "nonnull", 1, handle != NULL, NULL);
+        return r;
+    }
+    if (strcmp(op, "SetEventHandle") == 0) {
+        ISynchronizeEvent *se = NULL;
+        hr = ISynchronize_QueryInterface(s->sync, &IID_ISynchronizeEvent, (void **)&se);
+        if (FAILED(hr))
+            return code((uint32_t)hr); /* Wine 8.0: E_NOINTERFACE */
+        HANDLE fresh = CreateEventW(NULL, TRUE, FALSE, NULL);
+        hr = ISynchronizeEvent_SetEventHandle(se, &fresh);
+        ISynchronizeEvent_Release(se);
+        return code((uint32_t)hr);
+    }
+    return error("the event machine has no such operation in this adapter");
+}
+
+static struct result container_request(struct slot *s, const char *op)
+{
+    if (strcmp(op, "CoCreateInstance") == 0) {
+        if (s->container)
+            return error("CoCreateInstance: the slot already holds a container");
+        HRESULT hr = CoCreateInstance(&CLSID_SynchronizeContainer_, NULL, CLSCTX_INPROC_SERVER,
+                                      &IID_ISynchronizeContainer, (void **)&s->container);
+        if (FAILED(hr))
+            s->container = NULL;
+        return code((uint32_t)hr);
+    }
+    if (!s->container)
+        return error("the container has not been created (CoCreateInstance failed or was not "
+                     "sent)");
+    /* Wine 8.0 has no CLSID_SynchronizeContainer, so nothing beyond creation is reached. */
+    return not_applicable("this adapter drives ISynchronizeContainer only as far as "
+                          "CoCreateInstance; the runtime it was written against has none");
+}
+
+/* ======================================================================================== */
+/* rpc_call: the client side                                                                */
+/* ======================================================================================== */
+
+static void RPC_ENTRY notification_routine(PRPC_ASYNC_STATE pAsync, void *context,
+                                           RPC_ASYNC_EVENT event)
+{
+    (void)context;
+    struct client_call *c = (struct client_call *)pAsync; /* async is the first member */
+    c->last_event = event;
+    InterlockedIncrement(&c->notes);
+    SetEvent(c->arrived);
+}
+
+static struct client_call *client_new(void)
+{
+    struct client_call *c = calloc(1, sizeof *c);
+    if (c)
+        c->arrived = CreateEventW(NULL, FALSE, FALSE, NULL);
+    return c;
+}
+
+static struct result rpc_initialize(struct slot *s, const struct jdoc *d, int args)
+{
+    const char *size = arg_str(d, args, "size");
+    if (!s->client && !(s->client = client_new()))
+        return error("out of memory");
+    RPC_ASYNC_STATE *a = &s->client->async;
+    void *user = (void *)(ULONG_PTR)0x5eed;  /* the application's own value: must be kept */
+    a->UserInfo = user;
+    unsigned int bytes = sizeof(RPC_ASYNC_STATE);
+    if (strcmp(size, "smaller") == 0)
+        bytes -= 1;
+    else if (strcmp(size, "larger") == 0)
+        bytes += 1;
+    RPC_STATUS status = RpcAsyncInitializeHandle(a, bytes);
+    struct result r = code((uint32_t)status);
+    if (status != RPC_S_OK)
+        return r;
+    s->initialised = 1;
+    s->client->has_call = 0;
+    output(&r, "Signature", 0, (long long)a->Signature, NULL);
+    if (a->Size == sizeof(RPC_ASYNC_STATE))
+        output(&r, "Size", 2, 0, "sizeof(RPC_ASYNC_STATE)");
+    else
+        output(&r, "Size", 0, (long long)a->Size, NULL);
+    output(&r, "Lock", 0, a->Lock, NULL);
+    output(&r, "Flags", 0, (long long)a->Flags, NULL);
+    output(&r, "StubInfo", 0, a->StubInfo != NULL, NULL);
+    output(&r, "RuntimeInfo", 0, a->RuntimeInfo != NULL, NULL);
+    long long reserved = 0;
+    for (int i = 0; i < 4 && !reserved; i++)
+        reserved = a->Reserved[i];
+    output(&r, "Reserved", 0, reserved, NULL);
+    output(&r, "UserInfo_kept", 1, a->UserInfo == user, NULL);
+    return r;
+}
+
+static void client_close_resources(struct client_call *c)
+{
+    if (c->event) {
+        CloseHandle(c->event);
+        c->event = NULL;
+    }
+    if (c->thread) {
+        CloseHandle(c->thread);
+        c->thread = NULL;
+    }
+}
+
+static struct result rpc_async_call(struct slot *s, const struct jdoc *d, int args)
+{
+    struct client_call *c = s->client;
+    const char *notify = arg_str(d, args, "notify"), *binding = arg_str(d, args, "binding");
+    if (!c)
+        return error("AsyncCall: the handle was never initialised");
+    if (c->completer)
+        return error("AsyncCall: a previous RpcAsyncCompleteCall on this handle has not returned");
+    RPC_STATUS status = server_start();
+    if (status != RPC_S_OK) {
+        snprintf(message_buf, sizeof message_buf, "AsyncCall: the in-process RPC server did not "
+                 "start over ncalrpc (status %lu)", (unsigned long)status);
+        return error(message_buf);
+    }
+    client_close_resources(c);
+    if (c->binding)
+        RpcBindingFree(&c->binding);
+    status = bind_to(strcmp(binding, "bad") == 0 ? bad_endpoint : endpoint, &c->binding);
+    if (status != RPC_S_OK)
+        return code((uint32_t)status);
+    RPC_ASYNC_STATE *a = &c->async;
+    c->notes = c->taken = 0;
+    ResetEvent(c->arrived);
+    if (strcmp(notify, "None") == 0) {
+        c->notify = N_NONE;
+        a->NotificationType = RpcNotificationTypeNone;
+    } else if (strcmp(notify, "Event") == 0) {
+        c->notify = N_EVENT;
+        a->NotificationType = RpcNotificationTypeEvent;
+        c->event = CreateEventW(NULL, FALSE, FALSE, NULL);
+        a->u.hEvent = c->event;
+    } else if (strcmp(notify, "Apc") == 0) {
+        c->notify = N_APC;
+        a->NotificationType = RpcNotificationTypeApc;
+        DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &c->thread,
+                        0, FALSE, DUPLICATE_SAME_ACCESS);
+        a->u.APC.NotificationRoutine = notification_routine;
+        a->u.APC.hThread = c->thread;
+    } else if (strcmp(notify, "Callback") == 0) {
+        c->notify = N_CALLBACK;
+        a->NotificationType = RpcNotificationTypeCallback;
+        a->u.NotificationRoutine = notification_routine;
+    } else {
+        return not_applicable("this adapter offers notification by None, Event, Apc and Callback");
+    }
+    struct server_call *call = call_new();
+    if (!call)
+        return error("out of memory");
+    long result = TestProc_async(a, c->binding, call->id);
+    if (result != 0) /* the stub raised: no call, nothing to complete */
+        return code((uint32_t)result);
+    c->has_call = 1;
+    s->server = call;
+    return code(RPC_S_OK);
+}
+
+static DWORD WINAPI completer_main(void *arg)
+{
+    struct client_call *c = arg;
+    c->reply = 0;
+    c->complete_guard.exception = 0;
+    TlsSetValue(guard_slot, &c->complete_guard);
+    c->complete_status = (uint32_t)RpcAsyncCompleteCall(&c->async, &c->reply);
+    TlsSetValue(guard_slot, NULL);
+    return 0;
+}
+
+/* The observation for a call that raised an exception instead of returning: the exception code,
+ * with the output `raised`. */
+static struct result raised(DWORD exception)
+{
+    struct result r = code((uint32_t)exception);
+    output(&r, "raised", 1, 1, NULL);
+    return r;
+}
+
+static struct result rpc_complete(struct slot *s, long long wait_ms)
+{
+    struct client_call *c = s->client;
+    if (!c)
+        return error("RpcAsyncCompleteCall: the handle was never initialised");
+    if (c->completer) {
+        if (WaitForSingleObject(c->completer, 0) != WAIT_OBJECT_0)
+            return error("RpcAsyncCompleteCall: an earlier RpcAsyncCompleteCall on this handle "
+                         "is still blocked");
+        CloseHandle(c->completer); /* it returned late; this is a new call */
+        c->completer = NULL;
+    }
+    if (!c->has_call)
+        fprintf(stderr, "callgate-wine-adapter: calling RpcAsyncCompleteCall on a handle that "
+                        "carries no call\n");
+    c->completer = CreateThread(NULL, 0, completer_main, c, 0, NULL);
+    if (!c->completer)
+        return error("RpcAsyncCompleteCall: cannot start a thread to call it on");
+    DWORD limit = (DWORD)(wait_ms > 0 ? wait_ms : 0) + COMPLETE_GRACE_MS;
+    if (WaitForSingleObject(c->completer, limit) != WAIT_OBJECT_0) {
+        /* Still blocked: leave the thread (it ends when the call does, at session close) and
+         * report what the adapter saw: its wait for the call to return timed out. */
+        fprintf(stderr, "callgate-wine-adapter: RpcAsyncCompleteCall did not return within %lu "
+                        "ms; reported as WAIT_TIMEOUT (258) with returned=false\n",
+                (unsigned long)limit);
+        struct result r = code(WAIT_TIMEOUT);
+        output(&r, "returned", 1, 0, NULL);
+        output(&r, "waited_ms", 0, (long long)limit, NULL);
+        return r;
+    }
+    CloseHandle(c->completer);
+    c->completer = NULL;
+    if (c->complete_guard.exception) {
+        c->has_call = 0;
+        return raised((DWORD)c->complete_guard.exception);
+    }
+    uint32_t status = c->complete_status;
+    struct result r = code(status);
+    if (!c->has_call || status == 997)
+        return r;
+    int open = 1;
+    DWORD flags;
+    if (c->event && !GetHandleInformation(c->event, &flags))
+        open = 0;
+    if (c->thread && !GetHandleInformation(c->thread, &flags))
+        open = 0;
+    output(&r, "resources_open", 1, open, NULL);
+    if (status == RPC_S_OK)
+        output(&r, "reply", 0, (long)c->reply, NULL);
+    client_close_resources(c); /* final: the client closes what it supplied */
+    c->has_call = 0;
+    return r;
+}
+
+static struct result rpc_wait_notification(struct slot *s, long long wait_ms)
+{
+    struct client_call *c = s->client;
+    DWORD ms = (DWORD)(wait_ms > 0 ? wait_ms : 50);
+    if (!c)
+        return count(0);
+    switch (c->notify) {
+    case N_EVENT:
+        if (!c->event || WaitForSingleObject(c->event, ms) != WAIT_OBJECT_0)
+            return count(0);
+        c->taken++;
+        break;
+    case N_CALLBACK:
+        if (c->notes <= c->taken && WaitForSingleObject(c->arrived, ms) != WAIT_OBJECT_0)
+            return count(0);
+        if (c->notes <= c->taken)
+            return count(0);
+        c->taken = c->notes;
+        break;
+    case N_APC: {
+        /* APCs run only while their thread waits alertably: this is that thread. */
+        DWORD start = GetTickCount();
+        while (c->notes <= c->taken && GetTickCount() - start < ms)
+            SleepEx(ms - (GetTickCount() - start), TRUE);
+        if (c->notes <= c->taken)
+            return count(0);
+        c->taken = c->notes;
+        break;
+    }
+    default:
+        return count(0); /* None: nothing is delivered; the client polls */
+    }
+    struct result r = count(1);
+    output(&r, "Event", 0, c->notify == N_EVENT ? RpcCallComplete : c->last_event, NULL);
+    return r;
+}
+
+static struct result rpc_invalid_handle(const struct jdoc *d, int args)
+{
+    static RPC_ASYNC_STATE zeroed; /* a handle nobody initialised */
+    LONG_PTR reply = 0;
+    const char *api = arg_str(d, args, "api");
+    memset(&zeroed, 0, sizeof zeroed);
+    if (strcmp(api, "RpcAsyncGetCallStatus") == 0)
+        return code((uint32_t)RpcAsyncGetCallStatus(&zeroed));
+    if (strcmp(api, "RpcAsyncCompleteCall") == 0)
+        return code((uint32_t)RpcAsyncCompleteCall(&zeroed, &reply));
+    if (strcmp(api, "RpcAsyncCancelCall") == 0)
+        return code((uint32_t)RpcAsyncCancelCall(&zeroed, TRUE));
+    if (strcmp(api, "RpcAsyncAbortCall") == 0)
+        return code((uint32_t)RpcAsyncAbortCall(&zeroed, ERROR_ACCESS_DENIED));
+    return error("invalid_handle: api must name one of the four functions");
+}
+
+/* A server_* command, carried out by the manager routine; answered when it has happened. */
+static struct result server_command(struct slot *s, enum command command, long argument)
+{
+    struct server_call *c = s->server;
+    if (!c || c->gone)
+        return error("the test server holds no call for this handle");
+    if (WaitForSingleObject(c->arrived, ARRIVAL_MS) != WAIT_OBJECT_0) {
+        snprintf(message_buf, sizeof message_buf, "the asynchronous call did not reach the "
+                 "manager routine within %d ms", ARRIVAL_MS);
+        return error(message_buf);
+    }
+    c->command = command;
+    c->argument = argument;
+    SetEvent(c->command_set);
+    if (WaitForSingleObject(c->done, COMMAND_MS) != WAIT_OBJECT_0) {
+        snprintf(message_buf, sizeof message_buf, "the manager routine did not carry out the "
+                 "command within %d ms", COMMAND_MS);
+        return error(message_buf);
+    }
+    if (c->exception) {
+        /* The runtime raised instead of returning (0x80000100: Wine's unimplemented function);
+         * the RPC runtime caught it and faulted the call, so the server handle is gone. */
+        fprintf(stderr, "callgate-wine-adapter: the runtime raised exception 0x%08lX in the "
+                        "manager routine\n", (unsigned long)(ULONG)c->exception);
+        return raised((DWORD)c->exception);
+    }
+    return code(c->status);
+}
+
+struct idle_test {
+    RPC_STATUS status;
+    struct guard guard;
+};
+
+static DWORD WINAPI idle_test_cancel(void *arg)
+{
+    struct idle_test *t = arg;
+    TlsSetValue(guard_slot, &t->guard);
+    t->status = RpcServerTestCancel(NULL); /* a thread that processes no call */
+    TlsSetValue(guard_slot, NULL);
+    return 0;
+}
+
+static struct result rpc_request(struct slot *s, const char *op, const struct jdoc *d, int args,
+                                 long long wait_ms)
+{
+    if (strcmp(op, "RpcAsyncInitializeHandle") == 0)
+        return rpc_initialize(s, d, args);
+    if (strcmp(op, "AsyncCall") == 0)
+        return rpc_async_call(s, d, args);
+    if (strcmp(op, "RpcAsyncGetCallStatus") == 0)
+        return s->client ? code((uint32_t)RpcAsyncGetCallStatus(&s->client->async))
+                         : error("the handle was never initialised");
+    if (strcmp(op, "RpcAsyncCompleteCall") == 0)
+        return rpc_complete(s, wait_ms);
+    if (strcmp(op, "RpcAsyncCancelCall") == 0)
+        return s->client ? code((uint32_t)RpcAsyncCancelCall(&s->client->async,
+                                                             jget_bool(d, args, "abort", 0)))
+                         : error("the handle was never initialised");
+    if (strcmp(op, "wait_notification") == 0)
+        return rpc_wait_notification(s, wait_ms);
+    if (strcmp(op, "invalid_handle") == 0)
+        return rpc_invalid_handle(d, args);
+    if (strcmp(op, "sync_call") == 0) {
+        RPC_BINDING_HANDLE b = NULL;
+        RPC_STATUS status = server_start();
+        if (status == RPC_S_OK)
+            status = bind_to(endpoint, &b);
+        if (status != RPC_S_OK)
+            return code((uint32_t)status);
+        long reply = SyncProc(b, (long)jget_int(d, args, "reply", 1));
+        RpcBindingFree(&b);
+        struct result r = code(RPC_S_OK);
+        output(&r, "reply", 0, reply, NULL);
+        return r;
+    }
+    if (strcmp(op, "server_complete") == 0)
+        return server_command(s, CMD_COMPLETE, (long)jget_int(d, args, "reply", 1));
+    if (strcmp(op, "server_abort") == 0)
+        return server_command(s, CMD_ABORT, (long)jget_int(d, args, "code", 5));
+    if (strcmp(op, "server_raise") == 0)
+        return server_command(s, CMD_RAISE, (long)jget_int(d, args, "code", 5));
+    if (strcmp(op, "server_test_cancel") == 0)
+        return server_command(s, CMD_TEST_CANCEL, 0);
+    if (strcmp(op, "server_test_cancel_idle") == 0) {
+        static struct idle_test test;
+        memset(&test, 0, sizeof test);
+        fprintf(stderr, "callgate-wine-adapter: calling RpcServerTestCancel(NULL) on a thread "
+                        "that processes no call\n");
+        HANDLE t = CreateThread(NULL, 0, idle_test_cancel, &test, 0, NULL);
+        if (!t)
+            return error("cannot start a thread");
+        if (WaitForSingleObject(t, COMMAND_MS) != WAIT_OBJECT_0)
+            return error("RpcServerTestCancel(NULL) on an idle thread did not return");
+        CloseHandle(t);
+        if (test.guard.exception)
+            return raised((DWORD)test.guard.exception);
+        return code((uint32_t)test.status);
+    }
+    if (strcmp(op, "server_handle_live") == 0) {
+        /* A call just made may not have reached the manager routine yet: wait until it has. */
+        if (s->server && !s->server->gone)
+            WaitForSingleObject(s->server->arrived, ARRIVAL_MS);
+        int live = s->server && s->server->held;
+        return count(live ? 1 : 0);
+    }
+    return error("the rpc_call machine has no such operation in this adapter");
+}
+
+/* ======================================================================================== */
+/* The ICallFactory probe: is a standard proxy an ICallFactory?                             */
+/* ======================================================================================== */
+
+struct probe_object {
+    IUnknown iface;
+    LONG refs;
+};
+
+static HRESULT STDMETHODCALLTYPE probe_QueryInterface(IUnknown *self, REFIID riid, void **out)
+{
+    if (IsEqualIID(riid, &IID_IUnknown)) {
+        *out = self;
+        IUnknown_AddRef(self);
+        return S_OK;
+    }
+    *out = NULL;
+    return E_NOINTERFACE;
+}
+
+static ULONG STDMETHODCALLTYPE probe_AddRef(IUnknown *self)
+{
+    return (ULONG)InterlockedIncrement(&((struct probe_object *)self)->refs);
+}
+
+static ULONG STDMETHODCALLTYPE probe_Release(IUnknown *self)
+{
+    return (ULONG)InterlockedDecrement(&((struct probe_object *)self)->refs);
+}
+
+static IUnknownVtbl probe_vtbl = {probe_QueryInterface, probe_AddRef, probe_Release};
+static struct probe_object probe_object = {{&probe_vtbl}, 1};
+static IStream *probe_stream;
+static HANDLE probe_ready;
+static HRESULT probe_marshal_hr = E_FAIL;
+
+static DWORD WINAPI probe_sta_main(void *arg)
+{
+    (void)arg;
+    MSG msg;
+    CoInitializeEx(NULL, COINIT_APARTMENTTHREADED);
+    PeekMessageW(&msg, NULL, 0, 0, PM_NOREMOVE); /* create the message queue */
+    probe_marshal_hr = CoMarshalInterThreadInterfaceInStream(&IID_IUnknown,
+                                                            &probe_object.iface, &probe_stream);
+    SetEvent(probe_ready);
+    while (GetMessageW(&msg, NULL, 0, 0) > 0)
+        DispatchMessageW(&msg);
+    CoUninitialize();
+    return 0;
+}
+
+static char probe_notes[512];
+
+static void probe_call_factory(void)
+{
+    DWORD tid;
+    probe_ready = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HANDLE thread = CreateThread(NULL, 0, probe_sta_main, NULL, 0, &tid);
+    HRESULT hr = E_FAIL, unmarshal = E_FAIL;
+    if (thread && WaitForSingleObject(probe_ready, 5000) == WAIT_OBJECT_0
+        && SUCCEEDED(probe_marshal_hr)) {
+        IUnknown *proxy = NULL;
+        unmarshal = CoGetInterfaceAndReleaseStream(probe_stream, &IID_IUnknown, (void **)&proxy);
+        if (SUCCEEDED(unmarshal)) {
+            ICallFactory *factory = NULL;
+            hr = IUnknown_QueryInterface(proxy, &IID_ICallFactory, (void **)&factory);
+            if (SUCCEEDED(hr))
+                ICallFactory_Release(factory);
+            IUnknown_Release(proxy);
+        }
+    }
+    if (thread) {
+        PostThreadMessageW(tid, WM_QUIT, 0, 0);
+        WaitForSingleObject(thread, 5000);
+        CloseHandle(thread);
+    }
+    snprintf(probe_notes, sizeof probe_notes,
+             "COM call objects not declared: a standard proxy (a test object's IUnknown, marshaled "
+             "from an STA thread with CoMarshalInterThreadInterfaceInStream and unmarshaled in the "
+             "MTA: 0x%08lX) answered QueryInterface(IID_ICallFactory) with 0x%08lX%s. "
+             "The proxy manager offers no ICallFactory, so CreateCall, Begin_/Finish_ and "
+             "call-object cancellation cannot be exercised.",
+             (unsigned long)(SUCCEEDED(probe_marshal_hr) ? unmarshal : probe_marshal_hr),
+             (unsigned long)hr, hr == E_NOINTERFACE ? " (E_NOINTERFACE)" : "");
+}
+
+/* ======================================================================================== */
+/* The protocol.                                                                            */
+/* ======================================================================================== */
+
+static void session_free(struct session *session)
+{
+    for (int i = 0; i < session->nslots; i++) {
+        struct slot *s = &session->slots[i];
+        if (s->server && !s->server->gone && s->server->held) {
+            s->server->command = CMD_LET_GO; /* let the held call go */
+            SetEvent(s->server->command_set);
+            WaitForSingleObject(s->server->done, 1000);
+        }
+        if (s->client && s->client->completer)
+            WaitForSingleObject(s->client->completer, 1000);
+        if (s->sync)
+            ISynchronize_Release(s->sync);
+        if (s->container)
+            ISynchronizeContainer_Release(s->container);
+        /* client_call and server_call stay allocated: runtime threads may still touch them */
+    }
+    free(session);
+}
+
+static struct result open_session(const struct jdoc *d, int root, long long id)
+{
+    int slots = jget(d, root, "slots");
+    if (slots < 0 || d->node[slots].type != J_ARR)
+        return error("open needs an array of slots");
+    if (find_session(id))
+        return error("this session is already open");
+    int free_index = -1;
+    for (int i = 0; i < MAX_SESSIONS && free_index < 0; i++)
+        if (!sessions[i])
+            free_index = i;
+    if (free_index < 0)
+        return error("too many sessions open at once");
+    struct session *session = calloc(1, sizeof *session);
+    if (!session)
+        return error("out of memory");
+    session->id = id;
+    for (int i = d->node[slots].child; i >= 0; i = d->node[i].next) {
+        const char *name = jget_str(d, i, "name"), *machine = jget_str(d, i, "machine");
+        if (!name || !machine || strlen(name) >= NAME_BYTES) {
+            session_free(session);
+            return error("each slot needs a name (up to 64 characters) and a machine");
+        }
+        if (session->nslots == MAX_SLOTS) {
+            session_free(session);
+            return error("too many slots in one session");
+        }
+        struct slot *s = &session->slots[session->nslots];
+        snprintf(s->name, sizeof s->name, "%s", name);
+        if (strcmp(machine, "event") == 0) {
+            s->machine = M_EVENT;
+        } else if (strcmp(machine, "container") == 0) {
+            s->machine = M_CONTAINER;
+        } else if (strcmp(machine, "rpc_call") == 0) {
+            s->machine = M_RPC;
+        } else {
+            session_free(session);
+            return not_applicable("COM call objects cannot be created here: a standard proxy "
+                                  "has no ICallFactory (see the handshake notes)");
+        }
+        session->nslots++;
+    }
+    sessions[free_index] = session;
+    return ok();
+}
+
+static struct result close_session(long long id)
+{
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        if (sessions[i] && sessions[i]->id == id) {
+            session_free(sessions[i]);
+            sessions[i] = NULL;
+            return ok();
+        }
+    }
+    return error("no open session with this id");
+}
+
+static struct result perform(const struct jdoc *d, int root)
+{
+    struct session *session = find_session(jget_int(d, root, "session", -1));
+    const char *slot_name = jget_str(d, root, "slot"), *op = jget_str(d, root, "op");
+    int args = jget(d, root, "args");
+    long long wait_ms = jget_int(d, root, "wait_ms", 0);
+    if (!session)
+        return error("no open session with this id");
+    if (!slot_name || !op || args < 0 || d->node[args].type != J_OBJ)
+        return error("a request needs slot, op and args");
+    for (int i = 0; i < session->nslots; i++) {
+        struct slot *s = &session->slots[i];
+        if (strcmp(s->name, slot_name) != 0)
+            continue;
+        if (s->machine == M_EVENT)
+            return event_request(s, op, d, args, wait_ms);
+        if (s->machine == M_CONTAINER)
+            return container_request(s, op);
+        return rpc_request(s, op, d, args, wait_ms);
+    }
+    return error("no slot of this name in the session");
+}
+
+static void write_handshake(void)
+{
+    static struct jout o;
+    char version[64] = "unknown";
+    typedef const char *(CDECL *wine_get_version_fn)(void);
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    wine_get_version_fn wine_get_version =
+        ntdll ? (wine_get_version_fn)(void (*)(void))GetProcAddress(ntdll, "wine_get_version")
+              : NULL;
+    if (wine_get_version)
+        snprintf(version, sizeof version, "%s", wine_get_version());
+    o.len = 0;
+    o.overflow = 0;
+    out_raw(&o, "{\"type\":\"handshake\",\"protocol\":1,\"implementation\":");
+    out_str(&o, wine_get_version ? "wine" : "windows");
+    out_raw(&o, ",\"version\":");
+    out_str(&o, version);
+    /* What this adapter drives. Ioc and Hwnd notification, and COM call objects, are left out. */
+    out_raw(&o, ",\"features\":[\"sync.event\",\"sync.manual_reset_event\",\"sync.std_event\","
+                "\"sync.handle\",\"sync.set_event_handle\",\"sync.container\","
+                "\"rpc.handle\",\"rpc.call\",\"rpc.cancel\",\"rpc.abort\",\"rpc.raise\","
+                "\"rpc.server_test_cancel\",\"rpc.observe_server_handle\","
+                "\"rpc.notify.None\",\"rpc.notify.Event\",\"rpc.notify.Apc\","
+                "\"rpc.notify.Callback\"]");
+    /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
+     * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
+     * RPC_S_INVALID_ASYNC_HANDLE. */
+    out_raw(&o, ",\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
+                "\"new_event_state\":\"nonsignaled\","
+                "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\"}");
+    out_raw(&o, ",\"notes\":");
+    out_str(&o, probe_notes);
+    out_raw(&o, "}");
+    write_line(&o);
+}
+
+static void write_response(long long id, const struct result *r)
+{
+    static struct jout o;
+    o.len = 0;
+    o.overflow = 0;
+    out_raw(&o, "{\"type\":\"response\",\"id\":");
+    out_int(&o, id);
+    if (r->status == ST_OK) {
+        out_raw(&o, ",\"status\":\"ok\"");
+        if (r->has_code) {
+            out_raw(&o, ",\"code\":");
+            out_int(&o, (long long)r->code); /* unsigned 32-bit, in decimal */
+            const char *name = r->not_a_status ? NULL : code_name(r->code);
+            if (name) {
+                out_raw(&o, ",\"name\":");
+                out_str(&o, name);
+            }
+        }
+        if (r->noutputs) {
+            out_raw(&o, ",\"outputs\":{");
+            for (int i = 0; i < r->noutputs; i++) {
+                if (i)
+                    out_raw(&o, ",");
+                out_str(&o, r->outputs[i].name);
+                out_raw(&o, ":");
+                if (r->outputs[i].kind == 1)
+                    out_raw(&o, r->outputs[i].value ? "true" : "false");
+                else if (r->outputs[i].kind == 2)
+                    out_str(&o, r->outputs[i].text);
+                else
+                    out_int(&o, r->outputs[i].value);
+            }
+            out_raw(&o, "}");
+        }
+    } else {
+        out_raw(&o, r->status == ST_ERROR ? ",\"status\":\"error\""
+                                          : ",\"status\":\"not_applicable\"");
+        out_raw(&o, ",\"message\":");
+        out_str(&o, r->message);
+    }
+    out_raw(&o, "}");
+    write_line(&o);
+}
+
+static int read_line(char *buf, size_t cap, size_t *len)
+{
+    size_t n = 0;
+    int c, overlong = 0;
+    while ((c = getchar()) != EOF && c != '\n') {
+        if (n + 1 < cap)
+            buf[n++] = (char)c;
+        else
+            overlong = 1;
+    }
+    if (c == EOF && n == 0 && !overlong)
+        return -1;
+    if (n && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    *len = n;
+    return overlong;
+}
+
+static struct jdoc doc;
+static char line[LINE_MAX_BYTES + 1];
+
+int main(int argc, char **argv)
+{
+    _setmode(_fileno(stdout), _O_BINARY); /* lines end in \n, not \r\n */
+    _setmode(_fileno(stdin), _O_BINARY);
+    InitializeCriticalSection(&write_lock);
+    InitializeCriticalSection(&calls_lock);
+    HRESULT hr = CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    if (FAILED(hr)) {
+        fprintf(stderr, "callgate-wine-adapter: CoInitializeEx failed with 0x%08lX\n",
+                (unsigned long)hr);
+        return 2;
+    }
+    current_call_slot = TlsAlloc();
+    guard_slot = TlsAlloc();
+    AddVectoredExceptionHandler(1, exception_watch);
+    probe_call_factory();
+    if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
+        printf("%s\n", probe_notes);
+        return 0;
+    }
+    size_t len;
+    int status;
+    while ((status = read_line(line, sizeof line, &len)) >= 0) {
+        if (status == 1) {
+            fprintf(stderr, "callgate-wine-adapter: skipped a line longer than %d bytes\n",
+                    LINE_MAX_BYTES);
+            continue;
+        }
+        if (len == 0)
+            continue;
+        int root = jparse(&doc, line);
+        const char *type = root >= 0 ? jget_str(&doc, root, "type") : NULL;
+        long long id = root >= 0 ? jget_int(&doc, root, "id", -1) : -1;
+        if (!type) {
+            fprintf(stderr, "callgate-wine-adapter: ignored a line that is not a message (%s)\n",
+                    doc.error ? doc.error : "no type");
+            continue;
+        }
+        if (strcmp(type, "hello") == 0) {
+            write_handshake();
+            continue;
+        }
+        if (strcmp(type, "shutdown") == 0)
+            break;
+        struct result r;
+        if (id < 1) {
+            fprintf(stderr, "callgate-wine-adapter: ignored a %s message without an id\n", type);
+            continue;
+        }
+        if (strcmp(type, "open") == 0)
+            r = open_session(&doc, root, jget_int(&doc, root, "session", -1));
+        else if (strcmp(type, "close") == 0)
+            r = close_session(jget_int(&doc, root, "session", -1));
+        else if (strcmp(type, "request") == 0)
+            r = perform(&doc, root);
+        else
+            r = error("unknown message type");
+        write_response(id, &r);
+    }
+    fflush(stdout);
+    /* Held calls and blocked threads may remain: end the process without waiting for them. */
+    ExitProcess(0);
+}

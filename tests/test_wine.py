@@ -1,0 +1,227 @@
+"""The `wine` adapter: Wine 8.0 judged through the native adapter program, with its deviations.
+
+One gate run (quick budget, seed 0) with reports/wine/expectations.toml serves every test that
+needs Wine; it takes about a minute. Where Wine or mingw-w64 is missing those tests are skipped
+with the reason and what to run (`make wine`), except in CI (CI=true), where `make test` installs
+both and a missing Wine is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import expectations, wine
+from conformance.adapter import Observation, Request, SlotSpec
+from conformance.gate import run_cases
+from conformance.results import CaseResult, Summary, Verdict, read_stream
+from conformance.runner import Case
+from model.transitions import Action
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTATIONS = ROOT / "reports" / "wine" / "expectations.toml"
+REASON = wine.unavailable_reason()
+IN_CI = os.environ.get("CI", "").lower() == "true"
+needs_wine = pytest.mark.skipif(REASON is not None and not IN_CI, reason=REASON or "")
+
+
+def _callgate(*args: str, env: dict[str, str] | None = None,
+              timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("wine-gate")
+    done = _callgate("run", "--adapter", "wine", "--budget", "quick", "--seed", "0",
+                     "--expectations", str(EXPECTATIONS), "--out", str(out))
+    return done, out
+
+
+def _report(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return data
+
+
+def _without_expectations(out: Path) -> list[CaseResult]:
+    """The run's results as the gate judges them without the file: every entry lists verdict
+    "fail", and an entry only matches a case that gave its listed verdict, so each
+    expected_fail was a fail."""
+    listed = {d.verdict for d in expectations.load(EXPECTATIONS).deviations}
+    assert listed == {Verdict.FAIL}
+    return [replace(r, verdict=Verdict.FAIL, expectation="")
+            if r.verdict is Verdict.EXPECTED_FAIL else r
+            for r in read_stream(out / "results.jsonl").cases]
+
+
+@needs_wine
+def test_the_gate_with_the_expectations_file_exits_0(gate: tuple[Any, Path]) -> None:
+    done, out = gate
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = _report(out)
+    assert report["adapter"]["implementation"] == "wine"
+    assert report["summary"]["failed"] == 0 and report["summary"]["errors"] == 0
+    assert report["summary"]["expected_fail"] > 0
+
+
+@needs_wine
+def test_at_least_25_cases_execute_against_wine(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    executed = [c for c in _report(out)["cases"] if c["verdict"] != "not_applicable"]
+    assert len(executed) >= 25
+    machines = {m for c in executed for m in c["slots"].values()}
+    assert {"event", "container", "rpc_call"} <= machines
+
+
+@needs_wine
+def test_every_listed_deviation_is_seen(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    entries = _report(out)["expectations"]["deviations"]
+    assert entries and all(e["matched"] > 0 for e in entries), entries
+
+
+@needs_wine
+def test_without_the_file_the_gate_fails_on_the_known_deviations(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    results = _without_expectations(out)
+    summary = Summary.of(results)
+    assert summary.exit_code() == 1 and summary.errors == 0
+    messages = [r.message for r in results if r.verdict is Verdict.FAIL]
+
+    def named(*parts: str) -> bool:
+        return any(all(p in m for p in parts) for m in messages)
+
+    # GetCallStatus never reports a pending call.
+    assert named("RpcAsyncGetCallStatus()", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)",
+                 "allowed: RPC_S_ASYNC_CALL_PENDING (997)")
+    # The client's CompleteCall blocks instead of returning pending.
+    assert named("RpcAsyncCompleteCall()", "observed 258", "'returned': False",
+                 "RPC_S_ASYNC_CALL_PENDING (997)")
+    # Cancel and abort are stubs.
+    assert named("RpcAsyncCancelCall(", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)")
+    assert named("server_abort(", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)")
+    # StdEvent and the container are missing; RpcServerTestCancel raises.
+    assert named("CoCreateInstance(clsid=StdEvent)", "REGDB_E_CLASSNOTREG")
+    assert named("server_test_cancel", "'raised': True")
+
+
+@needs_wine
+def test_no_case_fails_on_wait(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    results = _without_expectations(out)
+    failing_ops = {r.trace[-1].op for r in results if r.verdict is Verdict.FAIL and r.trace}
+    assert "Wait" not in failing_ops and "RpcAsyncInitializeHandle" not in failing_ops
+
+
+# --- directed cases: what Wine does right passes -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wine_adapter() -> Iterator[wine.WineAdapter]:
+    if REASON is not None and not IN_CI:
+        pytest.skip(REASON)
+    adapter = wine.make_adapter()
+    yield adapter
+    adapter.shutdown()
+
+
+def _case(case_id: str, slot: SlotSpec, *steps: tuple[str, dict[str, Any]]) -> Case:
+    actions = tuple(Action(slot.name, op, tuple(args.items())) for op, args in steps)
+    return Case(case_id, "directed", case_id, (slot,), actions)
+
+
+def test_wait_timeout_code_of_wine_is_legal(wine_adapter: wine.WineAdapter) -> None:
+    case = _case("wine-mre", SlotSpec("e0", "event"),
+                 ("CoCreateInstance", {"clsid": "ManualResetEvent"}), ("Wait", {"timeout": "zero"}),
+                 ("Wait", {"timeout": "finite"}), ("Signal", {}), ("Wait", {"timeout": "zero"}),
+                 ("Wait", {"timeout": "infinite"}), ("Reset", {}), ("Wait", {"timeout": "zero"}),
+                 ("GetHandle", {}))
+    (result,) = run_cases(wine_adapter, [case])
+    assert result.verdict is Verdict.PASS, result.message
+
+
+@pytest.mark.parametrize("notify", ["Event", "Callback", "Apc"])
+def test_an_async_rpc_round_trip_passes(wine_adapter: wine.WineAdapter, notify: str) -> None:
+    case = _case(f"wine-rpc-{notify}", SlotSpec("r0", "rpc_call"),
+                 ("RpcAsyncInitializeHandle", {"size": "exact"}),
+                 ("AsyncCall", {"notify": notify, "binding": "good"}),
+                 ("server_handle_live", {}), ("server_complete", {"reply": 2}),
+                 ("wait_notification", {}), ("RpcAsyncCompleteCall", {}),
+                 ("RpcAsyncInitializeHandle", {"size": "smaller"}), ("sync_call", {"reply": 1}))
+    (result,) = run_cases(wine_adapter, [case])
+    assert result.verdict is Verdict.PASS, result.message
+
+
+@needs_wine
+def test_com_call_objects_are_not_declared_with_the_proxy_evidence(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    adapter = _report(out)["adapter"]
+    assert not any(c.startswith("com.") for c in adapter["capabilities"])
+    assert "ICallFactory" in adapter["notes"] and "0x80004002" in adapter["notes"]
+
+
+# --- without Wine -------------------------------------------------------------------------------
+
+
+def test_a_missing_wine_says_to_run_make_wine(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    monkeypatch.setenv("CALLGATE_WINE", str(tmp_path / "no-such-wine"))
+    reason = wine.unavailable_reason()
+    assert reason is not None and "make wine" in reason
+    with pytest.raises(wine.WineUnavailable, match="make wine"):
+        wine.setup()
+
+
+def test_the_cli_refuses_a_missing_wine_with_the_fix(tmp_path: Path) -> None:
+    env = dict(os.environ, CALLGATE_WINE=str(tmp_path / "no-such-wine"))
+    done = _callgate("run", "--adapter", "wine", "--out", str(tmp_path / "out"), env=env,
+                     timeout=120)
+    assert done.returncode == 2
+    assert "make wine" in done.stdout + done.stderr
+
+
+def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:
+    assert wine.risky(Observation(0xC0000005, {"raised": True}))
+    assert wine.risky(Observation(258, {"returned": False, "waited_ms": 300}))
+    assert not wine.risky(Observation(0, {"reply": 1}))
+
+
+def _served_reference(tmp_path: Path) -> wine.WineAdapter:
+    """A WineAdapter whose 'program' is the reference implementation served in JSON lines, so the
+    process handling is tested without Wine."""
+    server = ROOT / "conformance" / "reference" / "serve.py"
+    return wine.WineAdapter(wine.WineSetup("python", server, tmp_path, dict(os.environ)))
+
+
+def test_rpc_sessions_get_their_own_process_and_reuse_only_clean_ones(tmp_path: Path) -> None:
+    adapter = _served_reference(tmp_path)
+    rpc = (SlotSpec("r0", "rpc_call"),)
+    try:
+        first = adapter.open_session(rpc)
+        assert isinstance(first, wine.IsolatedSession) and first.adapter is not adapter.main
+        observation = first.perform(Request("r0", "RpcAsyncInitializeHandle", {"size": "exact"}))
+        assert observation.code == 0
+        first.close()
+        second = adapter.open_session(rpc)
+        assert isinstance(second, wine.IsolatedSession)
+        assert second.adapter is first.adapter and adapter.isolated_starts == 1
+        second.tainted = True  # as after a call that raised
+        second.close()
+        third = adapter.open_session(rpc)
+        assert isinstance(third, wine.IsolatedSession)
+        assert third.adapter is not first.adapter and adapter.isolated_starts == 2
+        third.close()
+        events = adapter.open_session((SlotSpec("e0", "event"),))
+        assert not isinstance(events, wine.IsolatedSession)
+        events.close()
+    finally:
+        adapter.shutdown()
