@@ -155,10 +155,16 @@ def prefix_states(slots: Sequence[SlotSpec], prefix: Sequence[Action], pins: Pin
 
 def interleavings(slots: Sequence[SlotSpec], prefix: Sequence[Action],
                   branches: Sequence[Sequence[Action]], pins: Pins,
-                  suffix: Sequence[Action] = ()) -> Interleavings:
+                  suffix: Sequence[Action] = (),
+                  start: Mapping[str, frozenset[State]] | None = None) -> Interleavings:
     """Walk every interleaving of `branches` after `prefix` through the model, then `suffix`
-    (whose actions have the position (len(branches), k) in `starts`)."""
-    after, problem, rules = prefix_states(slots, prefix, pins)
+    (whose actions have the position (len(branches), k) in `starts`). With `start`, the walk
+    begins from those slot states instead of stepping the prefix (after a prefix has run, the
+    states the implementation's choices actually led to)."""
+    if start is None:
+        after, problem, rules = prefix_states(slots, prefix, pins)
+    else:
+        after, problem, rules = dict(start), "", []
     if problem:
         return Interleavings(False, problem, {}, tuple(dict.fromkeys(rules)), after)
     machines = _machines(slots)
@@ -426,15 +432,7 @@ def run_parallel(runner: CaseRunner, case: ParallelCase, runs: int = 3, stagger:
     if missing:
         return _result(case, Verdict.NOT_APPLICABLE, started, message=(
             f"the adapter lacks {', '.join(sorted(missing))}"))
-    plan = interleavings(case.slots, case.prefix, case.branches, pins, case.suffix)
-    if not plan.sound:
-        return _result(case, Verdict.NOT_APPLICABLE, started, message=(
-            f"under this adapter's pins the case could reach an action the model does not "
-            f"define, so it is not run: {plan.problem}"))
     machines = _machines(case.slots)
-    waits = {(b, k): _wait_ms(machines[a.slot], a, plan.starts.get((b, k), frozenset()), pins)
-             for b, branch in enumerate((*case.branches, case.suffix))
-             for k, a in enumerate(branch)}
     rng = random.Random(seed)
     history: list[StepRecord] = []
     verdict_text = ""
@@ -449,6 +447,11 @@ def run_parallel(runner: CaseRunner, case: ParallelCase, runs: int = 3, stagger:
             return _result(case, Verdict.NOT_APPLICABLE, started, message=str(exc))
         try:
             for action in case.prefix:
+                kind = live.kind(action)
+                if kind is not Kind.DEFINED:
+                    return _result(case, Verdict.NOT_APPLICABLE, started, message=(
+                        f"run {number}: after the implementation's choices the model has the "
+                        f"prefix action {action} {kind.value}, so the case is not run"))
                 if not live.step(action):
                     break
             if live.verdict is not Verdict.PASS:
@@ -456,6 +459,19 @@ def run_parallel(runner: CaseRunner, case: ParallelCase, runs: int = 3, stagger:
                                message=f"in the prefix (run {number}): {live.message}",
                                evidence=live.evidence)
             initial = {name: tracker.states for name, tracker in live.trackers.items()}
+            # Sound in every interleaving from where the prefix really led (PropEr's rule,
+            # checked against the implementation's own choices).
+            plan = interleavings(case.slots, case.prefix, case.branches, pins, case.suffix,
+                                 start=initial)
+            if not plan.sound:
+                return _result(case, Verdict.NOT_APPLICABLE, started, message=(
+                    f"run {number}: from the states the prefix led to, some interleaving "
+                    f"reaches an action the model does not define, so the case is not run: "
+                    f"{plan.problem}"))
+            waits = {(b, k): _wait_ms(machines[a.slot], a, plan.starts.get((b, k), frozenset()),
+                                      pins)
+                     for b, branch in enumerate((*case.branches, case.suffix))
+                     for k, a in enumerate(branch)}
             wall_base = time.time() - time.perf_counter()
             run = execute_branches(live.session, case.branches, waits, runner.step_timeout,
                                    stagger, rng, case.suffix, runner.executor.call)

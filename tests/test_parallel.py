@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -233,3 +235,20 @@ def test_jitter_is_refused_for_an_adapter_other_than_the_reference(
                  "--out", str(tmp_path)])
     assert code == 2
     assert "--jitter-ms works with --adapter reference only" in capsys.readouterr().err
+
+
+def test_the_c_example_adapter_passes_the_races_it_has_the_features_for(
+        runner_for: object) -> None:
+    program = Path(__file__).resolve().parent.parent / "examples" / "c-adapter"
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("the C example needs make and cc")
+    built = subprocess.run(["make", "-C", str(program)], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert built.returncode == 0, built.stdout + built.stderr
+    runner = runner_for(CommandAdapter([str(program / "callgate-c-adapter")],  # type: ignore[operator]
+                                       request_timeout=5.0))
+    verdicts = {case.id: run_parallel(runner, case, runs=2, stagger=0.001).verdict
+                for case in RACES.values()}
+    assert verdicts["race-begin-begin"] is Verdict.PASS
+    assert verdicts["race-signal-wait-event"] is Verdict.PASS
+    assert set(verdicts.values()) <= {Verdict.PASS, Verdict.NOT_APPLICABLE}, verdicts
