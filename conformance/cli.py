@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from conformance import cli_model, cli_report, cli_run
+from conformance import cli_model, cli_mutants, cli_report, cli_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_model.register(sub)
     cli_run.register(sub)
     cli_report.register(sub)
+    cli_mutants.register(sub)
     return parser
 
 

@@ -62,6 +62,15 @@ class RunOptions:
     stagger: float = 0.001
     parallel_runs: int | None = None
     expectations: Expectations | None = None
+    # A plan already built for these capabilities (mutant runs share one), and whether to render
+    # the reports at the end (a mutant run only needs the verdicts).
+    plan: sequences.Plan | None = None
+    reports: bool = True
+
+
+class StopRun(Exception):
+    """Raised by a progress callback to end a run early (a mutant run stops at its first failing
+    case); the run closes its stream as if it had ended, with the cases done so far."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
     started = time.perf_counter()
     caps = adapter.capabilities()
     check_capabilities(caps)
-    plan = sequences.plan(caps)
+    plan = options.plan if options.plan is not None else sequences.plan(caps)
     options.out.mkdir(parents=True, exist_ok=True)
     stream = ResultStream(options.out / "results.jsonl")
     stream.emit({
@@ -154,6 +163,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             # Only a run that got this far may say so (a killed run proves nothing).
             for stale in options.expectations.stale_results():
                 _record(stream, results, stale, progress, total, None)
+    except StopRun:
+        pass
     finally:
         runner.close()
         seconds = time.perf_counter() - started
@@ -165,6 +176,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                                  "expected_fail": summary.expected_fail,
                                  "unexpected_pass": summary.unexpected_pass}})
         stream.close()
+    if not options.reports:
+        return RunOutcome(summary, options.out, options.out / "results.jsonl", seconds)
     paths = write_reports(read_stream(options.out / "results.jsonl"), options.out)
     report = paths[0]
     return RunOutcome(summary, options.out, report, seconds)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from conformance.adapter import SlotSpec
 from conformance.results import CaseResult, Verdict
-from conformance.runner import Case, CaseRunner, transition_key
+from conformance.runner import Case, CaseRunner, LiveCase, transition_key
 from conformance.sequences import SLOT, MachinePlan, config_of
-from model.transitions import Action, Kind, State
+from model.transitions import Action, Kind, State, step
 
 
 @dataclass
@@ -89,6 +89,66 @@ def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
     return None
 
 
+class StateCheck:
+    """Checks that a transition really reached the state the model says (state verification).
+
+    A tour that takes every transition once sees a wrong return code at once, but not a wrong
+    next state: the implementation may skip an auto-reset or forget a cancel, and the walk's
+    next steps from there need not tell. So after a transition is taken for the first time,
+    the walk takes one cheap *observer* in the new state: an action that leaves the state
+    unchanged and whose allowed outcomes differ from those in the state the step came from
+    (for a step that should change nothing, the same action again). Waits that cost time
+    (finite timeouts, notifications) are not used as observers.
+    """
+
+    def __init__(self, plan: MachinePlan, pins: Mapping[str, str]) -> None:
+        self.machine = plan.machine
+        self.pins = pins
+        self._loops: dict[State, list[Action]] = {}
+        targets: dict[tuple[State, Action], set[State]] = {}
+        for edge in plan.graph.edges():
+            action = Action(SLOT, edge.op, edge.args)
+            targets.setdefault((edge.source, action), set()).add(edge.target)  # type: ignore[arg-type]
+        for (source, action), ends in sorted(targets.items(), key=repr):
+            if ends == {source} and self._cheap(action):
+                self._loops.setdefault(source, []).append(action)
+        self._memo: dict[tuple[State, Action, State], Action | None] = {}
+
+    @staticmethod
+    def _cheap(action: Action) -> bool:
+        return action.op != "wait_notification" and not any(
+            name == "timeout" and value != "zero" for name, value in action.args)
+
+    def _expected(self, state: State, action: Action) -> tuple[str, ...] | None:
+        result = step(self.machine, state, action.op, action.args, self.pins)
+        if result.kind is not Kind.DEFINED or not result.allowed:
+            return None
+        return tuple(sorted(a.describe() for a in result.allowed))
+
+    def observer(self, source: State, action: Action, target: State) -> Action | None:
+        key = (source, action, target)
+        if key not in self._memo:
+            loops = self._loops.get(target, [])
+            if source == target:
+                found = action if action in loops else None
+            else:
+                found = next((o for o in loops if (here := self._expected(target, o)) is not None
+                              and here != self._expected(source, o)), None)
+            self._memo[key] = found
+        return self._memo[key]
+
+    def verify(self, live: LiveCase, source: State, action: Action) -> bool:
+        """Take the observer after `action` from `source`; False if the case is over."""
+        states = live.trackers[SLOT].states
+        if len(states) != 1:
+            return True
+        (target,) = states
+        check = self.observer(source, action, target)
+        if check is None or live.kind(check) is not Kind.DEFINED or not live.offered(check):
+            return True
+        return live.step(check)
+
+
 def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                  budget: WalkBudget | None = None) -> Iterator[tuple[Case, CaseResult]]:
     """Cover `pending` transitions of one machine; yields each segment's case and result.
@@ -104,6 +164,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
         if k in pending:
             todo.setdefault(s, set()).add(a)
     learned: dict[int, State] = {}
+    checks = StateCheck(plan, runner.capabilities.pins)
 
     def done(state: State, action: Action) -> None:
         pending.discard(key_of.get((state, action), ""))
@@ -152,6 +213,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     action = route.popleft()[1]
                 if live.kind(action) is not Kind.DEFINED or not live.offered(action):
                     break
+                new = action in todo.get(state, ())
                 ok = live.step(action)
                 done(state, action)
                 if not ok:
@@ -160,6 +222,8 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     pair_id = g.pair.get((state, action))
                     if pair_id is not None:
                         (learned[pair_id],) = tracker.states
+                if new and not checks.verify(live, state, action):
+                    break
         finally:
             live.close()
         for key in live.covered & pending:

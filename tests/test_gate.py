@@ -91,6 +91,7 @@ def test_expectations_turn_a_known_failure_into_exit_0(tmp_path: Path) -> None:
                       "tests/data/expectations/fake-events.toml")
     assert known.returncode == 0, known.stdout + known.stderr
     report = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert report["summary"]["expected_fail"] == 1 and report["summary"]["failed"] == 0
+    # Several cases may show the deviation (the walk's state checks and the stateful cases).
+    assert report["summary"]["expected_fail"] >= 1 and report["summary"]["failed"] == 0
     for name in ("report.json", "junit.xml", "report.md", "report.html", "results.jsonl"):
         assert (tmp_path / "b" / name).is_file()

@@ -477,7 +477,7 @@ def event_GetHandle(session: ReferenceSession, s: _EventSlot, request: Request) 
 
 def event_SetEventHandle(session: ReferenceSession, s: _EventSlot, request: Request) -> Observation:
     event = _event(s, request)
-    _, current = event.GetHandle()
+    current = event._current()  # not GetHandle: a seeded fault may make it return NULL
     return Observation(event.SetEventHandle(KernelEvent(manual_reset=current.manual_reset)))
 
 
@@ -563,7 +563,7 @@ def rpc_RpcAsyncInitializeHandle(session: ReferenceSession, s: _RpcSlot,
     user_info = object()  # the application's own value: RpcAsyncInitializeHandle must keep it
     pAsync.UserInfo = user_info
     status = rpc.RpcAsyncInitializeHandle(
-        pAsync, rpc.SIZEOF_RPC_ASYNC_STATE + _SIZES[_str(request, "size")])
+        pAsync, rpc.SIZEOF_RPC_ASYNC_STATE + _SIZES[_str(request, "size")], session.host)
     if status != rpc.RPC_S_OK:
         return Observation(status)
     size: Value = ("sizeof(RPC_ASYNC_STATE)" if pAsync.Size == rpc.SIZEOF_RPC_ASYNC_STATE

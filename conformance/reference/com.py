@@ -62,6 +62,7 @@ RPC_E_CALL_COMPLETE = codes.RPC_E_CALL_COMPLETE.value
 RPC_E_TIMEOUT = codes.RPC_E_TIMEOUT.value
 RPC_E_NO_SYNC = codes.RPC_E_NO_SYNC.value
 CO_E_CANCEL_DISABLED = codes.CO_E_CANCEL_DISABLED.value
+CLASS_E_NOAGGREGATION = 0x80040110  # winerror.h; only a seeded fault returns it
 
 COWAIT_DEFAULT = 0
 COWAIT_WAITALL = 1
@@ -167,7 +168,8 @@ class ControllingUnknown(Unknown):
 
 
 def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int,
-                             pHandles: Sequence[KernelEvent]) -> tuple[int, int]:
+                             pHandles: Sequence[KernelEvent], pump: bool = True
+                             ) -> tuple[int, int]:
     """(HRESULT, index). On an STA thread this is the COM modal loop: messages that arrive while
     waiting are dispatched (COM-CWMH-09); on an MTA thread it simply blocks."""
     if dwFlags & COWAIT_WAITALL:
@@ -177,7 +179,7 @@ def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int,
         return RPC_E_NO_SYNC, 0
     thread = kernel.current_thread()
     alertable = bool(dwFlags & COWAIT_ALERTABLE)
-    sta = thread.apartment is kernel.Apartment.STA
+    sta = thread.apartment is kernel.Apartment.STA and pump  # pump False: a seeded fault
     deadline_ms = dwTimeout
     started = time.monotonic()
     while True:
@@ -213,8 +215,8 @@ class SystemEvent(Unknown):
         super().__init__(outer)
         self._host = host
         self._lock = threading.Lock()
-        self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED,
-                                   name=type(self).__name__)
+        self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED or (
+            outer is None and host.fault("new_event_signalled")), name=type(self).__name__)
 
     def _manual_reset(self) -> bool:
         return self.MANUAL_RESET
@@ -227,6 +229,8 @@ class SystemEvent(Unknown):
         """ISynchronize::Signal: pending waits complete (COM-SYNC-01)."""
         self._host.pause()
         self._set()
+        if self._host.fault("signal_pulses"):
+            self._current().reset()
         return S_OK
 
     def _set(self) -> None:
@@ -235,7 +239,8 @@ class SystemEvent(Unknown):
 
     def Reset(self) -> int:
         """ISynchronize::Reset (COM-SYNC-02)."""
-        self._current().reset()
+        if not self._host.fault("reset_ignored"):
+            self._current().reset()
         return S_OK
 
     def Wait(self, dwFlags: int, dwMilliseconds: int) -> int:
@@ -247,7 +252,12 @@ class SystemEvent(Unknown):
             if self._current().is_set():
                 time.sleep(dwMilliseconds / 1000.0)
                 return WAIT_TIMEOUT_CODE
-        hr, _ = CoWaitForMultipleHandles(dwFlags, dwMilliseconds, (self._current(),))
+        if dwMilliseconds == 0 and self._host.fault("wait_zero_never_looks"):
+            return WAIT_TIMEOUT_CODE
+        if self._host.fault("wait_flags_misread"):
+            dwFlags |= COWAIT_WAITALL
+        hr, _ = CoWaitForMultipleHandles(dwFlags, dwMilliseconds, (self._current(),),
+                                         pump=not self._host.fault("sta_wait_no_pump"))
         if (hr == WAIT_TIMEOUT_CODE and self._outer is not None
                 and self._host.fault("wait_ok_before_signal")):
             return S_OK
@@ -255,10 +265,14 @@ class SystemEvent(Unknown):
 
     def GetHandle(self) -> tuple[int, KernelEvent]:
         """ISynchronizeHandle::GetHandle (COM-SYNC-07)."""
+        if self._host.fault("get_handle_null"):
+            return S_OK, None  # type: ignore[return-value]
         return S_OK, self._current()
 
     def SetEventHandle(self, ph: KernelEvent) -> int:
         """ISynchronizeEvent::SetEventHandle: from now on this object is `ph` (COM-SYNC-08)."""
+        if self._host.fault("set_event_handle_by_value"):
+            return E_INVALIDARG
         with self._lock:
             self._handle = ph
         return S_OK
@@ -272,6 +286,9 @@ class ManualResetEvent(SystemEvent):
     """CLSID_ManualResetEvent: Wait leaves it signalled (COM-SYNC-04)."""
 
     MANUAL_RESET = True
+
+    def _manual_reset(self) -> bool:
+        return not self._host.fault("manual_event_auto_resets")
 
 
 class StdEvent(SystemEvent):
@@ -306,6 +323,8 @@ class SynchronizeContainer(Unknown):
                 return RPC_E_OUT_OF_RESOURCES
             pSync.AddRef()
             self._members.append(handle_source)
+            if self._host.fault("add_returns_count"):
+                return len(self._members)
         return S_OK
 
     def WaitMultiple(self, dwFlags: int, dwTimeOut: int) -> tuple[int, Unknown | None]:
@@ -313,11 +332,18 @@ class SynchronizeContainer(Unknown):
         for an empty container (COM-CONT-03..05)."""
         with self._lock:
             members = tuple(self._members)
-        if not members:
+        if not members and not self._host.fault("wait_multiple_empty_times_out"):
             return RPC_E_NO_SYNC, None
-        handles = tuple(m.GetHandle()[1] for m in members)
+        handles = tuple(m._current() for m in members)
+        if not handles:  # the seeded fault: wait on nothing until the time is up
+            time.sleep(0 if dwTimeOut == INFINITE else dwTimeOut / 1000.0)
+            return RPC_E_TIMEOUT, None
         hr, index = CoWaitForMultipleHandles(dwFlags, dwTimeOut, handles)
-        if hr == RPC_S_CALLPENDING:
+        if hr == S_OK and self._host.fault("wait_multiple_off_by_one"):
+            index = (index + 1) % len(members)
+        if hr == S_OK and self._host.fault("wait_multiple_last_member"):
+            index = max(i for i, h in enumerate(handles) if h.is_set() or i == index)
+        if hr == RPC_S_CALLPENDING and not self._host.fault("wait_multiple_timeout_code"):
             return RPC_E_TIMEOUT, None  # WaitMultiple documents RPC_E_TIMEOUT (D-01)
         if hr != S_OK or index >= len(members):
             return hr if hr != S_OK else E_UNEXPECTED, None
@@ -417,6 +443,8 @@ class TestServer:
         action = command.action
         if action is Action.SIGNAL:
             out = int(command.args.get("out", 1))
+            if self.host.fault("signal_out_not_marshaled"):
+                out = 0
             call.signalled = True  # after Signal the call context is gone (COM-SRV-06)
             call.client._on_server_signal(call, out)
             impersonate = (self.CoImpersonateClient(call)
@@ -431,7 +459,8 @@ class TestServer:
             command.reply(self.CoImpersonateClient(call))
             return False
         if action is Action.TEST_CANCEL:
-            command.reply(RPC_E_CALL_CANCELED if call.cancel_requested else RPC_S_CALLPENDING)
+            cancelled = call.cancel_requested and not self.host.fault("test_cancel_misses_cancel")
+            command.reply(RPC_E_CALL_CANCELED if cancelled else RPC_S_CALLPENDING)
             return False
         if action is Action.SHUTDOWN:
             self._let_go(call)
@@ -440,11 +469,12 @@ class TestServer:
         command.reply(E_UNEXPECTED)
         return False
 
-    @staticmethod
-    def CoImpersonateClient(call: ServerCall) -> int:
+    def CoImpersonateClient(self, call: ServerCall) -> int:
         """Possible until the server's Signal has completed (COM-SRV-06, COM-SRV-07)."""
-        if call.signalled:
+        if call.signalled and not self.host.fault("impersonate_after_signal"):
             return RPC_E_CALL_COMPLETE  # "call context cannot be accessed after call completed"
+        if not call.signalled and self.host.fault("impersonate_refused"):
+            return RPC_E_CALL_COMPLETE
         call.impersonating = True
         return S_OK
 
@@ -462,6 +492,8 @@ class TestServer:
                 done.set()
 
         self.pool.submit(run)
+        if self.host.fault("sync_call_no_wait"):
+            return S_OK, result[0] if result else 0
         if not done.wait(COMMAND_SECONDS) or not result:
             raise ServerGone("the test server did not answer the synchronous IFoo::M")
         return S_OK, result[0]
@@ -495,9 +527,20 @@ class ServerObject(Unknown):
     def __init__(self, server: TestServer) -> None:
         super().__init__()
         self.server = server
+        self._made: list[CallObject] = []  # only with the seeded fault call_dies_with_factory
+
+    def Release(self) -> int:
+        refs = super().Release()
+        if self.server.host.fault("call_dies_with_factory"):
+            for made in self._made:
+                made._final_release()  # the factory's release takes its call objects along
+        return refs
 
     def _inner_query(self, riid: IID) -> tuple[int, Unknown | None]:
-        if riid is IID.ICallFactory and not self.server.implements_call_factory:
+        if riid is IID.ICallFactory and (
+                (not self.server.implements_call_factory
+                 and not self.server.host.fault("call_factory_always"))
+                or self.server.host.fault("call_factory_hidden")):
             return E_NOINTERFACE, None
         return super()._inner_query(riid)
 
@@ -505,13 +548,22 @@ class ServerObject(Unknown):
                    riid2: IID) -> tuple[int, Unknown | None]:
         """ICallFactory::CreateCall: a fresh call object for an asynchronous IID (COM-CF-02,
         COM-CF-03); with `pCtrlUnk` it is created as an aggregated inner object (COM-CF-06)."""
-        if not self.server.implements_call_factory:
+        host = self.server.host
+        if not self.server.implements_call_factory and not host.fault("call_factory_always"):
             return E_NOINTERFACE, None
+        if riid is IID.IFoo and host.fault("create_call_accepts_sync_iid"):
+            riid = riid2 = IID.AsyncIFoo
         if riid is not IID.AsyncIFoo:
             return E_NOINTERFACE, None
+        if pCtrlUnk is not None and host.fault("aggregation_refused"):
+            return CLASS_E_NOAGGREGATION, None
+        if pCtrlUnk is None and host.fault("proxy_requires_aggregation"):
+            return CLASS_E_NOAGGREGATION, None
         if pCtrlUnk is not None and riid2 is not IID.IUnknown:
             return E_INVALIDARG, None  # objidl.h: riid2 must be IID_IUnknown (D-05)
         call_object = CallObject(self.server, pCtrlUnk)
+        if host.fault("call_dies_with_factory"):
+            self._made.append(call_object)
         if pCtrlUnk is not None:
             return S_OK, call_object  # the inner object's non-delegating IUnknown
         hr, wanted = call_object._inner_query(riid2)
@@ -540,11 +592,18 @@ class CallObject(Unknown):
         self._sync = ManualResetEvent(self._host, outer=self if outer is None else outer)
         self._call: ServerCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
+        self._previous: int | None = None  # the last call's [out] (for a seeded fault)
 
     def _inner_query(self, riid: IID) -> tuple[int, Unknown | None]:
         if riid in (IID.ISynchronize, IID.ISynchronizeHandle):
+            if self._host.fault("no_isynchronize"):
+                return E_NOINTERFACE, None
             self.AddRef()
             return S_OK, self._sync
+        if ((riid is IID.AsyncIFoo and self._host.fault("call_object_lacks_async_iid"))
+                or (riid is IID.IClientSecurity and self._host.fault("no_client_security"))
+                or (riid is IID.ICancelMethodCalls and self._host.fault("no_cancel_interface"))):
+            return E_NOINTERFACE, None
         return super()._inner_query(riid)
 
     @property
@@ -562,14 +621,21 @@ class CallObject(Unknown):
         with self._lock:
             if self._released:
                 return E_UNEXPECTED
-            if self._call is not None and not self._host.fault("begin_accepts_second"):
+            in_flight = self._call
+            if in_flight is not None and in_flight.cancelled and self._host.fault(
+                    "begin_after_cancel_reports_cancel"):
+                return CANCELLED_CODE
+            if in_flight is not None and not self._host.fault("begin_accepts_second") and not (
+                    in_flight.completed and self._host.fault("begin_after_signal_accepted")) \
+                    and not (in_flight.cancelled and self._host.fault(
+                        "begin_accepted_after_cancel")):
                 return BEGIN_PENDING_CODE
             call = ServerCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
             self._sync.Reset()
         self._host.pause()
         self._server.begin(call)
-        return S_OK
+        return BEGIN_PENDING_CODE if self._host.fault("begin_reports_pending") else S_OK
 
     def _begin_check_then_set(self) -> int:
         """Seeded fault `begin_check_then_set_race`: the check and the set are not under one
@@ -592,8 +658,9 @@ class CallObject(Unknown):
         with self._lock:
             call = self._call
             if call is None:
-                return RPC_E_CALL_COMPLETE, None
-            if call.cancelled:
+                return (S_OK, None) if self._host.fault("finish_idle_ok") else (
+                    RPC_E_CALL_COMPLETE, None)
+            if call.cancelled and not self._host.fault("finish_ignores_cancel"):
                 # The server may still hold the call: it becomes an orphan whose late Signal
                 # is discarded (COM-CANCEL-11).
                 call.abandoned = True
@@ -604,11 +671,16 @@ class CallObject(Unknown):
                 # COM-FIN-03 gives no result for Finish_ before the signal; refuse without
                 # changing anything, rather than block the client.
                 return RPC_S_CALLPENDING, None
-            self._call = None
+            if not self._host.fault("finish_keeps_call"):
+                self._call = None
             # Back to a known non-signalled start for the next call (COM-SYNC-05: the reset
             # happens in the method the client calls after it has seen the signal).
             self._sync.Reset()
-            return S_OK, call.out
+            out = call.out
+            if self._host.fault("finish_stale_out") and self._previous is not None:
+                out = self._previous
+            self._previous = call.out
+            return S_OK, out
 
     def _on_server_signal(self, call: ServerCall, out: int) -> None:
         """The server's ISynchronize::Signal reached the client (COM-SRV-05)."""
@@ -620,7 +692,8 @@ class CallObject(Unknown):
             call.completed = True
             # Under the lock, so that a Finish_ on another thread cannot reset the event between
             # the completion and the Signal and leave a stale signal behind.
-            self._sync._set()
+            if not self._host.fault("signal_not_forwarded"):
+                self._sync._set()
 
     # ICancelMethodCalls ---------------------------------------------------------------------
 
@@ -644,18 +717,21 @@ class CallObject(Unknown):
             if refusal is not None:
                 return refusal
             call.cancelled = True
-            if CANCEL_RELEASES_CLIENT_AT_ONCE:
+            if CANCEL_RELEASES_CLIENT_AT_ONCE and not self._host.fault(
+                    "cancel_keeps_client_waiting"):
                 self._sync._set()  # the client's Wait returns now (COM-CANCEL-11)
-        return S_OK
+        return CANCELLED_CODE if self._host.fault("cancel_returns_cancelled") else S_OK
 
     def _cancel_refusal(self, call: ServerCall | None) -> int | None:
         if call is None:
             return RPC_E_CALL_COMPLETE  # nothing between Begin_ and Finish_
-        if call.cancelled:
+        if call.cancelled and not self._host.fault("cancel_twice_ok"):
             return CANCELLED_CODE  # already cancelled (COM-CANCEL-06)
-        if call.completed:
+        if call.completed and not self._host.fault("cancel_after_signal_ok"):
             return RPC_E_CALL_COMPLETE  # the call completed (COM-CANCEL-08)
-        if not call.cancel_enabled:
+        if not call.completed and call.held and self._host.fault("cancel_refused_pending"):
+            return RPC_E_CALL_COMPLETE
+        if not call.cancel_enabled and not self._host.fault("cancel_ignores_disabled"):
             return CO_E_CANCEL_DISABLED  # COM-CANCEL-07
         return None
 
@@ -678,7 +754,7 @@ class CallObject(Unknown):
         with self._lock:
             self._released = True
             call, self._call = self._call, None
-            if call is not None:
+            if call is not None and not self._host.fault("release_pending_leaks"):
                 call.abandoned = True
 
 
@@ -687,5 +763,5 @@ def make_event(host: Host, clsid: str) -> SystemEvent:
     if clsid == "ManualResetEvent":
         return ManualResetEvent(host)
     if clsid == "StdEvent":
-        return StdEvent(host)
+        return ManualResetEvent(host) if host.fault("std_event_clsid_mixup") else StdEvent(host)
     raise ValueError(f"unknown system event class {clsid!r}; use ManualResetEvent or StdEvent")

@@ -168,13 +168,18 @@ class RpcException(Exception):
         self.code = code
 
 
-def RpcAsyncInitializeHandle(pAsync: RPC_ASYNC_STATE | None, Size: int) -> int:
+def RpcAsyncInitializeHandle(pAsync: RPC_ASYNC_STATE | None, Size: int,
+                             host: Host | None = None) -> int:
     """Set Size, Signature, Lock, Flags, StubInfo, RuntimeInfo and Reserved; leave UserInfo,
-    Event, NotificationType and u to the caller (RPC-INIT-01, -02, -03)."""
+    Event, NotificationType and u to the caller (RPC-INIT-01, -02, -03). `host` carries the
+    seeded faults of a mutant build."""
     if pAsync is None:
         return RPC_S_INVALID_ASYNC_HANDLE
-    if Size != SIZEOF_RPC_ASYNC_STATE:
+    if Size < SIZEOF_RPC_ASYNC_STATE or (Size != SIZEOF_RPC_ASYNC_STATE and not (
+            host is not None and host.fault("init_accepts_larger_size"))):
         return RPC_S_INVALID_ARG
+    if host is not None and host.fault("init_zeroes_user_info"):
+        pAsync.UserInfo = None  # memset of the whole structure
     pAsync.Size = Size
     pAsync.Signature = RPC_ASYNC_SIGNATURE
     pAsync.Lock = 0
@@ -185,8 +190,10 @@ def RpcAsyncInitializeHandle(pAsync: RPC_ASYNC_STATE | None, Size: int) -> int:
     return RPC_S_OK
 
 
-def RpcAsyncGetCallHandle(pAsync: RPC_ASYNC_STATE) -> object:
+def RpcAsyncGetCallHandle(pAsync: RPC_ASYNC_STATE, host: Host | None = None) -> object:
     """The macro: the binding handle of the call is `RuntimeInfo` (RPC-STATE-01)."""
+    if host is not None and host.fault("call_handle_is_stub_info"):
+        return pAsync.StubInfo
     return pAsync.RuntimeInfo
 
 
@@ -264,6 +271,9 @@ class RpcRuntime:
         self._server_handles: dict[int, ServerCall] = {}
         self._closed = False
         self.test_server = TestRpcServer(self)
+        # Where the seeded fault apc_to_runtime_thread sends APCs: a thread no client waits on.
+        self._runtime_thread = ThreadContext("rpc-runtime")
+        self._used_handles: set[int] = set()  # only with the seeded fault handle_used_once
 
     # --- client stubs --------------------------------------------------------------------------
 
@@ -273,15 +283,27 @@ class RpcRuntime:
         if pAsync is None or not _valid(pAsync):
             raise RpcException(RPC_S_INVALID_ASYNC_HANDLE)
         with self._lock:
-            if isinstance(pAsync.RuntimeInfo, ClientCall):
+            if isinstance(pAsync.RuntimeInfo, ClientCall) and not self.host.fault(
+                    "handle_reuse_in_flight"):
                 raise RpcException(RPC_S_INVALID_ASYNC_CALL)  # one handle per call (RPC-INIT-06)
             if not binding.server or self._closed:
+                if self.host.fault("failed_call_left_on_handle"):
+                    pAsync.RuntimeInfo = ClientCall(pAsync, kernel.current_thread(),
+                                                    status=RPC_S_CALL_FAILED_DNE)
                 raise RpcException(RPC_S_CALL_FAILED_DNE)  # cleaned up already (RPC-CLI-CALL-02)
+            if self.host.fault("handle_used_once"):
+                if id(pAsync) in self._used_handles:
+                    raise RpcException(RPC_S_INVALID_ASYNC_CALL)
+                self._used_handles.add(id(pAsync))
+            if self.host.fault("stub_clears_notification_type"):
+                pAsync.NotificationType = RPC_NOTIFICATION_TYPES.RpcNotificationTypeNone
             call = ClientCall(pAsync, kernel.current_thread())
             pAsync.StubInfo = StubInfo("TestProc", call.number)
             pAsync.RuntimeInfo = call
             call.server = self._dispatch_locked(call, hint)
         self.host.pause()
+        if self.host.fault("stub_reports_pending"):
+            raise RpcException(RPC_S_ASYNC_CALL_PENDING)
 
     def TestProc(self, binding: RpcBinding, hint: int) -> int:
         """A synchronous client of the same procedure: blocks until the reply (RPC-DECL-02)."""
@@ -294,7 +316,7 @@ class RpcRuntime:
                              f"{COMMAND_SECONDS} s")
         if server_call.sync_status != RPC_S_OK:
             raise RpcException(server_call.sync_status)
-        return server_call.sync_reply
+        return 0 if self.host.fault("sync_client_no_reply") else server_call.sync_reply
 
     # --- server side ---------------------------------------------------------------------------
 
@@ -305,7 +327,8 @@ class RpcRuntime:
         server_call = ServerCall(client, handle, hint)
         handle.RuntimeInfo = server_call
         handle.StubInfo = StubInfo("TestProc", server_call.number)
-        self._server_handles[server_call.number] = server_call
+        if not self.host.fault("server_handle_unregistered"):
+            self._server_handles[server_call.number] = server_call
         self.pool.submit(lambda: self._dispatch(server_call))
         return server_call
 
@@ -317,7 +340,8 @@ class RpcRuntime:
             self.test_server.TestProc(server_call.handle, server_call.hint)
         except _ManagerRaised as exc:
             command = exc.command
-            self._end(server_call, exc.code, 0)  # RPC-SRV-EXC-01
+            code = RPC_S_CALL_FAILED if self.host.fault("exception_code_lost") else exc.code
+            self._end(server_call, code, 0)  # RPC-SRV-EXC-01
         except RpcException as exc:
             self._end(server_call, exc.code, 0)
         except Exception as exc:  # a bug in the manager routine: end the call, keep the evidence
@@ -335,6 +359,8 @@ class RpcRuntime:
         with self._lock:
             if server_call.ended:
                 return RPC_S_INVALID_ASYNC_HANDLE
+            if self.host.fault("server_reply_read_early"):
+                reply = server_call.hint  # what the [out] held when the call was dispatched
             server_call.ended = True
             if not self.host.fault("server_handle_kept"):
                 self._server_handles.pop(server_call.number, None)
@@ -368,38 +394,82 @@ class RpcRuntime:
         """RPC_S_ASYNC_CALL_PENDING while outstanding, else the call's final status
         (RPC-CLI-STATUS-01..04)."""
         if not _valid(pAsync):
-            return RPC_S_INVALID_ASYNC_HANDLE
+            return (RPC_S_INVALID_ARG if self.host.fault("status_bad_handle_invalid_arg")
+                    else RPC_S_INVALID_ASYNC_HANDLE)
         assert pAsync is not None
         with self._lock:
             call = pAsync.RuntimeInfo
             if not isinstance(call, ClientCall):
                 return UNUSED_HANDLE_STATUS
-            return call.status
+            status = call.status
+            fault = self.host.fault
+            if status == RPC_S_ASYNC_CALL_PENDING and fault("status_ok_while_pending"):
+                return RPC_S_OK
+            if status == RPC_S_OK and fault("status_returns_reply"):
+                return call.reply
+            if status == RPC_S_CALL_CANCELLED and fault("status_pending_after_abort_cancel"):
+                return RPC_S_ASYNC_CALL_PENDING
+            polled = pAsync.NotificationType == RPC_NOTIFICATION_TYPES.RpcNotificationTypeNone
+            if polled and fault("polled_status_stale"):
+                return RPC_S_ASYNC_CALL_PENDING
+            if polled and status == RPC_S_ASYNC_CALL_PENDING and fault("polled_status_early"):
+                return RPC_S_OK
+            return status
 
     def RpcAsyncCompleteCall(self, pAsync: RPC_ASYNC_STATE | None, Reply: Reply | None) -> int:
         """On a client handle: RPC_S_ASYNC_CALL_PENDING (not final) until the reply is in, then
         the final status, with the return value in `Reply` on success; the runtime frees the
         call (RPC-CLI-COMPLETE-01..06). On a server handle: send the reply (RPC-SRV-COMPLETE)."""
+        fault = self.host.fault
         if not _valid(pAsync):
+            if fault("server_complete_zeroed_pending"):
+                return RPC_S_ASYNC_CALL_PENDING
             return RPC_S_INVALID_ASYNC_HANDLE
         assert pAsync is not None
         server_call = self._server_call_of(pAsync)
         if server_call is not None:
+            if fault("server_complete_runs_client_path"):
+                return RPC_S_ASYNC_CALL_PENDING
             self.host.pause()
-            return self._end(server_call, RPC_S_OK, Reply.value if Reply is not None else 0)
+            value = Reply.value if Reply is not None else 0
+            if fault("server_reply_by_pointer"):
+                value = int(Reply is not None)
+            status = self._end(server_call, RPC_S_OK, value)
+            if fault("server_complete_not_final"):
+                with self._lock:
+                    self._server_handles[server_call.number] = server_call
+            return status
         with self._lock:
             call = pAsync.RuntimeInfo
             if not isinstance(call, ClientCall):
+                if fault("complete_no_call_ok"):
+                    return RPC_S_OK
                 return RPC_S_INVALID_ASYNC_HANDLE  # no call on this handle (RPC-CLI-COMPLETE-09)
             if call.status == RPC_S_ASYNC_CALL_PENDING:
+                if fault("complete_pending_final"):
+                    pAsync.StubInfo = None
+                    pAsync.RuntimeInfo = None
                 return RPC_S_ASYNC_CALL_PENDING
-            if call.status == RPC_S_OK and Reply is not None:
+            status = call.status
+            if status not in (RPC_S_OK, RPC_S_CALL_CANCELLED) and fault("failure_reported_ok"):
+                status = RPC_S_OK
+            if status == RPC_S_CALL_CANCELLED and fault("cancel_reported_ok"):
+                status = RPC_S_OK
+            if status == RPC_S_OK and Reply is not None and not fault(
+                    "complete_reply_not_copied"):
                 Reply.value = call.reply
+            if fault("complete_not_final"):
+                return status
             # Final: free what the runtime allocated for the call (RPC-CLI-COMPLETE-06). The
             # handle keeps its signature, so it may carry a new call (D-11).
             pAsync.StubInfo = None
             pAsync.RuntimeInfo = None
-            return call.status
+            if fault("runtime_closes_event"):
+                if pAsync.u.hEvent is not None:
+                    pAsync.u.hEvent.close()
+                if pAsync.u.IOC.hIOPort is not None:
+                    pAsync.u.IOC.hIOPort.close()
+            return status
 
     def RpcAsyncCancelCall(self, pAsync: RPC_ASYNC_STATE | None, fAbortCall: bool) -> int:
         """Tell the server; with fAbortCall, also end the call on the client at once and rush
@@ -412,21 +482,30 @@ class RpcRuntime:
             call = pAsync.RuntimeInfo
             if not isinstance(call, ClientCall):
                 return RPC_S_INVALID_ASYNC_HANDLE
-            if call.server is not None and not call.server.ended:
+            fault = self.host.fault
+            if call.server is not None and not call.server.ended and not (
+                    not fAbortCall and fault("cancel_not_forwarded")):
                 call.server.cancel_requested = True
-            if fAbortCall and call.status == RPC_S_ASYNC_CALL_PENDING:
+            abortive = (fAbortCall and not fault("abort_cancel_not_rushed")) or fault(
+                "cancel_always_abortive")
+            if abortive and call.status == RPC_S_ASYNC_CALL_PENDING:
                 call.status = RPC_S_CALL_CANCELLED
                 notify = call
+            status = call.status
         if notify is not None:
             self._notify(notify)
-        return RPC_S_OK
+        return status if self.host.fault("cancel_returns_status") else RPC_S_OK
 
     def RpcAsyncAbortCall(self, pAsync: RPC_ASYNC_STATE | None, ExceptionCode: int) -> int:
         """The server ends the call; the client receives ExceptionCode (RPC-SRV-ABORT-01)."""
         server_call = self._server_call_of(pAsync)
         if server_call is None:
+            if self.host.fault("abort_invalid_ok"):
+                return RPC_S_OK
             return RPC_S_INVALID_ASYNC_HANDLE  # RPC-SRV-ABORT-04
         self.host.pause()
+        if self.host.fault("abort_code_lost"):
+            ExceptionCode = RPC_S_CALL_FAILED
         return self._end(server_call, ExceptionCode, 0)
 
     def RpcServerTestCancel(self, BindingHandle: object) -> int:
@@ -435,6 +514,8 @@ class RpcRuntime:
         if BindingHandle is None:
             current: ServerCall | None = getattr(_server_tls, "call", None)
             if current is None:
+                if self.host.fault("test_cancel_idle_invalid_binding"):
+                    return RPC_S_INVALID_BINDING
                 return RPC_S_NO_CALL_ACTIVE
             BindingHandle = current
         if not isinstance(BindingHandle, ServerCall):
@@ -442,7 +523,12 @@ class RpcRuntime:
         with self._lock:
             if BindingHandle.ended:
                 return RPC_S_INVALID_BINDING
-            return RPC_S_OK if BindingHandle.cancel_requested else RPC_S_CALL_IN_PROGRESS
+            cancelled = BindingHandle.cancel_requested
+            if self.host.fault("server_test_cancel_consumes"):
+                BindingHandle.cancel_requested = False
+            if self.host.fault("server_test_cancel_blind"):
+                cancelled = False
+            return RPC_S_OK if cancelled else RPC_S_CALL_IN_PROGRESS
 
     # --- notifications -----------------------------------------------------------------------------
 
@@ -450,7 +536,8 @@ class RpcRuntime:
         """Deliver the completion notification the client asked for (RPC-CLI-NOTIFY-01..06).
         `u` is read now, as a runtime reads the caller's structure when the call completes."""
         pAsync = call.pAsync
-        pAsync.Event = RPC_ASYNC_EVENT.RpcCallComplete  # RPC-STATE-02
+        pAsync.Event = (RPC_ASYNC_EVENT.RpcSendComplete if self.host.fault("event_field_wrong_kind")
+                        else RPC_ASYNC_EVENT.RpcCallComplete)  # RPC-STATE-02
         kind = pAsync.NotificationType
         u = pAsync.u
         for _ in range(2 if self.host.fault("notification_twice") else 1):
@@ -461,19 +548,23 @@ class RpcRuntime:
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeApc:
                 apc_routine = u.APC.NotificationRoutine
                 target = u.APC.hThread or call.issuing_thread  # hThread 0: the issuing thread
+                if u.APC.hThread is None and self.host.fault("apc_to_runtime_thread"):
+                    target = self._runtime_thread
                 if apc_routine is not None:
                     target.queue_apc(_bind(apc_routine, pAsync))
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeIoc:
                 if u.IOC.hIOPort is not None:
                     u.IOC.hIOPort.PostQueuedCompletionStatus(
-                        u.IOC.dwNumberOfBytesTransferred, u.IOC.dwCompletionKey,
+                        u.IOC.dwNumberOfBytesTransferred,
+                        0 if self.host.fault("ioc_wrong_key") else u.IOC.dwCompletionKey,
                         u.IOC.lpOverlapped)
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeHwnd:
                 if u.HWND.hWnd is not None:
-                    kernel.PostMessage(u.HWND.hWnd, u.HWND.Msg, 0, pAsync)
+                    message = kernel.WM_USER if self.host.fault("hwnd_wrong_message") else u.HWND.Msg
+                    kernel.PostMessage(u.HWND.hWnd, message, 0, pAsync)
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeCallback:
                 callback = u.NotificationRoutine
-                if callback is not None:
+                if callback is not None and not self.host.fault("callback_not_called"):
                     # On another thread, as the runtime's notifier does (RPC-CLI-NOTIFY-05).
                     with contextlib.suppress(RuntimeError):  # the pool is shut down: no one left
                         self.pool.submit(_bind(callback, pAsync, self.host))
@@ -541,7 +632,7 @@ class TestRpcServer:
         if hint:
             runtime.RpcAsyncCompleteCall(pAsync, Reply(hint))
             return
-        server_call = RpcAsyncGetCallHandle(pAsync)
+        server_call = pAsync.RuntimeInfo
         assert isinstance(server_call, ServerCall)
         while True:
             command = server_call.mailbox.receive()
@@ -558,7 +649,8 @@ class TestRpcServer:
                 # answers the harness once the runtime has ended the call.
                 raise _ManagerRaised(int(command.args["code"]), command)
             if action is Action.TEST_CANCEL:
-                command.reply(runtime.RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync)))
+                command.reply(runtime.RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync,
+                                                                                runtime.host)))
                 continue
             if action is Action.SHUTDOWN:
                 command.reply(runtime.RpcAsyncAbortCall(pAsync, RPC_S_CALL_FAILED))

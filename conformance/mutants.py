@@ -1,0 +1,388 @@
+"""Seeded-fault mutants: the catalogue's judgement, the kill run, and the suite's figures.
+
+A mutant is the reference implementation built with one seeded fault (`host.FAULTS`: its name,
+the rule it breaks, what it does instead). `run_mutants` runs the gate against every mutant and
+records, per mutant, whether a case failed (killed) and, for a kill:
+
+* `seconds_to_kill`: from the start of the gate run to the moment the first failing case was
+  recorded (directed cases are already shrunk to the shortest path then, stateful ones shrunk by
+  Hypothesis);
+* `counterexample_length`: steps of that case's failing trace;
+* `shortest_path`: the length of a shortest path in the state graph (`model.explorer`) from an
+  initial state to the *faulty transition*, the state and operation of the first failing step
+  (derived from the trace: the failing slot's steps replayed through the model);
+* `minimal`: the counterexample is minimal when its length is `shortest_path + 1`, that is the
+  shortest way to the faulty transition and the transition itself, and nothing else.
+
+A run stops at the first failing case (that is the kill); a survivor runs the whole budget.
+Equivalent mutants (`EQUIVALENT`, no observable difference) are expected to survive and are
+reported with their reason; any other survivor is a blind spot of the suite.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance import sequences
+from conformance.adapter import Capabilities
+from conformance.gate import BUDGETS, Budget, RunOptions, StopRun, run_gate
+from conformance.reference.adapter import ReferenceAdapter
+from conformance.reference.host import FAULTS, Fault
+from conformance.results import CaseResult, Verdict
+from model import explorer
+from model.families import MACHINES
+from model.rules import Level, catalogue
+from model.transitions import Args, Machine, ModelError, Tracker
+
+# Mutants no test can tell from the reference implementation, each with the reason. They are
+# listed as survivors with that reason; `killed == total - len(EQUIVALENT)` on a healthy suite.
+EQUIVALENT: dict[str, str] = {
+    "wait_multiple_last_member":
+        "it differs only when two members are signalled, and then COM-CONT-03 lets WaitMultiple "
+        "return either of them",
+    "polled_status_stale":
+        "with RpcNotificationTypeNone nothing bounds when the reply reaches the client: a status "
+        "that stays RPC_S_ASYNC_CALL_PENDING until RpcAsyncCompleteCall is a slow reply, which "
+        "the documentation allows",
+    "handle_reuse_in_flight":
+        "a second call on a handle whose call is in flight is UNDEFINED (RPC-INIT-06 is the "
+        "client's duty), so a conformance run never makes one and any behaviour there conforms",
+}
+
+# Mutants whose fault shows only when two threads interleave: killed by the parallel cases
+# alone (a sequential case never opens the window).
+CONCURRENCY: frozenset[str] = frozenset({"begin_check_then_set_race", "wait_lost_wakeup"})
+
+# In-scope MUST rules that no test through the adapter protocol can observe, each with the
+# reason; every other in-scope MUST rule has at least one mutant.
+UNOBSERVABLE: dict[str, str] = {
+    "RPC-INIT-07": "the client's duty to keep the handle and buffers alive: only UNDEFINED rows "
+                   "cite it (a conformance run never frees them early)",
+    "RPC-DECL-01": "MIDL adds the async-handle parameter at compile time and the wire format is "
+                   "the same: nothing a run can see",
+    "COM-SRV-04": "synchronous and asynchronous proxies produce identical wire requests: the "
+                  "adapter protocol shows results, not packets",
+    "COM-CONT-07": "WaitMultiple runs the modal loop on an STA thread: the harness probes message "
+                   "pumping only through a call object's Wait (probe_sta_wait), never through "
+                   "the container",
+    "RPC-SRV-COMPLETE-06": "the runtime freeing the server's parameters after RpcAsyncCompleteCall "
+                           "has no effect the test server or the client can see (the manager "
+                           "routine never touches them again)",
+}
+
+KINDS = ("directed", "stateful", "parallel")
+
+
+@dataclass(frozen=True)
+class MutantResult:
+    """The gate's judgement of one mutant."""
+
+    name: str
+    rule: str
+    effect: str
+    killed: bool
+    seconds: float
+    cases: int
+    verdict: str = ""                 # of the killing case: fail or error
+    killed_by: str = ""               # case id
+    kind: str = ""                    # directed, stateful or parallel
+    seconds_to_kill: float | None = None
+    counterexample_length: int | None = None
+    shortest_path: int | None = None
+    transition: str = ""              # machine: state / operation of the first failing step
+    minimal: bool | None = None
+    failed_rules: list[str] = field(default_factory=list)
+    message: str = ""
+    reason: str = ""                  # why it survived (equivalent, concurrency, or blind spot)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MutantsReport:
+    """Every mutant's result and the totals."""
+
+    budget: str
+    seed: int
+    kinds: tuple[str, ...]
+    results: tuple[MutantResult, ...]
+    seconds: float
+    command: str = ""
+
+    @property
+    def killed(self) -> list[MutantResult]:
+        return [r for r in self.results if r.killed]
+
+    @property
+    def survivors(self) -> list[MutantResult]:
+        return [r for r in self.results if not r.killed]
+
+    @property
+    def kill_rate(self) -> float:
+        return len(self.killed) / len(self.results) if self.results else 0.0
+
+    @property
+    def median_seconds_to_kill(self) -> float | None:
+        times = [r.seconds_to_kill for r in self.killed if r.seconds_to_kill is not None]
+        return round(statistics.median(times), 3) if times else None
+
+    @property
+    def minimal_counterexamples(self) -> int:
+        return sum(1 for r in self.killed if r.minimal)
+
+    @property
+    def unexpected_survivors(self) -> list[MutantResult]:
+        """Survivors that are not documented as equivalent: blind spots of the suite."""
+        return [r for r in self.survivors if r.name not in EQUIVALENT]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": len(self.results),
+            "killed": len(self.killed),
+            "survivors": [{"name": r.name, "rule": r.rule, "reason": r.reason}
+                          for r in self.survivors],
+            "equivalent": sorted(EQUIVALENT),
+            "kill_rate": round(self.kill_rate, 4),
+            "median_seconds_to_kill": self.median_seconds_to_kill,
+            "minimal_counterexamples": self.minimal_counterexamples,
+            "budget": self.budget, "seed": self.seed, "kinds": list(self.kinds),
+            "seconds": round(self.seconds, 2), "command": self.command,
+            "mutants": [r.to_json() for r in self.results],
+        }
+
+
+def survivor_reason(name: str, kinds: Iterable[str]) -> str:
+    """Why a mutant that no case killed survived."""
+    if name in EQUIVALENT:
+        return f"equivalent: {EQUIVALENT[name]}"
+    if name in CONCURRENCY and "parallel" not in set(kinds):
+        return "concurrency fault: only parallel cases can see it, and none ran"
+    if name in CONCURRENCY:
+        return "concurrency fault not caught: the parallel cases never hit the window (blind spot)"
+    return "no case failed: a blind spot of the suite (improve the generation to kill it)"
+
+
+# --- the faulty transition and its shortest path ------------------------------------------------
+
+
+def _args(machine: Machine, op: str, values: Mapping[str, object]) -> Args:
+    return tuple((p.name, values[p.name]) for p in machine.operation(op).params)  # type: ignore[misc]
+
+
+def faulty_transition(result: CaseResult, plan: sequences.Plan
+                      ) -> tuple[str, int | None]:
+    """The state and operation of the first failing step (as text) and the length of a shortest
+    path in the machine's state graph from an initial state to that state (None if unknown)."""
+    if not result.trace:
+        return "", None
+    last = result.trace[-1]
+    machine_name = result.slots.get(last.slot, "")
+    if machine_name not in MACHINES:
+        return "", None
+    machine = MACHINES[machine_name]
+    config = next((s.get("config", {}) for s in result.replay.get("slots", [])
+                   if s.get("name") == last.slot), None)
+    if config is None:
+        return "", None
+    tracker = Tracker(machine, plan.capabilities.pins, [machine.make(**dict(config))])
+    for record in result.trace[:-1]:
+        if record.slot != last.slot:
+            continue
+        if record.code is None or not tracker.observe(
+                record.op, _args(machine, record.op, record.args), record.code,
+                record.outputs).ok:
+            return "", None
+    if len(tracker.states) != 1:
+        return "", None
+    (state,) = tracker.states
+    args = ", ".join(f"{k}={v}" for k, v in last.args.items())
+    text = f"{machine_name}: {machine.describe(state)} / {last.op}({args})"
+    graph_plan = plan.machines.get(machine_name)
+    if graph_plan is None:
+        return text, None
+    try:
+        path = explorer.shortest_path(graph_plan.graph, graph_plan.initial, state)
+    except ModelError:
+        return text, None
+    return text, len(path)
+
+
+# --- running one mutant -------------------------------------------------------------------------
+
+_PLANS: dict[tuple[frozenset[str], tuple[tuple[str, str], ...]], sequences.Plan] = {}
+
+
+def plan_for(caps: Capabilities) -> sequences.Plan:
+    """The directed plan for these capabilities, built once per process (every mutant of the
+    reference declares the same features and pins)."""
+    key = (frozenset(caps.features), tuple(sorted(caps.pins.items())))
+    if key not in _PLANS:
+        _PLANS[key] = sequences.plan(caps)
+    return _PLANS[key]
+
+
+def case_kind(result: CaseResult) -> str:
+    return result.kind if result.kind in KINDS else result.kind or "directed"
+
+
+def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KINDS,
+               step_timeout: float = 10.0,
+               adapter_factory: Callable[[str], Any] | None = None) -> MutantResult:
+    """Run the gate against mutant `name` until its first failing case (or the whole budget)."""
+    fault: Fault = FAULTS[name]
+    adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
+    first: list[tuple[CaseResult, float]] = []
+    count = [0]
+    started = time.perf_counter()
+
+    def progress(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
+        count[0] = done
+        if result is not None and result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            first.append((result, time.perf_counter() - started))
+            raise StopRun
+
+    try:
+        caps = adapter.capabilities()
+        plan = plan_for(caps)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=f"callgate-mutant-{name}-") as out:
+            run_gate(adapter, RunOptions(
+                f"reference+{name}", budget, seed, Path(out), step_timeout,
+                directed="directed" in kinds, stateful="stateful" in kinds, plan=plan,
+                reports=False, **_parallel_option(kinds)), progress)
+    finally:
+        adapter.shutdown()
+    seconds = time.perf_counter() - started
+    if not first:
+        return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count[0],
+                            reason=survivor_reason(name, kinds))
+    result, at = first[0]
+    transition, shortest = faulty_transition(result, plan)
+    length = len(result.trace)
+    return MutantResult(
+        name, fault.rule, fault.effect, True, round(seconds, 3), count[0],
+        verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
+        seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
+        transition=transition,
+        minimal=None if shortest is None else length == shortest + 1,
+        failed_rules=list(result.failed_rules), message=result.message[:300])
+
+
+def _parallel_option(kinds: Sequence[str]) -> dict[str, Any]:
+    """`parallel=` for RunOptions when the gate has parallel cases (an option named parallel)."""
+    if "parallel" in RunOptions.__dataclass_fields__:
+        return {"parallel": "parallel" in kinds}
+    return {}
+
+
+def _work(name: str, budget_name: str, seed: int, kinds: tuple[str, ...],
+          step_timeout: float) -> MutantResult:
+    return run_mutant(name, BUDGETS[budget_name], seed, kinds, step_timeout)
+
+
+def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed: int = 0,
+                kinds: Sequence[str] = KINDS, workers: int = 2, step_timeout: float = 10.0,
+                progress: Callable[[MutantResult, int, int], None] | None = None,
+                command: str = "") -> MutantsReport:
+    """Run the gate against every mutant (or `names`), `workers` mutants at a time."""
+    chosen = list(names) if names else sorted(FAULTS)
+    unknown = sorted(set(chosen) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown mutant(s) {', '.join(unknown)}; `callgate mutants --list` "
+                         f"names them all")
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; use one of {', '.join(sorted(BUDGETS))}")
+    started = time.perf_counter()
+    results: dict[str, MutantResult] = {}
+    kinds_t = tuple(k for k in KINDS if k in set(kinds))
+    if workers <= 1:
+        for name in chosen:
+            results[name] = run_mutant(name, BUDGETS[budget], seed, kinds_t, step_timeout)
+            if progress:
+                progress(results[name], len(results), len(chosen))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
+                       for name in chosen}
+            for future in as_completed(futures):
+                result = future.result()
+                results[result.name] = result
+                if progress:
+                    progress(result, len(results), len(chosen))
+    return MutantsReport(budget, seed, kinds_t, tuple(results[n] for n in chosen),
+                         time.perf_counter() - started, command)
+
+
+# --- the catalogue's own checks ------------------------------------------------------------------
+
+
+def observable_must_rules(unobservable: Mapping[str, str] = UNOBSERVABLE) -> list[str]:
+    """In-scope MUST rules (including split MUST tags) that a test can observe: every one of
+    them needs a mutant."""
+    found = []
+    for rule in catalogue().values():
+        levels = {rule.level, *rule.split_levels}
+        if rule.in_scope and Level.MUST in levels and rule.id not in unobservable:
+            found.append(rule.id)
+    return sorted(found)
+
+
+def catalogue_problems(faults: Mapping[str, Fault] = FAULTS, sources: Iterable[Path] = (),
+                       unobservable: Mapping[str, str] = UNOBSERVABLE) -> list[str]:
+    """What is wrong with the mutant catalogue: unknown rules, observable MUST rules without a
+    mutant, faults no code consults, equivalents that are not faults. Empty when all is well."""
+    problems: list[str] = []
+    rules = catalogue()
+    for fault in faults.values():
+        if fault.rule not in rules:
+            problems.append(f"fault {fault.name} cites unknown rule {fault.rule}")
+        elif not rules[fault.rule].in_scope:
+            problems.append(f"fault {fault.name} cites out-of-scope rule {fault.rule}")
+    covered = {f.rule for f in faults.values()}
+    for rule_id in observable_must_rules(unobservable):
+        if rule_id not in covered:
+            problems.append(f"in-scope MUST rule {rule_id} has no mutant (add one to FAULTS, or "
+                            f"say in UNOBSERVABLE why no test can observe it)")
+    for rule_id in unobservable:
+        if rule_id not in rules:
+            problems.append(f"UNOBSERVABLE names unknown rule {rule_id}")
+        elif rule_id in covered:
+            problems.append(f"{rule_id} is listed as unobservable but mutant(s) "
+                            f"{', '.join(sorted(f.name for f in faults.values() if f.rule == rule_id))} "
+                            f"break it: one of the two is wrong")
+    for name in (*EQUIVALENT, *CONCURRENCY):
+        if name not in faults:
+            problems.append(f"{name} is listed as equivalent or concurrency-only but is not a "
+                            f"fault in FAULTS")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+    if text:
+        consulted = set(re.findall(r"""\bfault\(\s*["']([a-z0-9_]+)["']""", text))
+        for name in faults:
+            if name not in consulted:
+                problems.append(f"fault {name} is not consulted by any host.fault(...) call")
+    return problems
+
+
+def reference_sources() -> list[Path]:
+    """The reference implementation's modules, where `host.fault(...)` calls live."""
+    folder = Path(__file__).parent / "reference"
+    return sorted(p for p in folder.glob("*.py") if p.name != "host.py")
+
+
+def print_progress(result: MutantResult, done: int, total: int) -> None:
+    status = (f"killed in {result.seconds_to_kill:.2f} s by {result.killed_by} "
+              f"({result.counterexample_length} steps)" if result.killed
+              else f"SURVIVED ({result.reason})")
+    print(f"  [{done}/{total}] {result.name}: {status}", file=sys.stderr, flush=True)

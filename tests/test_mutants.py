@@ -1,0 +1,173 @@
+"""The seeded-fault mutants: the catalogue is well formed, the report's figures are computed right,
+and a representative set of mutants still dies (a change that blinds the suite fails here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance import mutants
+from conformance.cli import main
+from conformance.gate import BUDGETS
+from conformance.mutants import MutantResult, MutantsReport
+from conformance.reference.host import FAULTS, Fault
+from model.rules import Level, catalogue
+
+
+def test_the_catalogue_has_at_least_50_faults_each_citing_a_rule() -> None:
+    assert len(FAULTS) >= 50
+    assert all(f.rule and f.effect for f in FAULTS.values())
+
+
+def test_the_catalogue_is_well_formed() -> None:
+    # Every fault cites an in-scope rule, every observable in-scope MUST rule has a mutant, and
+    # every fault is consulted by a host.fault(...) call in the reference implementation.
+    assert mutants.catalogue_problems(FAULTS, mutants.reference_sources()) == []
+
+
+def test_a_fault_citing_an_unknown_rule_is_reported() -> None:
+    broken = {**FAULTS, "made_up": Fault("made_up", "COM-NOPE-99", "nothing")}
+    problems = mutants.catalogue_problems(broken)
+    assert any("made_up cites unknown rule COM-NOPE-99" in p for p in problems)
+
+
+def test_a_must_rule_without_a_mutant_is_reported() -> None:
+    without = {n: f for n, f in FAULTS.items() if f.rule != "COM-FIN-02"}
+    problems = mutants.catalogue_problems(without)
+    assert any("COM-FIN-02 has no mutant" in p for p in problems)
+
+
+def test_a_fault_no_code_consults_is_reported(tmp_path: Path) -> None:
+    source = tmp_path / "impl.py"
+    source.write_text('if host.fault("begin_accepts_second"):\n    pass\n', encoding="utf-8")
+    faults = {n: FAULTS[n] for n in ("begin_accepts_second", "finish_idle_ok")}
+    problems = mutants.catalogue_problems(faults, [source])
+    assert [p for p in problems if "consulted" in p] == [
+        "fault finish_idle_ok is not consulted by any host.fault(...) call"]
+
+
+def test_a_rule_called_unobservable_that_a_mutant_breaks_is_reported() -> None:
+    problems = mutants.catalogue_problems(
+        FAULTS, unobservable={**mutants.UNOBSERVABLE, "COM-FIN-02": "claimed unobservable"})
+    assert any(p.startswith("COM-FIN-02 is listed as unobservable but mutant(s) finish_idle_ok")
+               for p in problems)
+
+
+def test_unobservable_rules_are_in_scope_must_rules() -> None:
+    rules = catalogue()
+    for rule_id in mutants.UNOBSERVABLE:
+        assert rules[rule_id].in_scope and Level.MUST in {rules[rule_id].level,
+                                                          *rules[rule_id].split_levels}
+        assert rule_id not in mutants.observable_must_rules()
+
+
+def _killed(name: str, seconds: float, length: int, shortest: int | None) -> MutantResult:
+    return MutantResult(name, FAULTS[name].rule, "", True, seconds, 3, verdict="fail",
+                        killed_by="x-walk-000", kind="directed", seconds_to_kill=seconds,
+                        counterexample_length=length, shortest_path=shortest,
+                        minimal=None if shortest is None else length == shortest + 1)
+
+
+def test_the_report_counts_a_survivor_and_computes_the_totals() -> None:
+    survivor = MutantResult("finish_idle_ok", "COM-FIN-02", "", False, 40.0, 70,
+                            reason=mutants.survivor_reason("finish_idle_ok", mutants.KINDS))
+    report = MutantsReport("quick", 0, mutants.KINDS, (
+        _killed("begin_accepts_second", 1.0, 3, 2),      # minimal
+        _killed("wait_ok_before_signal", 5.0, 7, 2),     # longer than the shortest path + 1
+        _killed("notification_twice", 2.0, 4, None),     # shortest path unknown
+        survivor), 50.0)
+    data = report.to_json()
+    assert data["total"] == 4
+    assert data["killed"] == 3
+    assert data["survivors"] == [{"name": "finish_idle_ok", "rule": "COM-FIN-02",
+                                  "reason": survivor.reason}]
+    assert "blind spot" in survivor.reason
+    assert data["median_seconds_to_kill"] == 2.0
+    assert data["minimal_counterexamples"] == 1
+    assert data["kill_rate"] == 0.75
+    assert [r.name for r in report.unexpected_survivors] == ["finish_idle_ok"]
+
+
+def test_an_equivalent_survivor_is_expected_and_says_why() -> None:
+    name = next(iter(mutants.EQUIVALENT))
+    reason = mutants.survivor_reason(name, mutants.KINDS)
+    assert reason.startswith("equivalent: ")
+    report = MutantsReport("quick", 0, mutants.KINDS, (
+        MutantResult(name, FAULTS[name].rule, "", False, 1.0, 1, reason=reason),), 1.0)
+    assert report.unexpected_survivors == []
+    assert report.to_json()["survivors"][0]["reason"] == reason
+
+
+def test_a_concurrency_fault_without_parallel_cases_is_explained() -> None:
+    reason = mutants.survivor_reason("wait_lost_wakeup", ("directed", "stateful"))
+    assert "only parallel cases" in reason
+
+
+def test_a_killed_mutant_reports_a_minimal_counterexample_and_its_transition() -> None:
+    result = mutants.run_mutant("begin_accepts_second", BUDGETS["quick"], 0, ("directed",))
+    assert result.killed and result.verdict == "fail" and result.kind == "directed"
+    assert result.transition.startswith("com_call: ") and result.transition.endswith("Begin_()")
+    assert "phase=PENDING" in result.transition
+    # CreateCall, Begin_ to reach PENDING, then the faulty Begin_.
+    assert (result.counterexample_length, result.shortest_path, result.minimal) == (3, 2, True)
+    assert "COM-BEGIN-02" in result.failed_rules
+
+
+# Mutants that must die, each with the kind of case that kills it on its own: a fast sample over
+# the three families, wrong codes and wrong next states (the walk's state check), a stateful-only
+# check and the two concurrency faults. About 40 s.
+KILL_CHECK = [
+    ("begin_accepts_second", "directed"),
+    ("finish_idle_ok", "directed"),
+    ("cancel_keeps_client_waiting", "directed"),
+    ("finish_stale_out", "directed"),
+    ("std_event_no_auto_reset", "directed"),
+    ("manual_event_auto_resets", "directed"),
+    ("signal_pulses", "directed"),
+    ("container_accepts_64th", "directed"),
+    ("wait_multiple_off_by_one", "directed"),
+    ("init_zeroes_user_info", "directed"),
+    ("server_test_cancel_consumes", "directed"),
+    ("abort_code_lost", "directed"),
+    ("finish_idle_ok", "stateful"),
+    ("begin_check_then_set_race", "parallel"),
+    ("wait_lost_wakeup", "parallel"),
+]
+
+
+@pytest.mark.parametrize("name,kind", KILL_CHECK)
+def test_a_representative_mutant_dies(name: str, kind: str) -> None:
+    result = mutants.run_mutant(name, BUDGETS["quick"], 0, (kind,))
+    assert result.killed, f"{name} survived the {kind} cases: the suite went blind to " \
+                          f"{FAULTS[name].rule} ({FAULTS[name].effect})"
+    assert result.kind == kind
+
+
+def test_the_cli_lists_and_runs_mutants_as_json(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    assert main(["mutants", "--list"]) == 0
+    assert "begin_accepts_second" in capsys.readouterr().out
+    code = main(["mutants", "--json", "--only", "begin_accepts_second", "--workers", "1",
+                 "--kinds", "directed", "--out", str(tmp_path)])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (data["total"], data["killed"], data["survivors"]) == (1, 1, [])
+    assert json.loads((tmp_path / "mutants.json").read_text())["killed"] == 1
+
+
+def test_the_cli_refuses_an_unknown_mutant(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mutants", "--only", "no_such_fault", "--workers", "1"]) == 2
+    assert "unknown mutant(s) no_such_fault" in capsys.readouterr().err
+
+
+def test_the_kill_check_fails_when_the_suite_cannot_see_the_fault() -> None:
+    # The same run against the correct reference (as if the suite had gone blind to the fault):
+    # the mutant is reported as surviving, with a reason that says it is a blind spot.
+    from conformance.reference.adapter import ReferenceAdapter
+
+    result = mutants.run_mutant("begin_check_then_set_race", BUDGETS["quick"], 0, ("parallel",),
+                                adapter_factory=lambda name: ReferenceAdapter())
+    assert not result.killed
+    assert "blind spot" in result.reason
