@@ -90,7 +90,9 @@ def find_wine() -> str | None:
 def unavailable_reason() -> str | None:
     """Why the `wine` adapter cannot run here, or None when it can (used to skip tests)."""
     if find_wine() is None:
-        return f"Wine is not installed (no `wine` on PATH): {WHAT_TO_RUN}"
+        where = (f"CALLGATE_WINE={os.environ['CALLGATE_WINE']} is not a program"
+                 if os.environ.get("CALLGATE_WINE") else "no `wine` on PATH")
+        return f"Wine is not installed ({where}): {WHAT_TO_RUN}"
     program = _configured_program()
     if program is None and not BUILT.exists() and shutil.which(COMPILER) is None:
         return (f"the Wine adapter is not built ({BUILT.relative_to(ROOT)}) and {COMPILER} is "
@@ -140,8 +142,7 @@ def setup() -> WineSetup:
     """Find or make everything the adapter needs; WineUnavailable says what is missing."""
     wine = find_wine()
     if wine is None:
-        raise WineUnavailable(f"the `wine` adapter needs Wine, and there is no `wine` on PATH "
-                              f"(or in CALLGATE_WINE): {WHAT_TO_RUN}")
+        raise WineUnavailable(f"the `wine` adapter needs Wine: {unavailable_reason()}")
     configured = _configured_program()
     if configured is not None:
         if not configured.is_file():
