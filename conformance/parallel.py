@@ -78,6 +78,10 @@ KIND = "parallel"
 MAX_PREFIX = 4
 MAX_BRANCH_ACTIONS = 6
 MAX_BRANCHES = 3
+# How many cases Hypothesis may try while shrinking a failure. A race does not fail on every
+# run, so shrinking a flaky failure can go on for long; past this the smallest failing case seen
+# is reported.
+SHRINK_CASES = 60
 # Operations that wait, and the argument that says how long (None: they always may wait).
 TIMED = {("com_call", "Wait"): "timeout", ("event", "Wait"): "timeout",
          ("container", "WaitMultiple"): "timeout", ("rpc_call", "wait_notification"): None}
@@ -161,6 +165,29 @@ def interleavings(slots: Sequence[SlotSpec], prefix: Sequence[Action],
     (whose actions have the position (len(branches), k) in `starts`). With `start`, the walk
     begins from those slot states instead of stepping the prefix (after a prefix has run, the
     states the implementation's choices actually led to)."""
+    key = None
+    if start is None:
+        key = (tuple((s.name, s.machine, tuple(sorted(s.config.items()))) for s in slots),
+               tuple(prefix), tuple(tuple(b) for b in branches), tuple(sorted(pins.items())),
+               tuple(suffix))
+        known = _INTERLEAVINGS.get(key)
+        if known is not None:
+            return known
+        if len(_INTERLEAVINGS) > 100_000:
+            _INTERLEAVINGS.clear()
+        found = _interleavings(slots, prefix, branches, pins, suffix, None)
+        _INTERLEAVINGS[key] = found
+        return found
+    return _interleavings(slots, prefix, branches, pins, suffix, start)
+
+
+# Generation asks the same questions many times over (Hypothesis replays and shrinks).
+_INTERLEAVINGS: dict[object, Interleavings] = {}
+
+
+def _interleavings(slots: Sequence[SlotSpec], prefix: Sequence[Action],
+                   branches: Sequence[Sequence[Action]], pins: Pins, suffix: Sequence[Action],
+                   start: Mapping[str, frozenset[State]] | None) -> Interleavings:
     if start is None:
         after, problem, rules = prefix_states(slots, prefix, pins)
     else:
@@ -651,11 +678,25 @@ def _actions(slots: Sequence[SlotSpec], features: frozenset[str]) -> list[Action
     return out
 
 
+def _pick(draw: st.DrawFn, options: Sequence[Action], label: str) -> Action:
+    """An action: first its slot and operation, then its arguments, so an operation with many
+    argument values (QueryInterface) is not drawn more often than one with none (Begin_)."""
+    names = sorted({(a.slot, a.op) for a in options})
+    slot, op = draw(st.sampled_from(names), label=label)
+    return draw(st.sampled_from([a for a in options if (a.slot, a.op) == (slot, op)]),
+                label=f"{label} arguments")
+
+
 def generated_cases(features: frozenset[str], pins: Pins,
                     slot_sets: Sequence[tuple[SlotSpec, ...]] | None = None
                     ) -> st.SearchStrategy[ParallelCase]:
     """Hypothesis strategy: a prefix walked through the model, then 2 or 3 branches whose every
-    interleaving keeps every action DEFINED (PropEr's rule for parallel cases)."""
+    interleaving keeps every action DEFINED (PropEr's rule for parallel cases).
+
+    Two biases make the races that matter likely, without excluding anything: the prefix
+    prefers actions that change the model's state (so it gets somewhere: a call object with a
+    call in flight, an event created), and a branch action is often one another branch already
+    has (the same operation racing itself is where check-then-set races live)."""
     choices = list(slot_sets) if slot_sets is not None else generation_slots(features)
 
     @st.composite
@@ -664,10 +705,16 @@ def generated_cases(features: frozenset[str], pins: Pins,
         actions = _actions(slots, features)
         prefix: list[Action] = []
         for _ in range(draw(st.integers(0, MAX_PREFIX), label="prefix length")):
+            before, _, _ = prefix_states(slots, prefix, pins)
             options = [a for a in actions if interleavings(slots, [*prefix, a], [], pins).sound]
             if not options:
                 break
-            prefix.append(draw(st.sampled_from(options), label="prefix action"))
+            moving = [a for a in options
+                      if prefix_states(slots, [*prefix, a], pins)[0][a.slot] != before[a.slot]]
+            prefer = draw(st.integers(0, 3), label="prefer a move")
+            if moving and prefer:
+                options = moving
+            prefix.append(_pick(draw, options, "prefix action"))
         count = draw(st.integers(2, MAX_BRANCHES), label="branches")
         branches: list[list[Action]] = [[] for _ in range(count)]
         for _ in range(draw(st.integers(2, MAX_BRANCH_ACTIONS), label="branch actions")):
@@ -677,7 +724,12 @@ def generated_cases(features: frozenset[str], pins: Pins,
                 pins).sound]
             if not options:
                 continue
-            branches[b].append(draw(st.sampled_from(options), label="branch action"))
+            elsewhere = {a for i, other in enumerate(branches) if i != b for a in other}
+            same = [a for a in options if a in elsewhere]
+            itself = draw(st.integers(0, 1), label="race an action with itself")
+            if same and itself:
+                options = same
+            branches[b].append(_pick(draw, options, "branch action"))
         kept = tuple(tuple(b) for b in branches if b)
         assume(len(kept) >= 2)
         plan = interleavings(slots, prefix, kept, pins)
@@ -702,12 +754,14 @@ class ParallelBudget:
 
 
 def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
-                  case_id: str = "parallel-generated") -> CaseResult:
-    """Run `budget.examples` generated parallel cases; a failure comes back shrunk (the smallest
-    failing case Hypothesis found), with its history."""
+                  case_id: str = "parallel-generated",
+                  slot_sets: Sequence[tuple[SlotSpec, ...]] | None = None) -> CaseResult:
+    """Run `budget.examples` generated parallel cases over `slot_sets` (default: every kind the
+    adapter supports, `generation_slots`); a failure comes back shrunk (the smallest failing case
+    Hypothesis found), with its history."""
     started = time.perf_counter()
     features = frozenset(runner.capabilities.features)
-    slot_sets = generation_slots(features)
+    slot_sets = list(slot_sets) if slot_sets is not None else generation_slots(features)
     description = (f"{budget.examples} generated parallel cases, each run {budget.runs} times, "
                    f"with linearizability judged against the model (seed {seed})")
     empty = ParallelCase(case_id, description, (), (), ())
@@ -718,6 +772,7 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
     counts = {"cases": 0, "ops": 0}
     last: list[CaseResult] = []  # the latest case's result: its history is the one shown
     exercised: dict[str, None] = {}
+    shrinking = {"runs": 0}
     rng = random.Random(seed)
 
     @settings(max_examples=budget.examples, deadline=None, database=None, derandomize=False,
@@ -725,6 +780,10 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
               suppress_health_check=list(HealthCheck))
     @given(generated_cases(features, runner.capabilities.pins, slot_sets))
     def test(case: ParallelCase) -> None:
+        if failures:
+            shrinking["runs"] += 1
+            if shrinking["runs"] > SHRINK_CASES:
+                return  # enough shrinking: the smallest failure so far is the answer
         result = run_parallel(runner, case, budget.runs, budget.stagger, rng.randrange(2 ** 32))
         counts["cases"] += 1
         counts["ops"] += result.steps
