@@ -16,7 +16,7 @@ from conformance.parallel import race_cases, run_parallel
 from conformance.parallel_lanes import lanes
 from conformance.reference.adapter import ReferenceAdapter
 from conformance.reporting import build_report, render_html, render_markdown, report_problems
-from conformance.results import CaseResult, RunRecord, Verdict
+from conformance.results import CaseResult, ResultStream, RunRecord, Verdict, read_stream
 from conformance.runner import CaseRunner
 from tests.streams import HOSTILE
 
@@ -118,3 +118,18 @@ def test_junit_has_each_parallel_case_as_a_testcase_with_its_history() -> None:
     assert out is not None and out.text is not None
     assert "history (not_linearizable):" in out.text
     assert "branch 1: c0.Begin_() ->" in out.text
+
+
+def test_the_history_survives_the_results_stream(tmp_path: Path) -> None:
+    passed, failed = parallel_results()
+    stream = ResultStream(tmp_path / "results.jsonl")
+    run = record(passed, failed)
+    stream.emit(run.start)
+    for case in run.cases:
+        stream.emit({"event": "case", "case": case.to_json()})
+    assert run.end is not None
+    stream.emit(run.end)
+    stream.close()
+    again = read_stream(tmp_path / "results.jsonl")
+    assert [c.history for c in again.cases] == [passed.history, failed.history]
+    assert build_report(again)["cases"] == build_report(run)["cases"]
