@@ -82,6 +82,8 @@ MAX_BRANCHES = 3
 # run, so shrinking a flaky failure can go on for long; past this the smallest failing case seen
 # is reported.
 SHRINK_CASES = 60
+# A named race runs this many times as often as the budget's runs of a generated case.
+RACE_RUNS_FACTOR = 3
 # Operations that wait, and the argument that says how long (None: they always may wait).
 TIMED = {("com_call", "Wait"): "timeout", ("event", "Wait"): "timeout",
          ("container", "WaitMultiple"): "timeout", ("rpc_call", "wait_notification"): None}
@@ -835,8 +837,11 @@ def parallel_count(examples: int) -> int:
 
 def parallel_phase(runner: CaseRunner, budget: ParallelBudget, seed: int
                    ) -> Iterator[CaseResult]:
-    """The gate's parallel cases: every named race, then the generated cases."""
+    """The gate's parallel cases: every named race, then the generated cases. A named race is
+    short and aims at one window, so it runs RACE_RUNS_FACTOR times as often as a generated case
+    to sample more schedules."""
     for number, case in enumerate(race_cases()):
-        yield run_parallel(runner, case, budget.runs, budget.stagger, seed + number)
+        yield run_parallel(runner, case, budget.runs * RACE_RUNS_FACTOR, budget.stagger,
+                           seed + number)
     if budget.examples:
         yield run_generated(runner, budget, seed)
