@@ -87,8 +87,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "mutants", help="run the gate against every seeded-fault mutant of the reference "
                         "implementation: kill rate, time to kill, counterexample lengths")
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick",
-                        help="the gate budget each mutant runs with (default quick)")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="standard",
+                        help="the gate budget each mutant runs with (default standard, as "
+                             "`callgate run`)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stateful cases")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")

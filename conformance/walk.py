@@ -96,9 +96,10 @@ class StateCheck:
     next state: the implementation may skip an auto-reset or forget a cancel, and the walk's
     next steps from there need not tell. So after a transition is taken for the first time,
     the walk takes one cheap *observer* in the new state: an action that leaves the state
-    unchanged and whose allowed outcomes differ from those in the state the step came from
-    (for a step that should change nothing, the same action again). Waits that cost time
-    (finite timeouts, notifications) are not used as observers.
+    unchanged and whose allowed outcomes tell the new state apart from the likeliest wrong ones
+    (the state the step came from, and the states that differ from the new one in one field);
+    for a step that should change nothing, the same action again. Waits that cost time (finite
+    timeouts, notifications) are not used as observers.
     """
 
     def __init__(self, plan: MachinePlan, pins: Mapping[str, str]) -> None:
@@ -112,6 +113,7 @@ class StateCheck:
         for (source, action), ends in sorted(targets.items(), key=repr):
             if ends == {source} and self._cheap(action):
                 self._loops.setdefault(source, []).append(action)
+        self._states = sorted({s for s, _ in targets}, key=repr)
         self._memo: dict[tuple[State, Action, State], Action | None] = {}
 
     @staticmethod
@@ -132,8 +134,15 @@ class StateCheck:
             if source == target:
                 found = action if action in loops else None
             else:
-                found = next((o for o in loops if (here := self._expected(target, o)) is not None
-                              and here != self._expected(source, o)), None)
+                wrong = [source, *(s for s in self._states if s != source and sum(
+                    a != b for a, b in zip(s, target, strict=True)) == 1)]
+                found, best = None, 0
+                for candidate in loops:
+                    here = self._expected(target, candidate)
+                    score = sum(1 for w in wrong if here is not None and (
+                        there := self._expected(w, candidate)) is not None and there != here)
+                    if score > best:
+                        found, best = candidate, score
             self._memo[key] = found
         return self._memo[key]
 

@@ -126,6 +126,7 @@ KILL_CHECK = [
     ("std_event_no_auto_reset", "directed"),
     ("manual_event_auto_resets", "directed"),
     ("signal_pulses", "directed"),
+    ("new_event_signalled", "directed"),
     ("container_accepts_64th", "directed"),
     ("wait_multiple_off_by_one", "directed"),
     ("init_zeroes_user_info", "directed"),
