@@ -61,10 +61,13 @@ Leg = tuple[State, Action, State]  # one planned step: from, action, expected ne
 
 
 def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
-             learned: dict[int, State]) -> list[Leg] | None:
+             learned: dict[int, State], broken: frozenset[int] | set[int] = frozenset(),
+             ) -> list[Leg] | None:
     """A shortest walk from `start` to a state with pending transitions, as legs (None if none
     is reachable). Where the implementation's outcome of (state, action) has been seen, only
-    that outcome is assumed: the walk plans with what the implementation does."""
+    that outcome is assumed: the walk plans with what the implementation does. Moves in
+    `broken` (where the implementation already failed) are never planned through: a failure is
+    reported once, and the walk goes on to what can still be reached another way."""
     if pending.get(start):
         return []
     parent: dict[State, Leg | None] = {start: None}
@@ -73,7 +76,7 @@ def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
         node = queue.popleft()
         for action, nxt, number in g.moves.get(node, ()):
             seen = learned.get(number)
-            if seen is not None and seen != nxt:
+            if (seen is not None and seen != nxt) or number in broken:
                 continue
             if nxt in parent:
                 continue
@@ -173,6 +176,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
         if k in pending:
             todo.setdefault(s, set()).add(a)
     learned: dict[int, State] = {}
+    broken: set[int] = set()  # (state, action) pairs where the implementation failed
     checks = StateCheck(plan, runner.capabilities.pins)
 
     def done(state: State, action: Action) -> None:
@@ -186,7 +190,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
     for number in range(budget.cases):
         if not todo:
             return
-        start = next((s for s in plan.initial if _nearest(g, s, todo, learned) is not None), None)
+        start = next((s for s in plan.initial if _nearest(g, s, todo, learned, broken) is not None), None)
         if start is None:
             return
         spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
@@ -216,7 +220,7 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     # Keep following the planned route while the implementation goes where the
                     # plan expected; plan again (one search) only when it went elsewhere.
                     if not route or route[0][0] != state:
-                        route = deque(_nearest(g, state, todo, learned) or ())
+                        route = deque(_nearest(g, state, todo, learned, broken) or ())
                         if not route:
                             break
                     action = route.popleft()[1]
@@ -225,14 +229,25 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 new = action in todo.get(state, ())
                 ok = live.step(action)
                 done(state, action)
+                pair_id = g.pair.get((state, action))
                 if not ok:
-                    break
-                if len(tracker.states) == 1:
-                    pair_id = g.pair.get((state, action))
                     if pair_id is not None:
-                        (learned[pair_id],) = tracker.states
-                if new and not checks.verify(live, state, action):
+                        broken.add(pair_id)
                     break
+                target = None
+                if len(tracker.states) == 1:
+                    (target,) = tracker.states
+                    if pair_id is not None:
+                        learned[pair_id] = target
+                if new and target is not None:
+                    # A failed check is the check's own transition failing in the new state:
+                    # avoid that one from now on, not the transition that led here.
+                    check = checks.observer(state, action, target)
+                    check_id = g.pair.get((target, check)) if check is not None else None
+                    if check_id not in broken and not checks.verify(live, state, action):
+                        if check_id is not None:
+                            broken.add(check_id)
+                        break
         finally:
             live.close()
         for key in live.covered & pending:

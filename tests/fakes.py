@@ -30,6 +30,8 @@ class EventSession:
         ev = self.events.setdefault(request.slot, _Event())
         op = request.op
         if op == "CoCreateInstance":
+            if self.fault == "no_std_event" and request.args["clsid"] == "StdEvent":
+                return Observation(codes.REGDB_E_CLASSNOTREG.value)  # as Wine 8.0 answers
             ev.kind = str(request.args["clsid"])
             ev.signaled = self.fault == "created_signaled"
             return Observation(codes.S_OK.value)
