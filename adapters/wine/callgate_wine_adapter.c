@@ -66,6 +66,7 @@
 #define ARRIVAL_MS 3000   /* a dispatched call to reach the manager routine */
 #define COMMAND_MS 5000   /* the manager routine to carry out a server_* command */
 #define COMPLETE_GRACE_MS 250 /* RpcAsyncCompleteCall to return, beyond the request's wait_ms */
+#define SETTLE_MS 250     /* a finished call's notification to arrive before the handle is reused */
 
 /* mingw's libuuid lacks these CLSIDs (objidl.idl names them; the values are Microsoft's). */
 static const CLSID CLSID_StdEvent_ = {0x0000032b, 0, 0, {0xC0, 0, 0, 0, 0, 0, 0, 0x46}};
@@ -761,6 +762,7 @@ struct client_call {         /* what the client holds for one asynchronous call 
     RPC_ASYNC_EVENT last_event;
     RPC_BINDING_HANDLE binding;
     int has_call;            /* AsyncCall succeeded on this handle */
+    int owed;                /* a finished call's Callback or APC notification not yet seen */
     HANDLE completer;        /* a thread still blocked in RpcAsyncCompleteCall */
     uint32_t complete_status;
     struct guard complete_guard;
@@ -973,11 +975,38 @@ static struct client_call *client_new(void)
     return c;
 }
 
+/* Before the handle is initialised again or carries a new call: a notification the runtime owes
+ * for the call that finished on it belongs to that call, not to the next. Wine queues the APC of
+ * a completed call when the reply arrives, and it runs at this thread's next alertable wait, which
+ * may come after the client's RpcAsyncCompleteCall has returned; a Callback may likewise still be
+ * on its way. So wait (up to SETTLE_MS) for the finished call's notification, run the APCs queued
+ * to this thread, and count from zero again. */
+static void forget_earlier_notifications(struct client_call *c)
+{
+    if (c->owed && c->notes == 0) {
+        DWORD start = GetTickCount();
+        while (c->notes == 0 && GetTickCount() - start < SETTLE_MS) {
+            if (c->notify == N_APC)
+                SleepEx(SETTLE_MS - (GetTickCount() - start), TRUE);
+            else
+                WaitForSingleObject(c->arrived, SETTLE_MS - (GetTickCount() - start));
+        }
+        if (c->notes == 0)
+            fprintf(stderr, "callgate-wine-adapter: the finished call's notification did not "
+                            "arrive within %d ms\n", SETTLE_MS);
+    }
+    SleepEx(0, TRUE); /* APCs of earlier calls queued to this thread run now, and are forgotten */
+    c->owed = 0;
+    c->notes = c->taken = 0;
+    ResetEvent(c->arrived);
+}
+
 static struct result rpc_initialize(struct slot *s, const struct jdoc *d, int args)
 {
     const char *size = arg_str(d, args, "size");
     if (!s->client && !(s->client = client_new()))
         return error("out of memory");
+    forget_earlier_notifications(s->client);
     RPC_ASYNC_STATE *a = &s->client->async;
     void *user = (void *)(ULONG_PTR)0x5eed;  /* the application's own value: must be kept */
     a->UserInfo = user;
@@ -1042,8 +1071,7 @@ static struct result rpc_async_call(struct slot *s, const struct jdoc *d, int ar
     if (status != RPC_S_OK)
         return code((uint32_t)status);
     RPC_ASYNC_STATE *a = &c->async;
-    c->notes = c->taken = 0;
-    ResetEvent(c->arrived);
+    forget_earlier_notifications(c);
     if (strcmp(notify, "None") == 0) {
         c->notify = N_NONE;
         a->NotificationType = RpcNotificationTypeNone;
@@ -1148,6 +1176,7 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         output(&r, "reply", 0, (long)c->reply, NULL);
     client_close_resources(c); /* final: the client closes what it supplied */
     c->has_call = 0;
+    c->owed = c->notify == N_APC || c->notify == N_CALLBACK;
     return r;
 }
 
