@@ -29,10 +29,16 @@
  * `raised: true` (a failure the model judges, with evidence). RpcAsyncCompleteCall, which Wine
  * blocks in until the reply arrives, also runs on such a thread; if it has not returned within
  * the request's wait_ms plus COMPLETE_GRACE_MS, the answer is WAIT_TIMEOUT (258) with the output
- * `returned: false`. As a second line of defence callgate's `wine` adapter (conformance/wine.py)
- * opens every session with an rpc_call slot in a fresh process of this program, so anything
- * that still kills the process costs one case, and abandoned runtime state never reaches the
- * next case.
+ * `returned: false`. Both are this adapter's encodings of what has no return code, not codes
+ * Wine returned. As a second line of defence callgate's `wine` adapter (conformance/wine.py) runs
+ * every session with an rpc_call slot in a process of this program of its own, and ends that
+ * process after a session in which a call raised or blocked, so anything that still kills the
+ * process costs one case, and abandoned runtime state never reaches the next case.
+ *
+ * A notification belongs to its call: one that the runtime delivers after the client completed
+ * (Wine queues a finished call's APC, which runs at this thread's next alertable wait) is
+ * forgotten before the handle is initialised again or carries a new call
+ * (forget_earlier_notifications).
  *
  * Requests are carried out one at a time on the main thread (a COM MTA thread), in the order
  * they arrive. Diagnostics go to stderr.
