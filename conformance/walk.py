@@ -118,6 +118,10 @@ class StateCheck:
                 self._loops.setdefault(source, []).append(action)
         self._states = sorted({s for s, _ in targets}, key=repr)
         self._memo: dict[tuple[State, Action, State], Action | None] = {}
+        # Caches: the walk asks for observers tens of thousands of times in a run.
+        self._by_ends: dict[tuple[State, State], Action | None] = {}
+        self._near: dict[State, list[State]] = {}
+        self._outcomes: dict[tuple[State, Action], tuple[str, ...] | None] = {}
 
     @staticmethod
     def _cheap(action: Action) -> bool:
@@ -125,10 +129,20 @@ class StateCheck:
             name == "timeout" and value != "zero" for name, value in action.args)
 
     def _expected(self, state: State, action: Action) -> tuple[str, ...] | None:
-        result = step(self.machine, state, action.op, action.args, self.pins)
-        if result.kind is not Kind.DEFINED or not result.allowed:
-            return None
-        return tuple(sorted(a.describe() for a in result.allowed))
+        key = (state, action)
+        if key not in self._outcomes:
+            result = step(self.machine, state, action.op, action.args, self.pins)
+            self._outcomes[key] = (
+                None if result.kind is not Kind.DEFINED or not result.allowed
+                else tuple(sorted(a.describe() for a in result.allowed)))
+        return self._outcomes[key]
+
+    def _neighbours(self, target: State) -> list[State]:
+        """The states that differ from `target` in exactly one field."""
+        if target not in self._near:
+            self._near[target] = [s for s in self._states if sum(
+                a != b for a, b in zip(s, target, strict=True)) == 1]
+        return self._near[target]
 
     def observer(self, source: State, action: Action, target: State) -> Action | None:
         key = (source, action, target)
@@ -136,9 +150,10 @@ class StateCheck:
             loops = self._loops.get(target, [])
             if source == target:
                 found = action if action in loops else None
+            elif (source, target) in self._by_ends:
+                found = self._by_ends[(source, target)]  # the choice does not depend on action
             else:
-                wrong = [source, *(s for s in self._states if s != source and sum(
-                    a != b for a, b in zip(s, target, strict=True)) == 1)]
+                wrong = [source, *(s for s in self._neighbours(target) if s != source)]
                 found, best = None, 0
                 for candidate in loops:
                     here = self._expected(target, candidate)
@@ -146,6 +161,7 @@ class StateCheck:
                         there := self._expected(w, candidate)) is not None and there != here)
                     if score > best:
                         found, best = candidate, score
+                self._by_ends[(source, target)] = found
             self._memo[key] = found
         return self._memo[key]
 
