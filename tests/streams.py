@@ -9,6 +9,7 @@ killed run. `HOSTILE` is markup an adapter might send; the stream carries it in 
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from conformance import cli_report
 from conformance.adapter import SlotSpec
 from conformance.results import CaseResult, StepRecord, Summary, Verdict
 from conformance.runner import Case, CaseRunner, transition_key
@@ -154,3 +156,12 @@ def many_results(n: int) -> list[CaseResult]:
     """`n` cases made from the sample (unique IDs): for timing and size checks."""
     base = sample_results()
     return [replace(base[i % len(base)], id=f"{base[i % len(base)].id}-{i:05d}") for i in range(n)]
+
+
+def report_cli(*argv: str) -> int:
+    """The reporting subcommands (`report`, `compare`, `schema`) as `callgate` registers them."""
+    parser = argparse.ArgumentParser(prog="callgate")
+    cli_report.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    result: int = args.func(args)
+    return result

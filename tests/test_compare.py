@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import replace
@@ -10,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli_report, compare, reporting
+from conformance import compare, reporting
 from conformance.results import RunRecord, Verdict
 from model.rules import catalogue
 from tests import streams
 from tests.streams import HOSTILE
 
-
-def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="callgate")
-    cli_report.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    result: int = args.func(args)
-    return result
+cli = streams.report_cli
 
 
 def _write(directory: Path, implementation: str, fixed: bool) -> Path:

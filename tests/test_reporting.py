@@ -4,7 +4,6 @@ adapter escaped, and the same verdicts again from the stream of a complete or a 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import xmlschema
 
-from conformance import cli_report, diagrams, junit, reporting
+from conformance import diagrams, junit, reporting
 from conformance.results import RunRecord, Verdict, read_stream
 from model.rules import catalogue
 from tests import streams
@@ -45,13 +44,7 @@ def _report(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def cli(*argv: str) -> int:
-    """The reporting subcommands as `callgate` registers them."""
-    parser = argparse.ArgumentParser(prog="callgate")
-    cli_report.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    result: int = args.func(args)
-    return result
+cli = streams.report_cli
 
 
 # --- report.json and its schema ------------------------------------------------------------

@@ -39,26 +39,44 @@ WAIT_TIMEOUT = 0x102
 WAIT_FAILED = 0xFFFFFFFF
 
 
-class KernelEvent:
-    """An event object: SetEvent, ResetEvent, and waits that consume an auto-reset signal."""
+class _Waitable:
+    """What `wait_any` needs of an object it waits on: a lock, a closed flag, and the waits
+    registered on it, each woken when the object changes."""
 
-    __slots__ = ("_closed", "_lock", "_manual_reset", "_signaled", "_waiters", "name")
+    __slots__ = ("_closed", "_lock", "_waiters")
 
-    def __init__(self, manual_reset: bool, initial_state: bool = False, name: str = "") -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._manual_reset = manual_reset
-        self._signaled = initial_state
         self._closed = False
         self._waiters: list[threading.Event] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _register(self, waiter: threading.Event) -> None:
+        with self._lock:
+            self._waiters.append(waiter)
+
+    def _unregister(self, waiter: threading.Event) -> None:
+        with self._lock:
+            self._waiters.remove(waiter)
+
+
+class KernelEvent(_Waitable):
+    """An event object: SetEvent, ResetEvent, and waits that consume an auto-reset signal."""
+
+    __slots__ = ("_manual_reset", "_signaled", "name")
+
+    def __init__(self, manual_reset: bool, initial_state: bool = False, name: str = "") -> None:
+        super().__init__()
+        self._manual_reset = manual_reset
+        self._signaled = initial_state
         self.name = name
 
     @property
     def manual_reset(self) -> bool:
         return self._manual_reset
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def set(self) -> bool:
         """SetEvent: signal, and wake every waiter so each can try to take the signal."""
@@ -102,14 +120,6 @@ class KernelEvent:
                 self._signaled = False
             return 1
 
-    def _register(self, waiter: threading.Event) -> None:
-        with self._lock:
-            self._waiters.append(waiter)
-
-    def _unregister(self, waiter: threading.Event) -> None:
-        with self._lock:
-            self._waiters.remove(waiter)
-
 
 class Apartment(enum.Enum):
     """The COM apartment a thread entered (CoInitializeEx)."""
@@ -131,17 +141,15 @@ class MSG:
 WM_USER = 0x0400
 
 
-class ThreadContext:
+class ThreadContext(_Waitable):
     """One emulated Windows thread: its apartment, its APC queue and its message queue."""
 
     def __init__(self, name: str, apartment: Apartment = Apartment.MTA) -> None:
+        super().__init__()
         self.name = name
         self.apartment = apartment
-        self._lock = threading.Lock()
         self._apcs: deque[Callable[[], None]] = deque()
         self._messages: deque[MSG] = deque()
-        self._waiters: list[threading.Event] = []
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<thread {self.name} {self.apartment.value}>"
@@ -200,18 +208,6 @@ class ThreadContext:
             waiters = tuple(self._waiters)
         for waiter in waiters:
             waiter.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def _register(self, waiter: threading.Event) -> None:
-        with self._lock:
-            self._waiters.append(waiter)
-
-    def _unregister(self, waiter: threading.Event) -> None:
-        with self._lock:
-            self._waiters.remove(waiter)
 
 
 _tls = threading.local()
