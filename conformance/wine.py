@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ class WineAdapter:
         self.main = self._new_process()
         self.isolated_starts = 0  # processes started for RPC sessions
         self._spare: list[CommandAdapter] = []  # RPC processes that ran nothing risky
+        self.late_deaths: list[str] = []  # reused processes that died before a session began
         self._lock = threading.Lock()
 
     def _new_process(self) -> CommandAdapter:
@@ -220,10 +222,23 @@ class WineAdapter:
         if not any(s.machine in self.isolate_machines for s in slots):
             return self.main.open_session(slots)
         with self._lock:
-            process = self._spare.pop() if self._spare else None
-            if process is None:
-                process = self._new_process()
-                self.isolated_starts += 1
+            spare = self._spare.pop() if self._spare else None
+        if spare is not None:
+            try:
+                return self._open_in(spare, slots)
+            except AdapterFault as fault:
+                # A process that ran only clean sessions died before this session did anything:
+                # something an earlier case left in Wine (a late APC, a late reply) killed it.
+                # That is not this case's doing; it is kept as evidence and counted, and the
+                # session gets a fresh process.
+                self.late_deaths.append(f"{fault}\n{fault.evidence}".strip())
+                print(f"callgate: a reused Wine adapter process died before a session began "
+                      f"({fault}); starting a fresh one", file=sys.stderr)
+        with self._lock:
+            self.isolated_starts += 1
+        return self._open_in(self._new_process(), slots)
+
+    def _open_in(self, process: CommandAdapter, slots: Sequence[SlotSpec]) -> IsolatedSession:
         try:
             if process.capabilities() != self.capabilities():
                 raise AdapterFault("a fresh Wine adapter process declared other capabilities "

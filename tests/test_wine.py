@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from conformance import expectations, wine
-from conformance.adapter import Observation, Request, SlotSpec
+from conformance.adapter import AdapterFault, Observation, Request, SlotSpec
 from conformance.gate import run_cases
+from conformance.jsonl import CommandAdapter, CommandSession
 from conformance.results import CaseResult, Summary, Verdict, read_stream
 from conformance.runner import Case
 from model.transitions import Action
@@ -251,3 +252,44 @@ def test_rpc_sessions_get_their_own_process_and_reuse_only_clean_ones(tmp_path: 
         events.close()
     finally:
         adapter.shutdown()
+
+
+def test_a_reused_process_that_died_before_the_session_costs_no_case(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    ) -> None:
+    adapter = _served_reference(tmp_path)
+    rpc = (SlotSpec("r0", "rpc_call"),)
+    try:
+        first = adapter.open_session(rpc)
+        assert isinstance(first, wine.IsolatedSession)
+        first.close()
+        (spare,) = adapter._spare
+
+        def died(slots: Sequence[SlotSpec]) -> CommandSession:
+            raise AdapterFault("the adapter closed its stdout: it exited or crashed", "exit -11")
+
+        monkeypatch.setattr(spare, "open_session", died)
+        second = adapter.open_session(rpc)
+        assert isinstance(second, wine.IsolatedSession) and second.adapter is not spare
+        assert adapter.isolated_starts == 2
+        assert adapter.late_deaths == ["the adapter closed its stdout: it exited or crashed\nexit -11"]
+        assert second.perform(Request("r0", "RpcAsyncInitializeHandle", {"size": "exact"})).code == 0
+        second.close()
+        # A fresh process that fails to open is the case's error, not retried.
+        monkeypatch.setattr(wine.WineAdapter, "_new_process",
+                            lambda self: _dead_on_open(tmp_path))
+        adapter._spare.clear()
+        with pytest.raises(AdapterFault):
+            adapter.open_session(rpc)
+    finally:
+        adapter.shutdown()
+
+
+def _dead_on_open(tmp_path: Path) -> CommandAdapter:
+    process = CommandAdapter(["python", str(ROOT / "conformance" / "reference" / "serve.py")])
+
+    def died(slots: Sequence[SlotSpec]) -> CommandSession:
+        raise AdapterFault("the adapter closed its stdout: it exited or crashed", "exit -11")
+
+    process.open_session = died  # type: ignore[method-assign]
+    return process
