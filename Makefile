@@ -34,7 +34,7 @@ check: $(STAMP)
 test: system lint typecheck pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check model conformance tests tools
+	$(VENV)/bin/ruff check callgate model conformance tests tools benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -11,7 +11,7 @@ given overlapping intervals around their linearization points: each interval str
 `--overlap` neighbouring points either side, so several operations are in flight at every
 moment and the checker must search. Operations of all slots are interleaved on one time axis.
 
-Figures per size: the partitioned check (`conformance.linearizability.check`, slots checked
+Figures per size: the partitioned check (`callgate.conformance.judge.linearizability.check`, slots checked
 apart as Porcupine does), the same operations as one slot (no partitioning: all on one event),
 and a broken history (one Wait's result flipped near the end) with the search for its shortest
 non-linearizable cut. Best of `--repeat` runs. The acceptance bound is the partitioned
@@ -32,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.linearizability import Linearizability, Operation, check
-from conformance.reference.adapter import PINS
-from model.families import MACHINES
-from model.transitions import Exact, Returns, State, step
+from callgate.conformance.implementations.reference.adapter import PINS
+from callgate.conformance.judge.linearizability import Linearizability, Operation, check
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Exact, Returns, State, step
 
 EVENT = MACHINES["event"]
 ACTIONS = (("Signal", ()), ("Reset", ()), ("Wait", (("timeout", "zero"),)))

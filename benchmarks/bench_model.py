@@ -4,7 +4,7 @@ Prints, with the command that produced them and the machine they were measured o
 
 * the wall time of `callgate model check --json` (a fresh process, as a user runs it), best of
   `--repeat` runs, and the time the run reports for itself;
-* the reachable state graph of `model.verify.LARGE_COMPOSITION` (three call objects and an
+* the reachable state graph of `callgate.model.verify.LARGE_COMPOSITION` (three call objects and an
   event: over 100,000 states), explored without networkx (`explore_counts`): states, edges,
   seconds, states per second and peak memory (the exploring process's peak resident set);
 * building the networkx graph of the default composition (`build_graph`), with its tours.
@@ -36,7 +36,7 @@ def _peak_rss_mb() -> float:
 
 def time_model_check(repeat: int) -> dict[str, object]:
     """Run `callgate model check --json` in fresh processes; best wall time of `repeat`."""
-    command = [sys.executable, "-m", "conformance.cli", "model", "check", "--json"]
+    command = [sys.executable, "-m", "callgate.conformance.cli.main", "model", "check", "--json"]
     walls, reported, ok = [], [], True
     for _ in range(repeat):
         start = time.perf_counter()
@@ -61,8 +61,7 @@ def explore_large() -> dict[str, object]:
 
 
 def _explore_here() -> dict[str, object]:
-    from model import explorer, verify
-
+    from callgate.model import explorer, verify
     before = _peak_rss_mb()
     figures = explorer.explore_counts(verify.LARGE_COMPOSITION)
     pinned = verify.pinned_counts()["benchmark"][verify.LARGE_COMPOSITION.name]
@@ -79,8 +78,7 @@ def _explore_here() -> dict[str, object]:
 
 
 def build_default() -> dict[str, object]:
-    from model import explorer, verify
-
+    from callgate.model import explorer, verify
     graph = explorer.build_graph(verify.DEFAULT_COMPOSITION)
     start = time.perf_counter()
     paths = explorer.tour(graph)

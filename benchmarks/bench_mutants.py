@@ -1,6 +1,6 @@
 """Kill rate and median time to kill of directed cases alone, stateful cases alone, and both.
 
-Runs the seeded-fault mutants (`conformance.mutants`) once per configuration, on the same
+Runs the seeded-fault mutants (`callgate.conformance.mutants`) once per configuration, on the same
 mutants, budget and seed, and prints one line per configuration with the command that made it.
 The parallel cases (a third kind) are shown too, alone and with everything, for comparison.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance import mutants
+from callgate.conformance import mutants
 
 CONFIGS: dict[str, tuple[str, ...]] = {
     "directed": ("directed",),

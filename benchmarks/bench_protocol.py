@@ -3,15 +3,16 @@
     .venv/bin/python benchmarks/bench_protocol.py [--requests N] [--budget quick] [--no-gate]
 
 Round trips: one session with one event, then N `Signal` requests one after another, through
-`conformance.jsonl.CommandAdapter` to `python -m conformance.reference.serve` (the reference
+`callgate.conformance.protocol.jsonl.CommandAdapter` to
+`python -m callgate.conformance.implementations.reference.serve` (the reference
 implementation served over the protocol) and, when it is built, to the example C adapter; the
-same loop in process gives the baseline. Gate: `conformance.gate.run_gate` with the reference
+same loop in process gives the baseline. Gate: `callgate.conformance.gate.run_gate` with the reference
 implementation in process and then out of process, same budget and seed; the ratio of the two
 wall-clock times is the transport's overhead on a whole run (one run each, so expect noise of
 several percent). Both runs must give the same verdicts; the script says if they do not.
 
 If the reference implementation cannot be imported, the round trips use tests/fakes.py's
-EventAdapter served by `python -m conformance.jsonl_server` and the script says so.
+EventAdapter served by `python -m callgate.conformance.protocol.jsonl_server` and the script says so.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.adapter import Adapter, Request, SlotSpec  # noqa: E402
-from conformance.jsonl import CommandAdapter  # noqa: E402
+from callgate.conformance.protocol.adapter import Adapter, Request, SlotSpec  # noqa: E402
+from callgate.conformance.protocol.jsonl import CommandAdapter  # noqa: E402
 
 C_ADAPTER = ROOT / "examples" / "c-adapter" / "callgate-c-adapter"
 
@@ -39,15 +40,15 @@ C_ADAPTER = ROOT / "examples" / "c-adapter" / "callgate-c-adapter"
 def reference() -> tuple[Callable[[], Adapter], list[str], str]:
     """The in-process adapter factory, the command serving it, and its name."""
     try:
-        from conformance.reference.adapter import ReferenceAdapter
+        from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
     except ImportError as exc:
         from tests.fakes import EventAdapter
 
         print(f"note: the reference implementation is not importable ({exc}); measuring with "
               f"tests.fakes.EventAdapter instead")
-        return (EventAdapter, [sys.executable, "-m", "conformance.jsonl_server",
+        return (EventAdapter, [sys.executable, "-m", "callgate.conformance.protocol.jsonl_server",
                                "tests.fakes:EventAdapter"], "EventAdapter (test fake)")
-    return (ReferenceAdapter, [sys.executable, "-m", "conformance.reference.serve"],
+    return (ReferenceAdapter, [sys.executable, "-m", "callgate.conformance.implementations.reference.serve"],
             "reference")
 
 
@@ -93,7 +94,7 @@ def measure_round_trips(factory: Callable[[], Adapter], command: list[str], requ
 
 def gate_ratio(factory: Callable[[], Adapter], command: list[str], budget: str
                ) -> dict[str, Any]:
-    from conformance.gate import BUDGETS, RunOptions, run_gate
+    from callgate.conformance.gate import BUDGETS, RunOptions, run_gate
 
     timings: dict[str, float] = {}
     verdicts: dict[str, dict[str, str]] = {}

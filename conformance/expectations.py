@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from conformance.results import CaseResult, Verdict
-from model.rules import catalogue
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.rules import catalogue
 
 VERDICTS: dict[str, Verdict] = {"fail": Verdict.FAIL, "error": Verdict.ERROR}
 ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence"})

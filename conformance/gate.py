@@ -12,16 +12,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from conformance import sequences
-from conformance.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
-from conformance.expectations import Expectations
-from conformance.machine import StatefulBudget, default_slots, run_stateful
-from conformance.parallel import ParallelBudget, parallel_count, parallel_phase
-from conformance.reporting import write_reports
-from conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
-from conformance.runner import Case, CaseRunner
-from conformance.walk import walk_machine
-from model.variations import check_pins
+from callgate.conformance.cases import sequences
+from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
+from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.cases.walk import walk_machine
+from callgate.conformance.expectations import Expectations
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
+from callgate.conformance.report.reporting import write_reports
+from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
+from callgate.model.variations import check_pins
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Budget:
     stateful_rounds: int
     stateful_examples: int
     stateful_steps: int
-    # Parallel cases (conformance.parallel): generated cases beyond the named races, and how
+    # Parallel cases (callgate.conformance.cases.parallel): generated cases beyond the named races, and how
     # many times each case runs to sample schedules.
     parallel_examples: int = 0
     parallel_runs: int = 3
@@ -101,7 +101,7 @@ def check_capabilities(caps: Capabilities) -> None:
     unknown = caps.unknown_features()
     if unknown:
         raise AdapterFault(f"the adapter declares unknown features {sorted(unknown)}",
-                           "see conformance.adapter.FEATURES for the names callgate knows")
+                           "see callgate.conformance.protocol.adapter.FEATURES for the names callgate knows")
     try:
         check_pins(caps.pins)
     except ValueError as exc:

@@ -8,7 +8,7 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   recorded (directed cases are already shrunk to the shortest path then, stateful ones shrunk by
   Hypothesis);
 * `counterexample_length`: steps of that case's failing trace;
-* `shortest_path`: the length of a shortest path in the state graph (`model.explorer`) from an
+* `shortest_path`: the length of a shortest path in the state graph (`callgate.model.explorer`) from an
   initial state to the *faulty transition*, the state and operation of the first failing step
   (derived from the trace: the failing slot's steps replayed through the model);
 * `minimal`: the counterexample is minimal when its length is `shortest_path + 1`, that is the
@@ -33,16 +33,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import sequences
-from conformance.adapter import Capabilities
-from conformance.gate import BUDGETS, Budget, RunOptions, StopRun, run_gate
-from conformance.reference.adapter import ReferenceAdapter
-from conformance.reference.host import FAULTS, Fault
-from conformance.results import CaseResult, Verdict
-from model import explorer
-from model.families import MACHINES
-from model.rules import Level, catalogue
-from model.transitions import Args, Machine, ModelError, Tracker
+from callgate.conformance.cases import sequences
+from callgate.conformance.gate import BUDGETS, Budget, RunOptions, StopRun, run_gate
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.protocol.adapter import Capabilities
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model import explorer
+from callgate.model.families import MACHINES
+from callgate.model.rules import Level, catalogue
+from callgate.model.transitions import Args, Machine, ModelError, Tracker
 
 # Mutants no test can tell from the reference implementation, each with the reason. They are
 # listed as survivors with that reason; `killed == total - len(EQUIVALENT)` on a healthy suite.
@@ -377,7 +377,7 @@ def catalogue_problems(faults: Mapping[str, Fault] = FAULTS, sources: Iterable[P
 
 def reference_sources() -> list[Path]:
     """The reference implementation's modules, where `host.fault(...)` calls live."""
-    folder = Path(__file__).parent / "reference"
+    folder = Path(__file__).parent / "implementations" / "reference"
     return sorted(p for p in folder.glob("*.py") if p.name != "host.py")
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from conformance import adapters, sequences
-from conformance.adapter import Adapter
-from conformance.gate import BUDGETS, check_capabilities
-from conformance.machine import StatefulBudget, default_slots, run_stateful
-from conformance.results import CaseResult, Verdict
-from conformance.runner import Case, CaseRunner
+from callgate.conformance.cases import sequences
+from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.gate import BUDGETS, check_capabilities
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol import loading as adapters
+from callgate.conformance.protocol.adapter import Adapter
+from callgate.conformance.results import CaseResult, Verdict
 
 _KEY = pytest.StashKey["_GateState"]()
 

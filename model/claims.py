@@ -2,7 +2,7 @@
 
 A `Claim` is one source's statement about the result of one situation (rule ID and source key
 from spec/DOMAIN.md). A `Situation` names the model state, operation and arguments it is about,
-so the tables' own answer there joins the check (`model.proofs.check_consistency`); situations
+so the tables' own answer there joins the check (`callgate.model.proofs.check_consistency`); situations
 outside the model (CoWaitForMultipleHandles, CoDisableCallCancellation) carry only claims.
 `SymbolUndefined` records that no header defines a symbol a page uses (DOMAIN.md section 3).
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.codes import Family
-from model.transitions import Value
+from callgate.model.codes import Family
+from callgate.model.transitions import Value
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,14 @@ class Situation:
 
 @dataclass(frozen=True)
 class IsCode:
-    """The result is this defined code (a name in model.codes)."""
+    """The result is this defined code (a name in callgate.model.codes)."""
 
     name: str
 
 
 @dataclass(frozen=True)
 class IsSymbol:
-    """The result is a symbol no header defines (model.codes.UNDEFINED_SYMBOLS)."""
+    """The result is a symbol no header defines (callgate.model.codes.UNDEFINED_SYMBOLS)."""
 
     name: str
 

@@ -7,7 +7,7 @@ gives the signed reading. Names are Microsoft's, verbatim.
 Three symbols the documentation uses are defined by no header (DOMAIN.md D-01, D-02, D-03):
 `RPC_E_CALL_PENDING`, `RPC_E_CALLPENDING` and `RPC_S_CALL_CANCELED` (one L). They have no value,
 so they are not `Code`s; they are listed in `UNDEFINED_SYMBOLS` with the rule that uses each and
-the variation point in `model.variations` that decides what an implementation may return instead.
+the variation point in `callgate.model.variations` that decides what an implementation may return instead.
 """
 
 from __future__ import annotations

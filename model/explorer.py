@@ -33,7 +33,7 @@ from typing import Literal
 
 import networkx as nx
 
-from model.transitions import (
+from callgate.model.transitions import (
     Action,
     Allowed,
     Args,
@@ -310,7 +310,7 @@ def is_quiescent(graph: StateGraph, node: Node) -> bool:
         test = QUIESCENT.get(machine.name)
         if test is None:
             raise ModelError(f"no quiescence predicate for machine {machine.name}; add one to "
-                             f"model.explorer.QUIESCENT")
+                             f"callgate.model.explorer.QUIESCENT")
         if not test(machine, state):
             return False
     return True

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from model import com_call, rpc_handle, sync_object
-from model.rules import Level, catalogue
-from model.transitions import Machine
+from callgate.model.rules import Level, catalogue
+from callgate.model.tables import com_call, rpc_handle, sync_object
+from callgate.model.transitions import Machine
 
 FAMILIES: dict[str, tuple[Machine, ...]] = {
     "com": (com_call.MACHINE,),

@@ -3,8 +3,8 @@
 A *state invariant* is a predicate on one machine's state; a *transition invariant* is a predicate
 on one step (state, operation, arguments, allowed outcome, next state). Both forms of each
 invariant are written here, next to each other, so a reviewer can hold them against DOMAIN.md;
-`model.proofs.check_agreement` proves they agree on every reachable state and step, and
-`model.proofs.prove_invariants` proves the Z3 form inductive over the tables.
+`callgate.model.proofs.check_agreement` proves they agree on every reachable state and step, and
+`callgate.model.proofs.prove_invariants` proves the Z3 form inductive over the tables.
 
 Semantics shared by both forms: an outcome whose code is a set (`AnyFailure`, `Anything`, ...)
 satisfies a transition invariant only if every code it admits does; a variation point that the
@@ -12,7 +12,7 @@ outcome does not name may take any choice. Invariants marked `auxiliary` are the
 others inductive (they are true, cited and checked like the rest; they say something narrower).
 
 Enabledness ("the client can still finish") reads the table on both sides: `StateView.enabled`
-asks `step()`, `model.symbolic.enabled` reads the same rows into Z3, with one shared test on codes.
+asks `step()`, `callgate.model.symbolic.enabled` reads the same rows into Z3, with one shared test on codes.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import ClassVar
 
 import z3
 
-from model import codes
-from model.symbolic import CodeTest, SymState, SymStep, enabled
-from model.transitions import (
+from callgate.model import codes
+from callgate.model.symbolic import CodeTest, SymState, SymStep, enabled
+from callgate.model.transitions import (
     Allowed,
     AnyFailure,
     AnySuccess,

@@ -11,7 +11,7 @@ Obligations are named for what they prove (mypyvy style):
 * `check_bmc`: bounded model checking of a composition to depth k.
 * `check_totality`, `check_determinism`, `check_well_formed`: the tables, symbolically over every
   field combination.
-* `check_consistency`, `check_tables_consistent`: rule consistency from `model.claims`
+* `check_consistency`, `check_tables_consistent`: rule consistency from `callgate.model.claims`
   (unsat cores name the rule IDs and sources).
 * `check_agreement`: each invariant's Python and Z3 forms agree on every reachable state and
   step, and the Z3 transition relation reaches exactly the states `step()` reaches.
@@ -28,9 +28,9 @@ from enum import Enum
 
 import z3
 
-from model import claims, codes
-from model.codes import Family
-from model.invariants import (
+from callgate.model import claims, codes
+from callgate.model.codes import Family
+from callgate.model.invariants import (
     ALL,
     Invariant,
     StateInvariant,
@@ -39,7 +39,7 @@ from model.invariants import (
     TransitionInvariant,
     for_machine,
 )
-from model.symbolic import (
+from callgate.model.symbolic import (
     SEVERITY,
     U32,
     ArgTerms,
@@ -56,7 +56,7 @@ from model.symbolic import (
     row_args,
     template_skeleton,
 )
-from model.transitions import (
+from callgate.model.transitions import (
     Args,
     Composition,
     Kind,
@@ -67,7 +67,7 @@ from model.transitions import (
     find_row,
     step,
 )
-from model.variations import BY_NAME as POINTS
+from callgate.model.variations import BY_NAME as POINTS
 
 DEFAULT_TIMEOUT_MS = 30_000
 # Every reachable state of com_call, event and rpc_call lies within 8 steps of an initial state,
@@ -839,7 +839,7 @@ class _ClaimSpace:
             return result == _code_named(says.name).value
         if isinstance(says, claims.IsSymbol):
             if says.name not in self.value:
-                raise ModelError(f"claim names {says.name}, which model.codes does not list as an "
+                raise ModelError(f"claim names {says.name}, which callgate.model.codes does not list as an "
                                  "undefined symbol; use IsCode for defined codes")
             return z3.And(self.defined[says.name], result == self.value[says.name])
         low = SEVERITY if says.family is Family.HRESULT else 1
@@ -881,7 +881,7 @@ def _situation_table(space: _ClaimSpace, situation: claims.Situation,
                                                    dummy, dummy_args, situation.op)))
     row = machine.rows.index(taken.row)
     name = f"table:{machine.name}.{situation.op}#row{row}@{situation.key}"
-    return Tracked(name, z3.Or(options), taken.row.cited_rules(), (f"model/{machine.name}",), True)
+    return Tracked(name, z3.Or(options), taken.row.cited_rules(), (f"model/tables ({machine.name})",), True)
 
 
 def claim_constraints(claim_list: Sequence[claims.Claim] | None = None,
@@ -890,7 +890,7 @@ def claim_constraints(claim_list: Sequence[claims.Claim] | None = None,
                       facts: Sequence[claims.SymbolUndefined] | None = None,
                       ) -> tuple[_ClaimSpace, list[Tracked]]:
     """Every claim, fact and table answer of the situations, as named Z3 constraints."""
-    from model.families import MACHINES  # the registry imports every table; only needed here
+    from callgate.model.families import MACHINES  # the registry imports every table; only needed here
 
     machines = machines if machines is not None else MACHINES
     situations = situations if situations is not None else claims.SITUATIONS
@@ -1078,7 +1078,7 @@ def check_consistency(claim_list: Sequence[claims.Claim] | None = None,
 
 
 def _may(rule_ids: Iterable[str]) -> bool:
-    from model.rules import Level, catalogue
+    from callgate.model.rules import Level, catalogue
 
     rules = catalogue()
     return any(Level.MAY in rules[r].split_levels or Level.UNDEFINED in rules[r].split_levels
@@ -1086,7 +1086,7 @@ def _may(rule_ids: Iterable[str]) -> bool:
 
 
 def _must(rule_ids: Iterable[str]) -> bool:
-    from model.rules import Level, catalogue
+    from callgate.model.rules import Level, catalogue
 
     rules = catalogue()
     return any(Level.MUST in rules[r].split_levels for r in rule_ids if r in rules)
@@ -1099,7 +1099,7 @@ def check_tables_consistent(machines: Mapping[str, Machine] | None = None,
     """One implementation can satisfy every table row that cites a MUST rule and every
     documented claim not involved in a known conflict: one global choice of the variation
     points gives every such row an outcome and agrees with every such claim."""
-    from model.families import MACHINES
+    from callgate.model.families import MACHINES
 
     start = time.perf_counter()
     name = "consistency.tables"
@@ -1119,7 +1119,7 @@ def check_tables_consistent(machines: Mapping[str, Machine] | None = None,
                     tracked.append(Tracked(
                         f"{machine.name}.{row.op}#row{r}",
                         z3.Or([admitted(o, space.pins) for o in row.outcomes]),
-                        row.cited_rules(), (f"model/{machine.name}",), True))
+                        row.cited_rules(), (f"model/tables ({machine.name})",), True))
         solver = _solver(timeout_ms, cores=True)
         solver.add(*space.base)
         flags = {}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.families import FAMILIES, rows_citing, unmodelled_reason
-from model.rules import catalogue
-from model.transitions import Kind, Machine, Outcome, Row, Value
+from callgate.model.families import FAMILIES, rows_citing, unmodelled_reason
+from callgate.model.rules import catalogue
+from callgate.model.transitions import Kind, Machine, Outcome, Row, Value
 
 
 def _values(values: frozenset[Value]) -> str:

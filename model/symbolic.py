@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import z3
 
-from model import codes
-from model.codes import Family
-from model.transitions import (
+from callgate.model import codes
+from callgate.model.codes import Family
+from callgate.model.transitions import (
     AnyFailure,
     AnySuccess,
     Anything,
@@ -40,7 +40,7 @@ from model.transitions import (
     Value,
     Var,
 )
-from model.variations import BY_NAME as POINTS
+from callgate.model.variations import BY_NAME as POINTS
 
 U32 = 1 << 32
 SEVERITY = 1 << 31
@@ -531,7 +531,7 @@ def enabled(machine: Machine, pre: SymState, op: str, where: CodeTest | None = N
     """`op` is DEFINED in the state with an outcome whose code passes `where` (any outcome when
     `where` is None), for the given arguments or, when `args` is None, for some arguments.
 
-    `where` is a Python test on a resolved `CodeSpec`; `model.invariants.enabled_here` applies the
+    `where` is a Python test on a resolved `CodeSpec`; `callgate.model.invariants.enabled_here` applies the
     same test to `step()`'s outcomes, so both forms read the same table.
     """
     machine.operation(op)

@@ -1,11 +1,12 @@
 """The model's generic machinery: table types, stepping to sets of allowed outcomes, composition.
 
-A family module (`model.com_call`, `model.sync_object`, `model.rpc_handle`) declares, as data, a
-`Machine`: finite fields (the state), operations with finite parameter domains, and `Row`s. A row
-says, for the states its guard admits and the arguments it admits, whether the operation is
-DEFINED (with one or more allowed `Outcome`s), UNDEFINED (the documentation gives no result: never
-driven in conformance runs) or NOT_OFFERED (the harness cannot issue it there, for example
-signalling a call the test server does not hold). Every row cites rule IDs.
+A family module (`callgate.model.tables.com_call`, `callgate.model.tables.sync_object`,
+`callgate.model.tables.rpc_handle`) declares, as data, a `Machine`: finite fields (the state),
+operations with finite parameter domains, and `Row`s. A row says, for the states its guard admits
+and the arguments it admits, whether the operation is DEFINED (with one or more allowed `Outcome`s),
+UNDEFINED (the documentation gives no result: never driven in conformance runs) or NOT_OFFERED (the
+harness cannot issue it there, for example signalling a call the test server does not hold). Every
+row cites rule IDs.
 
 Everything else (Z3 proofs, the state graph, the Hypothesis machine, generated cases) reads these
 tables through `step()`; no expected result is written anywhere else.
@@ -18,8 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from model import codes
-from model.codes import Code, Family
+from callgate.model import codes
+from callgate.model.codes import Code, Family
 
 Value = str | int | bool
 State = tuple[Value, ...]

@@ -19,11 +19,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model import explorer, proofs
-from model.families import MACHINES
-from model.invariants import Transition
-from model.proofs import CheckResult, Counterexample, Result
-from model.transitions import Composition, Machine, State
+from callgate.model import explorer, proofs
+from callgate.model.families import MACHINES
+from callgate.model.invariants import Transition
+from callgate.model.proofs import CheckResult, Counterexample, Result
+from callgate.model.transitions import Composition, Machine, State
 
 PINNED_FILE = Path(__file__).with_name("pinned_counts.json")
 BMC_DEPTH = 6

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conformance.adapter import Capabilities, NotApplicable, Observation, Request, SlotSpec
-from model import codes
+from callgate.conformance.protocol.adapter import Capabilities, NotApplicable, Observation, Request, SlotSpec
+from callgate.model import codes
 
 PINS = {"wait_timeout_code": "RPC_S_CALLPENDING", "new_event_state": "nonsignaled"}
 

@@ -3,7 +3,7 @@
     python tests/fault_adapter.py MODE [--at N] [--once FILE] [--fake-fault NAME]
 
 It serves `tests.fakes.EventAdapter` over the JSON-lines protocol (through
-`conformance.jsonl_server.serve`) correctly, except that at the N-th response to a `request`
+`callgate.conformance.protocol.jsonl_server.serve`) correctly, except that at the N-th response to a `request`
 (opens and closes are not counted) it breaks the protocol the way MODE says. With `--once FILE`
 it misbehaves only if FILE does not exist yet, and creates it first: the adapter that the harness
 restarts after the fault then behaves, so a test can check that the run goes on.
@@ -44,9 +44,9 @@ from typing import Any, BinaryIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.adapter import Observation, Request, SlotSpec
-from conformance.jsonl_server import serve
-from model import codes
+from callgate.conformance.protocol.adapter import Observation, Request, SlotSpec
+from callgate.conformance.protocol.jsonl_server import serve
+from callgate.model import codes
 from tests.fakes import EventAdapter, EventSession
 
 BREAKING = ("hang", "crash", "exit", "garbage", "huge_line", "wrong_id", "code_out_of_range",

@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from conformance import cli_report
-from conformance.adapter import SlotSpec
-from conformance.results import CaseResult, StepRecord, Summary, Verdict
-from conformance.runner import Case, CaseRunner, transition_key
-from model.families import MACHINES
-from model.transitions import Action, reachable, successors
+from callgate.conformance.cli import report as cli_report
+from callgate.conformance.judge.runner import Case, CaseRunner, transition_key
+from callgate.conformance.protocol.adapter import SlotSpec
+from callgate.conformance.results import CaseResult, StepRecord, Summary, Verdict
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Action, reachable, successors
 from tests.fakes import PINS, EventAdapter
 
 HOSTILE = '<script>alert("x")</script><img src="http://example.invalid/x.png"> | `tick` **bold** ]]>\x01'

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from conformance.adapter import FEATURES, NotApplicable, Request, SlotSpec
-from conformance.jsonl import ADAPTER_MESSAGES, CommandAdapter, check_message, encode
-from conformance.machine import StatefulBudget, default_slots, run_stateful
-from conformance.results import CaseResult, Verdict
-from conformance.runner import Case, CaseRunner
-from model import codes
-from model.transitions import Action
-from model.variations import check_pins
+from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol.adapter import FEATURES, NotApplicable, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import ADAPTER_MESSAGES, CommandAdapter, check_message, encode
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model import codes
+from callgate.model.transitions import Action
+from callgate.model.variations import check_pins
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "c-adapter"

@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
-from model.families import MACHINES, UNMODELLED, rows_citing
-from model.rules import Level, catalogue
+from callgate.model.families import MACHINES, UNMODELLED, rows_citing
+from callgate.model.rules import Level, catalogue
 from tests.conftest import ROOT
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conformance.cli import main
+from callgate.conformance.cli.main import main
 
 
 def test_model_rules_json_lists_every_rule_with_its_rows(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,7 +44,7 @@ def test_model_show_prints_a_readable_table(family: str, must_see: list[str],
 
 
 def test_model_show_json_has_one_entry_per_row(capsys: pytest.CaptureFixture[str]) -> None:
-    from model.com_call import MACHINE
+    from callgate.model.tables.com_call import MACHINE
     assert main(["model", "show", "com", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["com_call"]) == len(MACHINE.rows)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
-from model import verify
-from model.proofs import CheckResult, Conflict, Result, prove_invariants
+from callgate.conformance.cli.main import main
+from callgate.model import verify
+from callgate.model.proofs import CheckResult, Conflict, Result, prove_invariants
 from tests.test_invariants import MUTANTS
 
 RESULTS = {"proved", "counterexample", "unknown", "conflict"}

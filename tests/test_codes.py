@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from model import codes
+from callgate.model import codes
 
 
 def _section3(domain_text: str) -> dict[str, int]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import compare, reporting
-from conformance.results import RunRecord, Verdict
-from model.rules import catalogue
+from callgate.conformance.report import compare, reporting
+from callgate.conformance.results import RunRecord, Verdict
+from callgate.model.rules import catalogue
 from tests import streams
 from tests.streams import HOSTILE
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance import expectations, sequences
-from conformance.expectations import ExpectationsError, apply_all, load, parse
-from conformance.reporting import build_report, validate_report
-from conformance.results import CaseResult, RunRecord, Summary, Verdict
-from conformance.runner import CaseRunner
+from callgate.conformance import expectations
+from callgate.conformance.cases import sequences
+from callgate.conformance.expectations import ExpectationsError, apply_all, load, parse
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.report.reporting import build_report, validate_report
+from callgate.conformance.results import CaseResult, RunRecord, Summary, Verdict
 from tests import streams
 from tests.fakes import EventAdapter
 from tests.streams import STD_EVENT_TWICE, _event_case, _run

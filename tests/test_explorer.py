@@ -10,11 +10,11 @@ import xml.etree.ElementTree as ET
 import networkx as nx
 import pytest
 
-from model import explorer, verify
-from model.explorer import Edge, StateGraph, build_graph, shortest_path, tour
-from model.families import MACHINES
-from model.table import not_offered
-from model.transitions import Composition, Machine, ModelError, reachable
+from callgate.model import explorer, verify
+from callgate.model.explorer import Edge, StateGraph, build_graph, shortest_path, tour
+from callgate.model.families import MACHINES
+from callgate.model.tables.table import not_offered
+from callgate.model.transitions import Composition, Machine, ModelError, reachable
 from tests.test_invariants import COM, EVENT, change
 
 PINNED = verify.pinned_counts()

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance import sequences
-from conformance.cli import main
-from conformance.gate import shrink
-from conformance.reference.adapter import ReferenceAdapter
-from conformance.results import Verdict
-from conformance.runner import CaseRunner
-from conformance.walk import WalkBudget, walk_machine
-from model import explorer
-from model.families import MACHINES
-from model.transitions import Tracker
+from callgate.conformance.cases import sequences
+from callgate.conformance.cases.walk import WalkBudget, walk_machine
+from callgate.conformance.cli.main import main
+from callgate.conformance.gate import shrink
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.results import Verdict
+from callgate.model import explorer
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Tracker
 from tests.conftest import ROOT
 
 # A wrong adapter per issue: the reference with one seeded fault, and the machine it breaks.
@@ -76,7 +76,7 @@ def test_run_needs_exactly_one_adapter(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def _callgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "callgate.conformance.cli.main", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 

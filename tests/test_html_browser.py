@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import diagrams, reporting
-from conformance.results import read_stream
+from callgate.conformance.report import diagrams, reporting
+from callgate.conformance.results import read_stream
 from tests import streams
 from tests.conftest import ROOT
 

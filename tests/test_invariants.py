@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from model import codes, invariants
-from model.codes import Family
-from model.families import MACHINES
-from model.invariants import (
+from callgate.model import codes, invariants
+from callgate.model.codes import Family
+from callgate.model.families import MACHINES
+from callgate.model.invariants import (
     ALL,
     BY_NAME,
     StateInvariant,
@@ -21,10 +21,10 @@ from model.invariants import (
     transitions_from,
     violated_composed,
 )
-from model.proofs import Result, prove_invariants
-from model.rules import catalogue
-from model.table import out, row, undefined
-from model.transitions import (
+from callgate.model.proofs import Result, prove_invariants
+from callgate.model.rules import catalogue
+from callgate.model.tables.table import out, row, undefined
+from callgate.model.transitions import (
     AnyFailure,
     AnySuccess,
     Arg,

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from conformance.adapter import AdapterFault, NotApplicable, Observation, Request, SlotSpec
-from conformance.jsonl import (
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol.adapter import AdapterFault, NotApplicable, Observation, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import (
     ADAPTER_MESSAGES,
     CHUNK_BYTES,
     HARNESS_MESSAGES,
@@ -29,11 +30,10 @@ from conformance.jsonl import (
     read_lines,
     schemas,
 )
-from conformance.jsonl_server import serve
-from conformance.results import Verdict
-from conformance.runner import Case, CaseRunner
-from model import codes
-from model.transitions import Action
+from callgate.conformance.protocol.jsonl_server import serve
+from callgate.conformance.results import Verdict
+from callgate.model import codes
+from callgate.model.transitions import Action
 from tests.fakes import EventAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def test_every_message_type_has_a_published_draft_2020_12_schema() -> None:
     for name, schema in published.items():
         Draft202012Validator.check_schema(schema)
         assert schema["properties"]["type"] == {"const": name}
-        assert (ROOT / "conformance" / "schemas" / "protocol" / f"{name}.json").is_file()
+        assert (ROOT / "conformance" / "protocol" / "schemas" / f"{name}.json").is_file()
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD))
@@ -508,13 +508,15 @@ def test_command_adapter_options_are_checked(options: dict[str, Any], phrase: st
 def test_the_generic_server_refuses_an_adapter_it_cannot_load() -> None:
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "conformance.jsonl_server", "no_such_module:X"],
+    done = subprocess.run([sys.executable, "-m", "callgate.conformance.protocol.jsonl_server",
+                           "no_such_module:X"],
                           cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2 and "cannot load adapter" in done.stderr
 
 
 def test_a_python_command_runs_with_the_harness_interpreter() -> None:
-    assert CommandAdapter("python -m conformance.reference.serve").argv[0] == sys.executable
+    serve = "python -m callgate.conformance.implementations.reference.serve"
+    assert CommandAdapter(serve).argv[0] == sys.executable
     assert CommandAdapter(["python3", "x.py"]).argv == (sys.executable, "x.py")
     assert CommandAdapter("./python-adapter --x").argv == ("./python-adapter", "--x")
 

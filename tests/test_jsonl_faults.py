@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance.adapter import AdapterFault, Request, SlotSpec
-from conformance.jsonl import CommandAdapter
-from conformance.results import CaseResult, Verdict
-from conformance.runner import Case, CaseRunner
-from model.transitions import Action
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol.adapter import AdapterFault, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import CommandAdapter
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.transitions import Action
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_ADAPTER = str(ROOT / "tests" / "fault_adapter.py")
@@ -198,9 +198,9 @@ HARNESS = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from conformance.jsonl import CommandAdapter
-    from conformance.results import ResultStream
-    from conformance.runner import CaseRunner
+    from callgate.conformance.protocol.jsonl import CommandAdapter
+    from callgate.conformance.results import ResultStream
+    from callgate.conformance.judge.runner import CaseRunner
     from tests.test_jsonl_faults import CASES
     adapter = CommandAdapter([sys.executable, {fault_adapter!r}, "hang", "--at", "7"],
                              request_timeout=600.0, cwd={root!r})

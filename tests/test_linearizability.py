@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.linearizability import (
+from callgate.conformance.implementations.reference.adapter import PINS
+from callgate.conformance.judge.linearizability import (
     Linearizability,
     Operation,
     check,
     check_slot,
     cut_history,
 )
-from conformance.reference.adapter import PINS
-from model.families import MACHINES
-from model.transitions import Args, Machine, State
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Args, Machine, State
 
 COM = MACHINES["com_call"]
 EVENT = MACHINES["event"]

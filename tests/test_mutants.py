@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance import mutants
-from conformance.cli import main
-from conformance.gate import BUDGETS
-from conformance.mutants import MutantResult, MutantsReport
-from conformance.reference.host import FAULTS, Fault
-from model.rules import Level, catalogue
+from callgate.conformance import mutants
+from callgate.conformance.cli.main import main
+from callgate.conformance.gate import BUDGETS
+from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.mutants import MutantResult, MutantsReport
+from callgate.model.rules import Level, catalogue
 
 
 def test_the_catalogue_has_at_least_50_faults_each_citing_a_rule() -> None:
@@ -166,7 +166,7 @@ def test_the_cli_refuses_an_unknown_mutant(capsys: pytest.CaptureFixture[str]) -
 def test_the_kill_check_fails_when_the_suite_cannot_see_the_fault() -> None:
     # The same run against the correct reference (as if the suite had gone blind to the fault):
     # the mutant is reported as surviving, with a reason that says it is a blind spot.
-    from conformance.reference.adapter import ReferenceAdapter
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 
     result = mutants.run_mutant("begin_check_then_set_race", BUDGETS["quick"], 0, ("parallel",),
                                 adapter_factory=lambda name: ReferenceAdapter())

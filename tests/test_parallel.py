@@ -15,12 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from conformance import sequences
-from conformance.adapter import Capabilities, Observation, Request, SlotSpec
-from conformance.cli import main
-from conformance.jsonl import CommandAdapter
-from conformance.machine import StatefulBudget, run_stateful
-from conformance.parallel import (
+from callgate.conformance.cases import sequences
+from callgate.conformance.cases.parallel import (
     ParallelBudget,
     ParallelCase,
     _a,
@@ -30,11 +26,15 @@ from conformance.parallel import (
     run_generated,
     run_parallel,
 )
-from conformance.reference.adapter import PINS, ReferenceAdapter, ReferenceSession
-from conformance.results import Verdict
-from conformance.runner import CaseRunner
-from conformance.walk import walk_machine
-from model.rules import catalogue
+from callgate.conformance.cases.stateful import StatefulBudget, run_stateful
+from callgate.conformance.cases.walk import walk_machine
+from callgate.conformance.cli.main import main
+from callgate.conformance.implementations.reference.adapter import PINS, ReferenceAdapter, ReferenceSession
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.protocol.adapter import Capabilities, Observation, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import CommandAdapter
+from callgate.conformance.results import Verdict
+from callgate.model.rules import catalogue
 
 RACES = {c.id: c for c in race_cases()}
 # How many runs a faulty adapter gets to show its race (each run samples one schedule).
@@ -106,7 +106,7 @@ def test_the_reference_passes_every_named_race_in_process(runner_for: object) ->
 
 
 def _serve(*faults: str) -> CommandAdapter:
-    command = [sys.executable, "-m", "conformance.reference.serve"]
+    command = [sys.executable, "-m", "callgate.conformance.implementations.reference.serve"]
     for fault in faults:
         command += ["--fault", fault]
     return CommandAdapter(shlex.join(command), request_timeout=5.0)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import xmlschema
 
-from conformance import junit
-from conformance.parallel import race_cases, run_parallel
-from conformance.parallel_lanes import lanes
-from conformance.reference.adapter import ReferenceAdapter
-from conformance.reporting import build_report, render_html, render_markdown, report_problems
-from conformance.results import CaseResult, ResultStream, RunRecord, Verdict, read_stream
-from conformance.runner import CaseRunner
+from callgate.conformance.cases.parallel import race_cases, run_parallel
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.report import junit
+from callgate.conformance.report.lanes import lanes
+from callgate.conformance.report.reporting import build_report, render_html, render_markdown, report_problems
+from callgate.conformance.results import CaseResult, ResultStream, RunRecord, Verdict, read_stream
 from tests.streams import HOSTILE
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"

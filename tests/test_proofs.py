@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import z3
 
-from model import claims, codes, proofs
-from model.codes import Family
-from model.explorer import build_graph, parents
-from model.families import MACHINES
-from model.invariants import BY_NAME, StateInvariant, Transition, TransitionInvariant
-from model.proofs import (
+from callgate.model import claims, codes, proofs
+from callgate.model.codes import Family
+from callgate.model.explorer import build_graph, parents
+from callgate.model.families import MACHINES
+from callgate.model.invariants import BY_NAME, StateInvariant, Transition, TransitionInvariant
+from callgate.model.proofs import (
     CheckResult,
     Result,
     check_agreement,
@@ -25,8 +25,8 @@ from model.proofs import (
     check_well_formed,
     prove_invariants,
 )
-from model.table import not_offered, out, row
-from model.transitions import (
+from callgate.model.tables.table import not_offered, out, row
+from callgate.model.transitions import (
     Composition,
     Exact,
     Kind,
@@ -193,7 +193,7 @@ def test_every_known_discrepancy_shows_up_and_no_other_conflict() -> None:
 
 
 def test_claims_cite_catalogued_rules_and_real_situations() -> None:
-    from model.rules import catalogue
+    from callgate.model.rules import catalogue
 
     keys = {s.key for s in claims.SITUATIONS}
     for claim in claims.CLAIMS:

@@ -20,17 +20,17 @@ from typing import TypeVar
 
 import pytest
 
-from conformance.adapter import FEATURES, Adapter, Observation, Request, Session, SlotSpec
-from conformance.reference import com, kernel, rpc
-from conformance.reference.adapter import ReferenceAdapter, make_adapter
-from conformance.reference.host import FAULTS, Action, Host, WorkerPool
-from model import codes
-from model.families import MACHINES
-from model.transitions import Kind, Returns, Tracker
-from model.variations import POINTS, check_pins
+from callgate.conformance.implementations.reference import com, kernel, rpc
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter, make_adapter
+from callgate.conformance.implementations.reference.host import FAULTS, Action, Host, WorkerPool
+from callgate.conformance.protocol.adapter import FEATURES, Adapter, Observation, Request, Session, SlotSpec
+from callgate.model import codes
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Kind, Returns, Tracker
+from callgate.model.variations import POINTS, check_pins
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "conformance" / "reference"
+PACKAGE = ROOT / "conformance" / "implementations" / "reference"
 SHORT_MS = 20  # a wait that is expected to time out
 LONG_MS = 2000  # a wait that is expected to succeed well before it ends
 
@@ -85,17 +85,18 @@ def test_reference_modules_import_nothing_from_the_model_but_codes() -> None:
             else:
                 continue
             for name in names:
-                if name == "model" or name.startswith("model."):
-                    assert name in ("model", "model.codes"), f"{path.name} imports {name}"
+                if name == "callgate.model" or name.startswith("callgate.model."):
+                    assert name in ("callgate.model", "callgate.model.codes"), f"{path.name} imports {name}"
 
 
 def test_importing_the_implementation_loads_no_stepping_logic() -> None:
-    probe = ("import sys; import conformance.reference.com, conformance.reference.rpc, "
-             "conformance.reference.rpc_client; "
-             "print(sorted(m for m in sys.modules if m.startswith('model')))")
+    probe = ("import sys; import callgate.conformance.implementations.reference.com, "
+             "callgate.conformance.implementations.reference.rpc, "
+             "callgate.conformance.implementations.reference.rpc_client; "
+             "print(sorted(m for m in sys.modules if m.startswith('callgate.model')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "['model', 'model.codes']"
+    assert out.strip() == "['callgate.model', 'callgate.model.codes']"
 
 
 # --- system events and the container ----------------------------------------------------------------

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import xmlschema
 
-from conformance import diagrams, junit, reporting
-from conformance.results import RunRecord, Verdict, read_stream
-from model.rules import catalogue
+from callgate.conformance.report import diagrams, junit, reporting
+from callgate.conformance.results import RunRecord, Verdict, read_stream
+from callgate.model.rules import catalogue
 from tests import streams
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"

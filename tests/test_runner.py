@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance import adapters
-from conformance.adapter import SlotSpec
-from conformance.machine import StatefulBudget, run_stateful, trace_script
-from conformance.results import ResultStream, Verdict, read_stream
-from conformance.runner import Case, CaseRunner
-from model.transitions import Action
+from callgate.conformance.cases.stateful import StatefulBudget, run_stateful, trace_script
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.protocol import loading as adapters
+from callgate.conformance.protocol.adapter import SlotSpec
+from callgate.conformance.results import ResultStream, Verdict, read_stream
+from callgate.model.transitions import Action
 from tests.fakes import EventAdapter
 
 E0 = (SlotSpec("e0", "event", {}),)

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from model import codes
-from model.com_call import MACHINE as COM
-from model.rpc_handle import MACHINE as RPC
-from model.sync_object import CONTAINER, EVENT
-from model.transitions import Args, Kind, Machine, Tracker
-from model.variations import check_pins
+from callgate.model import codes
+from callgate.model.tables.com_call import MACHINE as COM
+from callgate.model.tables.rpc_handle import MACHINE as RPC
+from callgate.model.tables.sync_object import CONTAINER, EVENT
+from callgate.model.transitions import Args, Kind, Machine, Tracker
+from callgate.model.variations import check_pins
 
 
 @dataclass

@@ -6,10 +6,19 @@ import dataclasses
 
 import pytest
 
-from model.codes import S_OK
-from model.families import MACHINES
-from model.table import out, row
-from model.transitions import Exact, Kind, Machine, ModelError, find_row, reachable, step, table_problems
+from callgate.model.codes import S_OK
+from callgate.model.families import MACHINES
+from callgate.model.tables.table import out, row
+from callgate.model.transitions import (
+    Exact,
+    Kind,
+    Machine,
+    ModelError,
+    find_row,
+    reachable,
+    step,
+    table_problems,
+)
 
 
 @pytest.mark.parametrize("name", ["com_call", "event", "container"])

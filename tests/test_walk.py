@@ -3,10 +3,10 @@ walk goes on to cover what can still be reached another way."""
 
 from __future__ import annotations
 
-from conformance import sequences
-from conformance.results import Verdict
-from conformance.runner import CaseRunner
-from conformance.walk import walk_machine
+from callgate.conformance.cases import sequences
+from callgate.conformance.cases.walk import walk_machine
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.results import Verdict
 from tests.fakes import EventAdapter
 
 

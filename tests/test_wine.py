@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from conformance import expectations, wine
-from conformance.adapter import AdapterFault, Observation, Request, SlotSpec
-from conformance.gate import run_cases
-from conformance.jsonl import CommandAdapter, CommandSession
-from conformance.results import CaseResult, Summary, Verdict, read_stream
-from conformance.runner import Case
-from model.transitions import Action
+from callgate.conformance import expectations
+from callgate.conformance.gate import run_cases
+from callgate.conformance.implementations import wine
+from callgate.conformance.judge.runner import Case
+from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
+from callgate.conformance.results import CaseResult, Summary, Verdict, read_stream
+from callgate.model.transitions import Action
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS = ROOT / "reports" / "wine" / "expectations.toml"
@@ -36,7 +37,7 @@ needs_wine = pytest.mark.skipif(REASON is not None and not IN_CI, reason=REASON 
 
 def _callgate(*args: str, env: dict[str, str] | None = None,
               timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "callgate.conformance.cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -225,7 +226,7 @@ def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:
 def _served_reference(tmp_path: Path) -> wine.WineAdapter:
     """A WineAdapter whose 'program' is the reference implementation served in JSON lines, so the
     process handling is tested without Wine."""
-    server = ROOT / "conformance" / "reference" / "serve.py"
+    server = ROOT / "conformance" / "implementations" / "reference" / "serve.py"
     return wine.WineAdapter(wine.WineSetup("python", server, tmp_path, dict(os.environ)))
 
 
@@ -286,7 +287,8 @@ def test_a_reused_process_that_died_before_the_session_costs_no_case(tmp_path: P
 
 
 def _dead_on_open(tmp_path: Path) -> CommandAdapter:
-    process = CommandAdapter(["python", str(ROOT / "conformance" / "reference" / "serve.py")])
+    serve = ROOT / "conformance" / "implementations" / "reference" / "serve.py"
+    process = CommandAdapter(["python", str(serve)])
 
     def died(slots: Sequence[SlotSpec]) -> CommandSession:
         raise AdapterFault("the adapter closed its stdout: it exited or crashed", "exit -11")

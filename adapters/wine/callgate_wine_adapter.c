@@ -30,7 +30,7 @@
  * blocks in until the reply arrives, also runs on such a thread; if it has not returned within
  * the request's wait_ms plus COMPLETE_GRACE_MS, the answer is WAIT_TIMEOUT (258) with the output
  * `returned: false`. Both are this adapter's encodings of what has no return code, not codes
- * Wine returned. As a second line of defence callgate's `wine` adapter (conformance/wine.py) runs
+ * Wine returned. As a second line of defence callgate's `wine` adapter (conformance/implementations/wine.py) runs
  * every session with an rpc_call slot in a process of this program of its own, and ends that
  * process after a session in which a call raised or blocked, so anything that still kills the
  * process costs one case, and abandoned runtime state never reaches the next case.

@@ -1,0 +1,283 @@
+"""Directed cases that adapt: a coverage walk over a machine's graph, re-planned after every step.
+
+A planned tour assumes which allowed outcome each step takes; an implementation may choose
+another (a MAY outcome, or a reply still on its way). The walk therefore plans one step at a
+time from the state the model is actually in: take a transition not yet covered here, or walk
+the shortest way to the nearest state that has one. Each walk segment is one case (a fresh
+session from an initial state); segments continue until every transition reachable with the
+implementation's choices is covered, or no segment makes progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
+from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase, transition_key
+from callgate.conformance.protocol.adapter import SlotSpec
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.transitions import Action, Kind, State, step
+
+
+@dataclass
+class WalkBudget:
+    """Limits of one machine's walk."""
+
+    case_steps: int = 600
+    cases: int = 200
+
+
+@dataclass
+class _Graph:
+    """Plain-dict adjacency of a machine graph: what the walk reads at every step."""
+
+    defined: dict[State, list[Action]] = field(default_factory=dict)
+    # Each move carries a small integer naming its (state, action) pair, so that the search,
+    # which runs often, looks learned outcomes up by int instead of hashing actions.
+    moves: dict[State, list[tuple[Action, State, int]]] = field(default_factory=dict)
+    pair: dict[tuple[State, Action], int] = field(default_factory=dict)
+
+
+def _index(plan: MachinePlan) -> _Graph:
+    g = _Graph()
+    for node, action in sorted(plan.graph.transitions, key=repr):
+        g.defined.setdefault(node, []).append(Action(SLOT, action.op, action.args))  # type: ignore[arg-type]
+    seen: set[tuple[State, Action, State]] = set()
+    for edge in plan.graph.edges():
+        source: State = edge.source  # type: ignore[assignment]
+        target: State = edge.target  # type: ignore[assignment]
+        action = Action(SLOT, edge.op, edge.args)
+        if (source, action, target) not in seen:
+            seen.add((source, action, target))
+            number = g.pair.setdefault((source, action), len(g.pair))
+            g.moves.setdefault(source, []).append((action, target, number))
+    return g
+
+
+Leg = tuple[State, Action, State]  # one planned step: from, action, expected next state
+
+
+def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
+             learned: dict[int, State], broken: frozenset[int] | set[int] = frozenset(),
+             ) -> list[Leg] | None:
+    """A shortest walk from `start` to a state with pending transitions, as legs (None if none
+    is reachable). Where the implementation's outcome of (state, action) has been seen, only
+    that outcome is assumed: the walk plans with what the implementation does. Moves in
+    `broken` (where the implementation already failed) are never planned through: a failure is
+    reported once, and the walk goes on to what can still be reached another way."""
+    if pending.get(start):
+        return []
+    parent: dict[State, Leg | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for action, nxt, number in g.moves.get(node, ()):
+            seen = learned.get(number)
+            if (seen is not None and seen != nxt) or number in broken:
+                continue
+            if nxt in parent:
+                continue
+            parent[nxt] = (node, action, nxt)
+            if pending.get(nxt):
+                path: list[Leg] = []
+                at: State = nxt
+                while (link := parent[at]) is not None:
+                    path.append(link)
+                    at = link[0]
+                return path[::-1]
+            queue.append(nxt)
+    return None
+
+
+class StateCheck:
+    """Checks that a transition really reached the state the model says (state verification).
+
+    A tour that takes every transition once sees a wrong return code at once, but not a wrong
+    next state: the implementation may skip an auto-reset or forget a cancel, and the walk's
+    next steps from there need not tell. So after a transition is taken for the first time,
+    the walk takes one cheap *observer* in the new state: an action that leaves the state
+    unchanged and whose allowed outcomes tell the new state apart from the likeliest wrong ones
+    (the state the step came from, and the states that differ from the new one in one field);
+    for a step that should change nothing, the same action again. Waits that cost time (finite
+    timeouts, notifications) are not used as observers.
+    """
+
+    def __init__(self, plan: MachinePlan, pins: Mapping[str, str]) -> None:
+        self.machine = plan.machine
+        self.pins = pins
+        self._loops: dict[State, list[Action]] = {}
+        targets: dict[tuple[State, Action], set[State]] = {}
+        for edge in plan.graph.edges():
+            action = Action(SLOT, edge.op, edge.args)
+            targets.setdefault((edge.source, action), set()).add(edge.target)  # type: ignore[arg-type]
+        for (source, action), ends in sorted(targets.items(), key=repr):
+            if ends == {source} and self._cheap(action):
+                self._loops.setdefault(source, []).append(action)
+        self._states = sorted({s for s, _ in targets}, key=repr)
+        self._memo: dict[tuple[State, Action, State], Action | None] = {}
+        # Caches: the walk asks for observers tens of thousands of times in a run.
+        self._by_ends: dict[tuple[State, State], Action | None] = {}
+        self._near: dict[State, list[State]] = {}
+        self._outcomes: dict[tuple[State, Action], tuple[str, ...] | None] = {}
+
+    @staticmethod
+    def _cheap(action: Action) -> bool:
+        return action.op != "wait_notification" and not any(
+            name == "timeout" and value != "zero" for name, value in action.args)
+
+    def _expected(self, state: State, action: Action) -> tuple[str, ...] | None:
+        key = (state, action)
+        if key not in self._outcomes:
+            result = step(self.machine, state, action.op, action.args, self.pins)
+            self._outcomes[key] = (
+                None if result.kind is not Kind.DEFINED or not result.allowed
+                else tuple(sorted(a.describe() for a in result.allowed)))
+        return self._outcomes[key]
+
+    def _neighbours(self, target: State) -> list[State]:
+        """The states that differ from `target` in exactly one field."""
+        if target not in self._near:
+            self._near[target] = [s for s in self._states if sum(
+                a != b for a, b in zip(s, target, strict=True)) == 1]
+        return self._near[target]
+
+    def observer(self, source: State, action: Action, target: State) -> Action | None:
+        key = (source, action, target)
+        if key not in self._memo:
+            loops = self._loops.get(target, [])
+            if source == target:
+                found = action if action in loops else None
+            elif (source, target) in self._by_ends:
+                found = self._by_ends[(source, target)]  # the choice does not depend on action
+            else:
+                wrong = [source, *(s for s in self._neighbours(target) if s != source)]
+                found, best = None, 0
+                for candidate in loops:
+                    here = self._expected(target, candidate)
+                    score = sum(1 for w in wrong if here is not None and (
+                        there := self._expected(w, candidate)) is not None and there != here)
+                    if score > best:
+                        found, best = candidate, score
+                self._by_ends[(source, target)] = found
+            self._memo[key] = found
+        return self._memo[key]
+
+    def verify(self, live: LiveCase, source: State, action: Action) -> bool:
+        """Take the observer after `action` from `source`; False if the case is over."""
+        states = live.trackers[SLOT].states
+        if len(states) != 1:
+            return True
+        (target,) = states
+        check = self.observer(source, action, target)
+        if check is None or live.kind(check) is not Kind.DEFINED or not live.offered(check):
+            return True
+        return live.step(check)
+
+
+def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
+                 budget: WalkBudget | None = None) -> Iterator[tuple[Case, CaseResult]]:
+    """Cover `pending` transitions of one machine; yields each segment's case and result.
+
+    `pending` is updated in place as transitions are covered.
+    """
+    budget = budget or WalkBudget()
+    g = _index(plan)
+    name = plan.machine.name
+    key_of = {(s, a): transition_key(name, s, a) for s, acts in g.defined.items() for a in acts}
+    todo: dict[State, set[Action]] = {}
+    for (s, a), k in key_of.items():
+        if k in pending:
+            todo.setdefault(s, set()).add(a)
+    learned: dict[int, State] = {}
+    broken: set[int] = set()  # (state, action) pairs where the implementation failed
+    checks = StateCheck(plan, runner.capabilities.pins)
+
+    def done(state: State, action: Action) -> None:
+        pending.discard(key_of.get((state, action), ""))
+        left = todo.get(state)
+        if left is not None:
+            left.discard(action)
+            if not left:
+                del todo[state]
+
+    for number in range(budget.cases):
+        if not todo:
+            return
+        start = next((s for s in plan.initial if _nearest(g, s, todo, learned, broken) is not None), None)
+        if start is None:
+            return
+        spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
+        case_id = f"{name}-walk-{number:03d}"
+        before = len(pending)
+        try:
+            live = runner.open(case_id, (spec,))
+        except Exception as exc:
+            result = runner.result(Case(case_id, "directed", "coverage walk", (spec,), ()),
+                                   Verdict.ERROR, 0.0, [], set(), message=f"opening failed: {exc}")
+            yield Case(case_id, "directed", "coverage walk", (spec,), ()), result
+            return
+        started = time.perf_counter()
+        tracker = live.trackers[SLOT]
+        route: deque[Leg] = deque()  # the planned way to the nearest pending transition
+        try:
+            while len(live.trace) < budget.case_steps:
+                if len(tracker.states) != 1:
+                    live.note("the model cannot tell which state the implementation is in")
+                    break
+                (state,) = tracker.states
+                local = todo.get(state)
+                if local:
+                    action = min(local, key=repr)
+                    route.clear()
+                else:
+                    # Keep following the planned route while the implementation goes where the
+                    # plan expected; plan again (one search) only when it went elsewhere.
+                    if not route or route[0][0] != state:
+                        route = deque(_nearest(g, state, todo, learned, broken) or ())
+                        if not route:
+                            break
+                    action = route.popleft()[1]
+                if live.kind(action) is not Kind.DEFINED or not live.offered(action):
+                    break
+                new = action in todo.get(state, ())
+                ok = live.step(action)
+                done(state, action)
+                pair_id = g.pair.get((state, action))
+                if not ok:
+                    if pair_id is not None:
+                        broken.add(pair_id)
+                    break
+                target = None
+                if len(tracker.states) == 1:
+                    (target,) = tracker.states
+                    if pair_id is not None:
+                        learned[pair_id] = target
+                if new and target is not None:
+                    # A failed check is the check's own transition failing in the new state:
+                    # avoid that one from now on, not the transition that led here.
+                    check = checks.observer(state, action, target)
+                    check_id = g.pair.get((target, check)) if check is not None else None
+                    if check_id not in broken and not checks.verify(live, state, action):
+                        if check_id is not None:
+                            broken.add(check_id)
+                        break
+        finally:
+            live.close()
+        for key in live.covered & pending:
+            pending.discard(key)
+        for (s_, a_), k in key_of.items():
+            if k in live.covered and s_ in todo:
+                done(s_, a_)
+        steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
+        rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
+        case = Case(case_id, "directed",
+                    f"coverage walk of {name}, segment {number}: {len(live.trace)} steps, "
+                    f"{before - len(pending)} new transitions", (spec,), steps, rules)
+        result = runner.result(case, live.verdict, started, live.trace, live.covered,
+                               message=live.message, evidence=live.evidence)
+        yield case, result
+        if len(pending) == before and live.verdict is Verdict.PASS:
+            return  # no progress: what is left is out of reach with this implementation's choices

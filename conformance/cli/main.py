@@ -1,0 +1,39 @@
+"""The `callgate` command line. Each area registers its subcommands from its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from callgate.conformance.cli import model as cli_model
+from callgate.conformance.cli import mutants as cli_mutants
+from callgate.conformance.cli import report as cli_report
+from callgate.conformance.cli import run as cli_run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callgate",
+        description="Conformance testing for COM asynchronous calls and asynchronous RPC.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_model.register(sub)
+    cli_run.register(sub)
+    cli_report.register(sub)
+    cli_mutants.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""`callgate model ...`: inspect the formal model, prove it (`check`) and draw it (`graph`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from rich.markup import escape
+from rich.table import Table
+
+from callgate.conformance.cli.console import EXIT_NONCONFORMANT, EXIT_OK, EXIT_USAGE, make_console
+from callgate.model.families import FAMILIES
+from callgate.model.render import machine_views, rules_listing
+
+RESULT_STYLE = {"proved": "green", "counterexample": "bold red", "unknown": "bold red",
+                "conflict": "yellow"}
+
+
+def cmd_model_rules(args: argparse.Namespace) -> int:
+    listing = rules_listing()
+    if args.json:
+        json.dump(listing, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    table = Table(title="Rule catalogue (spec/DOMAIN.md section 2)", show_lines=False)
+    for col in ("id", "level", "scope", "rows", "summary / note"):
+        table.add_column(col, overflow="fold")
+    for r in listing:
+        text = escape(str(r["summary"]))
+        if r["note"]:
+            text += f"\n[dim]{escape(str(r['note']))}[/dim]"
+        table.add_row(str(r["id"]), str(r["level"]), "in" if r["in_scope"] else "out",
+                      str(r["rows"]), text)
+    console = make_console()
+    console.print(table)
+    in_scope = [r for r in listing if r["in_scope"]]
+    must = [r for r in in_scope if r["level"] == "MUST"]
+    console.print(f"{len(listing)} rules, {len(in_scope)} in scope; "
+                  f"{sum(1 for r in must if int(str(r['rows'])) > 0)} of {len(must)} in-scope "
+                  f"MUST rules cited by model rows.")
+    return EXIT_OK
+
+
+def cmd_model_show(args: argparse.Namespace) -> int:
+    machines = FAMILIES[args.family]
+    if args.json:
+        json.dump({m.name: [asdict(v) for v in machine_views(m)] for m in machines},
+                  sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    console = make_console()
+    for machine in machines:
+        console.rule(f"[bold]{machine.name}[/bold]: {machine.title}")
+        fields = Table(title="State fields", show_header=True)
+        for col in ("field", "values", "meaning"):
+            fields.add_column(col, overflow="fold")
+        for f in machine.fields:
+            values = ", ".join(map(str, f.domain))
+            if len(f.domain) > 8:
+                values = f"{f.domain[0]} .. {f.domain[-1]} ({len(f.domain)} values)"
+            fields.add_row(f.name, escape(values), escape(f.doc))
+        console.print(fields)
+        console.print("initial: " + "; ".join(machine.describe(s) for s in machine.initial))
+        table = Table(title=f"{machine.name} transitions", show_lines=True)
+        for col in ("operation", "when (state)", "args", "outcomes", "rules"):
+            table.add_column(col, overflow="fold")
+        for view in machine_views(machine):
+            table.add_row(view.op, escape(view.state), escape(view.args),
+                          escape("\n".join(view.outcomes)), "\n".join(view.rules))
+        console.print(table)
+    return EXIT_OK
+
+
+def cmd_model_check(args: argparse.Namespace) -> int:
+    """Every proof, table check and exploration; exit 1 on a counterexample, an unknown or an
+    unexpected conflict."""
+    from callgate.model import verify  # z3 and networkx load only for this command
+    from callgate.model.proofs import summarize
+
+    report = verify.run(bmc_depth=args.depth)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK if report.ok else EXIT_NONCONFORMANT
+    console = make_console()
+    table = Table(title="callgate model check", show_lines=False)
+    for col in ("check", "kind", "result", "seconds", "detail"):
+        table.add_column(col, overflow="fold")
+    for check in report.checks:
+        result = check.result.value
+        if check.result.value == "conflict":
+            result += " (expected)" if not check.failed else " (NEW)"
+        style = RESULT_STYLE[check.result.value]
+        if check.failed:
+            style = "bold red"
+        table.add_row(escape(check.name), check.kind, f"[{style}]{escape(result)}[/{style}]",
+                      f"{check.seconds:.3f}", escape(check.detail))
+    console.print(table)
+    for check in report.checks:
+        if not check.failed:
+            continue
+        console.rule(f"[bold red]{escape(check.name)}[/bold red]")
+        console.print(escape(check.detail))
+        cex = check.counterexample
+        if cex is not None:
+            console.print(escape(f"{cex.kind}: {cex.what}"))
+            for slot, fields in cex.initial:
+                console.print(escape(f"  start {slot}: " + " ".join(f"{k}={v}" for k, v in fields)))
+            for i, st in enumerate(cex.steps, 1):
+                argtext = ", ".join(f"{k}={v}" for k, v in st.args)
+                console.print(escape(f"  {i}. {st.slot}.{st.op}({argtext}) -> {st.code} "
+                                     f"[{st.outcome}] {', '.join(st.rules)}"))
+        if check.conflict is not None:
+            console.print(escape("  cannot all hold: " + ", ".join(check.conflict.members)))
+    ex = report.explorer
+    console.print(f"explorer ({ex.name}): {ex.states} states, {ex.edges} edges, "
+                  f"{ex.transitions} transitions in {ex.seconds:.2f} s; edge tour {ex.tour_length} "
+                  f"steps ({ex.tour_paths} paths) covering {ex.edges_covered} of {ex.edges} edges")
+    counts = ", ".join(f"{n} {k}" for k, n in summarize(report.checks).items())
+    verdict = "OK" if report.ok else f"FAILED: {', '.join(report.failed)}"
+    console.print(f"{len(report.checks)} checks ({counts}) in {report.seconds:.1f} s: {verdict}")
+    return EXIT_OK if report.ok else EXIT_NONCONFORMANT
+
+
+def cmd_model_graph(args: argparse.Namespace) -> int:
+    """Draw a family's per-machine state graphs as DOT, SVG (through Graphviz) or Mermaid."""
+    from callgate.model import explorer  # networkx loads only for this command
+    graphs = [explorer.build_graph(m) for m in FAMILIES[args.family]]
+    if args.format == "mermaid":
+        text = explorer.to_mermaid(graphs, full=args.full)
+    else:
+        text = explorer.to_dot(graphs, title=f"callgate {args.family}", full=args.full)
+        if args.format == "svg":
+            try:
+                text = explorer.render_svg(text)
+            except explorer.ToolMissing as exc:
+                print(f"callgate model graph: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `model` and its subcommands to the top-level parser."""
+    model = sub.add_parser("model", help="inspect and check the formal model")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
+    rules = msub.add_parser("rules", help="every rule with its level, scope and citing rows")
+    rules.add_argument("--json", action="store_true", help="print a JSON array")
+    rules.set_defaults(func=cmd_model_rules)
+    show = msub.add_parser("show", help="print a family's transition table")
+    show.add_argument("family", choices=sorted(FAMILIES), help="which family")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=cmd_model_show)
+    check = msub.add_parser(
+        "check", help="prove the model: invariants, bounded model checking, table checks, rule "
+                      "consistency, agreement, state graph and tours")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--depth", type=int, default=6, metavar="K",
+                       help="bounded model checking depth (default 6)")
+    check.set_defaults(func=cmd_model_check)
+    graph = msub.add_parser("graph", help="draw a family's reachable state graphs")
+    graph.add_argument("family", choices=sorted(FAMILIES), help="which family")
+    graph.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot",
+                       help="Graphviz DOT, SVG (needs Graphviz `dot`) or Mermaid for Markdown")
+    graph.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    graph.add_argument("--full", action="store_true",
+                       help="draw every state even of large graphs (default: graphs of more than "
+                            "100 states are drawn projected on their main fields)")
+    graph.set_defaults(func=cmd_model_graph)

@@ -1,0 +1,239 @@
+"""`callgate run`, `callgate replay` and `callgate adapters`: the gate's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from callgate.conformance import expectations
+from callgate.conformance.cli.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
+from callgate.conformance.gate import BUDGETS, RunOptions, run_cases, run_gate
+from callgate.conformance.judge.runner import Case
+from callgate.conformance.protocol import loading as adapters
+from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpec
+from callgate.conformance.protocol.jsonl import CommandAdapter
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Action
+
+DEFAULT_OUT = Path("reports/latest")
+
+
+def _progress_printer() -> tuple[object, object]:
+    """A progress callback: a live bar on a terminal, a line every 10% elsewhere (CI logs)."""
+    console = make_console(stderr=True)
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[status]}"), console=console, transient=True)
+        task = bar.add_task("cases", total=None, status="")
+
+        def update(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
+            failed = "" if result is None or result.verdict is Verdict.PASS else \
+                f" last: {case_id} {result.verdict.value}"
+            bar.update(task, completed=done, total=total, status=failed)
+        return bar, update
+
+    step = {"next": 0}
+
+    def update_plain(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
+        if result is not None and result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            console.print(f"  {result.verdict.value}: {case_id}: {escape(result.message[:160])}")
+        if done >= step["next"] or done == total:
+            console.print(f"  {done}/{total} cases")
+            step["next"] = done + max(1, total // 10)
+    return None, update_plain
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    console = make_console()
+    err = make_console(stderr=True)
+    if bool(args.adapter) == bool(args.adapter_cmd):
+        err.print("callgate run: pass exactly one of --adapter NAME|module:attribute and "
+                  "--adapter-cmd \"COMMAND ...\" (see `callgate adapters`)")
+        return EXIT_USAGE
+    known = None
+    if args.expectations:
+        try:
+            known = expectations.load(Path(args.expectations))
+        except expectations.ExpectationsError as exc:
+            err.print(f"callgate run: {escape(str(exc))}")
+            return EXIT_USAGE
+    if args.jitter_ms and args.adapter != "reference":
+        err.print("callgate run: --jitter-ms works with --adapter reference only (other "
+                  "implementations have their own timing); use --stagger-ms for any adapter")
+        return EXIT_USAGE
+    if args.parallel_runs is not None and args.parallel_runs < 1:
+        err.print("callgate run: --parallel-runs must be 1 or more")
+        return EXIT_USAGE
+    try:
+        if args.jitter_ms:
+            from callgate.conformance.implementations.reference.adapter import make_adapter
+            adapter: Adapter = make_adapter(jitter=args.jitter_ms / 1000.0, seed=args.seed)
+        else:
+            adapter = adapters.load(args.adapter) if args.adapter else \
+                CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
+    except adapters.AdapterNotFound as exc:
+        err.print(f"callgate run: {escape(str(exc))}")
+        return EXIT_USAGE
+    command = "callgate " + " ".join(shlex.quote(a) for a in args.argv)
+    name = args.adapter or f"cmd: {args.adapter_cmd}"
+    options = RunOptions(name, BUDGETS[args.budget], args.seed, Path(args.out),
+                         args.step_timeout, command, expectations=known,
+                         parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
+                         parallel_runs=args.parallel_runs)
+    bar, update = _progress_printer()
+    try:
+        if bar is not None:
+            with bar:  # type: ignore[attr-defined]
+                outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
+        else:
+            outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
+    except AdapterFault as exc:
+        make_console(stderr=True).print(f"callgate run: adapter error: {escape(str(exc))} "
+                                        f"{escape(exc.evidence)}")
+        return EXIT_HARNESS
+    finally:
+        adapter.shutdown()
+    if known is not None:
+        implementation = report_implementation(outcome.report)
+        warning = known.mismatch(implementation)
+        if warning:
+            err.print(f"callgate run: {escape(warning)}")
+        for unused in known.unused():
+            err.print(f"callgate run: expectation {escape(unused.key)} matched no case")
+    s = outcome.summary
+    report = json.loads(outcome.report.read_text(encoding="utf-8"))
+    cov = report["coverage"]
+    console.print(f"callgate: {s.cases} cases, {s.steps} steps in {outcome.seconds:.1f} s: "
+                  f"{s.passed} passed, {s.failed} failed, {s.errors} errors, "
+                  f"{s.not_applicable} not applicable, {s.expected_fail} expected failures, "
+                  f"{s.unexpected_pass} unexpected passes")
+    console.print(f"coverage: {cov['transitions_covered']}/{cov['transitions_total']} transitions; "
+                  f"report: {outcome.out}/report.json")
+    for case in report["cases"]:
+        if case["verdict"] in ("fail", "error", "unexpected_pass"):
+            console.print(f"  {case['verdict'].upper()} {case['id']}: "
+                          f"{escape(case.get('message', ''))[:300]}")
+    return s.exit_code()
+
+
+def report_implementation(report_path: Path) -> str:
+    data = json.loads(report_path.read_text(encoding="utf-8"))
+    return str(data.get("adapter", {}).get("implementation", ""))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(Path(args.trace).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        make_console(stderr=True).print(f"callgate replay: cannot read {args.trace}: {exc}")
+        return EXIT_USAGE
+    replay = data.get("replay", data)
+    try:
+        slots = tuple(SlotSpec(s["name"], s["machine"], s.get("config", {}))
+                      for s in replay["slots"])
+        machines = {s.name: MACHINES[s.machine] for s in slots}
+        def actions(listed: list[dict[str, object]]) -> tuple[Action, ...]:
+            return tuple(Action(st["slot"], st["op"], tuple(  # type: ignore[arg-type]
+                (p.name, st["args"][p.name])  # type: ignore[index]
+                for p in machines[st["slot"]].operation(st["op"]).params))  # type: ignore[index, arg-type]
+                for st in listed)
+
+        steps = actions(replay["steps"])
+        branches = tuple(actions(b) for b in replay.get("branches") or [])
+        suffix = actions(replay.get("suffix") or [])
+    except (KeyError, TypeError) as exc:
+        make_console(stderr=True).print(
+            f"callgate replay: {args.trace} is not a callgate trace (missing {exc}); pass a case "
+            f"object from report.json or a file with 'slots' and 'steps'")
+        return EXIT_USAGE
+    try:
+        adapter = adapters.load(args.adapter)
+    except adapters.AdapterNotFound as exc:
+        make_console(stderr=True).print(f"callgate replay: {escape(str(exc))}")
+        return EXIT_USAGE
+    case = Case(data.get("id", "replay"), "replay", "replayed trace", slots, steps)
+    try:
+        if branches:
+            from callgate.conformance.cases.parallel import ParallelCase, replay_parallel
+            result = replay_parallel(adapter, ParallelCase(
+                case.id, "replayed parallel case", slots, steps, branches, suffix=suffix),
+                args.step_timeout)
+        else:
+            (result,) = run_cases(adapter, [case], args.step_timeout)
+    finally:
+        adapter.shutdown()
+    console = make_console()
+    table = Table(title=f"replay of {case.id}: {result.verdict.value}")
+    for col in ("step", "operation", "observed", "allowed", "ok"):
+        table.add_column(col, overflow="fold")
+    for i, step in enumerate(result.trace or [], 1):
+        table.add_row(str(i), escape(f"{step.slot}.{step.op}({step.args})"),
+                      escape(step.code_name or str(step.code)), escape("; ".join(step.allowed)),
+                      "yes" if step.ok else "NO")
+    console.print(table)
+    if result.message:
+        console.print(escape(result.message))
+    if result.verdict is Verdict.PASS:
+        return EXIT_OK
+    return EXIT_HARNESS if result.verdict is Verdict.ERROR else 1
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    console = make_console()
+    table = Table(title="built-in adapters")
+    table.add_column("name")
+    table.add_column("target")
+    table.add_column("what it is")
+    for b in adapters.BUILT_INS.values():
+        table.add_row(b.name, b.target, b.about)
+    console.print(table)
+    console.print("Any other adapter: --adapter module:attribute (an Adapter class or factory).")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the gate against an implementation")
+    run.add_argument("--adapter", default=None,
+                     help="a built-in adapter name (see `callgate adapters`) or module:attribute")
+    run.add_argument("--adapter-cmd", default=None, metavar="COMMAND",
+                     help="an adapter program speaking JSON lines (docs/adapter-protocol.md)")
+    run.add_argument("--expectations", default=None, metavar="FILE",
+                     help="known deviations (TOML): listed failures become expected_fail")
+    run.add_argument("--budget", choices=sorted(BUDGETS), default="standard",
+                     help="how much stateful testing beyond the directed cases (default standard)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the stateful cases (default 0)")
+    run.add_argument("--out", default=str(DEFAULT_OUT),
+                     help=f"directory for results.jsonl and reports (default {DEFAULT_OUT})")
+    run.add_argument("--step-timeout", type=float, default=10.0,
+                     help="seconds before a step that does not answer is an error (default 10)")
+    run.add_argument("--parallel-runs", type=int, default=None, metavar="N",
+                     help="how many times each parallel case runs (default: the budget's)")
+    run.add_argument("--stagger-ms", type=float, default=1.0, metavar="MS",
+                     help="longest random pause before each action of a parallel branch "
+                          "(default 1)")
+    run.add_argument("--jitter-ms", type=float, default=0.0, metavar="MS",
+                     help="the reference adapter only: longest random pause at the "
+                          "implementation's interleaving points, to widen races (default 0)")
+    run.add_argument("--no-parallel", action="store_true",
+                     help="skip the parallel cases (races judged by linearizability)")
+    run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="replay a saved trace against an adapter")
+    replay.add_argument("trace", help="a JSON file: a case from report.json, or {slots, steps}")
+    replay.add_argument("--adapter", required=True, help="adapter name or module:attribute")
+    replay.add_argument("--step-timeout", type=float, default=10.0)
+    replay.set_defaults(func=cmd_replay)
+
+    listing = sub.add_parser("adapters", help="list the built-in adapters")
+    listing.set_defaults(func=cmd_adapters)
+
+
+

@@ -1,0 +1,271 @@
+"""The built-in adapter `wine`: Wine's ole32 and rpcrt4, driven by a native adapter program.
+
+`adapters/wine/callgate_wine_adapter.c` is a Windows console program (built with mingw-w64's
+`x86_64-w64-mingw32-gcc`) that speaks the JSON-lines protocol and calls the real APIs:
+ISynchronize on CLSID_ManualResetEvent and CLSID_StdEvent, CLSID_SynchronizeContainer, and
+asynchronous RPC over ncalrpc with hand-written [async] stubs. `make_adapter()` (the factory the
+built-in name loads) finds `wine` and the built program, builds the program when the compiler is
+there, prepares a private Wine prefix, and returns a `WineAdapter`.
+
+Several Wine calls crash (RpcServerTestCancel, RpcAsyncCompleteCall on a handle that never
+carried a call, a second client RpcAsyncCompleteCall; see ../shared/spec/WINE.md). The program
+makes them on guarded threads and reports the exception code as the outcome (output `raised`),
+and a call that blocks as WAIT_TIMEOUT (output `returned: false`). Beyond that, `WineAdapter`
+keeps RPC apart: every session with an `rpc_call` slot runs in an adapter process of its own,
+which is ended when the session closes if anything risky happened in it (a guarded call raised,
+a call blocked, the adapter failed); otherwise the process serves the next RPC session. So a
+crash costs that one case, and a runtime left with abandoned threads or locks never serves
+another case. Sessions without RPC share one long-lived process. (A start costs about 0.12 s
+once `wineserver` runs; a fresh process per RPC session made the stateful phase's shrinking
+take minutes.)
+
+Environment: `CALLGATE_WINE` (the wine loader, default `wine` on PATH), `CALLGATE_WINEPREFIX`
+(default `~/.cache/callgate/wine-prefix`), `CALLGATE_WINE_ADAPTER` (a prebuilt .exe).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, Observation, Request, SlotSpec
+from callgate.conformance.protocol.jsonl import AdapterEvent, CommandAdapter, CommandSession
+from callgate.conformance.protocol.loading import AdapterNotFound
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "adapters" / "wine" / "callgate_wine_adapter.c"
+BUILT = ROOT / "build" / "wine" / "callgate-wine-adapter.exe"
+COMPILER = "x86_64-w64-mingw32-gcc"
+COMPILE_FLAGS = ("-O2", "-Wall", "-Wextra", "-std=gnu11", "-static")
+LIBRARIES = ("-lole32", "-loleaut32", "-luuid", "-lrpcrt4")
+DEFAULT_PREFIX = Path.home() / ".cache" / "callgate" / "wine-prefix"
+
+# Kept below the gate's default step timeout (10 s) less the longest wait_ms, so a hang is
+# reported by the transport with evidence; the program's own bounded waits are at most 5 s.
+REQUEST_TIMEOUT = 7.0
+START_TIMEOUT = 60.0  # the first start in a fresh prefix also starts wineserver
+
+WHAT_TO_RUN = ("run `make wine` (it installs wine, wine64, gcc-mingw-w64-x86-64 and "
+               "mingw-w64-tools with apt-get, builds the adapter and prepares a Wine prefix)")
+
+
+class WineUnavailable(AdapterNotFound):
+    """Wine, the compiler or the built adapter is missing; the message says what to run."""
+
+
+@dataclass(frozen=True)
+class WineSetup:
+    """Where everything is: the wine loader, the adapter program, the prefix, the environment."""
+
+    wine: str
+    program: Path
+    prefix: Path
+    env: Mapping[str, str]
+
+    def command(self) -> list[str]:
+        return [self.wine, str(self.program)]
+
+
+def wine_environment(prefix: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every Wine process gets: quiet, no debugger on a crash, a private prefix."""
+    env = dict(os.environ if base is None else base)
+    env["WINEDEBUG"] = "-all"  # Wine's noise would drown the adapter's own stderr evidence
+    env["WINEDLLOVERRIDES"] = "winedbg.exe=d"  # a crash ends the process with an exit code
+    env["WINEPREFIX"] = str(prefix)
+    return env
+
+
+def find_wine() -> str | None:
+    configured = os.environ.get("CALLGATE_WINE")
+    if configured:
+        return shutil.which(configured) or (configured if Path(configured).is_file() else None)
+    return shutil.which("wine") or shutil.which("wine64")
+
+
+def unavailable_reason() -> str | None:
+    """Why the `wine` adapter cannot run here, or None when it can (used to skip tests)."""
+    if find_wine() is None:
+        where = (f"CALLGATE_WINE={os.environ['CALLGATE_WINE']} is not a program"
+                 if os.environ.get("CALLGATE_WINE") else "no `wine` on PATH")
+        return f"Wine is not installed ({where}): {WHAT_TO_RUN}"
+    program = _configured_program()
+    if program is None and not BUILT.exists() and shutil.which(COMPILER) is None:
+        return (f"the Wine adapter is not built ({BUILT.relative_to(ROOT)}) and {COMPILER} is "
+                f"missing: {WHAT_TO_RUN}")
+    return None
+
+
+def _configured_program() -> Path | None:
+    configured = os.environ.get("CALLGATE_WINE_ADAPTER")
+    return Path(configured) if configured else None
+
+
+def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
+    """Compile the adapter with mingw-w64 when the .exe is missing or older than its source."""
+    if output.exists() and output.stat().st_mtime >= source.stat().st_mtime:
+        return output
+    compiler = shutil.which(COMPILER)
+    if compiler is None:
+        raise WineUnavailable(f"cannot build the Wine adapter: {COMPILER} is not installed; "
+                              f"{WHAT_TO_RUN}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv = [compiler, *COMPILE_FLAGS, "-o", str(output), str(source), *LIBRARIES]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise WineUnavailable(f"building the Wine adapter failed ({' '.join(argv)}):\n"
+                              f"{done.stderr[-4000:]}")
+    return output
+
+
+def prepare_prefix(wine: str, prefix: Path) -> None:
+    """Create the private Wine prefix once (`wine wineboot --init`, about 5 to 10 s)."""
+    if (prefix / "system.reg").exists():
+        return
+    prefix.mkdir(parents=True, exist_ok=True)
+    env = wine_environment(prefix)
+    # No Mono or Gecko prompts while the prefix is made; the adapter needs neither.
+    env["WINEDLLOVERRIDES"] = "winedbg.exe=d;mscoree,mshtml="
+    done = subprocess.run([wine, "wineboot", "--init"], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if done.returncode != 0 or not (prefix / "system.reg").exists():
+        raise WineUnavailable(f"`wine wineboot --init` failed for the prefix {prefix} (exit "
+                              f"{done.returncode}):\n{done.stderr[-2000:]}\nRemove the folder "
+                              f"and {WHAT_TO_RUN}")
+
+
+def setup() -> WineSetup:
+    """Find or make everything the adapter needs; WineUnavailable says what is missing."""
+    wine = find_wine()
+    if wine is None:
+        raise WineUnavailable(f"the `wine` adapter needs Wine: {unavailable_reason()}")
+    configured = _configured_program()
+    if configured is not None:
+        if not configured.is_file():
+            raise WineUnavailable(f"CALLGATE_WINE_ADAPTER names {configured}, which does not "
+                                  f"exist; unset it or {WHAT_TO_RUN}")
+        program = configured
+    else:
+        program = build()
+    prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or DEFAULT_PREFIX)
+    prepare_prefix(wine, prefix)
+    return WineSetup(wine, program, prefix, wine_environment(prefix))
+
+
+def risky(observation: Observation) -> bool:
+    """True if the program reported a call that raised or did not return (its runtime may be left
+    with abandoned threads and locks)."""
+    return observation.outputs.get("raised") is True or observation.outputs.get("returned") is False
+
+
+class IsolatedSession:
+    """A session in an adapter process that serves no other session at the same time. On close
+    the process is ended if the session was risky, else handed back for the next RPC session."""
+
+    def __init__(self, owner: WineAdapter, adapter: CommandAdapter,
+                 session: CommandSession) -> None:
+        self.owner = owner
+        self.adapter = adapter
+        self.session = session
+        self.tainted = False
+
+    def perform(self, request: Request) -> Observation:
+        try:
+            observation = self.session.perform(request)
+        except BaseException:
+            self.tainted = True
+            raise
+        if risky(observation):
+            self.tainted = True
+        return observation
+
+    def events(self) -> list[AdapterEvent]:
+        return self.session.events()
+
+    def close(self) -> None:
+        try:
+            self.session.close()
+        except BaseException:
+            self.tainted = True
+            raise
+        finally:
+            self.owner.release(self.adapter, reusable=not self.tainted)
+
+
+class WineAdapter:
+    """Wine through the native adapter; sessions with an `rpc_call` slot get their own process."""
+
+    def __init__(self, wine_setup: WineSetup, *, request_timeout: float = REQUEST_TIMEOUT,
+                 isolate_machines: frozenset[str] = frozenset({"rpc_call"})) -> None:
+        self.setup = wine_setup
+        self.request_timeout = request_timeout
+        self.isolate_machines = isolate_machines
+        self.main = self._new_process()
+        self.isolated_starts = 0  # processes started for RPC sessions
+        self._spare: list[CommandAdapter] = []  # RPC processes that ran nothing risky
+        self.late_deaths: list[str] = []  # reused processes that died before a session began
+        self._lock = threading.Lock()
+
+    def _new_process(self) -> CommandAdapter:
+        return CommandAdapter(self.setup.command(), request_timeout=self.request_timeout,
+                              env=self.setup.env, start_timeout=START_TIMEOUT)
+
+    def capabilities(self) -> Capabilities:
+        return self.main.capabilities()
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> CommandSession | IsolatedSession:
+        if not any(s.machine in self.isolate_machines for s in slots):
+            return self.main.open_session(slots)
+        with self._lock:
+            spare = self._spare.pop() if self._spare else None
+        if spare is not None:
+            try:
+                return self._open_in(spare, slots)
+            except AdapterFault as fault:
+                # A process that ran only clean sessions died before this session did anything:
+                # something an earlier case left in Wine (a late APC, a late reply) killed it.
+                # That is not this case's doing; it is kept as evidence and counted, and the
+                # session gets a fresh process.
+                self.late_deaths.append(f"{fault}\n{fault.evidence}".strip())
+                print(f"callgate: a reused Wine adapter process died before a session began "
+                      f"({fault}); starting a fresh one", file=sys.stderr)
+        with self._lock:
+            self.isolated_starts += 1
+        return self._open_in(self._new_process(), slots)
+
+    def _open_in(self, process: CommandAdapter, slots: Sequence[SlotSpec]) -> IsolatedSession:
+        try:
+            if process.capabilities() != self.capabilities():
+                raise AdapterFault("a fresh Wine adapter process declared other capabilities "
+                                   "than the first one; every start must declare the same",
+                                   f"first: {self.capabilities()}\n"
+                                   f"now: {process.capabilities()}")
+            return IsolatedSession(self, process, process.open_session(slots))
+        except BaseException:
+            process.shutdown()
+            raise
+
+    def release(self, process: CommandAdapter, *, reusable: bool) -> None:
+        """Take back an RPC session's process: keep it for the next one, or end it."""
+        if reusable:
+            with self._lock:
+                self._spare.append(process)
+        else:
+            process.shutdown()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            spare, self._spare = self._spare, []
+        for process in spare:
+            process.shutdown()
+        self.main.shutdown()
+
+
+def make_adapter() -> WineAdapter:
+    """The factory behind `--adapter wine`."""
+    return WineAdapter(setup())

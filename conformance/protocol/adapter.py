@@ -1,0 +1,160 @@
+"""The adapter protocol: how the harness drives an implementation, in-process or out-of-process.
+
+The vocabulary is the model's. A case declares its slots (one object each: a call object with
+its server object, an event, a container, an RPC call), and then sends requests `(slot, op,
+args)` where `op` and `args` are exactly the operation and parameter names of the slot's machine
+in the model (`callgate model show FAMILY` lists them). The adapter answers each request with an
+`Observation`: the numeric return code and named outputs.
+
+Operations whose name starts with `server_` are the harness-controlled test server's actions
+(DESIGN.md principle 6): the adapter's test server holds every call (each Begin_, each async RPC
+dispatch) until the harness sends one of them.
+
+An adapter declares `Capabilities`: the features it implements (see `FEATURES`) and its choices
+for the model's variation points (`pins`). A request for a missing feature is never sent; the
+cases that need it are reported `not_applicable`.
+
+Adapters signal trouble with two exceptions: `NotApplicable` (the implementation cannot do this
+after all: a verdict of `not_applicable`) and `AdapterFault` (the adapter broke: crash, garbage,
+protocol violation; a verdict of `error` with the evidence). A hang is caught by the harness's
+per-step timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Value
+
+PROTOCOL_VERSION = 1
+
+# How long a "finite" ISynchronize::Wait / WaitMultiple waits, in milliseconds.
+FINITE_WAIT_MS = 50
+
+
+def _operation_features() -> dict[tuple[str, str], str]:
+    return {(m.name, op.name): op.capability for m in MACHINES.values() for op in m.operations}
+
+
+# Features that depend on an argument value rather than the operation: (machine, op, param, value).
+PARAM_FEATURES: dict[tuple[str, str, str, Value], str] = {
+    **{("rpc_call", "AsyncCall", "notify", kind): f"rpc.notify.{kind}"
+       for kind in ("None", "Event", "Apc", "Ioc", "Hwnd", "Callback")},
+    ("event", "CoCreateInstance", "clsid", "ManualResetEvent"): "sync.manual_reset_event",
+    ("event", "CoCreateInstance", "clsid", "StdEvent"): "sync.std_event",
+}
+
+# Features that depend on a slot's configuration (its initial state): (machine, field, value).
+CONFIG_FEATURES: dict[tuple[str, str, Value], str] = {
+    ("com_call", "factory", False): "com.object_without_factory",
+    ("com_call", "cancellable", False): "com.cancel_disabled_server",
+}
+
+OPERATION_FEATURES = _operation_features()
+FEATURES: frozenset[str] = frozenset(
+    {f for f in OPERATION_FEATURES.values() if f}
+    | set(PARAM_FEATURES.values()) | set(CONFIG_FEATURES.values()))
+
+
+def features_needed(machine: str, op: str, args: Mapping[str, Value]) -> set[str]:
+    """The features an adapter must declare for this request to be sent to it."""
+    needed = {OPERATION_FEATURES[(machine, op)]} - {""}
+    for name, value in args.items():
+        feature = PARAM_FEATURES.get((machine, op, name, value))
+        if feature:
+            needed.add(feature)
+    return needed
+
+
+def config_features_needed(machine: str, config: Mapping[str, Value]) -> set[str]:
+    return {f for (m, name, value), f in CONFIG_FEATURES.items()
+            if m == machine and config.get(name) == value}
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One object a case uses: its name, its machine, and its configuration.
+
+    `config` is the slot's initial state as field values (for `com_call`: `factory`, whether the
+    server object implements ICallFactory, and `cancellable`, whether cancellation is enabled on
+    the thread that processes the call).
+    """
+
+    name: str
+    machine: str
+    config: Mapping[str, Value] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One operation on one slot. `wait_ms` bounds operations that wait (a 'finite' timeout, or
+    waiting for a notification); other operations ignore it."""
+
+    slot: str
+    op: str
+    args: Mapping[str, Value] = field(default_factory=dict)
+    wait_ms: int = FINITE_WAIT_MS
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the implementation did: the return code (unsigned 32-bit for HRESULTs) and outputs."""
+
+    code: int
+    outputs: Mapping[str, Value] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter declares about its implementation."""
+
+    implementation: str
+    version: str
+    features: frozenset[str]
+    pins: Mapping[str, str] = field(default_factory=dict)
+    notes: str = ""
+
+    def unknown_features(self) -> set[str]:
+        return set(self.features) - FEATURES
+
+
+class NotApplicable(Exception):
+    """The implementation cannot perform this request: the case is `not_applicable`."""
+
+
+class AdapterFault(Exception):
+    """The adapter broke (crash, garbage, protocol violation). `evidence` is kept in the report."""
+
+    def __init__(self, message: str, evidence: str = "") -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+@runtime_checkable
+class Session(Protocol):
+    """One case's objects. The harness opens a fresh session per case and closes it after."""
+
+    def perform(self, request: Request) -> Observation:
+        """Carry out one request and report what happened."""
+        ...
+
+    def close(self) -> None:
+        """Release every object and let every held server call go; must not block for long."""
+        ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An implementation under test, as the harness sees it."""
+
+    def capabilities(self) -> Capabilities:
+        ...
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> Session:
+        ...
+
+    def shutdown(self) -> None:
+        ...

@@ -1,0 +1,430 @@
+"""The reports of a run, all views of its results stream: report.json (checked against its
+published schema), junit.xml, report.md and report.html.
+
+DESIGN.md principle 9: `build_report` turns a `RunRecord` (what `read_stream` read from
+results.jsonl, complete or cut short by a kill) into the report.json document, and every other
+format is rendered from that document (plus, for the HTML diagrams, the transitions the stream
+says were covered). Nothing here runs cases or reads anything but the stream and the model.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from markupsafe import Markup
+
+from callgate.conformance.expectations import entry_matches, failing_rules
+from callgate.conformance.report import diagrams, junit
+from callgate.conformance.report import lanes as parallel_lanes
+from callgate.conformance.results import CaseResult, RunRecord, Summary, Verdict
+from callgate.model.rules import catalogue
+
+REPORT_SCHEMA_VERSION = 1
+PACKAGE = "callgate.conformance.report"
+SCHEMA_RESOURCE = "schemas/report.schema.json"
+REPORT_FILES = ("report.json", "junit.xml", "report.md", "report.html")
+
+# A rule's verdict over all the cases that cite it: the worst one wins.
+_SEVERITY = [Verdict.ERROR, Verdict.FAIL, Verdict.UNEXPECTED_PASS, Verdict.EXPECTED_FAIL,
+             Verdict.PASS, Verdict.NOT_APPLICABLE]
+_FAILED = (Verdict.FAIL, Verdict.ERROR, Verdict.EXPECTED_FAIL)
+
+# What a report says about a run as a whole, by the gate's exit code (DESIGN.md, Verdicts).
+STATUS = {0: "conformant", 1: "non-conformant", 3: "harness or adapter error"}
+
+# How much of a run the Markdown summary lists: a pull-request comment holds 65,536 characters.
+MD_FAILURES = 20
+MD_TRACE_STEPS = 12
+MD_RULES = 60
+MD_LIMIT = 60_000
+
+
+class ReportInvalid(ValueError):
+    """A report document that does not match report.schema.json; the message lists where."""
+
+
+# --- report.json ------------------------------------------------------------------------------
+
+
+def rule_verdict(verdicts: Iterable[Verdict]) -> str:
+    seen = set(verdicts)
+    for verdict in _SEVERITY:
+        if verdict in seen:
+            return verdict.value
+    return "untested"
+
+
+def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """Rule by rule: level, how many cases cite it, and the rule's verdict.
+
+    A rule fails (or errs, or is an expected failure) when a case went wrong at a step that cites
+    it; it passes when cases cited it and none went wrong on it; it is `not_applicable` when only
+    not-applicable cases cite it, and `untested` when none does."""
+    cited_by: dict[str, list[int]] = defaultdict(list)
+    failing_by: dict[str, list[int]] = defaultdict(list)
+    for i, case in enumerate(cases):
+        wrong = failing_rules(case) if case.verdict in _FAILED else []
+        cited = set(case.rules) | {r for step in case.trace for r in step.rules} | set(wrong)
+        for rule_id in cited:
+            cited_by[rule_id].append(i)
+        for rule_id in dict.fromkeys(wrong):
+            failing_by[rule_id].append(i)
+    matrix = []
+    for rule in catalogue().values():
+        if not rule.in_scope:
+            continue
+        citing = [cases[i] for i in cited_by.get(rule.id, [])]
+        failing = [cases[i] for i in failing_by.get(rule.id, [])]
+        if failing:
+            verdict = rule_verdict(c.verdict for c in failing)
+        elif any(c.verdict is Verdict.UNEXPECTED_PASS for c in citing):
+            verdict = Verdict.UNEXPECTED_PASS.value
+        elif any(c.verdict is not Verdict.NOT_APPLICABLE for c in citing):
+            verdict = Verdict.PASS.value
+        else:
+            verdict = Verdict.NOT_APPLICABLE.value if citing else "untested"
+        matrix.append({
+            "id": rule.id, "level": rule.level.value, "summary": rule.summary,
+            "cases": len(citing), "verdict": verdict,
+            "failing_cases": [c.id for c in failing][:20],
+        })
+    return matrix
+
+
+def coverage(record: RunRecord) -> dict[str, Any]:
+    total: dict[str, int] = record.start.get("transitions_total", {}) or {}
+    covered_keys = covered_transitions(record)
+    by_machine: dict[str, dict[str, int]] = {}
+    for machine, n in total.items():
+        hit = sum(1 for k in covered_keys if k.startswith(machine + "|"))
+        by_machine[machine] = {"total": int(n), "covered": hit}
+    return {
+        "transitions_total": sum(m["total"] for m in by_machine.values()),
+        "transitions_covered": sum(m["covered"] for m in by_machine.values()),
+        "by_machine": by_machine,
+    }
+
+
+def covered_transitions(record: RunRecord) -> set[str]:
+    """The transition keys the run's cases covered, within the run's universe if it names one."""
+    covered: set[str] = set()
+    for case in record.cases:
+        covered.update(case.covered)
+    universe = set(record.start.get("transitions", []) or [])
+    return covered & universe if universe else covered
+
+
+def reproduce_command(start: Mapping[str, Any]) -> str:
+    """The command that runs the same cases again: the recorded one, with the seed and budget
+    written out when it left them to their defaults (defaults may change between versions)."""
+    command = str(start.get("command") or "")
+    if not command:
+        adapter = (start.get("adapter") or {}).get("name", "ADAPTER")
+        command = f"callgate run --adapter {shlex.quote(str(adapter))}"
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    def given(option: str) -> bool:
+        return any(w == option or w.startswith(option + "=") for w in words)
+
+    extra = []
+    if start.get("seed") is not None and not given("--seed"):
+        extra += ["--seed", str(start["seed"])]
+    if start.get("budget") and not given("--budget"):
+        extra += ["--budget", str(start["budget"])]
+    return command + "".join(" " + shlex.quote(w) for w in extra)
+
+
+def build_report(record: RunRecord) -> dict[str, Any]:
+    """The whole report.json document, from the stream alone."""
+    start, end = record.start, record.end
+    summary = Summary.of(record.cases)
+    cases = [_case_json(c) for c in record.cases]
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool": {"name": "callgate", "version": str(start.get("callgate_version", ""))},
+        "complete": record.complete,
+        "started": start.get("started"),
+        "finished": end.get("finished") if end else None,
+        "seconds": end.get("seconds") if end else None,
+        "command": str(start.get("command", "")),
+        "reproduce": reproduce_command(start),
+        "seed": start.get("seed"),
+        "budget": start.get("budget"),
+        "environment": start.get("environment", {}) or {},
+        "adapter": start.get("adapter", {}) or {},
+        "summary": {
+            "passed": summary.passed, "failed": summary.failed, "errors": summary.errors,
+            "not_applicable": summary.not_applicable, "expected_fail": summary.expected_fail,
+            "unexpected_pass": summary.unexpected_pass, "cases": summary.cases,
+            "steps": summary.steps, "exit_code": summary.exit_code(),
+        },
+        "coverage": coverage(record),
+        "rules": rules_matrix(record.cases),
+        "cases": cases,
+        "expectations": _expectations_json(start.get("expectations"), cases),
+    }
+
+
+def _case_json(case: CaseResult) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": case.id, "kind": case.kind, "description": case.description,
+        "rules": case.rules, "verdict": case.verdict.value, "steps": case.steps,
+        "seconds": round(case.seconds, 6), "slots": case.slots,
+    }
+    if case.message:
+        data["message"] = case.message
+    if case.expectation:
+        data["expectation"] = case.expectation
+    if case.verdict in _FAILED:
+        data["trace"] = [{
+            "slot": s.slot, "operation": s.op, "args": s.args,
+            "observed": {"code": s.code, "name": s.code_name, "outputs": s.outputs},
+            "allowed": s.allowed, "ok": s.ok, "rules": s.rules, "state": s.state_before,
+        } for s in case.trace]
+        data["failed_rules"] = failing_rules(case)
+        data["replay"] = case.replay
+        if case.evidence:
+            data["evidence"] = case.evidence
+        if case.original_length:
+            data["original_length"] = case.original_length
+    if case.history:
+        data["history"] = [s.to_json() for s in case.history]
+        data["linearizability"] = case.linearizability
+    return data
+
+
+def _expectations_json(recorded: Any, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The run's known-deviation entries (run_start "expectations"), each with its match count."""
+    if not isinstance(recorded, Mapping):
+        return None
+    entries = []
+    for entry in recorded.get("deviations", []) or []:
+        if isinstance(entry, Mapping):
+            matched = sum(1 for c in cases if entry_matches(entry, c))
+            entries.append({**entry, "matched": matched})
+    return {"file": str(recorded.get("file", "")),
+            "implementation": str(recorded.get("implementation", "")), "deviations": entries}
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+
+@cache
+def report_schema() -> dict[str, Any]:
+    """The published JSON Schema of report.json (`callgate schema report`)."""
+    text = resources.files(PACKAGE).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_text() -> str:
+    return resources.files(PACKAGE).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+
+
+@cache
+def _validator() -> Any:
+    schema = report_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def report_problems(document: Any, limit: int = 10) -> list[str]:
+    """Where `document` breaks report.schema.json: 'path: message' lines, at most `limit`."""
+    problems = []
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    for error in errors[:limit]:
+        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        problems.append(f"{path}: {error.message[:300]}")
+    if len(errors) > limit:
+        problems.append(f"... and {len(errors) - limit} more")
+    return problems
+
+
+def validate_report(document: Any, source: str = "report") -> None:
+    """Raise ReportInvalid, naming `source` and each problem, unless `document` is valid."""
+    problems = report_problems(document)
+    if problems:
+        raise ReportInvalid(f"{source} does not match report.schema.json "
+                            f"(`callgate schema report`):\n  " + "\n  ".join(problems))
+
+
+# --- Markdown and HTML ------------------------------------------------------------------------
+
+
+def status_of(report: Mapping[str, Any]) -> str:
+    if not report["complete"]:
+        return "incomplete"
+    return STATUS.get(int(report["summary"]["exit_code"]), "unknown")
+
+
+@cache
+def template_environment(html: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("callgate.conformance.report", "templates"),
+        autoescape=html, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True)
+    env.filters["md"] = md_text
+    env.filters["mdcode"] = md_code
+    env.filters["pct"] = percent
+    env.filters["js"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
+    env.filters["brief"] = lambda v: json.dumps(v, sort_keys=True, default=str) if v else ""
+    return env
+
+
+def _one_line(value: object) -> str:
+    """Whitespace runs as one space; other control characters dropped."""
+    text = " ".join(str(value).split())
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
+
+
+def md_text(value: object, limit: int = 300) -> str:
+    """Text from the stream made inert in Markdown (a table cell, a list item): one line, HTML
+    and Markdown punctuation escaped, cut to `limit` characters."""
+    text = _one_line(value)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = []
+    for ch in text:
+        out.append("\\" + ch if ch in "\\`*_[]|~#!" else ch)
+    return "".join(out)
+
+
+def md_code(value: object, limit: int = 300) -> str:
+    """Text from the stream as an inline code span: rendered verbatim, safe in a table cell."""
+    text = _one_line(value)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    text = text.replace("|", "\\|")
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in `text`."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def _failures(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    order = {"fail": 0, "error": 1, "unexpected_pass": 2, "expected_fail": 3}
+    picked = [c for c in report["cases"] if c["verdict"] in order]
+    return sorted(picked, key=lambda c: order[c["verdict"]])
+
+
+def _rule_counts(report: Mapping[str, Any]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = defaultdict(int)
+    for rule in report["rules"]:
+        counts[rule["verdict"]] += 1
+    return sorted(counts.items())
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """report.md: a summary for a CI step summary or a pull-request comment.
+
+    It lists at most MD_FAILURES failures and MD_RULES rules, and lists fewer failures until the
+    text fits in MD_LIMIT characters (a pull-request comment holds 65,536)."""
+    failures = _failures(report)
+    rules = [r for r in report["rules"] if r["verdict"] not in ("pass", "untested",
+                                                                 "not_applicable")]
+    template = template_environment(False).get_template("report.md.j2")
+    shown = MD_FAILURES
+    while True:
+        text = template.render(
+            r=report, status=status_of(report), failures=failures[:shown],
+            more_failures=max(0, len(failures) - shown), rules=rules[:MD_RULES],
+            more_rules=max(0, len(rules) - MD_RULES), trace_steps=MD_TRACE_STEPS,
+            fence=_fence(report["reproduce"]), rule_counts=_rule_counts(report),
+            parallel=[c for c in report["cases"] if c.get("history") or c["kind"] == "parallel"])
+        if len(text) <= MD_LIMIT or shown == 0:
+            return text
+        shown //= 2
+
+
+def failing_steps(report: Mapping[str, Any]) -> list[diagrams.FailingStep]:
+    """The failing step of each failed (or expected-to-fail) case, for the diagrams."""
+    steps = []
+    for case in report["cases"]:
+        if case["verdict"] not in ("fail", "expected_fail") or not case.get("trace"):
+            continue
+        last = case["trace"][-1]
+        machine = (case.get("slots") or {}).get(last["slot"], "")
+        steps.append(diagrams.FailingStep(str(machine), str(last["state"]), str(last["operation"]),
+                                          case["verdict"] == "expected_fail"))
+    return steps
+
+
+def render_html(report: Mapping[str, Any], covered: Iterable[str] = (), *,
+                with_diagrams: bool = True) -> str:
+    """report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched)."""
+    pictures = diagrams.diagrams(covered, failing_steps(report), enabled=with_diagrams)
+    failures = _failures(report)
+    by_family: dict[str, list[diagrams.Diagram]] = defaultdict(list)
+    for picture in pictures:
+        by_family[picture.family].append(picture)
+    anchors = {c["id"]: f"case-{i}" for i, c in enumerate(report["cases"])}
+    return template_environment(True).get_template("report.html.j2").render(
+        r=report, status=status_of(report), failures=failures, diagrams=dict(by_family),
+        anchors=anchors, failing_ids={c["id"] for c in failures},
+        rule_counts=_rule_counts(report), markup=Markup,
+        parallel=[(c, parallel_lanes.lanes(c["history"])) for c in report["cases"]
+                  if c.get("history")])
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_report_json(record: RunRecord, out: Path) -> Path:
+    """report.json alone (validated before it is written)."""
+    report = build_report(record)
+    validate_report(report, "the report callgate built")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def write_reports(record: RunRecord, out: Path, *, diagrams: bool = True) -> list[Path]:
+    """Every report of a run into `out`: report.json, junit.xml, report.md, report.html.
+
+    report.json is checked against report.schema.json before anything is written; a mismatch is
+    a bug in callgate and raises ReportInvalid."""
+    report = build_report(record)
+    validate_report(report, "the report callgate built")
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "report.json": json.dumps(report, indent=1) + "\n",
+        "junit.xml": junit.junit_xml(report),
+        "report.md": render_markdown(report),
+        "report.html": render_html(report, covered_transitions(record), with_diagrams=diagrams),
+    }
+    paths = []
+    for name in REPORT_FILES:
+        path = out / name
+        # An adapter may send text that is not valid Unicode (a lone surrogate): show it escaped.
+        path.write_text(texts[name], encoding="utf-8", errors="backslashreplace")
+        paths.append(path)
+    return paths
