@@ -306,6 +306,17 @@ class Machine:
     operations: tuple[Operation, ...]
     rows: tuple[Row, ...]
     initial: tuple[State, ...]
+    # Facts about this machine that the generic modules (explorer, diagrams, cases, runner) use:
+    # data on the machine, so that no generic module names a family.
+    codes: Family | None = None  # which numbering its return codes use (None: either)
+    # The states with nothing in flight (no call pending on a client, none held by the server):
+    # field -> allowed values, as a row's guard. Empty: every state is quiescent.
+    quiescent: tuple[tuple[str, tuple[Value, ...]], ...] = ()
+    diagram_fields: tuple[str, ...] = ()  # the fields a state diagram shows; () for all varying
+    slot_prefix: str = ""  # the first letter of a slot holding this machine ("c0", "r1")
+    slot_config: tuple[tuple[str, Value], ...] = ()  # the configuration of a default slot
+    # Operations that wait, and the parameter that says how long (None: they may always wait).
+    timed: tuple[tuple[str, str | None], ...] = ()
     # Not init fields: `dataclasses.replace` must build fresh lookups, not share (and overwrite)
     # the original machine's.
     _index: dict[str, int] = field(default_factory=dict, init=False, compare=False, hash=False,
@@ -321,6 +332,12 @@ class Machine:
 
     def __post_init__(self) -> None:
         self._index.update({f.name: i for i, f in enumerate(self.fields)})
+        for name, _ in self.quiescent:
+            if name not in self._index:
+                raise ModelError(f"{self.name}: quiescent guard on unknown field {name!r}")
+        for name in self.diagram_fields:
+            if name not in self._index:
+                raise ModelError(f"{self.name}: diagram field {name!r} is not a field")
         for op in self.operations:
             self._by_op[op.name] = tuple(r for r in self.rows if r.op == op.name)
         self._validate()
@@ -362,6 +379,17 @@ class Machine:
                 return op
         known = ", ".join(o.name for o in self.operations)
         raise ModelError(f"{self.name} has no operation {name!r}; it has: {known}")
+
+    def is_quiescent(self, state: State) -> bool:
+        """Nothing is in flight in this state (the `quiescent` guard admits it)."""
+        return all(state[self._index[name]] in values for name, values in self.quiescent)
+
+    def timeout_param(self, op: str) -> tuple[bool, str | None]:
+        """Whether `op` waits, and the parameter that says how long (None: it may always wait)."""
+        for name, param in self.timed:
+            if name == op:
+                return True, param
+        return False, None
 
     def view(self, state: State) -> dict[str, Value]:
         """The state as a mapping from field name to value."""

@@ -85,8 +85,7 @@ def initial_state(machine: Machine, config: Mapping[str, Value]) -> State:
 def code_name(code: int | None, machine: str) -> str:
     if code is None:
         return ""
-    family = codes.Family.RPC_STATUS if machine == "rpc_call" else None
-    return codes.describe(code, family)
+    return codes.describe(code, MACHINES[machine].codes)
 
 
 def wait_ms(request_op: str, args: Mapping[str, Value], allowed: Sequence[Allowed]) -> int:

@@ -365,4 +365,10 @@ MACHINE = Machine(
             (False, True, "NONE", False, 0, False, False),
         )
     ),
+    # Nothing in flight: no call pending or held by the test server (COM-FIN-04, COM-REL-01).
+    quiescent=(("phase", ("NONE", "IDLE", "RELEASED")), ("held", (False,)), ("orphan", (False,))),
+    diagram_fields=("phase",),
+    slot_prefix="c",
+    slot_config=(("factory", True), ("cancellable", True)),
+    timed=(("Wait", "timeout"),),
 )

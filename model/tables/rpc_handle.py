@@ -418,4 +418,10 @@ MACHINE = Machine(
     operations=OPERATIONS,
     rows=ROWS,
     initial=(("RAW", "None", 0, "no", "none", "none", False, 0, 0),),
+    codes=Family.RPC_STATUS,
+    # Nothing in flight: no call pending, the server holds none (RPC-CLI-COMPLETE-06, RPC-SRV-02).
+    quiescent=(("phase", ("RAW", "INIT", "DONE")), ("server", ("none", "gone"))),
+    diagram_fields=("phase",),
+    slot_prefix="r",
+    timed=(("wait_notification", None),),
 )

@@ -79,6 +79,9 @@ EVENT = Machine(
           for op in ("Signal", "Reset", "Wait", "GetHandle", "SetEventHandle")),
     ),
     initial=((("NONE", False)),),
+    diagram_fields=("kind", "signaled"),
+    slot_prefix="e",
+    timed=(("Wait", "timeout"),),
 )
 
 MEMBERS = (0, 1)
@@ -166,4 +169,7 @@ CONTAINER = Machine(
         *_member_rows("member_reset", False, "COM-SYNC-02"),
     ),
     initial=((False, 0, False, False),),
+    diagram_fields=("created", "sig0", "sig1"),
+    slot_prefix="k",
+    timed=(("WaitMultiple", "timeout"),),
 )
