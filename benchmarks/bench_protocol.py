@@ -94,7 +94,8 @@ def measure_round_trips(factory: Callable[[], Adapter], command: list[str], requ
 
 def gate_ratio(factory: Callable[[], Adapter], command: list[str], budget: str
                ) -> dict[str, Any]:
-    from callgate.conformance.gate import BUDGETS, RunOptions, run_gate
+    from callgate.conformance.budgets import BUDGETS
+    from callgate.conformance.gate import RunOptions, run_gate
 
     timings: dict[str, float] = {}
     verdicts: dict[str, dict[str, str]] = {}

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import sequences
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
@@ -22,27 +23,6 @@ from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabil
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
 from callgate.model.variations import check_pins
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much a run does beyond the directed cases (which always cover every transition)."""
-
-    name: str
-    stateful_rounds: int
-    stateful_examples: int
-    stateful_steps: int
-    # Parallel cases (callgate.conformance.cases.parallel): generated cases beyond the named races, and how
-    # many times each case runs to sample schedules.
-    parallel_examples: int = 0
-    parallel_runs: int = 3
-
-
-BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3),
-    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3),
-    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5),
-}
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callgate.conformance.budgets import BUDGETS, Budget
 from callgate.conformance.cases import sequences
-from callgate.conformance.gate import BUDGETS, Budget, RunOptions, StopRun, run_gate
+from callgate.conformance.gate import RunOptions, StopRun, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
 from callgate.conformance.protocol.adapter import Capabilities

@@ -4,22 +4,24 @@ For vendors who already run pytest. The plugin does nothing unless the option is
 directed case becomes one item named by its case ID; the stateful cases become items too. A
 failing item shows the step table (operation, observed, allowed) and carries the rule IDs as
 user properties, so they land in pytest's JUnit XML.
+
+The plugin is loaded through an entry point in every pytest session where callgate is installed,
+so importing it must cost nothing: the harness (Hypothesis, networkx, z3, jinja2, jsonschema) is
+imported only when `--callgate-adapter` is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from callgate.conformance.cases import sequences
-from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
-from callgate.conformance.gate import BUDGETS, check_capabilities
-from callgate.conformance.judge.runner import Case, CaseRunner
-from callgate.conformance.protocol import loading as adapters
-from callgate.conformance.protocol.adapter import Adapter
-from callgate.conformance.results import CaseResult, Verdict
+from callgate.conformance.budgets import BUDGETS
+
+if TYPE_CHECKING:
+    from callgate.conformance.judge.runner import Case
+    from callgate.conformance.results import CaseResult
 
 _KEY = pytest.StashKey["_GateState"]()
 
@@ -28,7 +30,12 @@ class _GateState:
     """One adapter and runner for the whole pytest session."""
 
     def __init__(self, spec: str, budget: str, seed: int) -> None:
-        self.adapter: Adapter = adapters.load(spec)
+        from callgate.conformance.cases import sequences
+        from callgate.conformance.gate import check_capabilities
+        from callgate.conformance.judge.runner import CaseRunner
+        from callgate.conformance.protocol import loading as adapters
+
+        self.adapter = adapters.load(spec)
         caps = self.adapter.capabilities()
         check_capabilities(caps)
         self.runner = CaseRunner(self.adapter, caps)
@@ -55,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = config.getoption("--callgate-adapter")
     if not spec:
         return
+    from callgate.conformance.protocol import loading as adapters
+
     try:
         config.stash[_KEY] = _GateState(spec, config.getoption("--callgate-budget"),
                                         config.getoption("--callgate-seed"))
@@ -100,6 +109,9 @@ class CallgateItem(pytest.Item):
             self.user_properties.append(("rules", " ".join(case.rules)))
 
     def runtest(self) -> None:
+        from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+        from callgate.conformance.results import Verdict
+
         state: _GateState = self.config.stash[_KEY]
         if self.case is not None:
             result = state.runner.run(self.case)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from callgate.conformance import mutants
+from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.main import main
-from callgate.conformance.gate import BUDGETS
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
 from callgate.conformance.mutants import MutantResult, MutantsReport
 from callgate.model.rules import Level, catalogue

@@ -22,7 +22,7 @@ import pytest
 
 from callgate.conformance.implementations.reference import com, kernel, rpc
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter, make_adapter
-from callgate.conformance.implementations.reference.host import FAULTS, Action, Host, WorkerPool
+from callgate.conformance.implementations.reference.host import FAULTS, Host, ServerAction, WorkerPool
 from callgate.conformance.protocol.adapter import FEATURES, Adapter, Observation, Request, Session, SlotSpec
 from callgate.model import codes
 from callgate.model.families import MACHINES
@@ -221,7 +221,7 @@ def test_finish_returns_the_outputs_of_this_call(pool: WorkerPool) -> None:
         call = call_object.current_call
         assert call is not None
         waiter, results = run_in_thread(lambda: call_object._sync.Wait(0, com.INFINITE))
-        assert call.mailbox.send(Action.SIGNAL, out=out).code == S_OK
+        assert call.mailbox.send(ServerAction.SIGNAL, out=out).code == S_OK
         waiter.join(1.0)
         assert results == [S_OK]
         assert call_object.Finish_M() == (S_OK, out)
@@ -235,11 +235,11 @@ def test_cancel_releases_the_client_and_discards_the_late_result(pool: WorkerPoo
     assert call is not None
     assert call_object.Cancel(0) == S_OK
     assert call_object._sync.Wait(0, 0) == S_OK
-    assert call.mailbox.send(Action.TEST_CANCEL).code == codes.RPC_E_CALL_CANCELED.value
+    assert call.mailbox.send(ServerAction.TEST_CANCEL).code == codes.RPC_E_CALL_CANCELED.value
     assert call_object.Cancel(0) == com.CANCELLED_CODE
     assert call_object.Finish_M() == (com.CANCELLED_CODE, None)
     assert call.abandoned and server.held_calls() == [call]
-    call.mailbox.send(Action.SIGNAL, out=2)
+    call.mailbox.send(ServerAction.SIGNAL, out=2)
     assert call_object.current_call is None and call_object.Finish_M()[0] == \
         codes.RPC_E_CALL_COMPLETE.value
 
@@ -331,7 +331,7 @@ def test_apc_runs_on_the_issuing_thread_only_in_an_alertable_wait(pool: WorkerPo
     server_call = state.RuntimeInfo.server if isinstance(state.RuntimeInfo, rpc.ClientCall) \
         else None
     assert server_call is not None
-    runtime.test_server.command(server_call, Action.COMPLETE, reply=1)
+    runtime.test_server.command(server_call, ServerAction.COMPLETE, reply=1)
     with kernel.attach(client):
         assert kernel.SleepEx(0, False) == 0 and ran_on == []  # not alertable: the APC waits
         assert kernel.SleepEx(0, True) == kernel.WAIT_IO_COMPLETION
@@ -354,7 +354,7 @@ def test_callback_runs_on_another_thread() -> None:
     state.u.NotificationRoutine = routine
     runtime.TestProc_async(rpc.RpcBinding(), state)
     assert isinstance(state.RuntimeInfo, rpc.ClientCall) and state.RuntimeInfo.server
-    runtime.test_server.command(state.RuntimeInfo.server, Action.COMPLETE, reply=1)
+    runtime.test_server.command(state.RuntimeInfo.server, ServerAction.COMPLETE, reply=1)
     assert arrived.wait(LONG_MS / 1000)
     assert ran[0][0] != threading.get_ident() and ran[0][1] == rpc.RPC_ASYNC_EVENT.RpcCallComplete
     pool.shutdown()

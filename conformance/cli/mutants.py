@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from callgate.conformance import mutants
+from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.console import EXIT_OK, EXIT_USAGE, make_console
-from callgate.conformance.gate import BUDGETS
 from callgate.conformance.implementations.reference.host import FAULTS
 
 EXIT_BLIND = 1  # a mutant that should have died survived

@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from callgate.conformance import expectations
+from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
-from callgate.conformance.gate import BUDGETS, RunOptions, run_cases, run_gate
+from callgate.conformance.gate import RunOptions, run_cases, run_gate
 from callgate.conformance.judge.runner import Case
 from callgate.conformance.protocol import loading as adapters
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpec

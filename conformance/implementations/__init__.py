@@ -1,0 +1,1 @@
+"""The implementations callgate ships or knows: the reference implementation and Wine."""

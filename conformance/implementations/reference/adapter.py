@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import com, kernel, rpc
 from callgate.conformance.implementations.reference.com import IID, CallObject, ControllingUnknown, Unknown
-from callgate.conformance.implementations.reference.host import Action, Command, Host, ServerGone, WorkerPool
+from callgate.conformance.implementations.reference.host import (
+    Command,
+    Host,
+    ServerAction,
+    ServerGone,
+    WorkerPool,
+)
 from callgate.conformance.implementations.reference.kernel import KernelEvent, ThreadContext
 from callgate.conformance.implementations.reference.rpc_client import CallResources
 from callgate.conformance.protocol.adapter import (
@@ -122,7 +128,7 @@ class _ComSlot:
     pointer: Unknown | None = None   # the client's reference to the call object
     call_object: CallObject | None = None  # the implementation behind it (no reference held)
     released: bool = False
-    last_call: com.ServerCall | None = None
+    last_call: com.BeginCall | None = None
     sta: ThreadContext | None = None
 
 
@@ -141,7 +147,7 @@ class _ContainerSlot:
 class _RpcSlot:
     pAsync: rpc.RPC_ASYNC_STATE = field(default_factory=rpc.RPC_ASYNC_STATE)
     resources: CallResources | None = None
-    server_call: rpc.ServerCall | None = None
+    server_call: rpc.DispatchedCall | None = None
 
 
 _Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot
@@ -321,7 +327,7 @@ def _sync(s: _ComSlot, request: Request) -> com.SystemEvent:
     return sync
 
 
-def _held_call(s: _ComSlot, request: Request) -> com.ServerCall:
+def _held_call(s: _ComSlot, request: Request) -> com.BeginCall:
     call = s.last_call
     if call is None or not call.held or call.abandoned:
         raise _missing(request, "the test server holds no current call")
@@ -424,7 +430,7 @@ def com_probe_sta_wait(session: ReferenceSession, s: _ComSlot, request: Request)
 
 def com_server_signal(session: ReferenceSession, s: _ComSlot, request: Request) -> Observation:
     call = _held_call(s, request)
-    return _observe(call.mailbox.send(Action.SIGNAL, out=_int(request, "out"),
+    return _observe(call.mailbox.send(ServerAction.SIGNAL, out=_int(request, "out"),
                                       then_impersonate=_bool(request, "then_impersonate")))
 
 
@@ -432,15 +438,15 @@ def com_server_signal_late(session: ReferenceSession, s: _ComSlot, request: Requ
     orphans = [c for c in s.server.held_calls() if c.abandoned]
     if not orphans:
         raise _missing(request, "the test server holds no call the client abandoned")
-    return _observe(orphans[0].mailbox.send(Action.SIGNAL, out=1, then_impersonate=False))
+    return _observe(orphans[0].mailbox.send(ServerAction.SIGNAL, out=1, then_impersonate=False))
 
 
 def com_server_test_cancel(session: ReferenceSession, s: _ComSlot, request: Request) -> Observation:
-    return _observe(_held_call(s, request).mailbox.send(Action.TEST_CANCEL))
+    return _observe(_held_call(s, request).mailbox.send(ServerAction.TEST_CANCEL))
 
 
 def com_server_impersonate(session: ReferenceSession, s: _ComSlot, request: Request) -> Observation:
-    return _observe(_held_call(s, request).mailbox.send(Action.IMPERSONATE))
+    return _observe(_held_call(s, request).mailbox.send(ServerAction.IMPERSONATE))
 
 
 # --- event ---------------------------------------------------------------------------------------
@@ -545,7 +551,7 @@ def _pointer_value(value: object) -> int:
     return 0 if value is None else 1
 
 
-def _server_call(s: _RpcSlot, request: Request) -> rpc.ServerCall:
+def _server_call(s: _RpcSlot, request: Request) -> rpc.DispatchedCall:
     call = s.server_call
     if call is None or call.ended:
         raise _missing(request, "the test server holds no call for this handle")
@@ -650,25 +656,25 @@ def rpc_sync_call(session: ReferenceSession, s: _RpcSlot, request: Request) -> O
 
 def rpc_server_complete(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
-    return _observe(session.runtime.test_server.command(call, Action.COMPLETE,
+    return _observe(session.runtime.test_server.command(call, ServerAction.COMPLETE,
                                                         reply=_int(request, "reply")))
 
 
 def rpc_server_abort(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
-    return _observe(session.runtime.test_server.command(call, Action.ABORT,
+    return _observe(session.runtime.test_server.command(call, ServerAction.ABORT,
                                                         code=_int(request, "code")))
 
 
 def rpc_server_raise(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
-    return _observe(session.runtime.test_server.command(call, Action.RAISE,
+    return _observe(session.runtime.test_server.command(call, ServerAction.RAISE,
                                                         code=_int(request, "code")))
 
 
 def rpc_server_test_cancel(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
-    return _observe(session.runtime.test_server.command(call, Action.TEST_CANCEL))
+    return _observe(session.runtime.test_server.command(call, ServerAction.TEST_CANCEL))
 
 
 def rpc_server_test_cancel_idle(session: ReferenceSession, s: _RpcSlot,

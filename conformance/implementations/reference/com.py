@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from callgate.conformance.implementations.reference import kernel
 from callgate.conformance.implementations.reference.host import (
     COMMAND_SECONDS,
-    Action,
     Command,
     Host,
     Mailbox,
+    ServerAction,
     ServerGone,
     WorkerPool,
 )
@@ -364,7 +364,7 @@ _call_numbers = itertools.count(1)
 
 
 @dataclass(eq=False)
-class ServerCall:
+class BeginCall:
     """One Begin_ as it travels from the call object to the test server and back.
 
     Fields the client side writes are guarded by the owning call object's lock; the server thread
@@ -392,7 +392,7 @@ class TestServer:
     """The server object's implementation: IFoo::M, and (when it has one) its server call object.
 
     Every Begin_M is processed on a worker thread that waits for the harness's commands; the
-    processing ends (Begin_ returns on the server) after `Action.SIGNAL` or `Action.SHUTDOWN`.
+    processing ends (Begin_ returns on the server) after `ServerAction.SIGNAL` or `ServerAction.SHUTDOWN`.
     """
 
     __test__ = False  # not a pytest test class
@@ -403,13 +403,13 @@ class TestServer:
         self.pool = pool
         self.implements_call_factory = implements_call_factory
         # CoEnableCallCancellation was called on the thread that processes calls; fixed when a
-        # call starts (COM-CCAN-05), so each ServerCall copies it.
+        # call starts (COM-CCAN-05), so each BeginCall copies it.
         self.cancellation_enabled = cancellation_enabled
         self._lock = threading.Lock()
-        self._held: list[ServerCall] = []
+        self._held: list[BeginCall] = []
         self._closed = False
 
-    def begin(self, call: ServerCall) -> None:
+    def begin(self, call: BeginCall) -> None:
         with self._lock:
             if self._closed:
                 call.held = False
@@ -418,7 +418,7 @@ class TestServer:
             self._held.append(call)
         self.pool.submit(lambda: self._process(call))
 
-    def _process(self, call: ServerCall) -> None:
+    def _process(self, call: BeginCall) -> None:
         """The server's Begin_M, on a worker thread: held until the harness says signal."""
         try:
             while True:
@@ -429,7 +429,7 @@ class TestServer:
         finally:
             self._let_go(call)
 
-    def _let_go(self, call: ServerCall) -> None:
+    def _let_go(self, call: BeginCall) -> None:
         """Begin_ processing is over: the server no longer holds the call. Done before the
         harness gets its answer, so it never sends a command to a call that is gone."""
         with self._lock:
@@ -438,10 +438,10 @@ class TestServer:
         call.held = False
         call.finished.set()
 
-    def _serve(self, call: ServerCall, command: Command) -> bool:
+    def _serve(self, call: BeginCall, command: Command) -> bool:
         """Carry out one command; True when Begin_ processing is over."""
         action = command.action
-        if action is Action.SIGNAL:
+        if action is ServerAction.SIGNAL:
             out = int(command.args.get("out", 1))
             if self.host.fault("signal_out_not_marshaled"):
                 out = 0
@@ -455,21 +455,21 @@ class TestServer:
             else:
                 command.reply(S_OK, impersonate=impersonate)
             return True
-        if action is Action.IMPERSONATE:
+        if action is ServerAction.IMPERSONATE:
             command.reply(self.CoImpersonateClient(call))
             return False
-        if action is Action.TEST_CANCEL:
+        if action is ServerAction.TEST_CANCEL:
             cancelled = call.cancel_requested and not self.host.fault("test_cancel_misses_cancel")
             command.reply(RPC_E_CALL_CANCELED if cancelled else RPC_S_CALLPENDING)
             return False
-        if action is Action.SHUTDOWN:
+        if action is ServerAction.SHUTDOWN:
             self._let_go(call)
             command.reply(S_OK)
             return True
         command.reply(E_UNEXPECTED)
         return False
 
-    def CoImpersonateClient(self, call: ServerCall) -> int:
+    def CoImpersonateClient(self, call: BeginCall) -> int:
         """Possible until the server's Signal has completed (COM-SRV-06, COM-SRV-07)."""
         if call.signalled and not self.host.fault("impersonate_after_signal"):
             return RPC_E_CALL_COMPLETE  # "call context cannot be accessed after call completed"
@@ -498,7 +498,7 @@ class TestServer:
             raise ServerGone("the test server did not answer the synchronous IFoo::M")
         return S_OK, result[0]
 
-    def held_calls(self) -> list[ServerCall]:
+    def held_calls(self) -> list[BeginCall]:
         with self._lock:
             return list(self._held)
 
@@ -507,7 +507,7 @@ class TestServer:
         with self._lock:
             self._closed = True
             held = list(self._held)
-        commands = [call.mailbox.post(Action.SHUTDOWN) for call in held]
+        commands = [call.mailbox.post(ServerAction.SHUTDOWN) for call in held]
         for command in commands:
             command.wait(1.0)
 
@@ -590,7 +590,7 @@ class CallObject(Unknown):
         # The system event this call object aggregates for ISynchronize (COM-SYNC-06); the call
         # object is its controlling unknown.
         self._sync = ManualResetEvent(self._host, outer=self if outer is None else outer)
-        self._call: ServerCall | None = None  # Begin_ accepted and Finish_ not yet returned
+        self._call: BeginCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
         self._previous: int | None = None  # the last call's [out] (for a seeded fault)
 
@@ -607,7 +607,7 @@ class CallObject(Unknown):
         return super()._inner_query(riid)
 
     @property
-    def current_call(self) -> ServerCall | None:
+    def current_call(self) -> BeginCall | None:
         with self._lock:
             return self._call
 
@@ -630,7 +630,7 @@ class CallObject(Unknown):
                     and not (in_flight.cancelled and self._host.fault(
                         "begin_accepted_after_cancel")):
                 return BEGIN_PENDING_CODE
-            call = ServerCall(self, cancel_enabled=self._server.cancellation_enabled)
+            call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
             self._sync.Reset()
         self._host.pause()
@@ -645,7 +645,7 @@ class CallObject(Unknown):
         if self.current_call is not None:
             return BEGIN_PENDING_CODE
         time.sleep(0.005)  # the window between the check and the set, wide enough to show
-        call = ServerCall(self, cancel_enabled=self._server.cancellation_enabled)
+        call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
         with self._lock:
             self._call = call
             self._sync.Reset()
@@ -682,7 +682,7 @@ class CallObject(Unknown):
             self._previous = call.out
             return S_OK, out
 
-    def _on_server_signal(self, call: ServerCall, out: int) -> None:
+    def _on_server_signal(self, call: BeginCall, out: int) -> None:
         """The server's ISynchronize::Signal reached the client (COM-SRV-05)."""
         self._host.pause()
         with self._lock:
@@ -722,7 +722,7 @@ class CallObject(Unknown):
                 self._sync._set()  # the client's Wait returns now (COM-CANCEL-11)
         return CANCELLED_CODE if self._host.fault("cancel_returns_cancelled") else S_OK
 
-    def _cancel_refusal(self, call: ServerCall | None) -> int | None:
+    def _cancel_refusal(self, call: BeginCall | None) -> int | None:
         if call is None:
             return RPC_E_CALL_COMPLETE  # nothing between Begin_ and Finish_
         if call.cancelled and not self._host.fault("cancel_twice_ok"):

@@ -372,7 +372,7 @@ class WorkerPool:
             self._cond.notify_all()
 
 
-class Action(enum.Enum):
+class ServerAction(enum.Enum):
     """What the harness tells a held server call to do (DESIGN.md principle 6)."""
 
     SIGNAL = "signal"              # COM: ISynchronize::Signal with [out], Begin_ returns
@@ -388,7 +388,7 @@ class Action(enum.Enum):
 class Command:
     """One harness command to a held server call, and the server thread's answer."""
 
-    action: Action
+    action: ServerAction
     args: Mapping[str, int | bool] = field(default_factory=dict)
     code: int = 0
     outputs: dict[str, int | bool] = field(default_factory=dict)
@@ -414,7 +414,7 @@ class Mailbox:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
 
-    def send(self, action: Action, seconds: float = COMMAND_SECONDS,
+    def send(self, action: ServerAction, seconds: float = COMMAND_SECONDS,
              **args: int | bool) -> Command:
         """Post a command and wait for the server thread's answer."""
         command = Command(action, args)
@@ -424,7 +424,7 @@ class Mailbox:
                              f"{seconds} s")
         return command
 
-    def post(self, action: Action) -> Command:
+    def post(self, action: ServerAction) -> Command:
         """Post a command without waiting for the answer."""
         command = Command(action)
         self._queue.put(command)

@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from callgate.conformance.implementations.reference import kernel
 from callgate.conformance.implementations.reference.host import (
     COMMAND_SECONDS,
-    Action,
     Command,
     Host,
     Mailbox,
+    ServerAction,
     ServerGone,
     WorkerPool,
 )
@@ -235,11 +235,11 @@ class ClientCall:
     number: int = field(default_factory=lambda: next(_numbers))
     status: int = RPC_S_ASYNC_CALL_PENDING  # final once it is anything else
     reply: int = 0
-    server: ServerCall | None = None
+    server: DispatchedCall | None = None
 
 
 @dataclass(eq=False)
-class ServerCall:
+class DispatchedCall:
     """One dispatched call on the server: its async handle and cancel flag (the server handle's
     RuntimeInfo, hence also its binding handle). Guarded by the runtime's lock."""
 
@@ -273,7 +273,7 @@ class RpcRuntime:
         self.host = host
         self.pool = pool
         self._lock = threading.Lock()
-        self._server_handles: dict[int, ServerCall] = {}
+        self._server_handles: dict[int, DispatchedCall] = {}
         self._closed = False
         self.test_server = TestRpcServer(self)
         # Where the seeded fault apc_to_runtime_thread sends APCs: a thread no client waits on.
@@ -325,11 +325,11 @@ class RpcRuntime:
 
     # --- server side ---------------------------------------------------------------------------
 
-    def _dispatch_locked(self, client: ClientCall | None, hint: int) -> ServerCall:
+    def _dispatch_locked(self, client: ClientCall | None, hint: int) -> DispatchedCall:
         """Give the call a server async handle and run the manager routine on a dispatch thread."""
         handle = RPC_ASYNC_STATE()
         RpcAsyncInitializeHandle(handle, SIZEOF_RPC_ASYNC_STATE)
-        server_call = ServerCall(client, handle, hint)
+        server_call = DispatchedCall(client, handle, hint)
         handle.RuntimeInfo = server_call
         handle.StubInfo = StubInfo("TestProc", server_call.number)
         if not self.host.fault("server_handle_unregistered"):
@@ -337,7 +337,7 @@ class RpcRuntime:
         self.pool.submit(lambda: self._dispatch(server_call))
         return server_call
 
-    def _dispatch(self, server_call: ServerCall) -> None:
+    def _dispatch(self, server_call: DispatchedCall) -> None:
         """The dispatch thread: the manager routine gets the server handle first (RPC-SRV-01)."""
         _server_tls.call = server_call
         command: Command | None = None
@@ -357,7 +357,7 @@ class RpcRuntime:
             if command is not None:
                 command.reply(RPC_S_OK)
 
-    def _end(self, server_call: ServerCall, status: int, reply: int) -> int:
+    def _end(self, server_call: DispatchedCall, status: int, reply: int) -> int:
         """End a call from the server side: record the client's result, queue its notification,
         destroy the server handle (RPC-SRV-02). The server's own status comes back."""
         deliver: ClientCall | None = None
@@ -386,12 +386,12 @@ class RpcRuntime:
             self._notify(deliver)
         return result
 
-    def _server_call_of(self, pAsync: RPC_ASYNC_STATE | None) -> ServerCall | None:
+    def _server_call_of(self, pAsync: RPC_ASYNC_STATE | None) -> DispatchedCall | None:
         if not _valid(pAsync):
             return None
         assert pAsync is not None
         info = pAsync.RuntimeInfo
-        return info if isinstance(info, ServerCall) else None
+        return info if isinstance(info, DispatchedCall) else None
 
     # --- the RpcAsync* functions -----------------------------------------------------------------
 
@@ -517,13 +517,13 @@ class RpcRuntime:
         """RPC_S_OK if the client cancelled, RPC_S_CALL_IN_PROGRESS if not; a zero binding means
         the call running on this thread (RPC-SRV-CANCEL-01..03)."""
         if BindingHandle is None:
-            current: ServerCall | None = getattr(_server_tls, "call", None)
+            current: DispatchedCall | None = getattr(_server_tls, "call", None)
             if current is None:
                 if self.host.fault("test_cancel_idle_invalid_binding"):
                     return RPC_S_INVALID_BINDING
                 return RPC_S_NO_CALL_ACTIVE
             BindingHandle = current
-        if not isinstance(BindingHandle, ServerCall):
+        if not isinstance(BindingHandle, DispatchedCall):
             return RPC_S_INVALID_BINDING
         with self._lock:
             if BindingHandle.ended:
@@ -577,7 +577,7 @@ class RpcRuntime:
 
     # --- the harness's view ----------------------------------------------------------------------
 
-    def server_handle_live(self, server_call: ServerCall) -> bool:
+    def server_handle_live(self, server_call: DispatchedCall) -> bool:
         """Does the runtime still hold this call's server async handle?"""
         with self._lock:
             return self._server_handles.get(server_call.number) is server_call
@@ -604,7 +604,7 @@ class RpcRuntime:
             self._closed = True
             # Calls from synchronous clients complete on their own and read no commands.
             held = [c for c in self._server_handles.values() if not c.ended and not c.hint]
-        commands = [c.mailbox.post(Action.SHUTDOWN) for c in held]
+        commands = [c.mailbox.post(ServerAction.SHUTDOWN) for c in held]
         for command in commands:
             command.wait(1.0)
 
@@ -638,30 +638,30 @@ class TestRpcServer:
             runtime.RpcAsyncCompleteCall(pAsync, Reply(hint))
             return
         server_call = pAsync.RuntimeInfo
-        assert isinstance(server_call, ServerCall)
+        assert isinstance(server_call, DispatchedCall)
         while True:
             command = server_call.mailbox.receive()
             runtime.host.pause()
             action = command.action
-            if action is Action.COMPLETE:
+            if action is ServerAction.COMPLETE:
                 command.reply(runtime.RpcAsyncCompleteCall(pAsync, Reply(int(command.args["reply"]))))
                 return
-            if action is Action.ABORT:
+            if action is ServerAction.ABORT:
                 command.reply(runtime.RpcAsyncAbortCall(pAsync, int(command.args["code"])))
                 return
-            if action is Action.RAISE:
+            if action is ServerAction.RAISE:
                 # Before any hand-off, on the dispatch thread (RPC-SRV-EXC-01); the dispatcher
                 # answers the harness once the runtime has ended the call.
                 raise _ManagerRaised(int(command.args["code"]), command)
-            if action is Action.TEST_CANCEL:
+            if action is ServerAction.TEST_CANCEL:
                 command.reply(runtime.RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync,
                                                                                 runtime.host)))
                 continue
-            if action is Action.SHUTDOWN:
+            if action is ServerAction.SHUTDOWN:
                 command.reply(runtime.RpcAsyncAbortCall(pAsync, RPC_S_CALL_FAILED))
                 return
             command.reply(RPC_S_INVALID_ARG)
 
-    def command(self, server_call: ServerCall, action: Action, **args: int | bool) -> Command:
+    def command(self, server_call: DispatchedCall, action: ServerAction, **args: int | bool) -> Command:
         """The harness tells the held call what to do, and waits until it is done."""
         return server_call.mailbox.send(action, **args)

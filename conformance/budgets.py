@@ -1,0 +1,30 @@
+"""The budgets of a gate run (quick, standard, deep): how much it does beyond the directed cases.
+
+A module of its own, with no heavy imports, so that the pytest plugin can offer the names as
+choices without loading the harness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a run does beyond the directed cases (which always cover every transition)."""
+
+    name: str
+    stateful_rounds: int
+    stateful_examples: int
+    stateful_steps: int
+    # Parallel cases (callgate.conformance.cases.parallel): generated cases beyond the named races, and how
+    # many times each case runs to sample schedules.
+    parallel_examples: int = 0
+    parallel_runs: int = 3
+
+
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3),
+    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3),
+    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5),
+}
