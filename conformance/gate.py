@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
@@ -19,6 +24,7 @@ from callgate.conformance.cases.stateful import StatefulBudget, default_slots, r
 from callgate.conformance.cases.walk import walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
@@ -46,11 +52,28 @@ class RunOptions:
     # the reports at the end (a mutant run only needs the verdicts).
     plan: sequences.Plan | None = None
     reports: bool = True
+    # The least transition coverage (percent of the transitions the model defines for the
+    # adapter's features) a run must reach to pass the gate; None: no floor.
+    min_coverage: float | None = None
 
 
 class StopRun(Exception):
     """Raised by a progress callback to end a run early (a mutant run stops at its first failing
-    case); the run closes its stream as if it had ended, with the cases done so far."""
+    case). The stream's end says the run was stopped, so its report is marked incomplete."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (what CI sends on cancel): raised in the main thread, like
+    KeyboardInterrupt for SIGINT, so the run records what it did before it stops."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# Exit codes of a run that a signal stopped: 128 + the signal number, as shells report it.
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+EXIT_HARNESS = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,27 @@ class RunOutcome:
     out: Path
     report: Path
     seconds: float
+    exit_code: int = 0
+    complete: bool = True
+
+
+class RunAborted(Exception):
+    """The run stopped before its end (a signal, or an exception inside the harness). Its
+    stream says so, and its reports, marked incomplete, are written: `outcome` says where."""
+
+    def __init__(self, outcome: RunOutcome, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+class HandshakeFailed(AdapterFault):
+    """The adapter's capabilities were refused; the reports (one `error` case) are written."""
+
+    def __init__(self, fault: AdapterFault, outcome: RunOutcome) -> None:
+        super().__init__(str(fault), fault.evidence)
+        self.outcome = outcome
 
 
 Progress = Callable[[str, int, int, CaseResult | None], None]
@@ -88,79 +132,205 @@ def check_capabilities(caps: Capabilities) -> None:
         raise AdapterFault(f"the adapter's pins are invalid: {exc}") from exc
 
 
-def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = None
-             ) -> RunOutcome:
-    """Run directed then stateful cases; every result goes to results.jsonl as it ends."""
-    started = time.perf_counter()
-    caps = adapter.capabilities()
-    check_capabilities(caps)
-    plan = options.plan if options.plan is not None else sequences.plan(caps)
-    options.out.mkdir(parents=True, exist_ok=True)
-    stream = ResultStream(options.out / "results.jsonl")
-    stream.emit({
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the cases run, SIGTERM raises `Terminated` (SIGINT already raises
+    KeyboardInterrupt). Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """While the run's end and its reports are written, a second Ctrl-C or SIGTERM waits: what
+    the run did must reach the disk whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.Plan | None
+               ) -> dict[str, Any]:
+    adapter: dict[str, Any] = {"name": options.adapter_name}
+    if caps is not None:
+        adapter |= {"implementation": caps.implementation, "version": caps.version,
+                    "capabilities": sorted(caps.features), "pins": dict(caps.pins),
+                    "notes": caps.notes}
+    return {
         "event": "run_start", "schema": 1, "callgate_version": version(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": options.command, "seed": options.seed, "budget": options.budget.name,
-        "adapter": {"name": options.adapter_name, "implementation": caps.implementation,
-                    "version": caps.version, "capabilities": sorted(caps.features),
-                    "pins": dict(caps.pins), "notes": caps.notes},
+        "adapter": adapter,
         "environment": environment(),
-        "transitions_total": plan.totals(),
+        "transitions_total": plan.totals() if plan is not None else {},
         "expectations": options.expectations.to_json() if options.expectations else None,
-        "transitions": sorted(plan.transitions),
-    })
-    runner = CaseRunner(adapter, caps, options.step_timeout)
-    results: list[CaseResult] = []
+        "transitions": sorted(plan.transitions) if plan is not None else [],
+        "min_coverage": options.min_coverage,
+    }
+
+
+def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float,
+             aborted: dict[str, Any] | None) -> Summary:
+    summary = Summary.of(results)
+    end: dict[str, Any] = {
+        "event": "run_end", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "summary": {"passed": summary.passed, "failed": summary.failed,
+                    "errors": summary.errors, "not_applicable": summary.not_applicable,
+                    "expected_fail": summary.expected_fail,
+                    "unexpected_pass": summary.unexpected_pass}}
+    if aborted is not None:
+        end["aborted"] = aborted
+    stream.emit(end)
+    return summary
+
+
+def _finish(options: RunOptions, summary: Summary, seconds: float) -> RunOutcome:
+    """Render the reports of the stream on disk (when asked) and say how the run ends."""
+    results = options.out / "results.jsonl"
+    record = read_stream(results)
+    if not options.reports:
+        return RunOutcome(summary, options.out, results, seconds,
+                          summary.exit_code(record.complete), record.complete)
+    paths = write_reports(record, options.out)
+    exit_code = int(json_field(paths[0], "summary", "exit_code"))
+    return RunOutcome(summary, options.out, paths[0], seconds, exit_code, record.complete)
+
+
+def json_field(path: Path, *keys: str) -> Any:
+    value: Any = json.loads(path.read_text(encoding="utf-8"))
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def _handshake_failed(options: RunOptions, output: OutputDir, fault: AdapterFault,
+                      started: float) -> HandshakeFailed:
+    """Record a refused handshake as a run of one `error` case, so that a CI step that uploads
+    the reports finds them, and say why."""
+    stream = ResultStream(output.path / "results.jsonl")
+    stream.emit(_run_start(options, None, None))
+    result = CaseResult("handshake", "handshake",
+                        "the adapter's hello: features, pins, protocol version", [], Verdict.ERROR,
+                        0, round(time.perf_counter() - started, 3),
+                        message=f"the adapter's handshake was refused: {fault}",
+                        evidence=fault.evidence)
+    stream.emit({"event": "case", "case": result.to_json()})
+    seconds = time.perf_counter() - started
+    summary = _run_end(stream, [result], seconds, None)
+    stream.close()
+    return HandshakeFailed(fault, _finish(options, summary, seconds))
+
+
+def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = None
+             ) -> RunOutcome:
+    """Run directed, stateful and parallel cases; every result goes to results.jsonl as it ends.
+
+    The output directory is locked for the run (a second run on it is refused) and the files of
+    an earlier run in it are removed first, so the reports are always one run's. A signal or an
+    exception inside the harness ends the run early: its end records why, the reports of what
+    ran are written (marked incomplete), and `RunAborted` says how to exit. A refused handshake
+    raises `HandshakeFailed` after writing reports with one `error` case."""
+    started = time.perf_counter()
+    with OutputDir(options.out) as output:
+        try:
+            caps = adapter.capabilities()
+            check_capabilities(caps)
+        except AdapterFault as fault:
+            raise _handshake_failed(options, output, fault, started) from fault
+        plan = options.plan if options.plan is not None else sequences.plan(caps)
+        stream = ResultStream(output.path / "results.jsonl")
+        stream.emit(_run_start(options, caps, plan))
+        results: list[CaseResult] = []
+        aborted: dict[str, Any] | None = None
+        exit_code = 0
+        runner = CaseRunner(adapter, caps, options.step_timeout)
+        try:
+            with _signals_raise():
+                _run_cases(runner, plan, caps, options, stream, results, progress)
+        except StopRun:
+            aborted = {"reason": "stopped early at the caller's request (first failing case)"}
+        except KeyboardInterrupt:
+            aborted = {"reason": "interrupted (SIGINT)", "signal": "SIGINT"}
+            exit_code = SIGNAL_EXIT["SIGINT"]
+        except Terminated as exc:
+            aborted = {"reason": f"terminated ({exc})", "signal": str(exc)}
+            exit_code = SIGNAL_EXIT.get(str(exc), 128 + exc.signum)
+        except Exception as exc:  # a bug in the harness: the run is aborted, nothing is lost
+            aborted = {"reason": f"harness error: {type(exc).__name__}: {exc}",
+                       "traceback": traceback.format_exc(limit=20)}
+            exit_code = EXIT_HARNESS
+        finally:
+            with _signals_held():
+                try:
+                    runner.close()
+                except Exception as exc:  # closing sessions of a broken adapter
+                    if aborted is not None:
+                        aborted["close_error"] = f"{type(exc).__name__}: {exc}"
+                seconds = time.perf_counter() - started
+                summary = _run_end(stream, results, seconds, aborted)
+                stream.close()
+        with _signals_held():
+            outcome = _finish(options, summary, seconds)
+    if exit_code:
+        raise RunAborted(outcome, str(aborted["reason"] if aborted else ""), exit_code)
+    return outcome
+
+
+def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, options: RunOptions,
+               stream: ResultStream, results: list[CaseResult], progress: Progress | None) -> None:
     stateful_cases = (len(stateful_slot_sets(caps.features, options.budget.stateful_rounds))
                       if options.stateful else 0)
     stateful_cases += parallel_count(options.budget.parallel_examples) if options.parallel else 0
     total = len(plan.machines) + stateful_cases
-    try:
-        if options.directed:
-            for machine_plan in plan.machines.values():
-                pending = set(machine_plan.transitions)
-                for case, result in walk_machine(runner, machine_plan, pending):
-                    if result.verdict is Verdict.FAIL:
-                        result = shrink(runner, plan, case, result)
-                    total = max(total, len(results) + 1 + stateful_cases)
-                    _record(stream, results, result, progress, total, options.expectations)
-        total = len(results) + stateful_cases
-        rounds = options.budget.stateful_rounds if options.stateful else 0
-        for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds)):
-            result = run_stateful(
-                runner, StatefulBudget(options.budget.stateful_examples,
-                                       options.budget.stateful_steps),
-                seed=options.seed + round_, slots=slots,
-                case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
-            _record(stream, results, result, progress, total, options.expectations)
-        if options.parallel:
-            runs = options.parallel_runs or options.budget.parallel_runs
-            for result in parallel_phase(runner, ParallelBudget(
-                    options.budget.parallel_examples, runs, options.stagger), options.seed):
+    if options.directed:
+        for machine_plan in plan.machines.values():
+            pending = set(machine_plan.transitions)
+            for case, result in walk_machine(runner, machine_plan, pending):
+                if result.verdict is Verdict.FAIL:
+                    result = shrink(runner, plan, case, result)
+                total = max(total, len(results) + 1 + stateful_cases)
                 _record(stream, results, result, progress, total, options.expectations)
-        if options.expectations is not None:
-            # Listed deviations that no case showed any more: the expectations file is stale.
-            # Only a run that got this far may say so (a killed run proves nothing).
-            for stale in options.expectations.stale_results():
-                _record(stream, results, stale, progress, total, None)
-    except StopRun:
-        pass
-    finally:
-        runner.close()
-        seconds = time.perf_counter() - started
-        summary = Summary.of(results)
-        stream.emit({"event": "run_end", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "seconds": round(seconds, 3),
-                     "summary": {"passed": summary.passed, "failed": summary.failed,
-                                 "errors": summary.errors, "not_applicable": summary.not_applicable,
-                                 "expected_fail": summary.expected_fail,
-                                 "unexpected_pass": summary.unexpected_pass}})
-        stream.close()
-    if not options.reports:
-        return RunOutcome(summary, options.out, options.out / "results.jsonl", seconds)
-    paths = write_reports(read_stream(options.out / "results.jsonl"), options.out)
-    report = paths[0]
-    return RunOutcome(summary, options.out, report, seconds)
+    total = len(results) + stateful_cases
+    rounds = options.budget.stateful_rounds if options.stateful else 0
+    for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds)):
+        result = run_stateful(
+            runner, StatefulBudget(options.budget.stateful_examples,
+                                   options.budget.stateful_steps),
+            seed=options.seed + round_, slots=slots,
+            case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
+        _record(stream, results, result, progress, total, options.expectations)
+    if options.parallel:
+        runs = options.parallel_runs or options.budget.parallel_runs
+        for result in parallel_phase(runner, ParallelBudget(
+                options.budget.parallel_examples, runs, options.stagger), options.seed):
+            _record(stream, results, result, progress, total, options.expectations)
+    if options.expectations is not None:
+        # Listed deviations that no case showed any more: the expectations file is stale.
+        # Only a run that got this far may say so (a killed run proves nothing).
+        for stale in options.expectations.stale_results():
+            _record(stream, results, stale, progress, total, None)
 
 
 def stateful_slot_sets(features: frozenset[str], rounds: int) -> list[list[SlotSpec]]:

@@ -122,12 +122,16 @@ class Summary:
                        expected_fail=counts[Verdict.EXPECTED_FAIL],
                        unexpected_pass=counts[Verdict.UNEXPECTED_PASS], cases=total, steps=steps)
 
-    def exit_code(self) -> int:
-        """0 conformant, 1 non-conformant, 3 harness or adapter error (errors outrank failures)."""
-        if self.errors:
-            return 3
+    def exit_code(self, complete: bool = True) -> int:
+        """0 conformant, 1 non-conformant, 3 harness or adapter error.
+
+        A real failure decides the outcome: errors beside it are listed, not promoted (exit 3
+        only when nothing failed but something could not be judged). A run that did not finish
+        never exits 0: what it did not run was not shown to hold."""
         if self.failed or self.unexpected_pass:
             return 1
+        if self.errors or not complete:
+            return 3
         return 0
 
 
@@ -158,7 +162,17 @@ class RunRecord:
 
     @property
     def complete(self) -> bool:
-        return self.end is not None
+        """The run got to its end: it has a run_end event that does not say it was aborted."""
+        return self.end is not None and not self.end.get("aborted")
+
+    @property
+    def aborted(self) -> dict[str, Any] | None:
+        """Why the run stopped early ({"reason", "signal"?}), when its end says so; a run killed
+        outright has no end at all (see `complete`)."""
+        if self.end is None:
+            return {"reason": "the results stream has no end: the run was killed or crashed"}
+        aborted = self.end.get("aborted")
+        return dict(aborted) if isinstance(aborted, dict) else None
 
 
 def read_stream(path: Path) -> RunRecord:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from callgate.conformance.cli import model as cli_model
 from callgate.conformance.cli import mutants as cli_mutants
 from callgate.conformance.cli import report as cli_report
 from callgate.conformance.cli import run as cli_run
+from callgate.conformance.cli.console import EXIT_HARNESS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        print("callgate: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug in callgate: say so, with the traceback, and exit 3 (not 1)
+        print(f"callgate {args.command}: internal error (please report this as a callgate bug):\n"
+              f"{traceback.format_exc()}", file=sys.stderr)
+        return EXIT_HARNESS
     return result
 
 

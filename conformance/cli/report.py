@@ -50,13 +50,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = json.loads(paths[0].read_text(encoding="utf-8"))
     s = report["summary"]
     console = make_console()
-    state = "complete run" if record.complete else "INCOMPLETE run (no run_end: killed or crashed)"
-    console.print(f"callgate report: {state}, {s['cases']} cases: {status_of(report)} "
+    if record.complete:
+        state = "complete run"
+    else:
+        reason = (record.aborted or {}).get("reason", "no run_end: killed or crashed")
+        state = f"INCOMPLETE run ({reason})"
+    console.print(f"callgate report: {escape(state)}, {s['cases']} cases: {status_of(report)} "
                   f"({s['passed']} passed, {s['failed']} failed, {s['errors']} errors, "
                   f"{s['not_applicable']} not applicable, {s['expected_fail']} expected failures, "
                   f"{s['unexpected_pass']} unexpected passes)")
+    console.print(escape(report["verdict"]["headline"]))
     console.print("wrote " + ", ".join(escape(str(p)) for p in paths))
-    return EXIT_OK
+    # The gate's exit code for the run, as `callgate run` gave it: an incomplete run is never 0.
+    return int(s["exit_code"])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

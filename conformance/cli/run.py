@@ -12,9 +12,26 @@ from rich.table import Table
 
 from callgate.conformance import expectations
 from callgate.conformance.budgets import BUDGETS
-from callgate.conformance.cli.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
-from callgate.conformance.gate import RunOptions, run_cases, run_gate
+from callgate.conformance.cli.console import (
+    EXIT_HARNESS,
+    EXIT_OK,
+    EXIT_USAGE,
+    make_console,
+    non_negative,
+    percent,
+    positive_int,
+    positive_seconds,
+)
+from callgate.conformance.gate import (
+    HandshakeFailed,
+    RunAborted,
+    RunOptions,
+    RunOutcome,
+    run_cases,
+    run_gate,
+)
 from callgate.conformance.judge.runner import Case
+from callgate.conformance.outdir import OutputUnusable, check_output
 from callgate.conformance.protocol import loading as adapters
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter
@@ -53,7 +70,6 @@ def _progress_printer() -> tuple[object, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    console = make_console()
     err = make_console(stderr=True)
     if bool(args.adapter) == bool(args.adapter_cmd):
         err.print("callgate run: pass exactly one of --adapter NAME|module:attribute and "
@@ -70,8 +86,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         err.print("callgate run: --jitter-ms works with --adapter reference only (other "
                   "implementations have their own timing); use --stagger-ms for any adapter")
         return EXIT_USAGE
-    if args.parallel_runs is not None and args.parallel_runs < 1:
-        err.print("callgate run: --parallel-runs must be 1 or more")
+    if args.adapter_cmd is not None:
+        try:
+            words = shlex.split(args.adapter_cmd)
+        except ValueError as exc:
+            err.print(f"callgate run: --adapter-cmd cannot be split into words ({exc}): check its "
+                      f"quotes")
+            return EXIT_USAGE
+        if not words:
+            err.print("callgate run: --adapter-cmd is empty: give the adapter program to start")
+            return EXIT_USAGE
+    try:
+        check_output(Path(args.out))
+    except OutputUnusable as exc:
+        err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE
     try:
         if args.jitter_ms:
@@ -88,18 +116,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(name, BUDGETS[args.budget], args.seed, Path(args.out),
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
-                         parallel_runs=args.parallel_runs)
+                         parallel_runs=args.parallel_runs, min_coverage=args.min_coverage)
     bar, update = _progress_printer()
+    aborted: RunAborted | None = None
     try:
         if bar is not None:
             with bar:  # type: ignore[attr-defined]
                 outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
         else:
             outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
-    except AdapterFault as exc:
-        make_console(stderr=True).print(f"callgate run: adapter error: {escape(str(exc))} "
-                                        f"{escape(exc.evidence)}")
+    except OutputUnusable as exc:  # another run holds --out
+        err.print(f"callgate run: {escape(str(exc))}")
+        return EXIT_USAGE
+    except HandshakeFailed as exc:
+        err.print(f"callgate run: adapter error: {escape(str(exc))} {escape(exc.evidence)}")
+        err.print(f"callgate run: the reports record it as one error case: "
+                  f"{exc.outcome.out}/report.json")
         return EXIT_HARNESS
+    except AdapterFault as exc:
+        err.print(f"callgate run: adapter error: {escape(str(exc))} {escape(exc.evidence)}")
+        return EXIT_HARNESS
+    except RunAborted as exc:
+        aborted = exc
+        outcome = exc.outcome
     finally:
         adapter.shutdown()
     if known is not None:
@@ -109,6 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             err.print(f"callgate run: {escape(warning)}")
         for unused in known.unused():
             err.print(f"callgate run: expectation {escape(unused.key)} matched no case")
+    print_outcome(outcome)
+    if aborted is not None:
+        err.print(f"callgate run: ABORTED: {escape(aborted.reason)}; the reports above cover "
+                  f"only the cases that ran (report.json says complete: false)")
+        return aborted.exit_code
+    return outcome.exit_code
+
+
+def print_outcome(outcome: RunOutcome) -> None:
+    """The run's closing lines: counts, the headline, the failures and the reports written."""
+    console = make_console()
     s = outcome.summary
     report = json.loads(outcome.report.read_text(encoding="utf-8"))
     cov = report["coverage"]
@@ -118,11 +168,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{s.unexpected_pass} unexpected passes")
     console.print(f"coverage: {cov['transitions_covered']}/{cov['transitions_total']} transitions; "
                   f"report: {outcome.out}/report.json")
+    console.print(escape(report["verdict"]["headline"]))
     for case in report["cases"]:
         if case["verdict"] in ("fail", "error", "unexpected_pass"):
             console.print(f"  {case['verdict'].upper()} {case['id']}: "
                           f"{escape(case.get('message', ''))[:300]}")
-    return s.exit_code()
 
 
 def report_implementation(report_path: Path) -> str:
@@ -213,24 +263,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--seed", type=int, default=0, help="seed of the stateful cases (default 0)")
     run.add_argument("--out", default=str(DEFAULT_OUT),
                      help=f"directory for results.jsonl and reports (default {DEFAULT_OUT})")
-    run.add_argument("--step-timeout", type=float, default=10.0,
+    run.add_argument("--step-timeout", type=positive_seconds, default=10.0,
                      help="seconds before a step that does not answer is an error (default 10)")
-    run.add_argument("--parallel-runs", type=int, default=None, metavar="N",
+    run.add_argument("--parallel-runs", type=positive_int, default=None, metavar="N",
                      help="how many times each parallel case runs (default: the budget's)")
-    run.add_argument("--stagger-ms", type=float, default=1.0, metavar="MS",
+    run.add_argument("--stagger-ms", type=non_negative, default=1.0, metavar="MS",
                      help="longest random pause before each action of a parallel branch "
                           "(default 1)")
-    run.add_argument("--jitter-ms", type=float, default=0.0, metavar="MS",
+    run.add_argument("--jitter-ms", type=non_negative, default=0.0, metavar="MS",
                      help="the reference adapter only: longest random pause at the "
                           "implementation's interleaving points, to widen races (default 0)")
     run.add_argument("--no-parallel", action="store_true",
                      help="skip the parallel cases (races judged by linearizability)")
+    run.add_argument("--min-coverage", type=percent, default=None, metavar="PCT",
+                     help="fail the gate (exit 1) when the run covers less than PCT percent of "
+                          "the transitions the model defines for the adapter's features")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")
     replay.add_argument("trace", help="a JSON file: a case from report.json, or {slots, steps}")
     replay.add_argument("--adapter", required=True, help="adapter name or module:attribute")
-    replay.add_argument("--step-timeout", type=float, default=10.0)
+    replay.add_argument("--step-timeout", type=positive_seconds, default=10.0)
     replay.set_defaults(func=cmd_replay)
 
     listing = sub.add_parser("adapters", help="list the built-in adapters")

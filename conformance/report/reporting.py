@@ -10,6 +10,7 @@ says were covered). Nothing here runs cases or reads anything but the stream and
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,12 +35,20 @@ SCHEMA_RESOURCE = "schemas/report.schema.json"
 REPORT_FILES = ("report.json", "junit.xml", "report.md", "report.html")
 
 # A rule's verdict over all the cases that cite it: the worst one wins.
-_SEVERITY = [Verdict.ERROR, Verdict.FAIL, Verdict.UNEXPECTED_PASS, Verdict.EXPECTED_FAIL,
+# A real failure outranks an error beside it (an error is "could not judge", not "held").
+_SEVERITY = [Verdict.FAIL, Verdict.UNEXPECTED_PASS, Verdict.ERROR, Verdict.EXPECTED_FAIL,
              Verdict.PASS, Verdict.NOT_APPLICABLE]
 _FAILED = (Verdict.FAIL, Verdict.ERROR, Verdict.EXPECTED_FAIL)
 
-# What a report says about a run as a whole, by the gate's exit code (DESIGN.md, Verdicts).
-STATUS = {0: "conformant", 1: "non-conformant", 3: "harness or adapter error"}
+# What a report says about a run as a whole (DESIGN.md, Verdicts; principle 11). "conformant"
+# alone only when the run covered every transition the model defines for the adapter's features
+# with no known deviation and nothing not applicable; otherwise the headline says on what.
+STATUS_CONFORMANT = "conformant"
+STATUS_QUALIFIED = "conformant, qualified"
+STATUS_FAIL = "non-conformant"
+STATUS_ERROR = "harness or adapter error"
+STATUS_INCOMPLETE = "incomplete"
+STATUS_LOW_COVERAGE = "insufficient coverage"
 
 # How much of a run the Markdown summary lists: a pull-request comment holds 65,536 characters.
 MD_FAILURES = 20
@@ -67,10 +76,13 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
     """Rule by rule: level, how many cases cite it, and the rule's verdict.
 
     A rule fails (or errs, or is an expected failure) when a case went wrong at a step that cites
-    it; it passes when cases cited it and none went wrong on it; it is `not_applicable` when only
+    it; it passes only on evidence: a passing case cites it, or a step that cites it was taken
+    and held in a case that went wrong later. A rule cited only by cases that went wrong before
+    reaching it is `untested` (an error shows nothing held); `not_applicable` when only
     not-applicable cases cite it, and `untested` when none does."""
     cited_by: dict[str, list[int]] = defaultdict(list)
     failing_by: dict[str, list[int]] = defaultdict(list)
+    held_by: dict[str, list[int]] = defaultdict(list)
     for i, case in enumerate(cases):
         wrong = failing_rules(case) if case.verdict in _FAILED else []
         cited = set(case.rules) | {r for step in case.trace for r in step.rules} | set(wrong)
@@ -78,6 +90,11 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
             cited_by[rule_id].append(i)
         for rule_id in dict.fromkeys(wrong):
             failing_by[rule_id].append(i)
+        held = (set(case.rules) | {r for step in case.trace for r in step.rules}
+                if case.verdict is Verdict.PASS
+                else {r for step in case.trace if step.ok for r in step.rules})
+        for rule_id in held - set(wrong):
+            held_by[rule_id].append(i)
     matrix = []
     for rule in catalogue().values():
         if not rule.in_scope:
@@ -88,8 +105,10 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
             verdict = rule_verdict(c.verdict for c in failing)
         elif any(c.verdict is Verdict.UNEXPECTED_PASS for c in citing):
             verdict = Verdict.UNEXPECTED_PASS.value
-        elif any(c.verdict is not Verdict.NOT_APPLICABLE for c in citing):
+        elif held_by.get(rule.id):
             verdict = Verdict.PASS.value
+        elif any(c.verdict is not Verdict.NOT_APPLICABLE for c in citing):
+            verdict = "untested"
         else:
             verdict = Verdict.NOT_APPLICABLE.value if citing else "untested"
         matrix.append({
@@ -145,15 +164,86 @@ def reproduce_command(start: Mapping[str, Any]) -> str:
     return command + "".join(" " + shlex.quote(w) for w in extra)
 
 
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
+                rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the run showed, said no larger than it was (DESIGN.md principle 11): the status, the
+    exit code, and a headline that names coverage, known deviations and what was not applicable.
+
+    A failure decides the outcome (exit 1) even beside errors; an error with no failure is exit
+    3; a run that did not finish never exits 0; a run below `--min-coverage` fails the gate."""
+    covered, total = int(cov["transitions_covered"]), int(cov["transitions_total"])
+    coverage_pct = _percent(covered, total)
+    floor = record.start.get("min_coverage")
+    min_coverage = float(floor) if isinstance(floor, int | float) else None
+    rule_counts: dict[str, int] = defaultdict(int)
+    for rule in rules:
+        rule_counts[str(rule["verdict"])] += 1
+    not_applicable: dict[str, int] = defaultdict(int)
+    for case in record.cases:
+        if case.verdict is Verdict.NOT_APPLICABLE:
+            not_applicable[case.message or "not applicable"] += 1
+    exit_code = summary.exit_code(record.complete)
+    below = min_coverage is not None and coverage_pct < min_coverage
+    if not record.complete:
+        status = STATUS_INCOMPLETE
+    elif exit_code == 1:
+        status = STATUS_FAIL
+    elif exit_code == 3:
+        status = STATUS_ERROR
+    elif below:
+        status, exit_code = STATUS_LOW_COVERAGE, 1
+    elif covered < total or summary.expected_fail or not_applicable or total == 0:
+        status = STATUS_QUALIFIED
+    else:
+        status = STATUS_CONFORMANT
+    shown = (f"{covered}/{total} transitions ({coverage_pct:g}%) of the model for the adapter's "
+             f"features, {rule_counts.get('pass', 0)} of {len(rules)} in-scope rules held")
+    parts = [shown]
+    if summary.expected_fail:
+        parts.append(f"{summary.expected_fail} cases with known deviations")
+    if summary.failed or summary.unexpected_pass:
+        parts.append(f"{summary.failed} failed, {summary.unexpected_pass} unexpected passes")
+    if summary.errors:
+        parts.append(f"{summary.errors} could not be judged (errors)")
+    if not_applicable:
+        parts.append(f"{sum(not_applicable.values())} cases not applicable")
+    if below:
+        parts.append(f"below the required {min_coverage:g}% coverage")
+    if not record.complete:
+        aborted = record.aborted or {}
+        parts.append(f"the run did not finish ({aborted.get('reason', 'no end')}): "
+                     f"only the {summary.cases} cases it completed are judged")
+    return {
+        "status": status,
+        "exit_code": exit_code,
+        "headline": f"{status}: " + "; ".join(parts),
+        "coverage_percent": coverage_pct,
+        "min_coverage": min_coverage,
+        "rules": dict(sorted(rule_counts.items())),
+        "known_deviations": summary.expected_fail,
+        "not_applicable": [{"reason": reason, "cases": n}
+                           for reason, n in sorted(not_applicable.items())],
+    }
+
+
 def build_report(record: RunRecord) -> dict[str, Any]:
     """The whole report.json document, from the stream alone."""
     start, end = record.start, record.end
     summary = Summary.of(record.cases)
     cases = [_case_json(c) for c in record.cases]
+    cov = coverage(record)
+    rules = rules_matrix(record.cases)
+    verdict = run_verdict(record, summary, cov, rules)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tool": {"name": "callgate", "version": str(start.get("callgate_version", ""))},
         "complete": record.complete,
+        "aborted": record.aborted if not record.complete else None,
+        "verdict": verdict,
         "started": start.get("started"),
         "finished": end.get("finished") if end else None,
         "seconds": end.get("seconds") if end else None,
@@ -167,10 +257,10 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             "passed": summary.passed, "failed": summary.failed, "errors": summary.errors,
             "not_applicable": summary.not_applicable, "expected_fail": summary.expected_fail,
             "unexpected_pass": summary.unexpected_pass, "cases": summary.cases,
-            "steps": summary.steps, "exit_code": summary.exit_code(),
+            "steps": summary.steps, "exit_code": verdict["exit_code"],
         },
-        "coverage": coverage(record),
-        "rules": rules_matrix(record.cases),
+        "coverage": cov,
+        "rules": rules,
         "cases": cases,
         "expectations": _expectations_json(start.get("expectations"), cases),
     }
@@ -264,8 +354,13 @@ def validate_report(document: Any, source: str = "report") -> None:
 
 def status_of(report: Mapping[str, Any]) -> str:
     if not report["complete"]:
-        return "incomplete"
-    return STATUS.get(int(report["summary"]["exit_code"]), "unknown")
+        return STATUS_INCOMPLETE
+    verdict = report.get("verdict")
+    if isinstance(verdict, Mapping):
+        return str(verdict["status"])
+    # A report.json of an earlier version, without a verdict section.
+    return {0: STATUS_QUALIFIED, 1: STATUS_FAIL, 3: STATUS_ERROR}.get(
+        int(report["summary"]["exit_code"]), "unknown")
 
 
 @cache
@@ -298,7 +393,20 @@ def md_text(value: object, limit: int = 300) -> str:
     out = []
     for ch in text:
         out.append("\\" + ch if ch in "\\`*_[]|~#!" else ch)
-    return "".join(out)
+    return _inert_links("".join(out))
+
+
+# A pull-request comment pings `@name` and links bare URLs: a zero-width space breaks both
+# (the text reads the same), so adapter text cannot notify people or plant links.
+_ZWSP = "\u200b"
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+_URL = re.compile(r"(?i)\b(https?|ftp|file)://|\bwww\.")
+
+
+def _inert_links(text: str) -> str:
+    text = _MENTION.sub("@" + _ZWSP, text)
+    return _URL.sub(lambda m: m.group(0).replace(":", ":" + _ZWSP).replace("www.", "www" + _ZWSP + "."),
+                    text)
 
 
 def md_code(value: object, limit: int = 300) -> str:
