@@ -217,6 +217,20 @@ def test_the_cli_refuses_a_missing_wine_with_the_fix(tmp_path: Path) -> None:
     assert "make wine" in done.stdout + done.stderr
 
 
+def test_the_program_is_rebuilt_when_the_shared_header_is_newer(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    source, header, program = tmp_path / "adapter.c", tmp_path / "jsonl.h", tmp_path / "a.exe"
+    for path, mtime in ((source, 1000), (program, 2000), (header, 1500)):
+        path.write_text("")
+        os.utime(path, (mtime, mtime))
+    monkeypatch.setattr(wine, "HEADER", header)
+    monkeypatch.setattr(wine, "COMPILER", "no-such-compiler-for-callgate")
+    assert wine.build(program, source) == program  # newer than both: nothing to do
+    os.utime(header, (3000, 3000))
+    with pytest.raises(wine.WineUnavailable, match="cannot build"):
+        wine.build(program, source)  # the header changed: a build is tried
+
+
 def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:
     assert wine.risky(Observation(0xC0000005, {"raised": True}))
     assert wine.risky(Observation(258, {"returned": False, "waited_ms": 300}))

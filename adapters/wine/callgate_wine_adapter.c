@@ -58,15 +58,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROTOCOL_VERSION 1
-#define IMPLEMENTATION "wine"
-#define LINE_MAX_BYTES (1 << 20)
-#define MAX_NODES 2048
-#define MAX_DEPTH 32
-#define OUT_BYTES 65536
-#define MAX_SLOTS 16
-#define MAX_SESSIONS 64
-#define NAME_BYTES 65
+/* The JSON-lines layer, shared with the example adapter: examples/c-adapter/callgate_jsonl.h
+ * (the build adds that directory to the include path). */
+#define CALLGATE_JSONL_PROGRAM "callgate-wine-adapter"
+#define CALLGATE_JSONL_IMPLEMENTATION
+#include "callgate_jsonl.h"
 
 /* How long the adapter waits for the runtime before it answers with an error instead. */
 #define ARRIVAL_MS 3000   /* a dispatched call to reach the manager routine */
@@ -93,377 +89,6 @@ static const char *code_name(uint32_t value)
     case 1818: return "RPC_S_CALL_CANCELLED";
     default: return NULL;
     }
-}
-
-/* ======================================================================================== */
-/* JSON: a parser into a flat array of nodes, and a writer into a fixed buffer.             */
-/* ======================================================================================== */
-
-enum jtype { J_NULL, J_BOOL, J_INT, J_STR, J_ARR, J_OBJ };
-
-struct jnode {
-    enum jtype type;
-    const char *key;   /* the member name, when this value is a member of an object */
-    long long num;     /* J_BOOL (0 or 1) and J_INT */
-    const char *str;   /* J_STR, decoded, NUL-terminated */
-    int child;         /* first member or element, -1 if none */
-    int next;          /* next member or element of the parent, -1 if none */
-};
-
-struct jdoc {
-    struct jnode node[MAX_NODES];
-    int count;
-    char text[LINE_MAX_BYTES + 1]; /* decoded strings; never longer than the line itself */
-    size_t used;
-    const char *p;
-    const char *error;
-};
-
-static int jnew(struct jdoc *d, enum jtype type)
-{
-    if (d->count >= MAX_NODES) {
-        d->error = "too many values in one message";
-        return -1;
-    }
-    struct jnode *n = &d->node[d->count];
-    memset(n, 0, sizeof *n);
-    n->type = type;
-    n->child = -1;
-    n->next = -1;
-    return d->count++;
-}
-
-static void jskip(struct jdoc *d)
-{
-    while (*d->p == ' ' || *d->p == '\t' || *d->p == '\r' || *d->p == '\n')
-        d->p++;
-}
-
-static int hex4(const char *s, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static char *put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        *o++ = (char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (char)(0xC0 | (cp >> 6));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *o++ = (char)(0xE0 | (cp >> 12));
-        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *o++ = (char)(0xF0 | (cp >> 18));
-        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    }
-    return o;
-}
-
-/* A string at d->p (which points at its opening quote), decoded into d->text. */
-static const char *jstring(struct jdoc *d)
-{
-    char *start = d->text + d->used, *o = start;
-    d->p++;
-    for (;;) {
-        unsigned char c = (unsigned char)*d->p;
-        if (c == '"') {
-            d->p++;
-            break;
-        }
-        if (c == '\0') {
-            d->error = "unterminated string";
-            return NULL;
-        }
-        if (c < 0x20) {
-            d->error = "control character in a string";
-            return NULL;
-        }
-        if (c != '\\') {
-            *o++ = (char)c;
-            d->p++;
-            continue;
-        }
-        d->p++;
-        switch (*d->p) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u': {
-            unsigned cp, low;
-            if (hex4(d->p + 1, &cp) < 0) {
-                d->error = "bad \\u escape";
-                return NULL;
-            }
-            d->p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
-                if (d->p[1] != '\\' || d->p[2] != 'u' || hex4(d->p + 3, &low) < 0
-                    || low < 0xDC00 || low > 0xDFFF) {
-                    d->error = "lone surrogate in \\u escape";
-                    return NULL;
-                }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-                d->p += 6;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                d->error = "lone surrogate in \\u escape";
-                return NULL;
-            }
-            if (cp == 0) {
-                d->error = "NUL in a string";
-                return NULL;
-            }
-            o = put_utf8(o, cp);
-            break;
-        }
-        default:
-            d->error = "bad escape in a string";
-            return NULL;
-        }
-        d->p++;
-    }
-    *o++ = '\0';
-    d->used += (size_t)(o - start);
-    return start;
-}
-
-static int jvalue(struct jdoc *d, int depth);
-
-/* The members of an object or the elements of an array, after its opening bracket. */
-static int jcontainer(struct jdoc *d, int self, char close, int depth)
-{
-    int last = -1;
-    jskip(d);
-    if (*d->p == close) {
-        d->p++;
-        return self;
-    }
-    for (;;) {
-        const char *key = NULL;
-        jskip(d);
-        if (close == '}') {
-            if (*d->p != '"') {
-                d->error = "expected a member name";
-                return -1;
-            }
-            if (!(key = jstring(d)))
-                return -1;
-            jskip(d);
-            if (*d->p != ':') {
-                d->error = "expected ':'";
-                return -1;
-            }
-            d->p++;
-        }
-        int v = jvalue(d, depth + 1);
-        if (v < 0)
-            return -1;
-        d->node[v].key = key;
-        if (last < 0) d->node[self].child = v;
-        else d->node[last].next = v;
-        last = v;
-        jskip(d);
-        if (*d->p == ',') {
-            d->p++;
-            continue;
-        }
-        if (*d->p == close) {
-            d->p++;
-            return self;
-        }
-        d->error = close == '}' ? "expected ',' or '}'" : "expected ',' or ']'";
-        return -1;
-    }
-}
-
-static int jvalue(struct jdoc *d, int depth)
-{
-    if (depth > MAX_DEPTH) {
-        d->error = "nested too deeply";
-        return -1;
-    }
-    jskip(d);
-    char c = *d->p;
-    int n;
-    if (c == '{' || c == '[') {
-        if ((n = jnew(d, c == '{' ? J_OBJ : J_ARR)) < 0)
-            return -1;
-        d->p++;
-        return jcontainer(d, n, c == '{' ? '}' : ']', depth);
-    }
-    if (c == '"') {
-        if ((n = jnew(d, J_STR)) < 0)
-            return -1;
-        return (d->node[n].str = jstring(d)) ? n : -1;
-    }
-    if (strncmp(d->p, "true", 4) == 0 || strncmp(d->p, "false", 5) == 0) {
-        if ((n = jnew(d, J_BOOL)) < 0)
-            return -1;
-        d->node[n].num = c == 't';
-        d->p += c == 't' ? 4 : 5;
-        return n;
-    }
-    if (strncmp(d->p, "null", 4) == 0) {
-        d->p += 4;
-        return jnew(d, J_NULL);
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        int negative = c == '-';
-        unsigned long long v = 0;
-        if (negative)
-            d->p++;
-        if (*d->p < '0' || *d->p > '9') {
-            d->error = "bad number";
-            return -1;
-        }
-        while (*d->p >= '0' && *d->p <= '9') {
-            if (v > (unsigned long long)INT64_MAX / 10) {
-                d->error = "number out of range";
-                return -1;
-            }
-            v = v * 10 + (unsigned long long)(*d->p++ - '0');
-        }
-        if (*d->p == '.' || *d->p == 'e' || *d->p == 'E') {
-            d->error = "only integers are used by this protocol";
-            return -1;
-        }
-        if (v > (unsigned long long)INT64_MAX) {
-            d->error = "number out of range";
-            return -1;
-        }
-        if ((n = jnew(d, J_INT)) < 0)
-            return -1;
-        d->node[n].num = negative ? -(long long)v : (long long)v;
-        return n;
-    }
-    d->error = "unexpected character";
-    return -1;
-}
-
-/* Parse one line; the root node's index, or -1 with d->error set. */
-static int jparse(struct jdoc *d, const char *line)
-{
-    d->count = 0;
-    d->used = 0;
-    d->error = NULL;
-    d->p = line;
-    int root = jvalue(d, 0);
-    if (root < 0)
-        return -1;
-    jskip(d);
-    if (*d->p) {
-        d->error = "text after the value";
-        return -1;
-    }
-    return root;
-}
-
-static int jget(const struct jdoc *d, int obj, const char *key)
-{
-    if (obj < 0 || d->node[obj].type != J_OBJ)
-        return -1;
-    for (int i = d->node[obj].child; i >= 0; i = d->node[i].next)
-        if (strcmp(d->node[i].key, key) == 0)
-            return i;
-    return -1;
-}
-
-static const char *jget_str(const struct jdoc *d, int obj, const char *key)
-{
-    int i = jget(d, obj, key);
-    return i >= 0 && d->node[i].type == J_STR ? d->node[i].str : NULL;
-}
-
-/* An integer member, or `fallback` if it is missing or not an integer. */
-static long long jget_int(const struct jdoc *d, int obj, const char *key, long long fallback)
-{
-    int i = jget(d, obj, key);
-    return i >= 0 && d->node[i].type == J_INT ? d->node[i].num : fallback;
-}
-
-static int jget_bool(const struct jdoc *d, int obj, const char *key, int fallback)
-{
-    int i = jget(d, obj, key);
-    return i >= 0 && d->node[i].type == J_BOOL ? (int)d->node[i].num : fallback;
-}
-
-struct jout {
-    char buf[OUT_BYTES];
-    size_t len;
-    int overflow;
-};
-
-static void out_raw(struct jout *o, const char *s)
-{
-    size_t n = strlen(s);
-    if (o->len + n + 2 > sizeof o->buf) { /* keep room for the newline */
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-}
-
-static void out_str(struct jout *o, const char *s)
-{
-    char esc[8];
-    out_raw(o, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"') out_raw(o, "\\\"");
-        else if (c == '\\') out_raw(o, "\\\\");
-        else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            out_raw(o, esc);
-        } else {
-            esc[0] = (char)c;
-            esc[1] = '\0';
-            out_raw(o, esc);
-        }
-    }
-    out_raw(o, "\"");
-}
-
-static void out_int(struct jout *o, long long v)
-{
-    char num[32];
-    snprintf(num, sizeof num, "%lld", v);
-    out_raw(o, num);
-}
-
-static CRITICAL_SECTION write_lock;
-
-/* One whole line on stdout, flushed at once: the harness waits for it. */
-static void write_line(struct jout *o)
-{
-    if (o->overflow) {
-        fprintf(stderr, "callgate-wine-adapter: a message did not fit in %d bytes; dropped\n",
-                OUT_BYTES);
-        return;
-    }
-    o->buf[o->len++] = '\n';
-    EnterCriticalSection(&write_lock);
-    fwrite(o->buf, 1, o->len, stdout);
-    fflush(stdout);
-    LeaveCriticalSection(&write_lock);
 }
 
 /* ======================================================================================== */
@@ -775,8 +400,8 @@ struct client_call {         /* what the client holds for one asynchronous call 
     LONG_PTR reply;
 };
 
+/* A slot's state; callgate_jsonl.h keeps the slots of each session, by name. */
 struct slot {
-    char name[NAME_BYTES];
     enum machine machine;
     ISynchronize *sync;          /* event */
     ISynchronizeContainer *container;
@@ -785,91 +410,12 @@ struct slot {
     int initialised;
 };
 
-struct session {
-    long long id;
-    int nslots;
-    struct slot slots[MAX_SLOTS];
-};
-
-static struct session *sessions[MAX_SESSIONS];
-
-enum status { ST_OK, ST_NOT_APPLICABLE, ST_ERROR };
-
-struct result {
-    enum status status;
-    int has_code;
-    uint32_t code;
-    int not_a_status;
-    const char *message;
-    int noutputs;
-    struct {
-        const char *name;
-        int kind; /* 0 integer, 1 boolean, 2 string */
-        long long value;
-        const char *text;
-    } outputs[10];
-};
-
 static char message_buf[1024];
 
-static struct result ok(void)
+/* A string argument, or "" when it is missing. */
+static const char *arg_str(const struct jsonl_request *q, const char *name)
 {
-    struct result r;
-    memset(&r, 0, sizeof r);
-    r.status = ST_OK;
-    return r;
-}
-
-static struct result code(uint32_t value)
-{
-    struct result r = ok();
-    r.has_code = 1;
-    r.code = value;
-    return r;
-}
-
-static struct result count(uint32_t value)
-{
-    struct result r = code(value);
-    r.not_a_status = 1;
-    return r;
-}
-
-static struct result error(const char *message)
-{
-    struct result r = ok();
-    r.status = ST_ERROR;
-    r.message = message;
-    return r;
-}
-
-static struct result not_applicable(const char *message)
-{
-    struct result r = error(message);
-    r.status = ST_NOT_APPLICABLE;
-    return r;
-}
-
-static void output(struct result *r, const char *name, int kind, long long value, const char *text)
-{
-    r->outputs[r->noutputs].name = name;
-    r->outputs[r->noutputs].kind = kind;
-    r->outputs[r->noutputs].value = value;
-    r->outputs[r->noutputs].text = text;
-    r->noutputs++;
-}
-
-static struct session *find_session(long long id)
-{
-    for (int i = 0; i < MAX_SESSIONS; i++)
-        if (sessions[i] && sessions[i]->id == id)
-            return sessions[i];
-    return NULL;
-}
-
-static const char *arg_str(const struct jdoc *d, int args, const char *name)
-{
-    const char *s = jget_str(d, args, name);
+    const char *s = jarg_str(q, name);
     return s ? s : "";
 }
 
@@ -877,86 +423,88 @@ static const char *arg_str(const struct jdoc *d, int args, const char *name)
 /* event and container                                                                      */
 /* ======================================================================================== */
 
-static DWORD timeout_ms(const struct jdoc *d, int args, long long wait_ms)
+static DWORD timeout_ms(const struct jsonl_request *q)
 {
-    const char *t = arg_str(d, args, "timeout");
+    const char *t = arg_str(q, "timeout");
     if (strcmp(t, "zero") == 0)
         return 0;
     if (strcmp(t, "infinite") == 0)
         return INFINITE;
-    return (DWORD)(wait_ms > 0 ? wait_ms : 50);
+    return (DWORD)(q->wait_ms > 0 ? q->wait_ms : 50);
 }
 
-static struct result event_request(struct slot *s, const char *op, const struct jdoc *d, int args,
-                                   long long wait_ms)
+static struct result event_request(struct slot *s, const struct jsonl_request *q)
 {
+    const char *op = q->op;
     HRESULT hr;
     if (strcmp(op, "CoCreateInstance") == 0) {
         if (s->sync)
-            return error("CoCreateInstance: the slot already holds an object");
-        const char *clsid = arg_str(d, args, "clsid");
+            return result_error("CoCreateInstance: the slot already holds an object");
+        const char *clsid = arg_str(q, "clsid");
         const CLSID *which = strcmp(clsid, "StdEvent") == 0 ? &CLSID_StdEvent_
                              : strcmp(clsid, "ManualResetEvent") == 0 ? &CLSID_ManualResetEvent_
                              : NULL;
         if (!which)
-            return error("CoCreateInstance: clsid must be ManualResetEvent or StdEvent");
+            return result_error("CoCreateInstance: clsid must be ManualResetEvent or StdEvent");
         hr = CoCreateInstance(which, NULL, CLSCTX_INPROC_SERVER, &IID_ISynchronize,
                               (void **)&s->sync);
         if (FAILED(hr))
             s->sync = NULL;
-        return code((uint32_t)hr);
+        return result_code((uint32_t)hr);
     }
     if (!s->sync)
-        return error("the event has not been created (CoCreateInstance failed or was not sent)");
+        return result_error("the event has not been created (CoCreateInstance failed or was not "
+                            "sent)");
     if (strcmp(op, "Signal") == 0)
-        return code((uint32_t)ISynchronize_Signal(s->sync));
+        return result_code((uint32_t)ISynchronize_Signal(s->sync));
     if (strcmp(op, "Reset") == 0)
-        return code((uint32_t)ISynchronize_Reset(s->sync));
+        return result_code((uint32_t)ISynchronize_Reset(s->sync));
     if (strcmp(op, "Wait") == 0)
-        return code((uint32_t)ISynchronize_Wait(s->sync, 0, timeout_ms(d, args, wait_ms)));
+        return result_code((uint32_t)ISynchronize_Wait(s->sync, 0, timeout_ms(q)));
     if (strcmp(op, "GetHandle") == 0) {
         ISynchronizeHandle *sh = NULL;
         HANDLE handle = NULL;
         hr = ISynchronize_QueryInterface(s->sync, &IID_ISynchronizeHandle, (void **)&sh);
         if (FAILED(hr))
-            return code((uint32_t)hr);
+            return result_code((uint32_t)hr);
         hr = ISynchronizeHandle_GetHandle(sh, &handle);
         ISynchronizeHandle_Release(sh);
-        struct result r = code((uint32_t)hr);
+        struct result r = result_code((uint32_t)hr);
         if (SUCCEEDED(hr))
-            output(&r, "nonnull", 1, handle != NULL, NULL);
+            output_bool(&r, "nonnull", handle != NULL);
         return r;
     }
     if (strcmp(op, "SetEventHandle") == 0) {
         ISynchronizeEvent *se = NULL;
         hr = ISynchronize_QueryInterface(s->sync, &IID_ISynchronizeEvent, (void **)&se);
         if (FAILED(hr))
-            return code((uint32_t)hr); /* Wine 8.0: E_NOINTERFACE */
+            return result_code((uint32_t)hr); /* Wine 8.0: E_NOINTERFACE */
         HANDLE fresh = CreateEventW(NULL, TRUE, FALSE, NULL);
         hr = ISynchronizeEvent_SetEventHandle(se, &fresh);
         ISynchronizeEvent_Release(se);
-        return code((uint32_t)hr);
+        return result_code((uint32_t)hr);
     }
-    return error("the event machine has no such operation in this adapter");
+    return result_error("the event machine has no such operation in this adapter");
 }
 
 static struct result container_request(struct slot *s, const char *op)
 {
     if (strcmp(op, "CoCreateInstance") == 0) {
         if (s->container)
-            return error("CoCreateInstance: the slot already holds a container");
+            return result_error("CoCreateInstance: the slot already holds a container");
         HRESULT hr = CoCreateInstance(&CLSID_SynchronizeContainer_, NULL, CLSCTX_INPROC_SERVER,
                                       &IID_ISynchronizeContainer, (void **)&s->container);
         if (FAILED(hr))
             s->container = NULL;
-        return code((uint32_t)hr);
+        return result_code((uint32_t)hr);
     }
     if (!s->container)
-        return error("the container has not been created (CoCreateInstance failed or was not "
-                     "sent)");
+        return result_error("the container has not been created (CoCreateInstance failed or was "
+                            "not sent)");
     /* Wine 8.0 has no CLSID_SynchronizeContainer, so nothing beyond creation is reached. */
-    return not_applicable("this adapter drives ISynchronizeContainer only as far as "
-                          "CoCreateInstance; the runtime it was written against has none");
+    return result_not_applicable("this adapter drives ISynchronizeContainer only as far as "
+                                 "CoCreateInstance; the runtime it was written against has "
+                                 "none");
 }
 
 /* ======================================================================================== */
@@ -1007,11 +555,11 @@ static void forget_earlier_notifications(struct client_call *c)
     ResetEvent(c->arrived);
 }
 
-static struct result rpc_initialize(struct slot *s, const struct jdoc *d, int args)
+static struct result rpc_initialize(struct slot *s, const struct jsonl_request *q)
 {
-    const char *size = arg_str(d, args, "size");
+    const char *size = arg_str(q, "size");
     if (!s->client && !(s->client = client_new()))
-        return error("out of memory");
+        return result_error("out of memory");
     forget_earlier_notifications(s->client);
     RPC_ASYNC_STATE *a = &s->client->async;
     void *user = (void *)(ULONG_PTR)0x5eed;  /* the application's own value: must be kept */
@@ -1022,25 +570,25 @@ static struct result rpc_initialize(struct slot *s, const struct jdoc *d, int ar
     else if (strcmp(size, "larger") == 0)
         bytes += 1;
     RPC_STATUS status = RpcAsyncInitializeHandle(a, bytes);
-    struct result r = code((uint32_t)status);
+    struct result r = result_code((uint32_t)status);
     if (status != RPC_S_OK)
         return r;
     s->initialised = 1;
     s->client->has_call = 0;
-    output(&r, "Signature", 0, (long long)a->Signature, NULL);
+    output_int(&r, "Signature", (long long)a->Signature);
     if (a->Size == sizeof(RPC_ASYNC_STATE))
-        output(&r, "Size", 2, 0, "sizeof(RPC_ASYNC_STATE)");
+        output_text(&r, "Size", "sizeof(RPC_ASYNC_STATE)");
     else
-        output(&r, "Size", 0, (long long)a->Size, NULL);
-    output(&r, "Lock", 0, a->Lock, NULL);
-    output(&r, "Flags", 0, (long long)a->Flags, NULL);
-    output(&r, "StubInfo", 0, a->StubInfo != NULL, NULL);
-    output(&r, "RuntimeInfo", 0, a->RuntimeInfo != NULL, NULL);
+        output_int(&r, "Size", (long long)a->Size);
+    output_int(&r, "Lock", a->Lock);
+    output_int(&r, "Flags", (long long)a->Flags);
+    output_int(&r, "StubInfo", a->StubInfo != NULL);
+    output_int(&r, "RuntimeInfo", a->RuntimeInfo != NULL);
     long long reserved = 0;
     for (int i = 0; i < 4 && !reserved; i++)
         reserved = a->Reserved[i];
-    output(&r, "Reserved", 0, reserved, NULL);
-    output(&r, "UserInfo_kept", 1, a->UserInfo == user, NULL);
+    output_int(&r, "Reserved", reserved);
+    output_bool(&r, "UserInfo_kept", a->UserInfo == user);
     return r;
 }
 
@@ -1056,26 +604,27 @@ static void client_close_resources(struct client_call *c)
     }
 }
 
-static struct result rpc_async_call(struct slot *s, const struct jdoc *d, int args)
+static struct result rpc_async_call(struct slot *s, const struct jsonl_request *q)
 {
     struct client_call *c = s->client;
-    const char *notify = arg_str(d, args, "notify"), *binding = arg_str(d, args, "binding");
+    const char *notify = arg_str(q, "notify"), *binding = arg_str(q, "binding");
     if (!c)
-        return error("AsyncCall: the handle was never initialised");
+        return result_error("AsyncCall: the handle was never initialised");
     if (c->completer)
-        return error("AsyncCall: a previous RpcAsyncCompleteCall on this handle has not returned");
+        return result_error("AsyncCall: a previous RpcAsyncCompleteCall on this handle has not "
+                            "returned");
     RPC_STATUS status = server_start();
     if (status != RPC_S_OK) {
         snprintf(message_buf, sizeof message_buf, "AsyncCall: the in-process RPC server did not "
                  "start over ncalrpc (status %lu)", (unsigned long)status);
-        return error(message_buf);
+        return result_error(message_buf);
     }
     client_close_resources(c);
     if (c->binding)
         RpcBindingFree(&c->binding);
     status = bind_to(strcmp(binding, "bad") == 0 ? bad_endpoint : endpoint, &c->binding);
     if (status != RPC_S_OK)
-        return code((uint32_t)status);
+        return result_code((uint32_t)status);
     RPC_ASYNC_STATE *a = &c->async;
     forget_earlier_notifications(c);
     if (strcmp(notify, "None") == 0) {
@@ -1098,17 +647,18 @@ static struct result rpc_async_call(struct slot *s, const struct jdoc *d, int ar
         a->NotificationType = RpcNotificationTypeCallback;
         a->u.NotificationRoutine = notification_routine;
     } else {
-        return not_applicable("this adapter offers notification by None, Event, Apc and Callback");
+        return result_not_applicable("this adapter offers notification by None, Event, Apc and "
+                                     "Callback");
     }
     struct server_call *call = call_new();
     if (!call)
-        return error("out of memory");
+        return result_error("out of memory");
     long result = TestProc_async(a, c->binding, call->id);
     if (result != 0) /* the stub raised: no call, nothing to complete */
-        return code((uint32_t)result);
+        return result_code((uint32_t)result);
     c->has_call = 1;
     s->server = call;
-    return code(RPC_S_OK);
+    return result_code(RPC_S_OK);
 }
 
 static DWORD WINAPI completer_main(void *arg)
@@ -1126,8 +676,8 @@ static DWORD WINAPI completer_main(void *arg)
  * with the output `raised`. */
 static struct result raised(DWORD exception)
 {
-    struct result r = code((uint32_t)exception);
-    output(&r, "raised", 1, 1, NULL);
+    struct result r = result_code((uint32_t)exception);
+    output_bool(&r, "raised", 1);
     return r;
 }
 
@@ -1135,11 +685,11 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
 {
     struct client_call *c = s->client;
     if (!c)
-        return error("RpcAsyncCompleteCall: the handle was never initialised");
+        return result_error("RpcAsyncCompleteCall: the handle was never initialised");
     if (c->completer) {
         if (WaitForSingleObject(c->completer, 0) != WAIT_OBJECT_0)
-            return error("RpcAsyncCompleteCall: an earlier RpcAsyncCompleteCall on this handle "
-                         "is still blocked");
+            return result_error("RpcAsyncCompleteCall: an earlier RpcAsyncCompleteCall on this "
+                                "handle is still blocked");
         CloseHandle(c->completer); /* it returned late; this is a new call */
         c->completer = NULL;
     }
@@ -1148,7 +698,7 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
                         "carries no call\n");
     c->completer = CreateThread(NULL, 0, completer_main, c, 0, NULL);
     if (!c->completer)
-        return error("RpcAsyncCompleteCall: cannot start a thread to call it on");
+        return result_error("RpcAsyncCompleteCall: cannot start a thread to call it on");
     DWORD limit = (DWORD)(wait_ms > 0 ? wait_ms : 0) + COMPLETE_GRACE_MS;
     if (WaitForSingleObject(c->completer, limit) != WAIT_OBJECT_0) {
         /* Still blocked: leave the thread (it ends when the call does, at session close) and
@@ -1156,9 +706,9 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         fprintf(stderr, "callgate-wine-adapter: RpcAsyncCompleteCall did not return within %lu "
                         "ms; reported as WAIT_TIMEOUT (258) with returned=false\n",
                 (unsigned long)limit);
-        struct result r = code(WAIT_TIMEOUT);
-        output(&r, "returned", 1, 0, NULL);
-        output(&r, "waited_ms", 0, (long long)limit, NULL);
+        struct result r = result_code(WAIT_TIMEOUT);
+        output_bool(&r, "returned", 0);
+        output_int(&r, "waited_ms", (long long)limit);
         return r;
     }
     CloseHandle(c->completer);
@@ -1168,7 +718,7 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         return raised((DWORD)c->complete_guard.exception);
     }
     uint32_t status = c->complete_status;
-    struct result r = code(status);
+    struct result r = result_code(status);
     if (!c->has_call || status == 997)
         return r;
     int open = 1;
@@ -1177,9 +727,9 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         open = 0;
     if (c->thread && !GetHandleInformation(c->thread, &flags))
         open = 0;
-    output(&r, "resources_open", 1, open, NULL);
+    output_bool(&r, "resources_open", open);
     if (status == RPC_S_OK)
-        output(&r, "reply", 0, (long)c->reply, NULL);
+        output_int(&r, "reply", (long)c->reply);
     client_close_resources(c); /* final: the client closes what it supplied */
     c->has_call = 0;
     c->owed = c->notify == N_APC || c->notify == N_CALLBACK;
@@ -1191,18 +741,18 @@ static struct result rpc_wait_notification(struct slot *s, long long wait_ms)
     struct client_call *c = s->client;
     DWORD ms = (DWORD)(wait_ms > 0 ? wait_ms : 50);
     if (!c)
-        return count(0);
+        return result_count(0);
     switch (c->notify) {
     case N_EVENT:
         if (!c->event || WaitForSingleObject(c->event, ms) != WAIT_OBJECT_0)
-            return count(0);
+            return result_count(0);
         c->taken++;
         break;
     case N_CALLBACK:
         if (c->notes <= c->taken && WaitForSingleObject(c->arrived, ms) != WAIT_OBJECT_0)
-            return count(0);
+            return result_count(0);
         if (c->notes <= c->taken)
-            return count(0);
+            return result_count(0);
         c->taken = c->notes;
         break;
     case N_APC: {
@@ -1211,33 +761,33 @@ static struct result rpc_wait_notification(struct slot *s, long long wait_ms)
         while (c->notes <= c->taken && GetTickCount() - start < ms)
             SleepEx(ms - (GetTickCount() - start), TRUE);
         if (c->notes <= c->taken)
-            return count(0);
+            return result_count(0);
         c->taken = c->notes;
         break;
     }
     default:
-        return count(0); /* None: nothing is delivered; the client polls */
+        return result_count(0); /* None: nothing is delivered; the client polls */
     }
-    struct result r = count(1);
-    output(&r, "Event", 0, c->notify == N_EVENT ? RpcCallComplete : c->last_event, NULL);
+    struct result r = result_count(1);
+    output_int(&r, "Event", c->notify == N_EVENT ? RpcCallComplete : c->last_event);
     return r;
 }
 
-static struct result rpc_invalid_handle(const struct jdoc *d, int args)
+static struct result rpc_invalid_handle(const struct jsonl_request *q)
 {
     static RPC_ASYNC_STATE zeroed; /* a handle nobody initialised */
     LONG_PTR reply = 0;
-    const char *api = arg_str(d, args, "api");
+    const char *api = arg_str(q, "api");
     memset(&zeroed, 0, sizeof zeroed);
     if (strcmp(api, "RpcAsyncGetCallStatus") == 0)
-        return code((uint32_t)RpcAsyncGetCallStatus(&zeroed));
+        return result_code((uint32_t)RpcAsyncGetCallStatus(&zeroed));
     if (strcmp(api, "RpcAsyncCompleteCall") == 0)
-        return code((uint32_t)RpcAsyncCompleteCall(&zeroed, &reply));
+        return result_code((uint32_t)RpcAsyncCompleteCall(&zeroed, &reply));
     if (strcmp(api, "RpcAsyncCancelCall") == 0)
-        return code((uint32_t)RpcAsyncCancelCall(&zeroed, TRUE));
+        return result_code((uint32_t)RpcAsyncCancelCall(&zeroed, TRUE));
     if (strcmp(api, "RpcAsyncAbortCall") == 0)
-        return code((uint32_t)RpcAsyncAbortCall(&zeroed, ERROR_ACCESS_DENIED));
-    return error("invalid_handle: api must name one of the four functions");
+        return result_code((uint32_t)RpcAsyncAbortCall(&zeroed, ERROR_ACCESS_DENIED));
+    return result_error("invalid_handle: api must name one of the four functions");
 }
 
 /* A server_* command, carried out by the manager routine; answered when it has happened. */
@@ -1245,11 +795,11 @@ static struct result server_command(struct slot *s, enum command command, long a
 {
     struct server_call *c = s->server;
     if (!c || c->gone)
-        return error("the test server holds no call for this handle");
+        return result_error("the test server holds no call for this handle");
     if (WaitForSingleObject(c->arrived, ARRIVAL_MS) != WAIT_OBJECT_0) {
         snprintf(message_buf, sizeof message_buf, "the asynchronous call did not reach the "
                  "manager routine within %d ms", ARRIVAL_MS);
-        return error(message_buf);
+        return result_error(message_buf);
     }
     c->command = command;
     c->argument = argument;
@@ -1257,7 +807,7 @@ static struct result server_command(struct slot *s, enum command command, long a
     if (WaitForSingleObject(c->done, COMMAND_MS) != WAIT_OBJECT_0) {
         snprintf(message_buf, sizeof message_buf, "the manager routine did not carry out the "
                  "command within %d ms", COMMAND_MS);
-        return error(message_buf);
+        return result_error(message_buf);
     }
     if (c->exception) {
         /* The runtime raised instead of returning (0x80000100: Wine's unimplemented function);
@@ -1266,7 +816,7 @@ static struct result server_command(struct slot *s, enum command command, long a
                         "manager routine\n", (unsigned long)(ULONG)c->exception);
         return raised((DWORD)c->exception);
     }
-    return code(c->status);
+    return result_code(c->status);
 }
 
 struct idle_test {
@@ -1283,45 +833,45 @@ static DWORD WINAPI idle_test_cancel(void *arg)
     return 0;
 }
 
-static struct result rpc_request(struct slot *s, const char *op, const struct jdoc *d, int args,
-                                 long long wait_ms)
+static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
 {
+    const char *op = q->op;
     if (strcmp(op, "RpcAsyncInitializeHandle") == 0)
-        return rpc_initialize(s, d, args);
+        return rpc_initialize(s, q);
     if (strcmp(op, "AsyncCall") == 0)
-        return rpc_async_call(s, d, args);
+        return rpc_async_call(s, q);
     if (strcmp(op, "RpcAsyncGetCallStatus") == 0)
-        return s->client ? code((uint32_t)RpcAsyncGetCallStatus(&s->client->async))
-                         : error("the handle was never initialised");
+        return s->client ? result_code((uint32_t)RpcAsyncGetCallStatus(&s->client->async))
+                         : result_error("the handle was never initialised");
     if (strcmp(op, "RpcAsyncCompleteCall") == 0)
-        return rpc_complete(s, wait_ms);
+        return rpc_complete(s, q->wait_ms);
     if (strcmp(op, "RpcAsyncCancelCall") == 0)
-        return s->client ? code((uint32_t)RpcAsyncCancelCall(&s->client->async,
-                                                             jget_bool(d, args, "abort", 0)))
-                         : error("the handle was never initialised");
+        return s->client ? result_code((uint32_t)RpcAsyncCancelCall(&s->client->async,
+                                                             jarg_bool(q, "abort", 0)))
+                         : result_error("the handle was never initialised");
     if (strcmp(op, "wait_notification") == 0)
-        return rpc_wait_notification(s, wait_ms);
+        return rpc_wait_notification(s, q->wait_ms);
     if (strcmp(op, "invalid_handle") == 0)
-        return rpc_invalid_handle(d, args);
+        return rpc_invalid_handle(q);
     if (strcmp(op, "sync_call") == 0) {
         RPC_BINDING_HANDLE b = NULL;
         RPC_STATUS status = server_start();
         if (status == RPC_S_OK)
             status = bind_to(endpoint, &b);
         if (status != RPC_S_OK)
-            return code((uint32_t)status);
-        long reply = SyncProc(b, (long)jget_int(d, args, "reply", 1));
+            return result_code((uint32_t)status);
+        long reply = SyncProc(b, (long)jarg_int(q, "reply", 1));
         RpcBindingFree(&b);
-        struct result r = code(RPC_S_OK);
-        output(&r, "reply", 0, reply, NULL);
+        struct result r = result_code(RPC_S_OK);
+        output_int(&r, "reply", reply);
         return r;
     }
     if (strcmp(op, "server_complete") == 0)
-        return server_command(s, CMD_COMPLETE, (long)jget_int(d, args, "reply", 1));
+        return server_command(s, CMD_COMPLETE, (long)jarg_int(q, "reply", 1));
     if (strcmp(op, "server_abort") == 0)
-        return server_command(s, CMD_ABORT, (long)jget_int(d, args, "code", 5));
+        return server_command(s, CMD_ABORT, (long)jarg_int(q, "code", 5));
     if (strcmp(op, "server_raise") == 0)
-        return server_command(s, CMD_RAISE, (long)jget_int(d, args, "code", 5));
+        return server_command(s, CMD_RAISE, (long)jarg_int(q, "code", 5));
     if (strcmp(op, "server_test_cancel") == 0)
         return server_command(s, CMD_TEST_CANCEL, 0);
     if (strcmp(op, "server_test_cancel_idle") == 0) {
@@ -1331,22 +881,22 @@ static struct result rpc_request(struct slot *s, const char *op, const struct jd
                         "that processes no call\n");
         HANDLE t = CreateThread(NULL, 0, idle_test_cancel, &test, 0, NULL);
         if (!t)
-            return error("cannot start a thread");
+            return result_error("cannot start a thread");
         if (WaitForSingleObject(t, COMMAND_MS) != WAIT_OBJECT_0)
-            return error("RpcServerTestCancel(NULL) on an idle thread did not return");
+            return result_error("RpcServerTestCancel(NULL) on an idle thread did not return");
         CloseHandle(t);
         if (test.guard.exception)
             return raised((DWORD)test.guard.exception);
-        return code((uint32_t)test.status);
+        return result_code((uint32_t)test.status);
     }
     if (strcmp(op, "server_handle_live") == 0) {
         /* A call just made may not have reached the manager routine yet: wait until it has. */
         if (s->server && !s->server->gone)
             WaitForSingleObject(s->server->arrived, ARRIVAL_MS);
         int live = s->server && s->server->held;
-        return count(live ? 1 : 0);
+        return result_count(live ? 1 : 0);
     }
-    return error("the rpc_call machine has no such operation in this adapter");
+    return result_error("the rpc_call machine has no such operation in this adapter");
 }
 
 /* ======================================================================================== */
@@ -1436,108 +986,58 @@ static void probe_call_factory(void)
 }
 
 /* ======================================================================================== */
-/* The protocol.                                                                            */
+/* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
 /* ======================================================================================== */
 
-static void session_free(struct session *session)
+/* Make a slot for the open message: event, container or rpc_call. */
+static struct result open_slot(const char *machine, const struct jdoc *d, int config, void **slot)
 {
-    for (int i = 0; i < session->nslots; i++) {
-        struct slot *s = &session->slots[i];
-        if (s->server && !s->server->gone && s->server->held) {
-            s->server->command = CMD_LET_GO; /* let the held call go */
-            SetEvent(s->server->command_set);
-            WaitForSingleObject(s->server->done, 1000);
-        }
-        if (s->client && s->client->completer)
-            WaitForSingleObject(s->client->completer, 1000);
-        if (s->sync)
-            ISynchronize_Release(s->sync);
-        if (s->container)
-            ISynchronizeContainer_Release(s->container);
-        /* client_call and server_call stay allocated: runtime threads may still touch them */
-    }
-    free(session);
+    (void)d; /* no machine here takes a configuration */
+    (void)config;
+    enum machine m;
+    if (strcmp(machine, "event") == 0)
+        m = M_EVENT;
+    else if (strcmp(machine, "container") == 0)
+        m = M_CONTAINER;
+    else if (strcmp(machine, "rpc_call") == 0)
+        m = M_RPC;
+    else
+        return result_not_applicable("COM call objects cannot be created here: a standard "
+                                     "proxy has no ICallFactory (see the handshake notes)");
+    struct slot *s = calloc(1, sizeof *s);
+    if (!s)
+        return result_error("out of memory");
+    s->machine = m;
+    *slot = s;
+    return result_ok();
 }
 
-static struct result open_session(const struct jdoc *d, int root, long long id)
+static struct result perform(void *slot, const struct jsonl_request *q)
 {
-    int slots = jget(d, root, "slots");
-    if (slots < 0 || d->node[slots].type != J_ARR)
-        return error("open needs an array of slots");
-    if (find_session(id))
-        return error("this session is already open");
-    int free_index = -1;
-    for (int i = 0; i < MAX_SESSIONS && free_index < 0; i++)
-        if (!sessions[i])
-            free_index = i;
-    if (free_index < 0)
-        return error("too many sessions open at once");
-    struct session *session = calloc(1, sizeof *session);
-    if (!session)
-        return error("out of memory");
-    session->id = id;
-    for (int i = d->node[slots].child; i >= 0; i = d->node[i].next) {
-        const char *name = jget_str(d, i, "name"), *machine = jget_str(d, i, "machine");
-        if (!name || !machine || strlen(name) >= NAME_BYTES) {
-            session_free(session);
-            return error("each slot needs a name (up to 64 characters) and a machine");
-        }
-        if (session->nslots == MAX_SLOTS) {
-            session_free(session);
-            return error("too many slots in one session");
-        }
-        struct slot *s = &session->slots[session->nslots];
-        snprintf(s->name, sizeof s->name, "%s", name);
-        if (strcmp(machine, "event") == 0) {
-            s->machine = M_EVENT;
-        } else if (strcmp(machine, "container") == 0) {
-            s->machine = M_CONTAINER;
-        } else if (strcmp(machine, "rpc_call") == 0) {
-            s->machine = M_RPC;
-        } else {
-            session_free(session);
-            return not_applicable("COM call objects cannot be created here: a standard proxy "
-                                  "has no ICallFactory (see the handshake notes)");
-        }
-        session->nslots++;
-    }
-    sessions[free_index] = session;
-    return ok();
+    struct slot *s = slot;
+    if (s->machine == M_EVENT)
+        return event_request(s, q);
+    if (s->machine == M_CONTAINER)
+        return container_request(s, q->op);
+    return rpc_request(s, q);
 }
 
-static struct result close_session(long long id)
+static void close_slot(void *slot)
 {
-    for (int i = 0; i < MAX_SESSIONS; i++) {
-        if (sessions[i] && sessions[i]->id == id) {
-            session_free(sessions[i]);
-            sessions[i] = NULL;
-            return ok();
-        }
+    struct slot *s = slot;
+    if (s->server && !s->server->gone && s->server->held) {
+        s->server->command = CMD_LET_GO; /* let the held call go */
+        SetEvent(s->server->command_set);
+        WaitForSingleObject(s->server->done, 1000);
     }
-    return error("no open session with this id");
-}
-
-static struct result perform(const struct jdoc *d, int root)
-{
-    struct session *session = find_session(jget_int(d, root, "session", -1));
-    const char *slot_name = jget_str(d, root, "slot"), *op = jget_str(d, root, "op");
-    int args = jget(d, root, "args");
-    long long wait_ms = jget_int(d, root, "wait_ms", 0);
-    if (!session)
-        return error("no open session with this id");
-    if (!slot_name || !op || args < 0 || d->node[args].type != J_OBJ)
-        return error("a request needs slot, op and args");
-    for (int i = 0; i < session->nslots; i++) {
-        struct slot *s = &session->slots[i];
-        if (strcmp(s->name, slot_name) != 0)
-            continue;
-        if (s->machine == M_EVENT)
-            return event_request(s, op, d, args, wait_ms);
-        if (s->machine == M_CONTAINER)
-            return container_request(s, op);
-        return rpc_request(s, op, d, args, wait_ms);
-    }
-    return error("no slot of this name in the session");
+    if (s->client && s->client->completer)
+        WaitForSingleObject(s->client->completer, 1000);
+    if (s->sync)
+        ISynchronize_Release(s->sync);
+    if (s->container)
+        ISynchronizeContainer_Release(s->container);
+    /* client_call and server_call stay allocated: runtime threads may still touch them */
+    free(s);
 }
 
 static void write_handshake(void)
@@ -1551,14 +1051,15 @@ static void write_handshake(void)
               : NULL;
     if (wine_get_version)
         snprintf(version, sizeof version, "%s", wine_get_version());
-    o.len = 0;
-    o.overflow = 0;
-    out_raw(&o, "{\"type\":\"handshake\",\"protocol\":1,\"implementation\":");
-    out_str(&o, wine_get_version ? "wine" : "windows");
-    out_raw(&o, ",\"version\":");
-    out_str(&o, version);
+    jout_reset(&o);
+    jout_raw(&o, "{\"type\":\"handshake\",\"protocol\":");
+    jout_int(&o, JSONL_PROTOCOL);
+    jout_raw(&o, ",\"implementation\":");
+    jout_str(&o, wine_get_version ? "wine" : "windows");
+    jout_raw(&o, ",\"version\":");
+    jout_str(&o, version);
     /* What this adapter drives. Ioc and Hwnd notification, and COM call objects, are left out. */
-    out_raw(&o, ",\"features\":[\"sync.event\",\"sync.manual_reset_event\",\"sync.std_event\","
+    jout_raw(&o, ",\"features\":[\"sync.event\",\"sync.manual_reset_event\",\"sync.std_event\","
                 "\"sync.handle\",\"sync.set_event_handle\",\"sync.container\","
                 "\"rpc.handle\",\"rpc.call\",\"rpc.cancel\",\"rpc.abort\",\"rpc.raise\","
                 "\"rpc.server_test_cancel\",\"rpc.observe_server_handle\","
@@ -1567,86 +1068,19 @@ static void write_handshake(void)
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
      * RPC_S_INVALID_ASYNC_HANDLE. */
-    out_raw(&o, ",\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
+    jout_raw(&o, ",\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
                 "\"new_event_state\":\"nonsignaled\","
                 "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\"}");
-    out_raw(&o, ",\"notes\":");
-    out_str(&o, probe_notes);
-    out_raw(&o, "}");
-    write_line(&o);
+    jout_raw(&o, ",\"notes\":");
+    jout_str(&o, probe_notes);
+    jout_raw(&o, "}");
+    jout_line(&o);
 }
-
-static void write_response(long long id, const struct result *r)
-{
-    static struct jout o;
-    o.len = 0;
-    o.overflow = 0;
-    out_raw(&o, "{\"type\":\"response\",\"id\":");
-    out_int(&o, id);
-    if (r->status == ST_OK) {
-        out_raw(&o, ",\"status\":\"ok\"");
-        if (r->has_code) {
-            out_raw(&o, ",\"code\":");
-            out_int(&o, (long long)r->code); /* unsigned 32-bit, in decimal */
-            const char *name = r->not_a_status ? NULL : code_name(r->code);
-            if (name) {
-                out_raw(&o, ",\"name\":");
-                out_str(&o, name);
-            }
-        }
-        if (r->noutputs) {
-            out_raw(&o, ",\"outputs\":{");
-            for (int i = 0; i < r->noutputs; i++) {
-                if (i)
-                    out_raw(&o, ",");
-                out_str(&o, r->outputs[i].name);
-                out_raw(&o, ":");
-                if (r->outputs[i].kind == 1)
-                    out_raw(&o, r->outputs[i].value ? "true" : "false");
-                else if (r->outputs[i].kind == 2)
-                    out_str(&o, r->outputs[i].text);
-                else
-                    out_int(&o, r->outputs[i].value);
-            }
-            out_raw(&o, "}");
-        }
-    } else {
-        out_raw(&o, r->status == ST_ERROR ? ",\"status\":\"error\""
-                                          : ",\"status\":\"not_applicable\"");
-        out_raw(&o, ",\"message\":");
-        out_str(&o, r->message);
-    }
-    out_raw(&o, "}");
-    write_line(&o);
-}
-
-static int read_line(char *buf, size_t cap, size_t *len)
-{
-    size_t n = 0;
-    int c, overlong = 0;
-    while ((c = getchar()) != EOF && c != '\n') {
-        if (n + 1 < cap)
-            buf[n++] = (char)c;
-        else
-            overlong = 1;
-    }
-    if (c == EOF && n == 0 && !overlong)
-        return -1;
-    if (n && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
-    *len = n;
-    return overlong;
-}
-
-static struct jdoc doc;
-static char line[LINE_MAX_BYTES + 1];
 
 int main(int argc, char **argv)
 {
-    _setmode(_fileno(stdout), _O_BINARY); /* lines end in \n, not \r\n */
+    _setmode(_fileno(stdout), _O_BINARY); /* lines end in \n, not \r\n, from --probe too */
     _setmode(_fileno(stdin), _O_BINARY);
-    InitializeCriticalSection(&write_lock);
     InitializeCriticalSection(&calls_lock);
     HRESULT hr = CoInitializeEx(NULL, COINIT_MULTITHREADED);
     if (FAILED(hr)) {
@@ -1662,45 +1096,14 @@ int main(int argc, char **argv)
         printf("%s\n", probe_notes);
         return 0;
     }
-    size_t len;
-    int status;
-    while ((status = read_line(line, sizeof line, &len)) >= 0) {
-        if (status == 1) {
-            fprintf(stderr, "callgate-wine-adapter: skipped a line longer than %d bytes\n",
-                    LINE_MAX_BYTES);
-            continue;
-        }
-        if (len == 0)
-            continue;
-        int root = jparse(&doc, line);
-        const char *type = root >= 0 ? jget_str(&doc, root, "type") : NULL;
-        long long id = root >= 0 ? jget_int(&doc, root, "id", -1) : -1;
-        if (!type) {
-            fprintf(stderr, "callgate-wine-adapter: ignored a line that is not a message (%s)\n",
-                    doc.error ? doc.error : "no type");
-            continue;
-        }
-        if (strcmp(type, "hello") == 0) {
-            write_handshake();
-            continue;
-        }
-        if (strcmp(type, "shutdown") == 0)
-            break;
-        struct result r;
-        if (id < 1) {
-            fprintf(stderr, "callgate-wine-adapter: ignored a %s message without an id\n", type);
-            continue;
-        }
-        if (strcmp(type, "open") == 0)
-            r = open_session(&doc, root, jget_int(&doc, root, "session", -1));
-        else if (strcmp(type, "close") == 0)
-            r = close_session(jget_int(&doc, root, "session", -1));
-        else if (strcmp(type, "request") == 0)
-            r = perform(&doc, root);
-        else
-            r = error("unknown message type");
-        write_response(id, &r);
-    }
+    static const struct jsonl_adapter adapter = {
+        .handshake = write_handshake,
+        .open_slot = open_slot,
+        .request = perform,
+        .close_slot = close_slot,
+        .code_name = code_name,
+    };
+    jsonl_serve(&adapter);
     fflush(stdout);
     /* Held calls and blocked threads may remain: end the process without waiting for them. */
     ExitProcess(0);

@@ -1,7 +1,8 @@
 """The built-in adapter `wine`: Wine's ole32 and rpcrt4, driven by a native adapter program.
 
 `adapters/wine/callgate_wine_adapter.c` is a Windows console program (built with mingw-w64's
-`x86_64-w64-mingw32-gcc`) that speaks the JSON-lines protocol and calls the real APIs:
+`x86_64-w64-mingw32-gcc`) that speaks the JSON-lines protocol, through the example C adapter's
+`examples/c-adapter/callgate_jsonl.h`, and calls the real APIs:
 ISynchronize on CLSID_ManualResetEvent and CLSID_StdEvent, CLSID_SynchronizeContainer, and
 asynchronous RPC over ncalrpc with hand-written [async] stubs. `make_adapter()` (the factory the
 built-in name loads) finds `wine` and the built program, builds the program when the compiler is
@@ -40,6 +41,10 @@ from callgate.conformance.protocol.loading import AdapterNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "adapters" / "wine" / "callgate_wine_adapter.c"
+# The JSON-lines layer the program includes: the example C adapter's, kept there so that the
+# example stays whole for a vendor who copies it.
+INCLUDE_DIR = ROOT / "examples" / "c-adapter"
+HEADER = INCLUDE_DIR / "callgate_jsonl.h"
 BUILT = ROOT / "build" / "wine" / "callgate-wine-adapter.exe"
 COMPILER = "x86_64-w64-mingw32-gcc"
 COMPILE_FLAGS = ("-O2", "-Wall", "-Wextra", "-std=gnu11", "-static")
@@ -107,15 +112,18 @@ def _configured_program() -> Path | None:
 
 
 def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
-    """Compile the adapter with mingw-w64 when the .exe is missing or older than its source."""
-    if output.exists() and output.stat().st_mtime >= source.stat().st_mtime:
+    """Compile the adapter with mingw-w64 when the .exe is missing or older than its source or
+    the header it includes."""
+    newest_input = max(source.stat().st_mtime, HEADER.stat().st_mtime)
+    if output.exists() and output.stat().st_mtime >= newest_input:
         return output
     compiler = shutil.which(COMPILER)
     if compiler is None:
         raise WineUnavailable(f"cannot build the Wine adapter: {COMPILER} is not installed; "
                               f"{WHAT_TO_RUN}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    argv = [compiler, *COMPILE_FLAGS, "-o", str(output), str(source), *LIBRARIES]
+    argv = [compiler, *COMPILE_FLAGS, f"-I{INCLUDE_DIR}", "-o", str(output), str(source),
+            *LIBRARIES]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise WineUnavailable(f"building the Wine adapter failed ({' '.join(argv)}):\n"
