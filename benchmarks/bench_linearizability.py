@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from callgate.conformance.implementations.reference.adapter import PINS
-from callgate.conformance.judge.linearizability import Linearizability, Operation, check
+from callgate.conformance.judge.linearizability import HistoryOp, Linearizability, check
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Exact, Returns, State, step
 
@@ -51,7 +51,7 @@ def _code(allowed: Any) -> int:
 
 
 def history(size: int, slots: int, overlap: int, rng: random.Random
-            ) -> tuple[list[Operation], dict[str, State]]:
+            ) -> tuple[list[HistoryOp], dict[str, State]]:
     """`size` operations over `slots` events, linearizable by construction."""
     states = {f"e{i}": EVENT.make(kind="StdEvent" if i % 2 else "ManualResetEvent")
               for i in range(slots)}
@@ -66,7 +66,7 @@ def history(size: int, slots: int, overlap: int, rng: random.Random
         point = float(n)
         before = rng.uniform(0.0, overlap)
         after = rng.uniform(0.0, overlap)
-        ops.append(Operation(n, slot, f"t{n % 8}", name, args, point - before, point + after,
+        ops.append(HistoryOp(n, slot, f"t{n % 8}", name, args, point - before, point + after,
                              _code(allowed)))
     return ops, initial
 

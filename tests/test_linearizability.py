@@ -6,8 +6,8 @@ import pytest
 
 from callgate.conformance.implementations.reference.adapter import PINS
 from callgate.conformance.judge.linearizability import (
+    HistoryOp,
     Linearizability,
-    Operation,
     check,
     check_slot,
     cut_history,
@@ -26,11 +26,11 @@ FINITE: Args = (("timeout", "finite"),)
 
 
 def op(id: int, thread: str, name: str, invoked: float, returned: float | None,
-       code: int | None, slot: str = "c0", args: Args = (), **extra: object) -> Operation:
-    return Operation(id, slot, thread, name, args, invoked, returned, code, **extra)  # type: ignore[arg-type]
+       code: int | None, slot: str = "c0", args: Args = (), **extra: object) -> HistoryOp:
+    return HistoryOp(id, slot, thread, name, args, invoked, returned, code, **extra)  # type: ignore[arg-type]
 
 
-def verdict_of(ops: list[Operation], initial: State = IDLE, machine: Machine = COM
+def verdict_of(ops: list[HistoryOp], initial: State = IDLE, machine: Machine = COM
                ) -> Linearizability:
     return check_slot(machine, ops, [initial], PINS).verdict
 

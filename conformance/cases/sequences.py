@@ -81,27 +81,6 @@ class Plan:
     def totals(self) -> dict[str, int]:
         return {name: len(m.graph.transitions) for name, m in self.machines.items()}
 
-    def sweep_cases(self, uncovered: set[str], limit: int) -> list[Case]:
-        """One short case per transition still uncovered after the tour (at most `limit`): the
-        shortest path to its state, then the transition."""
-        cases: list[Case] = []
-        for plan in self.machines.values():
-            for key in sorted(uncovered & plan.transitions):
-                if len(cases) >= limit:
-                    return cases
-                state, action = plan.by_key[key]
-                try:
-                    path = explorer.shortest_path(plan.graph, plan.initial, state)
-                except ModelError:
-                    continue
-                start = _state(path[0].source) if path else state
-                steps = [Action(SLOT, e.op, e.args) for e in path] + [action]
-                sources = [_state(e.source) for e in path] + [state]
-                cases.append(_case(plan.machine, start, steps, f"{plan.machine.name}-sweep-"
-                                   f"{len(cases):03d}", self.capabilities,
-                                   "a transition the tour did not reach", plan.graph, sources))
-        return cases
-
     def shortest_case(self, case: Case, failed: CaseResult) -> Case | None:
         """The shortest path from an initial state to the state where `failed` went wrong,
         followed by the failing action; None if the case is not one of this plan's."""

@@ -21,6 +21,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, precondition, rule
 
+from callgate.conformance.cases.slots import slots_named
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase
 from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, StepRecord, Verdict
@@ -80,19 +81,14 @@ def build_machine(runner: CaseRunner, slots: Sequence[SlotSpec],
     return CallgateMachine
 
 
+# The objects a stateful example holds, by slot name (see `callgate.conformance.cases.slots`):
+# two call objects, so two calls can be in flight at once, and one object of each other kind.
+STATEFUL_SLOTS = ("c0", "c1", "e0", "k0", "r0")
+
+
 def default_slots(features: frozenset[str]) -> list[SlotSpec]:
-    """The objects a stateful example uses: one of each kind the adapter supports."""
-    slots = []
-    if "com.call" in features:
-        slots.append(SlotSpec("c0", "com_call", {"factory": True, "cancellable": True}))
-        slots.append(SlotSpec("c1", "com_call", {"factory": True, "cancellable": True}))
-    if "sync.event" in features:
-        slots.append(SlotSpec("e0", "event", {}))
-    if "sync.container" in features:
-        slots.append(SlotSpec("k0", "container", {}))
-    if "rpc.handle" in features:
-        slots.append(SlotSpec("r0", "rpc_call", {}))
-    return slots
+    """The objects a stateful example uses: `STATEFUL_SLOTS` of the kinds the adapter supports."""
+    return slots_named(STATEFUL_SLOTS, features)
 
 
 def run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,

@@ -60,7 +60,7 @@ class Linearizability(Enum):
 
 
 @dataclass(frozen=True)
-class Operation:
+class HistoryOp:
     """One operation of a concurrent history.
 
     `invoked` and `returned` are times in seconds on one clock; `returned` is None when the
@@ -116,13 +116,13 @@ class SlotVerdict:
     operations: int
     explored: int
     order: tuple[int, ...] = ()
-    counterexample: tuple[Operation, ...] = ()
-    culprit: Operation | None = None
+    counterexample: tuple[HistoryOp, ...] = ()
+    culprit: HistoryOp | None = None
     partial: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class LinearizabilityResult:
     """The verdict on a whole history: the worst of its slots' verdicts."""
 
     verdict: Linearizability
@@ -161,7 +161,7 @@ class CheckResult:
 class _Search:
     """Wing & Gong's depth-first search with memoisation, over one slot's operations."""
 
-    def __init__(self, machine: Machine, pins: Pins, ops: Sequence[Operation],
+    def __init__(self, machine: Machine, pins: Pins, ops: Sequence[HistoryOp],
                  initial: frozenset[State], budget: int) -> None:
         self.machine = machine
         self.pins = dict(pins)
@@ -181,7 +181,7 @@ class _Search:
         self.longest: tuple[int, ...] = ()
 
     @staticmethod
-    def _optional(op: Operation) -> bool:
+    def _optional(op: HistoryOp) -> bool:
         return op.unknown or op.optional
 
     def _end(self, i: int) -> float:
@@ -292,7 +292,7 @@ class _Search:
         return Linearizability.NOT_LINEARIZABLE, ()
 
 
-def check_slot(machine: Machine, ops: Sequence[Operation], initial: Iterable[State],
+def check_slot(machine: Machine, ops: Sequence[HistoryOp], initial: Iterable[State],
                pins: Pins | None = None, budget: int = DEFAULT_BUDGET,
                shrink: bool = True) -> SlotVerdict:
     """The verdict on one slot's operations, starting from the candidate states `initial`."""
@@ -312,7 +312,7 @@ def check_slot(machine: Machine, ops: Sequence[Operation], initial: Iterable[Sta
                        culprit=culprit, partial=search.longest)
 
 
-def cut_history(ops: Sequence[Operation], at: float) -> list[Operation]:
+def cut_history(ops: Sequence[HistoryOp], at: float) -> list[HistoryOp]:
     """The history as it stood at time `at`: operations invoked by then; those that had not
     returned yet become optional (they may or may not have taken effect)."""
     from dataclasses import replace
@@ -327,8 +327,8 @@ def cut_history(ops: Sequence[Operation], at: float) -> list[Operation]:
     return kept
 
 
-def shortest_cut(machine: Machine, ops: Sequence[Operation], initial: frozenset[State],
-                 pins: Pins, budget: int) -> tuple[tuple[Operation, ...], Operation | None, int]:
+def shortest_cut(machine: Machine, ops: Sequence[HistoryOp], initial: frozenset[State],
+                 pins: Pins, budget: int) -> tuple[tuple[HistoryOp, ...], HistoryOp | None, int]:
     """The shortest non-linearizable cut of a non-linearizable history, by bisection over its
     response times (a cut of a linearizable cut is linearizable, so the property is monotone).
 
@@ -354,15 +354,15 @@ def shortest_cut(machine: Machine, ops: Sequence[Operation], initial: frozenset[
     return cut, culprit, explored
 
 
-def check(ops: Sequence[Operation], machines: Mapping[str, Machine],
+def check(ops: Sequence[HistoryOp], machines: Mapping[str, Machine],
           initial: Mapping[str, Iterable[State]], pins: Pins | None = None,
-          budget: int = DEFAULT_BUDGET, shrink: bool = True) -> CheckResult:
+          budget: int = DEFAULT_BUDGET, shrink: bool = True) -> LinearizabilityResult:
     """The verdict on a history over several slots: each slot's sub-history is checked alone.
 
     `machines` and `initial` map each slot to its machine and its candidate states at the start
     of the history (after a sequential prefix, the states the tracker holds)."""
     started = time.perf_counter()
-    by_slot: dict[str, list[Operation]] = {}
+    by_slot: dict[str, list[HistoryOp]] = {}
     for op in ops:
         if op.slot not in machines:
             raise ValueError(f"operation {op.id} is on slot {op.slot!r}, which the history does "
@@ -377,5 +377,5 @@ def check(ops: Sequence[Operation], machines: Mapping[str, Machine],
         overall = Linearizability.UNKNOWN
     else:
         overall = Linearizability.LINEARIZABLE
-    return CheckResult(overall, verdicts, time.perf_counter() - started,
+    return LinearizabilityResult(overall, verdicts, time.perf_counter() - started,
                        sum(v.explored for v in verdicts))

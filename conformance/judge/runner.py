@@ -16,38 +16,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callgate.conformance.judge.execution import Executor, StepTimeout
+from callgate.conformance.judge.perform import (
+    action_features,
+    missing_features,
+    perform,
+    replay_slots,
+    request_for,
+    slot_machines,
+    step_record,
+    wait_ms,
+)
 from callgate.conformance.protocol.adapter import (
-    FINITE_WAIT_MS,
     Adapter,
     AdapterFault,
     Capabilities,
     NotApplicable,
-    Observation,
-    Request,
     Session,
     SlotSpec,
-    config_features_needed,
-    features_needed,
 )
 from callgate.conformance.results import CaseResult, StepRecord, Verdict
-from callgate.model import codes
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
     Action,
-    Allowed,
     Kind,
     Machine,
     ModelError,
-    Returns,
     State,
     Tracker,
     Value,
 )
 
-# How long wait_notification may wait when the model says a notification may arrive, and when it
-# says none may: a missing notification needs a generous wait, a duplicate only a short look.
-NOTIFY_EXPECTED_MS = 2000
-NOTIFY_ABSENT_MS = 20
 # How many times one planned case may steer back to its plan.
 MAX_BRIDGES = 200
 
@@ -82,20 +80,6 @@ def initial_state(machine: Machine, config: Mapping[str, Value]) -> State:
     return machine.make(**dict(config))
 
 
-def code_name(code: int | None, machine: str) -> str:
-    if code is None:
-        return ""
-    return codes.describe(code, MACHINES[machine].codes)
-
-
-def wait_ms(request_op: str, args: Mapping[str, Value], allowed: Sequence[Allowed]) -> int:
-    """How long an operation that waits may wait, from what the model expects of it."""
-    if request_op == "wait_notification":
-        may_arrive = any(isinstance(a.code, Returns) and a.code.value == 1 for a in allowed)
-        return NOTIFY_EXPECTED_MS if may_arrive else NOTIFY_ABSENT_MS
-    return FINITE_WAIT_MS
-
-
 @dataclass
 class CaseRunner:
     """Runs cases one at a time against one adapter."""
@@ -112,13 +96,7 @@ class CaseRunner:
         self.executor.close()
 
     def missing_features(self, case: Case) -> set[str]:
-        machines = {s.name: s.machine for s in case.slots}
-        needed: set[str] = set()
-        for slot in case.slots:
-            needed |= config_features_needed(slot.machine, slot.config)
-        for action in case.steps:
-            needed |= features_needed(machines[action.slot], action.op, dict(action.args))
-        return needed - set(self.capabilities.features)
+        return missing_features(case.slots, case.steps, self.capabilities.features)
 
     def open(self, case_id: str, slots: Sequence[SlotSpec]) -> LiveCase:
         """Open a session for `slots` and the trackers that follow it."""
@@ -195,10 +173,9 @@ class CaseRunner:
             verdict=verdict, steps=len(trace) if executed is None else executed,
             seconds=time.perf_counter() - started,
             message=message, evidence=evidence[-4000:], trace=trace if keep_trace else [],
-            covered=sorted(covered), slots={s.name: s.machine for s in case.slots},
+            covered=sorted(covered), slots=slot_machines(case.slots),
             failed_rules=list(failed_rules),
-            replay={"slots": [{"name": s.name, "machine": s.machine, "config": dict(s.config)}
-                              for s in case.slots],
+            replay={"slots": replay_slots(case.slots),
                     "steps": [{"slot": t.slot, "op": t.op, "args": dict(t.args)} for t in trace]
                     if trace else [{"slot": a.slot, "op": a.op, "args": dict(a.args)}
                                    for a in case.steps]})
@@ -212,7 +189,7 @@ class LiveCase:
         self.runner = runner
         self.case_id = case_id
         self.session = session
-        self.machines = {s.name: s.machine for s in slots}
+        self.machines = slot_machines(slots)
         self.trackers = {s.name: Tracker(MACHINES[s.machine], runner.capabilities.pins,
                                          [initial_state(MACHINES[s.machine], s.config)])
                          for s in slots}
@@ -230,7 +207,7 @@ class LiveCase:
         """DEFINED in the model now, and within the adapter's features."""
         if self.kind(action) is not Kind.DEFINED:
             return False
-        needed = features_needed(self.machines[action.slot], action.op, dict(action.args))
+        needed = action_features(self.machines[action.slot], action)
         return needed <= set(self.runner.capabilities.features)
 
     def note(self, message: str) -> None:
@@ -245,24 +222,19 @@ class LiveCase:
         allowed = tracker.expected(action.op, action.args)
         before = tracker.states
         describe_before = " | ".join(MACHINES[machine].describe(s) for s in sorted(before, key=repr))
-        request = Request(action.slot, action.op, dict(action.args),
-                          wait_ms(action.op, dict(action.args), allowed))
+        request = request_for(action, wait_ms(action.op, dict(action.args), allowed))
         t0 = time.perf_counter()
         wall0 = time.time()
         try:
-            observation = self.runner.executor.call(lambda: self.session.perform(request))
-            if not isinstance(observation, Observation) or not isinstance(observation.code, int):
-                raise AdapterFault(f"the adapter returned {observation!r}, not an Observation",
-                                   repr(observation)[:4000])
+            observation = perform(self.session, request, self.runner.executor.call)
         except Exception as raw:
             exc = raw if isinstance(raw, (AdapterFault, StepTimeout, NotApplicable)) else \
                 AdapterFault(f"the adapter raised {type(raw).__name__}: {raw}",
                              "".join(traceback.format_exception(raw))[-4000:])
-            self.trace.append(StepRecord(
-                action.slot, action.op, dict(action.args), None, "", {},
-                [a.describe() for a in allowed], False,
-                sorted({r for a in allowed for r in a.rules}), describe_before,
-                time.perf_counter() - t0, started=wall0, ended=time.time()))
+            self.trace.append(step_record(
+                action, machine, None, allowed=[a.describe() for a in allowed], ok=False,
+                rules=sorted({r for a in allowed for r in a.rules}), state_before=describe_before,
+                seconds=time.perf_counter() - t0, started=wall0, ended=time.time()))
             if isinstance(exc, NotApplicable):
                 self.verdict, self.message = Verdict.NOT_APPLICABLE, f"{action}: {exc}"
             elif isinstance(exc, AdapterFault):
@@ -277,12 +249,10 @@ class LiveCase:
         if len(before) == 1:
             (state,) = before
             self.covered.add(transition_key(machine, state, action))
-        record = StepRecord(
-            slot=action.slot, op=action.op, args=dict(action.args), code=observation.code,
-            code_name=code_name(observation.code, machine), outputs=dict(observation.outputs),
-            allowed=[a.describe() for a in judgement.allowed], ok=judgement.ok,
-            rules=list(judgement.rules), state_before=describe_before, seconds=elapsed,
-            started=wall0, ended=time.time())
+        record = step_record(
+            action, machine, observation, allowed=[a.describe() for a in judgement.allowed],
+            ok=judgement.ok, rules=list(judgement.rules), state_before=describe_before,
+            seconds=elapsed, started=wall0, ended=time.time())
         self.trace.append(record)
         if not judgement.ok:
             self.verdict = Verdict.FAIL

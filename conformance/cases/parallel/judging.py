@@ -1,0 +1,171 @@
+"""Judging a parallel case: run it several times, check each run's history for linearizability
+against the model, and turn the outcome into a `CaseResult`.
+
+The prefix runs and is judged step by step, as any case; then the branches run on threads
+(`callgate.conformance.cases.parallel.threads`) and `callgate.conformance.judge.linearizability`
+asks whether some sequential order of the history, respecting real time, is one the model allows
+(DESIGN.md principle 1: the model is the sequential specification). Each case runs several times
+(`runs`) to sample schedules, stopping at the first run that goes wrong. An action with an
+unknown outcome makes the case an `error` unless the history is not linearizable even so.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from callgate.conformance.cases.parallel.case import Interleavings, ParallelCase, interleavings
+from callgate.conformance.cases.parallel.threads import execute_branches, history_of, wait_times
+from callgate.conformance.judge.execution import StepTimeout
+from callgate.conformance.judge.linearizability import (
+    DEFAULT_BUDGET,
+    HistoryOp,
+    Linearizability,
+    LinearizabilityResult,
+    check,
+)
+from callgate.conformance.judge.perform import missing_features, slot_machines
+from callgate.conformance.judge.runner import CaseRunner
+from callgate.conformance.protocol.adapter import AdapterFault, NotApplicable
+from callgate.conformance.results import CaseResult, StepRecord, Verdict
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Args, Kind, Pins, State, step
+
+
+def _allowed_text(machine: str, action_op: str, args: Args, states: frozenset[State],
+                  pins: Pins) -> list[str]:
+    """What the model allows of an operation from every state it may have started in."""
+    out: list[str] = []
+    for state in sorted(states, key=repr):
+        result = step(MACHINES[machine], state, action_op, args, pins)
+        out.extend(f"from {MACHINES[machine].describe(state)}: {a.describe()}"
+                   for a in result.allowed)
+    return list(dict.fromkeys(out))
+
+
+def run_parallel(runner: CaseRunner, case: ParallelCase, runs: int = 3, stagger: float = 0.0,
+                 seed: int = 0, budget: int = DEFAULT_BUDGET) -> CaseResult:
+    """Run a parallel case `runs` times (stopping at the first run that goes wrong) and judge
+    each run's history by linearizability against the model."""
+    started = time.perf_counter()
+    caps = runner.capabilities
+    pins = dict(caps.pins)
+    missing = missing_features(case.slots, case.actions(), caps.features)
+    if missing:
+        return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+            f"the adapter lacks {', '.join(sorted(missing))}"))
+    rng = random.Random(seed)
+    history: list[StepRecord] = []
+    verdict_text = ""
+    total_ops = 0
+    for number in range(1, runs + 1):
+        try:
+            live = runner.open(case.id, case.slots)
+        except (StepTimeout, AdapterFault) as exc:
+            return parallel_result(case, Verdict.ERROR, started,
+                                   message=f"opening a session failed: {exc}",
+                                   evidence=getattr(exc, "evidence", ""))
+        except NotApplicable as exc:
+            return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=str(exc))
+        try:
+            for action in case.prefix:
+                kind = live.kind(action)
+                if kind is not Kind.DEFINED:
+                    return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+                        f"run {number}: after the implementation's choices the model has the "
+                        f"prefix action {action} {kind.value}, so the case is not run"))
+                if not live.step(action):
+                    break
+            if live.verdict is not Verdict.PASS:
+                return parallel_result(case, live.verdict, started, trace=live.trace,
+                                       message=f"in the prefix (run {number}): {live.message}",
+                                       evidence=live.evidence)
+            initial = {name: tracker.states for name, tracker in live.trackers.items()}
+            # Sound in every interleaving from where the prefix really led (PropEr's rule,
+            # checked against the implementation's own choices).
+            plan = interleavings(case.slots, case.prefix, case.branches, pins, case.suffix,
+                                 start=initial)
+            if not plan.sound:
+                return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+                    f"run {number}: from the states the prefix led to, some interleaving "
+                    f"reaches an action the model does not define, so the case is not run: "
+                    f"{plan.problem}"))
+            waits = wait_times(case, plan.starts, pins)
+            wall_base = time.time() - time.perf_counter()
+            run = execute_branches(live.session, case.branches, waits, runner.step_timeout,
+                                   stagger, rng, case.suffix, runner.executor.call)
+        finally:
+            live.close()
+        prefix_records = [replace(r, thread="prefix") for r in live.trace]
+        ops, records, where = history_of(case, run, pins, wall_base, plan.starts)
+        total_ops += len(ops)
+        outcome = check(ops, {s.name: MACHINES[s.machine] for s in case.slots}, initial, pins,
+                        budget)
+        history = prefix_records + records
+        verdict_text = outcome.verdict.value
+        if outcome.verdict is Linearizability.NOT_LINEARIZABLE:
+            return _failure(case, started, outcome, ops, records, where, prefix_records, plan,
+                            pins, number, runs)
+        if outcome.verdict is Linearizability.UNKNOWN:
+            return parallel_result(case, Verdict.ERROR, started, trace=history, history=history,
+                                   linearizability=verdict_text,
+                                   message=f"run {number} of {runs}: {outcome.summary()}")
+        if run.hung:
+            first = run.hung[0]
+            return parallel_result(case, Verdict.ERROR, started, trace=history, history=history,
+                                   linearizability=verdict_text, evidence=first.error,
+                                   message=(
+                                       f"run {number} of {runs}: {first.action} on branch "
+                                       f"{first.branch + 1} "
+                                       + ("raised: " + first.error.splitlines()[0] if first.error
+                                          else f"gave no answer within {runner.step_timeout} s")
+                                       + f"; the history is {outcome.summary()}"))
+    return parallel_result(case, Verdict.PASS, started, history=history,
+                           linearizability=verdict_text, steps=total_ops, message=(
+                               f"{runs} runs, {total_ops} concurrent operations: every history "
+                               f"linearizable"))
+
+
+def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
+             ops: list[HistoryOp], records: list[StepRecord], where: list[tuple[int, int]],
+             prefix_records: list[StepRecord], plan: Interleavings, pins: Pins, number: int,
+             runs: int) -> CaseResult:
+    """A non-linearizable run: the culprit marked with what the model allowed, and the trace cut
+    to the shortest non-linearizable sub-history."""
+    failing = outcome.failing()
+    assert failing is not None
+    machines = slot_machines(case.slots)
+    keep = {o.id for o in failing.counterexample}
+    culprit = failing.culprit.id if failing.culprit is not None else -1
+    marked: list[StepRecord] = []
+    for op, record, position in zip(ops, records, where, strict=True):
+        if op.id == culprit:
+            record = replace(record, ok=False, allowed=_allowed_text(
+                machines[op.slot], op.op, op.args, plan.starts.get(position, frozenset()),
+                pins)[:20])
+        marked.append(record)
+    history = prefix_records + marked
+    shortest = [r for op, r in zip(ops, marked, strict=True) if op.id in keep and op.id != culprit]
+    last = [r for op, r in zip(ops, marked, strict=True) if op.id == culprit]
+    trace = prefix_records + shortest + last
+    return parallel_result(case, Verdict.FAIL, started, trace=trace, history=history,
+                           linearizability=outcome.verdict.value,
+                           message=f"run {number} of {runs}: {outcome.summary()}")
+
+
+def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,
+                    trace: Sequence[StepRecord] = (), history: Sequence[StepRecord] = (),
+                    message: str = "", evidence: str = "", linearizability: str = "",
+                    steps: int | None = None) -> CaseResult:
+    """A parallel case's result; its trace is kept only when it failed or erred."""
+    keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
+    failed = list(trace[-1].rules) if trace and verdict is Verdict.FAIL else []
+    return CaseResult(
+        id=case.id, kind=case.kind, description=case.description, rules=list(case.rules),
+        verdict=verdict, steps=len(history) if steps is None else steps,
+        seconds=time.perf_counter() - started, message=message, evidence=evidence[-4000:],
+        trace=list(trace) if keep_trace else [], slots=slot_machines(case.slots),
+        failed_rules=failed, replay=case.replay(), history=list(history),
+        linearizability=linearizability)

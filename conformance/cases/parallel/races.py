@@ -1,0 +1,82 @@
+"""The named races (issue 7): directed parallel cases, each aimed at one window and citing its rules.
+
+Slots are named as everywhere (`c0` a call object, `e0` an event, `r0` an RPC call) and hold
+their machine's default configuration (`callgate.conformance.cases.slots`).
+"""
+
+from __future__ import annotations
+
+from callgate.conformance.cases.parallel.case import ParallelCase
+from callgate.conformance.cases.slots import default_slot, machine_of
+from callgate.model.transitions import Action
+
+
+def _a(slot: str, op: str, **args: object) -> Action:
+    """The action `op` on `slot`, its arguments in the operation's parameter order."""
+    names = [p.name for p in machine_of(slot).operation(op).params]
+    return Action(slot, op, tuple((n, args[n]) for n in names))  # type: ignore[misc]
+
+
+_COM = default_slot("c0")
+_CREATE = _a("c0", "CreateCall", riid="async", aggregate=False)
+
+
+def race_cases() -> list[ParallelCase]:
+    """The races that matter (issue 7), each a named directed parallel case citing its rules."""
+    rpc = default_slot("r0")
+    init = _a("r0", "RpcAsyncInitializeHandle", size="exact")
+    cases = [
+        ParallelCase(
+            "race-begin-begin", "two clients' Begin_ on one call object: exactly one starts the "
+            "call, the other gets the pending code", (_COM,), (_CREATE,),
+            ((_a("c0", "Begin_"),), (_a("c0", "Begin_"),)),
+            ("COM-BEGIN-01", "COM-BEGIN-02", "COM-CF-10")),
+        ParallelCase(
+            "race-cancel-signal", "Cancel racing the server's Signal: the outcome is one of the "
+            "documented ones, and Finish_ still ends the call", (_COM,),
+            (_CREATE, _a("c0", "Begin_")),
+            ((_a("c0", "Cancel", seconds=0), _a("c0", "Wait", timeout="finite")),
+             (_a("c0", "server_signal", out=1, then_impersonate=False),)),
+            ("COM-CANCEL-02", "COM-CANCEL-05", "COM-CANCEL-08", "COM-CANCEL-11", "COM-SRV-05",
+             "COM-FIN-01", "COM-FIN-05"),
+            suffix=(_a("c0", "Finish_"), _a("c0", "Finish_"))),
+        ParallelCase(
+            "race-signal-wait-event", "Signal racing ISynchronize::Wait with a timeout on a "
+            "manual-reset event: a Signal that returned before the Wait's deadline wakes it",
+            (default_slot("e0"),),
+            (_a("e0", "CoCreateInstance", clsid="ManualResetEvent"),),
+            ((_a("e0", "Wait", timeout="finite"),), (_a("e0", "Signal"),)),
+            ("COM-SYNC-01", "COM-SYNC-04", "COM-WAIT-03", "COM-WAIT-05")),
+        ParallelCase(
+            "race-signal-wait-std-event", "Signal racing two Waits with a timeout on an "
+            "auto-reset event: one signal wakes exactly one waiter",
+            (default_slot("e0"),),
+            (_a("e0", "CoCreateInstance", clsid="StdEvent"),),
+            ((_a("e0", "Wait", timeout="finite"),), (_a("e0", "Wait", timeout="finite"),),
+             (_a("e0", "Signal"),)),
+            ("COM-SYNC-01", "COM-SYNC-03", "COM-WAIT-03", "COM-WAIT-05")),
+        ParallelCase(
+            "race-server-signal-wait", "the server's Signal racing the client's Wait with a "
+            "timeout on the call object", (_COM,), (_CREATE, _a("c0", "Begin_")),
+            ((_a("c0", "Wait", timeout="finite"), _a("c0", "Wait", timeout="zero")),
+             (_a("c0", "server_signal", out=2, then_impersonate=False),)),
+            ("COM-SRV-05", "COM-WAIT-02", "COM-WAIT-03", "COM-SYNC-01")),
+        ParallelCase(
+            "race-rpc-abort-complete", "RpcAsyncCancelCall(fAbort=TRUE) racing the server's "
+            "RpcAsyncCompleteCall: exactly one completion notification", (rpc,),
+            (init, _a("r0", "AsyncCall", notify="Event", binding="good")),
+            ((_a("r0", "RpcAsyncCancelCall", abort=True), _a("r0", "wait_notification"),
+              _a("r0", "wait_notification")),
+             (_a("r0", "server_complete", reply=1),)),
+            ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-05", "RPC-CLI-NOTIFY-01",
+             "RPC-SRV-COMPLETE-06")),
+        ParallelCase(
+            "race-rpc-poll-complete", "the server completes on another thread while the client "
+            "polls RpcAsyncGetCallStatus", (rpc,),
+            (init, _a("r0", "AsyncCall", notify="None", binding="good")),
+            ((_a("r0", "RpcAsyncGetCallStatus"), _a("r0", "RpcAsyncGetCallStatus"),
+              _a("r0", "RpcAsyncGetCallStatus")),
+             (_a("r0", "server_complete", reply=2),)),
+            ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-03", "RPC-SRV-COMPLETE-01")),
+    ]
+    return cases

@@ -1,0 +1,198 @@
+"""Running a parallel case's branches on threads against one session, and recording the history.
+
+After the prefix, one thread per branch performs its actions against the same session, all
+released together by a barrier; every action's invocation and response are timestamped. `stagger`
+adds a random pause of up to that many seconds before each branch action, to widen the races. An
+action that does not answer within the step timeout, or whose adapter call raises, has an unknown
+outcome: it is recorded without an answer, and the checker treats it as Knossos treats `info`.
+`history_of` turns a run into the checker's operations and the report's step records.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from callgate.conformance.cases.parallel.case import ParallelCase
+from callgate.conformance.judge.linearizability import DEADLINE_SLACK, HistoryOp
+from callgate.conformance.judge.perform import (
+    Call,
+    perform,
+    request_for,
+    slot_machines,
+    step_record,
+    wait_ms,
+)
+from callgate.conformance.protocol.adapter import Observation, Session
+from callgate.conformance.results import StepRecord
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Action, Pins, State, step
+
+
+@dataclass
+class BranchRecord:
+    """One branch action as it happened (written by its branch thread, read after the join)."""
+
+    branch: int
+    action: Action
+    wait_ms: int
+    invoked: float = 0.0
+    returned: float | None = None
+    observation: Observation | None = None
+    error: str = ""
+    started: bool = False
+
+
+@dataclass
+class BranchRun:
+    """One run's branch records and what went wrong in the harness, if anything."""
+
+    records: list[BranchRecord] = field(default_factory=list)
+    hung: list[BranchRecord] = field(default_factory=list)
+
+
+def wait_times(case: ParallelCase, starts: Mapping[tuple[int, int], frozenset[State]],
+               pins: Pins) -> dict[tuple[int, int], int]:
+    """How long each branch and suffix action may wait: as the sequential runner decides, from
+    what the model allows over every state the action may start in (`starts`)."""
+    machines = slot_machines(case.slots)
+    found: dict[tuple[int, int], int] = {}
+    for b, actions in enumerate((*case.branches, case.suffix)):
+        for k, action in enumerate(actions):
+            machine = MACHINES[machines[action.slot]]
+            allowed = [a for state in starts.get((b, k), frozenset())
+                       for a in step(machine, state, action.op, action.args, pins).allowed]
+            found[(b, k)] = wait_ms(action.op, dict(action.args), allowed)
+    return found
+
+
+def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
+                     waits: Mapping[tuple[int, int], int], step_timeout: float,
+                     stagger: float, rng: random.Random, suffix: Sequence[Action] = (),
+                     call: Call | None = None) -> BranchRun:
+    """Run each branch on a thread of its own, all released at once; record every action.
+    Then, if every branch action answered, the suffix on this thread (through `call`, which
+    bounds each action by the step timeout)."""
+    records = [[BranchRecord(b, a, waits[(b, k)]) for k, a in enumerate(branch)]
+               for b, branch in enumerate(branches)]
+    delays = [[rng.uniform(0.0, stagger) if stagger else 0.0 for _ in branch]
+              for branch in branches]
+    barrier = threading.Barrier(len(branches))
+    abandoned = threading.Event()
+
+    def work(b: int) -> None:
+        try:
+            barrier.wait(timeout=step_timeout)
+        except threading.BrokenBarrierError:
+            return
+        for record, delay in zip(records[b], delays[b], strict=True):
+            if abandoned.is_set():
+                return
+            if delay:
+                time.sleep(delay)
+            request = request_for(record.action, record.wait_ms)
+            record.started = True
+            record.invoked = time.perf_counter()
+            try:
+                observation = perform(session, request)
+                returned = time.perf_counter()
+            except Exception as exc:  # the outcome is unknown: the checker's `info`
+                record.error = (f"{type(exc).__name__}: {exc}\n"
+                                + "".join(traceback.format_exception(exc))[-2000:])
+                return
+            if abandoned.is_set():
+                return  # too late: the harness has already judged this op as unknown
+            record.observation, record.returned = observation, returned
+
+    threads = [threading.Thread(target=work, args=(b,), name=f"callgate-branch-{b + 1}",
+                                daemon=True) for b in range(len(branches))]
+    for thread in threads:
+        thread.start()
+    longest = max(len(b) for b in branches)
+    deadline = time.monotonic() + step_timeout * max(1, longest)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    abandoned.set()
+    if all(r.returned is not None for rs in records for r in rs if r.started) and suffix:
+        tail = [BranchRecord(len(branches), a, waits[(len(branches), k)])
+                for k, a in enumerate(suffix)]
+        records.append(tail)
+        for record in tail:
+            request = request_for(record.action, record.wait_ms)
+            record.started = True
+            record.invoked = time.perf_counter()
+            try:
+                observation = perform(session, request, call)
+            except Exception as exc:
+                record.error = f"{type(exc).__name__}: {exc}"
+                break
+            record.observation, record.returned = observation, time.perf_counter()
+    run = BranchRun()
+    for branch_records in records:
+        for record in branch_records:
+            if not record.started:
+                continue
+            run.records.append(record)
+            if record.returned is None:
+                run.hung.append(record)
+    return run
+
+
+def timed_out(machine: str, record: BranchRecord) -> bool:
+    """True if a waiting action came back with its 'nothing happened' result after waiting its
+    whole timeout: it decided at its deadline, so it linearizes no earlier."""
+    action = record.action
+    waits, param = MACHINES[machine].timeout_param(action.op)
+    if not waits or record.observation is None or record.returned is None:
+        return False
+    if param is not None and dict(action.args).get(param) != "finite":
+        return False
+    nothing = (record.observation.code == 0) if action.op == "wait_notification" else \
+        (record.observation.code != 0)
+    waited = record.returned - record.invoked
+    return nothing and waited >= record.wait_ms / 1000.0 - DEADLINE_SLACK
+
+
+def history_of(case: ParallelCase, run: BranchRun, pins: Pins, wall_base: float,
+            starts: Mapping[tuple[int, int], frozenset[State]]
+            ) -> tuple[list[HistoryOp], list[StepRecord], list[tuple[int, int]]]:
+    """The run as checker operations and as report records (same order, same ids), and each
+    one's position (branch, index; the suffix is branch len(branches))."""
+    machines = slot_machines(case.slots)
+    ops: list[HistoryOp] = []
+    records: list[StepRecord] = []
+    positions: dict[int, int] = {}
+    where: list[tuple[int, int]] = []
+    for number, record in enumerate(sorted(run.records, key=lambda r: r.invoked)):
+        machine = machines[record.action.slot]
+        k = positions.get(record.branch, 0)
+        positions[record.branch] = k + 1
+        where.append((record.branch, k))
+        observation = record.observation
+        thread = f"branch {record.branch + 1}" if record.branch < len(case.branches) \
+            else "suffix"
+        ops.append(HistoryOp(
+            id=number, slot=record.action.slot, thread=thread,
+            op=record.action.op, args=record.action.args, invoked=record.invoked,
+            returned=record.returned, code=observation.code if observation else None,
+            outputs=tuple(sorted(observation.outputs.items())) if observation else (),
+            not_before=(record.invoked + record.wait_ms / 1000.0 - DEADLINE_SLACK)
+            if timed_out(machine, record) else None))
+        states = starts.get((record.branch, k), frozenset())
+        rules = sorted({r for s in states for r in step(
+            MACHINES[machine], s, record.action.op, record.action.args, pins).rules})
+        returned = record.returned
+        records.append(step_record(
+            record.action, machine, observation,
+            allowed=[] if observation else [f"unknown outcome: {record.error.splitlines()[0]}"
+                                            if record.error else "unknown outcome: no answer "
+                                            "within the step timeout"],
+            ok=observation is not None, rules=rules, state_before="",
+            seconds=(returned - record.invoked) if returned is not None else 0.0,
+            thread=thread, started=wall_base + record.invoked,
+            ended=wall_base + returned if returned is not None else 0.0))
+    return ops, records, where
