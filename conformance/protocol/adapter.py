@@ -10,9 +10,10 @@ Operations whose name starts with `server_` are the harness-controlled test serv
 (DESIGN.md principle 6): the adapter's test server holds every call (each Begin_, each async RPC
 dispatch) until the harness sends one of them.
 
-An adapter declares `Capabilities`: the features it implements (see `FEATURES`) and its choices
-for the model's variation points (`pins`). A request for a missing feature is never sent; the
-cases that need it are reported `not_applicable`.
+An adapter declares `Capabilities`: the features it implements (`FEATURES`, whose names and
+meanings live in `protocol/features.py`) and its choices for the model's variation points
+(`pins`). A request for a missing feature is never sent; the cases that need it are reported
+`not_applicable`. Importing this module loads no model table.
 
 Adapters signal trouble with two exceptions: `NotApplicable` (the implementation cannot do this
 after all: a verdict of `not_applicable`) and `AdapterFault` (the adapter broke: crash, garbage,
@@ -26,52 +27,39 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from callgate.model.families import MACHINES
+from callgate.conformance.protocol.features import (
+    CONFIG_FEATURES,
+    FEATURES,
+    PARAM_FEATURES,
+    config_features_needed,
+    features_needed,
+    operation_features,
+)
 from callgate.model.transitions import Value
+
+__all__ = [
+    "CONFIG_FEATURES",
+    "FEATURES",
+    "FINITE_WAIT_MS",
+    "PARAM_FEATURES",
+    "PROTOCOL_VERSION",
+    "Adapter",
+    "AdapterFault",
+    "Capabilities",
+    "NotApplicable",
+    "Observation",
+    "Request",
+    "Session",
+    "SlotSpec",
+    "config_features_needed",
+    "features_needed",
+    "operation_features",
+]
 
 PROTOCOL_VERSION = 1
 
 # How long a "finite" ISynchronize::Wait / WaitMultiple waits, in milliseconds.
 FINITE_WAIT_MS = 50
-
-
-def _operation_features() -> dict[tuple[str, str], str]:
-    return {(m.name, op.name): op.capability for m in MACHINES.values() for op in m.operations}
-
-
-# Features that depend on an argument value rather than the operation: (machine, op, param, value).
-PARAM_FEATURES: dict[tuple[str, str, str, Value], str] = {
-    **{("rpc_call", "AsyncCall", "notify", kind): f"rpc.notify.{kind}"
-       for kind in ("None", "Event", "Apc", "Ioc", "Hwnd", "Callback")},
-    ("event", "CoCreateInstance", "clsid", "ManualResetEvent"): "sync.manual_reset_event",
-    ("event", "CoCreateInstance", "clsid", "StdEvent"): "sync.std_event",
-}
-
-# Features that depend on a slot's configuration (its initial state): (machine, field, value).
-CONFIG_FEATURES: dict[tuple[str, str, Value], str] = {
-    ("com_call", "factory", False): "com.object_without_factory",
-    ("com_call", "cancellable", False): "com.cancel_disabled_server",
-}
-
-OPERATION_FEATURES = _operation_features()
-FEATURES: frozenset[str] = frozenset(
-    {f for f in OPERATION_FEATURES.values() if f}
-    | set(PARAM_FEATURES.values()) | set(CONFIG_FEATURES.values()))
-
-
-def features_needed(machine: str, op: str, args: Mapping[str, Value]) -> set[str]:
-    """The features an adapter must declare for this request to be sent to it."""
-    needed = {OPERATION_FEATURES[(machine, op)]} - {""}
-    for name, value in args.items():
-        feature = PARAM_FEATURES.get((machine, op, name, value))
-        if feature:
-            needed.add(feature)
-    return needed
-
-
-def config_features_needed(machine: str, config: Mapping[str, Value]) -> set[str]:
-    return {f for (m, name, value), f in CONFIG_FEATURES.items()
-            if m == machine and config.get(name) == value}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from typing import Any, BinaryIO, TextIO
 
 from callgate.conformance.protocol import loading as adapters
 from callgate.conformance.protocol.adapter import (
-    PROTOCOL_VERSION,
     Adapter,
     AdapterFault,
     NotApplicable,
@@ -46,6 +45,7 @@ from callgate.conformance.protocol.jsonl import (
     parse_line,
     read_lines,
 )
+from callgate.conformance.protocol.jsonl.handshake import handshake_message
 
 # How long, after shutdown or end of input, requests still running may take to finish.
 DRAIN_SECONDS = 5.0
@@ -128,13 +128,7 @@ class _Server:
         self.write(reply)
 
     def handshake(self) -> None:
-        caps = self.adapter.capabilities()
-        message: dict[str, Any] = {
-            "type": "handshake", "protocol": PROTOCOL_VERSION,
-            "implementation": caps.implementation, "version": caps.version,
-            "features": sorted(caps.features), "pins": dict(caps.pins)}
-        if caps.notes:
-            message["notes"] = caps.notes
+        message = handshake_message(self.adapter.capabilities())
         self.write(check_message(message, ("handshake",)))
 
     def reject(self, line: bytes, problem: ProtocolError) -> None:

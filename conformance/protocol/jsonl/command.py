@@ -1,0 +1,118 @@
+"""The adapter program as an `Adapter`: its command line, its (re)starts, and its session numbers.
+
+`CommandAdapter` is a `callgate.conformance.protocol.adapter.Adapter` like any in-process one, so
+the runner and the gate do not know the difference. What it adds is survival: after any fault
+the process is killed (`connection`), and the next `open_session` starts a fresh one, with a
+fresh handshake that must declare the same capabilities, so the run goes on with the next case.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, SlotSpec
+from callgate.conformance.protocol.jsonl import handshake
+from callgate.conformance.protocol.jsonl.connection import Connection
+from callgate.conformance.protocol.jsonl.framing import DEFAULT_MAX_LINE_BYTES
+from callgate.conformance.protocol.jsonl.process import EXIT_GRACE
+from callgate.conformance.protocol.jsonl.session import CommandSession
+
+PYTHON_NAMES = ("python", "python3")
+
+
+class CommandAdapter:
+    """An adapter program, started on first use, spoken to in JSON lines (docs/adapter-protocol.md).
+
+    `command` is a command line (split like a shell would, without running a shell) or an
+    argument list; a command that starts with `python` or `python3` runs with the harness's
+    own interpreter (`sys.executable`). `request_timeout` bounds each open, request and close
+    (a request may also wait its `wait_ms`); `start_timeout` bounds starting the program and
+    its handshake.
+    `max_line_bytes` is the longest line the adapter may write. `env` and `cwd` are the
+    program's environment and working directory.
+
+    After any fault the process is killed; the next `open_session` starts a new one, which must
+    declare the same capabilities. `starts` counts the processes started.
+    """
+
+    def __init__(self, command: str | Sequence[str], *, request_timeout: float = 10.0,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None, start_timeout: float = 30.0) -> None:
+        argv = shlex.split(command) if isinstance(command, str) else list(command)
+        if not argv:
+            raise ValueError("the adapter command is empty: pass a program and its arguments, "
+                             "e.g. 'python -m callgate.conformance.implementations.reference.serve'")
+        if argv[0] in PYTHON_NAMES:
+            # The harness's own interpreter: the environment callgate is installed in is the
+            # one `python -m callgate.conformance.implementations.reference.serve` needs, activated or not.
+            argv[0] = sys.executable
+        if request_timeout <= 0 or start_timeout <= 0:
+            raise ValueError(f"timeouts must be positive seconds; got request_timeout="
+                             f"{request_timeout}, start_timeout={start_timeout}")
+        if max_line_bytes < 1024:
+            raise ValueError(f"max_line_bytes must be at least 1024, got {max_line_bytes}: a "
+                             f"handshake alone may need hundreds of bytes")
+        self.argv = tuple(argv)
+        self.request_timeout = request_timeout
+        self.start_timeout = start_timeout
+        self.max_line_bytes = max_line_bytes
+        self.env = env
+        self.cwd = os.fspath(cwd) if cwd is not None else None
+        self.starts = 0
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._capabilities: Capabilities | None = None
+        self._next_session = 0
+
+    def __repr__(self) -> str:
+        return f"CommandAdapter({shlex.join(self.argv)!r})"
+
+    def _live(self) -> Connection:
+        """The running connection, starting a process (and its handshake) when there is none."""
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.usable:
+                return connection
+            if connection is not None:
+                connection.shutdown(0)  # dead already: reap it and its readers
+                self._connection = None
+            connection = Connection(self.argv, env=self.env, cwd=self.cwd,
+                                    max_line_bytes=self.max_line_bytes)
+            self.starts += 1
+            try:
+                capabilities = connection.start(self.start_timeout)
+            except AdapterFault:
+                connection.shutdown(0)
+                raise
+            if self._capabilities is None:
+                self._capabilities = capabilities
+            else:
+                changed = handshake.changed_on_restart(self._capabilities, capabilities)
+                if changed is not None:
+                    connection.shutdown(0)
+                    raise changed
+            self._connection = connection
+            return connection
+
+    def capabilities(self) -> Capabilities:
+        self._live()
+        assert self._capabilities is not None
+        return self._capabilities
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> CommandSession:
+        connection = self._live()
+        with self._lock:
+            self._next_session += 1
+            session = self._next_session
+        return CommandSession.open(connection, session, slots, self.request_timeout)
+
+    def shutdown(self) -> None:
+        """Send shutdown, wait briefly for the program to exit, then kill it."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.shutdown(EXIT_GRACE)
