@@ -3,9 +3,11 @@ freedom, adapters' restrictions, and the drawings."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -165,6 +167,35 @@ def test_dot_and_mermaid_draw_every_state_and_merge_parallel_edges() -> None:
     assert mermaid.startswith("flowchart LR") and mermaid.count("subgraph") == 2
     assert mermaid.count("-->") == len(pairs) + len({(u, v) for u, v in
                                                      build_graph(EVENT).graph.edges()})
+
+
+def test_large_graphs_are_drawn_on_the_fields_their_machine_names() -> None:
+    rpc = MACHINES["rpc_call"]
+    graph = build_graph(rpc)
+    assert graph.states > explorer.DRAW_LIMIT
+    drawn = explorer.picture(graph)
+    assert drawn.shown == (rpc.diagram_fields,)
+    assert "drawn projected: rpc_call on phase" in drawn.note
+    wider = explorer.picture(graph, fields={"rpc_call": ("phase", "server")})
+    assert wider.shown == (("phase", "server"),) and len(wider.labels) > len(drawn.labels)
+    assert explorer.picture(graph, full=True).shown != drawn.shown
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_model_never_imports_the_harness() -> None:
+    model = Path(explorer.__file__).resolve().parent.parent
+    importing = sorted(str(p.relative_to(model)) for p in model.rglob("*.py")
+                       if any(n.startswith("callgate.conformance") for n in _imports(p)))
+    assert importing == [], "callgate.model must not depend on callgate.conformance"
 
 
 def test_svg_through_graphviz_is_valid_xml() -> None:

@@ -39,8 +39,8 @@ class Column:
 
 
 @dataclass(frozen=True)
-class Row:
-    """One rule across the implementations."""
+class RuleRow:
+    """One rule across the implementations: its verdict in each report (a row of the comparison)."""
 
     rule: str
     level: str
@@ -55,7 +55,7 @@ class Row:
 @dataclass(frozen=True)
 class Comparison:
     columns: tuple[Column, ...]
-    rows: tuple[Row, ...]
+    rows: tuple[RuleRow, ...]
 
     @property
     def differing(self) -> int:
@@ -112,8 +112,8 @@ def compare(reports: Sequence[tuple[Path, dict[str, Any]]]) -> Comparison:
             info.setdefault(rule["id"], (rule["level"], rule["summary"]))
     known = [rule_id for rule_id in catalogue() if rule_id in info]
     order = known + sorted(set(info) - set(known))
-    rows = tuple(Row(rule_id, info[rule_id][0], info[rule_id][1],
-                     tuple(v.get(rule_id, ABSENT) for v in verdicts)) for rule_id in order)
+    rows = tuple(RuleRow(rule_id, info[rule_id][0], info[rule_id][1],
+                         tuple(v.get(rule_id, ABSENT) for v in verdicts)) for rule_id in order)
     return Comparison(tuple(columns), rows)
 
 

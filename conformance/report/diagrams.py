@@ -1,14 +1,15 @@
-"""State diagrams of the families for reports: the model's transitions projected on a few fields,
-with the run's coverage and its failing transitions marked, drawn as inline SVG by Graphviz.
+"""The run's overlay on the model's state diagrams for reports: which transitions the run
+covered, and which the model allowed at a failing step; drawn by the model's one diagram
+pipeline (`callgate.model.explorer.drawing`) and inlined as SVG.
 
-A machine's full state graph is too big to read (the RPC call has hundreds of states), so a
-diagram shows one node per value of the machine's phase-like fields (`DIAGRAM_FIELDS`) and one
-edge per (source, target) pair, labelled with the operations that move between them. An operation
-counts as performed on an edge when the run covered at least one full transition that projects
-onto it (the coverage table counts full transitions); an edge is solid when every operation on it
-was performed, dashed when some were, dotted grey when none, and unperformed operations are
-greyed. The transitions the model allowed at a failing step (the implementation did something
-else) are drawn as separate red edges, orange for a known deviation.
+The pictures are the model's: each machine's reachable graph projected on its
+`Machine.diagram_fields`, one node per value of those fields and one edge per (source, target)
+pair, labelled with the operations that move between them. This module only decides how each
+edge looks. An operation counts as performed on an edge when the run covered at least one full
+transition that projects onto it (the coverage table counts full transitions); an edge is solid
+when every operation on it was performed, dashed when some were, dotted grey when none, and
+unperformed operations are greyed. The transitions the model allowed at a failing step (the
+implementation did something else) are drawn as separate red edges, orange for a known deviation.
 
 Only model data reaches Graphviz: a failing step's operation and state are matched against the
 model's own edges, so nothing an adapter wrote can end up in the SVG.
@@ -16,29 +17,38 @@ model's own edges, so nothing an adapter wrote can end up in the SVG.
 
 from __future__ import annotations
 
+import html
 import re
-import shutil
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
+from callgate.conformance.judge.runner import transition_key
+from callgate.model.explorer import build_graph
+from callgate.model.explorer.drawing import (
+    Arrow,
+    Key,
+    Picture,
+    ToolMissing,
+    dot_available,
+    dot_text,
+    node_order,
+    picture,
+    render_svg,
+)
 from callgate.model.families import FAMILIES, MACHINES
-from callgate.model.transitions import Machine, reachable, successors
+from callgate.model.transitions import Action, ModelError
 
-# Fields a machine's diagram shows; a machine not listed shows its fields with at most 3 values.
-DIAGRAM_FIELDS: dict[str, tuple[str, ...]] = {
-    "com_call": ("phase",),
-    "event": ("kind", "signaled"),
-    "container": ("created", "sig0", "sig1"),
-    "rpc_call": ("phase",),
-}
+# `dot_available` is the drawing pipeline's, asked here by the report and its tests.
+__all__ = ["DOT_TIMEOUT", "Diagram", "FailingStep", "diagrams", "dot_available", "dot_source",
+           "failing_edges", "svg_of"]
+
 DOT_TIMEOUT = 30.0
 
-Node = tuple[str, ...]
-Edge = tuple[Node, Node, str]  # source, target, operation
+Edge = tuple[Key, Key, str]  # source, target, operation
+Values = tuple[str, ...]  # a drawn node's values as text, as a step record writes them
 
 
 @dataclass(frozen=True)
@@ -67,43 +77,32 @@ class Diagram:
 
 @dataclass(frozen=True)
 class _Projection:
-    fields: tuple[str, ...]
+    picture: Picture
     edges: frozenset[Edge]
-    # transition key "machine|values|op(args)" -> the projected edges it produces
+    # transition key "machine|values|op(args)" (the runner's coverage unit) -> its projected edges
     by_key: Mapping[str, frozenset[Edge]]
-    # (projected source, op) -> edges
-    by_source_op: Mapping[tuple[Node, str], frozenset[Edge]]
-
-
-def diagram_fields(machine: Machine) -> tuple[str, ...]:
-    chosen = DIAGRAM_FIELDS.get(machine.name)
-    if chosen is None:
-        chosen = tuple(f.name for f in machine.fields if len(f.domain) <= 3) or (
-            machine.fields[0].name,)
-    return chosen
+    # (projected source, as text; op) -> edges
+    by_source_op: Mapping[tuple[Values, str], frozenset[Edge]]
 
 
 @cache
 def _projection(name: str) -> _Projection:
     machine = MACHINES[name]
-    fields = diagram_fields(machine)
-    index = [machine.index(f) for f in fields]
+    graph = build_graph(machine)
+    drawn = picture(graph, {name: machine.diagram_fields})
     by_key: dict[str, set[Edge]] = defaultdict(set)
-    by_source_op: dict[tuple[Node, str], set[Edge]] = defaultdict(set)
-    for state in reachable(machine):
-        source = tuple(str(state[i]) for i in index)
-        values = ",".join(map(str, state))
-        for op, args, allowed in successors(machine, state):
-            edge = (source, tuple(str(allowed.next_state[i]) for i in index), op)
-            key = f"{name}|{values}|{op}({','.join(f'{k}={v}' for k, v in args)})"
-            by_key[key].add(edge)
-            by_source_op[(source, op)].add(edge)
+    by_source_op: dict[tuple[Values, str], set[Edge]] = defaultdict(set)
+    for e in graph.edges():
+        source = drawn.key(e.source)
+        edge = (source, drawn.key(e.target), e.op)
+        by_key[transition_key(name, e.source, Action(name, e.op, e.args))].add(edge)  # type: ignore[arg-type]
+        by_source_op[(node_order(source), e.op)].add(edge)
     edges = frozenset(e for es in by_key.values() for e in es)
-    return _Projection(fields, edges, {k: frozenset(v) for k, v in by_key.items()},
+    return _Projection(drawn, edges, {k: frozenset(v) for k, v in by_key.items()},
                        {k: frozenset(v) for k, v in by_source_op.items()})
 
 
-def _parse_state(text: str, fields: tuple[str, ...]) -> list[Node]:
+def _parse_state(text: str, fields: tuple[str, ...]) -> list[Values]:
     nodes = []
     for candidate in text.split(" | "):
         values = dict(part.split("=", 1) for part in candidate.split() if "=" in part)
@@ -119,23 +118,17 @@ def failing_edges(machine: str, steps: Iterable[FailingStep]) -> set[Edge]:
     for step in steps:
         if step.machine != machine:
             continue
-        for node in _parse_state(step.state, projection.fields):
+        for node in _parse_state(step.state, projection.picture.shown[0]):
             found |= projection.by_source_op.get((node, step.op), frozenset())
     return found
 
 
-def _node_id(node: Node) -> str:
-    return "n_" + "_".join(re.sub(r"\W", "_", v) for v in node)
-
-
-def _quote(text: str) -> str:
-    """A DOT string; a newline in `text` becomes a centred line break."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _edge_order(edge: Edge) -> tuple[Values, Values, str]:
+    return (node_order(edge[0]), node_order(edge[1]), edge[2])
 
 
 def dot_source(machine: str, covered: Iterable[str], failing: Iterable[FailingStep]) -> tuple[str, int]:
     """The DOT text of a machine's diagram, and the number of failing edges in it."""
-    model = MACHINES[machine]
     projection = _projection(machine)
     covered_edges: set[Edge] = set()
     prefix = machine + "|"
@@ -145,58 +138,33 @@ def dot_source(machine: str, covered: Iterable[str], failing: Iterable[FailingSt
     failing = list(failing)
     red = failing_edges(machine, (f for f in failing if not f.expected))
     orange = failing_edges(machine, (f for f in failing if f.expected)) - red
-    initial = {tuple(str(s[model.index(f)]) for f in projection.fields) for s in model.initial}
-    nodes = sorted({e[0] for e in projection.edges} | {e[1] for e in projection.edges} | initial)
-    lines = [f"digraph {_quote(machine)} {{",
-             '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, nodesep=0.35, ranksep=0.6];',
-             '  node [shape=box, style="rounded,filled", fillcolor="#f4f6f8", fontname="Helvetica",'
-             ' fontsize=11];',
-             '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];']
-    for node in nodes:
-        label = "\n".join(f"{f}={v}" if len(node) > 1 else v
-                           for f, v in zip(projection.fields, node, strict=True))
-        extra = ", peripheries=2" if node in initial else ""
-        lines.append(f"  {_node_id(node)} [label={_quote(label)}{extra}];")
     marked = red | orange
-    groups: dict[tuple[Node, Node], list[str]] = defaultdict(list)
-    for source, target, op in sorted(projection.edges):
+    groups: dict[tuple[Key, Key], list[str]] = defaultdict(list)
+    for source, target, op in sorted(projection.edges, key=_edge_order):
         if (source, target, op) not in marked:
             groups[(source, target)].append(op)
-    for (source, target), ops in sorted(groups.items()):
+    arrows = []
+    for (source, target), ops in groups.items():  # in order: filled from the sorted edges
         hit = [(source, target, op) in covered_edges for op in ops]
         style = ('color="#333333"' if all(hit) else
                  'color="#666666", style=dashed' if any(hit) else 'color="#aaaaaa", style=dotted')
-        # An HTML-like label, so uncovered operations can be greyed line by line. Operation
-        # names are the model's identifiers: nothing in them needs escaping.
-        label = "<br/>".join(op if h else f'<font color="#9e9e9e">{op}</font>'
+        # An HTML-like label, so uncovered operations can be greyed line by line.
+        label = "<br/>".join(html.escape(op) if h else f'<font color="#9e9e9e">{html.escape(op)}</font>'
                              for op, h in zip(ops, hit, strict=True))
-        lines.append(f"  {_node_id(source)} -> {_node_id(target)} [label=<{label}>, {style}];")
+        arrows.append(Arrow(source, target, label, style))
     for edges, what, colour in ((red, "failed", "#c62828"), (orange, "known deviation", "#e65100")):
-        for source, target, op in sorted(edges):
-            lines.append(f"  {_node_id(source)} -> {_node_id(target)} "
-                         f"[label=<<b>{op} ({what})</b>>, color=\"{colour}\", "
-                         f"fontcolor=\"{colour}\", penwidth=2.4];")
-    lines.append("}")
-    return "\n".join(lines) + "\n", len(red)
-
-
-def dot_available() -> bool:
-    return shutil.which("dot") is not None
+        for source, target, op in sorted(edges, key=_edge_order):
+            arrows.append(Arrow(source, target, f"<b>{html.escape(op)} ({what})</b>",
+                                f'color="{colour}", fontcolor="{colour}", penwidth=2.4'))
+    return dot_text([projection.picture], machine, [arrows], captions=False), len(red)
 
 
 def svg_of(dot: str) -> str:
     """Graphviz's SVG for `dot`, without the XML prolog and doctype, ready to inline in HTML."""
-    exe = shutil.which("dot")
-    if exe is None:
-        raise FileNotFoundError("Graphviz `dot` is not on PATH")
-    done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True,
-                          timeout=DOT_TIMEOUT, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"dot failed ({done.returncode}): {done.stderr.strip()[:500]}")
-    svg = done.stdout
+    svg = render_svg(dot, timeout=DOT_TIMEOUT)
     start = svg.find("<svg")
     if start < 0:
-        raise RuntimeError("dot produced no <svg> element")
+        raise ModelError("dot produced no <svg> element")
     svg = svg[start:]
     # Comments carry Graphviz's banner; nothing in them is needed, and they may contain "--".
     return re.sub(r"<!--.*?-->", "", svg, flags=re.S)
@@ -224,8 +192,8 @@ def diagrams(covered: Iterable[str], failing: Iterable[FailingStep], enabled: bo
         for i, future in enumerate(futures):
             try:
                 svgs[i] = future.result()
-            except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            except (OSError, ToolMissing, ModelError) as exc:
                 notes[i] = f"Graphviz could not draw this diagram: {exc}"
-    return [Diagram(family, m.name, m.title, diagram_fields(m), svg, note,
+    return [Diagram(family, m.name, m.title, _projection(m.name).picture.shown[0], svg, note,
                     len(_projection(m.name).edges), red)
             for (family, m), (_, red), svg, note in zip(machines, sources, svgs, notes, strict=True)]
