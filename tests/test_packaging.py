@@ -151,3 +151,10 @@ def test_a_vendor_with_its_own_model_runs_the_gate_and_its_own_tests(
                 "-p", "no:cacheprovider", "--callgate-adapter=reference", "-k", "event or own")
     assert done.returncode == 0, done.stdout[-3000:]
     assert "passed" in done.stdout.splitlines()[-1]
+
+
+def test_callgate_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from callgate.conformance.cli.main import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"callgate {callgate.__version__}"

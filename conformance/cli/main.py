@@ -14,10 +14,20 @@ from callgate.conformance.cli import run as cli_run
 from callgate.conformance.cli.console import EXIT_HARNESS
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("callgate")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callgate",
         description="Conformance testing for COM asynchronous calls and asynchronous RPC.")
+    parser.add_argument("--version", action="version", version=f"callgate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_model.register(sub)
     cli_run.register(sub)
