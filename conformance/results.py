@@ -80,6 +80,10 @@ class CaseResult:
     expectation: str = ""
     history: list[StepRecord] = field(default_factory=list)
     linearizability: str = ""
+    # A parallel case: how many times its branches ran, and in how many of those runs operations
+    # of different branches were in flight at the same time (only those exercised its race).
+    runs: int = 0
+    overlapped_runs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -101,8 +101,9 @@ def test_report_md_mentions_the_parallel_cases() -> None:
     passed, failed = parallel_results()
     text = render_markdown(build_report(record(passed, failed, hostile(failed))))
     assert "### Parallel cases" in text and "race\\-begin\\-begin" not in text
-    assert "`race-begin-begin` **pass** (linearizable)" in text
-    assert "**fail** (not linearizable)" in text
+    assert (f"`race-begin-begin` **pass** (linearizable, {passed.overlapped_runs} of "
+            f"{passed.runs} runs overlapped)") in text
+    assert "**fail** (not linearizable, " in text
     assert "<script>" not in text
 
 

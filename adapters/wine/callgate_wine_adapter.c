@@ -41,7 +41,8 @@
  * (forget_earlier_notifications).
  *
  * Requests are carried out one at a time on the main thread (a COM MTA thread), in the order
- * they arrive. Diagnostics go to stderr.
+ * they arrive, and the handshake says so ("concurrent":false): callgate's parallel cases, which
+ * need requests served at once, are not applicable. Diagnostics go to stderr.
  */
 
 #define COBJMACROS
@@ -1071,6 +1072,8 @@ static void write_handshake(void)
     jout_raw(&o, ",\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
                 "\"new_event_state\":\"nonsignaled\","
                 "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\"}");
+    /* One request at a time (jsonl_serve's loop on the main thread). */
+    jout_raw(&o, ",\"concurrent\":false");
     jout_raw(&o, ",\"notes\":");
     jout_str(&o, probe_notes);
     jout_raw(&o, "}");

@@ -11,9 +11,10 @@ Operations whose name starts with `server_` are the harness-controlled test serv
 dispatch) until the harness sends one of them.
 
 An adapter declares `Capabilities`: the features it implements (`FEATURES`, whose names and
-meanings live in `protocol/features.py`) and its choices for the model's variation points
-(`pins`). A request for a missing feature is never sent; the cases that need it are reported
-`not_applicable`. Importing this module loads no model table.
+meanings live in `protocol/features.py`), its choices for the model's variation points (`pins`)
+and whether it serves several requests at once (`concurrent`). A request for a missing feature is
+never sent; the cases that need it are reported `not_applicable`, and so are the parallel cases
+when the adapter serves one request at a time. Importing this module loads no model table.
 
 Adapters signal trouble with two exceptions: `NotApplicable` (the implementation cannot do this
 after all: a verdict of `not_applicable`) and `AdapterFault` (the adapter broke: crash, garbage,
@@ -97,13 +98,21 @@ class Observation:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an adapter declares about its implementation."""
+    """What an adapter declares about its implementation.
+
+    `concurrent`: the adapter carries out several requests of one session at the same time, each
+    on the harness thread (in process) or as it arrives (JSON lines), rather than one after the
+    other. Parallel cases need that to exercise a race; an adapter that does not declare it gets
+    them `not_applicable`. False unless declared: an adapter that queues requests behind one
+    another would pass every race without running any.
+    """
 
     implementation: str
     version: str
     features: frozenset[str]
     pins: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
+    concurrent: bool = False
 
     def unknown_features(self) -> set[str]:
         return set(self.features) - FEATURES

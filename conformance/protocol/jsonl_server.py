@@ -8,8 +8,10 @@ adapter SPEC names (a built-in name or `module:attribute`, as `callgate run --ad
 
 Each open, request and close runs on a worker thread of its own (workers are reused), because
 several requests may be in flight and one may wait for the effect of another. Lines go out whole
-under one lock. A Python adapter's negative HRESULT is sent in its unsigned form, as the protocol
-wants; the model reads codes modulo 2**32 anyway, so verdicts do not change.
+under one lock. Serving adds no queue of its own, so the handshake's `concurrent` is the served
+adapter's own declaration (the reference implementation's is true). A Python adapter's negative
+HRESULT is sent in its unsigned form, as the protocol wants; the model reads codes modulo 2**32
+anyway, so verdicts do not change.
 """
 
 from __future__ import annotations

@@ -291,6 +291,8 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
     if case.history:
         data["history"] = [s.to_json() for s in case.history]
         data["linearizability"] = case.linearizability
+    if case.runs:
+        data["runs"], data["overlapped_runs"] = case.runs, case.overlapped_runs
     return data
 
 

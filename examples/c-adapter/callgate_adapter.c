@@ -22,9 +22,12 @@
  * messages of the protocol, no external library.
  *
  * Requests are carried out one at a time on the main thread, in the order they arrive; the
- * test server's threads run beside it. callgate sends one request at a time per case, so that
- * is enough here. An adapter that wants to serve several requests at once answers each on a
- * thread of its own; jout_line writes each line whole whichever thread calls it.
+ * test server's threads run beside it. That is enough for every sequential case, and the
+ * handshake says so ("concurrent":false), so callgate reports its parallel cases (races
+ * between requests in flight together) not applicable rather than passing them untried. An
+ * adapter that serves several requests at once answers each on a thread of its own, declares
+ * "concurrent":true, and gets its races run; jout_line writes each line whole whichever thread
+ * calls it.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -474,6 +477,8 @@ static void write_handshake(void)
                  "\"new_event_state\":\"nonsignaled\","
                  "\"begin_pending_code\":\"RPC_S_CALLPENDING\","
                  "\"call_object_origin\":\"same_apartment\"},");
+    /* One request at a time (jsonl_serve's loop): parallel cases are not applicable. */
+    jout_raw(&o, "\"concurrent\":false,");
     jout_raw(&o, "\"notes\":\"POSIX threads; no cancellation, STA, impersonation, containers or "
                  "RPC\"}");
     jout_line(&o);

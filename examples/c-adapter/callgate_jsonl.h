@@ -184,7 +184,8 @@ int jarg_bool(const struct jsonl_request *q, const char *name, int fallback);
  * run on the thread that called jsonl_serve, one message at a time. */
 struct jsonl_adapter {
     /* hello: write the handshake line (type, protocol, implementation, version, features,
-     * pins, notes) with jout_* and jout_line. */
+     * pins, concurrent, notes) with jout_* and jout_line. jsonl_serve carries out one message
+     * at a time, so an adapter built on it declares "concurrent":false. */
     void (*handshake)(void);
     /* open, for each slot of the session in order: make a slot of `machine` with the slot's
      * "config" object (config is its index in d, or -1 when there is none; jget_* give the

@@ -22,7 +22,9 @@ The package, one concern a module:
 * `generation`: `generated_cases`, the Hypothesis strategy that builds cases from the model, and
   `run_generated`, which runs them and shrinks a failure within its bounds;
 * `threads`: running the branches on threads (`execute_branches`) and recording the history;
-* `judging`: `run_parallel`, a case run several times and judged by linearizability;
+* `judging`: `run_parallel`, a case run several times and judged by linearizability (a pass
+  needs a run whose branches overlapped; an adapter that serves one request at a time gets
+  every parallel case `not_applicable`, `SERIAL_ADAPTER`);
 * `phase`: `parallel_phase`, what the gate calls, and `replay_parallel`.
 
 This module re-exports the names callers use, so they import from `cases.parallel` alone.
@@ -43,7 +45,7 @@ from callgate.conformance.cases.parallel.generation import (
     generation_slots,
     run_generated,
 )
-from callgate.conformance.cases.parallel.judging import run_parallel
+from callgate.conformance.cases.parallel.judging import SERIAL_ADAPTER, run_parallel
 from callgate.conformance.cases.parallel.phase import (
     parallel_count,
     parallel_phase,
@@ -54,6 +56,7 @@ from callgate.conformance.cases.parallel.threads import execute_branches
 
 __all__ = [
     "KIND",
+    "SERIAL_ADAPTER",
     "Interleavings",
     "ParallelBudget",
     "ParallelCase",

@@ -2,7 +2,9 @@
 
 `generated_cases` is the strategy: a prefix walked through the model, then branches whose every
 interleaving keeps every action DEFINED. `run_generated` runs a budget of them; a failure is
-shrunk by Hypothesis, within `SHRINK_CASES`, since a race does not fail on every run.
+shrunk by Hypothesis, within `SHRINK_CASES`, since a race does not fail on every run. The
+generated cases pass together only if some run of some case overlapped (operations of different
+branches in flight at once); only the rules of cases that overlapped count as exercised.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -25,7 +28,7 @@ from callgate.conformance.cases.parallel.case import (
     interleavings,
     prefix_states,
 )
-from callgate.conformance.cases.parallel.judging import parallel_result, run_parallel
+from callgate.conformance.cases.parallel.judging import parallel_result, run_parallel, serial_reason
 from callgate.conformance.cases.slots import available, default_slot
 from callgate.conformance.judge.linearizability import Linearizability
 from callgate.conformance.judge.perform import action_features
@@ -159,8 +162,11 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
     if not slot_sets or budget.examples <= 0:
         return parallel_result(empty, Verdict.NOT_APPLICABLE, started, message=(
             "the adapter declares none of the features parallel cases drive"))
+    if serial_reason(runner.capabilities):
+        return parallel_result(empty, Verdict.NOT_APPLICABLE, started,
+                               message=serial_reason(runner.capabilities))
     failures: list[tuple[ParallelCase, CaseResult]] = []
-    counts = {"cases": 0, "ops": 0}
+    counts = {"cases": 0, "ops": 0, "runs": 0, "overlapped_runs": 0, "overlapped_cases": 0}
     last: list[CaseResult] = []  # the latest case's result: its history is the one shown
     exercised: dict[str, None] = {}
     shrinking = {"runs": 0}
@@ -175,25 +181,47 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
             shrinking["runs"] += 1
             if shrinking["runs"] > SHRINK_CASES:
                 return  # enough shrinking: the smallest failure so far is the answer
-        result = run_parallel(runner, case, budget.runs, budget.stagger, rng.randrange(2 ** 32))
+        result = run_parallel(runner, case, budget.runs, budget.stagger, rng.randrange(2 ** 32),
+                              require_overlap=False)
         counts["cases"] += 1
         counts["ops"] += result.steps
+        counts["runs"] += result.runs
+        counts["overlapped_runs"] += result.overlapped_runs
         last[:] = [result]
-        exercised.update(dict.fromkeys(case.rules))
+        if result.overlapped_runs:
+            counts["overlapped_cases"] += 1
+            exercised.update(dict.fromkeys(case.rules))
         if result.verdict in (Verdict.FAIL, Verdict.ERROR):
             failures.append((case, result))
             raise ParallelFailed(result.message)
 
-    with contextlib.suppress(ParallelFailed, Flaky):
-        hypothesis_seed(seed)(test)()
+    try:
+        with contextlib.suppress(ParallelFailed, Flaky):
+            hypothesis_seed(seed)(test)()
+    except Exception as exc:  # the harness's own failure: the case's error, never a pass
+        return parallel_result(empty, Verdict.ERROR, started,
+                               evidence="".join(traceback.format_exception(exc)),
+                               runs=counts["runs"], overlapped_runs=counts["overlapped_runs"],
+                               message=f"the harness failed while running generated parallel "
+                                       f"cases: {type(exc).__name__}: {exc}")
     rules = sorted(exercised)
+    overlap_text = (f"{counts['overlapped_cases']} of them overlapped (operations of different "
+                    f"branches in flight at once) in {counts['overlapped_runs']} of "
+                    f"{counts['runs']} runs")
     if not failures:
+        verdict = Verdict.PASS if counts["overlapped_runs"] else Verdict.ERROR
+        message = (f"{counts['cases']} cases, {overlap_text}; {counts['ops']} concurrent "
+                   f"operations: every history linearizable")
+        if verdict is Verdict.ERROR:
+            message = (f"the races were not exercised: no two branches' operations overlapped in "
+                       f"{counts['runs']} runs of {counts['cases']} cases (every history was "
+                       f"linearizable)")
+        history = last[0].history if last else []
         return parallel_result(
-            replace(empty, rules=tuple(rules)), Verdict.PASS, started, steps=counts["ops"],
-            history=last[0].history if last else (),
-            linearizability=Linearizability.LINEARIZABLE.value, message=(
-                f"{counts['cases']} cases, {counts['ops']} concurrent operations: "
-                f"every history linearizable"))
+            replace(empty, rules=tuple(rules)), verdict, started, steps=counts["ops"],
+            history=history, trace=history if verdict is Verdict.ERROR else (),
+            linearizability=Linearizability.LINEARIZABLE.value, runs=counts["runs"],
+            overlapped_runs=counts["overlapped_runs"], message=message)
     # The smallest failing case seen: Hypothesis's shrinking result when it reproduced, else the
     # smallest one a race let through.
     case, result = min(failures, key=lambda f: (f[1].verdict is not Verdict.FAIL, f[0].size()))

@@ -7,17 +7,34 @@ asks whether some sequential order of the history, respecting real time, is one 
 (DESIGN.md principle 1: the model is the sequential specification). Each case runs several times
 (`runs`) to sample schedules, stopping at the first run that goes wrong. An action with an
 unknown outcome makes the case an `error` unless the history is not linearizable even so.
+
+A verdict never claims more than was shown (principle 11):
+
+* a case passes only if at least one of its runs overlapped (operations of different branches in
+  flight at the same time) and every run was linearizable; runs that never overlapped exercised
+  no race, and the case is an `error` that says so;
+* against an adapter that declares it serves one request at a time (`concurrent` false) no
+  parallel case runs: each is `not_applicable` with that reason;
+* an exception the harness raises anywhere in a case (prefix, branch threads, judging) makes
+  the case an `error` with the exception and its traceback as evidence.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
 from callgate.conformance.cases.parallel.case import Interleavings, ParallelCase, interleavings
-from callgate.conformance.cases.parallel.threads import execute_branches, history_of, wait_times
+from callgate.conformance.cases.parallel.threads import (
+    execute_branches,
+    history_of,
+    overlapped,
+    wait_times,
+)
 from callgate.conformance.judge.execution import StepTimeout
 from callgate.conformance.judge.linearizability import (
     DEFAULT_BUDGET,
@@ -28,7 +45,7 @@ from callgate.conformance.judge.linearizability import (
 )
 from callgate.conformance.judge.perform import missing_features, slot_machines
 from callgate.conformance.judge.runner import CaseRunner
-from callgate.conformance.protocol.adapter import AdapterFault, NotApplicable
+from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, NotApplicable
 from callgate.conformance.results import CaseResult, StepRecord, Verdict
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Args, Kind, Pins, State, step
@@ -45,93 +62,154 @@ def _allowed_text(machine: str, action_op: str, args: Args, states: frozenset[St
     return list(dict.fromkeys(out))
 
 
+# A named race none of whose `runs` overlapped runs again, up to this many times `runs` in all.
+UNEXERCISED_RUNS_FACTOR = 3
+
+SERIAL_ADAPTER = ("the adapter serves one request at a time (concurrent: false in its handshake): "
+                  "races were not exercised")
+
+
+def serial_reason(capabilities: Capabilities) -> str:
+    """Why no parallel case can run against this adapter ("" if they can): one that serves one
+    request at a time would pass every race without running any."""
+    return "" if capabilities.concurrent else SERIAL_ADAPTER
+
+
 def run_parallel(runner: CaseRunner, case: ParallelCase, runs: int = 3, stagger: float = 0.0,
-                 seed: int = 0, budget: int = DEFAULT_BUDGET) -> CaseResult:
+                 seed: int = 0, budget: int = DEFAULT_BUDGET, *,
+                 require_overlap: bool = True) -> CaseResult:
     """Run a parallel case `runs` times (stopping at the first run that goes wrong) and judge
-    each run's history by linearizability against the model."""
+    each run's history by linearizability against the model.
+
+    With `require_overlap` (a named race) the case passes only if some run overlapped; without
+    it (one of many generated cases) a linearizable case passes whatever its overlap, which
+    `overlapped_runs` reports for the caller to weigh. An exception of the harness is the
+    case's `error`, with its traceback as evidence."""
     started = time.perf_counter()
+    try:
+        return _run_parallel(runner, case, runs, stagger, seed, budget, require_overlap, started)
+    except Exception as exc:
+        return parallel_result(case, Verdict.ERROR, started, evidence=_traceback_of(exc),
+                               message=f"the harness failed while running the case: "
+                                       f"{type(exc).__name__}: {exc}")
+
+
+def _traceback_of(exc: BaseException) -> str:
+    """The exception's type, message and traceback, as evidence (its end kept if long)."""
+    return "".join(traceback.format_exception(exc))
+
+
+def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: float, seed: int,
+                  budget: int, require_overlap: bool, started: float) -> CaseResult:
     caps = runner.capabilities
     pins = dict(caps.pins)
     missing = missing_features(case.slots, case.actions(), caps.features)
     if missing:
         return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
             f"the adapter lacks {', '.join(sorted(missing))}"))
+    if serial_reason(caps):
+        return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=serial_reason(caps))
     rng = random.Random(seed)
     history: list[StepRecord] = []
     verdict_text = ""
     total_ops = 0
-    for number in range(1, runs + 1):
+    overlaps = 0
+    # A race that is hard to meet gets more runs, while none has overlapped, before it is
+    # called not exercised.
+    limit = runs * UNEXERCISED_RUNS_FACTOR if require_overlap else runs
+    number = 0
+    while number < runs or (not overlaps and number < limit):
+        number += 1
+        # The result of a run that ends the case: with the runs so far and how many overlapped.
+        result = partial(parallel_result, case, started=started, runs=number,
+                         overlapped_runs=overlaps)
         try:
             live = runner.open(case.id, case.slots)
         except (StepTimeout, AdapterFault) as exc:
-            return parallel_result(case, Verdict.ERROR, started,
-                                   message=f"opening a session failed: {exc}",
-                                   evidence=getattr(exc, "evidence", ""))
+            return result(Verdict.ERROR, message=f"opening a session failed: {exc}",
+                          evidence=getattr(exc, "evidence", ""))
         except NotApplicable as exc:
-            return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=str(exc))
+            return result(Verdict.NOT_APPLICABLE, message=str(exc))
         try:
             for action in case.prefix:
                 kind = live.kind(action)
                 if kind is not Kind.DEFINED:
-                    return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+                    return result(Verdict.NOT_APPLICABLE, message=(
                         f"run {number}: after the implementation's choices the model has the "
                         f"prefix action {action} {kind.value}, so the case is not run"))
                 if not live.step(action):
                     break
             if live.verdict is not Verdict.PASS:
-                return parallel_result(case, live.verdict, started, trace=live.trace,
-                                       message=f"in the prefix (run {number}): {live.message}",
-                                       evidence=live.evidence)
+                return result(live.verdict, trace=live.trace,
+                              message=f"in the prefix (run {number}): {live.message}",
+                              evidence=live.evidence)
             initial = {name: tracker.states for name, tracker in live.trackers.items()}
             # Sound in every interleaving from where the prefix really led (PropEr's rule,
             # checked against the implementation's own choices).
             plan = interleavings(case.slots, case.prefix, case.branches, pins, case.suffix,
                                  start=initial)
             if not plan.sound:
-                return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+                return result(Verdict.NOT_APPLICABLE, message=(
                     f"run {number}: from the states the prefix led to, some interleaving "
                     f"reaches an action the model does not define, so the case is not run: "
                     f"{plan.problem}"))
             waits = wait_times(case, plan.starts, pins)
             wall_base = time.time() - time.perf_counter()
             run = execute_branches(live.session, case.branches, waits, runner.step_timeout,
-                                   stagger, rng, case.suffix, runner.executor.call)
+                                   stagger, rng, case.suffix, runner.executor.call, run=number)
         finally:
             live.close()
         prefix_records = [replace(r, thread="prefix") for r in live.trace]
         ops, records, where = history_of(case, run, pins, wall_base, plan.starts)
+        history = prefix_records + records
+        if run.harness_errors:
+            first = run.harness_errors[0]
+            return result(Verdict.ERROR, trace=history, history=history,
+                          evidence="\n".join(run.harness_errors),
+                          message=f"run {number}: the harness failed on "
+                                  f"{first.splitlines()[0]}")
         total_ops += len(ops)
+        overlaps += overlapped(ops)
+        result = partial(parallel_result, case, started=started, runs=number,
+                         overlapped_runs=overlaps)
         outcome = check(ops, {s.name: MACHINES[s.machine] for s in case.slots}, initial, pins,
                         budget)
-        history = prefix_records + records
         verdict_text = outcome.verdict.value
         if outcome.verdict is Linearizability.NOT_LINEARIZABLE:
             return _failure(case, started, outcome, ops, records, where, prefix_records, plan,
-                            pins, number, runs)
+                            pins, number, overlaps)
         if outcome.verdict is Linearizability.UNKNOWN:
-            return parallel_result(case, Verdict.ERROR, started, trace=history, history=history,
-                                   linearizability=verdict_text,
-                                   message=f"run {number} of {runs}: {outcome.summary()}")
+            return result(Verdict.ERROR, trace=history, history=history,
+                          linearizability=verdict_text,
+                          message=f"run {number}: {outcome.summary()}")
         if run.hung:
-            first = run.hung[0]
-            return parallel_result(case, Verdict.ERROR, started, trace=history, history=history,
-                                   linearizability=verdict_text, evidence=first.error,
-                                   message=(
-                                       f"run {number} of {runs}: {first.action} on branch "
-                                       f"{first.branch + 1} "
-                                       + ("raised: " + first.error.splitlines()[0] if first.error
-                                          else f"gave no answer within {runner.step_timeout} s")
-                                       + f"; the history is {outcome.summary()}"))
+            first_hung = run.hung[0]
+            return result(Verdict.ERROR, trace=history, history=history,
+                          linearizability=verdict_text, evidence=first_hung.error, message=(
+                              f"run {number}: {first_hung.action} on branch "
+                              f"{first_hung.branch + 1} "
+                              + ("raised: " + first_hung.error.splitlines()[0]
+                                 if first_hung.error
+                                 else f"gave no answer within {runner.step_timeout} s")
+                              + f"; the history is {outcome.summary()}"))
+    if require_overlap and not overlaps:
+        return parallel_result(
+            case, Verdict.ERROR, started, trace=history, history=history,
+            linearizability=verdict_text, steps=total_ops, runs=number, overlapped_runs=0,
+            message=(f"the race was not exercised: no two branches' operations overlapped in "
+                     f"{number} runs (every history was linearizable)"))
     return parallel_result(case, Verdict.PASS, started, history=history,
-                           linearizability=verdict_text, steps=total_ops, message=(
-                               f"{runs} runs, {total_ops} concurrent operations: every history "
-                               f"linearizable"))
+                           linearizability=verdict_text, steps=total_ops, runs=number,
+                           overlapped_runs=overlaps, message=(
+                               f"{number} runs ({overlaps} overlapped: operations of different "
+                               f"branches in flight at once), {total_ops} concurrent "
+                               f"operations: every history linearizable"))
 
 
 def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
              ops: list[HistoryOp], records: list[StepRecord], where: list[tuple[int, int]],
              prefix_records: list[StepRecord], plan: Interleavings, pins: Pins, number: int,
-             runs: int) -> CaseResult:
+             overlaps: int) -> CaseResult:
     """A non-linearizable run: the culprit marked with what the model allowed, and the trace cut
     to the shortest non-linearizable sub-history."""
     failing = outcome.failing()
@@ -151,14 +229,16 @@ def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
     last = [r for op, r in zip(ops, marked, strict=True) if op.id == culprit]
     trace = prefix_records + shortest + last
     return parallel_result(case, Verdict.FAIL, started, trace=trace, history=history,
-                           linearizability=outcome.verdict.value,
-                           message=f"run {number} of {runs}: {outcome.summary()}")
+                           linearizability=outcome.verdict.value, runs=number,
+                           overlapped_runs=overlaps,
+                           message=f"run {number}: {outcome.summary()}")
 
 
 def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,
                     trace: Sequence[StepRecord] = (), history: Sequence[StepRecord] = (),
                     message: str = "", evidence: str = "", linearizability: str = "",
-                    steps: int | None = None) -> CaseResult:
+                    steps: int | None = None, runs: int = 0, overlapped_runs: int = 0
+                    ) -> CaseResult:
     """A parallel case's result; its trace is kept only when it failed or erred."""
     keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
     failed = list(trace[-1].rules) if trace and verdict is Verdict.FAIL else []
@@ -168,4 +248,4 @@ def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,
         seconds=time.perf_counter() - started, message=message, evidence=evidence[-4000:],
         trace=list(trace) if keep_trace else [], slots=slot_machines(case.slots),
         failed_rules=failed, replay=case.replay(), history=list(history),
-        linearizability=linearizability)
+        linearizability=linearizability, runs=runs, overlapped_runs=overlapped_runs)

@@ -1,20 +1,28 @@
 """Running a parallel case's branches on threads against one session, and recording the history.
 
 After the prefix, one thread per branch performs its actions against the same session, all
-released together by a barrier; every action's invocation and response are timestamped. `stagger`
-adds a random pause of up to that many seconds before each branch action, to widen the races. An
+released together by a barrier; every action's invocation and response are timestamped.
+`branch_pauses` decides how long each branch action waits first (the run's schedule), and
+`execute_branches` shortens the interpreter's thread switch interval while the branches run, so
+that operations of an in-process Python adapter interleave as finely as real threads would. An
 action that does not answer within the step timeout, or whose adapter call raises, has an unknown
 outcome: it is recorded without an answer, and the checker treats it as Knossos treats `info`.
-`history_of` turns a run into the checker's operations and the report's step records.
+Anything else that goes wrong on a branch thread is the harness's own failure: it is collected
+(never printed by a dying thread) and the case is an `error` with it as evidence.
+`history_of` turns a run into the checker's operations and the report's step records, and
+`overlapped` says whether operations of different branches were in flight at the same time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import random
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.cases.parallel.case import ParallelCase
@@ -49,10 +57,69 @@ class BranchRecord:
 
 @dataclass
 class BranchRun:
-    """One run's branch records and what went wrong in the harness, if anything."""
+    """One run's branch records and what went wrong in the harness, if anything: actions without
+    an answer (`hung`), and exceptions the harness itself raised on a branch thread
+    (`harness_errors`, each with its traceback)."""
 
     records: list[BranchRecord] = field(default_factory=list)
     hung: list[BranchRecord] = field(default_factory=list)
+    harness_errors: list[str] = field(default_factory=list)
+
+
+# While branches run, the interpreter switches threads at least this often (seconds). At the
+# default 5 ms an operation of an in-process Python adapter that does not block runs whole
+# before another thread gets a turn, so two Begin_ never overlap and their race is never run.
+BRANCH_SWITCH_INTERVAL = 1e-5
+
+
+class _FineSwitching:
+    """The switch interval shortened while any run's branches run (it is process-wide: the
+    interval from before is put back when the last overlapping user leaves)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(BRANCH_SWITCH_INTERVAL, self._before))
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    sys.setswitchinterval(self._before)
+
+
+fine_switching = _FineSwitching()
+
+
+def branch_pauses(branches: Sequence[Sequence[Action]], stagger: float, rng: random.Random,
+                  run: int) -> list[list[float]]:
+    """How long each branch action waits before it starts, in run `run` (from 1).
+
+    Runs alternate between two schedules, so that both shapes of race get their chance:
+
+    * odd runs: no pause at all; the barrier releases every branch at once, which is what two
+      short operations (two Begin_) need to meet;
+    * even runs: one branch leads (each in turn) and starts at once, and every other action
+      waits a random moment of up to `stagger`, so that an operation that waits (a timed Wait,
+      wait_notification) is in progress when the others arrive; later actions of every branch
+      also wait up to `stagger`, sampling different interleavings.
+    """
+    if stagger < 0:
+        raise ValueError(f"the stagger must not be negative (got {stagger} s)")
+    if run % 2 == 1 or not stagger:
+        return [[0.0 for _ in branch] for branch in branches]
+    leader = (run // 2 - 1) % len(branches)
+    return [[0.0 if (b == leader and k == 0) else rng.uniform(0.0, stagger)
+             for k in range(len(branch))] for b, branch in enumerate(branches)]
 
 
 def wait_times(case: ParallelCase, starts: Mapping[tuple[int, int], frozenset[State]],
@@ -73,18 +140,18 @@ def wait_times(case: ParallelCase, starts: Mapping[tuple[int, int], frozenset[St
 def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                      waits: Mapping[tuple[int, int], int], step_timeout: float,
                      stagger: float, rng: random.Random, suffix: Sequence[Action] = (),
-                     call: Call | None = None) -> BranchRun:
-    """Run each branch on a thread of its own, all released at once; record every action.
-    Then, if every branch action answered, the suffix on this thread (through `call`, which
-    bounds each action by the step timeout)."""
+                     call: Call | None = None, *, run: int) -> BranchRun:
+    """Run each branch on a thread of its own, all released at once, each action after its pause
+    (`branch_pauses` for run `run`); record every action. Then, if every branch action answered,
+    the suffix on this thread (through `call`, which bounds each action by the step timeout)."""
     records = [[BranchRecord(b, a, waits[(b, k)]) for k, a in enumerate(branch)]
                for b, branch in enumerate(branches)]
-    delays = [[rng.uniform(0.0, stagger) if stagger else 0.0 for _ in branch]
-              for branch in branches]
+    delays = branch_pauses(branches, stagger, rng, run)
     barrier = threading.Barrier(len(branches))
     abandoned = threading.Event()
+    harness_errors: list[str] = []
 
-    def work(b: int) -> None:
+    def perform_branch(b: int) -> None:
         try:
             barrier.wait(timeout=step_timeout)
         except threading.BrokenBarrierError:
@@ -108,14 +175,25 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                 return  # too late: the harness has already judged this op as unknown
             record.observation, record.returned = observation, returned
 
+    def work(b: int) -> None:
+        # Whatever the harness raises here is kept for the verdict, never printed by the dying
+        # thread (and the barrier is broken, so the other branches do not wait for this one).
+        try:
+            perform_branch(b)
+        except BaseException as exc:  # a thread has no caller to raise to
+            barrier.abort()
+            harness_errors.append(f"branch {b + 1}: {type(exc).__name__}: {exc}\n"
+                                  + "".join(traceback.format_exception(exc)))
+
     threads = [threading.Thread(target=work, args=(b,), name=f"callgate-branch-{b + 1}",
                                 daemon=True) for b in range(len(branches))]
-    for thread in threads:
-        thread.start()
     longest = max(len(b) for b in branches)
-    deadline = time.monotonic() + step_timeout * max(1, longest)
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    with fine_switching():
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + step_timeout * max(1, longest)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
     abandoned.set()
     if all(r.returned is not None for rs in records for r in rs if r.started) and suffix:
         tail = [BranchRecord(len(branches), a, waits[(len(branches), k)])
@@ -131,15 +209,15 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                 record.error = f"{type(exc).__name__}: {exc}"
                 break
             record.observation, record.returned = observation, time.perf_counter()
-    run = BranchRun()
+    done = BranchRun(harness_errors=list(harness_errors))
     for branch_records in records:
         for record in branch_records:
             if not record.started:
                 continue
-            run.records.append(record)
+            done.records.append(record)
             if record.returned is None:
-                run.hung.append(record)
-    return run
+                done.hung.append(record)
+    return done
 
 
 def timed_out(machine: str, record: BranchRecord) -> bool:
@@ -196,3 +274,18 @@ def history_of(case: ParallelCase, run: BranchRun, pins: Pins, wall_base: float,
             thread=thread, started=wall_base + record.invoked,
             ended=wall_base + returned if returned is not None else 0.0))
     return ops, records, where
+
+
+def overlapped(ops: Sequence[HistoryOp]) -> bool:
+    """True if two operations of different branches were in flight at the same time: each was
+    invoked before the other returned (an operation without an answer is in flight to the end).
+    Only branch operations count: the prefix ran before the branches and the suffix after."""
+    branch_ops = [op for op in ops if op.thread.startswith("branch ")]
+    for first, second in itertools.combinations(branch_ops, 2):
+        if first.thread == second.thread:
+            continue
+        first_end = first.returned if first.returned is not None else float("inf")
+        second_end = second.returned if second.returned is not None else float("inf")
+        if first.invoked < second_end and second.invoked < first_end:
+            return True
+    return False

@@ -94,7 +94,9 @@ class ReferenceAdapter:
                  "thread until the harness commands it.")
         if self.host.faults:
             notes += f" Seeded faults: {', '.join(sorted(self.host.faults))}."
-        return Capabilities(IMPLEMENTATION, VERSION, FEATURES, dict(PINS), notes)
+        # Every request runs on the caller's thread, against objects guarded by their own
+        # locks: several at once, as parallel cases need.
+        return Capabilities(IMPLEMENTATION, VERSION, FEATURES, dict(PINS), notes, concurrent=True)
 
     def open_session(self, slots: Sequence[SlotSpec]) -> ReferenceSession:
         return ReferenceSession(self, slots, next(self._sessions))

@@ -1,9 +1,12 @@
 """The handshake: hello, the adapter's answer, and the capabilities and protocol version it declares.
 
 The harness writes `hello` first; the adapter's first line is its `handshake`, declaring its
-implementation, the features it implements, its pins and the protocol version it speaks
-(docs/adapter-protocol.md, section 3). After a restart the handshake must declare the same
-capabilities again. `jsonl_server` builds the adapter's side from the same rules.
+implementation, the features it implements, its pins, whether it serves requests concurrently
+and the protocol version it speaks (docs/adapter-protocol.md, section 3). `concurrent` joined
+version 1 as an optional member: a handshake without it declares false, so an adapter written
+before it keeps working, with its parallel cases not applicable. After a restart the handshake
+must declare the same capabilities again. `jsonl_server` builds the adapter's side from the same
+rules.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def handshake_message(capabilities: Capabilities) -> dict[str, Any]:
     message: dict[str, Any] = {
         "type": "handshake", "protocol": PROTOCOL_VERSION,
         "implementation": capabilities.implementation, "version": capabilities.version,
-        "features": sorted(capabilities.features), "pins": dict(capabilities.pins)}
+        "features": sorted(capabilities.features), "pins": dict(capabilities.pins),
+        "concurrent": capabilities.concurrent}
     if capabilities.notes:
         message["notes"] = capabilities.notes
     return message
@@ -42,7 +46,7 @@ def declared(message: Mapping[str, Any]) -> Capabilities:
     """The capabilities a (schema-checked) handshake declares."""
     return Capabilities(message["implementation"], message["version"],
                         frozenset(message["features"]), dict(message.get("pins", {})),
-                        message.get("notes", ""))
+                        message.get("notes", ""), message.get("concurrent", False))
 
 
 def changed_on_restart(first: Capabilities, now: Capabilities) -> AdapterFault | None:
