@@ -230,6 +230,17 @@ def run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,
         return runner.result(case, Verdict.NOT_APPLICABLE, started, [], set(),
                              message="the adapter declares none of the features stateful "
                                      "testing drives")
+    try:
+        return _run_stateful(runner, budget, seed, chosen, case, started, shrink_seconds)
+    except Exception as exc:  # callgate's own code around the programs: this case's error
+        return runner.result(case, Verdict.ERROR, started, [], set(),
+                             message=f"harness error: {type(exc).__name__}: {exc}",
+                             evidence=harness_evidence(exc))
+
+
+def _run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,
+                  chosen: list[SlotSpec], case: Case, started: float,
+                  shrink_seconds: float) -> CaseResult:
     runs: list[LiveCase] = []
     book = FailureBook(shrink_seconds)
     machine_class = build_machine(runner, chosen, runs, book)
