@@ -125,10 +125,16 @@ class Expectations:
             if deviation.rule in exercised:
                 self._count(self._exercised, deviation)
         for deviation in self._by_rule:
-            if deviation.matches_failure(result):
+            if deviation.matches_failure(result) and self._explains_others(result):
                 self._count(self._matched, deviation)
                 return replace(result, verdict=Verdict.EXPECTED_FAIL, expectation=deviation.reason)
         return result
+
+    def _explains_others(self, result: CaseResult) -> bool:
+        """Every other failure the case saw is a listed deviation too: one unlisted failure
+        keeps the case failed, however well its first failure is known."""
+        return all(any(d.verdict is other.verdict and d.rule in other.failed_rules
+                       for d in self._by_rule) for other in result.other_failures)
 
     def stale_results(self) -> list[CaseResult]:
         """One `unexpected_pass` result per rule entry that cases exercised without failing on it.

@@ -139,6 +139,9 @@ class CallgateItem(pytest.Item):
                     lines.append(f"         rules: {', '.join(step.rules)}")
             if result.evidence:
                 lines += ["", "evidence:", result.evidence]
+            for other in result.other_failures:
+                lines += ["", f"also seen, {other.verdict.value} after {len(other.trace)} steps: "
+                              f"{other.message}"]
             return "\n".join(lines)
         return str(super().repr_failure(excinfo))
 

@@ -59,6 +59,40 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Another distinct failure a case saw beside the one its verdict reports (a stateful case
+    keeps every kind it met): its verdict, message, evidence, trace and replay, as a case has."""
+
+    verdict: Verdict
+    message: str
+    trace: list[StepRecord]
+    failed_rules: list[str]
+    replay: dict[str, Any]
+    evidence: str = ""
+    original_length: int = 0  # the length of the first program seen to fail so, if longer
+    programs: int = 1  # how many program runs failed this way (shrinking's included)
+
+    @staticmethod
+    def of(result: CaseResult, programs: int = 1) -> Failure:
+        return Failure(result.verdict, result.message, list(result.trace),
+                       list(result.failed_rules), dict(result.replay), result.evidence,
+                       result.original_length, programs)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Failure:
+        values = dict(data)
+        values["verdict"] = Verdict(values["verdict"])
+        values["trace"] = [StepRecord(**s) for s in values.get("trace", [])]
+        known = set(Failure.__dataclass_fields__)
+        return Failure(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """A finished case. `trace` holds every step when the case failed or erred, else is empty."""
 
@@ -84,10 +118,13 @@ class CaseResult:
     # of different branches were in flight at the same time (only those exercised its race).
     runs: int = 0
     overlapped_runs: int = 0
+    # Other distinct failures the case saw (each with its own trace), beside the one above.
+    other_failures: list[Failure] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = self.verdict.value
+        data["other_failures"] = [f.to_json() for f in self.other_failures]
         return data
 
     @staticmethod
@@ -96,6 +133,8 @@ class CaseResult:
         values["verdict"] = Verdict(values["verdict"])
         values["trace"] = [StepRecord(**s) for s in values.get("trace", [])]
         values["history"] = [StepRecord(**s) for s in values.get("history", [])]
+        values["other_failures"] = [Failure.from_json(f)
+                                    for f in values.get("other_failures", [])]
         known = set(CaseResult.__dataclass_fields__)
         return CaseResult(**{k: v for k, v in values.items() if k in known})
 

@@ -76,12 +76,15 @@ CREATE = ("CreateCall", {"riid": "async", "aggregate": False})
 FINITE = {"timeout": "finite"}
 ZERO = {"timeout": "zero"}
 
+# Each INFINITE Wait follows a zero Wait that saw the object signalled: the runner sends a wait
+# for ever only after such a look (and takes the look itself where a case has none).
 CASES = [
     Case("call-round-trip", "directed", "Begin_, Wait times out, server signals, Finish_",
          (COM,), _steps("c0", ("QueryInterface", {"iid": "ICallFactory"}), CREATE,
                         ("QueryInterface", {"iid": "ISynchronize"}), ("Begin_", {}),
                         ("Wait", FINITE), ("server_signal", {"out": 2, "then_impersonate": False}),
-                        ("Wait", {"timeout": "infinite"}), ("Finish_", {}), ("Release", {}))),
+                        ("Wait", ZERO), ("Wait", {"timeout": "infinite"}), ("Finish_", {}),
+                        ("Release", {}))),
     Case("call-reuse", "directed", "a finished call object starts another call", (COM,),
          _steps("c0", CREATE, ("Finish_", {}), ("Begin_", {}), ("Begin_", {}),
                 ("server_signal", {"out": 1, "then_impersonate": True}), ("Finish_", {}),
@@ -102,7 +105,7 @@ CASES = [
                 ("Signal", {}), ("Wait", ZERO), ("Wait", ZERO))),
     Case("manual-event", "directed", "manual reset", (EVENT,),
          _steps("e0", ("CoCreateInstance", {"clsid": "ManualResetEvent"}), ("Signal", {}),
-                ("Wait", {"timeout": "infinite"}), ("Wait", ZERO), ("Reset", {}),
+                ("Wait", ZERO), ("Wait", {"timeout": "infinite"}), ("Wait", ZERO), ("Reset", {}),
                 ("Wait", FINITE))),
 ]
 

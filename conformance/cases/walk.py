@@ -16,8 +16,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
-from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase, transition_key
-from callgate.conformance.protocol.adapter import SlotSpec
+from callgate.conformance.judge.execution import StepTimeout
+from callgate.conformance.judge.perform import blocks
+from callgate.conformance.judge.runner import (
+    Case,
+    CaseRunner,
+    LiveCase,
+    harness_evidence,
+    transition_key,
+)
+from callgate.conformance.protocol.adapter import AdapterFault, SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.transitions import Action, Kind, State, step
 
@@ -177,13 +185,54 @@ class StateCheck:
         return live.step(check)
 
 
+def _sendable(live: LiveCase, g: _Graph, state: State, action: Action,
+              broken: set[int]) -> bool:
+    """The walk may take `action` now: the model has it DEFINED and offered, and if it may wait
+    for ever, the looks that establish it returns are not ones the implementation already
+    failed (a failure is reported once)."""
+    if live.kind(action) is not Kind.DEFINED or not live.offered(action):
+        return False
+    if not blocks(live.machines[SLOT], action):
+        return True
+    looks = live.lookout(action) or []
+    return not any(g.pair.get((state, look)) in broken for look in looks)
+
+
+def _failed_step(live: LiveCase) -> tuple[State, Action] | None:
+    """The state and action of the step a segment ended on. A step the model did not accept
+    leaves its tracker where the step started, so that is the step's state."""
+    states = live.trackers[SLOT].states
+    if not live.trace or live.trace[-1].ok or len(states) != 1:
+        return None
+    last = live.trace[-1]
+    (state,) = states
+    return state, Action(SLOT, last.op, tuple(last.args.items()))
+
+
 def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                  budget: WalkBudget | None = None) -> Iterator[tuple[Case, CaseResult]]:
     """Cover `pending` transitions of one machine; yields each segment's case and result.
 
-    `pending` is updated in place as transitions are covered.
+    `pending` is updated in place as transitions are covered. An exception in the walk's own
+    code outside a segment ends this machine's walk with one `error` case (its traceback as
+    evidence); the run goes on with the next machine.
     """
-    budget = budget or WalkBudget()
+    started = time.perf_counter()
+    segments = 0
+    try:
+        for segment in _walk(runner, plan, pending, budget or WalkBudget()):
+            segments += 1
+            yield segment
+    except Exception as exc:
+        name = plan.machine.name
+        case = Case(f"{name}-walk-{segments:03d}", "directed", f"coverage walk of {name}", (), ())
+        yield case, runner.result(case, Verdict.ERROR, started, [], set(),
+                                  message=f"harness error: {type(exc).__name__}: {exc}",
+                                  evidence=harness_evidence(exc))
+
+
+def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
+          budget: WalkBudget) -> Iterator[tuple[Case, CaseResult]]:
     g = _index(plan)
     name = plan.machine.name
     key_of = {(s, a): transition_key(name, s, a) for s, acts in g.defined.items() for a in acts}
@@ -203,6 +252,14 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
             if not left:
                 del todo[state]
 
+    def give_up(state: State, action: Action) -> None:
+        """The implementation went wrong here (failed, hung, broke): reported once, so never
+        planned through nor taken again (a hang is not retried through another timeout)."""
+        number = g.pair.get((state, action))
+        if number is not None:
+            broken.add(number)
+        done(state, action)
+
     for number in range(budget.cases):
         if not todo:
             return
@@ -211,15 +268,18 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
             return
         spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
         case_id = f"{name}-walk-{number:03d}"
-        before = len(pending)
+        before = (len(pending), sum(len(left) for left in todo.values()))
+        started = time.perf_counter()
         try:
             live = runner.open(case_id, (spec,))
-        except Exception as exc:
+        except Exception as exc:  # a hang, a fault, or the adapter's own exception
+            evidence = exc.evidence if isinstance(exc, AdapterFault) else (
+                "" if isinstance(exc, StepTimeout) else harness_evidence(exc))
             result = runner.result(Case(case_id, "directed", "coverage walk", (spec,), ()),
-                                   Verdict.ERROR, 0.0, [], set(), message=f"opening failed: {exc}")
+                                   Verdict.ERROR, started, [], set(),
+                                   message=f"opening failed: {exc}", evidence=evidence)
             yield Case(case_id, "directed", "coverage walk", (spec,), ()), result
             return
-        started = time.perf_counter()
         tracker = live.trackers[SLOT]
         route: deque[Leg] = deque()  # the planned way to the nearest pending transition
         try:
@@ -232,6 +292,9 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 if local:
                     action = min(local, key=repr)
                     route.clear()
+                    if g.pair.get((state, action)) in broken:
+                        done(state, action)
+                        continue
                 else:
                     # Keep following the planned route while the implementation goes where the
                     # plan expected; plan again (one search) only when it went elsewhere.
@@ -240,15 +303,23 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                         if not route:
                             break
                     action = route.popleft()[1]
-                if live.kind(action) is not Kind.DEFINED or not live.offered(action):
+                if not _sendable(live, g, state, action, broken):
+                    if local:
+                        # Not here, this time (a wait for ever that what was observed has not
+                        # established, or whose look already failed): it stays uncovered.
+                        local.discard(action)
+                        if not local:
+                            del todo[state]
+                        continue
                     break
                 new = action in todo.get(state, ())
                 ok = live.step(action)
                 done(state, action)
                 pair_id = g.pair.get((state, action))
                 if not ok:
-                    if pair_id is not None:
-                        broken.add(pair_id)
+                    # Avoid the step that went wrong: the action, or the look before a wait for
+                    # ever that was taken first.
+                    give_up(*(_failed_step(live) or (state, action)))
                     break
                 target = None
                 if len(tracker.states) == 1:
@@ -261,9 +332,11 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     check = checks.observer(state, action, target)
                     check_id = g.pair.get((target, check)) if check is not None else None
                     if check_id not in broken and not checks.verify(live, state, action):
-                        if check_id is not None:
-                            broken.add(check_id)
+                        if check is not None:
+                            give_up(*(_failed_step(live) or (target, check)))
                         break
+        except Exception as exc:  # callgate's own walk code: this segment is an error, and the
+            live.harness_error(exc)  # walk of this machine ends (it would only fail again)
         finally:
             live.close()
         for key in live.covered & pending:
@@ -271,13 +344,21 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
         for (s_, a_), k in key_of.items():
             if k in live.covered and s_ in todo:
                 done(s_, a_)
+        progress = before != (len(pending), sum(len(left) for left in todo.values()))
+        if not live.trace and live.verdict is Verdict.PASS:
+            # Nothing was sent (what was left here could not be taken): no case to report.
+            if not progress:
+                return
+            continue
         steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
         rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
         case = Case(case_id, "directed",
                     f"coverage walk of {name}, segment {number}: {len(live.trace)} steps, "
-                    f"{before - len(pending)} new transitions", (spec,), steps, rules)
+                    f"{before[0] - len(pending)} new transitions", (spec,), steps, rules)
         result = runner.result(case, live.verdict, started, live.trace, live.covered,
                                message=live.message, evidence=live.evidence)
         yield case, result
-        if len(pending) == before and live.verdict is Verdict.PASS:
+        if live.failure == "harness error":
+            return
+        if not progress and live.verdict is Verdict.PASS:
             return  # no progress: what is left is out of reach with this implementation's choices

@@ -32,6 +32,9 @@ from callgate.model.transitions import Action, Allowed, Returns, Value
 NOTIFY_EXPECTED_MS = 2000
 NOTIFY_ABSENT_MS = 20
 
+# The value of a timeout parameter that waits for ever (ISynchronize::Wait(INFINITE), ...).
+INFINITE = "infinite"
+
 # How a request reaches the session: directly, or through the step executor's `call` (which
 # bounds it by the step timeout).
 Call = Callable[[Callable[[], Observation]], Observation]
@@ -72,6 +75,21 @@ def wait_ms(request_op: str, args: Mapping[str, Value], allowed: Sequence[Allowe
         may_arrive = any(isinstance(a.code, Returns) and a.code.value == 1 for a in allowed)
         return NOTIFY_EXPECTED_MS if may_arrive else NOTIFY_ABSENT_MS
     return FINITE_WAIT_MS
+
+
+def blocks(machine: str, action: Action) -> bool:
+    """Whether `action` on a slot of `machine` may wait for ever: a timed operation given an
+    INFINITE timeout. (An operation that may always wait, such as wait_notification, is sent with
+    a bounded `wait_ms` instead; see `wait_ms`.)"""
+    timed, param = MACHINES[machine].timeout_param(action.op)
+    return timed and param is not None and dict(action.args).get(param) == INFINITE
+
+
+def zero_wait(machine: str, action: Action) -> Action:
+    """The same operation with a zero timeout: the non-blocking look at what `action` waits for."""
+    _, param = MACHINES[machine].timeout_param(action.op)
+    return Action(action.slot, action.op,
+                  tuple((k, "zero" if k == param else v) for k, v in action.args))
 
 
 def request_for(action: Action, wait: int) -> Request:

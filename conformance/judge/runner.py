@@ -5,6 +5,11 @@ whether the operation is defined, sends the request (on a worker thread with a t
 checks the observation against the model's allowed outcomes. The model then follows the observed
 outcome. A step outside the allowed set fails the case; the trace says what was observed and what
 was allowed, with the rules.
+
+Two guards keep a verdict honest. An operation that may wait for ever (an INFINITE timeout) is
+sent only once what was observed has established that it returns (see `LiveCase.step`), so a
+deviation shows as a failure at once, not as a hang. And an exception in callgate's own code
+while a case runs makes that case `error`, with the traceback as evidence; the run goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from callgate.conformance.judge.execution import Executor, StepTimeout
 from callgate.conformance.judge.perform import (
     action_features,
+    blocks,
     missing_features,
     perform,
     replay_slots,
@@ -25,6 +31,7 @@ from callgate.conformance.judge.perform import (
     slot_machines,
     step_record,
     wait_ms,
+    zero_wait,
 )
 from callgate.conformance.protocol.adapter import (
     Adapter,
@@ -44,6 +51,7 @@ from callgate.model.transitions import (
     State,
     Tracker,
     Value,
+    step,
 )
 
 # How many times one planned case may steer back to its plan.
@@ -104,7 +112,17 @@ class CaseRunner:
         return LiveCase(self, case_id, tuple(slots), session)
 
     def run(self, case: Case) -> CaseResult:
+        """Run one case. Whatever goes wrong, a result comes back: adapter trouble and
+        exceptions in callgate's own code are `error` verdicts, never exceptions."""
         started = time.perf_counter()
+        try:
+            return self._run(case, started)
+        except Exception as exc:  # a bug in the harness outside any step: this case only
+            return self.result(case, Verdict.ERROR, started, [], set(),
+                               message=f"harness error: {type(exc).__name__}: {exc}",
+                               evidence=harness_evidence(exc))
+
+    def _run(self, case: Case, started: float) -> CaseResult:
         missing = self.missing_features(case)
         if missing:
             return self.result(case, Verdict.NOT_APPLICABLE, started, [], set(),
@@ -129,6 +147,8 @@ class CaseRunner:
                         break
                     if not live.step(action):
                         break
+        except Exception as exc:  # callgate's own code, between steps
+            live.harness_error(exc)
         finally:
             live.close()
         return self.result(case, live.verdict, started, live.trace, live.covered,
@@ -181,6 +201,21 @@ class CaseRunner:
                                    for a in case.steps]})
 
 
+def harness_evidence(exc: BaseException) -> str:
+    """The traceback of an exception in callgate's own code, as a case's evidence."""
+    return "".join(traceback.format_exception(exc))[-4000:]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A step a live case took and the model accepted: the action and the model states (of its
+    slot) before and after it. What the blocking guard reads back."""
+
+    action: Action
+    before: frozenset[State]
+    after: frozenset[State]
+
+
 class LiveCase:
     """One open session and the model trackers that follow it, step by step."""
 
@@ -198,25 +233,116 @@ class LiveCase:
         self.verdict = Verdict.PASS
         self.message = ""
         self.evidence = ""
+        # How the case went wrong, when it did: "mismatch" (an observation the model does not
+        # allow), "hang", "adapter fault", "not applicable" or "harness error".
+        self.failure = ""
         self.closed = False
+        self._taken: dict[str, list[Taken]] = {}
 
     def kind(self, action: Action) -> Kind:
         return self.trackers[action.slot].kind(action.op, action.args)
 
     def offered(self, action: Action) -> bool:
-        """DEFINED in the model now, and within the adapter's features."""
+        """DEFINED in the model now, within the adapter's features, and, for an operation that
+        may wait for ever, established as returning (or establishable by a look first)."""
         if self.kind(action) is not Kind.DEFINED:
             return False
         needed = action_features(self.machines[action.slot], action)
-        return needed <= set(self.runner.capabilities.features)
+        if not needed <= set(self.runner.capabilities.features):
+            return False
+        return not blocks(self.machines[action.slot], action) or self.lookout(action) is not None
 
     def note(self, message: str) -> None:
         self.message = message
 
+    def lookout(self, action: Action) -> list[Action] | None:
+        """The steps that establish, from observation, that `action` (which may wait for ever)
+        returns at once: [] when the last steps on its slot already did, None when nothing can.
+
+        The model having `action` DEFINED in every candidate state is not enough: that belief
+        came from earlier answers (a Signal that said S_OK), and an implementation that did not
+        do what it answered would leave INFINITE waiting for ever, a hang where there is a
+        failure to report. So the harness first looks with the same operation and a zero
+        timeout, judged like any step: where that look leaves every candidate state as it is, it
+        is taken just before; where it changes the state (a zero Wait on a signalled auto-reset
+        event consumes the signal), it is taken and then the step that led to the state is
+        taken again from the state it started in, so that what made the wait return has just
+        been seen to work. Anything else is not established, and `action` is not sent."""
+        slot = action.slot
+        machine = self.machines[slot]
+        tracker = self.trackers[slot]
+        if tracker.kind(action.op, action.args) is not Kind.DEFINED:
+            return None
+        look = zero_wait(machine, action)
+        needed = action_features(machine, look)
+        if look == action or tracker.kind(look.op, look.args) is not Kind.DEFINED or \
+                not needed <= set(self.runner.capabilities.features):
+            return None
+        states = tracker.states
+        ends = {s: {a.next_state for a in step(tracker.machine, s, look.op, look.args,
+                                                 tracker.pins).allowed} for s in states}
+        if any(not e for e in ends.values()):
+            return None
+        taken = self._taken.get(slot, [])
+        if all(e == {s} for s, e in ends.items()):  # the look changes nothing: take it just before
+            if taken and taken[-1].action == look and taken[-1].after == states:
+                return []
+            return [look]
+        if len(states) != 1 or len({n for e in ends.values() for n in e}) != 1:
+            return None
+        (here,), (there,) = states, ends[next(iter(states))]
+
+        def led_here(done: Taken) -> bool:
+            return done.before == {there} and done.after == {here}
+
+        if (len(taken) >= 3 and taken[-2].action == look and taken[-2].before == {here}
+                and led_here(taken[-1]) and led_here(taken[-3])
+                and taken[-1].action == taken[-3].action):
+            return []  # [step here, look, the same step again]: just seen to work
+        if not taken or not led_here(taken[-1]) or blocks(machine, taken[-1].action):
+            return None
+        back = taken[-1]
+        again = step(tracker.machine, there, back.action.op, back.action.args, tracker.pins)
+        if again.kind is not Kind.DEFINED or {a.next_state for a in again.allowed} != {here}:
+            return None
+        return [look, back.action]
+
     def step(self, action: Action) -> bool:
-        """Perform and judge one action; False (with the verdict set) if the case is over."""
+        """Perform and judge one action; False if the case is over (with the verdict set), or
+        if the action was not sent (a wait for ever the observations have not established)."""
         if self.verdict is not Verdict.PASS:
             return False
+        try:
+            if blocks(self.machines[action.slot], action):
+                first = self.lookout(action)
+                if first is None:
+                    self.note(f"not sent: {action} may wait for ever, and what was observed "
+                              f"has not established that it returns")
+                    return False
+                for look in first:
+                    if not self._perform(look):
+                        return False
+                if self.lookout(action) != []:
+                    self.note(f"not sent: {action}: the look before it did not establish that "
+                              f"it returns")
+                    return False
+            return self._perform(action)
+        except Exception as exc:  # callgate's own code (judging, recording): not the adapter's
+            self.harness_error(exc, action)
+            return False
+
+    def harness_error(self, exc: BaseException, action: Action | None = None) -> None:
+        """An exception in callgate's own code: the case is `error`, the traceback its evidence."""
+        where = f"{action}: " if action is not None else ""
+        if self.verdict is not Verdict.PASS:  # the verdict was shown first: keep it, say both
+            self.evidence = (f"{self.evidence}\nthen a harness error: "
+                             f"{harness_evidence(exc)}")[-4000:]
+            return
+        self.verdict, self.failure = Verdict.ERROR, "harness error"
+        self.message = f"{where}harness error: {type(exc).__name__}: {exc}"
+        self.evidence = harness_evidence(exc)
+
+    def _perform(self, action: Action) -> bool:
         machine = self.machines[action.slot]
         tracker = self.trackers[action.slot]
         allowed = tracker.expected(action.op, action.args)
@@ -237,11 +363,14 @@ class LiveCase:
                 seconds=time.perf_counter() - t0, started=wall0, ended=time.time()))
             if isinstance(exc, NotApplicable):
                 self.verdict, self.message = Verdict.NOT_APPLICABLE, f"{action}: {exc}"
+                self.failure = "not applicable"
             elif isinstance(exc, AdapterFault):
                 self.verdict, self.message = Verdict.ERROR, f"{action}: adapter fault: {exc}"
                 self.evidence = exc.evidence
+                self.failure = "adapter fault"
             else:
                 self.verdict, self.message = Verdict.ERROR, f"{action}: the adapter hung: {exc}"
+                self.failure = "hang"
             return False
         elapsed = time.perf_counter() - t0
         judgement = tracker.observe(action.op, action.args, observation.code,
@@ -255,11 +384,12 @@ class LiveCase:
             seconds=elapsed, started=wall0, ended=time.time())
         self.trace.append(record)
         if not judgement.ok:
-            self.verdict = Verdict.FAIL
+            self.verdict, self.failure = Verdict.FAIL, "mismatch"
             outputs = f" with {record.outputs}" if record.outputs else ""
             self.message = (f"{action}: observed {record.code_name or record.code}{outputs}; "
                             f"allowed: {'; '.join(record.allowed) or 'nothing'}")
             return False
+        self._taken.setdefault(action.slot, []).append(Taken(action, before, tracker.states))
         return True
 
     def close(self) -> None:
@@ -268,6 +398,7 @@ class LiveCase:
         self.closed = True
         try:
             self.runner.executor.call(self.session.close)
-        except (StepTimeout, AdapterFault) as exc:
+        except Exception as exc:  # a timeout, a fault, or whatever the adapter's close raised
             if self.verdict is Verdict.PASS:
                 self.verdict, self.message = Verdict.ERROR, f"closing the session failed: {exc}"
+                self.failure = "hang" if isinstance(exc, StepTimeout) else "adapter fault"

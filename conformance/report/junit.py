@@ -73,6 +73,8 @@ def trace_text(case: Mapping[str, Any]) -> str:
         lines.append(f"(shrunk from {case['original_length']} steps)")
     if case.get("evidence"):
         lines += ["evidence:", str(case["evidence"])]
+    for n, other in enumerate(case.get("other_failures") or [], 2):
+        lines += ["", trace_text({**other, "id": f"{case['id']} (failure {n})"}).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

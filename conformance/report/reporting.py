@@ -26,7 +26,7 @@ from markupsafe import Markup
 from callgate.conformance.expectations import entry_matches, failing_rules
 from callgate.conformance.report import diagrams, junit
 from callgate.conformance.report import lanes as parallel_lanes
-from callgate.conformance.results import CaseResult, RunRecord, Summary, Verdict
+from callgate.conformance.results import CaseResult, RunRecord, StepRecord, Summary, Verdict
 from callgate.model.rules import catalogue
 
 REPORT_SCHEMA_VERSION = 1
@@ -85,6 +85,8 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
     held_by: dict[str, list[int]] = defaultdict(list)
     for i, case in enumerate(cases):
         wrong = failing_rules(case) if case.verdict in _FAILED else []
+        # A case's other failures (a stateful case keeps every kind it saw) fail their rules too.
+        wrong += [r for f in case.other_failures for r in f.failed_rules]
         cited = set(case.rules) | {r for step in case.trace for r in step.rules} | set(wrong)
         for rule_id in cited:
             cited_by[rule_id].append(i)
@@ -277,23 +279,34 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
     if case.expectation:
         data["expectation"] = case.expectation
     if case.verdict in _FAILED:
-        data["trace"] = [{
-            "slot": s.slot, "operation": s.op, "args": s.args,
-            "observed": {"code": s.code, "name": s.code_name, "outputs": s.outputs},
-            "allowed": s.allowed, "ok": s.ok, "rules": s.rules, "state": s.state_before,
-        } for s in case.trace]
+        data["trace"] = _trace_json(case.trace)
         data["failed_rules"] = failing_rules(case)
         data["replay"] = case.replay
         if case.evidence:
             data["evidence"] = case.evidence
         if case.original_length:
             data["original_length"] = case.original_length
+    if case.other_failures:
+        data["other_failures"] = [{
+            "verdict": f.verdict.value, "message": f.message, "trace": _trace_json(f.trace),
+            "failed_rules": f.failed_rules, "replay": f.replay, "programs": f.programs,
+            **({"evidence": f.evidence} if f.evidence else {}),
+            **({"original_length": f.original_length} if f.original_length else {}),
+        } for f in case.other_failures]
     if case.history:
         data["history"] = [s.to_json() for s in case.history]
         data["linearizability"] = case.linearizability
     if case.runs:
         data["runs"], data["overlapped_runs"] = case.runs, case.overlapped_runs
     return data
+
+
+def _trace_json(trace: Sequence[StepRecord]) -> list[dict[str, Any]]:
+    return [{
+        "slot": s.slot, "operation": s.op, "args": s.args,
+        "observed": {"code": s.code, "name": s.code_name, "outputs": s.outputs},
+        "allowed": s.allowed, "ok": s.ok, "rules": s.rules, "state": s.state_before,
+    } for s in trace]
 
 
 def _expectations_json(recorded: Any, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
