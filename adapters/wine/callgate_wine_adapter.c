@@ -24,7 +24,8 @@
  * Some Wine calls crash (RpcServerTestCancel is unimplemented and raises 0x80000100;
  * RpcAsyncCompleteCall on a handle that never carried a call, or a second client
  * RpcAsyncCompleteCall, dereferences NULL). The adapter makes those client calls on a thread of
- * its own with a guard: a vectored exception handler records the exception and ends only that
+ * its own with a guard: a vectored exception handler (and, for an RPC exception that escapes the
+ * call, the unhandled-exception filter) records the exception and ends only that
  * thread, and the request is answered with the exception code as its outcome and the output
  * `raised: true` (a failure the model judges, with evidence). RpcAsyncCompleteCall, which Wine
  * blocks in until the reply arrives, also runs on such a thread; if it has not returned within
@@ -277,6 +278,25 @@ static LONG CALLBACK exception_watch(EXCEPTION_POINTERS *info)
         InterlockedExchange(&c->held, 0);
         InterlockedExchange(&c->gone, 1);
         SetEvent(c->done);
+    }
+    return EXCEPTION_CONTINUE_SEARCH;
+}
+
+/* The last chance: an exception nobody handled, on a guarded call's thread, whatever its code.
+ * RPC exceptions (RpcRaiseException with a status such as RPC_X_BAD_STUB_DATA, 1783) pass the
+ * vectored watch above, because the runtime raises and catches such codes internally; when one
+ * escapes the API call instead, it reaches this filter, and the call is reported as `raised`
+ * with its code rather than ending the process. Outside a guarded call it does nothing, and the
+ * process dies as before (the harness records that as evidence). */
+static LONG WINAPI last_chance(EXCEPTION_POINTERS *info)
+{
+    DWORD code = info->ExceptionRecord->ExceptionCode;
+    struct guard *g = guard_slot == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(guard_slot);
+    if (g) {
+        g->exception = (LONG)code;
+        fprintf(stderr, "callgate-wine-adapter: unhandled exception 0x%08lX escaped a guarded "
+                        "call; ending its thread\n", (unsigned long)code);
+        ExitThread(code);
     }
     return EXCEPTION_CONTINUE_SEARCH;
 }
@@ -1094,6 +1114,7 @@ int main(int argc, char **argv)
     current_call_slot = TlsAlloc();
     guard_slot = TlsAlloc();
     AddVectoredExceptionHandler(1, exception_watch);
+    SetUnhandledExceptionFilter(last_chance);
     probe_call_factory();
     if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
         printf("%s\n", probe_notes);
