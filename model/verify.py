@@ -1,42 +1,52 @@
-"""The `callgate model check` run: every proof, table check and exploration for the default
-configuration, and the state counts pinned in `model/pinned_counts.json`.
+"""The `callgate model check` run: every proof, table check, exploration and liveness check for
+the default configuration, robust to broken tables, and the state counts it reports beside
+`model/pinned_counts.json`.
 
 The default configuration: each machine on its own; the composition `DEFAULT_COMPOSITION` (two
 call objects, COM-CF-10's reason for several objects) for the explorer's graph, tours and
 deadlock freedom; and `BMC_COMPOSITION` (two call objects, an event and an RPC call) for bounded
 model checking, whose symbolic encoding does not suffer the product's size.
+
+A broken table never ends the run with a traceback: a check that cannot run on it (the explorer
+meets a gap, a claim's situation is not DEFINED, a liveness condition names a missing field) is
+the result ERROR with the reason, the gap itself is `totality[...]`'s counterexample (state,
+operation, arguments), and the run fails. The pinned counts are reported, changed or not; a
+change alone fails nothing (the semantic checks catch real errors).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callgate.model import explorer, proofs
+from callgate.model import explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
 from callgate.model.proofs import CheckResult, Counterexample, Result
-from callgate.model.transitions import Composition, Machine, State
+from callgate.model.transitions import Composition, Machine, ModelError, State
 
 PINNED_FILE = Path(__file__).with_name("pinned_counts.json")
 BMC_DEPTH = 6
+DEFAULT_SLOTS = (("call_a", "com_call"), ("call_b", "com_call"))
+BMC_SLOTS = (("call_a", "com_call"), ("call_b", "com_call"), ("event", "event"),
+             ("rpc", "rpc_call"))
 
-DEFAULT_COMPOSITION = Composition("two_call_objects", (
-    ("call_a", MACHINES["com_call"]), ("call_b", MACHINES["com_call"])))
-BMC_COMPOSITION = Composition("clients", (
-    ("call_a", MACHINES["com_call"]), ("call_b", MACHINES["com_call"]),
-    ("event", MACHINES["event"]), ("rpc", MACHINES["rpc_call"])))
+DEFAULT_COMPOSITION = Composition("two_call_objects", tuple(
+    (slot, MACHINES[name]) for slot, name in DEFAULT_SLOTS))
+BMC_COMPOSITION = Composition("clients", tuple((slot, MACHINES[name]) for slot, name in BMC_SLOTS))
 # The benchmark's composition: large enough to pass 100,000 states.
 LARGE_COMPOSITION = Composition("three_call_objects_and_event", (
     ("call_a", MACHINES["com_call"]), ("call_b", MACHINES["com_call"]),
     ("call_c", MACHINES["com_call"]), ("event", MACHINES["event"])))
+
+Counts = dict[str, dict[str, dict[str, int]]]
 
 
 @dataclass(frozen=True)
@@ -67,33 +77,79 @@ class GraphReport:
 
 
 @dataclass(frozen=True)
+class PinnedCounts:
+    """The state, edge and transition counts found, beside the pinned ones: reported, never a
+    verdict. `changed` lists each figure that differs ("group.name: pinned X, found Y")."""
+
+    found: Counts
+    pinned: Counts
+    changed: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"changed": list(self.changed), "unchanged": not self.changed,
+                "found": self.found, "pinned": self.pinned, "file": PINNED_FILE.name}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything `callgate model check` prints."""
 
     checks: tuple[CheckResult, ...]
-    explorer: GraphReport
+    explorer: GraphReport | None
     machines: tuple[GraphReport, ...]
     seconds: float
     failed: tuple[str, ...] = field(default=())
+    pinned: PinnedCounts | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def liveness(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.kind == liveness.KIND)
+
     def to_json(self) -> dict[str, object]:
-        explorer_json = self.explorer.to_json()
+        explorer_json: dict[str, object] = self.explorer.to_json() if self.explorer else {}
         explorer_json["machines"] = {m.name: m.to_json() for m in self.machines}
         return {"ok": self.ok, "seconds": round(self.seconds, 3),
                 "summary": proofs.summarize(self.checks),
                 "failed": list(self.failed),
                 "checks": [c.to_json() for c in self.checks],
-                "explorer": explorer_json}
+                "liveness": [liveness_json(c) for c in self.liveness],
+                "explorer": explorer_json,
+                "pinned_counts": self.pinned.to_json() if self.pinned else None}
 
 
-def pinned_counts() -> dict[str, dict[str, dict[str, int]]]:
+def liveness_json(check: CheckResult) -> dict[str, object]:
+    """One liveness check as the `liveness` section shows it: proved, violated (with its lasso
+    or path) or error."""
+    result = {Result.PROVED: "proved", Result.COUNTEREXAMPLE: "violated"}.get(check.result, "error")
+    data: dict[str, object] = {"name": check.name, "rules": list(check.rules), "result": result,
+                               "detail": check.detail}
+    cex = check.counterexample
+    if cex is not None:
+        data["counterexample"] = {"kind": cex.kind, "what": cex.what, "pins": dict(cex.pins),
+                                  "initial": {slot: dict(f) for slot, f in cex.initial},
+                                  "prefix": [s.to_json() for s in cex.steps],
+                                  "cycle": [s.to_json() for s in cex.cycle]}
+    return data
+
+
+def pinned_counts() -> Counts:
     """machines / compositions / benchmark -> name -> {states, edges, transitions}."""
     data = json.loads(PINNED_FILE.read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def compare_counts(found: Counts, pinned: Counts | None = None) -> PinnedCounts:
+    """The found counts beside the pinned ones, with what changed."""
+    pinned = pinned if pinned is not None else pinned_counts()
+    changed = tuple(f"{group}.{name}: pinned {pinned.get(group, {}).get(name)}, found {counts}"
+                    for group, entries in found.items() for name, counts in entries.items()
+                    if pinned.get(group, {}).get(name) != counts)
+    return PinnedCounts(found, {g: {n: pinned.get(g, {}).get(n, {}) for n in entries}
+                                for g, entries in found.items()}, changed)
 
 
 def graph_report(graph: explorer.StateGraph) -> GraphReport:
@@ -129,6 +185,30 @@ def _timed(name: str, kind: str, body: Callable[[], tuple[bool, str, Counterexam
                        time.perf_counter() - start, detail, counterexample=cex)
 
 
+def cannot_run(name: str, kind: str, exc: BaseException, seconds: float = 0.0,
+               hint: str = "") -> CheckResult:
+    """The result ERROR for a check that could not run on the tables given."""
+    if isinstance(exc, ModelError):
+        why = str(exc)
+    else:  # a fault of callgate itself: keep where it happened, so it can be reported
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        place = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+        why = f"{type(exc).__name__}: {exc}{place}"
+    return CheckResult(name, kind, Result.ERROR, seconds,
+                       f"could not run: {why}" + (f". {hint}" if hint else ""))
+
+
+def guarded(names: Sequence[tuple[str, str]], body: Callable[[], list[CheckResult]],
+            hint: str = "") -> list[CheckResult]:
+    """The checks `body` runs, or one ERROR per (name, kind) in `names` if it raises."""
+    start = time.perf_counter()
+    try:
+        return body()
+    except Exception as exc:
+        seconds = time.perf_counter() - start
+        return [cannot_run(name, kind, exc, seconds, hint) for name, kind in names]
+
+
 def explorer_checks(report: GraphReport, graph: explorer.StateGraph) -> list[CheckResult]:
     """Deadlock freedom and tour coverage of one graph, as checks."""
     def deadlock() -> tuple[bool, str, Counterexample | None]:
@@ -153,90 +233,173 @@ def explorer_checks(report: GraphReport, graph: explorer.StateGraph) -> list[Che
 
     tour_check = _timed(f"tour[{graph.name}]", "explorer", coverage)
     return [_timed(f"deadlock_free[{graph.name}]", "explorer", deadlock),
-            dataclasses.replace(tour_check, seconds=tour_check.seconds + report.tour_seconds)]
+            CheckResult(tour_check.name, tour_check.kind, tour_check.result,
+                        tour_check.seconds + report.tour_seconds, tour_check.detail)]
 
 
-def pinned_check(found: dict[str, dict[str, dict[str, int]]]) -> CheckResult:
-    """The state, edge and transition counts equal the pinned ones (a changed model is noticed)."""
-    def body() -> tuple[bool, str, Counterexample | None]:
-        pinned = pinned_counts()
-        wrong = []
-        for group, entries in found.items():
-            for name, counts in entries.items():
-                expected = pinned.get(group, {}).get(name)
-                if expected != counts:
-                    wrong.append(f"{group}.{name}: pinned {expected}, found {counts}")
-        if wrong:
-            return False, ("; ".join(wrong) + f". If the model change is intended, update "
-                           f"{PINNED_FILE.name}"), None
-        return True, f"{sum(len(v) for v in found.values())} pinned counts match", None
-    return _timed("pinned_counts", "explorer", body)
+def _explorer_names(name: str) -> list[tuple[str, str]]:
+    return [(f"deadlock_free[{name}]", "explorer"), (f"tour[{name}]", "explorer")]
 
 
-def _bmc(depth: int) -> CheckResult:
-    return proofs.check_bmc(BMC_COMPOSITION, depth)
+def composition(name: str, slots: Sequence[tuple[str, str]], machines: Mapping[str, Machine]
+                ) -> Composition:
+    """A composition of the given machines by slot; a missing machine is a ModelError."""
+    missing = sorted({m for _, m in slots} - set(machines))
+    if missing:
+        raise ModelError(f"composition {name} needs machines {missing}, which were not given")
+    return Composition(name, tuple((slot, machines[m]) for slot, m in slots))
 
 
-def _start_bmc(depth: int) -> tuple[ProcessPoolExecutor | None, Future[CheckResult] | None]:
-    """Bounded model checking is the longest single proof: on a machine with a second core it
-    runs in a second process while the rest goes on."""
-    if (os.cpu_count() or 1) < 2:
-        return None, None
-    try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return pool, pool.submit(_bmc, depth)
-    except (OSError, RuntimeError):  # pragma: no cover - no processes here: run it inline
-        return None, None
+def explore_composition(comp: Composition) -> tuple[GraphReport | None, list[CheckResult]]:
+    """The composition's graph report and explorer checks (ERRORs if it cannot be explored)."""
+    found: list[GraphReport] = []
+
+    def body() -> list[CheckResult]:
+        graph = explorer.build_graph(comp)
+        found.append(graph_report(graph))
+        return explorer_checks(found[0], graph)
+
+    checks = guarded(_explorer_names(comp.name), body)
+    return (found[0] if found else None), checks
 
 
-def _finish_bmc(pool: ProcessPoolExecutor | None, future: Future[CheckResult] | None,
-                depth: int) -> CheckResult:
-    if pool is None or future is None:
-        return _bmc(depth)
-    try:
-        return future.result()
-    except Exception:  # pragma: no cover - the worker died: run it here instead
-        return _bmc(depth)
-    finally:
-        pool.shutdown()
+def _bmc(depth: int, machines: Mapping[str, Machine] | None = None) -> CheckResult:
+    name = f"bmc[{BMC_COMPOSITION.name}, k={depth}]"
+    return guarded([(name, "bmc")], lambda: [proofs.check_bmc(
+        composition(BMC_COMPOSITION.name, BMC_SLOTS, machines or MACHINES), depth)])[0]
 
 
-def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True) -> Report:
-    """Every check of `callgate model check`, in order."""
-    start = time.perf_counter()
-    pool, future = _start_bmc(bmc_depth) if parallel else (None, None)
+def _default_exploration() -> tuple[GraphReport | None, list[CheckResult]]:
+    return explore_composition(DEFAULT_COMPOSITION)
+
+
+class _Worker:
+    """The second core, when there is one: bounded model checking (the longest proof) and the
+    default composition's exploration run there, in a spawned process, while the rest goes on.
+    Only for the registry's own tables (a spawned process imports them afresh)."""
+
+    def __init__(self, depth: int, enabled: bool) -> None:
+        self.depth = depth
+        self.pool: ProcessPoolExecutor | None = None
+        self.bmc: Future[CheckResult] | None = None
+        self.default: Future[tuple[GraphReport | None, list[CheckResult]]] | None = None
+        if not enabled or (os.cpu_count() or 1) < 2:
+            return
+        try:
+            self.pool = ProcessPoolExecutor(max_workers=1,
+                                            mp_context=multiprocessing.get_context("spawn"))
+            self.bmc = self.pool.submit(_bmc, depth)
+            self.default = self.pool.submit(_default_exploration)
+        except (OSError, RuntimeError):  # pragma: no cover - no processes here: run inline
+            self.pool = None
+
+    def bmc_result(self) -> CheckResult:
+        if self.bmc is not None:
+            try:
+                return self.bmc.result()
+            except Exception:  # pragma: no cover - the worker died: run it here
+                pass
+        return _bmc(self.depth)
+
+    def default_result(self) -> tuple[GraphReport | None, list[CheckResult]]:
+        if self.default is not None:
+            try:
+                return self.default.result()
+            except Exception:  # pragma: no cover - the worker died: run it here
+                pass
+        return _default_exploration()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _table_checks(machine: Machine) -> list[CheckResult]:
     checks: list[CheckResult] = []
-    for machine in MACHINES.values():
-        checks += [proofs.check_totality(machine), proofs.check_determinism(machine),
-                   proofs.check_well_formed(machine)]
-    for machine in MACHINES.values():
-        checks += proofs.prove_invariants(machine)
-    graphs: dict[str, explorer.StateGraph] = {}
-    reports: list[GraphReport] = []
-    for name, machine in MACHINES.items():
-        graph = explorer.build_graph(machine)
-        graphs[name] = graph
-        reachable = list(graph.graph.nodes)
-        checks.append(proofs.check_relation_agreement(machine, reachable,
-                                                      _parents(graph, machine)))
-        checks.append(proofs.check_agreement(machine, reachable, transitions_of(graph, machine)))
-    checks.append(proofs.check_tables_consistent())
-    checks += proofs.check_consistency()
-    for graph in graphs.values():
-        report = graph_report(graph)
-        reports.append(report)
-        checks += explorer_checks(report, graph)
-    default = explorer.build_graph(DEFAULT_COMPOSITION)
-    default_report = graph_report(default)
-    checks += explorer_checks(default_report, default)
-    found = {"machines": {r.name: {"states": r.states, "edges": r.edges,
-                                   "transitions": r.transitions} for r in reports},
-             "compositions": {default.name: {"states": default_report.states,
-                                             "edges": default_report.edges,
-                                             "transitions": default_report.transitions}}}
-    checks.append(pinned_check(found))
-    checks.insert(next(i for i, c in enumerate(checks) if c.kind == "consistency"),
-                  _finish_bmc(pool, future, bmc_depth))
+    for check, label in ((proofs.check_totality, "totality"),
+                         (proofs.check_determinism, "determinism"),
+                         (proofs.check_well_formed, "well_formed")):
+        name = f"{label}[{machine.name}]"
+        checks += guarded([(name, "table")], lambda check=check: [check(machine)])  # type: ignore[misc]
+    return checks
+
+
+def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
+        machines: Mapping[str, Machine] | None = None) -> Report:
+    """Every check of `callgate model check`, in order, on `machines` (default: the registry's
+    tables). Custom machines run in this process only."""
+    start = time.perf_counter()
+    custom = machines is not None and (
+        set(machines) != set(MACHINES) or any(machines[n] is not MACHINES[n] for n in machines))
+    tables: Mapping[str, Machine] = machines if machines is not None else MACHINES
+    worker = _Worker(bmc_depth, parallel and not custom)
+    try:
+        checks: list[CheckResult] = []
+        for machine in tables.values():
+            checks += _table_checks(machine)
+        hint = "See the table checks above: a gap or an overlap stops the explorer"
+        for machine in tables.values():
+            checks += guarded([(f"invariants[{machine.name}]", "invariant")],
+                              lambda machine=machine: proofs.prove_invariants(machine))  # type: ignore[misc]
+        graphs: dict[str, explorer.StateGraph] = {}
+        for name, machine in tables.items():
+            def agreement(machine: Machine = machine) -> list[CheckResult]:
+                graph = explorer.build_graph(machine)
+                graphs[machine.name] = graph
+                reachable = list(graph.graph.nodes)
+                return [proofs.check_relation_agreement(machine, reachable,
+                                                        _parents(graph, machine)),
+                        proofs.check_agreement(machine, reachable, transitions_of(graph, machine))]
+            checks += guarded([(f"agreement.relation[{name}]", "agreement"),
+                               (f"agreement.invariants[{name}]", "agreement")], agreement, hint)
+        consistency_at = len(checks)
+        checks += guarded([("consistency.tables", "consistency")],
+                          lambda: [proofs.check_tables_consistent(tables)])
+        checks += guarded([("consistency.claims", "consistency")],
+                          lambda: proofs.check_consistency(machines=tables))
+        reports: list[GraphReport] = []
+        for name in tables:
+            graph = graphs.get(name)
+            if graph is None:
+                checks += [cannot_run(n, k, ModelError(f"no state graph of {name}"), 0.0, hint)
+                           for n, k in _explorer_names(name)]
+                continue
+
+            def explore(graph: explorer.StateGraph = graph) -> list[CheckResult]:
+                report = graph_report(graph)
+                reports.append(report)
+                return explorer_checks(report, graph)
+            checks += guarded(_explorer_names(name), explore, hint)
+        for name, machine in tables.items():
+            props = [p for p in liveness.PROPERTIES if liveness.machine_of(p) == name]
+            checks += guarded([(p.name, liveness.KIND) for p in props],
+                              lambda machine=machine: liveness.check_liveness(  # type: ignore[misc]
+                                  machine, graphs.get(machine.name)), hint)
+        if custom:
+            try:
+                default_report, default_checks = explore_composition(
+                    composition(DEFAULT_COMPOSITION.name, DEFAULT_SLOTS, tables))
+            except ModelError as exc:
+                default_report, default_checks = None, [
+                    cannot_run(n, k, exc) for n, k in _explorer_names(DEFAULT_COMPOSITION.name)]
+            bmc = _bmc(bmc_depth, tables)
+        else:
+            default_report, default_checks = worker.default_result()
+            bmc = worker.bmc_result()
+        checks += default_checks
+        checks.insert(consistency_at, bmc)
+    finally:
+        worker.close()
+    found: Counts = {"machines": {r.name: {"states": r.states, "edges": r.edges,
+                                           "transitions": r.transitions} for r in reports}}
+    if default_report is not None:
+        found["compositions"] = {default_report.name: {
+            "states": default_report.states, "edges": default_report.edges,
+            "transitions": default_report.transitions}}
+    try:
+        pinned: PinnedCounts | None = compare_counts(found)
+    except (OSError, ValueError):  # pragma: no cover - a missing or broken file is reported as such
+        pinned = None
     failed = tuple(c.name for c in checks if c.failed)
     return Report(tuple(checks), default_report, tuple(reports), time.perf_counter() - start,
-                  failed)
+                  failed, pinned)

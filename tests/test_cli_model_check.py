@@ -13,28 +13,50 @@ import pytest
 from callgate.conformance.cli.main import main
 from callgate.model import verify
 from callgate.model.proofs import CheckResult, Conflict, Result, prove_invariants
+from callgate.model.transitions import Kind
 from tests.test_invariants import MUTANTS
 
-RESULTS = {"proved", "counterexample", "unknown", "conflict"}
+RESULTS = {"proved", "counterexample", "unknown", "conflict", "error"}
+LIVENESS = {"com.begun_call_is_finished", "com.server_ends_every_call",
+            "rpc.call_completed_exactly_once", "rpc.call_notified_exactly_once",
+            "rpc.server_ends_every_call"}
+# What the checks find on the real tables today: issue 15's "Counting" (`orphan` is one bit, so
+# abandoning a second call while one is orphaned loses it). The table fix empties this set.
+FINDINGS_ON_THE_REAL_TABLES = {"com.server_ends_every_call"}
 
 
 @pytest.fixture(scope="module")
-def report() -> verify.Report:
+def full_report() -> verify.Report:
     """One full run of the default configuration, shared by the tests of this module."""
     return verify.run()
+
+
+@pytest.fixture(scope="module")
+def report(full_report: verify.Report) -> verify.Report:
+    """The full run without the known findings: what the output tests see as passing."""
+    checks = tuple(c for c in full_report.checks if c.name not in FINDINGS_ON_THE_REAL_TABLES)
+    return dataclasses.replace(full_report, checks=checks,
+                               failed=tuple(c.name for c in checks if c.failed))
 
 
 def _patched(monkeypatch: pytest.MonkeyPatch, result: verify.Report) -> None:
     monkeypatch.setattr(verify, "run", lambda **kwargs: result)
 
 
-def test_the_default_configuration_passes(report: verify.Report) -> None:
-    assert report.ok, report.failed
-    proved = [c for c in report.checks if c.kind == "invariant" and c.result is Result.PROVED]
+def test_the_default_configuration_passes_but_for_the_known_findings(
+        full_report: verify.Report) -> None:
+    assert set(full_report.failed) == FINDINGS_ON_THE_REAL_TABLES, (
+        "update FINDINGS_ON_THE_REAL_TABLES: a finding was fixed, or a new one appeared: "
+        f"{full_report.failed}")
+    proved = [c for c in full_report.checks
+              if c.kind == "invariant" and c.result is Result.PROVED]
     assert len(proved) >= 12
-    kinds = {c.kind for c in report.checks}
-    assert {"table", "invariant", "bmc", "consistency", "agreement", "explorer"} <= kinds
-    assert report.explorer.edges_covered == report.explorer.edges
+    kinds = {c.kind for c in full_report.checks}
+    assert {"table", "invariant", "bmc", "consistency", "agreement", "explorer",
+            "liveness"} <= kinds
+    assert full_report.explorer is not None
+    assert full_report.explorer.edges_covered == full_report.explorer.edges
+    assert {c.name for c in full_report.liveness} == LIVENESS
 
 
 def test_check_json_has_the_documented_shape(report: verify.Report, monkeypatch: pytest.MonkeyPatch,
@@ -58,6 +80,55 @@ def test_check_json_has_the_documented_shape(report: verify.Report, monkeypatch:
     conflicts = [c for c in data["checks"] if c["result"] == "conflict"]
     assert conflicts and all(c["expected"] for c in conflicts)
     assert data["ok"] is True
+    live = {entry["name"]: entry for entry in data["liveness"]}
+    assert set(live) == LIVENESS - FINDINGS_ON_THE_REAL_TABLES
+    for entry in live.values():
+        assert entry["result"] == "proved" and entry["rules"]
+    pinned = data["pinned_counts"]
+    assert isinstance(pinned["changed"], list) and pinned["unchanged"] is (not pinned["changed"])
+    assert set(pinned["found"]["machines"]) == {"com_call", "event", "container", "rpc_call"}
+
+
+def test_the_liveness_section_shows_a_violation_with_its_lasso(
+        report: verify.Report, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from callgate.model.liveness import check_liveness
+    from tests.test_liveness import COM, _defined, _edit, _withdrawn
+
+    broken = _edit(COM, _defined("Finish_", phase="SIGNALED"), _withdrawn(Kind.UNDEFINED))
+    (violated,) = [r for r in check_liveness(broken) if r.name == "com.begun_call_is_finished"]
+    checks = tuple(violated if c.name == violated.name else c for c in report.checks)
+    _patched(monkeypatch, dataclasses.replace(report, checks=checks,
+                                              failed=tuple(c.name for c in checks if c.failed)))
+    assert main(["model", "check", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    (entry,) = [e for e in data["liveness"] if e["name"] == "com.begun_call_is_finished"]
+    assert entry["result"] == "violated" and "COM-FIN-01" in entry["rules"]
+    lasso = entry["counterexample"]
+    assert lasso["kind"] == "lasso" and lasso["prefix"] and lasso["cycle"]
+    assert lasso["prefix"][-1]["next_state"] == lasso["cycle"][0]["state"]
+    assert lasso["cycle"][-1]["next_state"] == lasso["cycle"][0]["state"]
+    assert main(["model", "check"]) == 1
+    text = capsys.readouterr().out
+    assert "violated" in text and "then forever:" in text and "Begin_()" in text
+
+
+def test_changed_pinned_counts_are_reported_and_fail_nothing(
+        report: verify.Report, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.pinned is not None
+    stale = json.loads(json.dumps(report.pinned.found))
+    stale["machines"]["com_call"]["states"] += 1
+    moved = dataclasses.replace(report, pinned=verify.compare_counts(report.pinned.found, stale))
+    assert moved.pinned is not None and moved.pinned.changed and moved.ok
+    assert "com_call" in moved.pinned.changed[0]
+    _patched(monkeypatch, moved)
+    assert main(["model", "check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["pinned_counts"]["changed"]
+    assert not [c for c in data["checks"] if c["name"] == "pinned_counts"]
+    assert main(["model", "check"]) == 0
+    assert "changed, which fails nothing" in capsys.readouterr().out
 
 
 def test_check_prints_a_table_of_checks(report: verify.Report, monkeypatch: pytest.MonkeyPatch,
@@ -66,7 +137,9 @@ def test_check_prints_a_table_of_checks(report: verify.Report, monkeypatch: pyte
     assert main(["model", "check"]) == 0
     text = capsys.readouterr().out
     for needle in ("com.begin_only_when_idle", "totality[rpc_call]", "bmc[clients",
-                   "consistency.D-01", "conflict (expected)", "tour[two_call_objects]", ": OK"):
+                   "consistency.D-01", "conflict (expected)", "tour[two_call_objects]",
+                   "rpc.call_notified_exactly_once", "Liveness under fairness",
+                   "pinned counts", ": OK"):
         assert needle in text
 
 

@@ -15,7 +15,7 @@ from callgate.model.families import FAMILIES
 from callgate.model.render import machine_views, rules_listing
 
 RESULT_STYLE = {"proved": "green", "counterexample": "bold red", "unknown": "bold red",
-                "conflict": "yellow"}
+                "conflict": "yellow", "error": "bold red"}
 
 
 def cmd_model_rules(args: argparse.Namespace) -> int:
@@ -74,9 +74,10 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 
 def cmd_model_check(args: argparse.Namespace) -> int:
-    """Every proof, table check and exploration; exit 1 on a counterexample, an unknown or an
-    unexpected conflict."""
+    """Every proof, table check, exploration and liveness check; exit 1 on a counterexample, an
+    unknown, an error (a check that could not run on the tables) or an unexpected conflict."""
     from callgate.model import verify  # z3 and networkx load only for this command
+    from callgate.model.liveness import iter_lasso
     from callgate.model.proofs import summarize
 
     report = verify.run(bmc_depth=args.depth)
@@ -98,6 +99,15 @@ def cmd_model_check(args: argparse.Namespace) -> int:
         table.add_row(escape(check.name), check.kind, f"[{style}]{escape(result)}[/{style}]",
                       f"{check.seconds:.3f}", escape(check.detail))
     console.print(table)
+    live = Table(title="Liveness under fairness (weak for the test server, progress of time, "
+                       "strong for what the client keeps trying)", show_lines=False)
+    for col in ("property", "result", "rules"):
+        live.add_column(col, overflow="fold")
+    for check in report.liveness:
+        verdict = verify.liveness_json(check)["result"]
+        style = "green" if verdict == "proved" else "bold red"
+        live.add_row(escape(check.name), f"[{style}]{verdict}[/{style}]", ", ".join(check.rules))
+    console.print(live)
     for check in report.checks:
         if not check.failed:
             continue
@@ -106,18 +116,24 @@ def cmd_model_check(args: argparse.Namespace) -> int:
         cex = check.counterexample
         if cex is not None:
             console.print(escape(f"{cex.kind}: {cex.what}"))
-            for slot, fields in cex.initial:
-                console.print(escape(f"  start {slot}: " + " ".join(f"{k}={v}" for k, v in fields)))
-            for i, st in enumerate(cex.steps, 1):
-                argtext = ", ".join(f"{k}={v}" for k, v in st.args)
-                console.print(escape(f"  {i}. {st.slot}.{st.op}({argtext}) -> {st.code} "
-                                     f"[{st.outcome}] {', '.join(st.rules)}"))
+            for line in iter_lasso(cex):
+                console.print(escape(f"  {line}"))
         if check.conflict is not None:
             console.print(escape("  cannot all hold: " + ", ".join(check.conflict.members)))
     ex = report.explorer
-    console.print(f"explorer ({ex.name}): {ex.states} states, {ex.edges} edges, "
-                  f"{ex.transitions} transitions in {ex.seconds:.2f} s; edge tour {ex.tour_length} "
-                  f"steps ({ex.tour_paths} paths) covering {ex.edges_covered} of {ex.edges} edges")
+    if ex is not None:
+        console.print(f"explorer ({ex.name}): {ex.states} states, {ex.edges} edges, "
+                      f"{ex.transitions} transitions in {ex.seconds:.2f} s; edge tour "
+                      f"{ex.tour_length} steps ({ex.tour_paths} paths) covering "
+                      f"{ex.edges_covered} of {ex.edges} edges")
+    pinned = report.pinned
+    if pinned is not None:
+        if pinned.changed:
+            console.print(escape(f"pinned counts ({verify.PINNED_FILE.name}) changed, which "
+                                 "fails nothing: " + "; ".join(pinned.changed)))
+        else:
+            figures = sum(len(v) for v in pinned.found.values())
+            console.print(f"pinned counts ({verify.PINNED_FILE.name}): all {figures} unchanged")
     counts = ", ".join(f"{n} {k}" for k, n in summarize(report.checks).items())
     verdict = "OK" if report.ok else f"FAILED: {', '.join(report.failed)}"
     console.print(f"{len(report.checks)} checks ({counts}) in {report.seconds:.1f} s: {verdict}")
@@ -159,7 +175,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=cmd_model_show)
     check = msub.add_parser(
         "check", help="prove the model: invariants, bounded model checking, table checks, rule "
-                      "consistency, agreement, state graph and tours")
+                      "consistency, agreement, state graph and tours, liveness under fairness")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--depth", type=int, default=6, metavar="K",
                        help="bounded model checking depth (default 6)")

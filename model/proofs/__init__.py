@@ -18,8 +18,9 @@ what it proves (mypyvy style):
   state and step) and `check_relation_agreement` (the Z3 relation reaches exactly the states
   `step()` reaches).
 * `conflicts`: `minimal_conflicts` (MARCO) over named constraints (`Tracked`).
-* `consistency`: `check_consistency`, `check_tables_consistent` and `claim_constraints`, rule
-  consistency from `callgate.model.claims` (unsat cores name the rule IDs and sources).
+* `consistency`: `check_consistency`, `check_tables_consistent`, `check_pinned_codes` and
+  `claim_constraints`, rule consistency from `callgate.model.claims` (unsat cores name the rule
+  IDs and sources; a claim's situation the table does not define is a finding).
 """
 
 from callgate.model.proofs.agreement import check_agreement, check_relation_agreement
@@ -27,6 +28,7 @@ from callgate.model.proofs.bmc import check_bmc
 from callgate.model.proofs.conflicts import Tracked, minimal_conflicts
 from callgate.model.proofs.consistency import (
     check_consistency,
+    check_pinned_codes,
     check_tables_consistent,
     claim_constraints,
 )
@@ -49,7 +51,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_MS", "TRACE_BOUND",
     "CheckResult", "Conflict", "Counterexample", "Fields", "Result", "SolverUnknown", "TraceStep",
     "Tracked",
-    "check_agreement", "check_bmc", "check_consistency", "check_determinism",
+    "check_agreement", "check_bmc", "check_consistency", "check_determinism", "check_pinned_codes",
     "check_relation_agreement", "check_tables_consistent", "check_totality", "check_well_formed",
     "claim_constraints", "fields_of", "find_trace", "minimal_conflicts", "prove_invariants",
     "summarize",

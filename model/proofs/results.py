@@ -1,7 +1,9 @@
-"""The results of proof obligations as data: `CheckResult`, its `Counterexample` (trace steps) or
-`Conflict` (an unsat core of claims), and the result kinds.
+"""The results of proof obligations as data: `CheckResult`, its `Counterexample` (trace steps, a
+lasso) or `Conflict` (an unsat core of claims), and the result kinds.
 
-A solver answer of `unknown` is the result UNKNOWN, which counts as a failure, never a pass.
+A solver answer of `unknown` is the result UNKNOWN, and a check that could not run on the tables
+given (a gap the explorer ran into, a condition naming a field the table lacks) is ERROR: both
+count as failures, never as a pass.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Result(Enum):
     COUNTEREXAMPLE = "counterexample"
     UNKNOWN = "unknown"
     CONFLICT = "conflict"
+    ERROR = "error"
 
 
 Fields = tuple[tuple[str, Value], ...]
@@ -55,7 +58,10 @@ class Counterexample:
     kind: "trace" (reachable from an initial state: `initial`, then `steps`; the last state or
     step breaks `violated`), "induction" (a state satisfying the other invariants whose one step
     breaks `violated`; no reachable trace was found within the bound), "table" (a state and
-    operation a table gets wrong), "disagreement" (the Python and Z3 forms differ there).
+    operation a table gets wrong), "disagreement" (the Python and Z3 forms differ there); for
+    liveness, "lasso" (`steps` from an initial state, then `cycle` repeated forever), "deadlock"
+    (`steps`, then nothing is defined) and "path" (`steps`, the last one wrong). `pins` is the
+    pinning of the variation points the counterexample needs (empty: any).
     """
 
     kind: str
@@ -63,11 +69,18 @@ class Counterexample:
     what: str
     initial: tuple[tuple[str, Fields], ...] = ()
     steps: tuple[TraceStep, ...] = ()
+    cycle: tuple[TraceStep, ...] = ()
+    pins: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "violated": self.violated, "what": self.what,
-                "initial": {slot: dict(f) for slot, f in self.initial},
-                "steps": [s.to_json() for s in self.steps]}
+        data: dict[str, object] = {"kind": self.kind, "violated": self.violated, "what": self.what,
+                                   "initial": {slot: dict(f) for slot, f in self.initial},
+                                   "steps": [s.to_json() for s in self.steps]}
+        if self.kind == "lasso" or self.cycle:
+            data["cycle"] = [s.to_json() for s in self.cycle]
+        if self.pins:
+            data["pins"] = dict(self.pins)
+        return data
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,7 @@ class CheckResult:
 
     @property
     def failed(self) -> bool:
-        """A counterexample, an unknown, or a conflict nobody expected."""
+        """A counterexample, an unknown, an error, or a conflict nobody expected."""
         if self.result is Result.CONFLICT:
             return self.conflict is None or not self.conflict.expected
         return self.result is not Result.PROVED
