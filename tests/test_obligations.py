@@ -230,24 +230,6 @@ def test_a_std_event_that_stays_signalled_after_wait_is_caught() -> None:
     assert_caught(broken, "event.std_event_resets", "COM-SYNC-03", "Wait")
 
 
-def test_a_notification_before_completion_is_caught() -> None:
-    broken = plant(RPC, "wait_notification",
-                   {"notify": "Event", "phase": ("RAW", "INIT", "PENDING"), "notes": 0},
-                   outcomes(out(Returns(1, "notified"), "planted: early", notes=1,
-                                outputs={"Event": 0})))
-    assert_caught(broken, "rpc.notified_after_completion[Event]", "RPC-CLI-NOTIFY-01",
-                  "wait_notification")
-
-
-def test_a_cancelled_rpc_call_completing_with_rpc_s_ok_is_caught() -> None:
-    broken = plant(RPC, "RpcAsyncCompleteCall",
-                   {"phase": "READY", "result": "cancelled", "may_cancel": False},
-                   outcomes(out(Exact(codes.RPC_S_OK), "planted: completed", phase="DONE",
-                                outputs={"resources_open": True})))
-    assert_caught(broken, "rpc.cancelled_call_reports_cancelled", "RPC-CLI-COMPLETE-04",
-                  "RpcAsyncCompleteCall")
-
-
 def test_a_documented_alternative_the_table_drops_is_caught() -> None:
     # COM-CANCEL-01: a same-apartment call object may lack ICancelMethodCalls; the table must
     # allow E_NOINTERFACE there, or it fails a conforming implementation.
@@ -270,36 +252,85 @@ def test_a_64th_member_accepted_is_caught_by_the_state_property() -> None:
     assert_caught(broken, "container.full", "COM-CONT-02", "AddSynchronize")
 
 
-def test_a_second_notification_for_one_call_is_caught_by_the_state_property() -> None:
-    broken = plant(RPC, "wait_notification", {"notify": "Event", "notes": 1},
-                   outcomes(out(Returns(1, "notified"), "planted: again", outputs={"Event": 0})))
-    result = assert_caught(broken, "rpc.one_notification_per_call", "RPC-CLI-NOTIFY-01",
-                           "wait_notification")
-    assert result.counterexample is not None
-    assert [s.op for s in result.counterexample.steps].count("wait_notification") == 2
-
-
 # --- planted errors: liveness properties --------------------------------------------------
-
-
-def test_an_rpc_call_never_notified_is_caught() -> None:
-    silent = outcomes(out(Returns(0, "no notification"), "planted: never notified"))
-    broken = plant(RPC, "wait_notification", {"notify": "Event"}, silent, count=None)
-    result = assert_caught(broken, "rpc.notified_eventually[Event]", "RPC-CLI-NOTIFY-01",
-                           "wait_notification")
-    assert result.counterexample is not None and "no state satisfying the goal" in \
-        result.counterexample.what
-
-
-def test_a_soft_rpc_cancel_the_server_never_sees_is_caught() -> None:
-    broken = plant(RPC, "RpcAsyncCancelCall", {"phase": "PENDING"}, without_update("cancel"),
-                   args={"abort": False})
-    assert_caught(broken, "rpc.cancel_reaches_the_server", "RPC-CLI-CANCEL-03", "")
 
 
 def test_an_sta_probe_that_is_never_offered_is_caught() -> None:
     broken = plant(COM, "probe_sta_wait", {"phase": "PENDING", "cancel": False}, not_offered)
     assert_caught(broken, "com.sta_wait_probe_offered", "COM-WAIT-06", "")
+
+
+# --- planted errors in the RPC table -------------------------------------------------------
+# The RPC machine is the largest: one copy carries five errors, in rows no two of the checked
+# obligations share (each notification error under its own NotificationType), and each test
+# shows its obligation fails through its own error (the obligations hold on the real table).
+
+
+def _rpc_planted() -> Machine:
+    notified = Returns(1, "notified")
+    broken = plant(RPC, "wait_notification",  # Apc: a notification before the call completed
+                   {"notify": "Apc", "phase": ("RAW", "INIT", "PENDING"), "notes": 0},
+                   outcomes(out(notified, "planted: early", notes=1, outputs={"Event": 0})))
+    broken = plant(broken, "wait_notification", {"notify": "Callback", "notes": 1},
+                   outcomes(out(notified, "planted: again", outputs={"Event": 0})))
+    broken = plant(broken, "wait_notification", {"notify": "Event"},  # Event: never notified
+                   outcomes(out(Returns(0, "no notification"), "planted: silent")), count=None)
+    broken = plant(broken, "RpcAsyncCompleteCall",
+                   {"phase": "READY", "result": "cancelled", "may_cancel": False},
+                   outcomes(out(Exact(codes.RPC_S_OK), "planted: completed", phase="DONE",
+                                outputs={"resources_open": True})))
+    return plant(broken, "RpcAsyncCancelCall", {"phase": "PENDING"},  # a soft cancel forgotten
+                 without_update("cancel"), args={"abort": False})
+
+
+@pytest.fixture(scope="module")
+def rpc_planted() -> list[CheckResult]:
+    return check_machine(_rpc_planted(), known={})
+
+
+def caught_in(results: list[CheckResult], obligation: str, rule: str) -> CheckResult:
+    result = result_of(results, obligation)
+    assert result.result is Result.COUNTEREXAMPLE, result.detail
+    cex = result.counterexample
+    assert cex is not None and rule in result.rules and rule in cex.violated
+    return result
+
+
+def last_outcome(result: CheckResult) -> str:
+    assert result.counterexample is not None
+    return result.counterexample.steps[-1].outcome
+
+
+def test_a_notification_before_completion_is_caught(rpc_planted: list[CheckResult]) -> None:
+    result = caught_in(rpc_planted, "rpc.notified_after_completion[Apc]", "RPC-CLI-NOTIFY-02")
+    assert last_outcome(result) == "planted: early"
+
+
+def test_a_cancelled_rpc_call_completing_with_rpc_s_ok_is_caught(
+        rpc_planted: list[CheckResult]) -> None:
+    result = caught_in(rpc_planted, "rpc.cancelled_call_reports_cancelled", "RPC-CLI-COMPLETE-04")
+    assert last_outcome(result) == "planted: completed"
+
+
+def test_a_second_notification_is_caught_by_the_state_property(
+        rpc_planted: list[CheckResult]) -> None:
+    result = caught_in(rpc_planted, "rpc.one_notification_per_call", "RPC-CLI-NOTIFY-05")
+    assert BY_ID["rpc.one_notification_per_call"].kind is ObligationKind.STATE
+    assert last_outcome(result) == "planted: again"
+
+
+def test_an_rpc_call_never_notified_is_caught_by_liveness(rpc_planted: list[CheckResult]) -> None:
+    result = caught_in(rpc_planted, "rpc.notified_eventually[Event]", "RPC-CLI-NOTIFY-01")
+    assert result.counterexample is not None
+    assert "no state satisfying the goal" in result.counterexample.what
+    assert "notify=Event" in result.counterexample.what
+
+
+def test_a_soft_rpc_cancel_the_server_never_sees_is_caught_by_liveness(
+        rpc_planted: list[CheckResult]) -> None:
+    result = caught_in(rpc_planted, "rpc.cancel_reaches_the_server", "RPC-CLI-CANCEL-03")
+    steps = result.counterexample.steps if result.counterexample else ()
+    assert any(s.op == "RpcAsyncCancelCall" and s.args == (("abort", False),) for s in steps)
 
 
 # --- what the checker itself guarantees ---------------------------------------------------

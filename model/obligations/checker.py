@@ -59,6 +59,7 @@ from callgate.model.proofs.results import (
 from callgate.model.transitions import Allowed, Args, Kind, Machine, State, Value
 
 Node = tuple[State, int]  # table state, observer record id
+NO_PINS: Mapping[str, str] = MappingProxyType({})
 Leaves = list[tuple[Mapping[str, str], Any]]
 T = TypeVar("T")
 
@@ -118,6 +119,7 @@ class Graph:
     moves: dict[Node, list[Move]] = field(default_factory=dict)
     by_op: dict[str, list[tuple[Node, Move]]] = field(default_factory=dict)
     pinned: list[Pinned] = field(default_factory=list)
+    plain_nows: dict[Node, Now[Any]] = field(default_factory=dict)
     # From each node, one transition to each other node per operation and variation-point
     # condition (target, condition, the move and outcome): what reachability needs.
     forward: dict[Node, list[tuple[Node, tuple[tuple[str, str], ...], Move, Allowed]]] = field(
@@ -130,8 +132,17 @@ class Graph:
             self.records.append(value)
         return found
 
+    def plain(self, node: Node) -> Now[Any]:
+        """The node with nothing pinned (memoised: most checks ask this first)."""
+        found = self.plain_nows.get(node)
+        if found is None:
+            found = self.plain_nows[node] = self.now(node, NO_PINS)
+        return found
+
     def now(self, node: Node, pins: Mapping[str, str]) -> Now[Any]:
         """The node as a check sees it under `pins`; the points they leave out are open."""
+        if not pins and node in self.plain_nows:
+            return self.plain_nows[node]
         return Now(self.machine, node[0], self.records[node[1]], pins, self.open_points)
 
     def where(self, node: Node, partial: Mapping[str, str]) -> list[Pinned]:
@@ -150,8 +161,9 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
     # The observer's memo. Outcomes are keyed by identity: `step` memoises them, so the same
     # outcome is the same object (and hashing one in full is slow).
     memo: dict[tuple[int, str, Args, int], int] = {}
-    calls = [(op.name, args, MappingProxyType(dict(args)))
-             for op in machine.operations for args in op.all_args()]
+    calls: list[tuple[str, Args, Mapping[str, Value]]] = [
+        (op.name, args, MappingProxyType(dict(args)))
+        for op in machine.operations for args in op.all_args()]
     start = graph.record(observer.start)
     queued: set[Node] = set()
     queue: deque[Node] = deque()
@@ -159,15 +171,28 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
         if (state, start) not in queued:
             queued.add((state, start))
             queue.append((state, start))
+    # Per table state, the table's answer to every call, and the moves that lead nowhere (shared
+    # by every node of that state, whatever the observer's record).
+    answers: dict[State, list[tuple[str, Args, Mapping[str, Value], Probe, Move | None]]] = {}
     while queue:
         node = queue.popleft()
         graph.order.append(node)
         state, record = node
+        known = answers.get(state)
+        if known is None:
+            known = answers[state] = []
+            for op, args, argmap in calls:
+                answer = tables.probe(state, op, args, {})
+                still = (Move(op, args, argmap, answer, ()) if answer.kind is not Kind.DEFINED
+                         else None)
+                known.append((op, args, argmap, answer, still))
         moves: list[Move] = []
-        for op, args, argmap in calls:
-            answer = tables.probe(state, op, args, {})
+        for op, args, argmap, answer, still in known:
+            if still is not None:
+                moves.append(still)
+                continue
             targets: list[tuple[Allowed, Node]] = []
-            for allowed in answer.outcomes if answer.kind is Kind.DEFINED else ():
+            for allowed in answer.outcomes:
                 key = (record, op, args, id(allowed))
                 after = memo.get(key)
                 if after is None:
@@ -265,7 +290,7 @@ def _at(graph: Graph, predicate: Callable[[Now[Any]], bool], node: Node,
 def _judge_always(graph: Graph, check: Always) -> Judged:
     found: Breach | None = None
     for node in graph.order:
-        for pins, ok in branches(graph, {}, partial(_at, graph, check.holds, node)):
+        for pins, ok in branches(graph, NO_PINS, partial(_at, graph, check.holds, node)):
             if not ok:
                 found = _first(found, node, pins, graph, "the state predicate does not hold here")
     return Judged(any(graph.where(n, {}) for n in graph.order[:1]), found)
@@ -314,8 +339,13 @@ def _judge_whenever(graph: Graph, check: Whenever) -> Judged:
     applied = False
     found: Breach | None = None
     for node, move in pairs:
+        try:  # most premises read neither pins nor probes: settle those without branching
+            if not check.when(graph.plain(node), move.argmap):
+                continue
+        except NeedsPin:
+            pass
         for pins, (met, what, allowed) in branches(
-                graph, {}, partial(_step_once, graph, check, node, move)):
+                graph, NO_PINS, partial(_step_once, graph, check, node, move)):
             if met and not applied:
                 applied = bool(graph.where(node, pins))
             if what:
@@ -327,7 +357,7 @@ def _truth(graph: Graph, predicate: Callable[[Now[Any]], bool]) -> dict[Node, Le
     """Per node, the leaves of the predicate where it holds for some choice of what it asks."""
     found: dict[Node, Leaves] = {}
     for node in graph.order:
-        leaves = branches(graph, {}, partial(_at, graph, predicate, node))
+        leaves = branches(graph, NO_PINS, partial(_at, graph, predicate, node))
         if any(ok for _, ok in leaves):
             found[node] = leaves
     return found

@@ -166,7 +166,7 @@ class Tables:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.params = {op.name: tuple(p.name for p in op.params) for op in machine.operations}
-        self._answers: dict[tuple[State, str, Args], _Answer] = {}
+        self._answers: dict[tuple[State, str, Args], _Answer | Probe] = {}
         self._probes: dict[tuple[State, str, Args, tuple[str | None, ...]], Probe] = {}
 
     @classmethod
@@ -188,13 +188,9 @@ class Tables:
         key = (state, op, args)
         answer = self._answers.get(key)
         if answer is None:
-            try:
-                result = step(self.machine, state, op, args)
-                points = tuple(sorted({p for a in result.allowed for p, _ in a.when}))
-                answer = _Answer(result.kind, result.allowed, points, "")
-            except ModelError as exc:
-                answer = _Answer(None, (), (), str(exc))
-            self._answers[key] = answer
+            answer = self._answers[key] = self._answer(state, op, args)
+        if isinstance(answer, Probe):  # no outcome names a variation point
+            return answer
         chosen = tuple(pins.get(p) for p in answer.points)
         for point, choice in zip(answer.points, chosen, strict=True):
             if choice is None and point in open_points:
@@ -205,6 +201,16 @@ class Tables:
             allowed = tuple(a for a in answer.outcomes if compatible(a.when, pins))
             found = self._probes[pkey] = Probe(op, args, answer.kind, allowed, answer.error)
         return found
+
+    def _answer(self, state: State, op: str, args: Args) -> _Answer | Probe:
+        try:
+            result = step(self.machine, state, op, args)
+        except ModelError as exc:
+            return Probe(op, args, None, (), str(exc))
+        points = tuple(sorted({p for a in result.allowed for p, _ in a.when}))
+        if not points:
+            return Probe(op, args, result.kind, result.allowed)
+        return _Answer(result.kind, result.allowed, points, "")
 
 
 _TABLES: dict[int, Tables] = {}  # by id() of the machine, which each entry keeps alive
