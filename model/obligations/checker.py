@@ -74,6 +74,7 @@ class Move:
     argmap: Mapping[str, Value]
     probe: Probe
     targets: tuple[tuple[Allowed, Node], ...]
+    points: tuple[str, ...] = ()  # the variation points its outcomes name
 
 
 def variation_points(machine: Machine) -> dict[str, tuple[str, ...]]:
@@ -173,7 +174,8 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
             queue.append((state, start))
     # Per table state, the table's answer to every call, and the moves that lead nowhere (shared
     # by every node of that state, whatever the observer's record).
-    answers: dict[State, list[tuple[str, Args, Mapping[str, Value], Probe, Move | None]]] = {}
+    answers: dict[State, list[tuple[str, Args, Mapping[str, Value], Probe, Move | None,
+                                    tuple[str, ...]]]] = {}
     while queue:
         node = queue.popleft()
         graph.order.append(node)
@@ -185,9 +187,10 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
                 answer = tables.probe(state, op, args, {})
                 still = (Move(op, args, argmap, answer, ()) if answer.kind is not Kind.DEFINED
                          else None)
-                known.append((op, args, argmap, answer, still))
+                named = tuple(sorted({p for a in answer.outcomes for p, _ in a.when}))
+                known.append((op, args, argmap, answer, still, named))
         moves: list[Move] = []
-        for op, args, argmap, answer, still in known:
+        for op, args, argmap, answer, still, named in known:
             if still is not None:
                 moves.append(still)
                 continue
@@ -203,7 +206,7 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
                 if target not in queued:
                     queued.add(target)
                     queue.append(target)
-            moves.append(Move(op, args, argmap, answer, tuple(targets)))
+            moves.append(Move(op, args, argmap, answer, tuple(targets), named))
         graph.moves[node] = moves
     for node in graph.order:
         onward: dict[tuple[Node, tuple[tuple[str, str], ...], str], tuple[Move, Allowed]] = {}
@@ -296,20 +299,23 @@ def _judge_always(graph: Graph, check: Always) -> Judged:
     return Judged(any(graph.where(n, {}) for n in graph.order[:1]), found)
 
 
-def _step_once(graph: Graph, check: Whenever, node: Node, move: Move,
+def _step_once(graph: Graph, check: Whenever, node: Node, move: Move, premise_holds: bool,
                pins: Mapping[str, str]) -> tuple[bool, str, Allowed | None]:
-    """(premise met, what broke or '', the outcome that broke it) under `pins`."""
+    """(premise met, what broke or '', the outcome that broke it) under `pins`.
+
+    `premise_holds`: the premise was already found to hold without asking about any pin.
+    """
     now = graph.now(node, pins)
-    if not check.when(now, move.argmap):
+    if not premise_holds and not check.when(now, move.argmap):
         return False, "", None
     answer = move.probe
     if answer.kind is None:
         return True, f"no row answers: {answer.error}", None
-    for outcome in answer.outcomes:  # which outcomes are allowed depends on these points
-        for point, _ in outcome.when:
-            if point not in pins:
-                raise NeedsPin(point)
-    outcomes = [a for a in answer.outcomes if compatible(a.when, pins)]
+    for point in move.points:  # which outcomes are allowed depends on these points
+        if point not in pins:
+            raise NeedsPin(point)
+    outcomes = ([a for a in answer.outcomes if compatible(a.when, pins)] if move.points
+                else list(answer.outcomes))
     defined = answer.kind is Kind.DEFINED and bool(outcomes)
     if check.never_defined:
         if defined:
@@ -320,8 +326,8 @@ def _step_once(graph: Graph, check: Whenever, node: Node, move: Move,
                       else "DEFINED, but the pins exclude every outcome"), None
     if not defined:
         return False, "", None
-    targets = {id(a): t for a, t in move.targets}
-    afters = [After(a, graph.now(targets[id(a)], pins)) for a in outcomes]
+    afters = [After(a, graph.now(t, pins)) for a, t in move.targets
+              if not move.points or compatible(a.when, pins)]
     if check.then is not None:
         for after in afters:
             if not check.then(now, move.argmap, after):
@@ -342,10 +348,11 @@ def _judge_whenever(graph: Graph, check: Whenever) -> Judged:
         try:  # most premises read neither pins nor probes: settle those without branching
             if not check.when(graph.plain(node), move.argmap):
                 continue
+            holds = True
         except NeedsPin:
-            pass
+            holds = False
         for pins, (met, what, allowed) in branches(
-                graph, NO_PINS, partial(_step_once, graph, check, node, move)):
+                graph, NO_PINS, partial(_step_once, graph, check, node, move, holds)):
             if met and not applied:
                 applied = bool(graph.where(node, pins))
             if what:
