@@ -1,17 +1,18 @@
 """The obligation checker: exhaustive enumeration of each machine's reachable states, with the
 family's observer alongside, for every combination of the variation-point choices its tables name.
 
-One graph per machine serves every pinning. Its nodes are (table state, observer record, the pins
-fixed so far): the walk starts with nothing pinned, and an outcome that names a variation point
-fixes it for the rest of that path, so under a full pinning C the reachable states are exactly the
-nodes whose fixed pins agree with C. An obligation is judged at a node for every C that agrees:
-its predicates see the fixed pins, and when one asks about a point still open (its pin, or a probe
-whose outcomes depend on it, see `core.NeedsPin`) it is evaluated again once per choice of that
-point. Only the points a check actually touches are enumerated, which is what keeps this fast.
+One graph per machine serves every pinning. Its nodes are (table state, observer record), walked
+breadth-first over every allowed outcome of every operation; then, for each full pinning C, a
+second walk over the outcomes C allows gives the nodes C reaches, with their depth and a parent
+link (for the shortest trace). A check is judged once per node, not once per pinning: it starts
+with nothing pinned, and when it asks about a variation point (its pin, or a probe whose outcomes
+depend on it, see `core.NeedsPin`) it is evaluated again once per choice of that point. Its
+result under a choice counts where some pinning that agrees with the choice reaches the node. Only
+the points a check actually touches are enumerated, which is what keeps this fast.
 
-* `Always`: the predicate holds on every node, for every choice of what it touches.
-* `Whenever`: at every node and arguments where the premise holds, the definedness it asks and
-  its conclusion on every allowed outcome.
+* `Always`: the predicate holds on every node, for every choice of the points it touches.
+* `Whenever`: at every node and arguments where the premise holds, the definedness it asks, its
+  conclusion on every allowed outcome, and each alternative it names on some allowed outcome.
 * `Reach`: for each full pinning C, every node of C satisfying `start` reaches (backwards closure
   over C's moves, restricted as asked) a node of C satisfying `goal`.
 
@@ -19,8 +20,9 @@ An obligation whose premise is met nowhere is vacuous: it shows nothing, so it f
 principle 11). A gap in a table is not a crash: the move's probe carries the error, and an
 obligation that needs the answer reports it as its counterexample.
 
-Counterexamples are breadth-first, so each is a shortest trace from an initial state to the state
-(and step) that breaks the obligation, with the pins and the observer's record in `what`.
+A counterexample is the trace, under the pinning that reaches it soonest, from an initial state to
+the state (and step) that breaks the obligation, with that pinning and the observer's record in
+`what`.
 """
 
 from __future__ import annotations

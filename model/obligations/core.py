@@ -11,9 +11,9 @@ from the rule's text and not from the table rows (DESIGN.md principle 10). Its v
 * `After`: one allowed outcome of a step, its code, outputs and the `Now` it leads to.
 * The checks: `Always` (a state predicate holds in every reachable state), `Whenever` (a transition
   property: wherever an operation is DEFINED, or must be, in states and with arguments the premise
-  admits, every allowed outcome satisfies the conclusion) and `Reach` (from every reachable state
-  that satisfies `start`, a state satisfying `goal` is reachable, optionally through the moves of
-  one actor only).
+  admits, every allowed outcome satisfies the conclusion, and each result the rules also allow is
+  among the outcomes) and `Reach` (from every reachable state that satisfies `start`, a state
+  satisfying `goal` is reachable, optionally through one actor's moves or avoiding some).
 
 Codes are compared as sets: `only(spec, *codes)` holds when every value an outcome admits is one
 of `codes`; `fails(spec)` when every value it admits is a failure; `may_be(spec, code)` when it
