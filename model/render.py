@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from callgate.model import obligations
 from callgate.model.families import FAMILIES, rows_citing, unmodelled_reason
 from callgate.model.rules import catalogue
 from callgate.model.transitions import Kind, Machine, Outcome, Row, Value
@@ -60,8 +61,14 @@ def machine_views(machine: Machine) -> list[RowView]:
 
 
 def rules_listing() -> list[dict[str, object]]:
-    """Every rule with its level, scope and the number of rows citing it (`callgate model rules`)."""
+    """Every rule with its level, scope, the number of rows citing it, and the obligations that
+    restate it (or, for an in-scope MUST rule no obligation states, the reason why) for
+    `callgate model rules`."""
     counts = rows_citing()
+    cited: dict[str, list[str]] = {}
+    for obligation in obligations.ALL:
+        for rule_id in obligation.rules:
+            cited.setdefault(rule_id, []).append(obligation.id)
     listing: list[dict[str, object]] = []
     for rule in catalogue().values():
         listing.append({
@@ -74,6 +81,8 @@ def rules_listing() -> list[dict[str, object]]:
             "summary": rule.summary,
             "source": rule.source,
             "note": rule.scope_note or unmodelled_reason(rule.id),
+            "obligations": cited.get(rule.id, []),
+            "obligation_reason": obligations.UNSTATED.get(rule.id, ""),
         })
     return listing
 

@@ -25,21 +25,28 @@ def cmd_model_rules(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     table = Table(title="Rule catalogue (spec/DOMAIN.md section 2)", show_lines=False)
-    for col in ("id", "level", "scope", "rows", "summary / note"):
+    for col in ("id", "level", "scope", "rows", "obligations", "summary / note"):
         table.add_column(col, overflow="fold")
     for r in listing:
         text = escape(str(r["summary"]))
         if r["note"]:
             text += f"\n[dim]{escape(str(r['note']))}[/dim]"
+        if r["obligation_reason"]:
+            text += f"\n[dim]no obligation: {escape(str(r['obligation_reason']))}[/dim]"
+        stated = r["obligations"]
+        assert isinstance(stated, list)
         table.add_row(str(r["id"]), str(r["level"]), "in" if r["in_scope"] else "out",
-                      str(r["rows"]), text)
+                      str(r["rows"]), str(len(stated)) if stated else "-", text)
     console = make_console()
     console.print(table)
     in_scope = [r for r in listing if r["in_scope"]]
     must = [r for r in in_scope if r["level"] == "MUST"]
     console.print(f"{len(listing)} rules, {len(in_scope)} in scope; "
                   f"{sum(1 for r in must if int(str(r['rows'])) > 0)} of {len(must)} in-scope "
-                  f"MUST rules cited by model rows.")
+                  f"MUST rules cited by model rows; "
+                  f"{sum(1 for r in must if r['obligations'])} stated as obligations, "
+                  f"{sum(1 for r in must if r['obligation_reason'])} listed with the reason "
+                  f"they cannot be.")
     return EXIT_OK
 
 
