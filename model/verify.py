@@ -29,6 +29,7 @@ from pathlib import Path
 from callgate.model import explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
+from callgate.model.obligations import check_obligations
 from callgate.model.proofs import CheckResult, Counterexample, Result
 from callgate.model.transitions import Composition, Machine, ModelError, State
 
@@ -357,6 +358,9 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
                           lambda: [proofs.check_tables_consistent(tables)])
         checks += guarded([("consistency.claims", "consistency")],
                           lambda: proofs.check_consistency(machines=tables))
+        # The rules restated apart from the tables (DESIGN.md principle 10): their agreement.
+        checks += guarded([("obligations", "obligation")],
+                          lambda: check_obligations(machines=tables))
         reports: list[GraphReport] = []
         for name in tables:
             graph = graphs.get(name)
