@@ -20,8 +20,8 @@ Why a supervisor that is a child subreaper (Linux, `prctl(PR_SET_CHILD_SUBREAPER
   namespace (it needs user namespaces, often disabled, and Wine clients in one namespace cannot
   share a `wineserver` outside it).
 Where `prctl` fails, the reaper still kills the adapter's group and whatever descendants it can
-still see, and says `started PID 0 REAPER`: orphans are then not checked. Other operating systems do
-not run the reaper at all (`process.ORPHANS_ENDED`).
+still see, and says `started PID 0 REAPER`: orphans are then not checked. Other operating
+systems do not run the reaper at all (`process.ORPHANS_ENDED`).
 
 Limits, stated rather than hidden: a descendant may kill its reaper (it runs as the same user);
 its orphans then go to init, and the harness, seeing the reaper gone, kills the adapter's group as
@@ -60,23 +60,22 @@ They and their descendants are left running.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-# Types for the checker only: importing `typing` would add a quarter to this program's start
-# (mypy takes any `if TYPE_CHECKING:` block as true).
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-    from collections.abc import Iterable, Mapping, Sequence
-    from typing import Any
+    import ctypes  # loaded by the server only (`load_libc`), not by the harness
 
-    Rule = tuple[str, str]  # the patterns on the executable and on argv[0]
+Rule = tuple[str, str]  # the patterns on the executable and on argv[0]
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 # After SIGTERM, how long an orphan has to exit before SIGKILL; how long the reaper goes on
@@ -98,8 +97,6 @@ SPAWN = b"spawn"
 
 def is_shared(rules: Iterable[Rule], executable: str, argv0: str) -> bool:
     """True if both patterns of a rule, on the executable and on argv[0], match."""
-    import fnmatch  # here: only adapters with shared processes pay for it
-
     return any(fnmatch.fnmatchcase(executable, on_executable)
                and fnmatch.fnmatchcase(argv0, on_argv0) for on_executable, on_argv0 in rules)
 
@@ -235,6 +232,7 @@ class Reaper:
         self.control = control
         self.pending = b""
         self.rules: list[Rule] = []
+        self.child: subprocess.Popen[bytes] | None = None  # kept, so that it is never collected
         self.pid = 0
         self.status: int | None = None
         self.stop = False
@@ -274,23 +272,21 @@ class Reaper:
 
     def start(self, request: Mapping[str, Any], pipes: Sequence[int]) -> bool:
         """Start the adapter in a session of its own, on the harness's pipes; False (and the
-        harness told why) if it cannot start."""
-        argv = [str(word) for word in request["argv"]]
-        env = {str(k): str(v) for k, v in request["env"].items()}
+        harness told why) if it cannot start.
+
+        With `subprocess`, as the harness would without a reaper, so that the adapter starts in
+        the same state (signals restored, descriptors closed, PATH from its environment); not
+        with `os.posix_spawn`, whose glibc version leaves glibc's internal signals (32 and 33)
+        ignored in the adapter, across exec.
+        """
         self.rules = [(str(e), str(a)) for e, a in request.get("shared") or ()]
         try:
-            if request.get("cwd") is not None:
-                os.chdir(str(request["cwd"]))
-            # posix_spawnp searches this process's PATH: make it the adapter's, as subprocess
-            # does when it is given an environment.
-            os.environ.clear()
-            os.environ.update(env)
-            self.pid = os.posix_spawnp(
-                argv[0], argv, env, setsid=True,
-                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)
-                              for target, fd in enumerate(pipes)],
-                # What subprocess does for a child: Python ignores SIGPIPE and SIGXFSZ.
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+            # Only its pid is used: `reap` collects every child's exit status, this one's too.
+            self.child = subprocess.Popen(
+                [str(word) for word in request["argv"]], stdin=pipes[0], stdout=pipes[1],
+                stderr=pipes[2], env={str(k): str(v) for k, v in request["env"].items()},
+                cwd=request.get("cwd"), start_new_session=True)
+            self.pid = self.child.pid
         except OSError as exc:
             self.send(f"failed {exc.errno or 0} {exc.strerror or exc}")
             return False
