@@ -21,7 +21,7 @@ import pytest
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, process
-from callgate.conformance.protocol.jsonl.process import ORPHANS_ENDED, SharedProcess
+from callgate.conformance.protocol.jsonl.reaping import ORPHANS_ENDED, SharedProcess
 from callgate.conformance.results import Verdict
 from tests.test_jsonl_faults import CASES, FAULT_AT, FAULTY_CASE
 
@@ -275,6 +275,8 @@ def test_without_a_reaper_the_adapter_runs_and_orphans_are_not_checked(
 WAITS = textwrap.dedent("""
     import json, os, sys
     open(sys.argv[1], "w").write(str(os.getpid()))
+    with open("/proc/self/status") as status, open(sys.argv[1] + ".signals", "w") as out:
+        out.write("".join(line for line in status if line.startswith(("SigIgn", "SigBlk"))))
     sys.stdin.readline()
     print(json.dumps({"type": "handshake", "protocol": 1, "implementation": "x", "version": "1",
                       "features": ["sync.event"]}), flush=True)
@@ -301,3 +303,21 @@ def test_the_adapter_gets_stdin_stdout_and_stderr_and_no_other_descriptor(
     finally:
         adapter.shutdown()
     assert (fds, kinds) == ([0, 1, 2], ["pipe", "pipe", "pipe"])
+
+
+@needs_reaper
+def test_the_adapter_starts_with_the_signal_dispositions_it_has_without_a_reaper(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # glibc's posix_spawn would leave its internal signals (32 and 33) ignored in the adapter.
+    seen = {}
+    for reaped in (True, False):
+        monkeypatch.setattr(process, "ORPHANS_ENDED", reaped)
+        pid_file = tmp_path / f"adapter-{reaped}.pid"
+        adapter = CommandAdapter([sys.executable, "-c", WAITS, str(pid_file)])
+        try:
+            adapter.capabilities()
+        finally:
+            adapter.shutdown()
+        seen[reaped] = Path(f"{pid_file}.signals").read_text()
+    assert "SigIgn" in seen[True]
+    assert seen[True] == seen[False]

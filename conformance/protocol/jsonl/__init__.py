@@ -14,7 +14,8 @@ The package, one concern a module, from the bytes up:
 * `framing`: a message as one line; lines read in bounded memory; an offending line as evidence;
 * `messages`: the message types of each side, their schemas, and `check_message`/`parse_line`;
 * `process`: the child process in a group of its own, its stdin, its stdout and stderr readers;
-* `reaper`: the supervisor that starts it and ends whatever it leaves behind (`Orphan`);
+* `reaper`, `reaping`: the supervisor program that starts it and ends whatever it leaves behind,
+  and the harness's side of it (`Orphan`, `SharedProcess`);
 * `handshake`: hello, the adapter's handshake, its protocol version and capabilities;
 * `events`: the `event` lines, kept per session;
 * `routing`: request ids, and handing each adapter line to whoever waits for it;
@@ -58,14 +59,12 @@ from callgate.conformance.protocol.jsonl.messages import (
 )
 from callgate.conformance.protocol.jsonl.process import (
     EXIT_GRACE,
-    ORPHANS_ENDED,
     POLL_SECONDS,
     STDERR_GRACE,
     STDERR_TAIL_BYTES,
-    Orphan,
-    SharedProcess,
     describe_exit,
 )
+from callgate.conformance.protocol.jsonl.reaping import ORPHANS_ENDED, Orphan, SharedProcess
 from callgate.conformance.protocol.jsonl.session import CommandSession
 
 __all__ = [

@@ -20,12 +20,8 @@ from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, Sl
 from callgate.conformance.protocol.jsonl import handshake
 from callgate.conformance.protocol.jsonl.connection import Connection
 from callgate.conformance.protocol.jsonl.framing import DEFAULT_MAX_LINE_BYTES
-from callgate.conformance.protocol.jsonl.process import (
-    EXIT_GRACE,
-    ORPHANS_ENDED,
-    Orphan,
-    SharedProcess,
-)
+from callgate.conformance.protocol.jsonl.process import EXIT_GRACE
+from callgate.conformance.protocol.jsonl.reaping import ORPHANS_ENDED, Orphan, SharedProcess
 from callgate.conformance.protocol.jsonl.session import CommandSession
 
 PYTHON_NAMES = ("python", "python3")

@@ -26,9 +26,9 @@ from callgate.conformance.protocol.jsonl.process import (
     EXIT_GRACE,
     STDERR_GRACE,
     AdapterProcess,
-    SharedProcess,
     describe_exit,
 )
+from callgate.conformance.protocol.jsonl.reaping import SharedProcess
 from callgate.conformance.protocol.jsonl.routing import Pending, Router
 
 # How long a second fault, or a shutdown, waits for the first fault's evidence to be recorded.
