@@ -1,6 +1,7 @@
 """A misbehaving adapter program for the transport's fault-injection tests.
 
     python tests/fault_adapter.py MODE [--at N] [--once FILE] [--fake-fault NAME]
+                                       [--orphan FILE [--orphan-how HOW]]
 
 It serves `tests.fakes.EventAdapter` over the JSON-lines protocol (through
 `callgate.conformance.protocol.jsonl_server.serve`) correctly, except that at the N-th response to a `request`
@@ -28,6 +29,15 @@ Modes that stay within the protocol (every case must pass):
                      so a test can hold one request in flight while others are answered
 `--fake-fault NAME` passes NAME to EventAdapter (its deliberate deviations, tests/fakes.py);
 `--with-events` writes an `event` line before every response in any mode.
+
+`--orphan FILE` (any mode) leaves a process behind that escapes the adapter's process group: at
+start, before the handshake, a child of the adapter leaves the group with `setsid()` and becomes
+`sleep 300` (argv[0] `callgate-orphan`), holding the adapter's stdout and stderr open; its pid is
+written to FILE (with `--once`, only while the `--once` file does not exist). `--orphan-how` says how:
+  setsid       the adapter's own child calls setsid() and sleeps (orphaned when the adapter exits)
+  double_fork  that child forks again and exits, so the sleeper is orphaned at once and has no
+               link left to the adapter (no parent, group or session in common)
+  ignore_term  as double_fork, and the sleeper ignores SIGTERM (only SIGKILL ends it)
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -195,6 +206,34 @@ class Misbehaving:
         self.out.flush()
 
 
+ORPHAN_HOWS = ("setsid", "double_fork", "ignore_term")
+
+
+def leave_orphan(pid_file: Path, how: str) -> None:
+    """Start a `sleep 300` that escapes this process's group and session; its pid goes to
+    `pid_file` (written whole, by rename, before this returns)."""
+    child = os.fork()
+    if child:
+        if how != "setsid":
+            os.waitpid(child, 0)  # the middle process exits at once
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return
+    try:
+        os.setsid()
+        if how != "setsid" and os.fork():
+            os._exit(0)  # the middle process: its child is orphaned now
+        if how == "ignore_term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stays ignored across exec
+        partial = pid_file.with_name(pid_file.name + ".partial")
+        partial.write_text(str(os.getpid()))
+        partial.rename(pid_file)
+        os.execv("/bin/sleep", ["callgate-orphan", "300"])
+    finally:
+        os._exit(1)  # exec failed: never return into the adapter's code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("mode", choices=BREAKING + BEHAVING)
@@ -203,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake-fault", default="", help="EventAdapter's deliberate deviation")
     parser.add_argument("--with-events", action="store_true",
                         help="write an event line before every response, whatever the mode")
+    parser.add_argument("--orphan", type=Path,
+                        help="leave a process behind that escapes the group; its pid goes here")
+    parser.add_argument("--orphan-how", choices=ORPHAN_HOWS, default="double_fork")
     args = parser.parse_args(argv)
+    if args.orphan is not None and (args.once is None or not args.once.exists()):
+        leave_orphan(args.orphan, args.orphan_how)
     if args.mode == "no_handshake" and first_time(args.once):
         sys.stderr.write("fault_adapter: cannot start (simulated)\n")
         return 2

@@ -20,6 +20,13 @@ another case. Sessions without RPC share one long-lived process. (A start costs 
 once `wineserver` runs; a fresh process per RPC session made the stateful phase's shrinking
 take minutes.)
 
+Wine's shared processes: the first Wine process of a prefix starts `wineserver` and Wine's system
+processes (services.exe, rpcss.exe, explorer.exe and the like), which serve every Wine process of
+that prefix, another run's too, and end by themselves about a second after the last one. They are
+descendants of whichever adapter process came first, so its reaper would take them for orphans
+and end them with it, under the other adapter processes and runs still using them: `WINE_SHARED`
+names them, and they are left running.
+
 Environment: `CALLGATE_WINE` (the wine loader, default `wine` on PATH), `CALLGATE_WINEPREFIX`
 (default `~/.cache/callgate/wine-prefix`), `CALLGATE_WINE_ADAPTER` (a prebuilt .exe).
 """
@@ -36,7 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, Observation, Request, SlotSpec
-from callgate.conformance.protocol.jsonl import AdapterEvent, CommandAdapter, CommandSession
+from callgate.conformance.protocol.jsonl import (
+    AdapterEvent,
+    CommandAdapter,
+    CommandSession,
+    Orphan,
+    SharedProcess,
+)
 from callgate.conformance.protocol.loading import AdapterNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +68,11 @@ DEFAULT_PREFIX = Path.home() / ".cache" / "callgate" / "wine-prefix"
 # reported by the transport with evidence; the program's own bounded waits are at most 5 s.
 REQUEST_TIMEOUT = 7.0
 START_TIMEOUT = 60.0  # the first start in a fresh prefix also starts wineserver
+
+# `wineserver` (whatever its name, e.g. /usr/lib/wine/wineserver64), and Windows programs from
+# the prefix's system32 (Wine's system processes) run by the Wine loader.
+WINE_SHARED = (SharedProcess(executable="*/wineserver*"),
+               SharedProcess(executable="*/wine*", argv0="C:\\windows\\system32\\*"))
 
 WHAT_TO_RUN = ("run `make wine` (it installs wine, wine64, gcc-mingw-w64-x86-64 and "
                "mingw-w64-tools with apt-get, builds the adapter and prepares a Wine prefix)")
@@ -213,6 +231,7 @@ class WineAdapter:
         self.setup = wine_setup
         self.request_timeout = request_timeout
         self.isolate_machines = isolate_machines
+        self._processes: list[CommandAdapter] = []  # every one started, for `orphans`
         self.main = self._new_process()
         self.isolated_starts = 0  # processes started for RPC sessions
         self._spare: list[CommandAdapter] = []  # RPC processes that ran nothing risky
@@ -220,8 +239,24 @@ class WineAdapter:
         self._lock = threading.Lock()
 
     def _new_process(self) -> CommandAdapter:
-        return CommandAdapter(self.setup.command(), request_timeout=self.request_timeout,
-                              env=self.setup.env, start_timeout=START_TIMEOUT)
+        process = CommandAdapter(self.setup.command(), request_timeout=self.request_timeout,
+                                 env=self.setup.env, start_timeout=START_TIMEOUT,
+                                 shared=WINE_SHARED)
+        self._processes.append(process)
+        return process
+
+    @property
+    def orphans(self) -> list[Orphan]:
+        """What the adapter processes left behind and callgate ended (`CommandAdapter.orphans`)."""
+        return [orphan for process in list(self._processes) for orphan in process.orphans]
+
+    @property
+    def orphans_killed(self) -> int:
+        return len(self.orphans)
+
+    @property
+    def orphans_checked(self) -> bool:
+        return all(process.orphans_checked for process in list(self._processes))
 
     def capabilities(self) -> Capabilities:
         return self.main.capabilities()

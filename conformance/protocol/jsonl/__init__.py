@@ -14,6 +14,8 @@ The package, one concern a module, from the bytes up:
 * `framing`: a message as one line; lines read in bounded memory; an offending line as evidence;
 * `messages`: the message types of each side, their schemas, and `check_message`/`parse_line`;
 * `process`: the child process in a group of its own, its stdin, its stdout and stderr readers;
+* `reaper`, `reaping`: the supervisor program that starts it and ends whatever it leaves behind,
+  and the harness's side of it (`Orphan`, `SharedProcess`);
 * `handshake`: hello, the adapter's handshake, its protocol version and capabilities;
 * `events`: the `event` lines, kept per session;
 * `routing`: request ids, and handing each adapter line to whoever waits for it;
@@ -62,6 +64,7 @@ from callgate.conformance.protocol.jsonl.process import (
     STDERR_TAIL_BYTES,
     describe_exit,
 )
+from callgate.conformance.protocol.jsonl.reaping import ORPHANS_ENDED, Orphan, SharedProcess
 from callgate.conformance.protocol.jsonl.session import CommandSession
 
 __all__ = [
@@ -76,6 +79,7 @@ __all__ = [
     "HARNESS_MESSAGES",
     "ID_MAX",
     "INTEGER_FIELDS",
+    "ORPHANS_ENDED",
     "POLL_SECONDS",
     "PYTHON_NAMES",
     "STDERR_GRACE",
@@ -84,8 +88,10 @@ __all__ = [
     "AdapterEvent",
     "CommandAdapter",
     "CommandSession",
+    "Orphan",
     "Overlong",
     "ProtocolError",
+    "SharedProcess",
     "check_message",
     "describe_exit",
     "describe_line",

@@ -4,6 +4,8 @@
 the runner and the gate do not know the difference. What it adds is survival: after any fault
 the process is killed (`connection`), and the next `open_session` starts a fresh one, with a
 fresh handshake that must declare the same capabilities, so the run goes on with the next case.
+Whatever a process leaves behind when it ends is ended too (`process`, `reaper`), and counted in
+`orphans`, so that a report can say so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from callgate.conformance.protocol.jsonl import handshake
 from callgate.conformance.protocol.jsonl.connection import Connection
 from callgate.conformance.protocol.jsonl.framing import DEFAULT_MAX_LINE_BYTES
 from callgate.conformance.protocol.jsonl.process import EXIT_GRACE
+from callgate.conformance.protocol.jsonl.reaping import ORPHANS_ENDED, Orphan, SharedProcess
 from callgate.conformance.protocol.jsonl.session import CommandSession
 
 PYTHON_NAMES = ("python", "python3")
@@ -37,11 +40,18 @@ class CommandAdapter:
 
     After any fault the process is killed; the next `open_session` starts a new one, which must
     declare the same capabilities. `starts` counts the processes started.
+
+    When a process ends (shutdown, a fault, a hang), every process it left behind is ended, even
+    one that left its group with `setsid()`; `orphans` lists them (`orphans_killed` counts them)
+    over every process this adapter started. `shared` names processes the program starts on
+    purpose to serve others too (Wine's `wineserver`), which are left running. `orphans_checked`
+    is False where the OS cannot find orphans (no child subreaper: not Linux).
     """
 
     def __init__(self, command: str | Sequence[str], *, request_timeout: float = 10.0,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike[str] | None = None, start_timeout: float = 30.0) -> None:
+                 cwd: str | os.PathLike[str] | None = None, start_timeout: float = 30.0,
+                 shared: Sequence[SharedProcess] = ()) -> None:
         argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not argv:
             raise ValueError("the adapter command is empty: pass a program and its arguments, "
@@ -62,7 +72,10 @@ class CommandAdapter:
         self.max_line_bytes = max_line_bytes
         self.env = env
         self.cwd = os.fspath(cwd) if cwd is not None else None
+        self.shared = tuple(shared)
         self.starts = 0
+        self.orphans: list[Orphan] = []
+        self.orphans_checked = ORPHANS_ENDED
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._capabilities: Capabilities | None = None
@@ -78,25 +91,37 @@ class CommandAdapter:
             if connection is not None and connection.usable:
                 return connection
             if connection is not None:
-                connection.shutdown(0)  # dead already: reap it and its readers
+                self._end(connection, 0)  # dead already: reap it and its readers
                 self._connection = None
             connection = Connection(self.argv, env=self.env, cwd=self.cwd,
-                                    max_line_bytes=self.max_line_bytes)
+                                    max_line_bytes=self.max_line_bytes, shared=self.shared)
             self.starts += 1
             try:
                 capabilities = connection.start(self.start_timeout)
             except AdapterFault:
-                connection.shutdown(0)
+                self._end(connection, 0)
                 raise
             if self._capabilities is None:
                 self._capabilities = capabilities
             else:
                 changed = handshake.changed_on_restart(self._capabilities, capabilities)
                 if changed is not None:
-                    connection.shutdown(0)
+                    self._end(connection, 0)
                     raise changed
             self._connection = connection
             return connection
+
+    def _end(self, connection: Connection, grace: float) -> None:
+        """Shut a connection down and keep the count of what its process left behind."""
+        connection.shutdown(grace)
+        self.orphans.extend(connection.process.orphans)
+        if not connection.process.orphans_checked:
+            self.orphans_checked = False
+
+    @property
+    def orphans_killed(self) -> int:
+        """How many processes left behind by this adapter's processes callgate had to end."""
+        return len(self.orphans)
 
     def capabilities(self) -> Capabilities:
         self._live()
@@ -115,4 +140,4 @@ class CommandAdapter:
         with self._lock:
             connection, self._connection = self._connection, None
         if connection is not None:
-            connection.shutdown(EXIT_GRACE)
+            self._end(connection, EXIT_GRACE)

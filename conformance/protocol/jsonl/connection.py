@@ -7,7 +7,8 @@ breaks the protocol fails the connection.
 
 A connection is used until its first fault; then it is dead for good: the process is killed,
 every waiter gets the same `AdapterFault` with its evidence (the offending line cut to 2 KB, the
-exit status, the last events, the last 4 KB of stderr), and `CommandAdapter` starts another.
+exit status, the processes it left behind that were ended, the last events, the last 4 KB of
+stderr), and `CommandAdapter` starts another.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from callgate.conformance.protocol.jsonl.process import (
     AdapterProcess,
     describe_exit,
 )
+from callgate.conformance.protocol.jsonl.reaping import SharedProcess
 from callgate.conformance.protocol.jsonl.routing import Pending, Router
 
 # How long a second fault, or a shutdown, waits for the first fault's evidence to be recorded.
@@ -37,8 +39,8 @@ class Connection:
     """One adapter process and the protocol spoken with it, from hello to its end."""
 
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None,
-                 max_line_bytes: int) -> None:
-        self.process = AdapterProcess(argv, env=env, cwd=cwd)
+                 max_line_bytes: int, shared: Sequence[SharedProcess] = ()) -> None:
+        self.process = AdapterProcess(argv, env=env, cwd=cwd, shared=shared)
         self.label = self.process.label
         self.max_line_bytes = max_line_bytes
         self._lock = threading.Lock()
@@ -156,8 +158,8 @@ class Connection:
         status = describe_exit(code)
         if code is None:
             status += " when the fault was found; callgate killed it"
-        # The whole process group goes, also when the adapter exited by itself: what it started
-        # would otherwise live on and hold the pipes open.
+        # The whole process group goes, also when the adapter exited by itself, and whatever it
+        # left behind outside the group: it would otherwise live on and hold the pipes open.
         self.process.kill()
         # Once the process is gone its stderr ends: let the reader take the last bytes (a
         # crashing program's last words) before they go into the evidence.
@@ -176,6 +178,9 @@ class Connection:
         parts = [f"adapter command: {self.label}", f"process: {status}"]
         if line is not None:
             parts.append(describe_line(line, size))
+        orphans = self.process.orphans_evidence()
+        if orphans:
+            parts.append(orphans)
         events = self.events.describe_recent()
         if events:
             parts.append(events)
