@@ -190,8 +190,21 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
     }
 
 
+def _left_behind(adapter: Adapter) -> dict[str, Any] | None:
+    """An out-of-process adapter's processes are ended with the run; what they left running
+    (a grandchild that escaped with setsid) callgate had to end, and the report says so. None
+    for an adapter that starts no processes."""
+    if not hasattr(adapter, "orphans_killed"):
+        return None
+    adapter.shutdown()  # its last process ends here, so what it left behind is counted
+    orphans = list(getattr(adapter, "orphans", []))
+    return {"killed": len(orphans), "checked": bool(getattr(adapter, "orphans_checked", False)),
+            "processes": [o.describe() if hasattr(o, "describe") else str(o)
+                          for o in orphans][:20]}
+
+
 def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float,
-             aborted: dict[str, Any] | None) -> Summary:
+             aborted: dict[str, Any] | None, orphans: dict[str, Any] | None = None) -> Summary:
     summary = Summary.of(results)
     end: dict[str, Any] = {
         "event": "run_end", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -202,6 +215,8 @@ def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float
                     "unexpected_pass": summary.unexpected_pass}}
     if aborted is not None:
         end["aborted"] = aborted
+    if orphans is not None:
+        end["orphans"] = orphans
     stream.emit(end)
     return summary
 
@@ -283,13 +298,15 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             exit_code = EXIT_HARNESS
         finally:
             with _signals_held():
+                orphans = None
                 try:
                     runner.close()
+                    orphans = _left_behind(adapter)
                 except Exception as exc:  # closing sessions of a broken adapter
                     if aborted is not None:
                         aborted["close_error"] = f"{type(exc).__name__}: {exc}"
                 seconds = time.perf_counter() - started
-                summary = _run_end(stream, results, seconds, aborted)
+                summary = _run_end(stream, results, seconds, aborted, orphans)
                 stream.close()
         with _signals_held():
             outcome = _finish(options, summary, seconds)

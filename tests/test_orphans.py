@@ -9,6 +9,7 @@ ended it: a shutdown, a crash, a hang, or the harness itself being killed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -321,3 +322,20 @@ def test_the_adapter_starts_with_the_signal_dispositions_it_has_without_a_reaper
         seen[reaped] = Path(f"{pid_file}.signals").read_text()
     assert "SigIgn" in seen[True]
     assert seen[True] == seen[False]
+
+
+@needs_reaper
+def test_the_report_says_how_many_left_behind_processes_had_to_be_killed(tmp_path: Path) -> None:
+    from callgate.conformance.budgets import BUDGETS
+    from callgate.conformance.gate import RunOptions, run_gate
+
+    adapter = _orphaning(tmp_path, how="setsid")
+    out = tmp_path / "out"
+    try:
+        outcome = run_gate(adapter, RunOptions("orphaning", BUDGETS["quick"], 0, out, 5.0,
+                                               stateful=False, parallel=False))
+    finally:
+        adapter.shutdown()
+    report = json.loads(outcome.report.read_text(encoding="utf-8"))
+    assert report["verdict"]["orphans_killed"] == 1
+    assert "1 processes the adapter left running had to be killed" in report["verdict"]["headline"]

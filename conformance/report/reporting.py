@@ -215,6 +215,10 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
         parts.append(f"{sum(not_applicable.values())} cases not applicable")
     if below:
         parts.append(f"below the required {min_coverage:g}% coverage")
+    orphans = (record.end or {}).get("orphans")
+    killed = int(orphans["killed"]) if isinstance(orphans, dict) else None
+    if killed:
+        parts.append(f"{killed} processes the adapter left running had to be killed")
     if not record.complete:
         aborted = record.aborted or {}
         parts.append(f"the run did not finish ({aborted.get('reason', 'no end')}): "
@@ -229,6 +233,7 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
         "known_deviations": summary.expected_fail,
         "not_applicable": [{"reason": reason, "cases": n}
                            for reason, n in sorted(not_applicable.items())],
+        "orphans_killed": killed,
     }
 
 
