@@ -304,3 +304,38 @@ def _record(*cases: CaseResult) -> RunRecord:
              "transitions_total": {}, "started": "2026-01-01T00:00:00+00:00"}
     end = {"event": "run_end", "finished": "2026-01-01T00:00:01+00:00", "seconds": 1.0}
     return RunRecord(start, list(cases), end)
+
+
+class _HangingSession(ReferenceSession):
+    """The reference, except that every event Wait hangs (far past the step timeout)."""
+
+    hangs = 0
+
+    def perform(self, request: Request) -> Observation:
+        if request.op == "Wait":
+            _HangingSession.hangs += 1
+            threading.Event().wait(3.0)
+        return super().perform(request)
+
+
+class _Hanging(ReferenceAdapter):
+    def open_session(self, slots: Sequence[SlotSpec]) -> ReferenceSession:
+        session = super().open_session(slots)
+        session.__class__ = _HangingSession
+        return session
+
+
+def test_a_hang_in_generated_cases_is_reported_once_not_shrunk_through_timeouts() -> None:
+    adapter = _Hanging()
+    _HangingSession.hangs = 0
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=0.3)
+    events = [(SlotSpec("e0", "event", {}),)]
+    try:
+        result = run_generated(runner, ParallelBudget(20, 2), seed=1, slot_sets=events)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.ERROR
+    # One hanging case costs its own timeouts (its branches may each wait), not one per
+    # shrink step: Hypothesis does not shrink through an error.
+    assert _HangingSession.hangs <= 3, _HangingSession.hangs

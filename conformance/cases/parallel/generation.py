@@ -46,6 +46,8 @@ MAX_BRANCHES = 3
 # run, so shrinking a flaky failure can go on for long; past this the smallest failing case seen
 # is reported.
 SHRINK_CASES = 60
+# And how long (seconds after the first failure) shrinking may take in all.
+SHRINK_SECONDS = 30.0
 # The slot sets generated cases draw from, by slot name (see `callgate.conformance.cases.slots`):
 # each object kind alone (races on one object), and a call object beside an event (two objects
 # of one session at once). Hypothesis draws an index into this list, so its order is part of
@@ -169,7 +171,7 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
     counts = {"cases": 0, "ops": 0, "runs": 0, "overlapped_runs": 0, "overlapped_cases": 0}
     last: list[CaseResult] = []  # the latest case's result: its history is the one shown
     exercised: dict[str, None] = {}
-    shrinking = {"runs": 0}
+    shrinking = {"runs": 0, "since": 0.0}
     rng = random.Random(seed)
 
     @settings(max_examples=budget.examples, deadline=None, database=None, derandomize=False,
@@ -178,8 +180,11 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
     @given(generated_cases(features, runner.capabilities.pins, slot_sets))
     def test(case: ParallelCase) -> None:
         if failures:
+            if any(r.verdict is Verdict.ERROR for _, r in failures):
+                return  # an error (a hang, a crash) is reported as seen, never shrunk through
             shrinking["runs"] += 1
-            if shrinking["runs"] > SHRINK_CASES:
+            if (shrinking["runs"] > SHRINK_CASES
+                    or time.perf_counter() - shrinking["since"] > SHRINK_SECONDS):
                 return  # enough shrinking: the smallest failure so far is the answer
         result = run_parallel(runner, case, budget.runs, budget.stagger, rng.randrange(2 ** 32),
                               require_overlap=False)
@@ -192,8 +197,11 @@ def run_generated(runner: CaseRunner, budget: ParallelBudget, seed: int,
             counts["overlapped_cases"] += 1
             exercised.update(dict.fromkeys(case.rules))
         if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            if not failures:
+                shrinking["since"] = time.perf_counter()
             failures.append((case, result))
-            raise ParallelFailed(result.message)
+            if result.verdict is Verdict.FAIL:
+                raise ParallelFailed(result.message)
 
     try:
         with contextlib.suppress(ParallelFailed, Flaky):
