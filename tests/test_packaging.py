@@ -158,3 +158,20 @@ def test_callgate_version_prints_the_installed_version(capsys: pytest.CaptureFix
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"callgate {callgate.__version__}"
+
+
+def test_the_python_the_shell_scripts_run_imports_modules_that_exist() -> None:
+    """tools/*.sh feed Python to the interpreter; a module they name must exist (a move of a
+    module once broke `make wine` this way, and no test ran that script)."""
+    import importlib.util
+    import re
+
+    scripts = sorted((ROOT / "tools").rglob("*.sh"))
+    named = {pair for s in scripts for pair in re.findall(r"^\s*from ([\w.]+) import (\w+)",
+                                                         s.read_text(encoding="utf-8"), re.M)}
+    assert named, "no Python in the scripts: the test looks at nothing"
+    for module, name in named:
+        assert module.startswith("callgate."), f"{module}: import callgate's modules by full name"
+        found = importlib.util.find_spec(f"{module}.{name}") or hasattr(
+            importlib.import_module(module), name)
+        assert found, f"from {module} import {name}"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 PY=${1:-.venv/bin/python}
 ./tools/install-system-packages.sh $(cat tools/wine/packages.txt)
 "$PY" - <<'PYEOF'
-from conformance import wine
+from callgate.conformance.implementations import wine
 
 s = wine.setup()
 print(f"wine adapter ready: {s.wine} {s.program} (WINEPREFIX={s.prefix})")
