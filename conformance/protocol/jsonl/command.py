@@ -4,7 +4,7 @@
 the runner and the gate do not know the difference. What it adds is survival: after any fault
 the process is killed (`connection`), and the next `open_session` starts a fresh one, with a
 fresh handshake that must declare the same capabilities, so the run goes on with the next case.
-Whatever a process leaves behind when it ends is ended too (`process`, `reaper`), and counted in
+Whatever a process leaves behind when it ends is ended too (`process`, `reaping`), and counted in
 `orphans`, so that a report can say so.
 """
 

@@ -413,9 +413,9 @@ def serve_forever(sock: socket.socket) -> int:
         if not message and not fds:
             return 0  # the harness is gone
         for fd in fds:
-            # Received descriptors are inheritable (recv_fds drops MSG_CMSG_CLOEXEC): the adapter
-            # must get the pipes as 0, 1 and 2 only, and never the control socket, or the socket
-            # would outlive a reaper that dies.
+            # Received descriptors are inheritable (socket.recv_fds passes no MSG_CMSG_CLOEXEC).
+            # Nothing started from here may keep one: the control socket, held by an adapter,
+            # would outlive a reaper that dies, and the harness would not see the death.
             os.set_inheritable(fd, False)
         if message != SPAWN or len(fds) != 4:
             for fd in fds:
