@@ -212,7 +212,7 @@ def test_a_process_declared_shared_is_left_running(tmp_path: Path,
     ("/usr/lib/wine/wineserver64", "/usr/lib/wine/wineserver64", True),
     ("/usr/lib/wine/wine64", "C:\\windows\\system32\\services.exe", True),
     ("/usr/lib/wine/wine64", "C:\\windows\\system32\\rpcss.exe", True),
-    ("/usr/lib/wine/wine64", "/work/build/wine/callgate-wine-adapter.exe", False),
+    ("/usr/lib/wine/wine64", "/srv/checkout/build/wine/callgate-wine-adapter.exe", False),
     ("/usr/bin/sleep", "C:\\windows\\system32\\services.exe", False),
     ("/usr/bin/python3", "wineserver", False),
 ])
