@@ -4,8 +4,8 @@ Prints, with the command that produced them and the machine they were measured o
 
 * the wall time of `callgate model check --json` (a fresh process, as a user runs it), best of
   `--repeat` runs, and the time the run reports for itself;
-* the reachable state graph of `callgate.model.verify.LARGE_COMPOSITION` (three call objects and an
-  event: over 100,000 states), explored without networkx (`explore_counts`): states, edges,
+* the reachable state graph of `callgate.model.verify.LARGE_COMPOSITION` (two call objects and a
+  container: over 100,000 states), explored without networkx (`explore_counts`): states, edges,
   seconds, states per second and peak memory (the exploring process's peak resident set);
 * building the networkx graph of the default composition (`build_graph`), with its tours.
 

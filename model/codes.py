@@ -141,7 +141,7 @@ UNDEFINED_SYMBOLS: tuple[UndefinedSymbol, ...] = (
         "expects a failure HRESULT; an implementation may pin RPC_S_CALLPENDING.",
     ),
     UndefinedSymbol(
-        "RPC_E_CALLPENDING", ("COM-WAIT-04",), "D-01", "wait_timeout_code",
+        "RPC_E_CALLPENDING", ("COM-WAIT-04",), "D-01", "call_wait_timeout_code",
         "A typo on the objidlbase.h ISynchronize::Wait page; the model admits the two real codes "
         "the other pages give (RPC_S_CALLPENDING, RPC_E_TIMEOUT).",
     ),

@@ -17,7 +17,7 @@ asks `step()`, `callgate.model.symbolic.enabled` reads the same rows into Z3, wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -148,8 +148,11 @@ class Transition:
     def outputs(self) -> dict[str, Value | CodeSpec]:
         return dict(self.allowed.outputs)
 
-    def unchanged(self) -> bool:
-        return self.allowed.next_state == self.state
+    def unchanged(self, fields: Iterable[str] | None = None) -> bool:
+        """The step leaves the state (or the named fields) as it was."""
+        if fields is None:
+            return self.allowed.next_state == self.state
+        return all(self.post[name] == self.pre[name] for name in fields)
 
 
 def transitions_from(machine: Machine, state: State) -> list[Transition]:
@@ -225,7 +228,22 @@ def _outputs_at_most_once(t: Transition) -> bool:
 def _wait_ok_means_done(t: Transition) -> bool:
     if t.op != "Wait" or not may_return(t.code, S_OK) or t.pre["phase"] not in IN_FLIGHT:
         return True
-    return t.post["phase"] == "SIGNALED" and (t.pre["phase"] == "SIGNALED" or bool(t.pre["cancel"]))
+    return t.pre["phase"] == "SIGNALED" and t.post["phase"] == "SIGNALED" and not t.pre["held"]
+
+
+def _std_event_consumed(t: Transition) -> bool:
+    if (t.op != "Wait" or t.pre["phase"] != "SIGNALED" or not t.pre["waited"]
+            or not t.pin_may_be("call_object_event", "StdEvent")):
+        return True
+    return not may_return(t.code, S_OK)
+
+
+def _abandoned_counted(t: Transition) -> bool:
+    if t.op == "Release" and t.pre["held"]:
+        return int(t.post["orphan"]) == int(t.pre["orphan"]) + 1
+    if t.op == "server_signal_late":
+        return int(t.post["orphan"]) == int(t.pre["orphan"]) - 1
+    return t.post["orphan"] == t.pre["orphan"]
 
 
 def _com_test_cancel(t: Transition) -> bool:
@@ -239,9 +257,15 @@ def _com_test_cancel(t: Transition) -> bool:
 def _late_signal(t: Transition) -> bool:
     if t.op == "server_signal_late":
         return all(t.post[f.name] == t.pre[f.name] for f in t.machine.fields if f.name != "orphan")
-    if t.op == "server_signal" and t.pre["phase"] == "SIGNALED":
-        return t.post["phase"] == "SIGNALED" and t.post["out"] == t.pre["out"]
     return True
+
+
+def _cancel_keeps_finish(s: StateView) -> bool:
+    if not s["cancel"]:
+        return True
+    if s["phase"] == "PENDING":
+        return bool(s["held"]) and s.enabled("server_signal")
+    return s.enabled("Finish_")
 
 
 COM: tuple[Invariant, ...] = (
@@ -286,24 +310,50 @@ COM: tuple[Invariant, ...] = (
         "A call object that is idle (finished) or released has no cancel, no outputs and no call "
         "held by the server: a released or finished call leaves nothing pending.",
         holds=lambda s: s["phase"] not in AT_REST or (
-            not s["cancel"] and s["out"] == 0 and not s["held"]),
+            not s["cancel"] and s["out"] == 0 and not s["held"] and not s["waited"]),
         formula=lambda s: Implies(s.is_("phase", *AT_REST), And(
-            s.is_("cancel", False), s.is_("out", 0), s.is_("held", False)))),
+            s.is_("cancel", False), s.is_("out", 0), s.is_("held", False),
+            s.is_("waited", False)))),
     StateInvariant(
         "com.cancel_keeps_finish", "com_call", ("COM-CANCEL-03", "COM-FIN-05", "COM-CANCEL-02"),
-        "After an accepted Cancel the client can still call Finish_ (it is DEFINED), so a "
+        "After an accepted Cancel the call can still be finished: a pending call is still held "
+        "by the server, whose Signal is DEFINED, and a signalled one has a DEFINED Finish_; a "
         "cancel never loses the call's end.",
-        holds=lambda s: not s["cancel"] or s.enabled("Finish_"),
-        formula=lambda s: Implies(s.is_("cancel", True), enabled(s.machine, s, "Finish_"))),
+        holds=_cancel_keeps_finish,
+        formula=lambda s: Implies(s.is_("cancel", True), z3.If(
+            s.is_("phase", "PENDING"),
+            And(s.is_("held", True), enabled(s.machine, s, "server_signal")),
+            enabled(s.machine, s, "Finish_")))),
     TransitionInvariant(
         "com.wait_ok_means_done", "com_call", ("COM-WAIT-02", "COM-WAIT-03", "COM-CANCEL-04"),
-        "Wait returns S_OK on a call in flight only once the server signalled (or a cancel "
-        "released the client), and then Finish_ may be called.",
+        "Wait returns S_OK on a call in flight only once the server signalled: 'If Wait returns "
+        "S_OK, the Begin_ method has returned', a cancel or not; then Finish_ may be called.",
         holds=_wait_ok_means_done,
         formula=lambda t: Implies(
             And(t.op_is("Wait"), t.code_is(S_OK), t.pre.is_("phase", *IN_FLIGHT)),
-            And(t.post.is_("phase", "SIGNALED"),
-                Or(t.pre.is_("phase", "SIGNALED"), t.pre.is_("cancel", True))))),
+            And(t.pre.is_("phase", "SIGNALED"), t.post.is_("phase", "SIGNALED"),
+                t.pre.is_("held", False)))),
+    TransitionInvariant(
+        "com.std_event_wait_consumes_the_signal", "com_call",
+        ("COM-SYNC-06", "COM-SYNC-03"),
+        "With a CLSID_StdEvent behind the call object, the Wait that returned S_OK reset it: a "
+        "second Wait before Finish_ does not return S_OK.",
+        holds=_std_event_consumed,
+        formula=lambda t: Implies(
+            And(t.op_is("Wait"), t.pre.is_("phase", "SIGNALED"), t.pre.is_("waited", True),
+                t.pin_is("call_object_event", "StdEvent")),
+            Not(t.code_is(S_OK)))),
+    TransitionInvariant(
+        "com.abandoned_calls_counted", "com_call", ("COM-REL-01", "COM-REL-02"),
+        "Every call the client abandons while the server holds it adds one to the abandoned "
+        "calls the server holds, and each late Signal takes one away: none is lost.",
+        holds=_abandoned_counted,
+        formula=lambda t: z3.If(
+            And(t.op_is("Release"), t.pre.is_("held", True)),
+            t.post.value("orphan") == t.pre.value("orphan") + 1,
+            z3.If(t.op_is("server_signal_late"),
+                  t.post.value("orphan") == t.pre.value("orphan") - 1,
+                  t.unchanged(["orphan"])))),
     TransitionInvariant(
         "com.cancel_only_in_window", "com_call", ("COM-CANCEL-02", "COM-CANCEL-05"),
         "Cancel is accepted (S_OK) only between Begin_ and Finish_, and records the request.",
@@ -326,14 +376,11 @@ COM: tuple[Invariant, ...] = (
         formula=lambda t: Implies(t.pre.is_("phase", "RELEASED"), t.post.is_("phase", "RELEASED"))),
     TransitionInvariant(
         "com.late_signal_invisible", "com_call", ("COM-CANCEL-11", "COM-REL-01", "COM-REL-02"),
-        "The server's late Signal of an abandoned or cancelled call changes nothing the client "
-        "sees.",
+        "The server's late Signal of an abandoned call changes nothing the client sees.",
         holds=_late_signal,
-        formula=lambda t: And(
-            Implies(t.op_is("server_signal_late"),
-                    t.unchanged(f.name for f in t.machine.fields if f.name != "orphan")),
-            Implies(And(t.op_is("server_signal"), t.pre.is_("phase", "SIGNALED")),
-                    And(t.post.is_("phase", "SIGNALED"), t.post["out"] == t.pre["out"])))),
+        formula=lambda t: Implies(t.op_is("server_signal_late"),
+                                  t.unchanged(f.name for f in t.machine.fields
+                                              if f.name != "orphan"))),
     StateInvariant(
         "com.pending_call_is_held", "com_call", ("COM-BEGIN-01", "COM-SRV-05"),
         "A pending call is one the test server still holds.",
@@ -348,12 +395,26 @@ COM: tuple[Invariant, ...] = (
                                   And(s.is_("phase", "SIGNALED"), s.is_("held", False))),
         auxiliary=True),
     StateInvariant(
-        "com.signalled_without_cancel_has_outputs", "com_call", ("COM-SRV-05", "COM-WAIT-02"),
-        "A signalled call that was not cancelled has its outputs and is no longer held.",
-        holds=lambda s: s["phase"] != "SIGNALED" or bool(s["cancel"]) or (
-            s["out"] != 0 and not s["held"]),
-        formula=lambda s: Implies(And(s.is_("phase", "SIGNALED"), s.is_("cancel", False)),
+        "com.signalled_call_has_outputs", "com_call", ("COM-SRV-05", "COM-WAIT-02"),
+        "A signalled call, cancelled or not, has its outputs and is no longer held: only the "
+        "server's Signal makes a call SIGNALED.",
+        holds=lambda s: s["phase"] != "SIGNALED" or (s["out"] != 0 and not s["held"]),
+        formula=lambda s: Implies(s.is_("phase", "SIGNALED"),
                                   And(Not(s.is_("out", 0)), s.is_("held", False))),
+        auxiliary=True),
+    StateInvariant(
+        "com.abandoned_only_after_release", "com_call", ("COM-REL-01",),
+        "The server holds an abandoned call only once the call object is released, and then "
+        "holds no current call of it.",
+        holds=lambda s: s["orphan"] == 0 or (s["phase"] == "RELEASED" and not s["held"]),
+        formula=lambda s: Implies(Not(s.is_("orphan", 0)),
+                                  And(s.is_("phase", "RELEASED"), s.is_("held", False))),
+        auxiliary=True),
+    StateInvariant(
+        "com.waited_only_when_signalled", "com_call", ("COM-WAIT-02",),
+        "A Wait has returned S_OK for the current call only once it is signalled.",
+        holds=lambda s: not s["waited"] or s["phase"] == "SIGNALED",
+        formula=lambda s: Implies(s.is_("waited", True), s.is_("phase", "SIGNALED")),
         auxiliary=True),
 )
 
@@ -449,8 +510,23 @@ def _rpc_test_cancel(t: Transition) -> bool:
     if t.op != "server_test_cancel":
         return True
     ok = codes.RPC_S_OK.value
-    reports = only(t.code, ok) if t.pre["cancel"] != "no" else not may_return(t.code, ok)
-    return t.unchanged() and reports
+    if t.pre["cancel"] == "no" and may_return(t.code, ok):
+        return False
+    if t.pre["seen"] and not only(t.code, ok):
+        return False
+    if not t.unchanged(f.name for f in t.machine.fields if f.name != "seen"):
+        return False
+    return t.post["seen"] == (bool(t.pre["seen"]) or may_return(t.code, ok))
+
+
+def _status_is_the_result(t: Transition) -> bool:
+    if t.op != "RpcAsyncGetCallStatus" or t.pre["phase"] not in ("SENT", "READY"):
+        return True
+    if only(t.code, codes.RPC_S_OK.value):
+        return t.post["result"] == "ok" and not t.post["may_cancel"]
+    if may_fail(t.code) and not may_return(t.code, RPC_PENDING):
+        return t.post["result"] != "ok"
+    return True
 
 
 def _cancel_kinds(t: Transition) -> bool:
@@ -458,7 +534,7 @@ def _cancel_kinds(t: Transition) -> bool:
         return True
     if t.argmap["abort"]:
         return t.post["phase"] == "SENT" and t.post["result"] == "cancelled"
-    return t.post["phase"] == "PENDING"
+    return t.post["phase"] == "PENDING" and t.post["cancel"] != "no"
 
 
 RPC: tuple[Invariant, ...] = (
@@ -561,22 +637,55 @@ RPC: tuple[Invariant, ...] = (
                 t.pin_is("abort_code_delivery", "exact")),
             Not(t.pre.is_("cancel", "no")))),
     TransitionInvariant(
-        "rpc.test_cancel_only_reports", "rpc_call", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02"),
-        "RpcServerTestCancel changes nothing and returns RPC_S_OK exactly when the client "
-        "cancelled.",
+        "rpc.test_cancel_only_reports", "rpc_call",
+        ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02", "RPC-CLI-CANCEL-05"),
+        "RpcServerTestCancel changes nothing (but what the server has seen), returns RPC_S_OK "
+        "only after the client cancelled, and once it has reported the cancel reports nothing "
+        "else: the notice may take a while to arrive, it is never taken back.",
         holds=_rpc_test_cancel,
         formula=lambda t: Implies(t.op_is("server_test_cancel"), And(
-            t.unchanged(), t.code_is(codes.RPC_S_OK) == Not(t.pre.is_("cancel", "no"))))),
+            t.unchanged(f.name for f in t.machine.fields if f.name != "seen"),
+            Implies(t.pre.is_("cancel", "no"), Not(t.code_is(codes.RPC_S_OK))),
+            Implies(t.pre.is_("seen", True), t.code_is(codes.RPC_S_OK)),
+            t.post.is_("seen", True) == Or(t.pre.is_("seen", True),
+                                           t.code_is(codes.RPC_S_OK))))),
+    StateInvariant(
+        "rpc.cancel_remembered", "rpc_call",
+        ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-03", "RPC-SRV-CANCEL-01"),
+        "Once the client cancelled, the manager routine that still holds the call can always "
+        "learn it: RpcServerTestCancel may report RPC_S_OK, and a test that waits its bounded "
+        "time must. A cancel is never forgotten.",
+        holds=lambda s: s["cancel"] == "no" or s["server"] != "held" or (
+            s.enabled("server_test_cancel", lambda c: only(c, codes.RPC_S_OK.value),
+                      (("timeout", "finite"),))),
+        formula=lambda s: Implies(
+            And(Not(s.is_("cancel", "no")), s.is_("server", "held")),
+            enabled(s.machine, s, "server_test_cancel",
+                    lambda c: only(c, codes.RPC_S_OK.value), (("timeout", "finite"),)))),
+    TransitionInvariant(
+        "rpc.status_is_the_result", "rpc_call",
+        ("RPC-CLI-STATUS-02", "RPC-CLI-STATUS-03", "RPC-CLI-COMPLETE-02"),
+        "A final RpcAsyncGetCallStatus and the final completion agree: after RPC_S_OK the "
+        "result is the server's success (no cancel may turn it now), after a failure it is not.",
+        holds=_status_is_the_result,
+        formula=lambda t: Implies(
+            And(t.op_is("RpcAsyncGetCallStatus"), t.pre.is_("phase", "SENT", "READY")),
+            And(Implies(t.code_is(codes.RPC_S_OK),
+                        And(t.post.is_("result", "ok"), t.post.is_("may_cancel", False))),
+                Implies(And(t.failure, Not(t.code_is(RPC_PENDING))),
+                        Not(t.post.is_("result", "ok")))))),
     TransitionInvariant(
         "rpc.cancel_kinds", "rpc_call", ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-03"),
         "On a pending call, an abortive cancel ends the call on the client at once (cancelled); "
-        "a non-abortive one leaves the client waiting for the server.",
+        "a non-abortive one leaves the client waiting for the server, and the cancel recorded "
+        "for the server to learn (it is never accepted and forgotten).",
         holds=_cancel_kinds,
         formula=lambda t: Implies(And(t.op_is("RpcAsyncCancelCall"), t.pre.is_("phase", "PENDING")),
                                   z3.If(t.arg_is("RpcAsyncCancelCall", "abort", True),
                                         And(t.post.is_("phase", "SENT"),
                                             t.post.is_("result", "cancelled")),
-                                        t.post.is_("phase", "PENDING")))),
+                                        And(t.post.is_("phase", "PENDING"),
+                                            Not(t.post.is_("cancel", "no")))))),
     StateInvariant(
         "rpc.finished_call_has_a_result", "rpc_call", ("RPC-CLI-STATUS-03", "RPC-CLI-COMPLETE-06"),
         "A call the server finished (or the client cancelled abortively) has a final result.",
@@ -591,10 +700,12 @@ RPC: tuple[Invariant, ...] = (
         auxiliary=True),
     StateInvariant(
         "rpc.cancel_recorded", "rpc_call", ("RPC-CLI-CANCEL-05", "RPC-CLI-COMPLETE-04"),
-        "A cancelled result, or one a cancel may still turn into RPC_S_CALL_CANCELLED, "
-        "follows a cancel request.",
-        holds=lambda s: not (s["result"] == "cancelled" or s["may_cancel"]) or s["cancel"] != "no",
-        formula=lambda s: Implies(Or(s.is_("result", "cancelled"), s.is_("may_cancel", True)),
+        "A cancelled result, or one a cancel may still turn into RPC_S_CALL_CANCELLED, or a "
+        "cancel the server has seen, follows a cancel request.",
+        holds=lambda s: not (s["result"] == "cancelled" or s["may_cancel"] or s["seen"])
+        or s["cancel"] != "no",
+        formula=lambda s: Implies(Or(s.is_("result", "cancelled"), s.is_("may_cancel", True),
+                                     s.is_("seen", True)),
                                   Not(s.is_("cancel", "no"))),
         auxiliary=True),
 )

@@ -2,11 +2,13 @@
 
 An adapter pins a choice for each point it knows (in its capabilities); an unpinned point admits
 every documented choice (DESIGN.md principle 4). Outcomes in the family tables name the choice
-that allows them through `Outcome.when`.
+that allows them through `Outcome.when`. `ALIASES` keeps old pin names working (deprecated);
+`RETIRED` names points that are gone.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,10 +26,27 @@ class VariationPoint:
 
 POINTS: tuple[VariationPoint, ...] = (
     VariationPoint(
-        "wait_timeout_code", ("RPC_S_CALLPENDING", "RPC_E_TIMEOUT"),
+        "call_wait_timeout_code", ("RPC_S_CALLPENDING", "RPC_E_TIMEOUT"),
         ("COM-WAIT-03", "COM-WAIT-04"), "D-01",
-        "The code ISynchronize::Wait returns when its timeout expires: RPC_S_CALLPENDING per the "
-        "objidl.h page (and Wine), RPC_E_TIMEOUT per 'Making an Asynchronous Call'.",
+        "The code ISynchronize::Wait on a call object returns when its timeout expires: "
+        "RPC_S_CALLPENDING per the objidl.h page, RPC_E_TIMEOUT per 'Making an Asynchronous "
+        "Call'. Independent of event_wait_timeout_code: DOMAIN.md links the two nowhere.",
+    ),
+    VariationPoint(
+        "event_wait_timeout_code", ("RPC_S_CALLPENDING", "RPC_E_TIMEOUT"),
+        ("COM-WAIT-03", "COM-WAIT-04"), "D-01",
+        "The code ISynchronize::Wait on a system event (CLSID_ManualResetEvent, CLSID_StdEvent) "
+        "returns when its timeout expires: RPC_S_CALLPENDING per the objidl.h page (and Wine, "
+        "whose Wait is CoWaitForMultipleHandles), RPC_E_TIMEOUT per the reading that gives "
+        "every ISynchronize the call object's code.",
+    ),
+    VariationPoint(
+        "call_object_event", ("ManualResetEvent", "StdEvent"),
+        ("COM-SYNC-06", "COM-SYNC-03", "COM-SYNC-04"), "COM-SYNC-06",
+        "Which system event the call object aggregates for ISynchronize (COM-SYNC-06 allows "
+        "either): with CLSID_ManualResetEvent a repeated Wait after the server signalled keeps "
+        "returning S_OK (COM-SYNC-04); with CLSID_StdEvent the first S_OK resets it and another "
+        "Wait times out (COM-SYNC-03).",
     ),
     VariationPoint(
         "begin_pending_code", ("RPC_S_CALLPENDING", "any_failure"),
@@ -38,7 +57,7 @@ POINTS: tuple[VariationPoint, ...] = (
     ),
     VariationPoint(
         "cancelled_code", ("RPC_E_CALL_CANCELED", "HRESULT_FROM_WIN32(RPC_S_CALL_CANCELLED)"),
-        ("COM-CANCEL-06", "COM-CANCEL-09", "COM-FIN-05"), "D-03",
+        ("COM-CANCEL-06", "COM-CANCEL-09"), "D-03",
         "The documented RPC_S_CALL_CANCELED (one L) is undefined; the two real readings are "
         "RPC_E_CALL_CANCELED (0x80010002) and HRESULT_FROM_WIN32(RPC_S_CALL_CANCELLED).",
     ),
@@ -50,17 +69,12 @@ POINTS: tuple[VariationPoint, ...] = (
         "server's own object in the same apartment (each may be missing).",
     ),
     VariationPoint(
-        "cancel_releases_client", ("at_once", "when_server_signals"),
-        ("COM-CANCEL-04", "COM-CANCEL-05", "COM-CANCEL-11"), "COM-CANCEL-05",
-        "After an accepted Cancel(0) of a pending call, whether the call object signals at once "
-        "(the client is released; late results are discarded) or only when the server signals.",
-    ),
-    VariationPoint(
         "cancel_after_signal", ("RPC_E_CALL_COMPLETE", "accepted"),
         ("COM-CANCEL-02", "COM-CANCEL-08"), "COM-CANCEL-08",
-        "Cancel after the server signalled but before Finish_: refused with RPC_E_CALL_COMPLETE "
-        "(the call completed, COM-CANCEL-08) or accepted (the window lasts until Finish_ "
-        "returns, COM-CANCEL-02).",
+        "Cancel(0) after the server signalled but before Finish_: refused with "
+        "RPC_E_CALL_COMPLETE (the call completed, COM-CANCEL-08) or accepted (the window lasts "
+        "until Finish_ returns, COM-CANCEL-02). With a non-zero ulSeconds the call completed "
+        "within the timeout, and COM-CANCEL-08 alone applies.",
     ),
     VariationPoint(
         "new_event_state", ("nonsignaled", "signaled"), ("COM-SYNC-05",), "COM-SYNC-05",
@@ -84,17 +98,70 @@ POINTS: tuple[VariationPoint, ...] = (
         "Whether the code given to RpcAsyncAbortCall (or raised by the manager routine) reaches "
         "the client's RpcAsyncCompleteCall exactly, or as some RPC failure.",
     ),
+    VariationPoint(
+        "bad_binding_failure", ("synchronous", "through_completion"),
+        ("RPC-CLI-CALL-02", "RPC-CLI-COMPLETE-05"), "RPC-CLI-COMPLETE-05",
+        "A call on a binding to no server: the stub raises at once (RPC-CLI-CALL-02: nothing to "
+        "complete), or the call starts and the failure arrives through its completion "
+        "(RPC-CLI-COMPLETE-05: 'any general RPC ... error').",
+    ),
+    VariationPoint(
+        "late_cancel_result", ("server_result", "may_be_cancelled"),
+        ("RPC-CLI-CANCEL-05", "RPC-CLI-COMPLETE-04"), "RPC-CLI-CANCEL-05",
+        "After a cancel the server did not act on (non-abortive, or abortive once the server had "
+        "finished but before the client saw the reply), whether the final result is always "
+        "what the server completed with, or may still become RPC_S_CALL_CANCELLED "
+        "(RPC-CLI-CANCEL-05: 'may complete normally, fail, or end up cancelled').",
+    ),
 )
 
 BY_NAME: dict[str, VariationPoint] = {p.name: p for p in POINTS}
 
+# Old pin names, kept so that adapters written against them keep working. Each stands for the
+# points it was split into; a pin of the old name pins all of them (a pin of a new name wins).
+# Deprecated: pin the new names.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "wait_timeout_code": ("call_wait_timeout_code", "event_wait_timeout_code"),
+}
+
+# Points that are gone, with the one choice that survives (a pin of it is accepted and dropped)
+# and why the others went.
+RETIRED: dict[str, tuple[str, str]] = {
+    "cancel_releases_client": (
+        "when_server_signals",
+        "'at_once' let Wait return S_OK while the server still held Begin_, which 'Making an "
+        "Asynchronous Call' rules out ('If Wait returns S_OK, the Begin_ method has returned', "
+        "COM-WAIT-02): a cancelled call's Wait returns S_OK only once the server signals"),
+}
+
+
+def expand_aliases(pins: Mapping[str, str]) -> dict[str, str]:
+    """The pins with every old name replaced by the points it stands for (deprecated names
+    warn); retired points pinned to their surviving choice are dropped. Does not validate."""
+    expanded = {name: choice for name, choice in pins.items()
+                if name not in ALIASES and not (name in RETIRED and choice == RETIRED[name][0])}
+    for old, new_names in ALIASES.items():
+        if old in pins:
+            warnings.warn(f"variation point {old!r} is deprecated: pin "
+                          f"{' and '.join(repr(n) for n in new_names)} instead",
+                          DeprecationWarning, stacklevel=3)
+            for new in new_names:
+                expanded.setdefault(new, pins[old])
+    return expanded
+
 
 def check_pins(pins: Mapping[str, str]) -> dict[str, str]:
-    """Validate an adapter's pins; the error names the point or choice that is wrong."""
+    """Validate an adapter's pins (old names expanded); the error names the point or choice
+    that is wrong."""
     for name, choice in pins.items():
+        if name in RETIRED and choice != RETIRED[name][0]:
+            raise ValueError(f"variation point {name!r} is retired and its choice {choice!r} "
+                             f"is no longer conforming: {RETIRED[name][1]}")
+    expanded = expand_aliases(pins)
+    for name, choice in expanded.items():
         if name not in BY_NAME:
             raise ValueError(f"unknown variation point {name!r}; known: {', '.join(BY_NAME)}")
         if choice not in BY_NAME[name].choices:
             raise ValueError(f"variation point {name!r} has no choice {choice!r}; choose one of "
                              f"{', '.join(BY_NAME[name].choices)}")
-    return dict(pins)
+    return expanded

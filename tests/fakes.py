@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from callgate.conformance.protocol.adapter import Capabilities, NotApplicable, Observation, Request, SlotSpec
 from callgate.model import codes
 
-PINS = {"wait_timeout_code": "RPC_S_CALLPENDING", "new_event_state": "nonsignaled"}
+PINS = {"event_wait_timeout_code": "RPC_S_CALLPENDING", "new_event_state": "nonsignaled"}
 
 
 @dataclass

@@ -61,8 +61,10 @@ def test_the_handshake_declares_known_features_and_pins(adapter: CommandAdapter)
     assert {"com.call", "sync.event", "sync.manual_reset_event", "sync.std_event"} <= caps.features
     assert not caps.features & {"com.cancel", "rpc.handle", "sync.container"}
     assert check_pins(caps.pins) == {
-        "wait_timeout_code": "RPC_S_CALLPENDING", "new_event_state": "nonsignaled",
-        "begin_pending_code": "RPC_S_CALLPENDING", "call_object_origin": "same_apartment"}
+        "call_wait_timeout_code": "RPC_S_CALLPENDING",
+        "event_wait_timeout_code": "RPC_S_CALLPENDING", "call_object_event": "ManualResetEvent",
+        "new_event_state": "nonsignaled", "begin_pending_code": "RPC_S_CALLPENDING",
+        "call_object_origin": "same_apartment"}
 
 
 def _steps(slot: str, *steps: tuple[str, dict[str, Any]]) -> tuple[Action, ...]:
@@ -131,7 +133,7 @@ def test_the_judge_catches_a_wrong_answer_from_the_c_adapter(adapter: CommandAda
     # RPC_E_TIMEOUT must fail it, or the passes above prove nothing.
     caps = adapter.capabilities()
     strict = type(caps)(caps.implementation, caps.version, caps.features,
-                        {**caps.pins, "wait_timeout_code": "RPC_E_TIMEOUT"})
+                        {**caps.pins, "event_wait_timeout_code": "RPC_E_TIMEOUT"})
     runner = CaseRunner(adapter, strict, step_timeout=10.0)
     try:
         result = runner.run(CASES[-2])

@@ -121,10 +121,10 @@ def test_allow_drops_actions_an_adapter_cannot_perform() -> None:
 
 
 def test_pins_keep_only_the_outcomes_they_allow() -> None:
-    pins = {"wait_timeout_code": "RPC_E_TIMEOUT"}
+    pins = {"event_wait_timeout_code": "RPC_E_TIMEOUT"}
     graph = build_graph(EVENT, pins=pins)
     assert graph.edge_count < build_graph(EVENT).edge_count
-    assert all(dict(e.allowed.when).get("wait_timeout_code", "RPC_E_TIMEOUT") == "RPC_E_TIMEOUT"
+    assert all(dict(e.allowed.when).get("event_wait_timeout_code", "RPC_E_TIMEOUT") == "RPC_E_TIMEOUT"
                for e in graph.edges())
     assert "RPC_S_CALLPENDING" not in {e.code.split(" ")[0] for e in graph.edges()}
 

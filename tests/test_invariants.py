@@ -107,7 +107,7 @@ IN_FLIGHT = ("PENDING", "SIGNALED")
 
 MUTANTS: dict[str, Callable[[], Machine]] = {
     "com.one_outstanding_call": lambda: change(
-        COM, "Release", {"phase": IN_FLIGHT, "held": True}, edit_outcomes(drop_update("held"))),
+        COM, "Release", {"phase": "PENDING"}, edit_outcomes(drop_update("held"))),
     "com.begin_only_when_idle": lambda: change(
         COM, "Begin_", {"phase": IN_FLIGHT, "cancel": False},
         outcomes(out(AnySuccess(Family.HRESULT), "accepted while pending", phase="PENDING",
@@ -117,25 +117,37 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         outcomes(out(AnyFailure(Family.HRESULT), "rejected, and forgets the call",
                      phase="IDLE"))),
     "com.outputs_after_signal": lambda: change(
-        COM, "Finish_", {"phase": "PENDING", "cancel": False},
+        COM, "Finish_", {"phase": "PENDING"},
         replace_row(row("Finish_", ("COM-FIN-03",),
                         out(OK, "outputs before the signal", outputs={"out": Var("out")},
                             phase="IDLE"),
-                        state={"phase": "PENDING", "cancel": False}))),
+                        state={"phase": "PENDING"}))),
     "com.outputs_at_most_once": lambda: change(
         COM, "Finish_", {"phase": "SIGNALED", "cancel": False},
         outcomes(out(OK, "outputs delivered, kept", outputs={"out": Var("out")}))),
     "com.nothing_pending_at_rest": lambda: change(
-        COM, "Finish_", {"phase": "SIGNALED", "cancel": True, "out": 0, "held": False},
+        COM, "Finish_", {"phase": "SIGNALED", "cancel": True},
         edit_outcomes(drop_update("cancel"))),
     "com.cancel_keeps_finish": lambda: change(
-        COM, "Finish_", {"phase": "SIGNALED", "cancel": True, "out": 0, "held": False},
+        COM, "Finish_", {"phase": "SIGNALED", "cancel": True},
         replace_row(undefined("Finish_", ("COM-FIN-05",), "broken: no Finish_ after cancel",
-                              state={"phase": "SIGNALED", "cancel": True, "out": 0,
-                                     "held": False}))),
+                              state={"phase": "SIGNALED", "cancel": True}))),
     "com.wait_ok_means_done": lambda: change(
-        COM, "Wait", {"phase": "PENDING", "cancel": False}, add_outcome(out(OK, "done early")),
+        COM, "Wait", {"phase": "PENDING"}, add_outcome(out(OK, "done early")),
         args={"timeout": ("zero", "finite")}),
+    "com.std_event_wait_consumes_the_signal": lambda: change(
+        COM, "Wait", {"phase": "SIGNALED", "waited": True},
+        outcomes(out(OK, "still signalled", when={"call_object_event": "ManualResetEvent"}),
+                 out(OK, "a StdEvent that stays signalled",
+                     when={"call_object_event": "StdEvent"})),
+        args={"timeout": ("zero", "finite")}),
+    "com.abandoned_calls_counted": lambda: change(
+        COM, "Release", {"phase": "PENDING"}, edit_outcomes(set_update("orphan", 0))),
+    "com.abandoned_only_after_release": lambda: change(
+        COM, "Begin_", {"phase": "IDLE"}, edit_outcomes(set_update("orphan", 1))),
+    "com.waited_only_when_signalled": lambda: change(
+        COM, "Finish_", {"phase": "SIGNALED", "cancel": False},
+        edit_outcomes(drop_update("waited"))),
     "com.cancel_only_in_window": lambda: change(
         COM, "Cancel", {"phase": "IDLE"},
         replace_row(row("Cancel", ("COM-CANCEL-02",), out(OK, "accepted while idle"),
@@ -144,16 +156,15 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         COM, "TestCancel", {"phase": IN_FLIGHT, "cancel": False},
         outcomes(out(Exact(codes.RPC_E_CALL_CANCELED), "cancelled, says it"))),
     "com.released_is_final": lambda: change(
-        COM, "server_signal_late", {"orphan": True}, edit_outcomes(set_update("phase", "IDLE"))),
+        COM, "server_signal_late", {"orphan": 1}, edit_outcomes(set_update("phase", "IDLE"))),
     "com.late_signal_invisible": lambda: change(
-        COM, "server_signal", {"held": True, "phase": "SIGNALED"},
-        edit_outcomes(set_update("out", 2))),
+        COM, "server_signal_late", {"orphan": 1}, edit_outcomes(set_update("out", 2))),
     "com.pending_call_is_held": lambda: change(
-        COM, "server_impersonate", {"held": True}, edit_outcomes(set_update("held", False))),
+        COM, "server_impersonate", {"phase": "PENDING"}, edit_outcomes(set_update("held", False))),
     "com.outputs_only_when_signalled": lambda: change(
-        COM, "Release", {"phase": IN_FLIGHT, "held": False}, edit_outcomes(drop_update("out"))),
-    "com.signalled_without_cancel_has_outputs": lambda: change(
-        COM, "server_signal", {"held": True, "phase": "PENDING"},
+        COM, "Release", {"phase": "SIGNALED"}, edit_outcomes(drop_update("out"))),
+    "com.signalled_call_has_outputs": lambda: change(
+        COM, "server_signal", {"phase": "PENDING", "cancel": True},
         edit_outcomes(set_update("out", 0)), args={"then_impersonate": False}),
     "sync.auto_reset_wait": lambda: change(
         EVENT, "Wait", {"kind": "StdEvent", "signaled": True},
@@ -205,7 +216,7 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         edit_outcomes(lambda o: dataclasses.replace(o, code=Exact(codes.RPC_S_CALL_FAILED))
                       if o.when == (("abort_code_delivery", "exact"),) else o)),
     "rpc.failed_call_changes_nothing": lambda: change(
-        RPC, "AsyncCall", {"phase": ("INIT", "DONE")}, edit_outcomes(set_update("phase", "PENDING")),
+        RPC, "AsyncCall", {"phase": "INIT"}, edit_outcomes(set_update("phase", "PENDING")),
         args={"binding": "bad"}),
     "rpc.pending_until_server_ends": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
@@ -217,6 +228,13 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
     "rpc.test_cancel_only_reports": lambda: change(
         RPC, "server_test_cancel", {"server": "held", "cancel": "no"},
         outcomes(out(RPC_OK, "reports a cancel nobody asked for"))),
+    "rpc.cancel_remembered": lambda: change(
+        RPC, "server_test_cancel", {"server": "held", "seen": False},
+        outcomes(out(Exact(codes.RPC_S_CALL_IN_PROGRESS), "the cancel never arrives")),
+        args={"timeout": "finite"}),
+    "rpc.status_is_the_result": lambda: change(
+        RPC, "RpcAsyncGetCallStatus", {"phase": "READY", "result": "ok", "may_cancel": True},
+        edit_outcomes(drop_update("may_cancel"))),
     "rpc.cancel_kinds": lambda: change(
         RPC, "RpcAsyncCancelCall", {"phase": "PENDING"},
         edit_outcomes(set_update("phase", "SENT")), args={"abort": False}),

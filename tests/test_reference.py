@@ -228,18 +228,20 @@ def test_finish_returns_the_outputs_of_this_call(pool: WorkerPool) -> None:
     assert call_object.Finish_M() == (codes.RPC_E_CALL_COMPLETE.value, None)
 
 
-def test_cancel_releases_the_client_and_discards_the_late_result(pool: WorkerPool) -> None:
+def test_a_cancelled_call_ends_when_the_server_returns(pool: WorkerPool) -> None:
+    # Seed 000: "If Wait returns S_OK, the Begin_ method has returned", cancelled or not.
     call_object, server = new_call_object(pool)
     call_object.Begin_M()
     call = call_object.current_call
     assert call is not None
     assert call_object.Cancel(0) == S_OK
-    assert call_object._sync.Wait(0, 0) == S_OK
+    assert call_object._sync.Wait(0, 0) == RPC_S_CALLPENDING
     assert call.mailbox.send(ServerAction.TEST_CANCEL).code == codes.RPC_E_CALL_CANCELED.value
     assert call_object.Cancel(0) == com.CANCELLED_CODE
-    assert call_object.Finish_M() == (com.CANCELLED_CODE, None)
-    assert call.abandoned and server.held_calls() == [call]
+    assert server.held_calls() == [call] and not call.abandoned
     call.mailbox.send(ServerAction.SIGNAL, out=2)
+    assert server.held_calls() == [] and call_object._sync.Wait(0, 0) == S_OK
+    assert call_object.Finish_M() == (com.CANCELLED_CODE, None)
     assert call_object.current_call is None and call_object.Finish_M()[0] == \
         codes.RPC_E_CALL_COMPLETE.value
 
@@ -378,7 +380,7 @@ def test_abortive_cancel_completes_the_call_at_once(adapter: ReferenceAdapter) -
     assert do(session, "r", "wait_notification", wait_ms=LONG_MS).code == 1
     assert do(session, "r", "RpcAsyncCompleteCall").code == codes.RPC_S_CALL_CANCELLED.value
     assert do(session, "r", "server_handle_live").code == 1  # the server still holds its side
-    assert do(session, "r", "server_test_cancel").code == 0
+    assert do(session, "r", "server_test_cancel", timeout="zero").code == 0
     do(session, "r", "server_complete", reply=1)
     assert do(session, "r", "server_handle_live").code == 0
     session.close()
@@ -386,10 +388,10 @@ def test_abortive_cancel_completes_the_call_at_once(adapter: ReferenceAdapter) -
 
 def test_non_abortive_cancel_keeps_the_client_waiting(adapter: ReferenceAdapter) -> None:
     session = rpc_session(adapter, "Event")
-    assert do(session, "r", "server_test_cancel").code == codes.RPC_S_CALL_IN_PROGRESS.value
+    assert do(session, "r", "server_test_cancel", timeout="zero").code == codes.RPC_S_CALL_IN_PROGRESS.value
     assert do(session, "r", "RpcAsyncCancelCall", abort=False).code == 0
     assert do(session, "r", "RpcAsyncCompleteCall").code == 997
-    assert do(session, "r", "server_test_cancel").code == 0
+    assert do(session, "r", "server_test_cancel", timeout="zero").code == 0
     do(session, "r", "server_complete", reply=2)
     assert do(session, "r", "RpcAsyncCompleteCall").outputs["reply"] == 2
     session.close()

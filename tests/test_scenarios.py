@@ -96,7 +96,9 @@ def test_object_without_factory_refuses_asynchronous_calls() -> None:
 
 def test_canceling_an_asynchronous_call_procedure() -> None:
     """S-COM-CANCEL and S-ICMC: Cancel, TestCancel from both sides, Begin_ refused until
-    Finish_, Finish_ cleans up, the late result of the server is discarded."""
+    Finish_; Wait returns S_OK only once the server has returned from Begin_ (seed 000), then
+    Finish_ reports the cancel and cleans up."""
+    pins = {"cancelled_code": "RPC_E_CALL_CANCELED"}
     tracker = play(COM, [
         S("CreateCall", {"riid": "async", "aggregate": False}, OK),
         S("Begin_", {}, OK),
@@ -106,10 +108,15 @@ def test_canceling_an_asynchronous_call_procedure() -> None:
         S("server_test_cancel", {}, codes.RPC_E_CALL_CANCELED.value, wrong=PENDING),
         S("Begin_", {}, PENDING, wrong=OK),
         S("Cancel", {"seconds": 0}, codes.RPC_E_CALL_CANCELED.value, wrong=OK),
+        S("Wait", {"timeout": "zero"}, PENDING, wrong=OK),
+    ], pins=pins)
+    assert tracker.kind("Finish_") is Kind.UNDEFINED  # COM-FIN-03: not before Wait says S_OK
+    tracker = play(COM, [
+        S("server_signal", {"out": 1, "then_impersonate": False}, OK),
+        S("Wait", {"timeout": "zero"}, OK, wrong=PENDING),
         S("Finish_", {}, codes.RPC_E_CALL_CANCELED.value, wrong=OK),
-        S("server_signal_late", {}, OK),
         S("Begin_", {}, OK),
-    ], pins={"cancelled_code": "RPC_E_CALL_CANCELED"})
+    ], pins=pins, start=next(iter(tracker.states)))
     assert tracker.states == {COM.make(phase="PENDING", held=True)}
 
 
@@ -135,14 +142,14 @@ def test_wait_timeout_code_is_a_named_variation_point() -> None:
     steps = [S("CreateCall", {"riid": "async", "aggregate": False}, OK), S("Begin_", {}, OK)]
     timeout = [S("Wait", {"timeout": "zero"}, PENDING)]
     play(COM, steps + timeout)
-    play(COM, steps + timeout, pins={"wait_timeout_code": "RPC_S_CALLPENDING"})
+    play(COM, steps + timeout, pins={"call_wait_timeout_code": "RPC_S_CALLPENDING"})
     with pytest.raises(AssertionError, match="allowed"):
-        play(COM, steps + timeout, pins={"wait_timeout_code": "RPC_E_TIMEOUT"})
+        play(COM, steps + timeout, pins={"call_wait_timeout_code": "RPC_E_TIMEOUT"})
 
 
 def test_unknown_pins_are_refused_with_the_known_choices() -> None:
     with pytest.raises(ValueError, match="choose one of"):
-        check_pins({"wait_timeout_code": "E_FAIL"})
+        check_pins({"call_wait_timeout_code": "E_FAIL"})
     with pytest.raises(ValueError, match="unknown variation point"):
         check_pins({"no_such_point": "x"})
 
@@ -203,10 +210,17 @@ def test_sending_the_asynchronous_reply_with_the_cancel_polling_loop() -> None:
         S("RpcAsyncGetCallStatus", {}, IO_PENDING, wrong=RPC_OK),
         S("RpcAsyncCompleteCall", {}, IO_PENDING, wrong=RPC_OK),
         S("wait_notification", {}, 0, wrong=1),
-        S("server_test_cancel", {}, codes.RPC_S_CALL_IN_PROGRESS.value, wrong=RPC_OK),
-        S("server_test_cancel", {}, codes.RPC_S_CALL_IN_PROGRESS.value),
+        S("server_test_cancel", {"timeout": "zero"}, codes.RPC_S_CALL_IN_PROGRESS.value,
+          wrong=RPC_OK),
+        S("server_test_cancel", {"timeout": "finite"}, codes.RPC_S_CALL_IN_PROGRESS.value,
+          wrong=RPC_OK),
         S("RpcAsyncCancelCall", {"abort": False}, RPC_OK),
-        S("server_test_cancel", {}, RPC_OK, wrong=codes.RPC_S_CALL_IN_PROGRESS.value),
+        # The cancel notice may still be on its way; a test that waits sees it.
+        S("server_test_cancel", {"timeout": "zero"}, codes.RPC_S_CALL_IN_PROGRESS.value),
+        S("server_test_cancel", {"timeout": "finite"}, RPC_OK,
+          wrong=codes.RPC_S_CALL_IN_PROGRESS.value),
+        S("server_test_cancel", {"timeout": "zero"}, RPC_OK,
+          wrong=codes.RPC_S_CALL_IN_PROGRESS.value),
         S("server_handle_live", {}, 1),
         S("server_complete", {"reply": 1}, RPC_OK),
         S("server_handle_live", {}, 0, wrong=1),
@@ -228,7 +242,7 @@ def test_abortive_cancel_completes_at_once_and_the_server_answer_is_discarded() 
         S("wait_notification", {}, 1, {"Event": 0}),
         S("RpcAsyncCompleteCall", {}, codes.RPC_S_CALL_CANCELLED.value, {"resources_open": True},
           wrong=RPC_OK),
-        S("server_test_cancel", {}, RPC_OK),
+        S("server_test_cancel", {"timeout": "finite"}, RPC_OK),
         S("server_complete", {"reply": 2}, RPC_OK),
         S("wait_notification", {}, 0, wrong=1),
     ])
@@ -257,5 +271,18 @@ def test_a_stub_that_raises_at_the_call_needs_no_completion() -> None:
         S("AsyncCall", {"notify": "Event", "binding": "bad"}, codes.RPC_S_CALL_FAILED.value,
           wrong=RPC_OK),
         S("wait_notification", {}, 0, wrong=1),
-    ])
+    ], pins={"bad_binding_failure": "synchronous"})
     assert tracker.kind("RpcAsyncCancelCall", (("abort", False),)) is Kind.UNDEFINED
+
+
+def test_a_bad_binding_may_fail_through_the_completion() -> None:
+    """RPC-CLI-COMPLETE-05: the call may start and its failure come through the completion."""
+    play(RPC, [
+        S("RpcAsyncInitializeHandle", {"size": "exact"}, RPC_OK,
+          {"Signature": 0x43595341, "Size": "sizeof(RPC_ASYNC_STATE)", "Lock": 0, "Flags": 0,
+           "StubInfo": 0, "RuntimeInfo": 0, "Reserved": 0, "UserInfo_kept": True}),
+        S("AsyncCall", {"notify": "Event", "binding": "bad"}, RPC_OK),
+        S("wait_notification", {}, 1, {"Event": 0}),
+        S("RpcAsyncCompleteCall", {}, codes.RPC_S_CALL_FAILED_DNE.value,
+          {"resources_open": True}, wrong=RPC_OK),
+    ], pins={"bad_binding_failure": "through_completion"})

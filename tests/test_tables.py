@@ -81,7 +81,7 @@ def test_pins_that_exclude_every_outcome_are_an_error() -> None:
     machine = MACHINES["event"]
     state = machine.make(kind="StdEvent", signaled=False)
     with pytest.raises(ModelError, match="exclude every outcome"):
-        step(machine, state, "Wait", (("timeout", "zero"),), {"wait_timeout_code": "nonsense"})
+        step(machine, state, "Wait", (("timeout", "zero"),), {"event_wait_timeout_code": "nonsense"})
 
 
 def test_undefined_situations_have_no_outcome() -> None:

@@ -1088,10 +1088,12 @@ static void write_handshake(void)
                 "\"rpc.notify.Callback\"]");
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
-     * RPC_S_INVALID_ASYNC_HANDLE. */
-    jout_raw(&o, ",\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
+     * RPC_S_INVALID_ASYNC_HANDLE; a call on a binding to an endpoint no server listens on fails
+     * in the stub at once (RPC_S_SERVER_UNAVAILABLE, 1722), not through its completion. */
+    jout_raw(&o, ",\"pins\":{\"event_wait_timeout_code\":\"RPC_S_CALLPENDING\","
                 "\"new_event_state\":\"nonsignaled\","
-                "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\"}");
+                "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\","
+                "\"bad_binding_failure\":\"synchronous\"}");
     /* One request at a time (jsonl_serve's loop on the main thread). */
     jout_raw(&o, ",\"concurrent\":false");
     jout_raw(&o, ",\"notes\":");

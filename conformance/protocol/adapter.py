@@ -37,6 +37,7 @@ from callgate.conformance.protocol.features import (
     operation_features,
 )
 from callgate.model.transitions import Value
+from callgate.model.variations import expand_aliases
 
 __all__ = [
     "CONFIG_FEATURES",
@@ -113,6 +114,11 @@ class Capabilities:
     pins: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
     concurrent: bool = False
+
+    def __post_init__(self) -> None:
+        # Old pin names (variations.ALIASES) stand for the points they were split into, so an
+        # adapter written against them keeps working; `gate.check_capabilities` validates.
+        object.__setattr__(self, "pins", expand_aliases(self.pins))
 
     def unknown_features(self) -> set[str]:
         return set(self.features) - FEATURES

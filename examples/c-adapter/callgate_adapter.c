@@ -121,7 +121,8 @@ static uint32_t event_reset(struct event *e) /* ISynchronize::Reset */
 }
 
 /* ISynchronize::Wait(0, ms); ms < 0 is INFINITE. An auto-reset event is reset by the Wait that
- * sees it signalled. On timeout: RPC_S_CALLPENDING (pinned: wait_timeout_code). */
+ * sees it signalled. On timeout: RPC_S_CALLPENDING (pinned: event_wait_timeout_code for the
+ * event machine, call_wait_timeout_code for the call object's Wait). */
 static uint32_t event_wait(struct event *e, long long ms)
 {
     pthread_mutex_lock(&e->lock);
@@ -339,8 +340,8 @@ static struct result com_request(struct slot *s, const struct jsonl_request *q)
             return result_code(s->factory ? S_OK : E_NOINTERFACE);
         if (s->phase != PH_IDLE)
             return result_code(E_UNEXPECTED);
-        if (strcmp(iid, "ISynchronize") == 0)
-            return result_code(S_OK);
+        if (strcmp(iid, "ISynchronize") == 0 || strcmp(iid, "AsyncIFoo") == 0)
+            return result_code(S_OK); /* AsyncIFoo: the asynchronous interface (COM-CF-07) */
         /* The call object is the server's own, in the same apartment: no ICancelMethodCalls
          * and no IClientSecurity (pinned: call_object_origin = same_apartment). */
         return result_code(E_NOINTERFACE);
@@ -473,7 +474,9 @@ static void write_handshake(void)
     jout_raw(&o, "\"features\":[\"com.call\",\"com.object_without_factory\",\"sync.event\","
                  "\"sync.manual_reset_event\",\"sync.std_event\"],");
     /* The variation points this implementation touches, and its choice for each. */
-    jout_raw(&o, "\"pins\":{\"wait_timeout_code\":\"RPC_S_CALLPENDING\","
+    jout_raw(&o, "\"pins\":{\"call_wait_timeout_code\":\"RPC_S_CALLPENDING\","
+                 "\"event_wait_timeout_code\":\"RPC_S_CALLPENDING\","
+                 "\"call_object_event\":\"ManualResetEvent\","
                  "\"new_event_state\":\"nonsignaled\","
                  "\"begin_pending_code\":\"RPC_S_CALLPENDING\","
                  "\"call_object_origin\":\"same_apartment\"},");

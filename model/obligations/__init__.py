@@ -56,34 +56,7 @@ UNSTATED: dict[str, str] = {
 
 # Obligations that fail on today's tables: each a finding against a table row (the rule, the
 # obligation and the counterexample are in the report), kept here until the table fix is merged.
-KNOWN_FINDINGS: dict[str, str] = {
-    "com.wait_ok_means_begin_returned":
-        "cancel_releases_client=at_once lets Wait return S_OK while the test server still holds "
-        "Begin_ (row Wait, phase=PENDING cancel=True); seed 000: 'If Wait returns S_OK, the "
-        "Begin_ method has returned' (issue 15)",
-    "com.no_finish_before_done":
-        "Finish_ on a pending, cancelled call the server has not answered is DEFINED (rows "
-        "Finish_ phase in {SIGNALED,PENDING} cancel=True held=True) although no Wait returned "
-        "S_OK: COM-WAIT-03 and COM-FIN-03 leave it without a result (issue 15)",
-    "com.abandoned_calls_counted":
-        "`orphan` is one bit: abandoning a second server call while one is orphaned (Release or "
-        "a cancelled Finish_ with held=True) loses it, so the server can answer only one of two "
-        "abandoned calls (issue 15)",
-    "com.no_impersonation_after_signal":
-        "the at_once path's late Signal (row server_signal, phase=SIGNALED held=True) asserts no "
-        "`impersonate` output for then_impersonate=True, so COM-SRV-06 goes unchecked there",
-    "com.cancel_twice":
-        "after the cancel released the client at once (cancel_releases_client=at_once), a second "
-        "Cancel may return RPC_E_CALL_COMPLETE although the server has not answered: the row "
-        "Cancel phase=SIGNALED cancel=True treats the released call as completed",
-    "com.cancel_before_completion":
-        "same row as com.cancel_twice: RPC_E_CALL_COMPLETE for a call whose Begin_ the server "
-        "still holds (COM-CANCEL-08 gives it only for a call that completed)",
-    "rpc.status_tells_the_result":
-        "status and final result are not tied: after a soft cancel, RpcAsyncGetCallStatus may "
-        "say RPC_S_OK and RpcAsyncCompleteCall then RPC_S_CALL_CANCELLED (rows with "
-        "result=ok may_cancel=True; issue 15)",
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 
 
 def obligations_for(rule_id: str) -> list[str]:

@@ -266,13 +266,13 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "com.wait_times_out", ("COM-WAIT-03", "COM-WAIT-04"),
         "Wait with a zero or finite timeout on a call in flight that the server has not "
         "signalled and that was not cancelled is DEFINED, returns a failure (exactly the "
-        "wait_timeout_code reading of D-01 when pinned) and changes nothing: Wait may be called "
+        "call_wait_timeout_code reading of D-01 when pinned) and changes nothing: Wait may be called "
         "again.",
         M, Whenever(("Wait",),
                     lambda n, a: (in_flight(n) and not answered(n) and not n.seen.cancelled
                                   and a["timeout"] in ("zero", "finite")),
-                    lambda n, a, r: as_pinned(n, "wait_timeout_code", r) and r.next.state == n.state,
-                    defined=True), points=("wait_timeout_code",)),
+                    lambda n, a, r: as_pinned(n, "call_wait_timeout_code", r) and r.next.state == n.state,
+                    defined=True), points=("call_wait_timeout_code",)),
     Obligation(
         "com.no_finish_before_done", ("COM-WAIT-03", "COM-FIN-03"),
         "While the server has not signalled the call in flight and no Wait has returned S_OK "
@@ -356,13 +356,6 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         M, Whenever(("server_signal_late",), lambda n, a: True,
                     lambda n, a, r: client_view(r.next) == client_view(n))),
     Obligation(
-        "com.late_signal_after_release_by_cancel", ("COM-CANCEL-11",),
-        "When the cancel released the client before the server answered (Wait returned S_OK), "
-        "the server's later Signal changes nothing the client can tell: its result is discarded.",
-        M, Whenever(("server_signal",), lambda n, a: in_flight(n) and n.seen.wait_ok
-                    and n.seen.server == "working",
-                    lambda n, a, r: client_view(r.next) == client_view(n))),
-    Obligation(
         "com.finish_after_cancel_reachable", ("COM-FIN-05", "COM-CANCEL-03"),
         "After an accepted Cancel the client must still call Finish_: from every such state a "
         "state where Finish_ is DEFINED is reachable.",
@@ -434,17 +427,21 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                                            or only(r.code, codes.E_NOINTERFACE)))),
         points=("call_object_origin",)),
     Obligation(
-        "com.cancel_window", ("COM-CANCEL-02",),
-        "Cancelling is allowed from Begin_ until Finish_ returns: Cancel is DEFINED on every "
-        "call in flight.",
-        M, Whenever(("Cancel",), lambda n, a: in_flight(n), defined=True)),
+        "com.cancel_window", ("COM-CANCEL-02", "COM-CANCEL-05"),
+        "Cancelling is allowed from Begin_ until Finish_ returns: Cancel with a finite ulSeconds "
+        "is DEFINED on every call in flight. ulSeconds is how long Cancel waits for the server "
+        "to finish (COM-CANCEL-05): INFINITE returns only when the server does, so it is asked "
+        "only where the server has answered.",
+        M, Whenever(("Cancel",), lambda n, a: in_flight(n) and a["seconds"] != codes.INFINITE,
+                    defined=True)),
     Obligation(
         "com.cancel_accepted", ("COM-CANCEL-05",),
-        "Cancel(0) on a call in flight that the server has not answered, not yet cancelled, with "
-        "cancellation enabled, is DEFINED and returns S_OK; S_OK only means the request was "
-        "issued: the call is still in flight (PENDING or SIGNALED).",
+        "Cancel with a finite ulSeconds on a call in flight that the server has not answered, "
+        "not yet cancelled, with cancellation enabled, is DEFINED and returns S_OK; S_OK only "
+        "means the request was issued: the call is still in flight (PENDING or SIGNALED).",
         M, Whenever(("Cancel",), lambda n, a: in_flight(n) and not answered(n)
-                    and not n.seen.cancelled and bool(n["cancellable"]),
+                    and not n.seen.cancelled and bool(n["cancellable"])
+                    and a["seconds"] != codes.INFINITE,
                     lambda n, a, r: only(r.code, codes.S_OK)
                     and r.next["phase"] in ("PENDING", "SIGNALED"), defined=True)),
     Obligation(

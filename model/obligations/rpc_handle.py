@@ -12,6 +12,7 @@ whether RpcServerTestCancel has reported the cancel. No obligation reads the tab
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 from callgate.model import codes
@@ -57,6 +58,8 @@ class RpcSeen:
     call: bool = False          # outstanding: the stub returned success, no final completion yet
     notify: str = ""            # the NotificationType of the current (or last) call
     server: str = "none"        # none | held | completed | aborted | raised | done (call over)
+    #                             | failed: the call started on a binding to no server, so the
+    #                               runtime, not a routine, ends it (RPC-CLI-COMPLETE-05)
     reply: int = 0              # the reply the manager routine completed with
     code: int = 0               # the code it aborted or raised with
     cancel: str = "no"          # no | soft | abort: the client's strongest accepted cancel
@@ -89,7 +92,7 @@ def _observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
         return RpcSeen(handle="init")
     if op == "AsyncCall" and succeeds(code):
         return RpcSeen(handle="call", call=True, notify=str(args["notify"]),
-                       server="held" if args["binding"] == "good" else "none")
+                       server="held" if args["binding"] == "good" else "failed")
     if op == "RpcAsyncGetCallStatus" and seen.call and not may_be(code, PENDING):
         if only(code, RPC_OK):
             return replace(seen, status="ok")
@@ -131,13 +134,31 @@ def held(n: N) -> bool:
 
 
 def finished(n: N) -> bool:
-    """The call has completed: the routine ended it, or an abortive cancel ended it at once."""
-    return n.seen.server in ("completed", "aborted", "raised", "done") or bool(n.seen.abort_in_time)
+    """The call has completed: the routine ended it, an abortive cancel ended it at once, or it
+    was made on a binding to no server and the runtime fails it ("or the call failed",
+    RPC-CLI-COMPLETE-05)."""
+    return (n.seen.server in ("completed", "aborted", "raised", "done", "failed")
+            or bool(n.seen.abort_in_time))
 
 
 def server_waiting_call(n: N) -> bool:
     """The routine holds the call and no abortive cancel ended it for the client."""
     return outstanding(n) and held(n) and not n.seen.abort_in_time
+
+
+def answers_elsewhere(n: N) -> tuple[tuple[str, tuple[Value, ...], frozenset[str]], ...]:
+    """What every operation but RpcServerTestCancel answers here, for each of its arguments:
+    the codes, outputs and labels it allows (not the states it leads to)."""
+    found = []
+    for operation in n.machine.operations:
+        if operation.name.startswith("server_test_cancel"):
+            continue
+        for values in itertools.product(*(p.domain for p in operation.params)):
+            args = {p.name: v for p, v in zip(operation.params, values, strict=True)}
+            probe = n.probe(operation.name, **args)
+            found.append((operation.name, tuple(values), frozenset(
+                f"{probe.kind}:{a.code}:{a.outputs}:{a.label}" for a in probe.outcomes)))
+    return tuple(found)
 
 
 def final(r: A) -> bool:
@@ -190,8 +211,8 @@ def notified_only_after_completion(kind: str) -> Obligation:
     return Obligation(
         f"rpc.notified_after_completion[{kind}]", (NOTIFY_RULES[kind], "RPC-CLI-CANCEL-02"),
         f"With NotificationType {kind}, the client receives the completion notification only once "
-        f"the call has completed (the routine completed, aborted or raised, or an abortive cancel "
-        f"ended it).",
+        f"the call has completed (the routine completed, aborted or raised, an abortive cancel "
+        f"ended it, or the call on a binding to no server failed).",
         M, Whenever(("wait_notification",), lambda n, a: n.seen.notify == kind,
                     lambda n, a, r: not may_be(r.code, NOTIFIED) or finished(n)))
 
@@ -353,8 +374,8 @@ OBLIGATIONS: tuple[Obligation, ...] = (
     Obligation(
         "rpc.final_status_means_finished", ("RPC-CLI-STATUS-03",),
         "Any status other than pending means the call is finished: the routine completed, "
-        "aborted or raised, or an abortive cancel ended it; RpcAsyncCompleteCall then gives the "
-        "final result (DEFINED, never pending).",
+        "aborted or raised, an abortive cancel ended it, or the call on a binding to no server "
+        "failed; RpcAsyncCompleteCall then gives the final result (DEFINED, never pending).",
         M, Whenever(("RpcAsyncGetCallStatus",), lambda n, a: outstanding(n),
                     lambda n, a, r: not final(r) or (
                         finished(n)
@@ -416,11 +437,13 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "A non-abortive cancel that reached the routine while it held the call may end the call "
         "up cancelled (how often the server checks decides): once the routine ended it, and "
         "unless RpcAsyncGetCallStatus already said RPC_S_OK, RPC_S_CALL_CANCELLED is among the "
-        "final RpcAsyncCompleteCall results allowed.",
+        "final RpcAsyncCompleteCall results allowed. The rule is a MAY: an implementation that "
+        "pins late_cancel_result=server_result declares it always returns the routine's result.",
         M, Whenever(("RpcAsyncCompleteCall",),
                     lambda n, a: (outstanding(n) and n.seen.soft_in_time
                                   and not n.seen.abort_in_time and n.seen.status != "ok"
-                                  and n.seen.server in ("completed", "aborted", "raised")),
+                                  and n.seen.server in ("completed", "aborted", "raised")
+                                  and n.pin("late_cancel_result") != "server_result"),
                     defined=True,
                     some=(lambda n, a, r: only(r.code, codes.RPC_S_CALL_CANCELLED),))),
     Obligation(
@@ -488,7 +511,7 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "(RPC_S_OK).",
         M, Reach(lambda n: n.seen.cancel != "no" and held(n),
                  lambda n: (n.seen.cancel != "no" and held(n)
-                            and n.probe("server_test_cancel").only(RPC_OK)),
+                            and n.probe("server_test_cancel", timeout="finite").only(RPC_OK)),
                  without=(*NEW_CALL, CANCEL))),
     Obligation(
         "rpc.completion_after_cancel", ("RPC-CLI-CANCEL-04",),
@@ -565,9 +588,11 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                     lambda n, a, r: only(r.code, codes.RPC_S_NO_CALL_ACTIVE), defined=True)),
     Obligation(
         "rpc.server_test_cancel_only_reports", ("RPC-SRV-CANCEL-02",),
-        "RpcServerTestCancel only reports: it changes no state, and a cancelled call must still "
-        "be completed or aborted by the routine (server_complete stays DEFINED).",
+        "RpcServerTestCancel only reports: it changes no state on either side (afterwards every "
+        "other operation is answered as before; RpcServerTestCancel itself, once it has reported "
+        "the cancel, may go on reporting it), and a cancelled call must still be completed or "
+        "aborted by the routine (server_complete stays DEFINED).",
         M, Whenever(("server_test_cancel",), lambda n, a: held(n),
-                    lambda n, a, r: (r.next.state == n.state
+                    lambda n, a, r: (answers_elsewhere(n) == answers_elsewhere(r.next)
                                      and r.next.probe("server_complete", reply=1).defined))),
 )

@@ -160,6 +160,8 @@ class _ClaimSpace:
             pin = self.pins[point]
             return z3.And(self.defined[says.name],
                           z3.Or([z3.And(pin == i, r.term(result)) for i, r in enumerate(readings)]))
+        if isinstance(says, claims.MayBe):
+            return z3.BoolVal(True)  # excludes nothing
         low = SEVERITY if says.family is Family.HRESULT else 1
         return z3.And(result >= low, result < U32)
 
@@ -268,6 +270,8 @@ def claim_constraints(claim_list: Sequence[claims.Claim] | None = None,
     for claim in claim_list:
         if claim.situation not in by_key:
             raise ModelError(f"claim {claim.id} names unknown situation {claim.situation!r}")
+        if isinstance(claim.says, claims.MayBe):
+            continue  # one allowed result among others: nothing to assert
         tracked.append(Tracked(claim.id, space.says(claim.situation, claim.says),
                                _claim_rules(claim.rules), (claim.source,), False))
     for fact in facts:
@@ -489,7 +493,7 @@ def _symbol_situation_problems(claim_list: Sequence[claims.Claim],
 
 
 def _documents(says: claims.Says, spec: CodeSpec) -> bool:
-    if isinstance(says, claims.IsCode):
+    if isinstance(says, claims.IsCode | claims.MayBe):
         return isinstance(spec, Exact) and spec.code.value == _code_named(says.name).value
     if isinstance(says, claims.IsFailure):
         return Reading("", None, says.family).admits(spec)

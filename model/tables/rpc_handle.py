@@ -14,11 +14,18 @@ Fields:
   cancel      RpcAsyncCancelCall requested: no, soft (fAbort FALSE) or abort (fAbort TRUE)
   server      the server handle: none (no call dispatched), held (manager routine holds it),
               gone (destroyed after complete, abort or exception, RPC-SRV-02)
-  result      what the client's final completion reports: ok, cancelled, aborted, raised
-  may_cancel  a cancel came in time to turn the result into RPC_S_CALL_CANCELLED, or not
-              (RPC-CLI-CANCEL-05): the observed completion decides
+  result      what the client's final completion reports: ok, cancelled, aborted, raised, or
+              failed (a call on a bad binding whose failure comes through the completion)
+  may_cancel  a cancel came before the client saw the result, which may still turn it into
+              RPC_S_CALL_CANCELLED (RPC-CLI-CANCEL-05; variation point late_cancel_result): the
+              first final status or completion the client observes decides
   reply       the return value the server completed with (0: none)
   code        the code the server aborted or raised with (0: none)
+  seen        the manager routine's RpcServerTestCancel has reported the cancel. A cancel
+              notice travels to the server (RPC-CLI-CANCEL-05: its effect depends on how far
+              the call had got), so until it is seen a test may still say "not cancelled"; the
+              cancel stays remembered, and a test that waits a bounded time sees it. Once
+              the server handle is gone nothing can test it, so it goes back to False then
 """
 
 from __future__ import annotations
@@ -52,10 +59,13 @@ ABORT_CODES = (codes.ERROR_ACCESS_DENIED.value, codes.ERROR_NOT_ENOUGH_MEMORY.va
 RPC_OK = Exact(codes.RPC_S_OK)
 PENDING_997 = Exact(codes.RPC_S_ASYNC_CALL_PENDING)
 FINISHED_FAILURE = AnyFailure(Family.RPC_STATUS, (codes.RPC_S_ASYNC_CALL_PENDING,))
+# A call that failed on its own (a bad binding): any failure but pending or cancelled.
+CALL_FAILED = AnyFailure(Family.RPC_STATUS,
+                         (codes.RPC_S_ASYNC_CALL_PENDING, codes.RPC_S_CALL_CANCELLED))
+MAY_BE_CANCELLED = {"late_cancel_result": "may_be_cancelled"}
 RpcAsyncCallComplete = 0  # RPC_ASYNC_EVENT RpcCallComplete
 UNUSED = ("INIT", "DONE")
 NO_CALL_HELD = "the test server holds no call for this handle"
-CANNOT_ARISE = "cannot arise: the server finishes a call before the client sees it finished"
 
 FIELDS = (
     Field("phase", ("RAW", "INIT", "PENDING", "SENT", "READY", "DONE"), "client-side phase"),
@@ -63,10 +73,12 @@ FIELDS = (
     Field("notes", (0, 1), "completion notifications observed for the current call"),
     Field("cancel", ("no", "soft", "abort"), "RpcAsyncCancelCall requested"),
     Field("server", ("none", "held", "gone"), "the server async handle"),
-    Field("result", ("none", "ok", "cancelled", "aborted", "raised"), "the final result"),
+    Field("result", ("none", "ok", "cancelled", "aborted", "raised", "failed"),
+          "the final result"),
     Field("may_cancel", (False, True), "the final result may also be RPC_S_CALL_CANCELLED"),
     Field("reply", (0, 1, 2), "the procedure's return value, once the server completed"),
     Field("code", (0, *ABORT_CODES), "the code the server aborted or raised with"),
+    Field("seen", (False, True), "the server's RpcServerTestCancel has reported the cancel"),
 )
 
 OPERATIONS = (
@@ -110,7 +122,10 @@ OPERATIONS = (
               "The manager routine raises `code` on the dispatch thread, before any hand-off.",
               (Param("code", ABORT_CODES, "the exception code"),), capability="rpc.raise"),
     Operation("server_test_cancel", Actor.SERVER,
-              "RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync)) in the manager routine.",
+              "RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync)) in the manager routine: once "
+              "(`timeout` zero), or again until it reports RPC_S_OK or the request's finite wait "
+              "is over (`timeout` finite).",
+              (Param("timeout", ("zero", "finite"), "test once, or poll for a bounded time"),),
               capability="rpc.server_test_cancel"),
     Operation("server_test_cancel_idle", Actor.SERVER,
               "RpcServerTestCancel(0) on a server thread that runs no call.",
@@ -131,6 +146,10 @@ def _final(result: str, may_cancel: bool, **updates: Value) -> list[Outcome]:
     elif result == "cancelled":
         outcomes.append(out(Exact(codes.RPC_S_CALL_CANCELLED), "cancelled",
                             rules=("RPC-CLI-COMPLETE-04",), outputs=kept, also=updates))
+    elif result == "failed":
+        outcomes.append(out(CALL_FAILED, "the call failed: the failure comes through the "
+                            "completion", rules=("RPC-CLI-COMPLETE-05",), outputs=kept,
+                            also=updates))
     else:
         source = "RPC-SRV-ABORT-01" if result == "aborted" else "RPC-SRV-EXC-01"
         outcomes.append(out(CodeOf(Var("code"), Family.RPC_STATUS), f"{result}: the code arrives",
@@ -141,16 +160,27 @@ def _final(result: str, may_cancel: bool, **updates: Value) -> list[Outcome]:
                             when={"abort_code_delivery": "any_failure"}, also=updates))
     if may_cancel and result != "cancelled":
         outcomes.append(out(Exact(codes.RPC_S_CALL_CANCELLED), "the cancel took effect",
-                            rules=("RPC-CLI-CANCEL-05",), outputs=kept, also=updates))
+                            rules=("RPC-CLI-CANCEL-05",), outputs=kept, when=MAY_BE_CANCELLED,
+                            also=updates))
     return outcomes
 
 
 def _status(result: str, may_cancel: bool, **updates: Value) -> list[Outcome]:
-    """Final RpcAsyncGetCallStatus outcomes: RPC_S_OK for success, any non-pending code else."""
+    """Final RpcAsyncGetCallStatus outcomes: RPC_S_OK for success, any non-pending code else.
+
+    The status and the final result are one: after RPC_S_OK the completion is RPC_S_OK
+    (RPC-CLI-STATUS-02: the call completed successfully), and after a failure a call the server
+    completed is one the cancel turned into RPC_S_CALL_CANCELLED."""
     outcomes: list[Outcome] = []
     if result == "ok":
-        outcomes.append(out(RPC_OK, "finished", rules=("RPC-CLI-STATUS-02",), also=updates))
-    if result != "ok" or may_cancel:
+        outcomes.append(out(RPC_OK, "finished", rules=("RPC-CLI-STATUS-02",),
+                            also={**updates, "may_cancel": False}))
+        if may_cancel:
+            outcomes.append(out(FINISHED_FAILURE, "finished: the cancel took effect",
+                                rules=("RPC-CLI-STATUS-03", "RPC-CLI-CANCEL-05"),
+                                when=MAY_BE_CANCELLED,
+                                also={**updates, "result": "cancelled", "may_cancel": False}))
+    else:
         outcomes.append(out(FINISHED_FAILURE, "finished with a failure",
                             rules=("RPC-CLI-STATUS-03",), also=updates))
     return outcomes
@@ -158,9 +188,13 @@ def _status(result: str, may_cancel: bool, **updates: Value) -> list[Outcome]:
 
 def _completion_rows() -> list[Row]:
     rows: list[Row] = []
-    for result in ("ok", "cancelled", "aborted", "raised"):
+    for result in ("ok", "cancelled", "aborted", "raised", "failed"):
+        # A finished call always has a result (invariant rpc.finished_call_has_a_result): the
+        # last guard also admits "none" so that the table is total without a row no state
+        # reaches.
+        results = (result, "none") if result == "failed" else (result,)
         for may_cancel in (False, True):
-            guard = {"result": result, "may_cancel": may_cancel}
+            guard = {"result": results, "may_cancel": may_cancel}
             rows.append(row(
                 "RpcAsyncCompleteCall",
                 ("RPC-CLI-COMPLETE-01", "RPC-CLI-COMPLETE-03", "RPC-CLI-COMPLETE-06",
@@ -183,9 +217,6 @@ def _completion_rows() -> list[Row]:
                 "RpcAsyncGetCallStatus", ("RPC-CLI-STATUS-03",),
                 *_status(result, may_cancel),
                 state={"phase": "READY", **guard}))
-    for op in ("RpcAsyncCompleteCall", "RpcAsyncGetCallStatus"):
-        rows.append(not_offered(op, ("RPC-CLI-STATUS-03",), CANNOT_ARISE,
-                                state={"phase": ("SENT", "READY"), "result": "none"}))
     return rows
 
 
@@ -225,50 +256,70 @@ def _server_rows() -> list[Row]:
     client_left = ("RAW", "INIT", "SENT", "READY", "DONE")
     late = "the client already cancelled abortively: the server's answer is discarded"
     rows: list[Row] = []
-    for cancel, may in (("no", False), ("soft", True), ("abort", True)):
+    # An abortive cancel ends a pending call on the client at once (phase SENT), so a PENDING
+    # call was cancelled softly or not at all; the soft rows' guard also admits "abort" so that
+    # the table is total without a row no state reaches.
+    for cancel, may in ((("no",), False), (("soft", "abort"), True)):
         rows += [
             row("server_complete",
                 ("RPC-SRV-COMPLETE-01", "RPC-SRV-COMPLETE-02", "RPC-SRV-COMPLETE-03",
-                 "RPC-SRV-COMPLETE-05", "RPC-SRV-COMPLETE-07", "RPC-SRV-02"),
+                 "RPC-SRV-COMPLETE-05", "RPC-SRV-02"),
                 out(RPC_OK, "completed", phase="SENT", result="ok", reply=Arg("reply"),
-                    may_cancel=may, server="gone"),
-                state={"server": "held", "phase": "PENDING", "cancel": cancel}),
+                    may_cancel=may, server="gone", seen=False),
+                state={"server": "held", "phase": "PENDING", "cancel": cancel},
+                note="`reply` is the [out] value as the manager routine set it just before "
+                     "RpcAsyncCompleteCall (RPC-SRV-COMPLETE-03); the client's completion "
+                     "delivers exactly it, not what it held when the call was dispatched"),
             row("server_abort", ("RPC-SRV-ABORT-01", "RPC-SRV-02"),
                 out(RPC_OK, "aborted", phase="SENT", result="aborted", code=Arg("code"),
-                    may_cancel=may, server="gone"),
+                    may_cancel=may, server="gone", seen=False),
                 state={"server": "held", "phase": "PENDING", "cancel": cancel}),
             row("server_raise", ("RPC-SRV-EXC-01", "RPC-SRV-02"),
                 out(Anything("the manager routine raised; nothing returns to it"), "raised",
                     phase="SENT", result="raised", code=Arg("code"), may_cancel=may,
-                    server="gone"),
+                    server="gone", seen=False),
                 state={"server": "held", "phase": "PENDING", "cancel": cancel}),
         ]
     rows += [
         row("server_complete", ("RPC-SRV-COMPLETE-06", "RPC-CLI-CANCEL-02", "RPC-SRV-02"),
-            out(RPC_OK, late, server="gone"),
-            out(AnyFailure(Family.RPC_STATUS), late + " (completion failed)", server="gone"),
+            out(RPC_OK, late, server="gone", seen=False),
+            out(AnyFailure(Family.RPC_STATUS), late + " (completion failed)", server="gone", seen=False),
             state={"server": "held", "phase": client_left}),
         row("server_abort", ("RPC-SRV-ABORT-01", "RPC-CLI-CANCEL-02", "RPC-SRV-02"),
-            out(RPC_OK, late, server="gone"),
-            out(AnyFailure(Family.RPC_STATUS), late + " (abort failed)", server="gone"),
+            out(RPC_OK, late, server="gone", seen=False),
+            out(AnyFailure(Family.RPC_STATUS), late + " (abort failed)", server="gone", seen=False),
             state={"server": "held", "phase": client_left}),
         row("server_raise", ("RPC-SRV-EXC-01", "RPC-CLI-CANCEL-02", "RPC-SRV-02"),
-            out(Anything("the manager routine raised"), late, server="gone"),
+            out(Anything("the manager routine raised"), late, server="gone", seen=False),
             state={"server": "held", "phase": client_left}),
         undefined("server_complete", ("RPC-SRV-COMPLETE-04", "RPC-SRV-COMPLETE-05",
                                       "RPC-SRV-ABORT-05"),
                   "the server handle is already destroyed", state={"server": "gone"}),
         undefined("server_abort", ("RPC-SRV-ABORT-02", "RPC-SRV-ABORT-05"),
                   "the server handle is already destroyed", state={"server": "gone"}),
-        undefined("server_raise", ("RPC-SRV-EXC-02",),
-                  "the call is over: raising now is after the hand-off", state={"server": "gone"}),
-        row("server_test_cancel", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02", "RPC-SRV-CANCEL-03",
-                                   "RPC-STATE-01", "RPC-CLI-CANCEL-03"),
-            out(RPC_OK, "the client cancelled"),
-            state={"server": "held", "cancel": ("soft", "abort")}),
+        not_offered("server_raise", ("RPC-SRV-02",),
+                    "the manager routine of this call has ended (completed, aborted or raised): "
+                    "there is no routine left to raise in", state={"server": "gone"}),
         row("server_test_cancel", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02"),
             out(Exact(codes.RPC_S_CALL_IN_PROGRESS), "not cancelled"),
             state={"server": "held", "cancel": "no"}),
+        row("server_test_cancel", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02", "RPC-SRV-CANCEL-03",
+                                   "RPC-STATE-01", "RPC-CLI-CANCEL-03", "RPC-CLI-CANCEL-05"),
+            out(RPC_OK, "the server sees the cancel", seen=True),
+            out(Exact(codes.RPC_S_CALL_IN_PROGRESS), "the cancel has not reached the server yet"),
+            state={"server": "held", "cancel": ("soft", "abort"), "seen": False},
+            args={"timeout": "zero"},
+            note="the cancel notice is on its way: either answer, until the server has seen it"),
+        row("server_test_cancel", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-03", "RPC-STATE-01",
+                                   "RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-03"),
+            out(RPC_OK, "the cancel reached the server within the wait", seen=True),
+            state={"server": "held", "cancel": ("soft", "abort"), "seen": False},
+            args={"timeout": "finite"},
+            note="the server is told (RPC-CLI-CANCEL-02, -03): a notice that never arrives is a "
+                 "cancel forgotten"),
+        row("server_test_cancel", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02"),
+            out(RPC_OK, "the client cancelled"),
+            state={"server": "held", "cancel": ("soft", "abort"), "seen": True}),
         undefined("server_test_cancel", ("RPC-SRV-COMPLETE-04",),
                   "the server handle is destroyed: touching it is not allowed",
                   state={"server": "gone"}),
@@ -292,16 +343,23 @@ INIT_OUTPUTS: dict[str, Value] = {
 }
 FRESH: dict[str, Value] = {
     "notes": 0, "cancel": "no", "result": "none", "may_cancel": False, "reply": 0, "code": 0,
+    "seen": False,
 }
+# What RpcAsyncInitializeHandle resets: the cancel of the old call is left alone, since the
+# server may still hold that call, and its RpcServerTestCancel keeps reporting the cancel
+# (RPC-SRV-CANCEL-02); AsyncCall resets it.
+REINITIALISED: dict[str, Value] = {k: v for k, v in FRESH.items() if k not in ("cancel", "seen")}
+NEVER_INITIALISED = ("memory never initialised: its Size and Signature are whatever it held, a "
+                     "handle no RPC function documents (RPC-INIT-05); a zeroed structure is the "
+                     "invalid_handle operation")
+NOT_TWO_CALLS = "the test server still holds this handle's previous call"
+FAILED_LATER: dict[str, Value] = {**FRESH, "phase": "SENT", "result": "failed"}
 IN_CALL = ("PENDING", "SENT", "READY")
 
 ROWS: tuple[Row, ...] = (
     # --- RpcAsyncInitializeHandle ------------------------------------------------------------
-    # The cancel flag is left alone: the server may still hold the old call, and its
-    # RpcServerTestCancel keeps reporting the cancel (RPC-SRV-CANCEL-02); AsyncCall resets it.
     row("RpcAsyncInitializeHandle", ("RPC-INIT-01", "RPC-INIT-08", "RPC-SRV-CANCEL-02"),
-        out(RPC_OK, "initialised", outputs=INIT_OUTPUTS, phase="INIT",
-            also={k: v for k, v in FRESH.items() if k != "cancel"}),
+        out(RPC_OK, "initialised", outputs=INIT_OUTPUTS, phase="INIT", also=REINITIALISED),
         state={"phase": ("RAW", "INIT", "DONE")}, args={"size": "exact"}),
     row("RpcAsyncInitializeHandle", ("RPC-INIT-02",),
         out(Exact(codes.RPC_S_INVALID_ARG), "wrong Size"),
@@ -311,8 +369,7 @@ ROWS: tuple[Row, ...] = (
               state={"phase": IN_CALL}),
 
     # --- AsyncCall ---------------------------------------------------------------------------
-    row("AsyncCall", ("RPC-CLI-CALL-01", "RPC-DECL-01", "RPC-INIT-04", "RPC-INIT-06",
-                      "RPC-SRV-01"),
+    row("AsyncCall", ("RPC-CLI-CALL-01", "RPC-INIT-04", "RPC-INIT-06", "RPC-SRV-01"),
         out(RPC_OK, "call outstanding", phase="PENDING", notify=Arg("notify"), server="held",
             also=FRESH),
         state={"phase": "INIT", "server": ("none", "gone")}, args={"binding": "good"}),
@@ -322,13 +379,25 @@ ROWS: tuple[Row, ...] = (
         out(FINISHED_FAILURE, "the stub raised: re-initialise first",
             when={"handle_reuse": "reinitialize_required"}),
         state={"phase": "DONE", "server": ("none", "gone")}, args={"binding": "good"}),
-    row("AsyncCall", ("RPC-CLI-CALL-02",),
-        out(FINISHED_FAILURE, "the stub raised; nothing to complete or cancel"),
-        state={"phase": UNUSED}, args={"binding": "bad"}),
-    not_offered("AsyncCall", ("RPC-INIT-06",),
-                "the test server still holds this handle's previous call",
-                state={"phase": UNUSED, "server": "held"}, args={"binding": "good"}),
-    undefined("AsyncCall", ("RPC-INIT-01", "RPC-INIT-05"), "the handle was never initialised",
+    row("AsyncCall", ("RPC-CLI-CALL-02", "RPC-CLI-COMPLETE-05"),
+        out(FINISHED_FAILURE, "the stub raised; nothing to complete or cancel",
+            when={"bad_binding_failure": "synchronous"}),
+        out(RPC_OK, "the call started; its failure comes through the completion",
+            notify=Arg("notify"), also=FAILED_LATER,
+            when={"bad_binding_failure": "through_completion"}),
+        state={"phase": "INIT", "server": ("none", "gone")}, args={"binding": "bad"}),
+    row("AsyncCall", ("RPC-CLI-CALL-02", "RPC-CLI-COMPLETE-05", "RPC-INIT-08"),
+        out(FINISHED_FAILURE, "the stub raised; nothing to complete or cancel",
+            when={"bad_binding_failure": "synchronous"}),
+        out(RPC_OK, "the call started; its failure comes through the completion",
+            notify=Arg("notify"), also=FAILED_LATER,
+            when={"bad_binding_failure": "through_completion", "handle_reuse": "reuse_allowed"}),
+        out(FINISHED_FAILURE, "the stub raised: re-initialise first",
+            when={"handle_reuse": "reinitialize_required"}),
+        state={"phase": "DONE", "server": ("none", "gone")}, args={"binding": "bad"}),
+    not_offered("AsyncCall", ("RPC-INIT-06",), NOT_TWO_CALLS,
+                state={"phase": UNUSED, "server": "held"}),
+    undefined("AsyncCall", ("RPC-INIT-01", "RPC-INIT-05"), NEVER_INITIALISED,
               state={"phase": "RAW"}),
     undefined("AsyncCall", ("RPC-INIT-06", "RPC-INIT-07"),
               "every outstanding call needs its own handle", state={"phase": IN_CALL}),
@@ -342,7 +411,7 @@ ROWS: tuple[Row, ...] = (
         out(Exact(codes.RPC_S_INVALID_BINDING), "no call on this handle",
             when={"unused_handle_status": "RPC_S_INVALID_BINDING"}),
         state={"phase": UNUSED}),
-    undefined("RpcAsyncGetCallStatus", ("RPC-INIT-03",), "the handle was never initialised",
+    undefined("RpcAsyncGetCallStatus", ("RPC-INIT-01", "RPC-INIT-05"), NEVER_INITIALISED,
               state={"phase": "RAW"}),
 
     # --- RpcAsyncCompleteCall ----------------------------------------------------------------
@@ -355,7 +424,7 @@ ROWS: tuple[Row, ...] = (
         note="open item 4: which code Windows gives for a handle that never carried a call"),
     undefined("RpcAsyncCompleteCall", ("RPC-CLI-COMPLETE-07",),
               "a second completion after a final one", state={"phase": "DONE"}),
-    undefined("RpcAsyncCompleteCall", ("RPC-INIT-03",), "the handle was never initialised",
+    undefined("RpcAsyncCompleteCall", ("RPC-INIT-01", "RPC-INIT-05"), NEVER_INITIALISED,
               state={"phase": "RAW"}),
     *_completion_rows(),
 
@@ -385,13 +454,15 @@ ROWS: tuple[Row, ...] = (
     *_notification_rows(),
 
     # --- invalid handles ---------------------------------------------------------------------
-    row("invalid_handle", ("RPC-CLI-COMPLETE-09",),
+    row("invalid_handle", ("RPC-CLI-COMPLETE-09", "RPC-SRV-COMPLETE-08"),
         out(Exact(codes.RPC_S_INVALID_ASYNC_HANDLE), "invalid handle"),
-        args={"api": "RpcAsyncCompleteCall"}),
+        args={"api": "RpcAsyncCompleteCall"},
+        note="a zeroed handle is neither a client's nor a server's: both RpcAsyncCompleteCall "
+             "rules give RPC_S_INVALID_ASYNC_HANDLE"),
     row("invalid_handle", ("RPC-CLI-CANCEL-01",),
         out(Exact(codes.RPC_S_INVALID_ASYNC_HANDLE), "invalid handle"),
         args={"api": "RpcAsyncCancelCall"}),
-    row("invalid_handle", ("RPC-SRV-ABORT-04", "RPC-SRV-COMPLETE-08"),
+    row("invalid_handle", ("RPC-SRV-ABORT-04",),
         out(Exact(codes.RPC_S_INVALID_ASYNC_HANDLE), "invalid handle"),
         args={"api": "RpcAsyncAbortCall"}),
     row("invalid_handle", ("RPC-CLI-STATUS-04",),
@@ -403,7 +474,9 @@ ROWS: tuple[Row, ...] = (
 
     # --- a synchronous client of the same server ---------------------------------------------
     row("sync_call", ("RPC-DECL-02", "RPC-DECL-01"),
-        out(RPC_OK, "synchronous result", outputs={"reply": Arg("reply")})),
+        out(RPC_OK, "synchronous result", outputs={"reply": Arg("reply")}),
+        note="the [async] manager routine answers a synchronous client's request: [async] in "
+             "the ACF leaves the IDL and the wire format as they were (RPC-DECL-01)"),
 
     # --- the test server ---------------------------------------------------------------------
     *_server_rows(),
@@ -417,11 +490,11 @@ MACHINE = Machine(
     fields=FIELDS,
     operations=OPERATIONS,
     rows=ROWS,
-    initial=(("RAW", "None", 0, "no", "none", "none", False, 0, 0),),
+    initial=(("RAW", "None", 0, "no", "none", "none", False, 0, 0, False),),
     codes=Family.RPC_STATUS,
     # Nothing in flight: no call pending, the server holds none (RPC-CLI-COMPLETE-06, RPC-SRV-02).
     quiescent=(("phase", ("RAW", "INIT", "DONE")), ("server", ("none", "gone"))),
     diagram_fields=("phase",),
     slot_prefix="r",
-    timed=(("wait_notification", None),),
+    timed=(("wait_notification", None), ("server_test_cancel", "timeout")),
 )

@@ -10,13 +10,15 @@ from callgate.model.transitions import AnyFailure, Exact, Expr, Outcome, Value
 Update = Value | Expr
 
 
-def wait_timed_out(rules: tuple[str, ...] = (), **updates: Update) -> tuple[Outcome, ...]:
-    """ISynchronize::Wait whose timeout expired: one code per documented reading (D-01)."""
+def wait_timed_out(point: str, rules: tuple[str, ...] = (), **updates: Update
+                   ) -> tuple[Outcome, ...]:
+    """ISynchronize::Wait whose timeout expired: one code per documented reading (D-01), chosen
+    by the variation point `point` (the call object's and the system event's are separate)."""
     return (
         out(Exact(codes.RPC_S_CALLPENDING), "timed out", rules=rules,
-            when={"wait_timeout_code": "RPC_S_CALLPENDING"}, also=updates),
+            when={point: "RPC_S_CALLPENDING"}, also=updates),
         out(Exact(codes.RPC_E_TIMEOUT), "timed out", rules=rules,
-            when={"wait_timeout_code": "RPC_E_TIMEOUT"}, also=updates),
+            when={point: "RPC_E_TIMEOUT"}, also=updates),
     )
 
 

@@ -66,7 +66,7 @@ EVENT = Machine(
             out(OK, "signalled; stays signalled"),
             state={"kind": "ManualResetEvent", "signaled": True}),
         row("Wait", ("COM-WAIT-03", "COM-WAIT-04", "COM-WAIT-05", "COM-SYNC-03"),
-            *wait_timed_out(),
+            *wait_timed_out("event_wait_timeout_code"),
             state={"kind": KINDS, "signaled": False}, args={"timeout": ("zero", "finite")}),
         not_offered("Wait", ("COM-WAIT-05",), "INFINITE on a non-signalled object never returns",
                     state={"kind": KINDS, "signaled": False}, args={"timeout": "infinite"}),
@@ -88,16 +88,14 @@ MEMBERS = (0, 1)
 
 
 def _member_rows(op: str, value: bool, rule: str) -> list:  # type: ignore[type-arg]
-    rows = []
+    rows = [not_offered(op, (rule,), NOT_CREATED, state={"created": False})]
     for i in MEMBERS:
         rows.append(row(op, (rule,), out(OK, f"member {i} {'signalled' if value else 'reset'}",
                                          also={f"sig{i}": value}),
                         state={"created": True, "count": range(i + 1, CAPACITY + 1)},
                         args={"index": i}))
         rows.append(not_offered(op, (rule,), f"the container has no member {i}",
-                                state={"count": range(0, i + 1)}, args={"index": i}))
-        rows.append(not_offered(op, (rule,), NOT_CREATED,
-                                state={"created": False, "count": range(i + 1, CAPACITY + 1)},
+                                state={"created": True, "count": range(0, i + 1)},
                                 args={"index": i}))
     return rows
 

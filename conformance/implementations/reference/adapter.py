@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,14 +59,16 @@ def _code_name(value: int, family: codes.Family) -> str:
 # One choice per variation point (model/variations.py), read from the implementation's own
 # constants where it has one, so that the declaration cannot drift from the behaviour.
 PINS: Mapping[str, str] = {
-    "wait_timeout_code": _code_name(com.WAIT_TIMEOUT_CODE, codes.Family.HRESULT),
+    # Every Wait is CoWaitForMultipleHandles, the call object's (its aggregated event) and a
+    # system event's alike.
+    "call_wait_timeout_code": _code_name(com.WAIT_TIMEOUT_CODE, codes.Family.HRESULT),
+    "event_wait_timeout_code": _code_name(com.WAIT_TIMEOUT_CODE, codes.Family.HRESULT),
+    "call_object_event": com.CALL_OBJECT_EVENT,
     "begin_pending_code": _code_name(com.BEGIN_PENDING_CODE, codes.Family.HRESULT),
     "cancelled_code": _code_name(com.CANCELLED_CODE, codes.Family.HRESULT),
     # The client's call object is a proxy call object from standard marshaling: ICallFactory
     # on the proxy always yields one, with ICancelMethodCalls and IClientSecurity.
     "call_object_origin": "standard_marshaling",
-    "cancel_releases_client": "at_once" if com.CANCEL_RELEASES_CLIENT_AT_ONCE
-    else "when_server_signals",
     # CallObject.Cancel refuses once the server has signalled (COM-CANCEL-08).
     "cancel_after_signal": "RPC_E_CALL_COMPLETE",
     "new_event_state": "signaled" if com.NEW_EVENT_SIGNALED else "nonsignaled",
@@ -73,6 +76,10 @@ PINS: Mapping[str, str] = {
     "handle_reuse": "reuse_allowed" if rpc.REUSE_WITHOUT_REINITIALIZE else "reinitialize_required",
     # RpcRuntime._end passes the abort or exception code to the client unchanged.
     "abort_code_delivery": "exact",
+    # The client stub refuses a binding to no server at once (RpcRuntime.TestProc_async).
+    "bad_binding_failure": "synchronous" if rpc.BAD_BINDING_RAISES else "through_completion",
+    # A cancel the server did not act on changes nothing: the server's completion decides.
+    "late_cancel_result": "server_result",
 }
 
 _TIMEOUTS = {"zero": 0, "infinite": com.INFINITE}
@@ -675,8 +682,17 @@ def rpc_server_raise(session: ReferenceSession, s: _RpcSlot, request: Request) -
 
 
 def rpc_server_test_cancel(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
+    """RpcServerTestCancel in the manager routine: once, or (timeout finite) again until it
+    reports the cancel or the request's wait is over."""
     call = _server_call(s, request)
-    return _observe(session.runtime.test_server.command(call, ServerAction.TEST_CANCEL))
+    command = session.runtime.test_server.command
+    answer = command(call, ServerAction.TEST_CANCEL)
+    if _str(request, "timeout") == "finite":
+        deadline = time.monotonic() + request.wait_ms / 1000.0
+        while answer.code != rpc.RPC_S_OK and time.monotonic() < deadline:
+            time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+            answer = command(call, ServerAction.TEST_CANCEL)
+    return _observe(answer)
 
 
 def rpc_server_test_cancel_idle(session: ReferenceSession, s: _RpcSlot,

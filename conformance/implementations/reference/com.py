@@ -23,9 +23,11 @@ Choices where the documentation leaves room (the adapter pins them):
   undefined RPC_E_CALL_PENDING (D-02);
 * a cancelled call reports RPC_E_CALL_CANCELED, the HRESULT TestCancel and CoCancelCall use
   (D-03);
-* an accepted Cancel releases the client at once: the call object's event is signalled, and the
-  server's late Signal is discarded (COM-CANCEL-11);
+* the call object aggregates a CLSID_ManualResetEvent, so a repeated Wait after the server
+  signalled keeps returning S_OK (COM-SYNC-06, COM-SYNC-04);
 * Cancel after the server signalled is refused with RPC_E_CALL_COMPLETE (COM-CANCEL-08);
+* Finish_ of a cancelled call reports the cancelled code, even when the server signalled
+  outputs (COM-FIN-05, COM-CANCEL-09);
 * a new system event is non-signalled (as CreateEvent with bInitialState FALSE; COM-SYNC-05).
 """
 
@@ -73,7 +75,7 @@ INFINITE = kernel.INFINITE
 WAIT_TIMEOUT_CODE = RPC_S_CALLPENDING
 BEGIN_PENDING_CODE = RPC_S_CALLPENDING
 CANCELLED_CODE = RPC_E_CALL_CANCELED
-CANCEL_RELEASES_CLIENT_AT_ONCE = True
+CALL_OBJECT_EVENT = "ManualResetEvent"  # the class CallObject aggregates (COM-SYNC-06)
 NEW_EVENT_SIGNALED = False
 
 # WaitForMultipleObjects takes at most 64 handles; the container keeps one slot free for the
@@ -660,17 +662,18 @@ class CallObject(Unknown):
             if call is None:
                 return (S_OK, None) if self._host.fault("finish_idle_ok") else (
                     RPC_E_CALL_COMPLETE, None)
-            if call.cancelled and not self._host.fault("finish_ignores_cancel"):
-                # The server may still hold the call: it becomes an orphan whose late Signal
-                # is discarded (COM-CANCEL-11).
-                call.abandoned = True
-                self._call = None
+            if not call.completed:
+                # COM-FIN-03 gives no result for Finish_ before Wait reported S_OK (cancelled or
+                # not, the server still holds Begin_); refuse without changing anything, rather
+                # than block the client.
+                return RPC_S_CALLPENDING, None
+            if call.cancelled:
+                # The server has returned from Begin_ (its Signal completed the call); the
+                # call object's state is cleaned up and the cancel reported (COM-FIN-05).
+                if not self._host.fault("finish_cancelled_keeps_call"):
+                    self._call = None
                 self._sync.Reset()
                 return CANCELLED_CODE, None
-            if not call.completed:
-                # COM-FIN-03 gives no result for Finish_ before the signal; refuse without
-                # changing anything, rather than block the client.
-                return RPC_S_CALLPENDING, None
             if not self._host.fault("finish_keeps_call"):
                 self._call = None
             # Back to a known non-signalled start for the next call (COM-SYNC-05: the reset
@@ -686,8 +689,12 @@ class CallObject(Unknown):
         """The server's ISynchronize::Signal reached the client (COM-SRV-05)."""
         self._host.pause()
         with self._lock:
-            if call is not self._call or call.cancelled or call.abandoned or self._released:
-                return  # a late result of a cancelled or abandoned call is discarded
+            if call is not self._call or call.abandoned or self._released:
+                return  # a late result of an abandoned call is discarded (COM-REL-01)
+            if call.cancelled and self._host.fault("cancelled_signal_discarded"):
+                return
+            # A cancelled call too: the server returned (early, COM-CANCEL-11), so Begin_ has
+            # returned and Wait may say so (COM-WAIT-02).
             call.out = out
             call.completed = True
             # Under the lock, so that a Finish_ on another thread cannot reset the event between
@@ -698,8 +705,9 @@ class CallObject(Unknown):
     # ICancelMethodCalls ---------------------------------------------------------------------
 
     def Cancel(self, ulSeconds: int) -> int:
-        """Request cancellation (COM-CANCEL-05..08). S_OK means the request was issued; with
-        ulSeconds 0 the client is released at once and the server's result will be discarded."""
+        """Request cancellation (COM-CANCEL-05..08). S_OK means the request was issued, not that
+        the call is over: the client's Wait returns S_OK only once the server has signalled
+        (COM-WAIT-02), and Finish_ then reports the cancel."""
         with self._lock:
             call = self._call
             refusal = self._cancel_refusal(call)
@@ -717,9 +725,8 @@ class CallObject(Unknown):
             if refusal is not None:
                 return refusal
             call.cancelled = True
-            if CANCEL_RELEASES_CLIENT_AT_ONCE and not self._host.fault(
-                    "cancel_keeps_client_waiting"):
-                self._sync._set()  # the client's Wait returns now (COM-CANCEL-11)
+            if self._host.fault("cancel_signals_at_once"):
+                self._sync._set()  # the seeded fault: Wait returns S_OK before Begin_ returned
         return CANCELLED_CODE if self._host.fault("cancel_returns_cancelled") else S_OK
 
     def _cancel_refusal(self, call: BeginCall | None) -> int | None:

@@ -113,8 +113,9 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("release_pending_leaks", "COM-REL-01",
           "releasing the call object while a call is in flight does not abandon the call: the "
           "server's late Signal has nothing to discard"),
-    Fault("finish_ignores_cancel", "COM-FIN-05",
-          "Finish_ after an accepted Cancel ignores the cancel and behaves as if none happened"),
+    Fault("finish_cancelled_keeps_call", "COM-FIN-05",
+          "Finish_ of a cancelled call reports the cancel but does not clean up: the call "
+          "object refuses the next Begin_"),
     Fault("sync_call_no_wait", "COM-SRV-03",
           "the synchronous IFoo::M returns before the server thread has answered, with out 0"),
     Fault("signal_out_not_marshaled", "COM-SRV-05",
@@ -140,9 +141,12 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "Cancel after the server signalled is accepted instead of RPC_E_CALL_COMPLETE"),
     Fault("test_cancel_misses_cancel", "COM-CANCEL-10",
           "the server's TestCancel reports RPC_S_CALLPENDING although the client cancelled"),
-    Fault("cancel_keeps_client_waiting", "COM-CANCEL-11",
-          "an accepted Cancel does not release the client: Wait times out until the server "
-          "signals"),
+    Fault("cancel_signals_at_once", "COM-WAIT-02",
+          "an accepted Cancel signals the call object's event at once: Wait returns S_OK while "
+          "the server still holds Begin_"),
+    Fault("cancelled_signal_discarded", "COM-CANCEL-11",
+          "the Signal of a server that returns after a cancel is discarded as a late result: "
+          "the client's Wait never returns S_OK and the call cannot be finished"),
     # COM: system events and the container.
     Fault("signal_pulses", "COM-SYNC-01",
           "ISynchronize::Signal pulses the event (sets and resets it at once) instead of leaving "

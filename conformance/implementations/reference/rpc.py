@@ -27,6 +27,9 @@ Choices where the documentation leaves room (the adapter pins them):
 * a handle that carries no call (initialised and unused, finished, or never initialised) makes
   RpcAsyncGetCallStatus return RPC_S_INVALID_ASYNC_HANDLE, as S-RAGCS documents (D-12);
 * a finished handle may start a new call without re-initialising (Windows XP on, D-11);
+* a call on a binding to no server fails in the stub, at once (RPC-CLI-CALL-02), not through
+  its completion;
+* a cancel reaches the server's RpcServerTestCancel at once (no window);
 * the code given to RpcAsyncAbortCall, or raised by the manager routine, reaches the client's
   RpcAsyncCompleteCall unchanged (RPC-CLI-COMPLETE-05);
 * once the reply has reached the client a cancel changes nothing (RPC-CLI-CANCEL-05), and a
@@ -82,6 +85,7 @@ SIZEOF_RPC_ASYNC_STATE = 112
 # The choices this runtime makes where the documentation allows several (see the docstring).
 UNUSED_HANDLE_STATUS = RPC_S_INVALID_ASYNC_HANDLE
 REUSE_WITHOUT_REINITIALIZE = True
+BAD_BINDING_RAISES = True  # the stub refuses a binding to no server at once (RPC-CLI-CALL-02)
 
 
 class RPC_NOTIFICATION_TYPES(enum.IntEnum):
