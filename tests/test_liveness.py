@@ -144,18 +144,19 @@ def test_the_real_tables_prove_the_property(name: str) -> None:
     assert result.kind == "liveness" and result.rules == prop.rules
 
 
-def test_the_real_com_table_loses_a_second_abandoned_call() -> None:
-    # A real finding (issue 15, "Counting"): `orphan` is one bit, so abandoning a second call
-    # while one is orphaned drops a call the test server still holds. Fixing the table (a
-    # count of abandoned calls) turns this into a proof.
-    result = _result(COM, "com.server_ends_every_call")
+def test_a_release_that_forgets_the_abandoned_call_loses_it() -> None:
+    # Issue 15, "Counting": the model once kept abandoned calls in one bit and so lost the
+    # second. The real table counts them (proved above); a Release of a pending call that does
+    # not record the call the test server still holds is a path that loses it.
+    broken = _edit(COM, _defined("Release", phase="PENDING"), _without_update("orphan"))
+    result = _result(broken, "com.server_ends_every_call")
     assert result.result is Result.COUNTEREXAMPLE and result.counterexample is not None
     cex = result.counterexample
     assert cex.kind == "path" and "drops a call the test server still holds" in cex.what
     last = cex.steps[-1]
-    assert dict(last.state)["orphan"] is True and dict(last.state)["held"] is True
-    assert dict(last.next_state)["held"] is False
-    _replays(COM, cex)
+    assert last.op == "Release" and dict(last.state)["held"] is True
+    assert dict(last.next_state)["held"] is False and dict(last.next_state)["orphan"] == 0
+    _replays(broken, cex)
 
 
 def test_every_property_cites_catalogued_rules_and_names_real_fields() -> None:

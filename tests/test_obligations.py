@@ -177,10 +177,15 @@ def test_known_findings_name_real_obligations() -> None:
 
 def test_results_have_the_shape_of_the_other_checks(real: list[CheckResult]) -> None:
     assert all(r.kind == "obligation" for r in real)
-    finding = next(r for r in real if r.result is Result.CONFLICT)
+    json.dumps([r.to_json() for r in real])
+    # A known finding is reported as an expected conflict, with its counterexample.
+    broken = plant(COM, "Finish_", {"phase": "IDLE"},
+                   outcomes(out(Exact(codes.S_OK), "planted: finished nothing")))
+    (finding,) = check_obligations({"com_call": broken}, [BY_ID["com.finish_without_call"]],
+                                   known={"com.finish_without_call": "a planted finding"})
+    assert finding.result is Result.CONFLICT and not finding.failed
     data = finding.to_json()
     assert data["expected"] is True and data["counterexample"]["steps"]  # type: ignore[index]
-    json.dumps([r.to_json() for r in real])
 
 
 def test_a_known_finding_that_holds_is_called_stale() -> None:
@@ -220,7 +225,7 @@ def test_a_wrong_exact_code_under_a_pinned_reading_is_caught() -> None:
 def test_a_cancel_accepted_but_forgotten_is_caught() -> None:
     # Cancel returns S_OK but does not record the cancel: TestCancel keeps saying "pending".
     broken = plant(COM, "Cancel", {"phase": "PENDING", "cancel": False, "cancellable": True},
-                   without_update("cancel"))
+                   without_update("cancel"), args={"seconds": (0, 1)})
     assert_caught(broken, "com.test_cancel", "COM-CANCEL-10", "TestCancel")
 
 
@@ -256,7 +261,7 @@ def test_a_64th_member_accepted_is_caught_by_the_state_property() -> None:
 
 
 def test_an_sta_probe_that_is_never_offered_is_caught() -> None:
-    broken = plant(COM, "probe_sta_wait", {"phase": "PENDING", "cancel": False}, not_offered)
+    broken = plant(COM, "probe_sta_wait", {"phase": "PENDING"}, not_offered)
     assert_caught(broken, "com.sta_wait_probe_offered", "COM-WAIT-06", "")
 
 
