@@ -28,6 +28,7 @@ from callgate.model.obligations.core import (
     Reach,
     Whenever,
     admitted,
+    as_pinned,
     fails,
     may_be,
     only,
@@ -135,12 +136,6 @@ def late_answers(n: N) -> int:
         count += 1
         state = answer.outcomes[0].next_state
     return count
-
-
-def as_pinned(n: N, point: str, a: A) -> bool:
-    """A failure, and exactly the code the variation point's pinned choice names, if it names one."""
-    pinned = n.pinned_code(point)
-    return fails(a.code) and (pinned is None or only(a.code, pinned))
 
 
 def begin_refused(n: N, _args: ArgMap, a: A) -> bool:
@@ -296,6 +291,15 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "the window message posted before it was dispatched (output pumped is True).",
         M, Whenever(("probe_sta_wait",), lambda n, a: True,
                     lambda n, a, r: r.output("pumped") is True)),
+    Obligation(
+        "com.sta_wait_times_out", ("COM-WAIT-06", "COM-WAIT-03", "COM-WAIT-04"),
+        "The STA probe is a Wait with a finite timeout: on a call in flight that the server has "
+        "not signalled and that was not cancelled it returns a failure, exactly the "
+        "call_wait_timeout_code reading of D-01 when pinned, and changes nothing.",
+        M, Whenever(("probe_sta_wait",),
+                    lambda n, a: in_flight(n) and not answered(n) and not n.seen.cancelled,
+                    lambda n, a, r: as_pinned(n, "call_wait_timeout_code", r)
+                    and r.next.state == n.state), points=("call_wait_timeout_code",)),
     Obligation(
         "com.sta_wait_probe_offered", ("COM-WAIT-06",),
         "The STA probe can be made: from every initial state of a server object that supports "
