@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import asdict
 
@@ -169,6 +170,77 @@ def cmd_model_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mutant_progress(result: object, done: int, total: int) -> None:
+    from callgate.model.mutants import MutantResult
+
+    assert isinstance(result, MutantResult)
+    what = {"killed": f"killed by {result.killed_by} ({result.finding})",
+            "equivalent": "equivalent (listed)", "survived": "SURVIVED",
+            "crashed": f"CRASHED in {result.killed_by}: {result.detail}"}[result.status]
+    print(f"  [{done}/{total}] {result.name}: {what}, {result.seconds:.1f} s", file=sys.stderr,
+          flush=True)
+
+
+def cmd_model_mutants(args: argparse.Namespace) -> int:
+    """Seeded errors in the tables, each run through its machine's semantic checks; exit 1 if
+    one survives (and is not listed as equivalent) or a check crashes on one."""
+    from callgate.model import mutants  # z3 and networkx load only for this command
+
+    console = make_console()
+    catalogue = mutants.catalogue()
+    if args.only:
+        unknown = [n for n in args.only if n not in catalogue]
+        if unknown:
+            print(f"callgate model mutants: unknown mutant(s) {', '.join(unknown)}; "
+                  "`callgate model mutants --list` lists them", file=sys.stderr)
+            return EXIT_USAGE
+    if args.workers < 1:
+        print("callgate model mutants: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.list:
+        chosen = [catalogue[n] for n in (args.only or catalogue)]
+        if args.json:
+            json.dump([{"name": m.name, "machine": m.machine, "operator": m.operator,
+                        "description": m.description,
+                        "equivalent": mutants.EQUIVALENT.get(m.name)} for m in chosen],
+                      sys.stdout, indent=1)
+            sys.stdout.write("\n")
+            return EXIT_OK
+        table = Table(title=f"{len(chosen)} model mutants")
+        for col in ("name", "what it changes"):
+            table.add_column(col, overflow="fold")
+        for m in chosen:
+            table.add_row(escape(m.name), escape(m.description))
+        console.print(table)
+        return EXIT_OK
+    command = "callgate " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    print(f"callgate model mutants: {len(args.only or catalogue)} mutants, {args.workers} "
+          "worker(s)", file=sys.stderr)
+    report = mutants.run(args.only or None, args.workers, args.all_checks, _mutant_progress,
+                         command)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK if report.ok else EXIT_NONCONFORMANT
+    table = Table(title="callgate model mutants")
+    for col in ("mutant", "result", "check", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        style = {"killed": "green", "equivalent": "yellow"}.get(r.status, "bold red")
+        detail = r.reason if r.status == "equivalent" else r.detail
+        table.add_row(escape(r.name), f"[{style}]{r.status}[/{style}]",
+                      escape(f"{r.killed_by} ({r.finding})" if r.finding else r.killed_by),
+                      escape(detail))
+    console.print(table)
+    data = report.to_json()
+    console.print(f"{data['total']} mutants: {data['killed']} killed, "
+                  f"{len(report.of('equivalent'))} equivalent, "
+                  f"{len(report.of('survived'))} survived, {len(report.of('crashed'))} crashed, "
+                  f"in {report.seconds:.1f} s"
+                  + ("" if report.ok else ": FAILED"))
+    return EXIT_OK if report.ok else EXIT_NONCONFORMANT
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `model` and its subcommands to the top-level parser."""
     model = sub.add_parser("model", help="inspect and check the formal model")
@@ -187,6 +259,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--depth", type=int, default=6, metavar="K",
                        help="bounded model checking depth (default 6)")
     check.set_defaults(func=cmd_model_check)
+    mutants = msub.add_parser(
+        "mutants", help="seed errors in the tables and show which semantic check catches each")
+    mutants.add_argument("--json", action="store_true", help="print the report as JSON")
+    mutants.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    mutants.add_argument("--list", action="store_true", help="list the mutants and exit")
+    mutants.add_argument("--workers", type=int, default=2,
+                         help="mutants checked at a time, each in its own process (default 2)")
+    mutants.add_argument("--all-checks", action="store_true",
+                         help="run every check on every mutant, not only up to the first that "
+                              "kills it (slower; shows that no check crashes)")
+    mutants.set_defaults(func=cmd_model_mutants)
     graph = msub.add_parser("graph", help="draw a family's reachable state graphs")
     graph.add_argument("family", choices=sorted(FAMILIES), help="which family")
     graph.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot",

@@ -28,6 +28,7 @@ from callgate.model.obligations.core import (
     Reach,
     Whenever,
     admitted,
+    as_pinned,
     fails,
     may_be,
     only,
@@ -48,19 +49,21 @@ class ComSeen:
     server: str = "idle"      # idle | working | answered: the test server's Begin_ processing
     answer: int = 0           # the [out] value the server signalled for the current call
     cancelled: bool = False   # ICancelMethodCalls::Cancel returned S_OK for the current call
+    cancel_in_time: bool = False  # ... while the server still worked on it (not yet answered)
     wait_ok: bool = False     # ISynchronize::Wait returned S_OK for the current call
     abandoned: int = 0        # server calls the client left while the server still held them
 
     def __str__(self) -> str:
         return (f"obj={self.obj} call={self.call} server={self.server} answer={self.answer} "
-                f"cancelled={self.cancelled} wait_ok={self.wait_ok} abandoned={self.abandoned}")
+                f"cancelled={self.cancelled} cancel_in_time={self.cancel_in_time} "
+                f"wait_ok={self.wait_ok} abandoned={self.abandoned}")
 
 
 def _end_call(seen: ComSeen) -> ComSeen:
     """The current call is over for the client; a server still working on it is abandoned."""
     left = seen.abandoned + (1 if seen.server == "working" else 0)
-    return replace(seen, call=False, server="idle", answer=0, cancelled=False, wait_ok=False,
-                   abandoned=min(left, ABANDON_CAP))
+    return replace(seen, call=False, server="idle", answer=0, cancelled=False,
+                   cancel_in_time=False, wait_ok=False, abandoned=min(left, ABANDON_CAP))
 
 
 def observe(seen: ComSeen, op: str, args: ArgMap, outcome: Allowed) -> ComSeen:
@@ -70,11 +73,12 @@ def observe(seen: ComSeen, op: str, args: ArgMap, outcome: Allowed) -> ComSeen:
         return replace(seen, obj="live")
     if op == "Begin_" and seen.obj == "live" and succeeds(code):
         return replace(seen, call=True, server="working", answer=0, cancelled=False,
-                       wait_ok=False)
+                       cancel_in_time=False, wait_ok=False)
     if op == "Wait" and seen.call and only(code, codes.S_OK):
         return replace(seen, wait_ok=True)
     if op == "Cancel" and seen.call and only(code, codes.S_OK):
-        return replace(seen, cancelled=True)
+        return replace(seen, cancelled=True,
+                       cancel_in_time=seen.cancel_in_time or seen.server == "working")
     if op == "Finish_" and seen.call:
         return _end_call(seen)
     if op == "Release":
@@ -135,12 +139,6 @@ def late_answers(n: N) -> int:
         count += 1
         state = answer.outcomes[0].next_state
     return count
-
-
-def as_pinned(n: N, point: str, a: A) -> bool:
-    """A failure, and exactly the code the variation point's pinned choice names, if it names one."""
-    pinned = n.pinned_code(point)
-    return fails(a.code) and (pinned is None or only(a.code, pinned))
 
 
 def begin_refused(n: N, _args: ArgMap, a: A) -> bool:
@@ -297,6 +295,15 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         M, Whenever(("probe_sta_wait",), lambda n, a: True,
                     lambda n, a, r: r.output("pumped") is True)),
     Obligation(
+        "com.sta_wait_times_out", ("COM-WAIT-06", "COM-WAIT-03", "COM-WAIT-04"),
+        "The STA probe is a Wait with a finite timeout: on a call in flight that the server has "
+        "not signalled and that was not cancelled it returns a failure, exactly the "
+        "call_wait_timeout_code reading of D-01 when pinned, and changes nothing.",
+        M, Whenever(("probe_sta_wait",),
+                    lambda n, a: in_flight(n) and not answered(n) and not n.seen.cancelled,
+                    lambda n, a, r: as_pinned(n, "call_wait_timeout_code", r)
+                    and r.next.state == n.state), points=("call_wait_timeout_code",)),
+    Obligation(
         "com.sta_wait_probe_offered", ("COM-WAIT-06",),
         "The STA probe can be made: from every initial state of a server object that supports "
         "asynchronous calls, a state where probe_sta_wait is DEFINED is reachable.",
@@ -369,6 +376,17 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         M, Whenever(("Finish_",), lambda n, a: in_flight(n) and n.seen.cancelled,
                     lambda n, a, r: (r.next.probe("Begin_").succeeds()
                                      and (answered(n) or as_pinned(n, "cancelled_code", r)))),
+        points=("cancelled_code",)),
+    Obligation(
+        "com.finish_cancelled_may_fail", ("COM-FIN-05", "COM-CANCEL-09", "COM-CANCEL-05"),
+        "A cancel issued while the server still worked on the call may take effect (S_OK from "
+        "Cancel only means the request was issued, COM-CANCEL-05), and a cancelled method "
+        "returns the cancelled code (COM-CANCEL-09, D-03; likely RPC_E_CALL_CANCELED, "
+        "COM-FIN-05): once the server has answered, Finish_ of such a call is DEFINED and that "
+        "failure, the pinned reading when pinned, is among its allowed results.",
+        M, Whenever(("Finish_",), lambda n, a: (in_flight(n) and n.seen.cancel_in_time
+                                                and answered(n)),
+                    defined=True, some=(lambda n, a, r: as_pinned(n, "cancelled_code", r),)),
         points=("cancelled_code",)),
     # 2.6 server side, security
     Obligation(

@@ -91,6 +91,12 @@ def may_be(spec: CodeSpec, code: Code | int) -> bool:
     return spec.admits(code.value if isinstance(code, Code) else code)
 
 
+def as_pinned(n: Now[Any], point: str, a: After[Any]) -> bool:
+    """A failure, and exactly the code the variation point's pinned choice names, if it names one."""
+    pinned = n.pinned_code(point)
+    return fails(a.code) and (pinned is None or only(a.code, pinned))
+
+
 MISSING = object()
 
 

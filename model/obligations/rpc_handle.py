@@ -67,12 +67,13 @@ class RpcSeen:
     soft_in_time: bool = False  # a non-abortive cancel was accepted while the routine held it
     notes: int = 0              # completion notifications received for the call (2: two or more)
     status: str = "none"        # none | ok | failed: a final RpcAsyncGetCallStatus
+    told: bool = False          # RpcServerTestCancel has reported the current cancel (RPC_S_OK)
 
     def __str__(self) -> str:
         return (f"handle={self.handle} call={self.call} notify={self.notify or '-'} "
                 f"server={self.server} reply={self.reply} code={self.code} cancel={self.cancel} "
                 f"abort_in_time={self.abort_in_time} soft_in_time={self.soft_in_time} "
-                f"notes={self.notes} status={self.status}")
+                f"notes={self.notes} status={self.status} told={self.told}")
 
 
 def observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
@@ -88,7 +89,7 @@ def _observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
     code = outcome.code
     if op == "RpcAsyncInitializeHandle" and only(code, RPC_OK):
         if seen.server == "held":  # the routine still holds the old call, and its cancel
-            return RpcSeen(handle="init", server="held", cancel=seen.cancel)
+            return RpcSeen(handle="init", server="held", cancel=seen.cancel, told=seen.told)
         return RpcSeen(handle="init")
     if op == "AsyncCall" and succeeds(code):
         return RpcSeen(handle="call", call=True, notify=str(args["notify"]),
@@ -104,6 +105,8 @@ def _observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
         return replace(seen, cancel="abort" if abort or seen.cancel == "abort" else "soft",
                        abort_in_time=seen.abort_in_time or (abort and seen.server == "held"),
                        soft_in_time=seen.soft_in_time or (not abort and seen.server == "held"))
+    if op == "server_test_cancel" and seen.server == "held" and only(code, RPC_OK):
+        return replace(seen, told=True)
     if op == "wait_notification" and only(code, NOTIFIED):
         return replace(seen, notes=min(2, seen.notes + 1))
     if op in ("server_complete", "server_abort", "server_raise") and seen.server == "held":
@@ -580,6 +583,17 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "RPC_S_CALL_IN_PROGRESS while the notice has not arrived, RPC-CLI-CANCEL-05).",
         M, Whenever(("server_test_cancel",), lambda n, a: held(n), test_cancel_answer,
                     defined=True)),
+    Obligation(
+        "rpc.cancel_notice_on_its_way", ("RPC-CLI-CANCEL-05", "RPC-SRV-CANCEL-01"),
+        "A cancel takes effect depending on how far the call had got (RPC-CLI-CANCEL-05): until "
+        "RpcServerTestCancel has reported it, a single RpcServerTestCancel (zero timeout) on the "
+        "call the routine holds may still answer RPC_S_CALL_IN_PROGRESS, the notice not having "
+        "arrived; the table must allow that answer.",
+        M, Whenever(("server_test_cancel",), lambda n, a: (held(n) and n.seen.cancel != "no"
+                                                          and not n.seen.told
+                                                          and a["timeout"] == "zero"),
+                    defined=True,
+                    some=(lambda n, a, r: only(r.code, codes.RPC_S_CALL_IN_PROGRESS),))),
     Obligation(
         "rpc.server_test_cancel_no_call", ("RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-03"),
         "RpcServerTestCancel(0) on a server thread that runs no call is DEFINED in every state "

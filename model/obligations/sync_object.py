@@ -9,6 +9,7 @@ which of the first two were signalled (`ContainerSeen`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from callgate.model.obligations.core import (
     Obligation,
     Observer,
     Whenever,
+    as_pinned,
     fails,
     may_be,
     only,
@@ -109,6 +111,13 @@ def signalled_member(n: K, _args: ArgMap, r: After[ContainerSeen]) -> bool:
             and member in (0, 1) and n.seen.signalled[member])
 
 
+def returns_member(index: int) -> Callable[[K, ArgMap, After[ContainerSeen]], bool]:
+    """Where member `index` is signalled, an outcome that returns it (else any outcome)."""
+    def returns(n: K, _args: ArgMap, r: After[ContainerSeen]) -> bool:
+        return not n.seen.signalled[index] or r.output("member") == index
+    return returns
+
+
 def handle_call(r: After[EventSeen]) -> bool:
     """S_OK or one of the generic failures."""
     return only(r.code, codes.S_OK, *GENERIC_FAILURES)
@@ -151,6 +160,14 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         EVENT, Whenever(("Wait",), lambda n, a: n.seen.signalled is False
                         and a["timeout"] in ("zero", "finite"),
                         lambda n, a, r: fails(r.code) and r.next.state == n.state, defined=True)),
+    Obligation(
+        "event.wait_times_out", ("COM-WAIT-03", "COM-WAIT-04"),
+        "Wait with a zero or finite timeout on an event known to be non-signalled times out: a "
+        "failure, exactly the event_wait_timeout_code reading of D-01 when pinned.",
+        EVENT, Whenever(("Wait",), lambda n, a: n.seen.signalled is False
+                        and a["timeout"] in ("zero", "finite"),
+                        lambda n, a, r: as_pinned(n, "event_wait_timeout_code", r), defined=True),
+        points=("event_wait_timeout_code",)),
     Obligation(
         "event.std_event_resets", ("COM-SYNC-03",),
         "On a StdEvent, a Wait that returns S_OK resets the object: a second Wait (zero or "
@@ -224,7 +241,10 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "and *ppSync (output member) is a member that was signalled.",
         CONTAINER, Whenever(("WaitMultiple",),
                             lambda n, a: n.seen.created and any(n.seen.signalled),
-                            signalled_member, defined=True)),
+                            signalled_member, defined=True,
+                            # "the member that was signaled": with both signalled the rule
+                            # names neither, so the table must allow each
+                            some=(returns_member(0), returns_member(1)))),
     Obligation(
         "container.wait_times_out", ("COM-CONT-04",),
         "WaitMultiple with a zero or finite timeout on a non-empty container with no member "
