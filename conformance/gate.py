@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +24,7 @@ from callgate.conformance.cases.stateful import StatefulBudget, default_slots, r
 from callgate.conformance.cases.walk import walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.judge.shrink import shrink_case
 from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
 from callgate.conformance.report.reporting import write_reports
@@ -325,9 +326,8 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
         for machine_plan in plan.machines.values():
             pending = set(machine_plan.transitions)
             for case, result in walk_machine(runner, machine_plan, pending):
-                if result.verdict is Verdict.FAIL:
-                    result = shrink(runner, plan, case, result)
                 total = max(total, len(results) + 1 + stateful_cases)
+                result = shrink(runner, plan, case, result, progress, len(results), total)
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0
@@ -337,11 +337,13 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                                    options.budget.stateful_steps),
             seed=options.seed + round_, slots=slots,
             case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
+        result = shrink(runner, None, None, result, progress, len(results), total)
         _record(stream, results, result, progress, total, options.expectations)
     if options.parallel:
         runs = options.parallel_runs or options.budget.parallel_runs
         for result in parallel_phase(runner, ParallelBudget(
                 options.budget.parallel_examples, runs, options.stagger), options.seed):
+            result = shrink(runner, None, None, result, progress, len(results), total)
             _record(stream, results, result, progress, total, options.expectations)
     if options.expectations is not None:
         # Listed deviations that no case showed any more: the expectations file is stale.
@@ -369,18 +371,21 @@ def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
         progress(result.id, len(results), total, result)
 
 
-def shrink(runner: CaseRunner, plan: sequences.Plan, case: Case, failed: CaseResult) -> CaseResult:
-    """Replace a failing directed case by the shortest path to the failing transition, if that
-    path fails too (the counterexample is then no longer than the shortest path in the graph)."""
-    shorter = plan.shortest_case(case, failed)
-    if shorter is None or len(shorter.steps) >= len(case.steps):
+def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
+           failed: CaseResult, progress: Progress | None = None, done: int = 0,
+           total: int = 0) -> CaseResult:
+    """A failing case shrunk to a counterexample no single step of which can be removed
+    (`callgate.conformance.judge.shrink`); a directed case first tries the shortest path in the
+    model's graph to its failing transition. Other verdicts come back as they are."""
+    if failed.verdict is not Verdict.FAIL:
         return failed
-    again = runner.run(shorter)
-    if again.verdict is not Verdict.FAIL or again.trace[-1].op != failed.trace[-1].op:
-        return failed
-    return replace(again, id=case.id, description=case.description, rules=list(case.rules),
-                   original_length=len(failed.trace), covered=sorted(set(failed.covered)
-                                                                    | set(again.covered)))
+    shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text, done, total, None)
+
+    return shrink_case(runner, failed, shorter, progress=say)
 
 
 def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0

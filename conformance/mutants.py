@@ -5,14 +5,16 @@ the rule it breaks, what it does instead). `run_mutants` runs the gate against e
 records, per mutant, whether a case failed (killed) and, for a kill:
 
 * `seconds_to_kill`: from the start of the gate run to the moment the first failing case was
-  recorded (directed cases are already shrunk to the shortest path then, stateful ones shrunk by
-  Hypothesis);
-* `counterexample_length`: steps of that case's failing trace;
-* `shortest_path`: the length of a shortest path in the state graph (`callgate.model.explorer`) from an
-  initial state to the *faulty transition*, the state and operation of the first failing step
-  (derived from the trace: the failing slot's steps replayed through the model);
-* `minimal`: the counterexample is minimal when its length is `shortest_path + 1`, that is the
-  shortest way to the faulty transition and the transition itself, and nothing else.
+  recorded (every failing case is shrunk before it is recorded: `callgate.conformance.judge.shrink`);
+* `counterexample_length`: steps of that case's failing trace after shrinking, and
+  `length_before` its length before;
+* `transition`: the *faulty transition*, a step of the trace whose model row cites the rule the
+  fault breaks (see `faulty_transition`); `shortest_path`: the length of a shortest path in the
+  state graph (`callgate.model.explorer`) from an initial state to the state it starts from;
+  `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
+  shows only at a later step);
+* `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
+  shrinking showed that no single step can be removed (`one_minimal`).
 
 A run stops at the first failing case (that is the kill); a survivor runs the whole budget.
 Equivalent mutants (`EQUIVALENT`, no observable difference) are expected to survive and are
@@ -43,7 +45,7 @@ from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
 from callgate.model.families import MACHINES
 from callgate.model.rules import Level, catalogue
-from callgate.model.transitions import Args, Machine, ModelError, Tracker
+from callgate.model.transitions import Args, Machine, ModelError, State, Tracker
 
 # Mutants no test can tell from the reference implementation, each with the reason. They are
 # listed as survivors with that reason; `killed == total - len(EQUIVALENT)` on a healthy suite.
@@ -100,8 +102,12 @@ class MutantResult:
     seconds_to_kill: float | None = None
     counterexample_length: int | None = None
     shortest_path: int | None = None
-    transition: str = ""              # machine: state / operation of the first failing step
+    transition: str = ""              # machine: state / operation of the faulty transition
+    observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
     minimal: bool | None = None
+    length_before: int | None = None  # the killing case's length before shrinking
+    one_minimal: bool | None = None   # the shrinker showed no single step can be removed
+    shrink_reruns: int = 0
     failed_rules: list[str] = field(default_factory=list)
     message: str = ""
     reason: str = ""                  # why it survived (equivalent, concurrency, or blind spot)
@@ -181,42 +187,70 @@ def _args(machine: Machine, op: str, values: Mapping[str, object]) -> Args:
     return tuple((p.name, values[p.name]) for p in machine.operation(op).params)  # type: ignore[misc]
 
 
-def faulty_transition(result: CaseResult, plan: sequences.Plan
-                      ) -> tuple[str, int | None]:
-    """The state and operation of the first failing step (as text) and the length of a shortest
-    path in the machine's state graph from an initial state to that state (None if unknown)."""
+def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
+                      ) -> tuple[str, int | None, int | None]:
+    """The faulty transition of a failing case: its state and operation (as text), the length of
+    a shortest path in the machine's state graph from an initial state to that state, and how
+    many steps of the trace come after it (the steps that observe the fault). Unknown parts are
+    "" or None.
+
+    The faulty transition is a step on the failing slot whose model row cites `rule` (the rule
+    the fault breaks): the latest one whose earlier steps are no more than a shortest path to
+    the state it starts from, else the latest one. A fault that shows at once is the failing
+    step itself (no observing steps); a fault that corrupts the next state is an earlier step,
+    and the steps after it are what brings the corruption to light. When no step cites `rule`
+    (or none is given), the failing step is taken."""
     if not result.trace:
-        return "", None
+        return "", None, None
     last = result.trace[-1]
     machine_name = result.slots.get(last.slot, "")
     if machine_name not in MACHINES:
-        return "", None
+        return "", None, None
     machine = MACHINES[machine_name]
     config = next((s.get("config", {}) for s in result.replay.get("slots", [])
                    if s.get("name") == last.slot), None)
     if config is None:
-        return "", None
+        return "", None, None
     tracker = Tracker(machine, plan.capabilities.pins, [machine.make(**dict(config))])
-    for record in result.trace[:-1]:
+    before: dict[int, frozenset[State]] = {}  # the failing slot's state before each of its steps
+    for index, record in enumerate(result.trace):
         if record.slot != last.slot:
             continue
+        before[index] = tracker.states
+        if index == len(result.trace) - 1:
+            break
         if record.code is None or not tracker.observe(
                 record.op, _args(machine, record.op, record.args), record.code,
                 record.outputs).ok:
-            return "", None
-    if len(tracker.states) != 1:
-        return "", None
-    (state,) = tracker.states
-    args = ", ".join(f"{k}={v}" for k, v in last.args.items())
-    text = f"{machine_name}: {machine.describe(state)} / {last.op}({args})"
+            return "", None, None
+    citing = [i for i in before if rule and rule in result.trace[i].rules]
     graph_plan = plan.machines.get(machine_name)
-    if graph_plan is None:
-        return text, None
-    try:
-        path = explorer.shortest_path(graph_plan.graph, graph_plan.initial, state)
-    except ModelError:
-        return text, None
-    return text, len(path)
+
+    def shortest(index: int) -> int | None:
+        states = before[index]
+        if graph_plan is None or len(states) != 1:
+            return None
+        try:
+            return len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
+                                              next(iter(states))))
+        except ModelError:
+            return None
+
+    chosen = len(result.trace) - 1
+    for index in sorted(citing, reverse=True):
+        found = shortest(index)
+        if found is not None and index <= found:
+            chosen = index
+            break
+    else:
+        chosen = max(citing, default=chosen)
+    states = before[chosen]
+    if len(states) != 1:
+        return "", None, None
+    step = result.trace[chosen]
+    args = ", ".join(f"{k}={v}" for k, v in step.args.items())
+    text = f"{machine_name}: {machine.describe(next(iter(states)))} / {step.op}({args})"
+    return text, shortest(chosen), len(result.trace) - 1 - chosen
 
 
 # --- running one mutant -------------------------------------------------------------------------
@@ -269,15 +303,29 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count[0],
                             reason=survivor_reason(name, kinds))
     result, at = first[0]
-    transition, shortest = faulty_transition(result, plan)
+    transition, shortest, observing = faulty_transition(result, plan, fault.rule)
     length = len(result.trace)
+    one_minimal = result.shrink.get("one_minimal") if result.shrink else None
     return MutantResult(
         name, fault.rule, fault.effect, True, round(seconds, 3), count[0],
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
-        transition=transition,
-        minimal=None if shortest is None else length == shortest + 1,
+        transition=transition, observing_steps=observing,
+        minimal=is_minimal(length, shortest, observing, one_minimal),
+        length_before=result.length_before or length, one_minimal=one_minimal,
+        shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300])
+
+
+def is_minimal(length: int, shortest: int | None, observing: int | None,
+               one_minimal: bool | None) -> bool | None:
+    """A counterexample is minimal when it is no longer than the shortest path to the faulty
+    transition, the transition, and the steps after it that observe the fault, and when its
+    shrinking showed that no single step can be removed. None when the faulty transition is
+    unknown."""
+    if shortest is None or observing is None:
+        return None
+    return bool(one_minimal) and length <= shortest + 1 + observing
 
 
 def _parallel_option(kinds: Sequence[str]) -> dict[str, Any]:
@@ -384,6 +432,7 @@ def reference_sources() -> list[Path]:
 
 def print_progress(result: MutantResult, done: int, total: int) -> None:
     status = (f"killed in {result.seconds_to_kill:.2f} s by {result.killed_by} "
-              f"({result.counterexample_length} steps)" if result.killed
+              f"({result.counterexample_length} steps, shrunk from {result.length_before})"
+              if result.killed
               else f"SURVIVED ({result.reason})")
     print(f"  [{done}/{total}] {result.name}: {status}", file=sys.stderr, flush=True)

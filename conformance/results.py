@@ -120,6 +120,12 @@ class CaseResult:
     overlapped_runs: int = 0
     # Other distinct failures the case saw (each with its own trace), beside the one above.
     other_failures: list[Failure] = field(default_factory=list)
+    # A failing case after shrinking (callgate.conformance.judge.shrink): the length of the
+    # first failing run and of the trace shown, and how the shrinking went (reruns, seconds,
+    # one_minimal, note). Zero and empty when the case was not shrunk.
+    length_before: int = 0
+    length_after: int = 0
+    shrink: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

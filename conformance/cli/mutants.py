@@ -60,18 +60,20 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 def print_table(report: mutants.MutantsReport) -> None:
     console = make_console()
     table = Table(title=f"mutants, budget {report.budget}, seed {report.seed}")
-    for column in ("mutant", "rule", "result", "s to kill", "case", "cex", "shortest",
-                   "minimal"):
+    for column in ("mutant", "rule", "result", "s to kill", "case", "cex", "before", "shortest",
+                   "observing", "minimal"):
         table.add_column(column, overflow="fold")
     for r in report.results:
         if r.killed:
             table.add_row(r.name, r.rule, f"killed ({r.verdict}, {r.kind})",
                           f"{r.seconds_to_kill:.2f}", r.killed_by,
                           str(r.counterexample_length),
+                          "" if r.length_before is None else str(r.length_before),
                           "" if r.shortest_path is None else str(r.shortest_path),
+                          "" if r.observing_steps is None else str(r.observing_steps),
                           {True: "yes", False: "no", None: "?"}[r.minimal])
         else:
-            table.add_row(r.name, r.rule, "[bold]survived[/bold]", "", "", "", "", "")
+            table.add_row(r.name, r.rule, "[bold]survived[/bold]", "", "", "", "", "", "", "")
     console.print(table)
     median = report.median_seconds_to_kill
     console.print(f"{len(report.killed)}/{len(report.results)} killed "

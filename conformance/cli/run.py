@@ -55,12 +55,17 @@ def _progress_printer() -> tuple[object, object]:
         def update(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
             failed = "" if result is None or result.verdict is Verdict.PASS else \
                 f" last: {case_id} {result.verdict.value}"
+            if result is None and case_id.startswith("shrinking "):
+                failed = f" {case_id}"  # a long shrinking says where it is
             bar.update(task, completed=done, total=total, status=failed)
         return bar, update
 
     step = {"next": 0}
 
     def update_plain(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
+        if result is None and case_id.startswith("shrinking "):
+            console.print(f"  {escape(case_id)}")  # a long shrinking says where it is
+            return
         if result is not None and result.verdict in (Verdict.FAIL, Verdict.ERROR):
             console.print(f"  {result.verdict.value}: {case_id}: {escape(result.message[:160])}")
         if done >= step["next"] or done == total:

@@ -291,6 +291,9 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
             data["evidence"] = case.evidence
         if case.original_length:
             data["original_length"] = case.original_length
+        if case.shrink:
+            data["length_before"], data["length_after"] = case.length_before, case.length_after
+            data["shrink"] = case.shrink
     if case.other_failures:
         data["other_failures"] = [{
             "verdict": f.verdict.value, "message": f.message, "trace": _trace_json(f.trace),

@@ -1,0 +1,412 @@
+"""Shrinks a failing case until no single step can be removed without losing the failure.
+
+A case that fails is rarely the shortest way to show its fault: a coverage walk reaches the
+failing transition after hundreds of steps, a generated program carries steps that do nothing.
+The shrinker turns it into a 1-minimal counterexample, in three passes, every candidate run
+again against a fresh session of the adapter:
+
+1. Cycles. The steps between two moments at which the implementation was observed in the same
+   model state (every slot's tracker the same) are cut out, the longest cycle first.
+2. The shortest observed way. Every run (the original and every candidate) adds what the
+   implementation was seen to do to a graph: observed state, action, observed next state. A
+   shortest path in that graph, not the model's, from the initial state to the state the
+   failing step starts from, followed by the failing step, is tried.
+3. Delta debugging (ddmin, on complements): chunks of steps are removed, halving the chunk size
+   until single steps; then every single step is removed in turn once more, until none can go.
+
+A candidate is kept only if it fails for the same reason (`Reason`: a `fail` verdict whose last
+step is the same operation, on the same machine, citing the same rules) and its run took fewer
+steps than the counterexample so far. A candidate that passes, errs, or fails another way is
+dropped (a flaky or different failure never replaces the one being shrunk). What a candidate's
+run took is what counts: if the harness adds a look before a wait for ever (see
+`LiveCase.lookout`), the look is part of the counterexample.
+
+The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
+pass ran every single-step removal of the final counterexample and none of them failed the same
+way; when the budget runs out first, the counterexample is the smallest seen and `note` says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from callgate.conformance.judge.runner import Case, CaseRunner, initial_state
+from callgate.conformance.protocol.adapter import SlotSpec
+from callgate.conformance.results import CaseResult, StepRecord, Verdict
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Action, Args, Kind, State, Tracker
+
+# How often, at most, a long shrinking says where it is (seconds).
+PROGRESS_EVERY = 2.0
+
+# The default budget: reruns, and wall-clock seconds.
+RERUNS = 400
+SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ShrinkBudget:
+    """How much one shrinking may cost: candidate runs, and seconds."""
+
+    reruns: int = RERUNS
+    seconds: float = SECONDS
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a case failed: what a candidate must show again to replace it."""
+
+    machine: str
+    op: str
+    rules: tuple[str, ...]
+
+    @staticmethod
+    def of(result: CaseResult) -> Reason | None:
+        """The reason of a `fail` result whose last step went wrong; None for anything else."""
+        if result.verdict is not Verdict.FAIL or not result.trace or result.trace[-1].ok:
+            return None
+        last = result.trace[-1]
+        return Reason(result.slots.get(last.slot, ""), last.op, tuple(sorted(last.rules)))
+
+
+@dataclass(frozen=True)
+class Shrunk:
+    """The outcome of one shrinking."""
+
+    result: CaseResult        # the smallest failing run seen (the original if none was smaller)
+    length_before: int
+    length_after: int
+    reruns: int
+    seconds: float
+    one_minimal: bool         # shown: no single step of `result` can be removed
+    note: str = ""            # why it is not shown minimal, when it is not
+    rejected: dict[str, int] = field(default_factory=dict)  # candidates dropped, by why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"length_before": self.length_before, "length_after": self.length_after,
+                "reruns": self.reruns, "seconds": round(self.seconds, 3),
+                "one_minimal": self.one_minimal, "note": self.note,
+                "rejected": dict(sorted(self.rejected.items()))}
+
+
+Key = tuple[frozenset[State], ...]  # every slot's model states, in slot order
+
+
+def actions_of(trace: Sequence[StepRecord]) -> tuple[Action, ...]:
+    """The actions a trace took, in order."""
+    return tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in trace)
+
+
+def _ordered(machine: str, op: str, values: Mapping[str, Any]) -> Args:
+    return tuple((p.name, values[p.name])
+                 for p in MACHINES[machine].operation(op).params)
+
+
+def observed_states(slots: Sequence[SlotSpec], trace: Sequence[StepRecord],
+                    pins: Mapping[str, str]) -> list[Key]:
+    """The model states of every slot before each step of `trace` and after its last accepted
+    step, found by following the recorded answers through the model (what the implementation
+    was observed in). Stops at the first step the model does not accept."""
+    machines = {s.name: s.machine for s in slots}
+    trackers = {s.name: Tracker(MACHINES[s.machine], pins,
+                                [initial_state(MACHINES[s.machine], s.config)]) for s in slots}
+    names = [s.name for s in slots]
+
+    def key() -> Key:
+        return tuple(trackers[n].states for n in names)
+
+    states = [key()]
+    for record in trace:
+        if record.code is None or record.slot not in trackers:
+            break
+        judgement = trackers[record.slot].observe(
+            record.op, _ordered(machines[record.slot], record.op, record.args), record.code,
+            dict(record.outputs))
+        if not judgement.ok:
+            break
+        states.append(key())
+    return states
+
+
+Progress = Callable[[str], None]
+
+
+class Shrinker:
+    """Shrinks one failing case of `slots` (see the module's docstring)."""
+
+    def __init__(self, runner: CaseRunner, case: Case, reason: Reason,
+                 budget: ShrinkBudget | None = None, progress: Progress | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.runner = runner
+        self.case = case
+        self.reason = reason
+        self.budget = budget or ShrinkBudget()
+        self.progress = progress
+        self.clock = clock
+        self.started = clock()
+        self.reruns = 0
+        self.stopped = ""
+        self.rejected: dict[str, int] = {}
+        self._cache: dict[tuple[Action, ...], CaseResult | None] = {}
+        self._edges: dict[Key, dict[Key, Action]] = {}
+        self._last_report = self.started
+
+    def tried(self, steps: Sequence[Action]) -> bool:
+        """Whether `steps` has been run (or was the case itself)."""
+        return tuple(steps) in self._cache
+
+    # --- running candidates ------------------------------------------------------------------
+
+    def over(self) -> bool:
+        """The budget is spent (and `stopped` says so)."""
+        if not self.stopped:
+            spent = self.clock() - self.started
+            if self.reruns >= self.budget.reruns:
+                self.stopped = f"the shrinking budget ran out ({self.reruns} reruns)"
+            elif spent >= self.budget.seconds:
+                self.stopped = (f"the shrinking budget ran out ({spent:.1f} s, "
+                                f"{self.reruns} reruns)")
+        return bool(self.stopped)
+
+    def learn(self, trace: Sequence[StepRecord]) -> list[Key]:
+        """Add what a run was seen to do to the observed graph; its states, step by step."""
+        states = observed_states(self.case.slots, trace, self.runner.capabilities.pins)
+        for i, action in enumerate(actions_of(trace[:len(states) - 1])):
+            self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
+        return states
+
+    def run(self, steps: Sequence[Action]) -> CaseResult | None:
+        """Run `steps` in a fresh session; its result if it failed, else None. Cached: the same
+        candidate is run once."""
+        key = tuple(steps)
+        if key in self._cache:
+            return self._cache[key]
+        self.reruns += 1
+        started = time.perf_counter()
+        failed: CaseResult | None = None
+        try:
+            live = self.runner.open(f"{self.case.id}-shrink", self.case.slots)
+        except Exception:  # a session that cannot be opened: this candidate shows nothing
+            self._reject("error")
+            self._cache[key] = None
+            return None
+        try:
+            for action in steps:
+                if live.kind(action) is not Kind.DEFINED or not live.step(action):
+                    break
+        except Exception as exc:  # callgate's own code: this candidate shows nothing
+            live.harness_error(exc)
+        finally:
+            live.close()
+        self.learn(live.trace)
+        if live.verdict is Verdict.FAIL:
+            candidate = Case(self.case.id, self.case.kind, self.case.description,
+                             self.case.slots, actions_of(live.trace), self.case.rules)
+            failed = self.runner.result(candidate, live.verdict, started, live.trace,
+                                        live.covered, message=live.message,
+                                        evidence=live.evidence)
+            if Reason.of(failed) != self.reason:
+                self._reject("failed another way")
+        elif live.verdict is not Verdict.PASS:
+            self._reject("error")
+        else:
+            self._reject("passed")
+        self._cache[key] = failed
+        self._say(len(steps))
+        return failed
+
+    def _reject(self, why: str) -> None:
+        self.rejected[why] = self.rejected.get(why, 0) + 1
+
+    def _say(self, length: int) -> None:
+        now = self.clock()
+        if self.progress is not None and now - self._last_report >= PROGRESS_EVERY:
+            self._last_report = now
+            self.progress(f"shrinking {self.case.id}: trying {length} steps, "
+                          f"{self.reruns} reruns, {now - self.started:.0f} s")
+
+    def better(self, steps: Sequence[Action], than: CaseResult) -> CaseResult | None:
+        """The run of `steps` if it fails for the same reason in fewer steps than `than`."""
+        if not self.tried(steps) and self.over():
+            return None
+        got = self.run(steps)
+        if got is None or Reason.of(got) != self.reason:
+            return None
+        return got if len(got.trace) < len(than.trace) else None
+
+    # --- the passes ----------------------------------------------------------------------------
+
+    def cycles(self, best: CaseResult) -> CaseResult:
+        """Cut out stretches that return to a state observed before, the longest first."""
+        improved = True
+        while improved and not self.over():
+            improved = False
+            steps = actions_of(best.trace)
+            states = self.learn(best.trace)[:len(steps)]  # the state before each step
+            first: dict[Key, int] = {}
+            last: dict[Key, int] = {}
+            for i, key in enumerate(states):
+                first.setdefault(key, i)
+                last[key] = i
+            spans = sorted(((first[k], last[k]) for k in first if last[k] > first[k]),
+                           key=lambda span: (span[0] - span[1], span))
+            for i, j in spans:
+                got = self.better((*steps[:i], *steps[j:]), best)
+                if got is not None:
+                    best, improved = got, True
+                    break
+        return best
+
+    def observed_path(self, best: CaseResult) -> CaseResult:
+        """Try the shortest way, in the graph of observed states, to where the failing step
+        starts, then the failing step."""
+        steps = actions_of(best.trace)
+        states = self.learn(best.trace)
+        if len(states) < len(steps):
+            return best  # the model lost the way before the failing step: no target
+        start, target = states[0], states[len(steps) - 1]
+        parent: dict[Key, tuple[Key, Action] | None] = {start: None}
+        queue = deque([start])
+        while queue and target not in parent:
+            node = queue.popleft()
+            for nxt, action in self._edges.get(node, {}).items():
+                if nxt not in parent:
+                    parent[nxt] = (node, action)
+                    queue.append(nxt)
+        if target not in parent:
+            return best
+        path: list[Action] = []
+        at = target
+        while (link := parent[at]) is not None:
+            at, action = link
+            path.append(action)
+        path.reverse()
+        if len(path) + 1 >= len(steps):
+            return best
+        return self.better((*path, steps[-1]), best) or best
+
+    def ddmin(self, best: CaseResult) -> CaseResult:
+        """Remove chunks of steps (complements), halving the chunk size down to single steps."""
+        chunks = 2
+        while not self.over():
+            steps = actions_of(best.trace)
+            if len(steps) < 2:
+                return best
+            chunks = min(chunks, len(steps))
+            size = len(steps) / chunks
+            bounds = [(round(k * size), round((k + 1) * size)) for k in range(chunks)]
+            for lo, hi in bounds:
+                got = self.better((*steps[:lo], *steps[hi:]), best)
+                if got is not None:
+                    best = got
+                    chunks = max(chunks - 1, 2)
+                    break
+            else:
+                if chunks >= len(steps):
+                    return best
+                chunks = min(chunks * 2, len(steps))
+        return best
+
+    def one_minimal(self, best: CaseResult) -> tuple[CaseResult, bool]:
+        """Remove each single step in turn until none can go: True when that was shown."""
+        i = 0
+        while i < len(best.trace):
+            steps = actions_of(best.trace)
+            candidate = (*steps[:i], *steps[i + 1:])
+            got = self.better(candidate, best)
+            if got is not None:
+                best, i = got, 0
+                continue
+            if not self.tried(candidate):  # the budget ran out before it could run
+                return best, False
+            i += 1
+        return best, True
+
+    def shrink(self, failed: CaseResult) -> Shrunk:
+        """Shrink `failed` (a result of `self.case` that fails for `self.reason`)."""
+        self._cache[actions_of(failed.trace)] = failed
+        best = self.cycles(failed)
+        best = self.observed_path(best)
+        best = self.ddmin(best)
+        best, minimal = self.one_minimal(best)
+        seconds = self.clock() - self.started
+        note = "" if minimal else (self.stopped or "not shown minimal")
+        if minimal and self.reruns == 0:
+            note = "a single step: nothing to remove"
+        return Shrunk(best, len(failed.trace), len(best.trace), self.reruns, seconds, minimal,
+                      note, dict(self.rejected))
+
+
+def shrink_failure(runner: CaseRunner, failed: CaseResult, slots: Sequence[SlotSpec],
+                   budget: ShrinkBudget | None = None, progress: Progress | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> Shrunk | None:
+    """Shrink a failing sequential case (directed or stateful) run on `slots`; None when it
+    cannot be (not a `fail` whose last step went wrong)."""
+    reason = Reason.of(failed)
+    if reason is None or not slots:
+        return None
+    case = Case(failed.id, failed.kind, failed.description, tuple(slots),
+                actions_of(failed.trace), tuple(failed.rules))
+    return Shrinker(runner, case, reason, budget, progress, clock).shrink(failed)
+
+
+def replay_slot_specs(result: CaseResult) -> tuple[SlotSpec, ...]:
+    """The slots a result ran on, read back from its replay."""
+    return tuple(SlotSpec(s["name"], s["machine"], dict(s.get("config", {})))
+                 for s in result.replay.get("slots", []))
+
+
+def _prefix_failure(result: CaseResult) -> bool:
+    """A parallel case that failed in its prefix, before any branch ran: a sequential failure."""
+    return bool(result.trace) and all(t.thread == "prefix" for t in result.trace)
+
+
+def shrink_case(runner: CaseRunner, failed: CaseResult, shorter: Case | None = None,
+                budget: ShrinkBudget | None = None, progress: Progress | None = None,
+                clock: Callable[[], float] = time.monotonic) -> CaseResult:
+    """`failed` with its trace shrunk and the shrinking reported (`length_before`,
+    `length_after`, `shrink`). Only `fail` verdicts are shrunk.
+
+    `shorter` is a candidate to start from (a directed case's shortest path in the model's
+    graph to the failing transition, possibly from another initial state): it is run first,
+    and kept if it fails for the same reason in fewer steps. A parallel case is shrunk when it
+    failed in its prefix; a failure among its concurrent branches is reported as not shrunk
+    (rerunning a race is not repeatable), its trace already cut by the linearizability checker.
+    """
+    reason = Reason.of(failed)
+    if reason is None:
+        return failed
+    before = max(failed.original_length, len(failed.trace))
+    if failed.history and not _prefix_failure(failed):
+        return replace(failed, length_before=before, length_after=len(failed.trace), shrink={
+            "length_before": before, "length_after": len(failed.trace), "reruns": 0,
+            "seconds": 0.0, "one_minimal": False, "rejected": {},
+            "note": "not shrunk: a failure among concurrent branches cannot be rerun the same "
+                    "way; the trace is the checker's shortest non-linearizable sub-history"})
+    started = clock()
+    start, slots, extra = failed, replay_slot_specs(failed), 0
+    if shorter is not None and len(shorter.steps) < len(failed.trace):
+        extra = 1
+        again = runner.run(shorter)
+        if Reason.of(again) == reason and len(again.trace) < len(failed.trace):
+            start, slots = again, shorter.slots
+    left = budget or ShrinkBudget()
+    spent = clock() - started
+    shrunk = shrink_failure(runner, start, slots,
+                            ShrinkBudget(max(0, left.reruns - extra), left.seconds - spent),
+                            progress, clock)
+    if shrunk is None:
+        return failed
+    best = shrunk.result
+    info = shrunk.to_json() | {"length_before": before, "reruns": shrunk.reruns + extra,
+                               "seconds": round(shrunk.seconds + spent, 3)}
+    return replace(
+        failed, trace=best.trace, replay=best.replay, message=best.message,
+        evidence=best.evidence, failed_rules=best.failed_rules,
+        covered=sorted(set(failed.covered) | set(best.covered)),
+        original_length=before if len(best.trace) < before else 0,
+        length_before=before, length_after=len(best.trace), shrink=info)

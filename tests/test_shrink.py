@@ -1,0 +1,259 @@
+"""The shrinker: every failing case comes back 1-minimal, for the same reason, within a budget."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callgate.conformance import mutants
+from callgate.conformance.cases import sequences
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.judge.shrink import (
+    Reason,
+    ShrinkBudget,
+    Shrinker,
+    actions_of,
+    shrink_case,
+    shrink_failure,
+)
+from callgate.conformance.protocol.adapter import Observation, Request, SlotSpec
+from callgate.conformance.report import reporting
+from callgate.conformance.results import CaseResult, Verdict, read_stream
+from callgate.model import codes
+from callgate.model.transitions import Action
+from tests import streams
+from tests.fakes import EventAdapter, EventSession
+
+E0 = (SlotSpec("e0", "event", {}),)
+
+
+def a(op: str, **args: str) -> Action:
+    return Action("e0", op, tuple(args.items()))
+
+
+CREATE = a("CoCreateInstance", clsid="ManualResetEvent")
+SIGNAL, RESET, HANDLE = a("Signal"), a("Reset"), a("GetHandle")
+LOOK = a("Wait", timeout="zero")
+
+
+@dataclass
+class ArmedSession(EventSession):
+    """Loses a Signal once GetHandle and then Reset have been called in the session (a hidden
+    state the model does not have): the Wait after that Signal times out where S_OK is due.
+    With `other_way`, every session but the first answers GetHandle with a null handle."""
+
+    other_way: bool = False
+    first: bool = True
+    handle: bool = False
+    armed: bool = False
+
+    def perform(self, request: Request) -> Observation:
+        if request.op == "GetHandle":
+            self.handle = True
+            if self.other_way and not self.first:
+                return Observation(codes.S_OK.value, {"nonnull": False})
+        if request.op == "Reset" and self.handle:
+            self.armed = True
+        if request.op == "Signal" and self.armed:
+            return Observation(codes.S_OK.value)  # the signal is lost
+        return super().perform(request)
+
+
+class ArmedAdapter(EventAdapter):
+    def __init__(self, other_way: bool = False) -> None:
+        super().__init__()
+        self.other_way = other_way
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        session = ArmedSession("", other_way=self.other_way, first=self.sessions == 0)
+        super().open_session(slots)
+        return session
+
+
+def failing(adapter: ArmedAdapter, steps: Sequence[Action]) -> tuple[CaseRunner, CaseResult]:
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    result = runner.run(Case("t", "directed", "test case", E0, tuple(steps)))
+    assert result.verdict is Verdict.FAIL and len(result.trace) == len(steps), result.message
+    return runner, result
+
+
+# 40 steps: the 3 that matter (GetHandle, then Reset, then Signal) among noise that neither arms
+# the fault nor shows it, then the Wait that shows it.
+NOISE = [SIGNAL, LOOK, RESET, LOOK, SIGNAL, LOOK, LOOK, RESET]
+LONG = [CREATE, *NOISE, *NOISE, HANDLE, LOOK, *([LOOK] * 4), RESET, *([LOOK, HANDLE] * 7),
+        SIGNAL, LOOK]
+
+
+def test_a_fault_needing_three_steps_in_a_forty_step_trace_shrinks_to_exactly_those() -> None:
+    assert len(LONG) == 40
+    runner, failed = failing(ArmedAdapter(), LONG)
+    try:
+        shrunk = shrink_failure(runner, failed, E0)
+        assert shrunk is not None
+        assert actions_of(shrunk.result.trace) == (CREATE, HANDLE, RESET, SIGNAL, LOOK)
+        assert (shrunk.length_before, shrunk.length_after) == (40, 5)
+        assert shrunk.one_minimal and shrunk.note == ""
+        assert 0 < shrunk.reruns <= ShrinkBudget().reruns
+        assert Reason.of(shrunk.result) == Reason.of(failed)
+    finally:
+        runner.close()
+
+
+def test_a_cycle_back_to_an_observed_state_is_cut_out() -> None:
+    # After GetHandle and Reset, Signal/Reset pairs lead back to the state they left.
+    steps = [CREATE, HANDLE, RESET, *([SIGNAL, RESET] * 6), SIGNAL, LOOK]
+    runner, failed = failing(ArmedAdapter(), steps)
+    try:
+        shrinker = Shrinker(runner, Case("t", "directed", "", E0, tuple(steps)),
+                            Reason.of(failed))  # type: ignore[arg-type]
+        cut = shrinker.cycles(failed)
+        assert actions_of(cut.trace) == (CREATE, HANDLE, RESET, SIGNAL, LOOK)
+        # The longest cycle (from before GetHandle) was tried first and lost the failure.
+        assert shrinker.rejected.get("passed", 0) >= 1
+    finally:
+        runner.close()
+
+
+def test_a_candidate_that_fails_another_way_is_not_accepted() -> None:
+    steps = [CREATE, LOOK, HANDLE, LOOK, RESET, SIGNAL, LOOK]
+    runner, failed = failing(ArmedAdapter(other_way=True), steps)
+    try:
+        shrunk = shrink_failure(runner, failed, E0)
+        assert shrunk is not None
+        # Every rerun that keeps GetHandle fails on it (a null handle), every other one passes:
+        # none shows the lost signal, so the original is what is reported.
+        assert shrunk.rejected.get("failed another way", 0) >= 1
+        assert actions_of(shrunk.result.trace) == tuple(steps)
+        assert shrunk.result.trace[-1].op == "Wait" and shrunk.length_after == len(steps)
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("budget", [ShrinkBudget(reruns=3), ShrinkBudget(seconds=0.0)])
+def test_a_budget_that_runs_out_is_reported_as_not_minimal(budget: ShrinkBudget) -> None:
+    runner, failed = failing(ArmedAdapter(), LONG)
+    try:
+        shrunk = shrink_failure(runner, failed, E0, budget)
+        assert shrunk is not None
+        assert not shrunk.one_minimal
+        assert "budget ran out" in shrunk.note
+        assert shrunk.reruns <= budget.reruns
+        assert Reason.of(shrunk.result) == Reason.of(failed)
+        assert shrunk.length_after <= 40
+    finally:
+        runner.close()
+
+
+def test_shrink_case_reports_lengths_and_progress() -> None:
+    runner, failed = failing(ArmedAdapter(), LONG)
+    ticks = iter(range(0, 10_000, 3))  # a clock that moves 3 s per reading: progress every call
+    said: list[str] = []
+    try:
+        result = shrink_case(runner, failed, progress=said.append,
+                             clock=lambda: float(next(ticks)),
+                             budget=ShrinkBudget(reruns=400, seconds=1e6))
+    finally:
+        runner.close()
+    assert (result.length_before, result.length_after) == (40, 5)
+    assert result.shrink["one_minimal"] is True and result.original_length == 40
+    assert result.replay["steps"][-1]["op"] == "Wait" and len(result.replay["steps"]) == 5
+    assert said and said[0].startswith("shrinking t: ")
+
+
+def test_a_race_among_branches_is_reported_not_shrunk_and_not_minimal() -> None:
+    runner, failed = failing(ArmedAdapter(), [CREATE, HANDLE, RESET, SIGNAL, LOOK])
+    runner.close()
+    trace = [replace(t, thread="branch 1") for t in failed.trace]
+    raced = replace(failed, kind="parallel", trace=trace, history=trace)
+    result = shrink_case(runner, raced)
+    assert result.shrink["one_minimal"] is False and "not shrunk" in result.shrink["note"]
+    assert result.length_before == result.length_after == 5
+
+
+def test_only_a_fail_whose_last_step_went_wrong_has_a_reason() -> None:
+    runner, failed = failing(ArmedAdapter(), [CREATE, HANDLE, RESET, SIGNAL, LOOK])
+    runner.close()
+    assert Reason.of(failed) == Reason("event", "Wait", tuple(sorted(failed.trace[-1].rules)))
+    assert Reason.of(replace(failed, verdict=Verdict.ERROR)) is None
+    assert Reason.of(replace(failed, trace=failed.trace[:-1])) is None
+    assert shrink_case(runner, replace(failed, verdict=Verdict.ERROR)).shrink == {}
+
+
+def _report(tmp_path: Path, shrink: dict[str, object]) -> dict[str, Any]:
+    shrunk = replace(streams.com_failure(), length_before=9, length_after=4, shrink=shrink)
+    record = read_stream(streams.write_stream(tmp_path / "results.jsonl", [shrunk]))
+    reporting.write_reports(record, tmp_path)
+    report: dict[str, Any] = json.loads((tmp_path / "report.json").read_text("utf-8"))
+    return report
+
+
+SHRINK = {"length_before": 9, "length_after": 4, "reruns": 12, "seconds": 0.1,
+          "one_minimal": True, "note": "", "rejected": {"passed": 11}}
+
+
+def test_the_report_shows_the_lengths_before_and_after_shrinking(tmp_path: Path) -> None:
+    report = _report(tmp_path, SHRINK)
+    (case,) = report["cases"]
+    assert (case["length_before"], case["length_after"]) == (9, 4)
+    assert case["shrink"]["one_minimal"] is True
+    text = (tmp_path / "report.md").read_text("utf-8")
+    assert "Shrunk from 9 to 4 steps in 12 reruns: no single step can be removed" in text
+    html = (tmp_path / "report.html").read_text("utf-8")
+    assert "Shrunk from 9 to 4 steps in 12 reruns" in html
+
+
+def test_a_shrinking_that_ran_out_says_not_minimal_and_a_broken_one_breaks_the_schema(
+        tmp_path: Path) -> None:
+    _report(tmp_path / "a", SHRINK | {"one_minimal": False, "note": "the budget ran out"})
+    assert "not shown minimal (the budget ran out)" in (tmp_path / "a" / "report.md").read_text(
+        "utf-8")
+    broken = {k: v for k, v in SHRINK.items() if k != "one_minimal"}
+    with pytest.raises(reporting.ReportInvalid):
+        _report(tmp_path / "b", broken)
+
+
+# --- minimal in `callgate mutants`: the faulty transition, and the steps that observe it --------
+
+STD = a("CoCreateInstance", clsid="StdEvent")
+WAIT_FINITE = a("Wait", timeout="finite")
+
+
+def _keeps_signal(steps: Sequence[Action]) -> tuple[CaseResult, sequences.Plan]:
+    adapter = EventAdapter("std_event_keeps_signal")  # the Wait that should auto-reset does not
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    try:
+        result = runner.run(Case("t", "directed", "test case", E0, tuple(steps)))
+    finally:
+        runner.close()
+    assert result.verdict is Verdict.FAIL
+    return result, sequences.plan(adapter.capabilities())
+
+
+def test_a_fault_that_corrupts_the_next_state_counts_the_steps_that_observe_it() -> None:
+    result, plan = _keeps_signal([STD, SIGNAL, WAIT_FINITE, LOOK])
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-SYNC-03")
+    # The faulty transition is the Wait that kept the signal; the zero Wait after it shows it.
+    assert text == "event: kind=StdEvent signaled=True / Wait(timeout=finite)"
+    assert (shortest, observing) == (2, 1)
+    assert mutants.is_minimal(len(result.trace), shortest, observing, True)
+    # Without the rule, the failing step is taken: then 4 steps are more than 1 + 1.
+    text, shortest, observing = mutants.faulty_transition(result, plan)
+    assert text.endswith("signaled=False / Wait(timeout=zero)") and (shortest, observing) == (1, 0)
+    assert not mutants.is_minimal(len(result.trace), shortest, observing, True)
+
+
+def test_a_counterexample_with_a_detour_or_not_shown_1_minimal_is_not_minimal() -> None:
+    result, plan = _keeps_signal([STD, RESET, LOOK, SIGNAL, WAIT_FINITE, LOOK])
+    _, shortest, observing = mutants.faulty_transition(result, plan, "COM-SYNC-03")
+    # No Wait citing the rule is reached by a shortest path: the latest one (the failing step)
+    # is named, and 6 steps are more than its shortest path, itself and nothing after it.
+    assert (shortest, observing) == (1, 0)
+    assert not mutants.is_minimal(len(result.trace), shortest, observing, True)
+    assert not mutants.is_minimal(4, 2, 1, False)  # the shrinker did not show it
+    assert not mutants.is_minimal(4, 2, 1, None)   # not shrunk at all
+    assert mutants.is_minimal(4, None, 1, True) is None  # no faulty transition: unknown
