@@ -21,6 +21,7 @@ from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import sequences
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.cases.values import ValueChooser
 from callgate.conformance.cases.walk import walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
@@ -55,6 +56,9 @@ class RunOptions:
     # The least transition coverage (percent of the transitions the model defines for the
     # adapter's features) a run must reach to pass the gate; None: no floor.
     min_coverage: float | None = None
+    # Send each abstract argument's single old value (a finite Wait 50 ms, [out] 1 and 2, ...)
+    # instead of concrete values drawn from the seed (callgate.conformance.cases.values).
+    fixed_values: bool = False
 
 
 class StopRun(Exception):
@@ -280,7 +284,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         results: list[CaseResult] = []
         aborted: dict[str, Any] | None = None
         exit_code = 0
-        runner = CaseRunner(adapter, caps, options.step_timeout)
+        runner = CaseRunner(adapter, caps, options.step_timeout,
+                            ValueChooser(options.seed, fixed=options.fixed_values))
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)
@@ -375,6 +380,8 @@ def shrink(runner: CaseRunner, plan: sequences.Plan, case: Case, failed: CaseRes
     shorter = plan.shortest_case(case, failed)
     if shorter is None or len(shorter.steps) >= len(case.steps):
         return failed
+    # The same concrete argument values as the failing run (a value-dependent fault).
+    shorter = replace(shorter, values=failed.replay.get("values"))
     again = runner.run(shorter)
     if again.verdict is not Verdict.FAIL or again.trace[-1].op != failed.trace[-1].op:
         return failed

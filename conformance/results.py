@@ -53,6 +53,10 @@ class StepRecord:
     thread: str = ""
     started: float = 0.0
     ended: float = 0.0
+    # The concrete values the request carried for abstract arguments, by parameter (the
+    # finite timeout under its parameter name, though it travels as `wait_ms`); see
+    # callgate.conformance.cases.values. Empty: every argument was sent as it is.
+    sent: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +124,8 @@ class CaseResult:
     overlapped_runs: int = 0
     # Other distinct failures the case saw (each with its own trace), beside the one above.
     other_failures: list[Failure] = field(default_factory=list)
+    # The concrete values sent for abstract arguments: "machine op param=abstract" -> values.
+    values: dict[str, list[int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
