@@ -468,7 +468,7 @@ class RpcRuntime:
                 status = RPC_S_OK
             if status == RPC_S_OK and Reply is not None and not fault(
                     "complete_reply_not_copied"):
-                Reply.value = call.reply
+                Reply.value = call.reply & 0xFFFF if fault("complete_reply_16bit") else call.reply
             if fault("complete_not_final"):
                 return status
             # Final: free what the runtime allocated for the call (RPC-CLI-COMPLETE-06). The
@@ -516,6 +516,8 @@ class RpcRuntime:
             return RPC_S_INVALID_ASYNC_HANDLE  # RPC-SRV-ABORT-04
         self.host.pause()
         if self.host.fault("abort_code_lost"):
+            ExceptionCode = RPC_S_CALL_FAILED
+        if ExceptionCode & 0x80000000 and self.host.fault("abort_code_sign_lost"):
             ExceptionCode = RPC_S_CALL_FAILED
         return self._end(server_call, ExceptionCode, 0)
 
