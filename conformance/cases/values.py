@@ -11,7 +11,9 @@ values per class, drawn deterministically from the run's seed, boundaries first.
 The table, `CLASSES`, is the one place these values live. Two kinds of class:
 
 * A *magnitude* (the finite timeout, Cancel's finite ulSeconds): one concrete number per case.
-  Each has two lists. `anywhere` is sent whatever the state. `at_once` holds large values too
+  Each operation that uses the class (a Wait on a call object, a Wait on an event) has its own
+  value. Each class has two lists. `anywhere` is sent whatever the state. `at_once` holds large
+  values too
   (INFINITE-1, 0x7FFFFFFF, ...), sent only where the model says the operation returns without
   waiting: in every candidate state the same operation with INFINITE is offered and allowed the
   same outcomes (a signalled object, a completed call). Elsewhere a large value would make a
@@ -24,11 +26,12 @@ The table, `CLASSES`, is the one place these values live. Two kinds of class:
   judges it (`Binding.observed`). The mapping is a bijection, so an answer matches the abstract
   value exactly when it equals the concrete value that was sent for it.
 
-Draws: for each class and list, the first draws of a run take the list in its order (the
-boundaries are listed first), then draws are random from the whole list, with a generator seeded
-from the run's seed and the class's name. `ValueChooser(fixed=True)` sends the single value each
-class had before (a finite Wait 50 ms, Cancel 1 s, [out] 1 and 2, ...): what `--fixed-values`
-runs, and what shows a mutant is caught only because of the new values.
+Draws: for each class, list and (for a magnitude) operation, the first draws of a run take the
+list in its order (the boundaries are listed first), then draws are random from the whole list,
+with a generator seeded from the run's seed and the class's name. `ValueChooser(fixed=True)`
+sends the single value each class had before (a finite Wait 50 ms, Cancel 1 s, [out] 1 and 2,
+...): what `--fixed-values` runs, and what shows a mutant is caught only because of the new
+values.
 
 Not varied (documented in docs/adapter-protocol.md): `wait_ms` of `probe_sta_wait`,
 `wait_notification` and the RPC `server_test_cancel` poll (a bounded poll for a cancel that must
@@ -166,14 +169,16 @@ class ValueChooser:
         self._drawn: dict[tuple[str, str], int] = {}
         self._rngs: dict[tuple[str, str], random.Random] = {}
 
-    def draw(self, vc: ValueClass, tier: str) -> int:
+    def draw(self, vc: ValueClass, tier: str, where: str = "") -> int:
+        """The next value of `vc`'s `tier` list for the operation `where` ("machine op"): each
+        operation that uses a class has its own cursor, so each sees the boundaries first."""
         values = vc.at_once if tier == "at_once" else vc.anywhere
-        key = (vc.name, tier)
+        key = (f"{vc.name} {where}".strip(), tier)
         n = self._drawn.get(key, 0)
         self._drawn[key] = n + 1
         if n < len(values):
             return values[n]
-        rng = self._rngs.setdefault(key, random.Random(f"{self.seed}:{vc.name}:{tier}"))
+        rng = self._rngs.setdefault(key, random.Random(f"{self.seed}:{key[0]}:{tier}"))
         return rng.choice(values)
 
     def draw_distinct(self, vc: ValueClass, count: int) -> list[int]:
@@ -219,12 +224,12 @@ class Binding:
                 self.bound[vc.name] = {str(a): c for a, c in zip(vc.domain, drawn, strict=True)}
         return self.bound[vc.name]
 
-    def _magnitude(self, vc: ValueClass, abstract: Value, tier: str) -> int:
+    def _magnitude(self, vc: ValueClass, where: str, abstract: Value, tier: str) -> int:
         if self.chooser.fixed:
             return vc.legacy[abstract]
-        slot = self.bound.setdefault(vc.name, {})
+        slot = self.bound.setdefault(f"{vc.name} {where}", {})
         if tier not in slot:
-            slot[tier] = self.chooser.draw(vc, tier)
+            slot[tier] = self.chooser.draw(vc, tier, where)
         return slot[tier]
 
     def concrete(self, machine: str, action: Action, tracker: Tracker | None,
@@ -241,7 +246,7 @@ class Binding:
                 value = self._echo(vc)[str(abstract)]
             else:
                 tier = "at_once" if returns_at_once(tracker, action, param, vc) else "anywhere"
-                value = self._magnitude(vc, abstract, tier)
+                value = self._magnitude(vc, f"{machine} {action.op}", abstract, tier)
             if vc.to == "wait_ms":
                 wait_ms = value
             else:
