@@ -22,7 +22,7 @@ from callgate.conformance.judge.runner import CaseRunner, initial_state
 from callgate.conformance.report.reporting import argument_values
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.families import MACHINES
-from callgate.model.transitions import Action, Tracker
+from callgate.model.transitions import Action, Tracker, Value
 
 
 def draws(seed: int, name: str, tier: str, n: int, where: str = "m op") -> list[int]:
@@ -43,8 +43,8 @@ def test_every_use_names_a_real_parameter_and_value() -> None:
                 assert vc.infinite in params[use.param], vc.name
             else:
                 assert tuple(params[use.param]) == vc.domain, (vc.name, use)
-            assert class_of(use.machine, use.op, use.param,
-                            use.abstract if vc.kind == MAGNITUDE else vc.domain[0]) is vc
+            abstract = use.abstract if use.abstract is not None else vc.domain[0]
+            assert class_of(use.machine, use.op, use.param, abstract) is vc
 
 
 def test_echo_classes_have_values_enough_and_abort_codes_are_never_zero() -> None:
@@ -120,7 +120,7 @@ def test_a_preset_binding_replays_the_same_values() -> None:
     assert args["reply"] == first.bound["reply"]["2"]
 
 
-def tracker_after(machine: str, config: dict[str, object], steps: list[Action]) -> Tracker:
+def tracker_after(machine: str, config: dict[str, Value], steps: list[Action]) -> Tracker:
     m = MACHINES[machine]
     tracker = Tracker(m, {}, [initial_state(m, config)])
     for action in steps:
@@ -135,7 +135,7 @@ def test_large_values_only_where_the_model_says_the_operation_returns_at_once() 
     cancel = Action("c0", "Cancel", (("seconds", 1),))
     start = [Action("c0", "CreateCall", (("riid", "async"), ("aggregate", False))),
              Action("c0", "Begin_", ())]
-    config = {"factory": True, "cancellable": True, "phase": "NONE"}
+    config: dict[str, Value] = {"factory": True, "cancellable": True, "phase": "NONE"}
     pending = tracker_after("com_call", config, start)
     signalled = tracker_after("com_call", config, [
         *start, Action("c0", "server_signal", (("out", 1), ("then_impersonate", False)))])
