@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +21,7 @@ from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import sequences
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.cases.values import ValueChooser
 from callgate.conformance.cases.walk import walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
@@ -56,6 +57,9 @@ class RunOptions:
     # The least transition coverage (percent of the transitions the model defines for the
     # adapter's features) a run must reach to pass the gate; None: no floor.
     min_coverage: float | None = None
+    # Send each abstract argument's single old value (a finite Wait 50 ms, [out] 1 and 2, ...)
+    # instead of concrete values drawn from the seed (callgate.conformance.cases.values).
+    fixed_values: bool = False
 
 
 class StopRun(Exception):
@@ -281,7 +285,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         results: list[CaseResult] = []
         aborted: dict[str, Any] | None = None
         exit_code = 0
-        runner = CaseRunner(adapter, caps, options.step_timeout)
+        runner = CaseRunner(adapter, caps, options.step_timeout,
+                            ValueChooser(options.seed, fixed=options.fixed_values))
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)
@@ -380,6 +385,8 @@ def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
     if failed.verdict is not Verdict.FAIL:
         return failed
     shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
+    if shorter is not None:  # the same concrete argument values as the failing run
+        shorter = replace(shorter, values=failed.replay.get("values"))
 
     def say(text: str) -> None:
         if progress is not None:

@@ -53,6 +53,10 @@ class StepRecord:
     thread: str = ""
     started: float = 0.0
     ended: float = 0.0
+    # The concrete values the request carried for abstract arguments, by parameter (the
+    # finite timeout under its parameter name, though it travels as `wait_ms`); see
+    # callgate.conformance.cases.values. Empty: every argument was sent as it is.
+    sent: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +130,8 @@ class CaseResult:
     length_before: int = 0
     length_after: int = 0
     shrink: dict[str, Any] = field(default_factory=dict)
+    # The concrete values sent for abstract arguments: "machine op param=abstract" -> values.
+    values: dict[str, list[int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -34,6 +34,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, precondition, rule
 
 from callgate.conformance.cases.slots import slots_named
+from callgate.conformance.cases.values import merge_used
 from callgate.conformance.judge.execution import StepTimeout
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase, harness_evidence
 from callgate.conformance.protocol.adapter import AdapterFault, NotApplicable, SlotSpec
@@ -267,6 +268,7 @@ def _run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,
     for live in runs:
         covered |= live.covered
         steps += len(live.trace)
+    values = merge_used(live.values for live in runs)
     failures = book.failures()
     if not failures:
         if unexplained is not None or book.stopped:
@@ -276,10 +278,10 @@ def _run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,
             evidence = harness_evidence(unexplained) if unexplained is not None else ""
             return replace(runner.result(case, Verdict.ERROR, started, [], covered,
                                          message=f"the stateful run stopped: {reason}",
-                                         evidence=evidence), steps=steps)
+                                         evidence=evidence), steps=steps, values=values)
         return replace(runner.result(case, Verdict.PASS, started, [], covered,
                                      message=f"{len(runs)} programs, {steps} steps"),
-                       steps=steps)
+                       steps=steps, values=values)
     first, *others = failures
     result = _failure_result(runner, case, first, started, covered)
     if unexplained is not None and not isinstance(unexplained, (CaseFailed, Flaky,
@@ -292,7 +294,7 @@ def _run_stateful(runner: CaseRunner, budget: StatefulBudget, seed: int,
         message += f" (and {len(others)} other failure{'s' if len(others) > 1 else ''})"
     if book.stopped:
         message += f"; {book.stopped}"
-    return replace(result, steps=steps, message=message,
+    return replace(result, steps=steps, message=message, values=values,
                    other_failures=[Failure.of(_failure_result(runner, case, seen, started,
                                                               set()), seen.programs)
                                    for seen in others])
@@ -305,7 +307,7 @@ def _failure_result(runner: CaseRunner, case: Case, seen: Seen, started: float,
     shrunk = Case(case.id, "stateful", case.description, case.slots,
                   tuple(Action(s.slot, s.op, tuple(s.args.items())) for s in live.trace))
     result = runner.result(shrunk, live.verdict, started, list(live.trace), covered,
-                           message=live.message, evidence=live.evidence)
+                           message=live.message, evidence=live.evidence, values=live.values)
     longest = len(seen.first.trace)
     return replace(result, original_length=longest if longest > len(live.trace) else 0)
 

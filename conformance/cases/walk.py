@@ -356,7 +356,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     f"coverage walk of {name}, segment {number}: {len(live.trace)} steps, "
                     f"{before[0] - len(pending)} new transitions", (spec,), steps, rules)
         result = runner.result(case, live.verdict, started, live.trace, live.covered,
-                               message=live.message, evidence=live.evidence)
+                               message=live.message, evidence=live.evidence, values=live.values)
         yield case, result
         if live.failure == "harness error":
             return

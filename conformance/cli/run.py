@@ -121,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(name, BUDGETS[args.budget], args.seed, Path(args.out),
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
-                         parallel_runs=args.parallel_runs, min_coverage=args.min_coverage)
+                         parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
+                         fixed_values=args.fixed_values)
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
     try:
@@ -283,6 +284,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--min-coverage", type=percent, default=None, metavar="PCT",
                      help="fail the gate (exit 1) when the run covers less than PCT percent of "
                           "the transitions the model defines for the adapter's features")
+    run.add_argument("--fixed-values", action="store_true",
+                     help="send one concrete value per abstract argument class (a finite Wait "
+                          "50 ms, [out] 1 and 2, ...) instead of several drawn from the seed")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")

@@ -119,7 +119,8 @@ def code_name(code: int | None, machine: str) -> str:
 
 def step_record(action: Action, machine: str, observation: Observation | None, *,
                 allowed: list[str], ok: bool, rules: list[str], state_before: str,
-                seconds: float, started: float, ended: float, thread: str = "") -> StepRecord:
+                seconds: float, started: float, ended: float, thread: str = "",
+                sent: Mapping[str, Value] | None = None) -> StepRecord:
     """The report's record of one performed action (`observation` None: no answer came)."""
     return StepRecord(
         slot=action.slot, op=action.op, args=dict(action.args),
@@ -127,4 +128,4 @@ def step_record(action: Action, machine: str, observation: Observation | None, *
         code_name=code_name(observation.code, machine) if observation is not None else "",
         outputs=dict(observation.outputs) if observation is not None else {},
         allowed=allowed, ok=ok, rules=rules, state_before=state_before, seconds=seconds,
-        thread=thread, started=started, ended=ended)
+        thread=thread, started=started, ended=ended, sent=dict(sent or {}))

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from callgate.conformance.cases.values import Binding, ValueChooser
 from callgate.conformance.judge.execution import Executor, StepTimeout
 from callgate.conformance.judge.perform import (
     action_features,
@@ -27,7 +28,6 @@ from callgate.conformance.judge.perform import (
     missing_features,
     perform,
     replay_slots,
-    request_for,
     slot_machines,
     step_record,
     wait_ms,
@@ -38,6 +38,7 @@ from callgate.conformance.protocol.adapter import (
     AdapterFault,
     Capabilities,
     NotApplicable,
+    Request,
     Session,
     SlotSpec,
 )
@@ -75,6 +76,9 @@ class Case:
     # the runner can steer back when the implementation takes another allowed outcome.
     graph: Any = field(default=None, compare=False, repr=False)
     sources: tuple[State, ...] = ()
+    # The concrete argument values to send (a failed case's `replay["values"]`, to run it again
+    # with the values that failed); None: drawn afresh (callgate.conformance.cases.values).
+    values: Mapping[str, Mapping[str, int]] | None = field(default=None, compare=False)
 
 
 def transition_key(machine: str, state: State, action: Action) -> str:
@@ -95,6 +99,8 @@ class CaseRunner:
     adapter: Adapter
     capabilities: Capabilities
     step_timeout: float = 10.0
+    # Which concrete value each abstract argument gets (the gate seeds it from the run's seed).
+    values: ValueChooser = field(default_factory=ValueChooser)
     executor: Executor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,10 +112,12 @@ class CaseRunner:
     def missing_features(self, case: Case) -> set[str]:
         return missing_features(case.slots, case.steps, self.capabilities.features)
 
-    def open(self, case_id: str, slots: Sequence[SlotSpec]) -> LiveCase:
-        """Open a session for `slots` and the trackers that follow it."""
+    def open(self, case_id: str, slots: Sequence[SlotSpec],
+             values: Mapping[str, Mapping[str, int]] | None = None) -> LiveCase:
+        """Open a session for `slots` and the trackers that follow it; `values` presets the
+        concrete argument values (see `Case.values`)."""
         session: Session = self.executor.call(lambda: self.adapter.open_session(slots))
-        return LiveCase(self, case_id, tuple(slots), session)
+        return LiveCase(self, case_id, tuple(slots), session, self.values.binding(values))
 
     def run(self, case: Case) -> CaseResult:
         """Run one case. Whatever goes wrong, a result comes back: adapter trouble and
@@ -128,7 +136,7 @@ class CaseRunner:
             return self.result(case, Verdict.NOT_APPLICABLE, started, [], set(),
                                message=f"the adapter lacks {', '.join(sorted(missing))}")
         try:
-            live = self.open(case.id, case.slots)
+            live = self.open(case.id, case.slots, case.values)
         except (StepTimeout, AdapterFault) as exc:
             return self.result(case, Verdict.ERROR, started, [], set(),
                                message=f"opening a session failed: {exc}",
@@ -152,7 +160,8 @@ class CaseRunner:
         finally:
             live.close()
         return self.result(case, live.verdict, started, live.trace, live.covered,
-                           message=live.message, evidence=live.evidence, executed=len(live.trace))
+                           message=live.message, evidence=live.evidence, executed=len(live.trace),
+                           values=live.values)
 
     def _follow_plan(self, live: LiveCase, case: Case) -> None:
         """Take the planned steps; where the implementation chose another allowed outcome and
@@ -185,7 +194,7 @@ class CaseRunner:
 
     def result(self, case: Case, verdict: Verdict, started: float, trace: list[StepRecord],
                 covered: set[str], message: str = "", evidence: str = "",
-               executed: int | None = None) -> CaseResult:
+               executed: int | None = None, values: Binding | None = None) -> CaseResult:
         failed_rules = trace[-1].rules if trace and verdict is Verdict.FAIL else []
         keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
         return CaseResult(
@@ -195,10 +204,13 @@ class CaseRunner:
             message=message, evidence=evidence[-4000:], trace=trace if keep_trace else [],
             covered=sorted(covered), slots=slot_machines(case.slots),
             failed_rules=list(failed_rules),
+            values=values.used_json() if values is not None else {},
             replay={"slots": replay_slots(case.slots),
                     "steps": [{"slot": t.slot, "op": t.op, "args": dict(t.args)} for t in trace]
                     if trace else [{"slot": a.slot, "op": a.op, "args": dict(a.args)}
-                                   for a in case.steps]})
+                                   for a in case.steps],
+                    **({"values": values.as_json()} if values is not None and values.bound
+                       else {})})
 
 
 def harness_evidence(exc: BaseException) -> str:
@@ -220,8 +232,9 @@ class LiveCase:
     """One open session and the model trackers that follow it, step by step."""
 
     def __init__(self, runner: CaseRunner, case_id: str, slots: tuple[SlotSpec, ...],
-                 session: Session) -> None:
+                 session: Session, values: Binding | None = None) -> None:
         self.runner = runner
+        self.values = values if values is not None else runner.values.binding()
         self.case_id = case_id
         self.session = session
         self.machines = slot_machines(slots)
@@ -348,7 +361,9 @@ class LiveCase:
         allowed = tracker.expected(action.op, action.args)
         before = tracker.states
         describe_before = " | ".join(MACHINES[machine].describe(s) for s in sorted(before, key=repr))
-        request = request_for(action, wait_ms(action.op, dict(action.args), allowed))
+        args, wait, sent = self.values.concrete(
+            machine, action, tracker, wait_ms(action.op, dict(action.args), allowed))
+        request = Request(action.slot, action.op, args, wait)
         t0 = time.perf_counter()
         wall0 = time.time()
         try:
@@ -360,7 +375,7 @@ class LiveCase:
             self.trace.append(step_record(
                 action, machine, None, allowed=[a.describe() for a in allowed], ok=False,
                 rules=sorted({r for a in allowed for r in a.rules}), state_before=describe_before,
-                seconds=time.perf_counter() - t0, started=wall0, ended=time.time()))
+                seconds=time.perf_counter() - t0, started=wall0, ended=time.time(), sent=sent))
             if isinstance(exc, NotApplicable):
                 self.verdict, self.message = Verdict.NOT_APPLICABLE, f"{action}: {exc}"
                 self.failure = "not applicable"
@@ -373,21 +388,26 @@ class LiveCase:
                 self.failure = "hang"
             return False
         elapsed = time.perf_counter() - t0
-        judgement = tracker.observe(action.op, action.args, observation.code,
-                                    dict(observation.outputs))
+        # Echoed values ([out], reply, an abort code) go back to the abstract value they stand
+        # for before the model judges them; the record keeps what the implementation answered.
+        code, judged = self.values.observed(machine, action.op, observation.code,
+                                            observation.outputs)
+        judgement = tracker.observe(action.op, action.args, code, judged)
         if len(before) == 1:
             (state,) = before
             self.covered.add(transition_key(machine, state, action))
         record = step_record(
             action, machine, observation, allowed=[a.describe() for a in judgement.allowed],
             ok=judgement.ok, rules=list(judgement.rules), state_before=describe_before,
-            seconds=elapsed, started=wall0, ended=time.time())
+            seconds=elapsed, started=wall0, ended=time.time(), sent=sent)
         self.trace.append(record)
         if not judgement.ok:
             self.verdict, self.failure = Verdict.FAIL, "mismatch"
             outputs = f" with {record.outputs}" if record.outputs else ""
             self.message = (f"{action}: observed {record.code_name or record.code}{outputs}; "
                             f"allowed: {'; '.join(record.allowed) or 'nothing'}")
+            if self.values.bound:
+                self.message += f" (concrete values: {self.values.describe()})"
             return False
         self._taken.setdefault(action.slot, []).append(Taken(action, before, tracker.states))
         return True

@@ -189,7 +189,7 @@ class Shrinker:
         started = time.perf_counter()
         failed: CaseResult | None = None
         try:
-            live = self.runner.open(f"{self.case.id}-shrink", self.case.slots)
+            live = self.runner.open(f"{self.case.id}-shrink", self.case.slots, self.case.values)
         except Exception:  # a session that cannot be opened: this candidate shows nothing
             self._reject("error")
             self._cache[key] = None
@@ -205,7 +205,8 @@ class Shrinker:
         self.learn(live.trace)
         if live.verdict is Verdict.FAIL:
             candidate = Case(self.case.id, self.case.kind, self.case.description,
-                             self.case.slots, actions_of(live.trace), self.case.rules)
+                             self.case.slots, actions_of(live.trace), self.case.rules,
+                             values=self.case.values)
             failed = self.runner.result(candidate, live.verdict, started, live.trace,
                                         live.covered, message=live.message,
                                         evidence=live.evidence)
@@ -350,7 +351,7 @@ def shrink_failure(runner: CaseRunner, failed: CaseResult, slots: Sequence[SlotS
     if reason is None or not slots:
         return None
     case = Case(failed.id, failed.kind, failed.description, tuple(slots),
-                actions_of(failed.trace), tuple(failed.rules))
+                actions_of(failed.trace), tuple(failed.rules), values=failed.replay.get("values"))
     return Shrinker(runner, case, reason, budget, progress, clock).shrink(failed)
 
 

@@ -267,10 +267,23 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             "steps": summary.steps, "exit_code": verdict["exit_code"],
         },
         "coverage": cov,
+        "argument_values": argument_values(record.cases),
         "rules": rules,
         "cases": cases,
         "expectations": _expectations_json(start.get("expectations"), cases),
     }
+
+
+def argument_values(cases: Iterable[CaseResult]) -> dict[str, dict[str, Any]]:
+    """The concrete values sent for each abstract argument ("machine op param=abstract"), over
+    the run, and how many cases sent each key (callgate.conformance.cases.values)."""
+    values: dict[str, set[int]] = {}
+    counts: dict[str, int] = {}
+    for case in cases:
+        for key, sent in case.values.items():
+            values.setdefault(key, set()).update(sent)
+            counts[key] = counts.get(key, 0) + 1
+    return {k: {"values": sorted(values[k]), "cases": counts[k]} for k in sorted(values)}
 
 
 def _case_json(case: CaseResult) -> dict[str, Any]:
@@ -314,6 +327,7 @@ def _trace_json(trace: Sequence[StepRecord]) -> list[dict[str, Any]]:
         "slot": s.slot, "operation": s.op, "args": s.args,
         "observed": {"code": s.code, "name": s.code_name, "outputs": s.outputs},
         "allowed": s.allowed, "ok": s.ok, "rules": s.rules, "state": s.state_before,
+        **({"sent": s.sent} if s.sent else {}),
     } for s in trace]
 
 

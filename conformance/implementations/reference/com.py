@@ -73,6 +73,9 @@ INFINITE = kernel.INFINITE
 
 # The choices this runtime makes where the documentation allows several (see the docstring).
 WAIT_TIMEOUT_CODE = RPC_S_CALLPENDING
+# The 32-bit tick count the seeded fault event_wait_deadline_wraps adds timeouts to (a machine up
+# for about 3 days): a deadline past 0xFFFFFFFF wraps into the past.
+TICK_COUNT = 0x10000000
 BEGIN_PENDING_CODE = RPC_S_CALLPENDING
 CANCELLED_CODE = RPC_E_CALL_CANCELED
 CALL_OBJECT_EVENT = "ManualResetEvent"  # the class CallObject aggregates (COM-SYNC-06)
@@ -256,6 +259,13 @@ class SystemEvent(Unknown):
                 return WAIT_TIMEOUT_CODE
         if dwMilliseconds == 0 and self._host.fault("wait_zero_never_looks"):
             return WAIT_TIMEOUT_CODE
+        if self._outer is not None and 0x80000000 <= dwMilliseconds < INFINITE and \
+                self._host.fault("call_wait_signed_timeout"):
+            return WAIT_TIMEOUT_CODE  # the seeded fault: a "negative" timeout has expired
+        if self._outer is None and dwMilliseconds != INFINITE and \
+                TICK_COUNT + dwMilliseconds > 0xFFFFFFFF and \
+                self._host.fault("event_wait_deadline_wraps"):
+            return WAIT_TIMEOUT_CODE  # the seeded fault: the deadline wrapped into the past
         if self._host.fault("wait_flags_misread"):
             dwFlags |= COWAIT_WAITALL
         hr, _ = CoWaitForMultipleHandles(dwFlags, dwMilliseconds, (self._current(),),
@@ -682,6 +692,8 @@ class CallObject(Unknown):
             out = call.out
             if self._host.fault("finish_stale_out") and self._previous is not None:
                 out = self._previous
+            if self._host.fault("finish_out_byte"):
+                out &= 0xFF
             self._previous = call.out
             return S_OK, out
 
@@ -708,6 +720,8 @@ class CallObject(Unknown):
         """Request cancellation (COM-CANCEL-05..08). S_OK means the request was issued, not that
         the call is over: the client's Wait returns S_OK only once the server has signalled
         (COM-WAIT-02), and Finish_ then reports the cancel."""
+        if 0x80000000 <= ulSeconds < INFINITE and self._host.fault("cancel_seconds_signed"):
+            return E_INVALIDARG  # the seeded fault: a "negative" number of seconds
         with self._lock:
             call = self._call
             refusal = self._cancel_refusal(call)

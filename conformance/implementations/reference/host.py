@@ -271,6 +271,24 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("test_cancel_idle_invalid_binding", "RPC-SRV-CANCEL-03",
           "RpcServerTestCancel(0) on a thread with no call returns RPC_S_INVALID_BINDING, not "
           "RPC_S_NO_CALL_ACTIVE"),
+    # Argument-value faults (issue 16): each shows only with particular concrete values of an
+    # abstract argument class (callgate.conformance.cases.values).
+    Fault("call_wait_signed_timeout", "COM-WAIT-02",
+          "the call object's Wait reads dwMilliseconds as a signed LONG: a timeout of 0x80000000 "
+          "or more (but not INFINITE) is 'negative' and times out at once, even when signalled"),
+    Fault("event_wait_deadline_wraps", "COM-SYNC-04",
+          "the event's Wait computes its deadline as a 32-bit tick count plus dwMilliseconds; "
+          "when that wraps (timeouts just below INFINITE) it times out without looking"),
+    Fault("finish_out_byte", "COM-FIN-01",
+          "Finish_ marshals the [out] value through a byte: only its low 8 bits arrive"),
+    Fault("complete_reply_16bit", "RPC-CLI-COMPLETE-02",
+          "the client's RpcAsyncCompleteCall copies the return value as 16 bits"),
+    Fault("abort_code_sign_lost", "RPC-SRV-ABORT-01",
+          "RpcAsyncAbortCall treats a code with the high bit set as a failure of its own: the "
+          "client receives RPC_S_CALL_FAILED instead of the code"),
+    Fault("cancel_seconds_signed", "COM-CANCEL-08",
+          "ICancelMethodCalls::Cancel reads ulSeconds as signed: 0x80000000 or more (but not "
+          "INFINITE) is refused with E_INVALIDARG instead of reporting the completed call"),
 )}
 
 

@@ -249,7 +249,9 @@ class DispatchedCall:
 
     client: ClientCall | None  # None for a synchronous client
     handle: RPC_ASYNC_STATE
-    hint: int  # non-zero: the test server answers at once with this value (a synchronous client)
+    # A synchronous client's call (client None): the value the test server answers at once
+    # with, any number including 0. An asynchronous call: what its [out] held at dispatch.
+    hint: int
     number: int = field(default_factory=lambda: next(_numbers))
     mailbox: Mailbox = field(default_factory=Mailbox)
     cancel_requested: bool = False
@@ -466,7 +468,7 @@ class RpcRuntime:
                 status = RPC_S_OK
             if status == RPC_S_OK and Reply is not None and not fault(
                     "complete_reply_not_copied"):
-                Reply.value = call.reply
+                Reply.value = call.reply & 0xFFFF if fault("complete_reply_16bit") else call.reply
             if fault("complete_not_final"):
                 return status
             # Final: free what the runtime allocated for the call (RPC-CLI-COMPLETE-06). The
@@ -514,6 +516,8 @@ class RpcRuntime:
             return RPC_S_INVALID_ASYNC_HANDLE  # RPC-SRV-ABORT-04
         self.host.pause()
         if self.host.fault("abort_code_lost"):
+            ExceptionCode = RPC_S_CALL_FAILED
+        if ExceptionCode & 0x80000000 and self.host.fault("abort_code_sign_lost"):
             ExceptionCode = RPC_S_CALL_FAILED
         return self._end(server_call, ExceptionCode, 0)
 
@@ -607,7 +611,8 @@ class RpcRuntime:
         with self._lock:
             self._closed = True
             # Calls from synchronous clients complete on their own and read no commands.
-            held = [c for c in self._server_handles.values() if not c.ended and not c.hint]
+            held = [c for c in self._server_handles.values()
+                    if not c.ended and c.client is not None]
         commands = [c.mailbox.post(ServerAction.SHUTDOWN) for c in held]
         for command in commands:
             command.wait(1.0)
@@ -626,8 +631,8 @@ def _bind(routine: RPCNOTIFICATION_ROUTINE, pAsync: RPC_ASYNC_STATE,
 class TestRpcServer:
     """The manager routine of `[async] TestProc`, as the harness's test server.
 
-    A call with a non-zero hint (from a synchronous client) is completed at once, on the dispatch
-    thread (RPC-SRV-COMPLETE-07). Every other call is held on its dispatch thread until the
+    A call from a synchronous client is completed at once with its hint, on the dispatch thread
+    (RPC-SRV-COMPLETE-07). Every other call is held on its dispatch thread until the
     harness sends a command through the call's mailbox.
     """
 
@@ -638,11 +643,11 @@ class TestRpcServer:
 
     def TestProc(self, pAsync: RPC_ASYNC_STATE, hint: int) -> None:
         runtime = self.runtime
-        if hint:
-            runtime.RpcAsyncCompleteCall(pAsync, Reply(hint))
-            return
         server_call = pAsync.RuntimeInfo
         assert isinstance(server_call, DispatchedCall)
+        if server_call.client is None:
+            runtime.RpcAsyncCompleteCall(pAsync, Reply(hint))
+            return
         while True:
             command = server_call.mailbox.receive()
             runtime.host.pause()
