@@ -120,6 +120,8 @@ class CaseResult:
     overlapped_runs: int = 0
     # Other distinct failures the case saw (each with its own trace), beside the one above.
     other_failures: list[Failure] = field(default_factory=list)
+    # A multi-object case: the pairs it covered (see callgate.conformance.cases.multi).
+    pairs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
