@@ -21,10 +21,17 @@ class Budget:
     # many times each case runs to sample schedules.
     parallel_examples: int = 0
     parallel_runs: int = 3
+    # Multi-object cases (callgate.conformance.cases.multi): sessions per composition, and the
+    # steps of each (0 sessions: none).
+    multi_cases: int = 0
+    multi_steps: int = 400
 
 
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3),
-    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3),
-    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5),
+    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3,
+                    multi_cases=3, multi_steps=150),
+    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3,
+                       multi_cases=20, multi_steps=400),
+    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5,
+                   multi_cases=60, multi_steps=800),
 }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from callgate.conformance.budgets import Budget
-from callgate.conformance.cases import sequences
+from callgate.conformance.cases import multi, sequences
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
@@ -60,6 +60,8 @@ class RunOptions:
     # Send each abstract argument's single old value (a finite Wait 50 ms, [out] 1 and 2, ...)
     # instead of concrete values drawn from the seed (callgate.conformance.cases.values).
     fixed_values: bool = False
+    # Multi-object cases: two objects of one kind in one session (callgate.conformance.cases.multi).
+    multi: bool = True
 
 
 class StopRun(Exception):
@@ -192,7 +194,16 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
         "expectations": options.expectations.to_json() if options.expectations else None,
         "transitions": sorted(plan.transitions) if plan is not None else [],
         "min_coverage": options.min_coverage,
+        "pairs": _pair_universe(options, plan),
     }
+
+
+def _pair_universe(options: RunOptions, plan: sequences.Plan | None) -> dict[str, list[str]]:
+    """The pairs each composition's multi-object walk aims at (empty when none run)."""
+    if plan is None or not options.multi or not options.budget.multi_cases:
+        return {}
+    return {c.name: multi.pair_universe(plan.machines[c.machine], c)
+            for c in multi.COMPOSITIONS if c.machine in plan.machines}
 
 
 def _left_behind(adapter: Adapter) -> dict[str, Any] | None:
@@ -333,6 +344,15 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             for case, result in walk_machine(runner, machine_plan, pending):
                 total = max(total, len(results) + 1 + stateful_cases)
                 result = shrink(runner, plan, case, result, progress, len(results), total)
+                _record(stream, results, result, progress, total, options.expectations)
+    if options.multi and options.budget.multi_cases:
+        budget = multi.MultiBudget(options.budget.multi_cases, options.budget.multi_steps)
+        for composition in multi.COMPOSITIONS:
+            if composition.machine not in plan.machines:
+                continue  # the adapter has no such objects
+            for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
+                                              composition, budget):
+                total = max(total, len(results) + 1 + stateful_cases)
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0

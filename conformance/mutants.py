@@ -83,7 +83,7 @@ UNOBSERVABLE: dict[str, str] = {
                            "routine never touches them again)",
 }
 
-KINDS = ("directed", "stateful", "parallel")
+KINDS = ("directed", "stateful", "parallel", "multi")
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
             run_gate(adapter, RunOptions(
                 f"reference+{name}", budget, seed, Path(out), step_timeout,
                 directed="directed" in kinds, stateful="stateful" in kinds, plan=plan,
+                multi="multi" in kinds,
                 reports=False, **_parallel_option(kinds)), progress)
     finally:
         adapter.shutdown()

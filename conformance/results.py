@@ -132,6 +132,8 @@ class CaseResult:
     shrink: dict[str, Any] = field(default_factory=dict)
     # The concrete values sent for abstract arguments: "machine op param=abstract" -> values.
     values: dict[str, list[int]] = field(default_factory=dict)
+    # A multi-object case: the pairs it covered (see callgate.conformance.cases.multi).
+    pairs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -135,6 +135,23 @@ def coverage(record: RunRecord) -> dict[str, Any]:
     }
 
 
+def pair_coverage(record: RunRecord, missing_shown: int = 50) -> dict[str, Any]:
+    """Per composition of the multi-object cases: the pairs covered of those aimed at (a
+    transition of one object while the other is in an in-flight phase), and some that are
+    missing. Empty when the run had no multi-object cases."""
+    universe: dict[str, list[str]] = record.start.get("pairs", {}) or {}
+    covered: set[str] = set()
+    for case in record.cases:
+        covered.update(case.pairs)
+    out: dict[str, Any] = {}
+    for name, keys in sorted(universe.items()):
+        missing = sorted(set(keys) - covered)
+        out[name] = {"total": len(keys), "covered": len(keys) - len(missing),
+                     "missing": [k.removeprefix(name + "|") for k in missing[:missing_shown]],
+                     "missing_count": len(missing)}
+    return out
+
+
 def covered_transitions(record: RunRecord) -> set[str]:
     """The transition keys the run's cases covered, within the run's universe if it names one."""
     covered: set[str] = set()
@@ -268,6 +285,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
         },
         "coverage": cov,
         "argument_values": argument_values(record.cases),
+        "pair_coverage": pair_coverage(record),
         "rules": rules,
         "cases": cases,
         "expectations": _expectations_json(start.get("expectations"), cases),
@@ -319,6 +337,8 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         data["linearizability"] = case.linearizability
     if case.runs:
         data["runs"], data["overlapped_runs"] = case.runs, case.overlapped_runs
+    if case.pairs:
+        data["pairs"] = len(case.pairs)
     return data
 
 

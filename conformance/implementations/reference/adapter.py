@@ -180,6 +180,7 @@ class ReferenceSession:
         self._runtime: rpc.RpcRuntime | None = None
         self._good_binding = rpc.RpcBinding(server=True)
         self._slots: dict[str, _Bound] = {}
+        self._servers: dict[tuple[bool, bool], tuple[com.TestServer, com.ServerObject]] = {}
         for spec in slots:
             if spec.name in self._slots:
                 raise AdapterFault(f"slot {spec.name!r} is declared twice; give each slot its own "
@@ -188,10 +189,15 @@ class ReferenceSession:
 
     def _open_slot(self, spec: SlotSpec) -> _Slot:
         if spec.machine == "com_call":
-            server = com.TestServer(self.host, self.pool,
-                                    implements_call_factory=bool(spec.config.get("factory", True)),
-                                    cancellation_enabled=bool(spec.config.get("cancellable", True)))
-            return _ComSlot(server, com.ServerObject(server))
+            # Call objects of one configuration in one session come from one server object,
+            # as a client that needs several concurrent calls makes them (COM-CF-10).
+            key = (bool(spec.config.get("factory", True)), bool(spec.config.get("cancellable", True)))
+            if key not in self._servers:
+                server = com.TestServer(self.host, self.pool, implements_call_factory=key[0],
+                                        cancellation_enabled=key[1])
+                self._servers[key] = (server, com.ServerObject(server))
+            server, server_object = self._servers[key]
+            return _ComSlot(server, server_object)
         if spec.machine == "event":
             return _EventSlot()
         if spec.machine == "container":

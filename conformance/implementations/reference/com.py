@@ -222,6 +222,13 @@ class SystemEvent(Unknown):
         self._lock = threading.Lock()
         self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED or (
             outer is None and host.fault("new_event_signalled")), name=type(self).__name__)
+        if outer is None and host.fault("event_kernel_handle_shared"):
+            key = ("event", type(self).__name__, kernel.current_thread())
+            live = host.shared.get(key)
+            if isinstance(live, KernelEvent) and not live.closed:
+                self._handle = live
+            else:
+                host.shared[key] = self._handle
 
     def _manual_reset(self) -> bool:
         return self.MANUAL_RESET
@@ -645,6 +652,8 @@ class CallObject(Unknown):
             call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
             self._sync.Reset()
+            if self._host.fault("cancel_most_recent_call"):
+                self._host.shared[("current call", kernel.current_thread())] = self
         self._host.pause()
         self._server.begin(call)
         return BEGIN_PENDING_CODE if self._host.fault("begin_reports_pending") else S_OK
@@ -690,6 +699,9 @@ class CallObject(Unknown):
             # happens in the method the client calls after it has seen the signal).
             self._sync.Reset()
             out = call.out
+            if self._host.fault("finish_out_of_last_signal"):
+                last = self._host.shared.get("last_out")
+                out = last if isinstance(last, int) else out
             if self._host.fault("finish_stale_out") and self._previous is not None:
                 out = self._previous
             if self._host.fault("finish_out_byte"):
@@ -709,6 +721,8 @@ class CallObject(Unknown):
             # returned and Wait may say so (COM-WAIT-02).
             call.out = out
             call.completed = True
+            if self._host.fault("finish_out_of_last_signal"):
+                self._host.shared["last_out"] = out
             # Under the lock, so that a Finish_ on another thread cannot reset the event between
             # the completion and the Signal and leave a stale signal behind.
             if not self._host.fault("signal_not_forwarded"):
@@ -722,6 +736,13 @@ class CallObject(Unknown):
         (COM-WAIT-02), and Finish_ then reports the cancel."""
         if 0x80000000 <= ulSeconds < INFINITE and self._host.fault("cancel_seconds_signed"):
             return E_INVALIDARG  # the seeded fault: a "negative" number of seconds
+        if self._host.fault("cancel_most_recent_call"):
+            recent = self._host.shared.get(("current call", kernel.current_thread()))
+            if isinstance(recent, CallObject) and recent is not self and recent.current_call:
+                return recent._cancel(ulSeconds)
+        return self._cancel(ulSeconds)
+
+    def _cancel(self, ulSeconds: int) -> int:
         with self._lock:
             call = self._call
             refusal = self._cancel_refusal(call)
@@ -777,6 +798,9 @@ class CallObject(Unknown):
             call, self._call = self._call, None
             if call is not None and not self._host.fault("release_pending_leaks"):
                 call.abandoned = True
+        if self._host.fault("release_abandons_server_calls"):
+            for held in self._server.held_calls():
+                held.abandoned = True
 
 
 def make_event(host: Host, clsid: str) -> SystemEvent:

@@ -289,6 +289,26 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("cancel_seconds_signed", "COM-CANCEL-08",
           "ICancelMethodCalls::Cancel reads ulSeconds as signed: 0x80000000 or more (but not "
           "INFINITE) is refused with E_INVALIDARG instead of reporting the completed call"),
+    # Cross-object: state several objects of one kind share (per process, per thread, per
+    # binding, per server object), visible only with two objects in flight at once.
+    Fault("finish_out_of_last_signal", "COM-FIN-01",
+          "Finish_ delivers the [out] of the call the server signalled most recently in the "
+          "process (a process-wide \"last result\" pointer), not its own call's"),
+    Fault("cancel_most_recent_call", "COM-CANCEL-05",
+          "ICancelMethodCalls::Cancel cancels the call most recently begun on the client thread "
+          "(a per-thread \"current call\" slot), not the call object's own call"),
+    Fault("release_abandons_server_calls", "COM-REL-01",
+          "the final Release of one call object abandons every call its server object holds, "
+          "so another call object's result is discarded"),
+    Fault("event_kernel_handle_shared", "COM-SYNC-01",
+          "two live system events of one class on one thread share one kernel event, so "
+          "Signal on one signals the other"),
+    Fault("rpc_reply_per_binding", "RPC-CLI-COMPLETE-02",
+          "the runtime keeps one reply buffer per binding: the completion of a second "
+          "outstanding call overwrites the first's return value"),
+    Fault("rpc_cancel_last_dispatched", "RPC-CLI-CANCEL-03",
+          "RpcAsyncCancelCall tells the server about the call most recently dispatched on the "
+          "binding, not the handle's own call"),
 )}
 
 
@@ -312,6 +332,8 @@ class Host:
         self.faults: frozenset[str] = frozenset(faults)
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
+        # State the whole process shares, kept only by builds with a cross-object seeded fault.
+        self.shared: dict[object, object] = {}
 
     def fault(self, name: str) -> bool:
         """True if this build carries the seeded fault `name` (always False for the real thing)."""

@@ -285,6 +285,9 @@ class RpcRuntime:
         # Where the seeded fault apc_to_runtime_thread sends APCs: a thread no client waits on.
         self._runtime_thread = ThreadContext("rpc-runtime")
         self._used_handles: set[int] = set()  # only with the seeded fault handle_used_once
+        # Only with the seeded faults rpc_reply_per_binding and rpc_cancel_last_dispatched.
+        self._binding_reply: int | None = None
+        self._last_dispatched: DispatchedCall | None = None
 
     # --- client stubs --------------------------------------------------------------------------
 
@@ -340,6 +343,8 @@ class RpcRuntime:
         handle.StubInfo = StubInfo("TestProc", server_call.number)
         if not self.host.fault("server_handle_unregistered"):
             self._server_handles[server_call.number] = server_call
+        if client is not None and self.host.fault("rpc_cancel_last_dispatched"):
+            self._last_dispatched = server_call
         self.pool.submit(lambda: self._dispatch(server_call))
         return server_call
 
@@ -386,6 +391,8 @@ class RpcRuntime:
                 result = RPC_S_CALL_CANCELLED  # the client cancelled abortively: nobody to tell
             else:
                 client.status, client.reply = status, reply
+                if self.host.fault("rpc_reply_per_binding"):
+                    self._binding_reply = reply
                 deliver = client
                 result = RPC_S_OK
         if deliver is not None:
@@ -469,6 +476,8 @@ class RpcRuntime:
             if status == RPC_S_OK and Reply is not None and not fault(
                     "complete_reply_not_copied"):
                 Reply.value = call.reply & 0xFFFF if fault("complete_reply_16bit") else call.reply
+                if fault("rpc_reply_per_binding") and self._binding_reply is not None:
+                    Reply.value = self._binding_reply
             if fault("complete_not_final"):
                 return status
             # Final: free what the runtime allocated for the call (RPC-CLI-COMPLETE-06). The
@@ -494,9 +503,12 @@ class RpcRuntime:
             if not isinstance(call, ClientCall):
                 return RPC_S_INVALID_ASYNC_HANDLE
             fault = self.host.fault
-            if call.server is not None and not call.server.ended and not (
+            told = call.server
+            if fault("rpc_cancel_last_dispatched") and self._last_dispatched is not None:
+                told = self._last_dispatched
+            if told is not None and not told.ended and not (
                     not fAbortCall and fault("cancel_not_forwarded")):
-                call.server.cancel_requested = True
+                told.cancel_requested = True
             abortive = (fAbortCall and not fault("abort_cancel_not_rushed")) or fault(
                 "cancel_always_abortive")
             if abortive and call.status == RPC_S_ASYNC_CALL_PENDING:

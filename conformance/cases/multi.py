@@ -1,0 +1,415 @@
+"""Multi-object cases: two objects of one kind driven in one session and thread, interleaved.
+
+A walk segment drives one object, so a fault in state that several objects share (a process-wide
+table of call objects, a per-thread "current call", a per-binding reply buffer, a kernel event
+two objects share) never shows there. These cases open two slots of one machine (a
+*composition*: two call objects, two RPC handles on one binding, two system events) and walk
+them together, towards a coverage criterion over pairs:
+
+* each machine has *in-flight phases* (`PHASES`): the phases in which an object holds something
+  another object's operations could disturb (a call object PENDING or SIGNALED; an RPC call
+  PENDING with the server holding it, SENT with its result on the way, READY completed and not
+  collected; an event signalled or not);
+* a *pair* is a transition of one object, taken while the other object is in one in-flight
+  phase. A transition is counted by the machine's drawn state (its `diagram_fields`, the phase)
+  and the operation with its arguments, so the criterion stays small enough to reach in full
+  (every transition of the full state graph times every phase would be tens of thousands);
+* after a step covers a new pair, both objects are observed with a cheap operation that leaves
+  their state as it is and tells it apart from its one-field neighbours, so a step of one object
+  that changed the other shows at once.
+
+Both objects play both roles, and the walk alternates which object moves first, so that either
+object may be the one created, begun or signalled most recently. Every step is judged by the
+model like any other case, and each case cites the rules of the steps it took.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+from callgate.conformance.cases.sequences import MachinePlan
+from callgate.conformance.cases.slots import default_slot
+from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase, harness_evidence
+from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.transitions import Action, Args, Kind, Machine, State, step
+
+# The in-flight phases of each machine that has any: field and the values that are in flight.
+# com_call: Begin_ accepted until Finish_ (COM-BEGIN-01, COM-FIN-01); rpc_call: the call is
+# outstanding until the final RpcAsyncCompleteCall (RPC-CLI-COMPLETE-01, -02); event: a created
+# event, signalled or not (COM-SYNC-01, COM-SYNC-02).
+PHASES: Mapping[str, tuple[str, tuple[object, ...]]] = {
+    "com_call": ("phase", ("PENDING", "SIGNALED")),
+    "rpc_call": ("phase", ("PENDING", "SENT", "READY")),
+    "event": ("signaled", (False, True)),
+}
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Two slots of one machine, driven together in one session."""
+
+    name: str
+    slots: tuple[str, str]
+
+    @property
+    def machine(self) -> str:
+        return default_slot(self.slots[0]).machine
+
+
+COMPOSITIONS = (
+    Composition("com_call-pair", ("c0", "c1")),
+    Composition("rpc_call-pair", ("r0", "r1")),
+    Composition("event-pair", ("e0", "e1")),
+)
+
+
+@dataclass(frozen=True)
+class MultiBudget:
+    """Limits of one composition's walk: sessions, and steps in each."""
+
+    cases: int = 40
+    case_steps: int = 400
+
+
+def phase_of(machine: Machine, state: State) -> str | None:
+    """The in-flight phase `state` is in, or None when it is in none."""
+    if machine.name not in PHASES:
+        return None
+    name, values = PHASES[machine.name]
+    view = machine.view(state)
+    if machine.name == "event" and view.get("kind") == "NONE":
+        return None  # no event yet
+    value = view[name]
+    return f"{name}={value}" if value in values else None
+
+
+def abstract(machine: Machine, state: State, op: str, args: Args) -> str:
+    """A transition counted by the machine's drawn state and the action."""
+    view = machine.view(state)
+    drawn = ",".join(f"{f}={view[f]}" for f in machine.diagram_fields)
+    return f"{machine.name}|{drawn}|{op}({','.join(f'{k}={v}' for k, v in args)})"
+
+
+def pair_key(composition: str, transition: str, phase: str) -> str:
+    return f"{composition}|{transition}|while {phase}"
+
+
+Move = tuple[Action, State]  # an action of the slot-free graph and the state it leads to
+
+
+@dataclass
+class _Graph:
+    """A machine's graph as the pair walk reads it; actions carry no slot."""
+
+    machine: Machine
+    moves: dict[State, list[Move]] = field(default_factory=dict)
+    actions: dict[State, list[Action]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(plan: MachinePlan) -> _Graph:
+        g = _Graph(plan.machine)
+        seen: set[tuple[State, Action, State]] = set()
+        for edge in plan.graph.edges():
+            source: State = edge.source  # type: ignore[assignment]
+            target: State = edge.target  # type: ignore[assignment]
+            action = Action("", edge.op, edge.args)
+            if (source, action, target) not in seen:
+                seen.add((source, action, target))
+                g.moves.setdefault(source, []).append((action, target))
+                if action not in g.actions.setdefault(source, []):
+                    g.actions[source].append(action)
+        return g
+
+    def reachable(self, start: State) -> set[State]:
+        found, queue = {start}, deque([start])
+        while queue:
+            for _, nxt in self.moves.get(queue.popleft(), ()):
+                if nxt not in found:
+                    found.add(nxt)
+                    queue.append(nxt)
+        return found
+
+    def route(self, start: State, goal: set[State] | None = None,
+              wanted: dict[State, list[Action]] | None = None,
+              avoid: set[tuple[State, Action]] | frozenset[tuple[State, Action]] = frozenset(),
+              ) -> list[Move] | None:
+        """A shortest way from `start` to a state in `goal`, or to one with `wanted` actions,
+        through no move in `avoid`."""
+        def hit(s: State) -> bool:
+            return s in goal if goal is not None else bool(wanted and wanted.get(s))
+        if hit(start):
+            return []
+        parent: dict[State, tuple[State, Action] | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            node = queue.popleft()
+            for action, nxt in self.moves.get(node, ()):
+                if nxt in parent or (node, action) in avoid:
+                    continue
+                parent[nxt] = (node, action)
+                if hit(nxt):
+                    path: list[Move] = []
+                    at = nxt
+                    while (link := parent[at]) is not None:
+                        path.append((link[1], at))
+                        at = link[0]
+                    return path[::-1]
+                queue.append(nxt)
+        return None
+
+
+def pair_universe(plan: MachinePlan, composition: Composition) -> list[str]:
+    """Every pair the composition's walk aims at: the drawn transitions reachable from the
+    slot's default configuration, times the in-flight phases reachable from it."""
+    g = _Graph.of(plan)
+    start = plan.machine.make(**default_slot(composition.slots[0]).config)
+    states = g.reachable(start)
+    transitions = {abstract(plan.machine, s, a.op, a.args) for s in states
+                   for a in g.actions.get(s, ())}
+    phases = {p for s in states if (p := phase_of(plan.machine, s)) is not None}
+    return sorted(pair_key(composition.name, t, p) for t in transitions for p in phases)
+
+
+class _Observer:
+    """A cheap operation that leaves a state as it is and tells it apart from the most states
+    that differ from it in one field (an object the other object's step disturbed)."""
+
+    def __init__(self, g: _Graph, pins: Mapping[str, str]) -> None:
+        self.g = g
+        self.pins = pins
+        self.states = sorted(g.moves, key=repr)
+        self._memo: dict[State, Action | None] = {}
+        self._expected: dict[tuple[State, Action], tuple[str, ...] | None] = {}
+
+    def _outcomes(self, state: State, action: Action) -> tuple[str, ...] | None:
+        key = (state, action)
+        if key not in self._expected:
+            result = step(self.g.machine, state, action.op, action.args, self.pins)
+            self._expected[key] = (None if result.kind is not Kind.DEFINED or not result.allowed
+                                   else tuple(sorted(a.describe() for a in result.allowed)))
+        return self._expected[key]
+
+    def of(self, state: State) -> Action | None:
+        if state not in self._memo:
+            ends: dict[Action, set[State]] = {}
+            for action, nxt in self.g.moves.get(state, ()):
+                ends.setdefault(action, set()).add(nxt)
+            loops = [a for a, e in ends.items() if e == {state} and a.op != "wait_notification"
+                     and not any(k == "timeout" and v != "zero" for k, v in a.args)]
+            near = [s for s in self.states
+                    if sum(x != y for x, y in zip(s, state, strict=True)) == 1]
+            best, found = -1, None
+            for candidate in sorted(loops, key=repr):
+                here = self._outcomes(state, candidate)
+                score = sum(1 for n in near if (there := self._outcomes(n, candidate))
+                            is not None and there != here)
+                if score > best:
+                    best, found = score, candidate
+            self._memo[state] = found
+        return self._memo[state]
+
+
+def walk_pairs(runner: CaseRunner, plan: MachinePlan, composition: Composition,
+               budget: MultiBudget, covered: set[str] | None = None,
+               ) -> Iterator[tuple[Case, CaseResult]]:
+    """Walk the composition's two objects until every pair is covered, a segment makes no
+    progress, or the budget is spent; yields each segment's case and result. `covered`
+    collects the pairs covered (across compositions). A failing segment ends the walk: it is
+    reported once. An exception in the walk's own code ends it with one `error` case."""
+    started = time.perf_counter()
+    done = covered if covered is not None else set()
+    segments = 0
+    try:
+        for segment in _walk(runner, plan, composition, budget, done):
+            segments += 1
+            yield segment
+    except Exception as exc:
+        case = Case(f"{composition.name}-{segments:03d}", "multi",
+                    f"pair walk of {composition.name}", (), ())
+        yield case, runner.result(case, Verdict.ERROR, started, [], set(),
+                                  message=f"harness error: {type(exc).__name__}: {exc}",
+                                  evidence=harness_evidence(exc))
+
+
+def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budget: MultiBudget,
+          covered: set[str]) -> Iterator[tuple[Case, CaseResult]]:
+    machine = plan.machine
+    g = _Graph.of(plan)
+    observer = _Observer(g, runner.capabilities.pins)
+    universe = set(pair_universe(plan, composition))
+    # What is left, by phase: the drawn transitions not yet taken while the other is there.
+    pending: dict[str, set[str]] = {}
+    for key in universe - covered:
+        transition, _, phase = key.rpartition("|while ")
+        pending.setdefault(phase, set()).add(transition.removeprefix(composition.name + "|"))
+    by_abstract: dict[str, list[tuple[State, Action]]] = {}
+    for s, acts in g.actions.items():
+        for a in acts:
+            by_abstract.setdefault(abstract(machine, s, a.op, a.args), []).append((s, a))
+    phase_states: dict[str, set[State]] = {}
+    for s in g.moves:
+        if (p := phase_of(machine, s)) is not None:
+            phase_states.setdefault(p, set()).add(s)
+    specs = tuple(default_slot(name) for name in composition.slots)
+
+    def wanted(phase: str, skip: set[tuple[State, Action]]) -> dict[State, list[Action]]:
+        out: dict[State, list[Action]] = {}
+        for t in pending.get(phase, ()):
+            for s, a in by_abstract.get(t, ()):
+                if (s, a) not in skip:
+                    out.setdefault(s, []).append(a)
+        return out
+
+    for number in range(budget.cases):
+        if not any(pending.values()):
+            return
+        before = sum(map(len, pending.values()))
+        case_id = f"{composition.name}-{number:03d}"
+        started = time.perf_counter()
+        live = runner.open(case_id, specs)
+        pairs: list[str] = []
+        skip: set[tuple[State, Action]] = set()  # not sendable in this session
+        toggle = number % 2
+        try:
+            _segment(live, g, observer, composition, pending, wanted, by_abstract, phase_states,
+                     skip, pairs, budget.case_steps, toggle)
+        except Exception as exc:
+            live.harness_error(exc)
+        finally:
+            live.close()
+        covered.update(pairs)
+        progress = before != sum(map(len, pending.values()))
+        if not live.trace and live.verdict is Verdict.PASS:
+            return
+        steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
+        rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
+        case = Case(case_id, "multi",
+                    f"pair walk of {composition.name} ({' and '.join(composition.slots)} of "
+                    f"{machine.name} in one session), segment {number}: {len(live.trace)} "
+                    f"steps, {len(pairs)} new pairs", specs, steps, rules)
+        result = runner.result(case, live.verdict, started, live.trace, live.covered,
+                               message=live.message, evidence=live.evidence)
+        yield case, replace(result, pairs=sorted(pairs))
+        if live.verdict is not Verdict.PASS or not progress:
+            return
+
+
+def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Composition,
+             pending: dict[str, set[str]],
+             wanted: Callable[[str, set[tuple[State, Action]]], dict[State, list[Action]]],
+             by_abstract: dict[str, list[tuple[State, Action]]],
+             phase_states: dict[str, set[State]],
+             skip: set[tuple[State, Action]], pairs: list[str], limit: int, toggle: int) -> None:
+    machine = g.machine
+    names = composition.slots
+    # Where each phase's pending transitions are, kept up to date as they are taken or found
+    # not sendable in this session (rebuilding it at every step would cost more than the step).
+    targets_of = {phase: wanted(phase, skip) for phase in pending}
+
+    def want(phase: str, _skip: object = None) -> dict[State, list[Action]]:
+        return targets_of.get(phase, {})
+
+    def drop(where: State, action: Action, phases: Iterable[str]) -> None:
+        for phase in phases:
+            left = targets_of.get(phase, {}).get(where)
+            if left is not None and action in left:
+                left.remove(action)
+                if not left:
+                    del targets_of[phase][where]
+
+    def skip_(where: State, action: Action) -> None:
+        skip.add((where, action))
+        drop(where, action, list(targets_of))
+
+    def cover(key: str, phase: str) -> None:
+        pending[phase].discard(key)
+        pairs.append(pair_key(composition.name, key, phase))
+        for where, action in by_abstract.get(key, ()):
+            drop(where, action, (phase,))
+
+    def state(slot: str) -> State | None:
+        states = live.trackers[slot].states
+        return next(iter(states)) if len(states) == 1 else None
+
+    def take(slot: str, action: Action) -> bool | None:
+        """Send one action on `slot`; None when it was not sent (the case goes on)."""
+        full = Action(slot, action.op, action.args)
+        if live.kind(full) is not Kind.DEFINED or not live.offered(full):
+            return None
+        sent = len(live.trace)
+        if live.step(full):
+            return True
+        if live.verdict is Verdict.PASS and len(live.trace) == sent:
+            return None
+        return False
+
+    def observe(slot: str) -> bool:
+        s = state(slot)
+        if s is None:
+            return True
+        check = observer.of(s)
+        if check is None:
+            return True
+        return take(slot, check) is not False
+
+    while len(live.trace) < limit and any(pending.values()):
+        states = {n: state(n) for n in names}
+        if any(s is None for s in states.values()):
+            live.note("the model cannot tell which state an object is in")
+            return
+        roles = [(names[0], names[1]), (names[1], names[0])]
+        if toggle:
+            roles.reverse()
+        # One object (the mover) is to take a pending transition while the other is in the
+        # phase it is pending for. Of all (mover, phase) plans, the one with the fewest steps
+        # left; on a tie, the one whose mover is already there (so a state that is hard to get
+        # back to, like a call object not yet created, is used before it is left). The other
+        # object steps first, then the mover.
+        best: tuple[int, int, str, str, Action, str] | None = None  # key, slot, -, action, -
+        for mover, other in roles:
+            here, there = states[mover], states[other]
+            assert here is not None and there is not None
+            for phase, left in sorted(pending.items()):
+                if not left:
+                    continue
+                targets = want(phase, skip)
+                towards = g.route(here, wanted=targets, avoid=skip)
+                if towards is None:
+                    continue
+                if phase_of(machine, there) == phase:
+                    route: list[Move] | None = []
+                else:
+                    route = g.route(there, goal=phase_states.get(phase, set()), avoid=skip)
+                if route is None:
+                    continue
+                key = (len(route) + len(towards), len(towards))
+                if best is None or key < best[:2]:
+                    if route:
+                        best = (*key, other, "", route[0][0], phase)
+                    elif towards:
+                        best = (*key, mover, "", towards[0][0], phase)
+                    else:
+                        best = (*key, mover, other, min(targets[here], key=repr), phase)
+        if best is None:
+            return  # neither object can reach what is left from here: a new session
+        _, _, slot, _, action, _ = best
+        before = state(slot)
+        assert before is not None
+        result = take(slot, action)
+        if result is None:
+            skip_(before, action)
+            continue
+        other = names[1] if slot == names[0] else names[0]
+        held = states[other]
+        now = phase_of(machine, held) if held is not None else None
+        if result and now is not None:
+            # Any step taken while the other object is in flight counts, planned or not.
+            key_ = abstract(machine, before, action.op, action.args)
+            if key_ in pending.get(now, ()):
+                cover(key_, now)
+                result = observe(other) and observe(slot)
+        if not result:
+            return
