@@ -303,6 +303,8 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         data["linearizability"] = case.linearizability
     if case.runs:
         data["runs"], data["overlapped_runs"] = case.runs, case.overlapped_runs
+    if case.orderings:
+        data["orderings"] = case.orderings
     return data
 
 
