@@ -122,6 +122,9 @@ class CaseResult:
     # of different branches were in flight at the same time (only those exercised its race).
     runs: int = 0
     overlapped_runs: int = 0
+    # A named race: the orderings of its conflicting operations the model allows, and which runs
+    # observed (`callgate.conformance.cases.parallel.orderings.OrderingTally.to_json`).
+    orderings: dict[str, Any] = field(default_factory=dict)
     # Other distinct failures the case saw (each with its own trace), beside the one above.
     other_failures: list[Failure] = field(default_factory=list)
     # A failing case after shrinking (callgate.conformance.judge.shrink): the length of the

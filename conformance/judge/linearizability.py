@@ -162,8 +162,11 @@ class _Search:
     """Wing & Gong's depth-first search with memoisation, over one slot's operations."""
 
     def __init__(self, machine: Machine, pins: Pins, ops: Sequence[HistoryOp],
-                 initial: frozenset[State], budget: int) -> None:
+                 initial: frozenset[State], budget: int, order: Sequence[int] = ()) -> None:
         self.machine = machine
+        # Operation ids that must take effect in this order (a race's conflicting operations,
+        # `callgate.conformance.cases.parallel.orderings`); empty: no constraint.
+        self.rank = {op_id: r for r, op_id in enumerate(order)}
         self.pins = dict(pins)
         self.initial = initial
         self.budget = budget
@@ -228,16 +231,19 @@ class _Search:
         path: list[int] = []
         longest = 0
         dirty = False
-        # A frame: (c, rel, opt, states, e, candidates, next candidate index). `e` is the first
+        # A frame: (c, rel, opt, states, e, candidates, next candidate index, how many of the
+        # constrained operations are linearized). `e` is the first
         # unlinearized required operation in response order. A candidate k >= 0 is the required
         # operation at position k, and -(q + 1) the optional operation q.
-        Frame = tuple[int, int, int, frozenset[State], int, list[int], int]
+        Frame = tuple[int, int, int, frozenset[State], int, list[int], int, int]
+        rank = [self.rank.get(o.id, -1) for o in self.ops]
         stack: list[Frame] = []
 
         def done(c: int, rel: int, k: int) -> bool:
             return k < c or bool(rel >> (k - c) & 1)
 
-        def frame(c: int, rel: int, opt: int, states: frozenset[State], e: int) -> Frame:
+        def frame(c: int, rel: int, opt: int, states: frozenset[State], e: int,
+                  progress: int) -> Frame:
             while e < n_required and done(c, rel, by_end[e]):
                 e += 1
             limit = ends[by_end[e]] if e < n_required else INF
@@ -249,11 +255,11 @@ class _Search:
                 j += 1
             candidates.extend(-(q + 1) for q, i in enumerate(optional)
                               if not opt >> q & 1 and starts[i] <= limit)
-            return c, rel, opt, states, e, candidates, 0
+            return c, rel, opt, states, e, candidates, 0, progress
 
-        stack.append(frame(0, 0, 0, self.initial, 0))
+        stack.append(frame(0, 0, 0, self.initial, 0, 0))
         while stack:
-            c, rel, opt, states, e, candidates, k = stack[-1]
+            c, rel, opt, states, e, candidates, k, progress = stack[-1]
             if e >= n_required:
                 return Linearizability.LINEARIZABLE, tuple(self.ops[i].id for i in path)
             if k >= len(candidates):
@@ -264,9 +270,11 @@ class _Search:
                 if path:
                     path.pop()
                 continue
-            stack[-1] = (c, rel, opt, states, e, candidates, k + 1)
+            stack[-1] = (c, rel, opt, states, e, candidates, k + 1, progress)
             chosen = candidates[k]
             i = required[chosen] if chosen >= 0 else optional[-chosen - 1]
+            if rank[i] >= 0 and rank[i] != progress:
+                continue  # a constrained operation out of its turn
             nxt = self.apply(states, i)
             if not nxt:
                 continue
@@ -288,17 +296,19 @@ class _Search:
             path.append(i)
             if len(path) > longest:
                 longest, dirty = len(path), True
-            stack.append(frame(new_c, new_rel, new_opt, nxt, e))
+            stack.append(frame(new_c, new_rel, new_opt, nxt, e,
+                               progress + (rank[i] >= 0)))
         return Linearizability.NOT_LINEARIZABLE, ()
 
 
 def check_slot(machine: Machine, ops: Sequence[HistoryOp], initial: Iterable[State],
                pins: Pins | None = None, budget: int = DEFAULT_BUDGET,
-               shrink: bool = True) -> SlotVerdict:
-    """The verdict on one slot's operations, starting from the candidate states `initial`."""
+               shrink: bool = True, order: Sequence[int] = ()) -> SlotVerdict:
+    """The verdict on one slot's operations, starting from the candidate states `initial`;
+    with `order`, only sequential orders in which those operation ids come in that order count."""
     start_states = frozenset(initial)
     slot = ops[0].slot if ops else ""
-    search = _Search(machine, pins or {}, ops, start_states, budget)
+    search = _Search(machine, pins or {}, ops, start_states, budget, order)
     verdict, order = search.run()
     if verdict is not Linearizability.NOT_LINEARIZABLE:
         return SlotVerdict(slot, verdict, len(ops), search.explored, order=order,
@@ -356,11 +366,13 @@ def shortest_cut(machine: Machine, ops: Sequence[HistoryOp], initial: frozenset[
 
 def check(ops: Sequence[HistoryOp], machines: Mapping[str, Machine],
           initial: Mapping[str, Iterable[State]], pins: Pins | None = None,
-          budget: int = DEFAULT_BUDGET, shrink: bool = True) -> LinearizabilityResult:
+          budget: int = DEFAULT_BUDGET, shrink: bool = True,
+          order: Sequence[int] = ()) -> LinearizabilityResult:
     """The verdict on a history over several slots: each slot's sub-history is checked alone.
 
     `machines` and `initial` map each slot to its machine and its candidate states at the start
-    of the history (after a sequential prefix, the states the tracker holds)."""
+    of the history (after a sequential prefix, the states the tracker holds). `order`: operation
+    ids, all on one slot, that must take effect in that order (no constraint if empty)."""
     started = time.perf_counter()
     by_slot: dict[str, list[HistoryOp]] = {}
     for op in ops:
@@ -368,7 +380,10 @@ def check(ops: Sequence[HistoryOp], machines: Mapping[str, Machine],
             raise ValueError(f"operation {op.id} is on slot {op.slot!r}, which the history does "
                              f"not declare; declared slots: {', '.join(sorted(machines))}")
         by_slot.setdefault(op.slot, []).append(op)
-    verdicts = tuple(check_slot(machines[slot], slot_ops, initial[slot], pins, budget, shrink)
+    constrained = set(order)
+    verdicts = tuple(check_slot(machines[slot], slot_ops, initial[slot], pins, budget, shrink,
+                                [i for i in order if any(o.id == i for o in slot_ops)]
+                                if constrained else ())
                      for slot, slot_ops in sorted(by_slot.items()))
     found = {v.verdict for v in verdicts}
     if Linearizability.NOT_LINEARIZABLE in found:

@@ -339,6 +339,8 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         data["runs"], data["overlapped_runs"] = case.runs, case.overlapped_runs
     if case.pairs:
         data["pairs"] = len(case.pairs)
+    if case.orderings:
+        data["orderings"] = case.orderings
     return data
 
 

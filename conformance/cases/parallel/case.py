@@ -37,6 +37,10 @@ class ParallelCase:
     # the checker judges them from every state the branches' orders may have left.
     suffix: tuple[Action, ...] = ()
     kind: str = KIND
+    # A named race's conflicting operations, as (branch, index): the run reports which orders
+    # of them it observed (`callgate.conformance.cases.parallel.orderings`); empty: the first
+    # action of each branch.
+    conflict: tuple[tuple[int, int], ...] = ()
 
     def size(self) -> int:
         return len(self.prefix) + sum(len(b) for b in self.branches) + len(self.suffix)

@@ -27,8 +27,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from callgate.conformance.cases.parallel.case import Interleavings, ParallelCase, interleavings
+from callgate.conformance.cases.parallel.orderings import (
+    OrderingTally,
+    consistent_classes,
+    directed_gates,
+    ordering_classes,
+)
 from callgate.conformance.cases.parallel.threads import (
     execute_branches,
     history_of,
@@ -64,6 +71,14 @@ def _allowed_text(machine: str, action_op: str, args: Args, states: frozenset[St
 
 # A named race none of whose `runs` overlapped runs again, up to this many times `runs` in all.
 UNEXERCISED_RUNS_FACTOR = 3
+# A named race whose runs left an ordering of its conflicting operations unobserved runs again
+# on a directed schedule (`orderings.directed_gates`), up to this many times per missing
+# ordering, and for at most this many seconds after its regular runs.
+ORDERING_ATTEMPTS = 6
+ORDERING_SECONDS = 8.0
+# The directed schedules' lead: how long after the earlier operation was invoked (so that they
+# still overlap) or answered the later one starts.
+DIRECTED_LEAD = (0.0005, 0.0002)
 
 SERIAL_ADAPTER = ("the adapter serves one request at a time (concurrent: false in its handshake): "
                   "races were not exercised")
@@ -118,8 +133,34 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
     # called not exercised.
     limit = runs * UNEXERCISED_RUNS_FACTOR if require_overlap else runs
     number = 0
-    while number < runs or (not overlaps and number < limit):
+    # A named race measures which orderings of its conflicting operations its runs showed.
+    tally: OrderingTally | None = None
+    attempts: dict[int, int] = {}
+    regular_end = 0.0
+
+    def directed() -> bool:
+        if tally is None or not tally.missing():
+            return False
+        if not regular_end:
+            return False
+        return (time.perf_counter() - regular_end < ORDERING_SECONDS
+                and any(attempts.get(i, 0) < ORDERING_ATTEMPTS for i in tally.missing()))
+
+    while number < runs or (not overlaps and number < limit) or directed():
         number += 1
+        gates = None
+        if number > runs and (overlaps or number > limit) and tally is not None:
+            if not regular_end:
+                regular_end = time.perf_counter()
+            target = min((i for i in tally.missing() if attempts.get(i, 0) < ORDERING_ATTEMPTS),
+                         key=lambda i: attempts.get(i, 0), default=None)
+            if target is not None:
+                attempt = attempts.get(target, 0)
+                attempts[target] = attempt + 1
+                orderings_of = tally.classes[target].orderings
+                chosen = orderings_of[(attempt // 2) % len(orderings_of)]
+                gates = directed_gates(chosen, attempt % 2 == 1, DIRECTED_LEAD[attempt % 2])
+                tally.directed_runs += 1
         # The result of a run that ends the case: with the runs so far and how many overlapped.
         result = partial(parallel_result, case, started=started, runs=number,
                          overlapped_runs=overlaps)
@@ -154,9 +195,12 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
                     f"reaches an action the model does not define, so the case is not run: "
                     f"{plan.problem}"))
             waits = wait_times(case, plan.starts, pins)
+            if require_overlap and tally is None:
+                tally = OrderingTally.of(ordering_classes(case, pins, initial))
             wall_base = time.time() - time.perf_counter()
             run = execute_branches(live.session, case.branches, waits, runner.step_timeout,
-                                   stagger, rng, case.suffix, runner.executor.call, run=number)
+                                   stagger, rng, case.suffix, runner.executor.call, run=number,
+                                   gates=gates)
         finally:
             live.close()
         prefix_records = [replace(r, thread="prefix") for r in live.trace]
@@ -192,18 +236,25 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
                                  if first_hung.error
                                  else f"gave no answer within {runner.step_timeout} s")
                               + f"; the history is {outcome.summary()}"))
+        if tally is not None:
+            tally.add(consistent_classes(case, tally.classes, ops, where, initial, pins, budget))
+            if number >= runs and (overlaps or number >= limit) and not regular_end:
+                regular_end = time.perf_counter()
+    measured = tally.to_json(case) if tally is not None else {}
+    ordering_text = f"; {tally.summary()}" if tally is not None else ""
     if require_overlap and not overlaps:
         return parallel_result(
             case, Verdict.ERROR, started, trace=history, history=history,
             linearizability=verdict_text, steps=total_ops, runs=number, overlapped_runs=0,
+            orderings=measured,
             message=(f"the race was not exercised: no two branches' operations overlapped in "
-                     f"{number} runs (every history was linearizable)"))
+                     f"{number} runs (every history was linearizable){ordering_text}"))
     return parallel_result(case, Verdict.PASS, started, history=history,
                            linearizability=verdict_text, steps=total_ops, runs=number,
-                           overlapped_runs=overlaps, message=(
+                           overlapped_runs=overlaps, orderings=measured, message=(
                                f"{number} runs ({overlaps} overlapped: operations of different "
                                f"branches in flight at once), {total_ops} concurrent "
-                               f"operations: every history linearizable"))
+                               f"operations: every history linearizable{ordering_text}"))
 
 
 def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
@@ -237,8 +288,8 @@ def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
 def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,
                     trace: Sequence[StepRecord] = (), history: Sequence[StepRecord] = (),
                     message: str = "", evidence: str = "", linearizability: str = "",
-                    steps: int | None = None, runs: int = 0, overlapped_runs: int = 0
-                    ) -> CaseResult:
+                    steps: int | None = None, runs: int = 0, overlapped_runs: int = 0,
+                    orderings: dict[str, Any] | None = None) -> CaseResult:
     """A parallel case's result; its trace is kept only when it failed or erred."""
     keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
     failed = list(trace[-1].rules) if trace and verdict is Verdict.FAIL else []
@@ -248,4 +299,5 @@ def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,
         seconds=time.perf_counter() - started, message=message, evidence=evidence[-4000:],
         trace=list(trace) if keep_trace else [], slots=slot_machines(case.slots),
         failed_rules=failed, replay=case.replay(), history=list(history),
-        linearizability=linearizability, runs=runs, overlapped_runs=overlapped_runs)
+        linearizability=linearizability, runs=runs, overlapped_runs=overlapped_runs,
+        orderings=dict(orderings or {}))

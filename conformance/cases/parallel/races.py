@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from callgate.conformance.cases.parallel.case import ParallelCase
 from callgate.conformance.cases.slots import default_slot, machine_of
+from callgate.model.tables.rpc_handle import NOTIFY_RULE
 from callgate.model.transitions import Action
 
 
@@ -78,5 +79,65 @@ def race_cases() -> list[ParallelCase]:
               _a("r0", "RpcAsyncGetCallStatus")),
              (_a("r0", "server_complete", reply=2),)),
             ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-03", "RPC-SRV-COMPLETE-01")),
+    ]
+    return cases + measured_races()
+
+
+def measured_races() -> list[ParallelCase]:
+    """Races whose observations tell every ordering of their conflicting operations apart
+    (issue 16): each ends with observations that show what the race did. A notification kind
+    that queues (an APC, a completion packet, a callback) counts deliveries where an event merges
+    them, so a second wait_notification after the race sees a second notification; the final
+    RpcAsyncCompleteCall reads the result (cancelled, or the reply); a Wait and Finish_ after a
+    COM race show whether the call completed and with what."""
+    rpc = default_slot("r0")
+    init = _a("r0", "RpcAsyncInitializeHandle", size="exact")
+    read_out = (_a("r0", "wait_notification"), _a("r0", "wait_notification"),
+                _a("r0", "RpcAsyncCompleteCall"))
+    cases = [
+        ParallelCase(
+            f"race-rpc-abort-complete-{notify.lower()}", "RpcAsyncCancelCall(fAbort=TRUE) "
+            f"racing the server's RpcAsyncCompleteCall with {notify} notification: exactly one "
+            "notification (a second wait sees none), and the final completion reads the "
+            "result of whichever came first", (rpc,),
+            (init, _a("r0", "AsyncCall", notify=notify, binding="good")),
+            ((_a("r0", "RpcAsyncCancelCall", abort=True),),
+             (_a("r0", "server_complete", reply=1),)),
+            ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-05", NOTIFY_RULE[notify],
+             "RPC-SRV-COMPLETE-06", "RPC-CLI-COMPLETE-02", "RPC-CLI-COMPLETE-04"),
+            suffix=read_out)
+        for notify in ("Apc", "Ioc", "Callback")
+    ]
+    cases += [
+        ParallelCase(
+            "race-rpc-soft-cancel-test-ioc", "RpcAsyncCancelCall(fAbort=FALSE) racing the "
+            "manager routine's RpcServerTestCancel: a test after the cancel returned sees it, "
+            "then the server completes and the client gets one notification and the reply",
+            (rpc,), (init, _a("r0", "AsyncCall", notify="Ioc", binding="good")),
+            ((_a("r0", "RpcAsyncCancelCall", abort=False),),
+             (_a("r0", "server_test_cancel", timeout="zero"),
+              _a("r0", "server_test_cancel", timeout="finite"),
+              _a("r0", "server_complete", reply=2))),
+            ("RPC-CLI-CANCEL-03", "RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02",
+             "RPC-CLI-NOTIFY-03", "RPC-CLI-COMPLETE-02"),
+            suffix=read_out),
+        ParallelCase(
+            "race-rpc-poll-complete-read", "the server completes while the client polls "
+            "RpcAsyncGetCallStatus and then completes: once the status is final the "
+            "completion reads the reply", (rpc,),
+            (init, _a("r0", "AsyncCall", notify="None", binding="good")),
+            ((_a("r0", "RpcAsyncGetCallStatus"), _a("r0", "RpcAsyncCompleteCall")),
+             (_a("r0", "server_complete", reply=2),)),
+            ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-02", "RPC-CLI-COMPLETE-01",
+             "RPC-CLI-COMPLETE-02", "RPC-SRV-COMPLETE-01")),
+        ParallelCase(
+            "race-cancel-test-cancel", "ICancelMethodCalls::Cancel racing the server's "
+            "TestCancel: a test after Cancel returned S_OK sees the cancel; Wait and Finish_ "
+            "then end the call", (_COM,), (_CREATE, _a("c0", "Begin_")),
+            ((_a("c0", "Cancel", seconds=0),),
+             (_a("c0", "server_test_cancel"), _a("c0", "server_test_cancel"),
+              _a("c0", "server_signal", out=1, then_impersonate=False))),
+            ("COM-CANCEL-05", "COM-CANCEL-10", "COM-CANCEL-11", "COM-FIN-05"),
+            suffix=(_a("c0", "Wait", timeout="finite"), _a("c0", "Finish_"))),
     ]
     return cases

@@ -53,6 +53,21 @@ class BranchRecord:
     observation: Observation | None = None
     error: str = ""
     started: bool = False
+    # Set when the action is invoked, and when it answers (a schedule may wait for either).
+    invoked_flag: threading.Event = field(default_factory=threading.Event)
+    returned_flag: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A directed schedule's hold on one branch action: it starts only once the action at
+    `after` (branch, index) has been invoked (`returned` false) or has answered (`returned`
+    true), and then `delay` seconds more. `orderings.directed_gates` builds these to steer a
+    race towards an ordering not yet observed."""
+
+    after: tuple[int, int]
+    returned: bool
+    delay: float
 
 
 @dataclass
@@ -140,13 +155,16 @@ def wait_times(case: ParallelCase, starts: Mapping[tuple[int, int], frozenset[St
 def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                      waits: Mapping[tuple[int, int], int], step_timeout: float,
                      stagger: float, rng: random.Random, suffix: Sequence[Action] = (),
-                     call: Call | None = None, *, run: int) -> BranchRun:
+                     call: Call | None = None, *, run: int,
+                     gates: Mapping[tuple[int, int], Gate] | None = None) -> BranchRun:
     """Run each branch on a thread of its own, all released at once, each action after its pause
-    (`branch_pauses` for run `run`); record every action. Then, if every branch action answered,
-    the suffix on this thread (through `call`, which bounds each action by the step timeout)."""
+    (`branch_pauses` for run `run`), or, with `gates` (a directed schedule), after its gate
+    opened; record every action. Then, if every branch action answered, the suffix on this
+    thread (through `call`, which bounds each action by the step timeout)."""
     records = [[BranchRecord(b, a, waits[(b, k)]) for k, a in enumerate(branch)]
                for b, branch in enumerate(branches)]
     delays = branch_pauses(branches, stagger, rng, run)
+    longest = max(len(b) for b in branches)
     barrier = threading.Barrier(len(branches))
     abandoned = threading.Event()
     harness_errors: list[str] = []
@@ -156,14 +174,22 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
             barrier.wait(timeout=step_timeout)
         except threading.BrokenBarrierError:
             return
-        for record, delay in zip(records[b], delays[b], strict=True):
+        for k, (record, delay) in enumerate(zip(records[b], delays[b], strict=True)):
             if abandoned.is_set():
                 return
+            gate = gates.get((b, k)) if gates else None
+            if gate is not None:
+                held = records[gate.after[0]][gate.after[1]]
+                flag = held.returned_flag if gate.returned else held.invoked_flag
+                if not flag.wait(step_timeout * max(1, longest)):
+                    return  # the action it waits for never came: the run shows nothing more
+                delay = gate.delay
             if delay:
                 time.sleep(delay)
             request = request_for(record.action, record.wait_ms)
             record.started = True
             record.invoked = time.perf_counter()
+            record.invoked_flag.set()
             try:
                 observation = perform(session, request)
                 returned = time.perf_counter()
@@ -174,6 +200,7 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
             if abandoned.is_set():
                 return  # too late: the harness has already judged this op as unknown
             record.observation, record.returned = observation, returned
+            record.returned_flag.set()
 
     def work(b: int) -> None:
         # Whatever the harness raises here is kept for the verdict, never printed by the dying
@@ -187,7 +214,6 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
 
     threads = [threading.Thread(target=work, args=(b,), name=f"callgate-branch-{b + 1}",
                                 daemon=True) for b in range(len(branches))]
-    longest = max(len(b) for b in branches)
     with fine_switching():
         for thread in threads:
             thread.start()

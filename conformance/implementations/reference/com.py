@@ -396,6 +396,7 @@ class BeginCall:
     number: int = field(default_factory=lambda: next(_call_numbers))
     mailbox: Mailbox = field(default_factory=Mailbox)
     cancel_requested: bool = False
+    tested: bool = False  # the server has called TestCancel (seen only by a race fault)
     cancelled: bool = False
     completed: bool = False
     abandoned: bool = False
@@ -478,6 +479,7 @@ class TestServer:
             command.reply(self.CoImpersonateClient(call))
             return False
         if action is ServerAction.TEST_CANCEL:
+            call.tested = True
             cancelled = call.cancel_requested and not self.host.fault("test_cancel_misses_cancel")
             command.reply(RPC_E_CALL_CANCELED if cancelled else RPC_S_CALLPENDING)
             return False
@@ -748,7 +750,8 @@ class CallObject(Unknown):
             refusal = self._cancel_refusal(call)
             if refusal is not None or call is None:
                 return refusal if refusal is not None else RPC_E_CALL_COMPLETE
-            call.cancel_requested = True  # the server's TestCancel sees it from now on
+            if not (call.tested and self._host.fault("cancel_lost_after_test")):
+                call.cancel_requested = True  # the server's TestCancel sees it from now on
         if ulSeconds:
             # Give the server ulSeconds to finish; a call that completes in time is not
             # cancelled (COM-CANCEL-08).

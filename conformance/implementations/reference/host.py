@@ -309,7 +309,27 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("rpc_cancel_last_dispatched", "RPC-CLI-CANCEL-03",
           "RpcAsyncCancelCall tells the server about the call most recently dispatched on the "
           "binding, not the handle's own call"),
+    # Race (issue 16): faults only a race with observations that tell its orderings apart sees.
+    Fault("notify_after_abort_cancel", "RPC-CLI-NOTIFY-01",
+          "the server's completion after an abortive cancel notifies the client again, although "
+          "the cancel already delivered the call's one notification"),
+    Fault("abort_during_complete_no_notify", "RPC-CLI-CANCEL-02",
+          "an abortive RpcAsyncCancelCall that finds the server's completion in progress ends "
+          "the call but leaves the notification to the completion, which sends none"),
+    Fault("status_final_before_reply", "RPC-CLI-COMPLETE-02",
+          "the server's completion publishes the final status before it stores the reply, so a "
+          "client that sees RPC_S_OK and completes at once reads a reply of 0"),
+    Fault("soft_cancel_lost_while_testing", "RPC-CLI-CANCEL-03",
+          "a non-abortive RpcAsyncCancelCall that arrives while the server is inside "
+          "RpcServerTestCancel is dropped: later tests never see it"),
+    Fault("cancel_lost_after_test", "COM-CANCEL-10",
+          "once the server has called TestCancel, a later Cancel sets the flag on a copy the "
+          "server no longer reads: Cancel returns S_OK but TestCancel keeps reporting pending"),
 )}
+
+# How long a race fault's unlocked window stays open (seconds): the faulty code path does this
+# much work between its check and its act, as a slower real runtime would.
+RACE_WINDOW = 0.002
 
 
 class Host:

@@ -43,12 +43,14 @@ import contextlib
 import enum
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import kernel
 from callgate.conformance.implementations.reference.host import (
     COMMAND_SECONDS,
+    RACE_WINDOW,
     Command,
     Host,
     Mailbox,
@@ -256,6 +258,9 @@ class DispatchedCall:
     mailbox: Mailbox = field(default_factory=Mailbox)
     cancel_requested: bool = False
     ended: bool = False
+    # Seen only by race faults: the server's completion or RpcServerTestCancel is under way.
+    completing: bool = False
+    testing: bool = False
     sync_done: threading.Event = field(default_factory=threading.Event)
     sync_status: int = RPC_S_ASYNC_CALL_PENDING
     sync_reply: int = 0
@@ -389,12 +394,23 @@ class RpcRuntime:
                 result = RPC_S_OK
             elif client.status != RPC_S_ASYNC_CALL_PENDING:
                 result = RPC_S_CALL_CANCELLED  # the client cancelled abortively: nobody to tell
+                if self.host.fault("notify_after_abort_cancel"):
+                    deliver = client
+            elif self.host.fault("status_final_before_reply"):
+                client.status = status
+                deliver = client
+                result = RPC_S_OK
             else:
                 client.status, client.reply = status, reply
                 if self.host.fault("rpc_reply_per_binding"):
                     self._binding_reply = reply
                 deliver = client
                 result = RPC_S_OK
+        if deliver is not None and self.host.fault("status_final_before_reply") and \
+                deliver.status == status and result == RPC_S_OK:
+            time.sleep(RACE_WINDOW)
+            with self._lock:
+                deliver.reply = reply
         if deliver is not None:
             self._notify(deliver)
         return result
@@ -448,6 +464,9 @@ class RpcRuntime:
         if server_call is not None:
             if fault("server_complete_runs_client_path"):
                 return RPC_S_ASYNC_CALL_PENDING
+            if fault("abort_during_complete_no_notify"):
+                server_call.completing = True
+                time.sleep(RACE_WINDOW)
             self.host.pause()
             value = Reply.value if Reply is not None else 0
             if fault("server_reply_by_pointer"):
@@ -507,13 +526,18 @@ class RpcRuntime:
             if fault("rpc_cancel_last_dispatched") and self._last_dispatched is not None:
                 told = self._last_dispatched
             if told is not None and not told.ended and not (
-                    not fAbortCall and fault("cancel_not_forwarded")):
+                    not fAbortCall and fault("cancel_not_forwarded")) and not (
+                    not fAbortCall and told.testing
+                    and fault("soft_cancel_lost_while_testing")):
                 told.cancel_requested = True
             abortive = (fAbortCall and not fault("abort_cancel_not_rushed")) or fault(
                 "cancel_always_abortive")
             if abortive and call.status == RPC_S_ASYNC_CALL_PENDING:
                 call.status = RPC_S_CALL_CANCELLED
                 notify = call
+                if (fault("abort_during_complete_no_notify") and call.server is not None
+                        and call.server.completing):
+                    notify = None
             status = call.status
         if notify is not None:
             self._notify(notify)
@@ -549,6 +573,12 @@ class RpcRuntime:
             if BindingHandle.ended:
                 return RPC_S_INVALID_BINDING
             cancelled = BindingHandle.cancel_requested
+            if self.host.fault("soft_cancel_lost_while_testing"):
+                BindingHandle.testing = True
+        if self.host.fault("soft_cancel_lost_while_testing"):
+            time.sleep(RACE_WINDOW)  # the test's unlocked window
+        with self._lock:
+            BindingHandle.testing = False
             if self.host.fault("server_test_cancel_consumes"):
                 BindingHandle.cancel_requested = False
             if self.host.fault("server_test_cancel_blind"):
