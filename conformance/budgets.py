@@ -21,10 +21,18 @@ class Budget:
     # many times each case runs to sample schedules.
     parallel_examples: int = 0
     parallel_runs: int = 3
+    # State identification after the walk (callgate.conformance.cases.identify): steps per
+    # machine; whether every transition (not only each state's first) is followed by one more
+    # input and then the identifying sequences (m-complete for one extra state).
+    identify_steps: int = 0
+    identify_complete: bool = False
 
 
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3),
-    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3),
-    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5),
+    "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3,
+                    identify_steps=1000),
+    "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3,
+                       identify_steps=3000),
+    "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5,
+                   identify_steps=200_000, identify_complete=True),
 }
