@@ -13,9 +13,8 @@ from callgate.conformance.cases.identify import IdentifyBudget, cheap, identify_
 from callgate.conformance.cases.sequences import SLOT
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.results import Verdict
-from callgate.model import explorer
+from callgate.model import codes, explorer
 from callgate.model.explorer.identify import Identifier, keys_overlap
-from callgate.model import codes
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action, AnyFailure, Exact, Family
 
@@ -108,4 +107,4 @@ def test_identifying_cases_pass_on_the_reference_and_cite_rules() -> None:
     assert [r.verdict for _, r in results] == [Verdict.PASS]
     case, result = results[0]
     assert case.rules and "identified" in case.description and result.steps > 0
-    assert SLOT == case.slots[0].name
+    assert case.slots[0].name == SLOT

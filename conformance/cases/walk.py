@@ -215,8 +215,8 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
     """Cover `pending` transitions of one machine; yields each segment's case and result.
 
     `pending` is updated in place as transitions are covered; `taken`, when given, receives each
-    transition taken for the first time with the state it reached (for state identification). An exception in the walk's own
-    code outside a segment ends this machine's walk with one `error` case (its traceback as
+    transition taken for the first time with the state it reached (for state identification).
+    An exception in the walk's own code outside a segment ends this machine's walk with one `error` case (its traceback as
     evidence); the run goes on with the next machine.
     """
     started = time.perf_counter()
