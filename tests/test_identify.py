@@ -14,9 +14,10 @@ from callgate.conformance.cases.sequences import SLOT
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.results import Verdict
 from callgate.model import codes, explorer
+from callgate.model.codes import Family
 from callgate.model.explorer.identify import Identifier, keys_overlap
 from callgate.model.families import MACHINES
-from callgate.model.transitions import Action, AnyFailure, Exact, Family
+from callgate.model.transitions import Action, AnyFailure, Exact
 
 
 def _graph(name: str) -> explorer.StateGraph:

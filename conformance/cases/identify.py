@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase
@@ -122,11 +123,11 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
             continue
         start: State = path[0].source if path else source  # type: ignore[assignment]
         prefix = [Action(SLOT, e.op, e.args) for e in path] + [action]
-        states: list[State] = [e.source for e in path] + [source]  # type: ignore[misc]
+        states: list[State] = [*(cast(State, e.source) for e in path), source]
         extras: list[Action | None] = [None]
         if budget.extra_step:
             extras += sorted((a for s, a in plan.graph.transitions if s == target
-                              and cheap(a.op, a.args)), key=repr)  # type: ignore[misc]
+                              and cheap(a.op, a.args)), key=repr)
         for extra in extras:
             index = 0
             while tally.steps < budget.steps:
@@ -175,11 +176,11 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
                 if seq is None:
                     break
                 index += 1
-    reached = {leg[2] for leg in taken if leg[2] in ident.index}
+    reached_states = {leg[2] for leg in taken if leg[2] in ident.index}
     spec = SlotSpec(SLOT, name, config_of(plan.machine, plan.initial[0]))
     case = Case(f"{name}-ident", "directed",
                 f"state identification of {name}: {tally.sessions} sessions, {tally.steps} steps; "
-                f"identified {len(tally.identified)} of {len(reached)} reached states"
+                f"identified {len(tally.identified)} of {len(reached_states)} reached states"
                 f"{' (one extra input before each)' if budget.extra_step else ''}"
                 f"{'; step budget spent' if tally.steps >= budget.steps else ''}"
                 f"{f'; {tally.skipped} left the plan by allowed choices' if tally.skipped else ''}"

@@ -216,8 +216,8 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
 
     `pending` is updated in place as transitions are covered; `taken`, when given, receives each
     transition taken for the first time with the state it reached (for state identification).
-    An exception in the walk's own code outside a segment ends this machine's walk with one `error` case (its traceback as
-    evidence); the run goes on with the next machine.
+    An exception in the walk's own code outside a segment ends this machine's walk with one
+    `error` case (its traceback as evidence); the run goes on with the next machine.
     """
     started = time.perf_counter()
     segments = 0

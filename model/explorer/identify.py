@@ -125,7 +125,7 @@ class Identifier:
         self.exhaustive = exhaustive
         self._refined: list[list[int]] | None = None
         self._guide: dict[tuple[int, int, int], tuple[int, ...] | None] = {}
-        self.states: list[State] = sorted(graph.graph.nodes, key=repr)  # type: ignore[arg-type]
+        self.states: list[State] = sorted(graph.graph.nodes, key=repr)
         self.index = {s: i for i, s in enumerate(self.states)}
         inputs = sorted({(a.op, a.args) for _, a in graph.transitions
                          if usable is None or usable(a.op, a.args)}, key=repr)
@@ -173,8 +173,8 @@ class Identifier:
         pair = (a, b) if a <= b else (b, a)
         found = self._overlap.get(pair)
         if found is None:
-            found = self._overlap[pair] = keys_overlap(self._key_list[a],  # type: ignore[arg-type]
-                                                       self._key_list[b])  # type: ignore[arg-type]
+            found = self._overlap[pair] = keys_overlap(self._key_list[a],
+                                                       self._key_list[b])
         return found
 
     def _believed(self, believed: frozenset[int], j: int) -> list[tuple[int, int]] | None:
