@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import signal
@@ -19,10 +20,11 @@ from typing import Any
 
 from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import multi, sequences
+from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
-from callgate.conformance.cases.walk import walk_machine
+from callgate.conformance.cases.walk import Leg, walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.shrink import shrink_case
@@ -341,7 +343,15 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
     if options.directed:
         for machine_plan in plan.machines.values():
             pending = set(machine_plan.transitions)
-            for case, result in walk_machine(runner, machine_plan, pending):
+            taken: list[Leg] = []
+            identify = IdentifyBudget(options.budget.identify_steps,
+                                      extra_step=options.budget.identify_complete,
+                                      every_transition=options.budget.identify_complete)
+            cases = itertools.chain(
+                walk_machine(runner, machine_plan, pending, taken=taken),
+                identify_machine(runner, machine_plan, taken, identify)
+                if identify.steps else ())
+            for case, result in cases:
                 total = max(total, len(results) + 1 + stateful_cases)
                 result = shrink(runner, plan, case, result, progress, len(results), total)
                 _record(stream, results, result, progress, total, options.expectations)
@@ -353,6 +363,7 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
                                               composition, budget):
                 total = max(total, len(results) + 1 + stateful_cases)
+                result = shrink(runner, None, None, result, progress, len(results), total)
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0

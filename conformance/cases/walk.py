@@ -210,17 +210,19 @@ def _failed_step(live: LiveCase) -> tuple[State, Action] | None:
 
 
 def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
-                 budget: WalkBudget | None = None) -> Iterator[tuple[Case, CaseResult]]:
+                 budget: WalkBudget | None = None, taken: list[Leg] | None = None,
+                 ) -> Iterator[tuple[Case, CaseResult]]:
     """Cover `pending` transitions of one machine; yields each segment's case and result.
 
-    `pending` is updated in place as transitions are covered. An exception in the walk's own
-    code outside a segment ends this machine's walk with one `error` case (its traceback as
-    evidence); the run goes on with the next machine.
+    `pending` is updated in place as transitions are covered; `taken`, when given, receives each
+    transition taken for the first time with the state it reached (for state identification).
+    An exception in the walk's own code outside a segment ends this machine's walk with one
+    `error` case (its traceback as evidence); the run goes on with the next machine.
     """
     started = time.perf_counter()
     segments = 0
     try:
-        for segment in _walk(runner, plan, pending, budget or WalkBudget()):
+        for segment in _walk(runner, plan, pending, budget or WalkBudget(), taken):
             segments += 1
             yield segment
     except Exception as exc:
@@ -232,7 +234,8 @@ def walk_machine(runner: CaseRunner, plan: MachinePlan, pending: set[str],
 
 
 def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
-          budget: WalkBudget) -> Iterator[tuple[Case, CaseResult]]:
+          budget: WalkBudget, taken: list[Leg] | None = None,
+          ) -> Iterator[tuple[Case, CaseResult]]:
     g = _index(plan)
     name = plan.machine.name
     key_of = {(s, a): transition_key(name, s, a) for s, acts in g.defined.items() for a in acts}
@@ -327,6 +330,8 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     if pair_id is not None:
                         learned[pair_id] = target
                 if new and target is not None:
+                    if taken is not None:
+                        taken.append((state, action, target))
                     # A failed check is the check's own transition failing in the new state:
                     # avoid that one from now on, not the transition that led here.
                     check = checks.observer(state, action, target)

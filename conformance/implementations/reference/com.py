@@ -253,6 +253,9 @@ class SystemEvent(Unknown):
         """ISynchronize::Reset (COM-SYNC-02)."""
         if not self._host.fault("reset_ignored"):
             self._current().reset()
+        if self._manual_reset() and self._host.fault("reset_forgets_manual_reset"):
+            with self._lock:
+                self._handle = KernelEvent(False, name=type(self).__name__)
         return S_OK
 
     def Wait(self, dwFlags: int, dwMilliseconds: int) -> int:

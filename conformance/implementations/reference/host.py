@@ -325,6 +325,14 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("cancel_lost_after_test", "COM-CANCEL-10",
           "once the server has called TestCancel, a later Cancel sets the flag on a copy the "
           "server no longer reads: Cancel returns S_OK but TestCancel keeps reporting pending"),
+    # Forgotten state (issue 16): the implementation merges two states the model keeps apart;
+    # only a sequence that tells the two states apart, applied after the transition, shows it.
+    Fault("status_poll_drops_soft_cancel", "RPC-SRV-CANCEL-01",
+          "RpcAsyncGetCallStatus on a pending call refreshes the call's record and drops a soft "
+          "cancel the server has not tested yet, so RpcServerTestCancel misses it"),
+    Fault("reset_forgets_manual_reset", "COM-SYNC-04",
+          "ISynchronize::Reset on a ManualResetEvent rebuilds the event as auto-reset, so after "
+          "the next Signal a Wait resets it"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

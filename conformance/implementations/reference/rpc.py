@@ -437,6 +437,9 @@ class RpcRuntime:
                 return UNUSED_HANDLE_STATUS
             status = call.status
             fault = self.host.fault
+            if (status == RPC_S_ASYNC_CALL_PENDING and call.server is not None
+                    and fault("status_poll_drops_soft_cancel")):
+                call.server.cancel_requested = False
             if status == RPC_S_ASYNC_CALL_PENDING and fault("status_ok_while_pending"):
                 return RPC_S_OK
             if status == RPC_S_OK and fault("status_returns_reply"):
