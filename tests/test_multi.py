@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import pytest
 
@@ -11,6 +12,7 @@ from callgate.conformance.implementations.reference.adapter import ReferenceAdap
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.report.reporting import pair_coverage
 from callgate.conformance.results import CaseResult, RunRecord, Verdict
+from callgate.model.transitions import State
 
 EVENTS = multi.COMPOSITIONS[2]
 CALLS = multi.COMPOSITIONS[0]
@@ -42,7 +44,7 @@ def _walk(plan: sequences.Plan, composition: multi.Composition, faults: tuple[st
 def test_event_pairs_are_every_drawn_transition_times_each_phase(plan: sequences.Plan) -> None:
     machine = plan.machines["event"]
     universe = multi.pair_universe(machine, EVENTS)
-    drawn = {multi.abstract(machine.machine, s, a.op, a.args)
+    drawn = {multi.abstract(machine.machine, cast(State, s), a.op, a.args)
              for s, a in machine.graph.transitions}  # every event state is reachable
     assert len(universe) == 2 * len(drawn)
     assert {k.rpartition("|while ")[2] for k in universe} == {"signaled=False", "signaled=True"}
