@@ -501,5 +501,11 @@ def test_a_harness_exception_in_one_case_does_not_abort_the_run(
     report = json.loads((tmp_path / "report.json").read_text())
     errors = [c for c in report["cases"] if c["verdict"] == "error"]
     assert len(errors) == 1 and "the judge broke" in errors[0]["evidence"]
-    assert sum(c["verdict"] == "pass" for c in report["cases"]) == len(report["cases"]) - 1
+    others = [c for c in report["cases"] if c["verdict"] != "error"]
+    assert len(others) == len(report["cases"]) - 1
+    # The rest ran: each passed, or says why it could not apply (the identifying sequences
+    # of a walk that broke have no transitions to follow).
+    assert all(c["verdict"] == "pass" or (c["verdict"] == "not_applicable" and c["message"])
+               for c in others)
+    assert sum(c["verdict"] == "pass" for c in others) >= len(others) - 1
 
