@@ -165,7 +165,7 @@ def test_shrink_case_reports_lengths_and_progress() -> None:
     assert said and said[0].startswith("shrinking t: ")
 
 
-def test_a_race_among_branches_is_reported_not_shrunk_and_not_minimal() -> None:
+def test_a_branch_failure_without_a_program_to_rerun_is_reported_not_shrunk() -> None:
     runner, failed = failing(ArmedAdapter(), [CREATE, HANDLE, RESET, SIGNAL, LOOK])
     runner.close()
     trace = [replace(t, thread="branch 1") for t in failed.trace]
