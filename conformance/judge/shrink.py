@@ -17,16 +17,16 @@ again against a fresh session of the adapter:
 A candidate is kept only if it fails for the same reason (`Reason`: a `fail` verdict whose last
 step is the same operation, on the same machine, citing the same rules) and its run took fewer
 steps than the counterexample so far. A candidate that passes, errs, or fails another way is
-dropped (a flaky or different failure never replaces the one being shrunk).
+dropped (a flaky or different failure never replaces the one being shrunk). What a candidate's
+run took is what counts: if the harness adds a look before a wait for ever (see
+`LiveCase.lookout`), the look is part of the counterexample.
 
 An `error` verdict is shrunk the same way when the error is the implementation's: its last step
 is one the adapter did not answer properly (it raised, broke the protocol, or hung: the trace's
 last record has no code), and a candidate must end with the same kind of error (`Reason.error`:
 "adapter fault" or "hang") on the same operation, machine and rules. An error of callgate's own
 code (a harness error) says nothing about the implementation and is never shrunk. A hang costs
-a step timeout per candidate that reproduces it, so its shrinking usually ends at the budget. What a candidate's
-run took is what counts: if the harness adds a look before a wait for ever (see
-`LiveCase.lookout`), the look is part of the counterexample.
+a step timeout per candidate that reproduces it, so its shrinking usually ends at the budget.
 
 The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
 pass ran every single-step removal of the final counterexample and none of them failed the same
