@@ -257,3 +257,12 @@ def test_a_counterexample_with_a_detour_or_not_shown_1_minimal_is_not_minimal() 
     assert not mutants.is_minimal(4, 2, 1, False)  # the shrinker did not show it
     assert not mutants.is_minimal(4, 2, 1, None)   # not shrunk at all
     assert mutants.is_minimal(4, None, 1, True) is None  # no faulty transition: unknown
+
+
+def test_a_shrunk_race_reports_its_attempts_and_reproduction_rate(tmp_path: Path) -> None:
+    report = _report(tmp_path, SHRINK | {"attempts": 8, "reproduced": 3, "reproduce_runs": 8,
+                                         "note": "probabilistic: ..."})
+    assert report["cases"][0]["shrink"]["reproduced"] == 3
+    text = (tmp_path / "report.md").read_text("utf-8")
+    assert "each candidate ran up to 8 times (a probabilistic claim)" in text
+    assert "failed the same way in 3 of 8 fresh runs" in text

@@ -198,7 +198,7 @@ def test_an_error_the_adapter_caused_shrinks_to_the_steps_that_cause_it() -> Non
     assert Reason.of(shrunk.result) == reason
 
 
-def test_a_harness_error_or_an_error_with_no_step_to_blame_is_not_shrunk() -> None:
+def test_a_harness_error_a_hang_or_an_error_with_no_step_to_blame_is_not_shrunk() -> None:
     adapter = BrokenAdapter()
     runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
     try:
@@ -207,8 +207,42 @@ def test_a_harness_error_or_an_error_with_no_step_to_blame_is_not_shrunk() -> No
         assert Reason.of(harness) is None
         assert shrink_case(runner, harness).shrink == {}
         assert Reason.of(replace(failed, trace=failed.trace[:-1])) is None
-        # A candidate that errs another way (a hang where the adapter faulted) is no match.
+        # A hang is not shrunk (each candidate that reproduced it would cost a step timeout).
         hung = replace(failed, message="e0.Signal(): the adapter hung: no answer within 5 s")
-        assert Reason.of(hung) != Reason.of(failed)
+        assert Reason.of(hung) is None and shrink_case(runner, hung).shrink == {}
     finally:
         runner.close()
+
+
+# --- minimal in `callgate mutants`, for a race ---------------------------------------------------
+
+
+def test_a_race_kill_is_minimal_when_its_prefix_is_a_shortest_way_and_it_is_1_minimal() -> None:
+    from callgate.conformance import mutants
+    from callgate.conformance.cases import sequences
+
+    runner, failed = racy_failure()
+    try:
+        shrunk = shrink_case(runner, failed)
+        plan = sequences.plan(runner.capabilities)
+    finally:
+        runner.close()
+    race = mutants.race_program(shrunk, plan)
+    assert race is not None
+    text, shortest, concurrent, observing = race
+    # CoCreateInstance is the shortest way to a created event; Reset || zero Wait; no suffix.
+    assert (shortest, concurrent, observing) == (1, 2, 0)
+    assert text.startswith("race from e0: ") and "e0.Reset" in text
+    assert mutants.is_minimal(shrunk.length_after, shortest, observing, True, concurrent)
+    # A detour in the prefix (a GetHandle the race does not need) is longer than the bound.
+    detour = dict(shrunk.replay, steps=[*shrunk.replay["steps"],
+                                        {"slot": "e0", "op": "GetHandle", "args": {}}])
+    longer = replace(shrunk, replay=detour, length_after=4)
+    _, shortest, concurrent, observing = mutants.race_program(longer, plan)  # type: ignore[misc]
+    assert not mutants.is_minimal(4, shortest, observing, True, concurrent)
+    # Not shown 1-minimal (a budget ran out): not minimal either, whatever its length.
+    assert not mutants.is_minimal(3, 1, 0, False, 2)
+    # A sequential kill, or a parallel case that failed in its prefix, is not judged as a race.
+    assert mutants.race_program(replace(shrunk, history=[]), plan) is None
+    prefix_only = [replace(t, thread="prefix") for t in shrunk.trace]
+    assert mutants.race_program(replace(shrunk, trace=prefix_only), plan) is None

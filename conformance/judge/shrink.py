@@ -22,11 +22,11 @@ run took is what counts: if the harness adds a look before a wait for ever (see
 `LiveCase.lookout`), the look is part of the counterexample.
 
 An `error` verdict is shrunk the same way when the error is the implementation's: its last step
-is one the adapter did not answer properly (it raised, broke the protocol, or hung: the trace's
-last record has no code), and a candidate must end with the same kind of error (`Reason.error`:
-"adapter fault" or "hang") on the same operation, machine and rules. An error of callgate's own
-code (a harness error) says nothing about the implementation and is never shrunk. A hang costs
-a step timeout per candidate that reproduces it, so its shrinking usually ends at the budget.
+is one the adapter did not answer properly (it raised, or broke the protocol: the trace's last
+record has no code), and a candidate must end with the same kind of error (`Reason.error`,
+"adapter fault") on the same operation, machine and rules. An error of callgate's own code (a
+harness error) says nothing about the implementation and is never shrunk; nor is a hang, since
+every candidate that reproduced it would cost a step timeout.
 
 The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
 pass ran every single-step removal of the final counterexample and none of them failed the same
@@ -77,7 +77,7 @@ class Reason:
     machine: str
     op: str
     rules: tuple[str, ...]
-    error: str = ""  # an `error` verdict: the kind of error ("adapter fault" or "hang")
+    error: str = ""  # an `error` verdict: the kind of error ("adapter fault")
 
     @staticmethod
     def of(result: CaseResult) -> Reason | None:
@@ -99,15 +99,12 @@ class Reason:
 
 
 def implementation_error(message: str) -> str:
-    """The kind of an `error` verdict the adapter caused at a step ("adapter fault" or "hang"),
-    read from the runner's message; "" for any other error (a harness error first of all)."""
-    if HARNESS_ERROR in message:
+    """The kind of an `error` verdict the adapter caused at a step that the shrinker reruns
+    ("adapter fault"), read from the runner's message; "" for any other error: a harness error,
+    and a hang (every candidate that reproduced it would cost a step timeout)."""
+    if HARNESS_ERROR in message or ADAPTER_HUNG in message:
         return ""
-    if ADAPTER_FAULT in message:
-        return "adapter fault"
-    if ADAPTER_HUNG in message:
-        return "hang"
-    return ""
+    return "adapter fault" if ADAPTER_FAULT in message else ""
 
 
 @dataclass(frozen=True)
