@@ -410,10 +410,11 @@ def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
 def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
            failed: CaseResult, progress: Progress | None = None, done: int = 0,
            total: int = 0) -> CaseResult:
-    """A failing case shrunk to a counterexample no single step of which can be removed
-    (`callgate.conformance.judge.shrink`); a directed case first tries the shortest path in the
-    model's graph to its failing transition. Other verdicts come back as they are."""
-    if failed.verdict is not Verdict.FAIL:
+    """A failing case (or one the implementation's error ended) shrunk to a counterexample no
+    single step of which can be removed (`callgate.conformance.judge.shrink`); a directed case
+    first tries the shortest path in the model's graph to its failing transition. Other verdicts
+    come back as they are."""
+    if failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
         return failed
     shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
     if shorter is not None:  # the same concrete argument values as the failing run

@@ -16,6 +16,16 @@ records, per mutant, whether a case failed (killed) and, for a kill:
 * `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
   shrinking showed that no single step can be removed (`one_minimal`).
 
+A kill among a parallel case's concurrent branches is judged on its program (prefix, branches,
+suffix; see `race_program`): `counterexample_length` is the program's steps, `shortest_path` the
+shortest way to the states its prefix leads to (summed over its slots), `concurrent_steps` its
+branch steps (the concurrent steps the race needs: each was shown needed by the shrinking) and
+`observing_steps` its suffix. It is minimal when its shrinking showed it 1-minimal, which for a
+race is a probabilistic claim (every single-step removal run N times without failing the same
+way, `callgate.conformance.judge.race_shrink`), and it is no longer than
+`shortest_path + concurrent_steps + observing_steps`: the prefix is a shortest way to where the
+race starts.
+
 A run stops at the first failing case (that is the kill); a survivor runs the whole budget.
 Equivalent mutants (`EQUIVALENT`, no observable difference) are expected to survive and are
 reported with their reason; any other survivor is a blind spot of the suite.
@@ -104,6 +114,7 @@ class MutantResult:
     shortest_path: int | None = None
     transition: str = ""              # machine: state / operation of the faulty transition
     observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
+    concurrent_steps: int | None = None  # a race: the branch steps of its program
     minimal: bool | None = None
     length_before: int | None = None  # the killing case's length before shrinking
     one_minimal: bool | None = None   # the shrinker showed no single step can be removed
@@ -304,29 +315,74 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count[0],
                             reason=survivor_reason(name, kinds))
     result, at = first[0]
-    transition, shortest, observing = faulty_transition(result, plan, fault.rule)
-    length = len(result.trace)
     one_minimal = result.shrink.get("one_minimal") if result.shrink else None
+    race = race_program(result, plan)
+    concurrent: int | None = None
+    shortest: int | None
+    observing: int | None
+    if race is not None:
+        transition, shortest, concurrent, observing = race
+        length = result.length_after or len(result.trace)
+        minimal = is_minimal(length, shortest, observing, one_minimal, concurrent)
+    else:
+        transition, shortest, observing = faulty_transition(result, plan, fault.rule)
+        length = len(result.trace)
+        minimal = is_minimal(length, shortest, observing, one_minimal)
     return MutantResult(
         name, fault.rule, fault.effect, True, round(seconds, 3), count[0],
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
-        transition=transition, observing_steps=observing,
-        minimal=is_minimal(length, shortest, observing, one_minimal),
+        transition=transition, observing_steps=observing, concurrent_steps=concurrent,
+        minimal=minimal,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300])
 
 
 def is_minimal(length: int, shortest: int | None, observing: int | None,
-               one_minimal: bool | None) -> bool | None:
+               one_minimal: bool | None, transition_steps: int | None = 1) -> bool | None:
     """A counterexample is minimal when it is no longer than the shortest path to the faulty
-    transition, the transition, and the steps after it that observe the fault, and when its
-    shrinking showed that no single step can be removed. None when the faulty transition is
-    unknown."""
-    if shortest is None or observing is None:
+    transition, the transition (`transition_steps`: 1, or a race's concurrent steps), and the
+    steps after it that observe the fault, and when its shrinking showed that no single step
+    can be removed. None when the faulty transition is unknown."""
+    if shortest is None or observing is None or transition_steps is None:
         return None
-    return bool(one_minimal) and length <= shortest + 1 + observing
+    return bool(one_minimal) and length <= shortest + transition_steps + observing
+
+
+def race_program(result: CaseResult, plan: sequences.Plan
+                 ) -> tuple[str, int | None, int, int] | None:
+    """For a kill among a parallel case's concurrent branches: the race as text, the length of a
+    shortest way to the states its prefix leads to (summed over its slots; None when a slot's
+    state is not one state or not in the graph), its branch steps and its suffix steps. None
+    for any other kill (a sequential case, or a parallel case that failed in its prefix)."""
+    from callgate.conformance.cases.parallel.case import prefix_states
+    from callgate.conformance.judge.race_shrink import program_of
+
+    if not result.history or all(t.thread == "prefix" for t in result.trace):
+        return None
+    read = program_of(result)
+    if read is None:
+        return None
+    slots, (prefix, branches, suffix) = read
+    states, problem, _ = prefix_states(slots, prefix, plan.capabilities.pins)
+    shortest: int | None = 0
+    where = []
+    for slot in slots:
+        graph_plan = plan.machines.get(slot.machine)
+        found = states.get(slot.name, frozenset())
+        if problem or graph_plan is None or len(found) != 1 or shortest is None:
+            shortest = None
+            continue
+        (state,) = found
+        where.append(f"{slot.name}: {MACHINES[slot.machine].describe(state)}")
+        try:
+            shortest += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial, state))
+        except ModelError:
+            shortest = None
+    race = " || ".join("; ".join(f"{x.slot}.{x.op}" for x in b) for b in branches)
+    text = f"race from {', '.join(where) or 'unknown states'}: {race}"
+    return text, shortest, sum(len(b) for b in branches), len(suffix)
 
 
 def _parallel_option(kinds: Sequence[str]) -> dict[str, Any]:

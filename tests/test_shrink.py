@@ -165,7 +165,7 @@ def test_shrink_case_reports_lengths_and_progress() -> None:
     assert said and said[0].startswith("shrinking t: ")
 
 
-def test_a_race_among_branches_is_reported_not_shrunk_and_not_minimal() -> None:
+def test_a_branch_failure_without_a_program_to_rerun_is_reported_not_shrunk() -> None:
     runner, failed = failing(ArmedAdapter(), [CREATE, HANDLE, RESET, SIGNAL, LOOK])
     runner.close()
     trace = [replace(t, thread="branch 1") for t in failed.trace]
@@ -257,3 +257,12 @@ def test_a_counterexample_with_a_detour_or_not_shown_1_minimal_is_not_minimal() 
     assert not mutants.is_minimal(4, 2, 1, False)  # the shrinker did not show it
     assert not mutants.is_minimal(4, 2, 1, None)   # not shrunk at all
     assert mutants.is_minimal(4, None, 1, True) is None  # no faulty transition: unknown
+
+
+def test_a_shrunk_race_reports_its_attempts_and_reproduction_rate(tmp_path: Path) -> None:
+    report = _report(tmp_path, SHRINK | {"attempts": 8, "reproduced": 3, "reproduce_runs": 8,
+                                         "note": "probabilistic: ..."})
+    assert report["cases"][0]["shrink"]["reproduced"] == 3
+    text = (tmp_path / "report.md").read_text("utf-8")
+    assert "each candidate ran up to 8 times (a probabilistic claim)" in text
+    assert "failed the same way in 3 of 8 fresh runs" in text

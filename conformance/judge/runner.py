@@ -58,6 +58,12 @@ from callgate.model.transitions import (
 # How many times one planned case may steer back to its plan.
 MAX_BRIDGES = 200
 
+# What an `error` verdict's message says about whose error it is (the shrinker reads them back:
+# an adapter's fault or hang at a step is the implementation's, a harness error is callgate's).
+ADAPTER_FAULT = ": adapter fault: "
+ADAPTER_HUNG = ": the adapter hung: "
+HARNESS_ERROR = "harness error: "
+
 
 @dataclass(frozen=True)
 class Case:
@@ -352,7 +358,7 @@ class LiveCase:
                              f"{harness_evidence(exc)}")[-4000:]
             return
         self.verdict, self.failure = Verdict.ERROR, "harness error"
-        self.message = f"{where}harness error: {type(exc).__name__}: {exc}"
+        self.message = f"{where}{HARNESS_ERROR}{type(exc).__name__}: {exc}"
         self.evidence = harness_evidence(exc)
 
     def _perform(self, action: Action) -> bool:
@@ -380,11 +386,11 @@ class LiveCase:
                 self.verdict, self.message = Verdict.NOT_APPLICABLE, f"{action}: {exc}"
                 self.failure = "not applicable"
             elif isinstance(exc, AdapterFault):
-                self.verdict, self.message = Verdict.ERROR, f"{action}: adapter fault: {exc}"
+                self.verdict, self.message = Verdict.ERROR, f"{action}{ADAPTER_FAULT}{exc}"
                 self.evidence = exc.evidence
                 self.failure = "adapter fault"
             else:
-                self.verdict, self.message = Verdict.ERROR, f"{action}: the adapter hung: {exc}"
+                self.verdict, self.message = Verdict.ERROR, f"{action}{ADAPTER_HUNG}{exc}"
                 self.failure = "hang"
             return False
         elapsed = time.perf_counter() - t0

@@ -21,6 +21,13 @@ dropped (a flaky or different failure never replaces the one being shrunk). What
 run took is what counts: if the harness adds a look before a wait for ever (see
 `LiveCase.lookout`), the look is part of the counterexample.
 
+An `error` verdict is shrunk the same way when the error is the implementation's: its last step
+is one the adapter did not answer properly (it raised, or broke the protocol: the trace's last
+record has no code), and a candidate must end with the same kind of error (`Reason.error`,
+"adapter fault") on the same operation, machine and rules. An error of callgate's own code (a
+harness error) says nothing about the implementation and is never shrunk; nor is a hang, since
+every candidate that reproduced it would cost a step timeout.
+
 The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
 pass ran every single-step removal of the final counterexample and none of them failed the same
 way; when the budget runs out first, the counterexample is the smallest seen and `note` says so.
@@ -34,7 +41,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from callgate.conformance.judge.runner import Case, CaseRunner, initial_state
+from callgate.conformance.judge.runner import (
+    ADAPTER_FAULT,
+    ADAPTER_HUNG,
+    HARNESS_ERROR,
+    Case,
+    CaseRunner,
+    initial_state,
+)
 from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, StepRecord, Verdict
 from callgate.model.families import MACHINES
@@ -63,14 +77,34 @@ class Reason:
     machine: str
     op: str
     rules: tuple[str, ...]
+    error: str = ""  # an `error` verdict: the kind of error ("adapter fault")
 
     @staticmethod
     def of(result: CaseResult) -> Reason | None:
-        """The reason of a `fail` result whose last step went wrong; None for anything else."""
-        if result.verdict is not Verdict.FAIL or not result.trace or result.trace[-1].ok:
+        """The reason of a `fail` result whose last step went wrong, or of an `error` result
+        whose last step the adapter did not answer properly; None for anything else (a pass, a
+        harness error, an error with no step to blame)."""
+        if not result.trace or result.trace[-1].ok:
             return None
         last = result.trace[-1]
-        return Reason(result.slots.get(last.slot, ""), last.op, tuple(sorted(last.rules)))
+        if result.verdict is Verdict.FAIL:
+            error = ""
+        elif result.verdict is Verdict.ERROR and last.code is None:
+            error = implementation_error(result.message)
+            if not error:
+                return None
+        else:
+            return None
+        return Reason(result.slots.get(last.slot, ""), last.op, tuple(sorted(last.rules)), error)
+
+
+def implementation_error(message: str) -> str:
+    """The kind of an `error` verdict the adapter caused at a step that the shrinker reruns
+    ("adapter fault"), read from the runner's message; "" for any other error: a harness error,
+    and a hang (every candidate that reproduced it would cost a step timeout)."""
+    if HARNESS_ERROR in message or ADAPTER_HUNG in message:
+        return ""
+    return "adapter fault" if ADAPTER_FAULT in message else ""
 
 
 @dataclass(frozen=True)
@@ -203,7 +237,7 @@ class Shrinker:
         finally:
             live.close()
         self.learn(live.trace)
-        if live.verdict is Verdict.FAIL:
+        if live.verdict in (Verdict.FAIL, Verdict.ERROR):
             candidate = Case(self.case.id, self.case.kind, self.case.description,
                              self.case.slots, actions_of(live.trace), self.case.rules,
                              values=self.case.values)
@@ -211,7 +245,9 @@ class Shrinker:
                                         live.covered, message=live.message,
                                         evidence=live.evidence)
             if Reason.of(failed) != self.reason:
-                self._reject("failed another way")
+                self._reject("failed another way" if live.verdict is Verdict.FAIL else "error")
+                if live.verdict is Verdict.ERROR:
+                    failed = None
         elif live.verdict is not Verdict.PASS:
             self._reject("error")
         else:
@@ -345,8 +381,8 @@ class Shrinker:
 def shrink_failure(runner: CaseRunner, failed: CaseResult, slots: Sequence[SlotSpec],
                    budget: ShrinkBudget | None = None, progress: Progress | None = None,
                    clock: Callable[[], float] = time.monotonic) -> Shrunk | None:
-    """Shrink a failing sequential case (directed or stateful) run on `slots`; None when it
-    cannot be (not a `fail` whose last step went wrong)."""
+    """Shrink a failing sequential case (directed, identifying, multi-object or stateful) run
+    on `slots`; None when it cannot be (see `Reason.of`)."""
     reason = Reason.of(failed)
     if reason is None or not slots:
         return None
@@ -370,24 +406,24 @@ def shrink_case(runner: CaseRunner, failed: CaseResult, shorter: Case | None = N
                 budget: ShrinkBudget | None = None, progress: Progress | None = None,
                 clock: Callable[[], float] = time.monotonic) -> CaseResult:
     """`failed` with its trace shrunk and the shrinking reported (`length_before`,
-    `length_after`, `shrink`). Only `fail` verdicts are shrunk.
+    `length_after`, `shrink`). `fail` verdicts, and `error` verdicts the implementation caused
+    at a step (see `Reason`), are shrunk; anything else comes back as it is.
 
     `shorter` is a candidate to start from (a directed case's shortest path in the model's
     graph to the failing transition, possibly from another initial state): it is run first,
-    and kept if it fails for the same reason in fewer steps. A parallel case is shrunk when it
-    failed in its prefix; a failure among its concurrent branches is reported as not shrunk
-    (rerunning a race is not repeatable), its trace already cut by the linearizability checker.
+    and kept if it fails for the same reason in fewer steps. A parallel case that failed in
+    its prefix is shrunk as a sequential case; one that failed among its concurrent branches is
+    shrunk as a program, each candidate run several times (`callgate.conformance.judge.race_shrink`).
     """
     reason = Reason.of(failed)
     if reason is None:
         return failed
     before = max(failed.original_length, len(failed.trace))
     if failed.history and not _prefix_failure(failed):
-        return replace(failed, length_before=before, length_after=len(failed.trace), shrink={
-            "length_before": before, "length_after": len(failed.trace), "reruns": 0,
-            "seconds": 0.0, "one_minimal": False, "rejected": {},
-            "note": "not shrunk: a failure among concurrent branches cannot be rerun the same "
-                    "way; the trace is the checker's shortest non-linearizable sub-history"})
+        from callgate.conformance.judge.race_shrink import RaceBudget, shrink_race
+        left = budget or ShrinkBudget()
+        return shrink_race(runner, failed, RaceBudget(runs=left.reruns, seconds=left.seconds),
+                           clock=clock)
     started = clock()
     start, slots, extra = failed, replay_slot_specs(failed), 0
     if shorter is not None and len(shorter.steps) < len(failed.trace):
