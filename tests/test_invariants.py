@@ -198,7 +198,8 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         edit_outcomes(drop_update("phase"))),
     "rpc.server_handle_dead_after_end": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
-        edit_outcomes(drop_update("server"))),
+        edit_outcomes(drop_update("server")),
+        args={"thread": "routine"}),
     "rpc.dead_server_handle_stays_dead": lambda: change(
         RPC, "server_test_cancel", {"server": "gone"},
         replace_row(row("server_test_cancel", ("RPC-SRV-CANCEL-01",),
@@ -217,10 +218,11 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
                       if o.when == (("abort_code_delivery", "exact"),) else o)),
     "rpc.failed_call_changes_nothing": lambda: change(
         RPC, "AsyncCall", {"phase": "INIT"}, edit_outcomes(set_update("phase", "PENDING")),
-        args={"binding": "bad"}),
+        args={"binding": "bad", "hThread": "explicit"}),
     "rpc.pending_until_server_ends": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
-        edit_outcomes(drop_update("phase"))),
+        edit_outcomes(drop_update("phase")),
+        args={"thread": "routine"}),
     "rpc.cancelled_only_after_cancel": lambda: change(
         RPC, "RpcAsyncCompleteCall", {"phase": "READY", "result": "ok", "may_cancel": False},
         add_outcome(out(Exact(codes.RPC_S_CALL_CANCELLED), "cancelled without a cancel",
@@ -243,10 +245,12 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         args={"abort": True}),
     "rpc.abort_code_recorded": lambda: change(
         RPC, "server_abort", {"server": "held", "phase": "PENDING", "cancel": "no"},
-        edit_outcomes(set_update("code", 0))),
+        edit_outcomes(set_update("code", 0)),
+        args={"thread": "routine"}),
     "rpc.cancel_recorded": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
-        edit_outcomes(set_update("may_cancel", True))),
+        edit_outcomes(set_update("may_cancel", True)),
+        args={"thread": "routine"}),
 }
 
 

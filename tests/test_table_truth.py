@@ -140,7 +140,8 @@ def test_a_repeated_wait_on_a_signalled_call_object_allows_an_auto_reset_event()
 
 def test_a_soft_cancel_may_take_a_while_to_reach_the_server_but_is_never_forgotten() -> None:
     # RPC-CLI-CANCEL-05: the effect of a cancel depends on how far the call had got.
-    tracker = walk(RPC, [*RPC_START, ("AsyncCall", {"notify": "Event", "binding": "good"},
+    tracker = walk(RPC, [*RPC_START, ("AsyncCall", {"notify": "Event", "binding": "good",
+                                                    "hThread": "explicit"},
                                       RPC_OK, {}),
                          ("RpcAsyncCancelCall", {"abort": False}, RPC_OK, {})])
     now = expected(tracker, "server_test_cancel", timeout="zero")
@@ -174,16 +175,18 @@ def test_every_cancel_the_server_still_holds_can_be_seen() -> None:
 def test_a_bad_binding_may_fail_through_the_completion() -> None:
     # RPC-CLI-COMPLETE-05 allows the failure to come through the completion.
     tracker = walk(RPC, RPC_START)
-    call = expected(tracker, "AsyncCall", notify="Event", binding="bad")
+    call = expected(tracker, "AsyncCall", notify="Event", binding="bad", hThread="explicit")
     assert admits(call, codes.RPC_S_CALL_FAILED_DNE.value) and admits(call, RPC_OK)
-    later = walk(RPC, [("AsyncCall", {"notify": "Event", "binding": "bad"}, RPC_OK, {})],
+    later = walk(RPC, [("AsyncCall", {"notify": "Event", "binding": "bad",
+                                      "hThread": "explicit"}, RPC_OK, {})],
                  start=next(iter(tracker.states)))
     final = expected(later, "RpcAsyncCompleteCall")
     assert admits(final, codes.RPC_S_CALL_FAILED_DNE.value, {"resources_open": True})
     assert not admits(final, RPC_OK, {"reply": 0, "resources_open": True})
     assert not admits(final, CANCELLED, {"resources_open": True})
     synchronous = Tracker(RPC, {"bad_binding_failure": "synchronous"}, tracker.states)
-    assert not admits(expected(synchronous, "AsyncCall", notify="Event", binding="bad"), RPC_OK)
+    assert not admits(expected(synchronous, "AsyncCall", notify="Event", binding="bad",
+                               hThread="explicit"), RPC_OK)
 
 
 def test_wait_never_reports_done_while_the_server_holds_begin() -> None:
@@ -265,9 +268,10 @@ def test_a_final_status_decides_the_completion() -> None:
     # RPC-CLI-STATUS-02: RPC_S_OK means the call completed successfully, so the completion
     # that follows is RPC_S_OK too; after a failing status it is not.
     finished = walk(RPC, [*RPC_START,
-                          ("AsyncCall", {"notify": "None", "binding": "good"}, RPC_OK, {}),
+                          ("AsyncCall", {"notify": "None", "binding": "good",
+                                         "hThread": "explicit"}, RPC_OK, {}),
                           ("RpcAsyncCancelCall", {"abort": False}, RPC_OK, {}),
-                          ("server_complete", {"reply": 1}, RPC_OK, {})])
+                          ("server_complete", {"reply": 1, "thread": "routine"}, RPC_OK, {})])
     assert admits(expected(finished, "RpcAsyncCompleteCall"), CANCELLED,
                   {"resources_open": True})
     ok = Tracker(RPC, {}, finished.states)
@@ -299,18 +303,22 @@ def test_each_invalid_handle_row_cites_its_own_functions_rule() -> None:
 
 def test_no_row_cites_a_rule_it_does_not_implement() -> None:
     # RPC-INIT-03 is RpcAsyncInitializeHandle on invalid memory, not the use of a handle never
-    # initialised; the harness never completes on another thread (RPC-SRV-COMPLETE-07) nor
-    # raises after a hand-off (RPC-SRV-EXC-02).
-    for rule in ("RPC-INIT-03", "RPC-SRV-COMPLETE-07", "RPC-SRV-EXC-02"):
-        assert _rows_citing(rule) == [], rule
+    # initialised.
+    assert _rows_citing("RPC-INIT-03") == []
+    # Only the later form of a server action completes on another thread (RPC-SRV-COMPLETE-07)
+    # or acts after a hand-off (RPC-SRV-EXC-02).
+    for rule in ("RPC-SRV-COMPLETE-07", "RPC-SRV-EXC-02"):
+        citing = _rows_citing(rule)
+        assert citing and all(("thread", frozenset({"later"})) in r.args for r in citing), rule
     # RPC-DECL-01's observable half, the unchanged wire format, is what a synchronous client
     # of the [async] procedure exercises, and only that row cites it.
     assert {r.op for r in _rows_citing("RPC-DECL-01")} == {"sync_call"}
     # RPC-SRV-COMPLETE-03: the client receives the [out] value as the server set it when it
     # completed, not as it was at dispatch.
     tracker = walk(RPC, [*RPC_START,
-                         ("AsyncCall", {"notify": "None", "binding": "good"}, RPC_OK, {}),
-                         ("server_complete", {"reply": 2}, RPC_OK, {})])
+                         ("AsyncCall", {"notify": "None", "binding": "good",
+                                        "hThread": "explicit"}, RPC_OK, {}),
+                         ("server_complete", {"reply": 2, "thread": "routine"}, RPC_OK, {})])
     final = expected(tracker, "RpcAsyncCompleteCall")
     assert admits(final, RPC_OK, {"reply": 2, "resources_open": True})
     assert not admits(final, RPC_OK, {"reply": 0, "resources_open": True})

@@ -192,7 +192,8 @@ static long SyncProc(handle_t h, long value)
 /* The test server: the manager routine holds each call until the harness commands it.      */
 /* ======================================================================================== */
 
-enum command { CMD_NONE, CMD_COMPLETE, CMD_ABORT, CMD_RAISE, CMD_TEST_CANCEL, CMD_LET_GO };
+enum command { CMD_NONE, CMD_COMPLETE, CMD_ABORT, CMD_RAISE, CMD_TEST_CANCEL, CMD_LET_GO,
+               CMD_HAND_OFF };
 
 struct server_call {
     long id;
@@ -344,6 +345,13 @@ static void __cdecl TestProc_manager(PRPC_ASYNC_STATE pAsync, handle_t h, long i
             InterlockedExchange(&c->gone, 1);
             SetEvent(c->done);
             RpcRaiseException((RPC_STATUS)c->argument);
+            return;
+        case CMD_HAND_OFF:
+            /* Return without ending the call: another thread ends it (server_later). */
+            c->status = 0;
+            TlsSetValue(current_call_slot, NULL);
+            InterlockedExchange(&c->gone, 1);
+            SetEvent(c->done);
             return;
         case CMD_TEST_CANCEL:
             /* NULL: the call this thread is processing. Wine 8.0 does not implement it. */
@@ -625,6 +633,8 @@ static void client_close_resources(struct client_call *c)
     }
 }
 
+static HANDLE apc_thread(struct client_call *c, const char *form); /* callgate_wine_forms.c */
+
 static struct result rpc_async_call(struct slot *s, const struct jsonl_request *q)
 {
     struct client_call *c = s->client;
@@ -659,10 +669,10 @@ static struct result rpc_async_call(struct slot *s, const struct jsonl_request *
     } else if (strcmp(notify, "Apc") == 0) {
         c->notify = N_APC;
         a->NotificationType = RpcNotificationTypeApc;
-        DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &c->thread,
-                        0, FALSE, DUPLICATE_SAME_ACCESS);
         a->u.APC.NotificationRoutine = notification_routine;
-        a->u.APC.hThread = c->thread;
+        a->u.APC.hThread = apc_thread(c, arg_str(q, "hThread"));
+    } else if (strcmp(arg_str(q, "hThread"), "NULL") == 0) {
+        return result_error("AsyncCall: hThread NULL is a form of NotificationType Apc only");
     } else if (strcmp(notify, "Callback") == 0) {
         c->notify = N_CALLBACK;
         a->NotificationType = RpcNotificationTypeCallback;
@@ -840,6 +850,8 @@ static struct result server_command(struct slot *s, enum command command, long a
     return result_code(c->status);
 }
 
+#include "callgate_wine_forms.c"
+
 struct idle_test {
     RPC_STATUS status;
     struct guard guard;
@@ -888,11 +900,15 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
         return r;
     }
     if (strcmp(op, "server_complete") == 0)
-        return server_command(s, CMD_COMPLETE, (long)jarg_int(q, "reply", 1));
+        return later_thread(q) ? server_later(s, CMD_COMPLETE, (long)jarg_int(q, "reply", 1))
+                               : server_command(s, CMD_COMPLETE, (long)jarg_int(q, "reply", 1));
     if (strcmp(op, "server_abort") == 0)
-        return server_command(s, CMD_ABORT, (long)jarg_int(q, "code", 5));
+        return later_thread(q) ? server_later(s, CMD_ABORT, (long)jarg_int(q, "code", 5))
+                               : server_command(s, CMD_ABORT, (long)jarg_int(q, "code", 5));
     if (strcmp(op, "server_raise") == 0)
-        return server_command(s, CMD_RAISE, (long)jarg_int(q, "code", 5));
+        return later_thread(q) ? result_error("server_raise: a raise after the hand-off is "
+                                              "undefined (RPC-SRV-EXC-02); never sent")
+                               : server_command(s, CMD_RAISE, (long)jarg_int(q, "code", 5));
     if (strcmp(op, "server_test_cancel") == 0)
         return server_command(s, CMD_TEST_CANCEL, 0);
     if (strcmp(op, "server_test_cancel_idle") == 0) {
@@ -1085,7 +1101,7 @@ static void write_handshake(void)
                 "\"rpc.handle\",\"rpc.call\",\"rpc.cancel\",\"rpc.abort\",\"rpc.raise\","
                 "\"rpc.server_test_cancel\",\"rpc.observe_server_handle\","
                 "\"rpc.notify.None\",\"rpc.notify.Event\",\"rpc.notify.Apc\","
-                "\"rpc.notify.Callback\"]");
+                "\"rpc.notify.Callback\",\"rpc.apc_null_thread\",\"rpc.server_later\"]");
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
      * RPC_S_INVALID_ASYNC_HANDLE; a call on a binding to an endpoint no server listens on fails

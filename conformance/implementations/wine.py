@@ -132,7 +132,10 @@ def _configured_program() -> Path | None:
 def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
     """Compile the adapter with mingw-w64 when the .exe is missing or older than its source or
     the header it includes."""
-    newest_input = max(source.stat().st_mtime, HEADER.stat().st_mtime)
+    # The program is one translation unit: the source and the C files it includes beside it.
+    newest_input = max(HEADER.stat().st_mtime,
+                       *(p.stat().st_mtime for p in source.parent.glob("*.[ch]")),
+                       source.stat().st_mtime)
     if output.exists() and output.stat().st_mtime >= newest_input:
         return output
     compiler = shutil.which(COMPILER)

@@ -51,6 +51,11 @@ FEATURE_MEANINGS: dict[str, str] = {
     "rpc.notify.Ioc": "AsyncCall with NotificationType RpcNotificationTypeIoc",
     "rpc.notify.Hwnd": "AsyncCall with NotificationType RpcNotificationTypeHwnd",
     "rpc.notify.Callback": "AsyncCall with NotificationType RpcNotificationTypeCallback",
+    "rpc.apc_null_thread": "AsyncCall with NotificationType RpcNotificationTypeApc and "
+                           "u.APC.hThread NULL (the thread that issues the call)",
+    "rpc.server_later": "server_complete and server_abort with thread later: the manager routine "
+                        "returns without ending the call, and another thread completes or "
+                        "aborts it afterwards",
 }
 
 FEATURES: frozenset[str] = frozenset(FEATURE_MEANINGS)
@@ -59,6 +64,9 @@ FEATURES: frozenset[str] = frozenset(FEATURE_MEANINGS)
 PARAM_FEATURES: dict[tuple[str, str, str, Value], str] = {
     **{("rpc_call", "AsyncCall", "notify", kind): f"rpc.notify.{kind}"
        for kind in ("None", "Event", "Apc", "Ioc", "Hwnd", "Callback")},
+    ("rpc_call", "AsyncCall", "hThread", "NULL"): "rpc.apc_null_thread",
+    ("rpc_call", "server_complete", "thread", "later"): "rpc.server_later",
+    ("rpc_call", "server_abort", "thread", "later"): "rpc.server_later",
     ("event", "CoCreateInstance", "clsid", "ManualResetEvent"): "sync.manual_reset_event",
     ("event", "CoCreateInstance", "clsid", "StdEvent"): "sync.std_event",
 }

@@ -68,12 +68,14 @@ class RpcSeen:
     notes: int = 0              # completion notifications received for the call (2: two or more)
     status: str = "none"        # none | ok | failed: a final RpcAsyncGetCallStatus
     told: bool = False          # RpcServerTestCancel has reported the current cancel (RPC_S_OK)
+    apc_null: bool = False      # the call was made with u.APC.hThread NULL (notify Apc)
 
     def __str__(self) -> str:
         return (f"handle={self.handle} call={self.call} notify={self.notify or '-'} "
                 f"server={self.server} reply={self.reply} code={self.code} cancel={self.cancel} "
                 f"abort_in_time={self.abort_in_time} soft_in_time={self.soft_in_time} "
-                f"notes={self.notes} status={self.status} told={self.told}")
+                f"notes={self.notes} status={self.status} told={self.told} "
+                f"apc_null={self.apc_null}")
 
 
 def observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
@@ -93,7 +95,8 @@ def _observe(seen: RpcSeen, op: str, args: ArgMap, outcome: Allowed) -> RpcSeen:
         return RpcSeen(handle="init")
     if op == "AsyncCall" and succeeds(code):
         return RpcSeen(handle="call", call=True, notify=str(args["notify"]),
-                       server="held" if args["binding"] == "good" else "failed")
+                       server="held" if args["binding"] == "good" else "failed",
+                       apc_null=args["notify"] == "Apc" and args["hThread"] == "NULL")
     if op == "RpcAsyncGetCallStatus" and seen.call and not may_be(code, PENDING):
         if only(code, RPC_OK):
             return replace(seen, status="ok")
@@ -231,6 +234,17 @@ def notified_eventually(kind: str) -> Obligation:
                  lambda n: n.seen.notes >= 1, without=(*NEW_CALL, CANCEL)))
 
 
+def answered_as_by_the_routine(n: N, a: ArgMap, r: A) -> bool:
+    """RPC-SRV-COMPLETE-07: which thread ends the call changes nothing the client or the server
+    can tell: the later form is answered as the routine's own, and the handle is gone after it."""
+    op = "server_complete" if "reply" in a else "server_abort"
+    value = a["reply" if op == "server_complete" else "code"]
+    kwargs: dict[str, Value] = {("reply" if op == "server_complete" else "code"): value}
+    return (n.probe(op, **kwargs, thread="routine").signature()
+            == n.probe(op, **kwargs, thread="later").signature()
+            and r.next.probe("server_handle_live").only(0))
+
+
 def invalid_handle(api: str, rules: tuple[str, ...], text: str) -> Obligation:
     return Obligation(
         f"rpc.invalid_handle[{api}]", rules, text,
@@ -291,9 +305,10 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "rpc.any_notification_type", ("RPC-INIT-04",),
         "After initialising, the client may choose any NotificationType (filling the matching "
         "member of u): on a freshly initialised handle with a working binding, AsyncCall is "
-        "DEFINED and succeeds for each of None, Event, Apc, Ioc, Hwnd and Callback.",
+        "DEFINED and succeeds for each of None, Event, Apc, Ioc, Hwnd and Callback (Apc with an "
+        "explicit hThread here; its NULL form is rpc.apc_null_thread_call).",
         M, Whenever(("AsyncCall",), lambda n, a: n.seen.handle == "init" and not held(n)
-                    and a["binding"] == "good",
+                    and a["binding"] == "good" and a["hThread"] == "explicit",
                     lambda n, a, r: succeeds(r.code), defined=True)),
     Obligation(
         "rpc.one_handle_per_call", ("RPC-INIT-06",),
@@ -330,7 +345,8 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         M, Whenever(("AsyncCall",), lambda n, a: a["binding"] == "good",
                     lambda n, a, r: (not succeeds(r.code)
                                      or (r.next.probe("RpcAsyncGetCallStatus").only(PENDING)
-                                         and r.next.probe("server_complete", reply=1).defined)))),
+                                         and r.next.probe("server_complete", reply=1,
+                                                          thread="routine").defined)))),
     Obligation(
         "rpc.raised_call_leaves_nothing", ("RPC-CLI-CALL-02",),
         "An AsyncCall that fails (the stub raised) leaves nothing behind: no notification will "
@@ -338,6 +354,30 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         M, Whenever(("AsyncCall",), lambda n, a: True, no_trace_left)),
     *(notified_only_after_completion(kind) for kind in NOTIFY_RULES),
     *(notified_eventually(kind) for kind in NOTIFY_RULES),
+    Obligation(
+        "rpc.apc_null_thread_notified", ("RPC-CLI-NOTIFY-02",),
+        "With NotificationType Apc and u.APC.hThread NULL the APC goes to the thread that issued "
+        "the call: AsyncCall in that form is DEFINED on a fresh handle with a working binding, "
+        "and from every state where such a call is outstanding and not yet notified, a state "
+        "where its notification has been received (an alertable wait on the issuing thread) is "
+        "reachable.",
+        M, Reach(lambda n: outstanding(n) and n.seen.apc_null and n.seen.notes == 0,
+                 lambda n: n.seen.notes >= 1, without=(*NEW_CALL, CANCEL))),
+    Obligation(
+        "rpc.apc_null_thread_call", ("RPC-CLI-NOTIFY-02", "RPC-INIT-04"),
+        "AsyncCall with NotificationType Apc and u.APC.hThread NULL on a freshly initialised "
+        "handle with a working binding is DEFINED and succeeds.",
+        M, Whenever(("AsyncCall",), lambda n, a: (n.seen.handle == "init" and not held(n)
+                                                 and a["binding"] == "good"
+                                                 and a["hThread"] == "NULL"
+                                                 and a["notify"] == "Apc"),
+                    lambda n, a, r: succeeds(r.code), defined=True)),
+    Obligation(
+        "rpc.no_thread_without_apc", ("RPC-CLI-NOTIFY-02",),
+        "u.APC.hThread is read only for NotificationType Apc: AsyncCall with hThread NULL and any "
+        "other NotificationType is never DEFINED.",
+        M, Whenever(("AsyncCall",), lambda n, a: a["hThread"] == "NULL" and a["notify"] != "Apc",
+                    never_defined=True)),
     Obligation(
         "rpc.one_notification_per_call", tuple(NOTIFY_RULES.values()),
         "The runtime notifies when the call completes, and a call completes once: no call "
@@ -551,6 +591,21 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "holds one.",
         M, Whenever(("server_complete",), lambda n, a: held(n), defined=True)),
     Obligation(
+        "rpc.any_thread_ends_call", ("RPC-SRV-COMPLETE-07", "RPC-SRV-EXC-02"),
+        "Any thread of the process may complete the call, and after the hand-off errors go "
+        "through RpcAsyncAbortCall: while the routine holds the call, RpcAsyncCompleteCall or "
+        "RpcAsyncAbortCall by another thread after the routine returned without ending the call "
+        "is DEFINED, is answered exactly as the routine's own would be, and destroys the server "
+        "handle.",
+        M, Whenever(("server_complete", "server_abort"),
+                    lambda n, a: held(n) and a["thread"] == "later",
+                    answered_as_by_the_routine, defined=True)),
+    Obligation(
+        "rpc.no_raise_after_hand_off", ("RPC-SRV-EXC-02",),
+        "An exception raised after the routine handed the call off has no documented result: "
+        "server_raise in the later form is never DEFINED.",
+        M, Whenever(("server_raise",), lambda n, a: a["thread"] == "later", never_defined=True)),
+    Obligation(
         "rpc.abort_accepted", ("RPC-SRV-ABORT-01",),
         "RpcAsyncAbortCall(p, code != 0) while the routine holds the call and the client waits "
         "for it is DEFINED and returns RPC_S_OK.",
@@ -608,5 +663,6 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "aborted by the routine (server_complete stays DEFINED).",
         M, Whenever(("server_test_cancel",), lambda n, a: held(n),
                     lambda n, a, r: (answers_elsewhere(n) == answers_elsewhere(r.next)
-                                     and r.next.probe("server_complete", reply=1).defined))),
+                                     and r.next.probe("server_complete", reply=1,
+                                                      thread="routine").defined))),
 )

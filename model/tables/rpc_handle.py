@@ -30,6 +30,8 @@ Fields:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from callgate.model import codes
 from callgate.model.codes import Family
 from callgate.model.tables.table import not_offered, out, row, undefined
@@ -41,6 +43,7 @@ from callgate.model.transitions import (
     CodeOf,
     Exact,
     Field,
+    Kind,
     Machine,
     Operation,
     Outcome,
@@ -65,6 +68,14 @@ CALL_FAILED = AnyFailure(Family.RPC_STATUS,
 MAY_BE_CANCELLED = {"late_cancel_result": "may_be_cancelled"}
 RpcAsyncCallComplete = 0  # RPC_ASYNC_EVENT RpcCallComplete
 UNUSED = ("INIT", "DONE")
+APC_THREAD = ("explicit", "NULL")
+# Who ends a held call: the manager routine itself, or another thread once the routine has
+# returned without ending it (the call was handed off, RPC-SRV-COMPLETE-07, RPC-SRV-EXC-02).
+SERVER_THREAD = ("routine", "later")
+THREAD_PARAM = Param("thread", SERVER_THREAD, "routine: the manager routine, before it returns; "
+                     "later: another thread, after the routine returned without ending the call")
+NULL_THREAD_APC = ("u.APC.hThread is read only for RpcNotificationTypeApc: the other kinds have "
+                   "no thread to leave NULL")
 NO_CALL_HELD = "the test server holds no call for this handle"
 
 FIELDS = (
@@ -90,7 +101,10 @@ OPERATIONS = (
               "Call the [async] test procedure through its client stub, with NotificationType "
               "`notify` and the matching member of u filled in (RPC-INIT-04).",
               (Param("notify", NOTIFY, "RPC_NOTIFICATION_TYPES value"),
-               Param("binding", ("good", "bad"), "a working binding, or one to no server")),
+               Param("binding", ("good", "bad"), "a working binding, or one to no server"),
+               Param("hThread", APC_THREAD, "u.APC.hThread for notify Apc: an explicit handle "
+                     "of the issuing thread, or NULL (the thread that issues the call, "
+                     "RPC-CLI-NOTIFY-02); other kinds have no thread and take `explicit`")),
               capability="rpc.call"),
     Operation("RpcAsyncGetCallStatus", Actor.CLIENT, "RpcAsyncGetCallStatus(pAsync).",
               capability="rpc.call"),
@@ -114,13 +128,21 @@ OPERATIONS = (
               "server completes it at once with `reply`.",
               (Param("reply", (1, 2), "the return value"),), capability="rpc.call"),
     Operation("server_complete", Actor.SERVER,
-              "The manager routine calls RpcAsyncCompleteCall(pAsync, &reply) on the server handle.",
-              (Param("reply", (1, 2), "the return value"),), capability="rpc.call"),
-    Operation("server_abort", Actor.SERVER, "RpcAsyncAbortCall(pAsync, code) on the server handle.",
-              (Param("code", ABORT_CODES, "ExceptionCode, non-zero"),), capability="rpc.abort"),
+              "RpcAsyncCompleteCall(pAsync, &reply) on the server handle: by the manager routine "
+              "before it returns (`thread` routine), or by another thread after the routine "
+              "returned without ending the call (`thread` later, RPC-SRV-COMPLETE-07).",
+              (Param("reply", (1, 2), "the return value"), THREAD_PARAM), capability="rpc.call"),
+    Operation("server_abort", Actor.SERVER,
+              "RpcAsyncAbortCall(pAsync, code) on the server handle, by the manager routine or "
+              "(`thread` later) by another thread after the routine returned.",
+              (Param("code", ABORT_CODES, "ExceptionCode, non-zero"), THREAD_PARAM),
+              capability="rpc.abort"),
     Operation("server_raise", Actor.SERVER,
-              "The manager routine raises `code` on the dispatch thread, before any hand-off.",
-              (Param("code", ABORT_CODES, "the exception code"),), capability="rpc.raise"),
+              "The manager routine raises `code` on the dispatch thread, before any hand-off "
+              "(`thread` routine); a raise after the routine handed the call off (`thread` "
+              "later) is undefined (RPC-SRV-EXC-02).",
+              (Param("code", ABORT_CODES, "the exception code"), THREAD_PARAM),
+              capability="rpc.raise"),
     Operation("server_test_cancel", Actor.SERVER,
               "RpcServerTestCancel(RpcAsyncGetCallHandle(pAsync)) in the manager routine: once "
               "(`timeout` zero), or again until it reports RPC_S_OK or the request's finite wait "
@@ -278,7 +300,8 @@ def _server_rows() -> list[Row]:
                 out(Anything("the manager routine raised; nothing returns to it"), "raised",
                     phase="SENT", result="raised", code=Arg("code"), may_cancel=may,
                     server="gone", seen=False),
-                state={"server": "held", "phase": "PENDING", "cancel": cancel}),
+                state={"server": "held", "phase": "PENDING", "cancel": cancel},
+                args={"thread": "routine"}),
         ]
     rows += [
         row("server_complete", ("RPC-SRV-COMPLETE-06", "RPC-CLI-CANCEL-02", "RPC-SRV-02"),
@@ -291,7 +314,11 @@ def _server_rows() -> list[Row]:
             state={"server": "held", "phase": client_left}),
         row("server_raise", ("RPC-SRV-EXC-01", "RPC-CLI-CANCEL-02", "RPC-SRV-02"),
             out(Anything("the manager routine raised"), late, server="gone", seen=False),
-            state={"server": "held", "phase": client_left}),
+            state={"server": "held", "phase": client_left}, args={"thread": "routine"}),
+        undefined("server_raise", ("RPC-SRV-EXC-02",),
+                  "the routine returned and handed the call off: an exception after the hand-off "
+                  "point may crash the server; errors go through RpcAsyncAbortCall instead",
+                  state={"server": "held"}, args={"thread": "later"}),
         undefined("server_complete", ("RPC-SRV-COMPLETE-04", "RPC-SRV-COMPLETE-05",
                                       "RPC-SRV-ABORT-05"),
                   "the server handle is already destroyed", state={"server": "gone"}),
@@ -334,7 +361,48 @@ def _server_rows() -> list[Row]:
     ]
     rows += [not_offered(op, ("RPC-SRV-01",), NO_CALL_HELD, state={"server": "none"})
              for op in ("server_complete", "server_abort", "server_raise", "server_test_cancel")]
-    return rows
+    return _by_thread(rows)
+
+
+# What the later form of a server action cites besides the row's own rules: any thread may
+# complete (RPC-SRV-COMPLETE-07); after the hand-off, errors go through RpcAsyncAbortCall
+# (RPC-SRV-EXC-02).
+LATER_RULES = {"server_complete": ("RPC-SRV-COMPLETE-07",),
+               "server_abort": ("RPC-SRV-COMPLETE-07", "RPC-SRV-EXC-02")}
+
+
+def _by_thread(rows: list[Row]) -> list[Row]:
+    """Each DEFINED row of server_complete and server_abort twice: done by the manager routine,
+    and done by another thread after the routine returned without ending the call. Both end the
+    call the same way; the later one also cites the rules that allow it."""
+    split: list[Row] = []
+    for r in rows:
+        if r.op not in LATER_RULES or r.kind is not Kind.DEFINED:
+            split.append(r)
+            continue
+        split.append(replace(r, args=(*r.args, ("thread", frozenset({"routine"})))))
+        split.append(replace(r, args=(*r.args, ("thread", frozenset({"later"}))),
+                             rules=(*r.rules, *LATER_RULES[r.op])))
+    return split
+
+
+def _apc_threads(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    """Each AsyncCall row twice: u.APC.hThread an explicit handle (for every notify kind), and
+    NULL (for Apc only: the thread that issues the call, RPC-CLI-NOTIFY-02). NULL with any other
+    kind is not a form the API has."""
+    split: list[Row] = []
+    for r in rows:
+        if r.op != "AsyncCall":
+            split.append(r)
+            continue
+        split.append(replace(r, args=(*r.args, ("hThread", frozenset({"explicit"})))))
+        split.append(replace(r, args=(*r.args, ("notify", frozenset({"Apc"})),
+                                      ("hThread", frozenset({"NULL"}))),
+                             rules=tuple(dict.fromkeys((*r.rules, "RPC-CLI-NOTIFY-02")))))
+    split.append(not_offered("AsyncCall", ("RPC-CLI-NOTIFY-02",), NULL_THREAD_APC,
+                             args={"notify": tuple(k for k in NOTIFY if k != "Apc"),
+                                   "hThread": "NULL"}))
+    return tuple(split)
 
 
 INIT_OUTPUTS: dict[str, Value] = {
@@ -356,7 +424,7 @@ NOT_TWO_CALLS = "the test server still holds this handle's previous call"
 FAILED_LATER: dict[str, Value] = {**FRESH, "phase": "SENT", "result": "failed"}
 IN_CALL = ("PENDING", "SENT", "READY")
 
-ROWS: tuple[Row, ...] = (
+ROWS: tuple[Row, ...] = _apc_threads((
     # --- RpcAsyncInitializeHandle ------------------------------------------------------------
     row("RpcAsyncInitializeHandle", ("RPC-INIT-01", "RPC-INIT-08", "RPC-SRV-CANCEL-02"),
         out(RPC_OK, "initialised", outputs=INIT_OUTPUTS, phase="INIT", also=REINITIALISED),
@@ -480,7 +548,7 @@ ROWS: tuple[Row, ...] = (
 
     # --- the test server ---------------------------------------------------------------------
     *_server_rows(),
-)
+))
 
 MACHINE = Machine(
     name="rpc_call",

@@ -65,19 +65,19 @@ def race_cases() -> list[ParallelCase]:
         ParallelCase(
             "race-rpc-abort-complete", "RpcAsyncCancelCall(fAbort=TRUE) racing the server's "
             "RpcAsyncCompleteCall: exactly one completion notification", (rpc,),
-            (init, _a("r0", "AsyncCall", notify="Event", binding="good")),
+            (init, _a("r0", "AsyncCall", notify="Event", binding="good", hThread="explicit")),
             ((_a("r0", "RpcAsyncCancelCall", abort=True), _a("r0", "wait_notification"),
               _a("r0", "wait_notification")),
-             (_a("r0", "server_complete", reply=1),)),
+             (_a("r0", "server_complete", reply=1, thread="routine"),)),
             ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-05", "RPC-CLI-NOTIFY-01",
              "RPC-SRV-COMPLETE-06")),
         ParallelCase(
             "race-rpc-poll-complete", "the server completes on another thread while the client "
             "polls RpcAsyncGetCallStatus", (rpc,),
-            (init, _a("r0", "AsyncCall", notify="None", binding="good")),
+            (init, _a("r0", "AsyncCall", notify="None", binding="good", hThread="explicit")),
             ((_a("r0", "RpcAsyncGetCallStatus"), _a("r0", "RpcAsyncGetCallStatus"),
               _a("r0", "RpcAsyncGetCallStatus")),
-             (_a("r0", "server_complete", reply=2),)),
+             (_a("r0", "server_complete", reply=2, thread="routine"),)),
             ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-03", "RPC-SRV-COMPLETE-01")),
     ]
     return cases + measured_races()
@@ -100,9 +100,9 @@ def measured_races() -> list[ParallelCase]:
             f"racing the server's RpcAsyncCompleteCall with {notify} notification: exactly one "
             "notification (a second wait sees none), and the final completion reads the "
             "result of whichever came first", (rpc,),
-            (init, _a("r0", "AsyncCall", notify=notify, binding="good")),
+            (init, _a("r0", "AsyncCall", notify=notify, binding="good", hThread="explicit")),
             ((_a("r0", "RpcAsyncCancelCall", abort=True),),
-             (_a("r0", "server_complete", reply=1),)),
+             (_a("r0", "server_complete", reply=1, thread="routine"),)),
             ("RPC-CLI-CANCEL-02", "RPC-CLI-CANCEL-05", NOTIFY_RULE[notify],
              "RPC-SRV-COMPLETE-06", "RPC-CLI-COMPLETE-02", "RPC-CLI-COMPLETE-04"),
             suffix=read_out)
@@ -113,11 +113,11 @@ def measured_races() -> list[ParallelCase]:
             "race-rpc-soft-cancel-test-ioc", "RpcAsyncCancelCall(fAbort=FALSE) racing the "
             "manager routine's RpcServerTestCancel: a test after the cancel returned sees it, "
             "then the server completes and the client gets one notification and the reply",
-            (rpc,), (init, _a("r0", "AsyncCall", notify="Ioc", binding="good")),
+            (rpc,), (init, _a("r0", "AsyncCall", notify="Ioc", binding="good", hThread="explicit")),
             ((_a("r0", "RpcAsyncCancelCall", abort=False),),
              (_a("r0", "server_test_cancel", timeout="zero"),
               _a("r0", "server_test_cancel", timeout="finite"),
-              _a("r0", "server_complete", reply=2))),
+              _a("r0", "server_complete", reply=2, thread="routine"))),
             ("RPC-CLI-CANCEL-03", "RPC-SRV-CANCEL-01", "RPC-SRV-CANCEL-02",
              "RPC-CLI-NOTIFY-03", "RPC-CLI-COMPLETE-02"),
             suffix=read_out),
@@ -125,9 +125,9 @@ def measured_races() -> list[ParallelCase]:
             "race-rpc-poll-complete-read", "the server completes while the client polls "
             "RpcAsyncGetCallStatus and then completes: once the status is final the "
             "completion reads the reply", (rpc,),
-            (init, _a("r0", "AsyncCall", notify="None", binding="good")),
+            (init, _a("r0", "AsyncCall", notify="None", binding="good", hThread="explicit")),
             ((_a("r0", "RpcAsyncGetCallStatus"), _a("r0", "RpcAsyncCompleteCall")),
-             (_a("r0", "server_complete", reply=2),)),
+             (_a("r0", "server_complete", reply=2, thread="routine"),)),
             ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-02", "RPC-CLI-COMPLETE-01",
              "RPC-CLI-COMPLETE-02", "RPC-SRV-COMPLETE-01")),
         ParallelCase(

@@ -273,6 +273,11 @@ def _arg(request: Request, name: str) -> Value:
     return request.args[name]
 
 
+def _optional_str(request: Request, name: str, default: str) -> str:
+    """A str argument that older requests leave out: `default` then."""
+    return _str(request, name) if name in request.args else default
+
+
 def _int(request: Request, name: str) -> int:
     value = _arg(request, name)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -604,7 +609,12 @@ def rpc_AsyncCall(session: ReferenceSession, s: _RpcSlot, request: Request) -> O
     binding = (session._good_binding if _str(request, "binding") == "good"
                else rpc.RpcBinding(server=False))
     _close_resources(s)  # the previous call's resources, if the client still had them
-    resources = CallResources(kind, kernel.current_thread())
+    # u.APC.hThread: NULL (the issuing thread, RPC-CLI-NOTIFY-02) or an explicit handle of the
+    # issuing thread; a request without the field has the explicit form.
+    null_thread = _optional_str(request, "hThread", "explicit") == "NULL"
+    if null_thread and kind != rpc.RPC_NOTIFICATION_TYPES.RpcNotificationTypeApc:
+        raise ValueError("hThread NULL is a form of NotificationType Apc only")
+    resources = CallResources(kind, kernel.current_thread(), null_thread=null_thread)
     resources.fill(s.pAsync)
     try:
         session.runtime.TestProc_async(binding, s.pAsync)
@@ -669,19 +679,33 @@ def rpc_sync_call(session: ReferenceSession, s: _RpcSlot, request: Request) -> O
     return Observation(rpc.RPC_S_OK, {"reply": reply})
 
 
+def _later(request: Request) -> bool:
+    """The `thread` of a server action: `routine` (the default) or `later`, another thread once
+    the manager routine has returned without ending the call."""
+    thread = _optional_str(request, "thread", "routine")
+    if thread not in ("routine", "later"):
+        raise ValueError(f"thread must be routine or later, got {thread!r}")
+    return thread == "later"
+
+
 def rpc_server_complete(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
     return _observe(session.runtime.test_server.command(call, ServerAction.COMPLETE,
-                                                        reply=_int(request, "reply")))
+                                                        reply=_int(request, "reply"),
+                                                        later=_later(request)))
 
 
 def rpc_server_abort(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
     call = _server_call(s, request)
     return _observe(session.runtime.test_server.command(call, ServerAction.ABORT,
-                                                        code=_int(request, "code")))
+                                                        code=_int(request, "code"),
+                                                        later=_later(request)))
 
 
 def rpc_server_raise(session: ReferenceSession, s: _RpcSlot, request: Request) -> Observation:
+    if _later(request):
+        raise ValueError("a raise after the routine handed the call off is undefined "
+                         "(RPC-SRV-EXC-02): the test server does not do it")
     call = _server_call(s, request)
     return _observe(session.runtime.test_server.command(call, ServerAction.RAISE,
                                                         code=_int(request, "code")))

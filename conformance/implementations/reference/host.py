@@ -199,6 +199,10 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "a call that fails in the stub leaves its record on the handle"),
     Fault("apc_to_runtime_thread", "RPC-CLI-NOTIFY-02",
           "with hThread 0 the APC is queued to the runtime's own thread, not the issuing thread"),
+    Fault("reply_on_routine_return", "RPC-SRV-COMPLETE-07",
+          "the reply leaves when the manager routine returns, with what the [out] held at "
+          "dispatch, so a later RpcAsyncCompleteCall from another thread finds no call (as Wine "
+          "does)"),
     Fault("ioc_wrong_key", "RPC-CLI-NOTIFY-03",
           "the completion packet carries key 0 instead of u.IOC.dwCompletionKey"),
     Fault("hwnd_wrong_message", "RPC-CLI-NOTIFY-04",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import itertools
 import threading
 import time
@@ -264,6 +265,9 @@ class DispatchedCall:
     sync_done: threading.Event = field(default_factory=threading.Event)
     sync_status: int = RPC_S_ASYNC_CALL_PENDING
     sync_reply: int = 0
+    # Set once the manager routine has returned (or raised): a later thread that completes or
+    # aborts the call waits for it, so that it acts after the routine returned.
+    routine_returned: threading.Event = field(default_factory=threading.Event)
 
 
 class _ManagerRaised(RpcException):
@@ -359,6 +363,11 @@ class RpcRuntime:
         command: Command | None = None
         try:
             self.test_server.TestProc(server_call.handle, server_call.hint)
+            if (server_call.client is not None and not server_call.ended
+                    and self.host.fault("reply_on_routine_return")):
+                # Wine's behaviour: the reply leaves when the routine returns, with whatever the
+                # [out] held, and the call is over.
+                self._end(server_call, RPC_S_OK, server_call.hint)
         except _ManagerRaised as exc:
             command = exc.command
             code = RPC_S_CALL_FAILED if self.host.fault("exception_code_lost") else exc.code
@@ -370,6 +379,7 @@ class RpcRuntime:
             self._end(server_call, RPC_S_INTERNAL_ERROR, 0)
         finally:
             _server_tls.call = None
+            server_call.routine_returned.set()
             if command is not None:
                 command.reply(RPC_S_OK)
 
@@ -678,7 +688,9 @@ class TestRpcServer:
 
     A call from a synchronous client is completed at once with its hint, on the dispatch thread
     (RPC-SRV-COMPLETE-07). Every other call is held on its dispatch thread until the
-    harness sends a command through the call's mailbox.
+    harness sends a command through the call's mailbox. A complete or abort command with
+    `later` set makes the routine return without ending the call; another thread then ends it
+    once the routine has returned (RPC-SRV-COMPLETE-07).
     """
 
     __test__ = False  # not a pytest test class
@@ -697,6 +709,11 @@ class TestRpcServer:
             command = server_call.mailbox.receive()
             runtime.host.pause()
             action = command.action
+            if action in (ServerAction.COMPLETE, ServerAction.ABORT) and command.args.get("later"):
+                # Hand the call off: the routine returns without ending it, and another thread
+                # completes or aborts it once the routine has returned (RPC-SRV-COMPLETE-07).
+                runtime.pool.submit(functools.partial(self._end_later, pAsync, server_call, command))
+                return
             if action is ServerAction.COMPLETE:
                 command.reply(runtime.RpcAsyncCompleteCall(pAsync, Reply(int(command.args["reply"]))))
                 return
@@ -715,6 +732,20 @@ class TestRpcServer:
                 command.reply(runtime.RpcAsyncAbortCall(pAsync, RPC_S_CALL_FAILED))
                 return
             command.reply(RPC_S_INVALID_ARG)
+
+    def _end_later(self, pAsync: RPC_ASYNC_STATE, server_call: DispatchedCall,
+                   command: Command) -> None:
+        """A thread other than the dispatch thread ends a handed-off call, after its manager
+        routine returned."""
+        runtime = self.runtime
+        if not server_call.routine_returned.wait(COMMAND_SECONDS):
+            command.reply(RPC_S_INTERNAL_ERROR)
+            return
+        runtime.host.pause()
+        if command.action is ServerAction.COMPLETE:
+            command.reply(runtime.RpcAsyncCompleteCall(pAsync, Reply(int(command.args["reply"]))))
+        else:
+            command.reply(runtime.RpcAsyncAbortCall(pAsync, int(command.args["code"])))
 
     def command(self, server_call: DispatchedCall, action: ServerAction, **args: int | bool) -> Command:
         """The harness tells the held call what to do, and waits until it is done."""

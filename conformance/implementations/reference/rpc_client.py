@@ -38,9 +38,11 @@ NOTIFY_MESSAGE = kernel.WM_USER + 0x11
 class CallResources:
     """The notification resources one call uses, and what has been delivered through them."""
 
-    def __init__(self, kind: RPC_NOTIFICATION_TYPES, thread: ThreadContext) -> None:
+    def __init__(self, kind: RPC_NOTIFICATION_TYPES, thread: ThreadContext, *,
+                 null_thread: bool = False) -> None:
         self.kind = kind
         self.thread = thread  # the issuing thread: APCs and window messages come here
+        self.null_thread = null_thread  # Apc: leave u.APC.hThread NULL instead of naming it
         self._cond = threading.Condition(threading.Lock())
         self._arrived: deque[int] = deque()  # Event values the routines or window saw
         self.event: KernelEvent | None = None
@@ -58,7 +60,9 @@ class CallResources:
             pAsync.u.hEvent = self.event
         elif self.kind == T.RpcNotificationTypeApc:
             pAsync.u.APC.NotificationRoutine = self._routine
-            pAsync.u.APC.hThread = None  # 0: the thread that issues the call (RPC-CLI-NOTIFY-02)
+            # NULL: the thread that issues the call; or that thread named explicitly. Both come
+            # to this thread (RPC-CLI-NOTIFY-02).
+            pAsync.u.APC.hThread = None if self.null_thread else self.thread
         elif self.kind == T.RpcNotificationTypeIoc:
             self.port = CompletionPort()
             pAsync.u.IOC.hIOPort = self.port
