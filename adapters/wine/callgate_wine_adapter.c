@@ -17,9 +17,10 @@
  *              RpcAsyncGetCallStatus, RpcAsyncCompleteCall, RpcAsyncCancelCall, RpcAsyncAbortCall,
  *              RpcServerTestCancel, and a synchronous procedure for sync_call.
  *
- * COM asynchronous call objects are not declared: at start-up the adapter asks a standard proxy
- * for ICallFactory and reports the answer in the handshake's notes (Wine: E_NOINTERFACE, which
- * the documentation allows for an object that does not support asynchronous calls).
+ *   com_call   a COM test server object with ICallFactory (callgate_wine_com.c), through a
+ *              standard proxy (--com=marshaled, the default) or used in its own apartment
+ *              (--com=inproc); the handshake declares which as the pin call_object_origin, and
+ *              its notes say what the proxy answered for ICallFactory.
  *
  * Some Wine calls crash (RpcServerTestCancel is unimplemented and raises 0x80000100;
  * RpcAsyncCompleteCall on a handle that never carried a call, or a second client
@@ -751,7 +752,7 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         open = 0;
     output_bool(&r, "resources_open", open);
     if (status == RPC_S_OK)
-        output_int(&r, "reply", (long)c->reply);
+        output_int(&r, "reply", (uint32_t)c->reply); /* an unsigned 32-bit value */
     client_close_resources(c); /* final: the client closes what it supplied */
     c->has_call = 0;
     c->owed = c->notify == N_APC || c->notify == N_CALLBACK;
@@ -885,7 +886,7 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
         long reply = SyncProc(b, (long)jarg_int(q, "reply", 1));
         RpcBindingFree(&b);
         struct result r = result_code(RPC_S_OK);
-        output_int(&r, "reply", reply);
+        output_int(&r, "reply", (uint32_t)reply); /* an unsigned 32-bit value */
         return r;
     }
     if (strcmp(op, "server_complete") == 0)
