@@ -190,11 +190,79 @@ def test_a_notification_is_not_reported_for_the_next_call(wine_adapter: wine.Win
 
 
 @needs_wine
-def test_com_call_objects_are_not_declared_with_the_proxy_evidence(gate: tuple[Any, Path]) -> None:
+def test_com_call_is_declared_with_the_proxy_evidence(gate: tuple[Any, Path]) -> None:
     _, out = gate
     adapter = _report(out)["adapter"]
-    assert not any(c.startswith("com.") for c in adapter["capabilities"])
+    assert {"com.call", "com.object_without_factory"} <= set(adapter["capabilities"])
     assert "ICallFactory" in adapter["notes"] and "0x80004002" in adapter["notes"]
+
+
+@needs_wine
+def test_com_call_cases_run_against_wine_and_fail_on_cf_09(gate: tuple[Any, Path]) -> None:
+    _, out = gate
+    results = [r for r in read_stream(out / "results.jsonl").cases if r.id.startswith("com_call")]
+    ran = [r for r in results if r.verdict is not Verdict.NOT_APPLICABLE]
+    assert ran, "every com_call case was not applicable"
+    cf09 = [r for r in ran if "COM-CF-09" in r.failed_rules]
+    assert cf09 and all(r.verdict is Verdict.EXPECTED_FAIL for r in cf09)
+
+
+_CALL_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("QueryInterface", {"iid": "ICallFactory"}), ("CreateCall", {"riid": "async", "aggregate": False}),
+    ("QueryInterface", {"iid": "ISynchronize"}), ("QueryInterface", {"iid": "ICancelMethodCalls"}),
+    ("Begin_", {}), ("Wait", {"timeout": "zero"}), ("Begin_", {}),
+    ("server_signal", {"out": 2, "then_impersonate": True}), ("Wait", {"timeout": "zero"}),
+    ("Wait", {"timeout": "finite"}), ("Finish_", {}), ("Finish_", {}), ("Begin_", {}),
+    ("Release", {}), ("server_signal_late", {}), ("sync_call", {"out": 2}))
+
+
+def _com_adapter(monkeypatch: pytest.MonkeyPatch, configuration: str) -> wine.WineAdapter:
+    if REASON is not None and not IN_CI:
+        pytest.skip(REASON)
+    monkeypatch.setenv("CALLGATE_WINE_COM", configuration)
+    return wine.make_adapter()
+
+
+def test_the_marshaled_proxy_fails_cf_09_without_asking_the_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = _com_adapter(monkeypatch, "marshaled")
+    try:
+        assert adapter.capabilities().pins["call_object_origin"] == "standard_marshaling"
+        with_factory = SlotSpec("c0", "com_call", {"factory": True, "cancellable": True})
+        without = SlotSpec("c0", "com_call", {"factory": False, "cancellable": True})
+        failed, created, plain = run_cases(adapter, [
+            _case("wine-com-proxy", with_factory, _CALL_STEPS[0]),
+            _case("wine-com-create", with_factory, _CALL_STEPS[1]),
+            _case("wine-com-plain", without, _CALL_STEPS[0])])
+    finally:
+        adapter.shutdown()
+    assert failed.verdict is Verdict.FAIL, failed.message
+    assert "COM-CF-09" in failed.failed_rules
+    assert failed.trace[-1].outputs == {"server_asked": 0}
+    # No ICallFactory to call CreateCall on: not applicable, with the proxy's answer.
+    assert created.verdict is Verdict.NOT_APPLICABLE and "0x80004002" in created.message
+    # An object without ICallFactory: E_NOINTERFACE is the documented answer (COM-CF-01).
+    assert plain.verdict is Verdict.PASS, plain.message
+
+
+def test_the_in_process_call_object_walks_with_wines_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = _com_adapter(monkeypatch, "inproc")
+    slot = SlotSpec("c0", "com_call", {"factory": True, "cancellable": True})
+    try:
+        assert adapter.capabilities().pins["call_object_origin"] == "same_apartment"
+        (result,) = run_cases(adapter, [_case("wine-com-inproc", slot, *_CALL_STEPS)])
+        # The repeated Wait is Wine's ManualResetEvent's: declared as a StdEvent (which resets
+        # on a satisfied Wait, COM-SYNC-03) the same walk must fail there.
+        pins = {**adapter.capabilities().pins, "call_object_event": "StdEvent"}
+        monkeypatch.setattr(adapter, "capabilities",
+                            lambda: replace(adapter.main.capabilities(), pins=pins))
+        (wrong,) = run_cases(adapter, [_case("wine-com-stdevent", slot, *_CALL_STEPS)])
+    finally:
+        adapter.shutdown()
+    assert result.verdict is Verdict.PASS, result.message
+    assert result.steps == len(_CALL_STEPS)
+    assert wrong.verdict is Verdict.FAIL, wrong.message
+    assert wrong.trace[-1].op == "Wait" and "COM-SYNC-03" in wrong.failed_rules
 
 
 # --- without Wine -------------------------------------------------------------------------------

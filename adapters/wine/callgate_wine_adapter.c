@@ -17,9 +17,10 @@
  *              RpcAsyncGetCallStatus, RpcAsyncCompleteCall, RpcAsyncCancelCall, RpcAsyncAbortCall,
  *              RpcServerTestCancel, and a synchronous procedure for sync_call.
  *
- * COM asynchronous call objects are not declared: at start-up the adapter asks a standard proxy
- * for ICallFactory and reports the answer in the handshake's notes (Wine: E_NOINTERFACE, which
- * the documentation allows for an object that does not support asynchronous calls).
+ *   com_call   a COM test server object with ICallFactory (callgate_wine_com.c), through a
+ *              standard proxy (--com=marshaled, the default) or used in its own apartment
+ *              (--com=inproc); the handshake declares which as the pin call_object_origin, and
+ *              its notes say what the proxy answered for ICallFactory.
  *
  * Some Wine calls crash (RpcServerTestCancel is unimplemented and raises 0x80000100;
  * RpcAsyncCompleteCall on a handle that never carried a call, or a second client
@@ -408,7 +409,7 @@ static RPC_STATUS bind_to(const char *ep, RPC_BINDING_HANDLE *binding)
 /* Sessions, slots and results.                                                             */
 /* ======================================================================================== */
 
-enum machine { M_EVENT, M_CONTAINER, M_RPC };
+enum machine { M_EVENT, M_CONTAINER, M_RPC, M_COM };
 enum notify { N_NONE, N_EVENT, N_APC, N_CALLBACK };
 
 struct client_call {         /* what the client holds for one asynchronous call */
@@ -437,6 +438,7 @@ struct slot {
     struct client_call *client;  /* rpc_call: heap, never freed while a runtime thread may use it */
     struct server_call *server;  /* rpc_call: the call the test server holds, if any */
     int initialised;
+    struct com_slot *com;        /* com_call (callgate_wine_com.c) */
 };
 
 static char message_buf[1024];
@@ -760,7 +762,7 @@ static struct result rpc_complete(struct slot *s, long long wait_ms)
         open = 0;
     output_bool(&r, "resources_open", open);
     if (status == RPC_S_OK)
-        output_int(&r, "reply", (long)c->reply);
+        output_int(&r, "reply", (uint32_t)c->reply); /* an unsigned 32-bit value */
     client_close_resources(c); /* final: the client closes what it supplied */
     c->has_call = 0;
     c->owed = c->notify == N_APC || c->notify == N_CALLBACK;
@@ -896,7 +898,7 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
         long reply = SyncProc(b, (long)jarg_int(q, "reply", 1));
         RpcBindingFree(&b);
         struct result r = result_code(RPC_S_OK);
-        output_int(&r, "reply", reply);
+        output_int(&r, "reply", (uint32_t)reply); /* an unsigned 32-bit value */
         return r;
     }
     if (strcmp(op, "server_complete") == 0)
@@ -936,91 +938,8 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
     return result_error("the rpc_call machine has no such operation in this adapter");
 }
 
-/* ======================================================================================== */
-/* The ICallFactory probe: is a standard proxy an ICallFactory?                             */
-/* ======================================================================================== */
-
-struct probe_object {
-    IUnknown iface;
-    LONG refs;
-};
-
-static HRESULT STDMETHODCALLTYPE probe_QueryInterface(IUnknown *self, REFIID riid, void **out)
-{
-    if (IsEqualIID(riid, &IID_IUnknown)) {
-        *out = self;
-        IUnknown_AddRef(self);
-        return S_OK;
-    }
-    *out = NULL;
-    return E_NOINTERFACE;
-}
-
-static ULONG STDMETHODCALLTYPE probe_AddRef(IUnknown *self)
-{
-    return (ULONG)InterlockedIncrement(&((struct probe_object *)self)->refs);
-}
-
-static ULONG STDMETHODCALLTYPE probe_Release(IUnknown *self)
-{
-    return (ULONG)InterlockedDecrement(&((struct probe_object *)self)->refs);
-}
-
-static IUnknownVtbl probe_vtbl = {probe_QueryInterface, probe_AddRef, probe_Release};
-static struct probe_object probe_object = {{&probe_vtbl}, 1};
-static IStream *probe_stream;
-static HANDLE probe_ready;
-static HRESULT probe_marshal_hr = E_FAIL;
-
-static DWORD WINAPI probe_sta_main(void *arg)
-{
-    (void)arg;
-    MSG msg;
-    CoInitializeEx(NULL, COINIT_APARTMENTTHREADED);
-    PeekMessageW(&msg, NULL, 0, 0, PM_NOREMOVE); /* create the message queue */
-    probe_marshal_hr = CoMarshalInterThreadInterfaceInStream(&IID_IUnknown,
-                                                            &probe_object.iface, &probe_stream);
-    SetEvent(probe_ready);
-    while (GetMessageW(&msg, NULL, 0, 0) > 0)
-        DispatchMessageW(&msg);
-    CoUninitialize();
-    return 0;
-}
-
-static char probe_notes[512];
-
-static void probe_call_factory(void)
-{
-    DWORD tid;
-    probe_ready = CreateEventW(NULL, TRUE, FALSE, NULL);
-    HANDLE thread = CreateThread(NULL, 0, probe_sta_main, NULL, 0, &tid);
-    HRESULT hr = E_FAIL, unmarshal = E_FAIL;
-    if (thread && WaitForSingleObject(probe_ready, 5000) == WAIT_OBJECT_0
-        && SUCCEEDED(probe_marshal_hr)) {
-        IUnknown *proxy = NULL;
-        unmarshal = CoGetInterfaceAndReleaseStream(probe_stream, &IID_IUnknown, (void **)&proxy);
-        if (SUCCEEDED(unmarshal)) {
-            ICallFactory *factory = NULL;
-            hr = IUnknown_QueryInterface(proxy, &IID_ICallFactory, (void **)&factory);
-            if (SUCCEEDED(hr))
-                ICallFactory_Release(factory);
-            IUnknown_Release(proxy);
-        }
-    }
-    if (thread) {
-        PostThreadMessageW(tid, WM_QUIT, 0, 0);
-        WaitForSingleObject(thread, 5000);
-        CloseHandle(thread);
-    }
-    snprintf(probe_notes, sizeof probe_notes,
-             "COM call objects not declared: a standard proxy (a test object's IUnknown, marshaled "
-             "from an STA thread with CoMarshalInterThreadInterfaceInStream and unmarshaled in the "
-             "MTA: 0x%08lX) answered QueryInterface(IID_ICallFactory) with 0x%08lX%s. "
-             "The proxy manager offers no ICallFactory, so CreateCall, Begin_/Finish_ and "
-             "call-object cancellation cannot be exercised.",
-             (unsigned long)(SUCCEEDED(probe_marshal_hr) ? unmarshal : probe_marshal_hr),
-             (unsigned long)hr, hr == E_NOINTERFACE ? " (E_NOINTERFACE)" : "");
-}
+/* COM call objects: the test server and its com_call slots (a file of its own). */
+#include "callgate_wine_com.c"
 
 /* ======================================================================================== */
 /* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
@@ -1029,8 +948,6 @@ static void probe_call_factory(void)
 /* Make a slot for the open message: event, container or rpc_call. */
 static struct result open_slot(const char *machine, const struct jdoc *d, int config, void **slot)
 {
-    (void)d; /* no machine here takes a configuration */
-    (void)config;
     enum machine m;
     if (strcmp(machine, "event") == 0)
         m = M_EVENT;
@@ -1038,13 +955,21 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
         m = M_CONTAINER;
     else if (strcmp(machine, "rpc_call") == 0)
         m = M_RPC;
+    else if (strcmp(machine, "com_call") == 0)
+        m = M_COM;
     else
-        return result_not_applicable("COM call objects cannot be created here: a standard "
-                                     "proxy has no ICallFactory (see the handshake notes)");
+        return result_not_applicable("this adapter has no such machine");
     struct slot *s = calloc(1, sizeof *s);
     if (!s)
         return result_error("out of memory");
     s->machine = m;
+    if (m == M_COM) {
+        struct result r = com_open(jget_bool(d, config, "factory", 1), &s->com);
+        if (r.status != RESULT_OK) {
+            free(s);
+            return r;
+        }
+    }
     *slot = s;
     return result_ok();
 }
@@ -1056,12 +981,16 @@ static struct result perform(void *slot, const struct jsonl_request *q)
         return event_request(s, q);
     if (s->machine == M_CONTAINER)
         return container_request(s, q->op);
+    if (s->machine == M_COM)
+        return com_request(s->com, q);
     return rpc_request(s, q);
 }
 
 static void close_slot(void *slot)
 {
     struct slot *s = slot;
+    if (s->com)
+        com_close(s->com);
     if (s->server && !s->server->gone && s->server->held) {
         s->server->command = CMD_LET_GO; /* let the held call go */
         SetEvent(s->server->command_set);
@@ -1101,7 +1030,8 @@ static void write_handshake(void)
                 "\"rpc.handle\",\"rpc.call\",\"rpc.cancel\",\"rpc.abort\",\"rpc.raise\","
                 "\"rpc.server_test_cancel\",\"rpc.observe_server_handle\","
                 "\"rpc.notify.None\",\"rpc.notify.Event\",\"rpc.notify.Apc\","
-                "\"rpc.notify.Callback\",\"rpc.apc_null_thread\",\"rpc.server_later\"]");
+                "\"rpc.notify.Callback\",\"rpc.apc_null_thread\",\"rpc.server_later\","
+                "\"com.call\",\"com.object_without_factory\"]");
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
      * RPC_S_INVALID_ASYNC_HANDLE; a call on a binding to an endpoint no server listens on fails
@@ -1109,11 +1039,21 @@ static void write_handshake(void)
     jout_raw(&o, ",\"pins\":{\"event_wait_timeout_code\":\"RPC_S_CALLPENDING\","
                 "\"new_event_state\":\"nonsignaled\","
                 "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\","
-                "\"bad_binding_failure\":\"synchronous\"}");
+                "\"bad_binding_failure\":\"synchronous\",");
+    /* The com_call configuration (callgate_wine_com.c). In-process, Wait is Wine's
+     * ManualResetEvent's (RPC_S_CALLPENDING on timeout, it stays signalled) and Begin_ with a
+     * call in flight is the test server's RPC_S_CALLPENDING. */
+    if (com_mode == COM_INPROC)
+        jout_raw(&o, "\"call_object_origin\":\"same_apartment\","
+                    "\"call_wait_timeout_code\":\"RPC_S_CALLPENDING\","
+                    "\"call_object_event\":\"ManualResetEvent\","
+                    "\"begin_pending_code\":\"RPC_S_CALLPENDING\"}");
+    else
+        jout_raw(&o, "\"call_object_origin\":\"standard_marshaling\"}");
     /* One request at a time (jsonl_serve's loop on the main thread). */
     jout_raw(&o, ",\"concurrent\":false");
     jout_raw(&o, ",\"notes\":");
-    jout_str(&o, probe_notes);
+    jout_str(&o, com_notes);
     jout_raw(&o, "}");
     jout_line(&o);
 }
@@ -1133,9 +1073,23 @@ int main(int argc, char **argv)
     guard_slot = TlsAlloc();
     AddVectoredExceptionHandler(1, exception_watch);
     SetUnhandledExceptionFilter(last_chance);
-    probe_call_factory();
-    if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
-        printf("%s\n", probe_notes);
+    int probe = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--com=inproc") == 0)
+            com_mode = COM_INPROC;
+        else if (strcmp(argv[i], "--com=marshaled") == 0)
+            com_mode = COM_MARSHALED;
+        else if (strcmp(argv[i], "--probe") == 0)
+            probe = 1;
+        else {
+            fprintf(stderr, "callgate-wine-adapter: unknown option %s (use --com=marshaled, "
+                            "--com=inproc, --probe)\n", argv[i]);
+            return 2;
+        }
+    }
+    com_setup();
+    if (probe) {
+        printf("%s\n", com_notes);
         return 0;
     }
     static const struct jsonl_adapter adapter = {

@@ -28,7 +28,9 @@ and end them with it, under the other adapter processes and runs still using the
 names them, and they are left running.
 
 Environment: `CALLGATE_WINE` (the wine loader, default `wine` on PATH), `CALLGATE_WINEPREFIX`
-(default `~/.cache/callgate/wine-prefix`), `CALLGATE_WINE_ADAPTER` (a prebuilt .exe).
+(default `~/.cache/callgate/wine-prefix`), `CALLGATE_WINE_ADAPTER` (a prebuilt .exe),
+`CALLGATE_WINE_COM` (the com_call configuration: `marshaled`, the default, or `inproc`; the
+program's `--com=` option, declared in its handshake as the pin `call_object_origin`).
 """
 
 from __future__ import annotations
@@ -58,11 +60,16 @@ SOURCE = ROOT / "adapters" / "wine" / "callgate_wine_adapter.c"
 # example stays whole for a vendor who copies it.
 INCLUDE_DIR = ROOT / "examples" / "c-adapter"
 HEADER = INCLUDE_DIR / "callgate_jsonl.h"
+# The COM test server and its com_call slots, included by the program's source.
+COM_SOURCE = SOURCE.parent / "callgate_wine_com.c"
 BUILT = ROOT / "build" / "wine" / "callgate-wine-adapter.exe"
 COMPILER = "x86_64-w64-mingw32-gcc"
 COMPILE_FLAGS = ("-O2", "-Wall", "-Wextra", "-std=gnu11", "-static")
 LIBRARIES = ("-lole32", "-loleaut32", "-luuid", "-lrpcrt4")
 DEFAULT_PREFIX = Path.home() / ".cache" / "callgate" / "wine-prefix"
+# The configurations of the com_call machine (docs/wine.md, "COM call objects"): through a
+# standard proxy (the default), or the test server object used in its own apartment.
+COM_CONFIGURATIONS = ("marshaled", "inproc")
 
 # Kept below the gate's default step timeout (10 s) less the longest wait_ms, so a hang is
 # reported by the transport with evidence; the program's own bounded waits are at most 5 s.
@@ -90,9 +97,10 @@ class WineSetup:
     program: Path
     prefix: Path
     env: Mapping[str, str]
+    com: str = "marshaled"
 
     def command(self) -> list[str]:
-        return [self.wine, str(self.program)]
+        return [self.wine, str(self.program), f"--com={self.com}"]
 
 
 def wine_environment(prefix: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -182,8 +190,18 @@ def setup() -> WineSetup:
     else:
         program = build()
     prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or DEFAULT_PREFIX)
+    com = com_configuration()
     prepare_prefix(wine, prefix)
-    return WineSetup(wine, program, prefix, wine_environment(prefix))
+    return WineSetup(wine, program, prefix, wine_environment(prefix), com)
+
+
+def com_configuration() -> str:
+    """The com_call configuration CALLGATE_WINE_COM selects: `marshaled` (default) or `inproc`."""
+    com = os.environ.get("CALLGATE_WINE_COM") or COM_CONFIGURATIONS[0]
+    if com not in COM_CONFIGURATIONS:
+        raise WineUnavailable(f"CALLGATE_WINE_COM={com!r} is not a configuration of the Wine "
+                              f"adapter; use one of {', '.join(COM_CONFIGURATIONS)}")
+    return com
 
 
 def risky(observation: Observation) -> bool:

@@ -146,8 +146,13 @@ def sta_wait_pumped() -> tuple[Outcome, ...]:
 ROWS = (
     # --- QueryInterface ----------------------------------------------------------------------
     row("QueryInterface", ("COM-CF-01", "COM-SRV-01"),
-        out(OK, "supports asynchronous calls"),
-        state={"factory": True}, args={"iid": "ICallFactory"}),
+        out(OK, "supports asynchronous calls: the proxy offers a proxy call object",
+            rules=("COM-CF-09",), when={"call_object_origin": "standard_marshaling"}),
+        out(OK, "supports asynchronous calls",
+            when={"call_object_origin": "same_apartment"}),
+        state={"factory": True}, args={"iid": "ICallFactory"},
+        note="through a standard proxy the client obtains a proxy call object by this query "
+             "(COM-CF-09: it always can)"),
     row("QueryInterface", ("COM-CF-01",),
         out(Exact(codes.E_NOINTERFACE), "no asynchronous calls"),
         state={"factory": False}, args={"iid": "ICallFactory"}),
