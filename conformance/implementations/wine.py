@@ -131,8 +131,9 @@ def _configured_program() -> Path | None:
 
 def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
     """Compile the adapter with mingw-w64 when the .exe is missing or older than its source or
-    the header it includes."""
-    newest_input = max(source.stat().st_mtime, HEADER.stat().st_mtime)
+    the headers it includes (the shared JSON-lines layer, and its own beside the source)."""
+    inputs = [source, HEADER, *sorted(source.parent.glob("*.h"))]
+    newest_input = max(p.stat().st_mtime for p in inputs)
     if output.exists() and output.stat().st_mtime >= newest_input:
         return output
     compiler = shutil.which(COMPILER)
