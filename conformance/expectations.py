@@ -10,6 +10,30 @@ An expectations file is TOML, one per implementation:
     reason = "StdEvent keeps its signal after a satisfied Wait"
     evidence = "bug 4711"                  # optional
 
+A rule entry may also say what the implementation does instead, in one or more `instead`
+tables, so that a case goes on past the deviation and tests what lies behind it:
+
+    [[deviation]]
+    rule = "RPC-CLI-STATUS-01"
+    verdict = "fail"
+    reason = "RpcAsyncGetCallStatus is a stub"
+    [[deviation.instead]]
+    machine = "rpc_call"                   # the model machine (`callgate model rules` lists them)
+    op = "RpcAsyncGetCallStatus"           # the operation
+    args = { abort = true }                # optional: only these argument values
+    state = { phase = ["PENDING", "SENT"] }  # optional: only in these states (a value or a list)
+    code = 1914                            # the code the implementation answers
+    outputs = { raised = true }            # optional: outputs it must also answer
+    next = { phase = "READY" }             # optional: how the state changes (absent: it does not)
+
+A step that the model rejects, whose rules include the entry's rule, and that matches one of its
+`instead` tables in every candidate state (operation, arguments, state, code, outputs) is a
+*followed deviation*: the step is recorded with `deviation` set to the rule, the model follows
+the implementation into the `next` state, and the case goes on. A case that followed deviations
+and broke nothing else is `expected_fail` (never `pass`), with the deviations' rules as its
+failed rules; a case that later fails on anything else is `fail` as before. Without the file no
+step is followed, and the first one fails its case.
+
 Semantics (DESIGN.md, Verdicts):
 
 * A case listed by ID: if its verdict is the listed one it becomes `expected_fail`; if it passes,
@@ -34,10 +58,13 @@ from pathlib import Path
 from typing import Any
 
 from callgate.conformance.results import CaseResult, Verdict
+from callgate.model.families import MACHINES
 from callgate.model.rules import catalogue
+from callgate.model.transitions import Args, State, Value
 
 VERDICTS: dict[str, Verdict] = {"fail": Verdict.FAIL, "error": Verdict.ERROR}
-ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence"})
+ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence", "instead"})
+INSTEAD_KEYS = frozenset({"machine", "op", "args", "state", "code", "outputs", "next"})
 TOP_KEYS = frozenset({"implementation", "deviation"})
 STALE_KIND = "expectation"
 _HEADER = re.compile(r"^\s*\[\[\s*deviation\s*\]\]")
@@ -48,8 +75,62 @@ class ExpectationsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Instead:
+    """What the implementation does instead, for one operation: the observation (`code`,
+    `outputs`) in the states and for the arguments it names, and the state it leads to."""
+
+    machine: str
+    op: str
+    code: int
+    args: tuple[tuple[str, Value], ...] = ()
+    state: tuple[tuple[str, tuple[Value, ...]], ...] = ()
+    outputs: tuple[tuple[str, Value], ...] = ()
+    next: tuple[tuple[str, Value], ...] = ()
+
+    def applies(self, machine: str, state: State, op: str, args: Args) -> bool:
+        """The description covers `op(args)` in `state` of `machine`."""
+        if machine != self.machine or op != self.op:
+            return False
+        given = dict(args)
+        if any(given.get(name) != value for name, value in self.args):
+            return False
+        view = MACHINES[machine].view(state)
+        return all(view[name] in values for name, values in self.state)
+
+    def observed(self, code: int, outputs: Mapping[str, object]) -> bool:
+        return code == self.code and all(outputs.get(n) == v for n, v in self.outputs)
+
+    def leads_to(self, state: State) -> State:
+        machine = MACHINES[self.machine]
+        after = list(state)
+        for name, value in self.next:
+            after[machine.index(name)] = value
+        return tuple(after)
+
+    def describe(self) -> str:
+        where = " ".join(f"{n} in {list(v)}" for n, v in self.state) or "every state"
+        args = ", ".join(f"{n}={v}" for n, v in self.args)
+        outs = f" with {dict(self.outputs)}" if self.outputs else ""
+        nxt = ", ".join(f"{n}={v}" for n, v in self.next) or "nothing changes"
+        return f"{self.op}({args}) answers {self.code}{outs} in {where}; {nxt}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"machine": self.machine, "op": self.op, "code": self.code}
+        if self.args:
+            data["args"] = dict(self.args)
+        if self.state:
+            data["state"] = {n: list(v) for n, v in self.state}
+        if self.outputs:
+            data["outputs"] = dict(self.outputs)
+        if self.next:
+            data["next"] = dict(self.next)
+        return data
+
+
+@dataclass(frozen=True)
 class Deviation:
-    """One entry: a case or a rule expected to give `verdict`, and why."""
+    """One entry: a case or a rule expected to give `verdict`, and why; for a rule, optionally
+    what the implementation does instead (`instead`), which cases then follow."""
 
     case: str
     rule: str
@@ -57,6 +138,7 @@ class Deviation:
     reason: str
     evidence: str = ""
     line: int = 0
+    instead: tuple[Instead, ...] = ()
 
     @property
     def key(self) -> str:
@@ -75,6 +157,8 @@ class Deviation:
         data["case" if self.case else "rule"] = self.case or self.rule
         if self.evidence:
             data["evidence"] = self.evidence
+        if self.instead:
+            data["instead"] = [i.to_json() for i in self.instead]
         return data
 
 
@@ -108,9 +192,40 @@ class Expectations:
         self._by_case = {d.case: d for d in self.deviations if d.case}
         self._by_rule = [d for d in self.deviations if d.rule]
 
+    def follow(self, machine: str, states: Iterable[State], op: str, args: Args, code: int,
+               outputs: Mapping[str, object], rules: Iterable[str]
+               ) -> tuple[list[Deviation], frozenset[State]] | None:
+        """The entries that describe a step the model rejected (the first decides the states it
+        leads to); None if no entry describes it in every candidate state (the step then fails
+        as before)."""
+        cited = set(rules)
+        states = tuple(states)
+        found: list[Deviation] = []
+        leads: frozenset[State] = frozenset()
+        for deviation in self._by_rule:
+            if deviation.rule not in cited:
+                continue
+            after: set[State] = set()
+            for state in states:
+                described = [i for i in deviation.instead
+                             if i.applies(machine, state, op, args) and i.observed(code, outputs)]
+                if not described:
+                    break
+                after.add(described[0].leads_to(state))
+            else:
+                if states and after:
+                    if not found:
+                        leads = frozenset(after)
+                    found.append(deviation)
+        return (found, leads) if found else None
+
     def apply(self, result: CaseResult) -> CaseResult:
         """The result with a listed failure turned `expected_fail`, or a listed case that now
-        passes turned `unexpected_pass`; any other result unchanged."""
+        passes turned `unexpected_pass`; any other result unchanged. A case that followed
+        described deviations counts for each of those entries."""
+        followed = [d for d in self._by_rule if d.rule in result.deviations]
+        for deviation in followed:
+            self._count(self._matched, deviation)
         listed = self._by_case.get(result.id)
         if listed is not None:
             if listed.matches_failure(result):
@@ -124,6 +239,8 @@ class Expectations:
         for deviation in self._by_rule:
             if deviation.rule in exercised:
                 self._count(self._exercised, deviation)
+        if result.verdict is Verdict.EXPECTED_FAIL and followed:
+            return result  # the runner followed the listed deviations and nothing else failed
         for deviation in self._by_rule:
             if deviation.matches_failure(result) and self._explains_others(result):
                 self._count(self._matched, deviation)
@@ -191,6 +308,8 @@ def entry_matches(entry: Mapping[str, Any], case: Mapping[str, Any]) -> bool:
         return bool(case.get("id") == entry["case"]
                     and verdict in (Verdict.EXPECTED_FAIL.value, Verdict.UNEXPECTED_PASS.value))
     rule = entry.get("rule")
+    if rule in case.get("deviations", []):
+        return True
     if verdict == Verdict.EXPECTED_FAIL.value:
         return rule in case.get("failed_rules", [])
     return bool(verdict == Verdict.UNEXPECTED_PASS.value and case.get("kind") == STALE_KIND
@@ -254,7 +373,7 @@ def _entry(entry: object, line: int) -> Deviation:
     unknown = sorted(set(entry) - ENTRY_KEYS)
     if unknown:
         raise ExpectationsError(f"unknown keys {unknown}; allowed: {sorted(ENTRY_KEYS)}")
-    for key in ENTRY_KEYS:
+    for key in ENTRY_KEYS - {"instead"}:
         if key in entry and not isinstance(entry[key], str):
             raise ExpectationsError(f"{key} must be a string, not {type(entry[key]).__name__}")
     case, rule = entry.get("case", "").strip(), entry.get("rule", "").strip()
@@ -270,7 +389,81 @@ def _entry(entry: object, line: int) -> Deviation:
     if not reason:
         raise ExpectationsError("missing reason: say why the implementation deviates (a bug "
                                 "number, a design decision), so the entry can be reviewed")
-    return Deviation(case, rule, VERDICTS[verdict], reason, entry.get("evidence", "").strip(), line)
+    instead = entry.get("instead", [])
+    if not isinstance(instead, list) or not all(isinstance(i, dict) for i in instead):
+        raise ExpectationsError("instead must be an array of tables: write each under its own "
+                                "[[deviation.instead]] header")
+    if instead and not rule:
+        raise ExpectationsError("instead describes a deviation of a rule: give rule = "
+                                "\"RULE-ID\", not case")
+    if instead and verdict != "fail":
+        raise ExpectationsError("an entry with instead describes what the implementation "
+                                "answers, so its verdict is \"fail\"")
+    described = tuple(_instead(i, n) for n, i in enumerate(instead, 1))
+    return Deviation(case, rule, VERDICTS[verdict], reason, entry.get("evidence", "").strip(), line,
+                     described)
+
+
+def _instead(table: dict[str, Any], n: int) -> Instead:
+    """One [[deviation.instead]] table, checked against the model: every name and value must be
+    one the machine has, so a typo is an error here and not a deviation that never matches."""
+    where = f"instead #{n}"
+    unknown = sorted(set(table) - INSTEAD_KEYS)
+    if unknown:
+        raise ExpectationsError(f"{where}: unknown keys {unknown}; allowed: {sorted(INSTEAD_KEYS)}")
+    for key in ("machine", "op", "code"):
+        if key not in table:
+            raise ExpectationsError(f"{where}: missing {key}")
+    name = table["machine"]
+    if name not in MACHINES:
+        raise ExpectationsError(f"{where}: machine: unknown machine {name!r}; known: "
+                                f"{sorted(MACHINES)}")
+    machine = MACHINES[name]
+    ops = {o.name: o for o in machine.operations}
+    op = table["op"]
+    if op not in ops:
+        raise ExpectationsError(f"{where}: op: {name} has no operation {op!r}; it has "
+                                f"{sorted(ops)}")
+    code = table["code"]
+    if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 0xFFFFFFFF:
+        raise ExpectationsError(f"{where}: code must be an integer from 0 to 0xFFFFFFFF (the "
+                                f"code as the adapter reports it), not {code!r}")
+    params = {p.name: p.domain for p in ops[op].params}
+    args = _values(table.get("args", {}), params, f"{where}: args", f"{op} has no parameter")
+    fields = {f.name: f.domain for f in machine.fields}
+    state: list[tuple[str, tuple[Value, ...]]] = []
+    raw_state = table.get("state", {})
+    if not isinstance(raw_state, dict):
+        raise ExpectationsError(f"{where}: state must be a table of field = value or [values]")
+    for field_name, raw in raw_state.items():
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise ExpectationsError(f"{where}: state: {field_name} lists no values")
+        for value in values:
+            _values({field_name: value}, fields, f"{where}: state", f"{name} has no field")
+        state.append((field_name, tuple(values)))
+    nxt = _values(table.get("next", {}), fields, f"{where}: next", f"{name} has no field")
+    outputs = table.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(
+            isinstance(v, (bool, int, str)) for v in outputs.values()):
+        raise ExpectationsError(f"{where}: outputs must be a table of name = value (booleans, "
+                                f"integers or strings)")
+    return Instead(name, op, code, args, tuple(state), tuple(outputs.items()), nxt)
+
+
+def _values(raw: object, domains: Mapping[str, tuple[Value, ...]], where: str,
+            missing: str) -> tuple[tuple[str, Value], ...]:
+    if not isinstance(raw, dict):
+        raise ExpectationsError(f"{where} must be a table of name = value")
+    checked = []
+    for name, value in raw.items():
+        if name not in domains:
+            raise ExpectationsError(f"{where}: {missing} {name!r}; known: {sorted(domains)}")
+        if value not in domains[name] or type(value) not in {type(v) for v in domains[name]}:
+            raise ExpectationsError(f"{where}: {name} = {value!r} is not one of "
+                                    f"{list(domains[name])}")
+        checked.append((name, value))
+    return tuple(checked)
 
 
 def _check_rule(rule_id: str) -> None:

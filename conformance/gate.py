@@ -299,7 +299,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         aborted: dict[str, Any] | None = None
         exit_code = 0
         runner = CaseRunner(adapter, caps, options.step_timeout,
-                            ValueChooser(options.seed, fixed=options.fixed_values))
+                            ValueChooser(options.seed, fixed=options.fixed_values),
+                            options.expectations)
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)

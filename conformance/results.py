@@ -57,6 +57,9 @@ class StepRecord:
     # finite timeout under its parameter name, though it travels as `wait_ms`); see
     # callgate.conformance.cases.values. Empty: every argument was sent as it is.
     sent: dict[str, Any] = field(default_factory=dict)
+    # A step the model rejected that a listed deviation describes (callgate.conformance
+    # .expectations, `instead`): the rule of that entry. The case followed the implementation on.
+    deviation: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +140,10 @@ class CaseResult:
     values: dict[str, list[int]] = field(default_factory=dict)
     # A multi-object case: the pairs it covered (see callgate.conformance.cases.multi).
     pairs: list[str] = field(default_factory=list)
+    # The listed deviations (their rules) the case followed, in the order first met, and the
+    # transitions it covered after the first of them: what it reached only by following them.
+    deviations: list[str] = field(default_factory=list)
+    covered_after_deviation: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -377,3 +377,26 @@ def _dead_on_open(tmp_path: Path) -> CommandAdapter:
 
     process.open_session = died  # type: ignore[method-assign]
     return process
+
+
+@needs_wine
+def test_an_exception_escaping_an_api_call_is_raised_and_the_process_lives(
+        wine_adapter: wine.WineAdapter) -> None:
+    # adapter_check_raise is the adapter's own check, outside the model: RpcRaiseException on the
+    # request thread, an RPC status that no handler inside an API call takes. Then a call that
+    # crashes in Wine (RpcAsyncCompleteCall on a handle that never carried a call). The same
+    # process then carries a whole asynchronous call.
+    session = wine_adapter.open_session((SlotSpec("r0", "rpc_call"),))
+    try:
+        seen = [session.perform(Request("r0", op, args, 50)) for op, args in (
+            ("adapter_check_raise", {"code": 1783}),
+            ("RpcAsyncInitializeHandle", {"size": "exact"}), ("RpcAsyncCompleteCall", {}),
+            ("RpcAsyncInitializeHandle", {"size": "exact"}),
+            ("AsyncCall", {"notify": "Event", "binding": "good"}),
+            ("server_complete", {"reply": 2}), ("RpcAsyncCompleteCall", {}))]
+    finally:
+        session.close()
+    assert (seen[0].code, seen[0].outputs) == (1783, {"raised": True})
+    assert (seen[2].code, seen[2].outputs) == (0xC0000005, {"raised": True})
+    assert [o.code for o in seen[3:]] == [0, 0, 0, 0]
+    assert seen[-1].outputs.get("reply") == 2

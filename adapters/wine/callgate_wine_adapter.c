@@ -28,7 +28,11 @@
  * its own with a guard: a vectored exception handler (and, for an RPC exception that escapes the
  * call, the unhandled-exception filter) records the exception and ends only that
  * thread, and the request is answered with the exception code as its outcome and the output
- * `raised: true` (a failure the model judges, with evidence). RpcAsyncCompleteCall, which Wine
+ * `raised: true` (a failure the model judges, with evidence). Every request is also carried out
+ * inside a frame-based exception guard (callgate_wine_guard.h): an exception of any code that
+ * escapes an API call on the request thread, an RPC status raised with RpcRaiseException as much
+ * as an access violation, is answered the same way, and the process serves the next request
+ * (the op adapter_check_raise, outside the model, checks this). RpcAsyncCompleteCall, which Wine
  * blocks in until the reply arrives, also runs on such a thread; if it has not returned within
  * the request's wait_ms plus COMPLETE_GRACE_MS, the answer is WAIT_TIMEOUT (258) with the output
  * `returned: false`. Both are this adapter's encodings of what has no return code, not codes
@@ -66,6 +70,7 @@
 #define CALLGATE_JSONL_PROGRAM "callgate-wine-adapter"
 #define CALLGATE_JSONL_IMPLEMENTATION
 #include "callgate_jsonl.h"
+#include "callgate_wine_guard.h" /* guarded_call: an exception escaping an API call is `raised` */
 
 /* How long the adapter waits for the runtime before it answers with an error instead. */
 #define ARRIVAL_MS 3000   /* a dispatched call to reach the manager routine */
@@ -694,13 +699,21 @@ static struct result rpc_async_call(struct slot *s, const struct jsonl_request *
     return result_code(RPC_S_OK);
 }
 
+static void complete_now(void *arg)
+{
+    struct client_call *c = arg;
+    c->complete_status = (uint32_t)RpcAsyncCompleteCall(&c->async, &c->reply);
+}
+
 static DWORD WINAPI completer_main(void *arg)
 {
     struct client_call *c = arg;
+    DWORD code = 0;
     c->reply = 0;
     c->complete_guard.exception = 0;
     TlsSetValue(guard_slot, &c->complete_guard);
-    c->complete_status = (uint32_t)RpcAsyncCompleteCall(&c->async, &c->reply);
+    if (guarded_call(complete_now, c, &code)) /* an RPC status escaped: the crash watch let it by */
+        c->complete_guard.exception = (LONG)code;
     TlsSetValue(guard_slot, NULL);
     return 0;
 }
@@ -859,11 +872,19 @@ struct idle_test {
     struct guard guard;
 };
 
+static void test_cancel_now(void *arg)
+{
+    struct idle_test *t = arg;
+    t->status = RpcServerTestCancel(NULL); /* a thread that processes no call */
+}
+
 static DWORD WINAPI idle_test_cancel(void *arg)
 {
     struct idle_test *t = arg;
+    DWORD code = 0;
     TlsSetValue(guard_slot, &t->guard);
-    t->status = RpcServerTestCancel(NULL); /* a thread that processes no call */
+    if (guarded_call(test_cancel_now, t, &code))
+        t->guard.exception = (LONG)code;
     TlsSetValue(guard_slot, NULL);
     return 0;
 }
@@ -935,6 +956,13 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
         int live = s->server && s->server->held;
         return result_count(live ? 1 : 0);
     }
+    if (strcmp(op, "adapter_check_raise") == 0) {
+        /* Not a model operation (callgate never sends it): the adapter's own check that an RPC
+         * exception escaping an API call on the request thread is answered as `raised` and the
+         * process lives (tests/test_wine.py). RpcRaiseException does not return. */
+        RpcRaiseException((RPC_STATUS)jarg_int(q, "code", RPC_X_BAD_STUB_DATA));
+        return result_error("RpcRaiseException returned");
+    }
     return result_error("the rpc_call machine has no such operation in this adapter");
 }
 
@@ -974,16 +1002,39 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
     return result_ok();
 }
 
+struct request_call {
+    struct slot *slot;
+    const struct jsonl_request *q;
+    struct result result;
+};
+
+static void request_now(void *arg)
+{
+    struct request_call *call = arg;
+    struct slot *s = call->slot;
+    if (s->machine == M_EVENT)
+        call->result = event_request(s, call->q);
+    else if (s->machine == M_CONTAINER)
+        call->result = container_request(s, call->q->op);
+    else if (s->machine == M_COM)
+        call->result = com_request(s->com, call->q);
+    else
+        call->result = rpc_request(s, call->q);
+}
+
+/* Every request runs inside guarded_call: an exception that escapes any API call it makes on
+ * this thread (an RPC status raised with RpcRaiseException as much as an access violation) is
+ * the request's outcome, the exception code with `raised: true`, and the process goes on. */
 static struct result perform(void *slot, const struct jsonl_request *q)
 {
-    struct slot *s = slot;
-    if (s->machine == M_EVENT)
-        return event_request(s, q);
-    if (s->machine == M_CONTAINER)
-        return container_request(s, q->op);
-    if (s->machine == M_COM)
-        return com_request(s->com, q);
-    return rpc_request(s, q);
+    struct request_call call = {slot, q, {0}};
+    DWORD code = 0;
+    if (guarded_call(request_now, &call, &code)) {
+        fprintf(stderr, "callgate-wine-adapter: exception 0x%08lX escaped an API call of %s; "
+                        "reported as raised\n", (unsigned long)code, q->op);
+        return raised(code);
+    }
+    return call.result;
 }
 
 static void close_slot(void *slot)

@@ -274,7 +274,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
         before = (len(pending), sum(len(left) for left in todo.values()))
         started = time.perf_counter()
         try:
-            live = runner.open(case_id, (spec,))
+            live = runner.open(case_id, (spec,), follow=True)
         except Exception as exc:  # a hang, a fault, or the adapter's own exception
             evidence = exc.evidence if isinstance(exc, AdapterFault) else (
                 "" if isinstance(exc, StepTimeout) else harness_evidence(exc))
@@ -361,7 +361,8 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     f"coverage walk of {name}, segment {number}: {len(live.trace)} steps, "
                     f"{before[0] - len(pending)} new transitions", (spec,), steps, rules)
         result = runner.result(case, live.verdict, started, live.trace, live.covered,
-                               message=live.message, evidence=live.evidence, values=live.values)
+                               message=live.message, evidence=live.evidence, values=live.values,
+                               covered_after=live.covered_after)
         yield case, result
         if live.failure == "harness error":
             return

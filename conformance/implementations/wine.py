@@ -139,11 +139,9 @@ def _configured_program() -> Path | None:
 
 def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
     """Compile the adapter with mingw-w64 when the .exe is missing or older than its source or
-    the header it includes."""
-    # The program is one translation unit: the source and the C files it includes beside it.
-    newest_input = max(HEADER.stat().st_mtime,
-                       *(p.stat().st_mtime for p in source.parent.glob("*.[ch]")),
-                       source.stat().st_mtime)
+    the C files and headers it includes beside it (and the shared JSON-lines layer)."""
+    inputs = [source, HEADER, *sorted(source.parent.glob("*.[ch]"))]
+    newest_input = max(p.stat().st_mtime for p in inputs)
     if output.exists() and output.stat().st_mtime >= newest_input:
         return output
     compiler = shutil.which(COMPILER)

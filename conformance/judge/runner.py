@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from callgate.conformance.cases.values import Binding, ValueChooser
+from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.execution import Executor, StepTimeout
 from callgate.conformance.judge.perform import (
     action_features,
@@ -107,6 +108,9 @@ class CaseRunner:
     step_timeout: float = 10.0
     # Which concrete value each abstract argument gets (the gate seeds it from the run's seed).
     values: ValueChooser = field(default_factory=ValueChooser)
+    # Known deviations: where an entry says what the implementation does instead, the walk and
+    # the directed cases follow it past the deviation (see `LiveCase.follow`).
+    expectations: Expectations | None = None
     executor: Executor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,11 +123,15 @@ class CaseRunner:
         return missing_features(case.slots, case.steps, self.capabilities.features)
 
     def open(self, case_id: str, slots: Sequence[SlotSpec],
-             values: Mapping[str, Mapping[str, int]] | None = None) -> LiveCase:
+             values: Mapping[str, Mapping[str, int]] | None = None,
+             follow: bool = False) -> LiveCase:
         """Open a session for `slots` and the trackers that follow it; `values` presets the
-        concrete argument values (see `Case.values`)."""
+        concrete argument values (see `Case.values`); `follow`: go on past a step that a listed
+        deviation describes (the directed cases and the walk do; stateful, multi-object and
+        parallel cases stop at it as before)."""
         session: Session = self.executor.call(lambda: self.adapter.open_session(slots))
-        return LiveCase(self, case_id, tuple(slots), session, self.values.binding(values))
+        return LiveCase(self, case_id, tuple(slots), session, self.values.binding(values),
+                        follow=follow)
 
     def run(self, case: Case) -> CaseResult:
         """Run one case. Whatever goes wrong, a result comes back: adapter trouble and
@@ -142,7 +150,7 @@ class CaseRunner:
             return self.result(case, Verdict.NOT_APPLICABLE, started, [], set(),
                                message=f"the adapter lacks {', '.join(sorted(missing))}")
         try:
-            live = self.open(case.id, case.slots, case.values)
+            live = self.open(case.id, case.slots, case.values, follow=True)
         except (StepTimeout, AdapterFault) as exc:
             return self.result(case, Verdict.ERROR, started, [], set(),
                                message=f"opening a session failed: {exc}",
@@ -167,7 +175,7 @@ class CaseRunner:
             live.close()
         return self.result(case, live.verdict, started, live.trace, live.covered,
                            message=live.message, evidence=live.evidence, executed=len(live.trace),
-                           values=live.values)
+                           values=live.values, covered_after=live.covered_after)
 
     def _follow_plan(self, live: LiveCase, case: Case) -> None:
         """Take the planned steps; where the implementation chose another allowed outcome and
@@ -200,9 +208,23 @@ class CaseRunner:
 
     def result(self, case: Case, verdict: Verdict, started: float, trace: list[StepRecord],
                 covered: set[str], message: str = "", evidence: str = "",
-               executed: int | None = None, values: Binding | None = None) -> CaseResult:
+               executed: int | None = None, values: Binding | None = None,
+               covered_after: set[str] | None = None) -> CaseResult:
         failed_rules = trace[-1].rules if trace and verdict is Verdict.FAIL else []
-        keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR)
+        # Steps a listed deviation described, which the case followed: a case that broke
+        # nothing else is a known deviation, never a pass (DESIGN.md, Verdicts).
+        deviations = list(dict.fromkeys(r for t in trace if t.deviation
+                                        for r in t.deviation.split(",")))
+        if deviations and verdict is Verdict.PASS:
+            verdict, failed_rules = Verdict.EXPECTED_FAIL, deviations
+            followed = "; ".join(d.reason for d in (self.expectations.deviations
+                                                    if self.expectations else ())
+                                 if d.rule in deviations)
+            message = message or (f"followed {len(deviations)} known deviation(s) "
+                                  f"({', '.join(deviations)}) and broke nothing else")
+        else:
+            followed = ""
+        keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR) or bool(deviations)
         return CaseResult(
             id=case.id, kind=case.kind, description=case.description, rules=list(case.rules),
             verdict=verdict, steps=len(trace) if executed is None else executed,
@@ -211,6 +233,8 @@ class CaseRunner:
             covered=sorted(covered), slots=slot_machines(case.slots),
             failed_rules=list(failed_rules),
             values=values.used_json() if values is not None else {},
+            expectation=followed, deviations=deviations,
+            covered_after_deviation=sorted(covered_after or ()),
             replay={"slots": replay_slots(case.slots),
                     "steps": [{"slot": t.slot, "op": t.op, "args": dict(t.args)} for t in trace]
                     if trace else [{"slot": a.slot, "op": a.op, "args": dict(a.args)}
@@ -238,7 +262,7 @@ class LiveCase:
     """One open session and the model trackers that follow it, step by step."""
 
     def __init__(self, runner: CaseRunner, case_id: str, slots: tuple[SlotSpec, ...],
-                 session: Session, values: Binding | None = None) -> None:
+                 session: Session, values: Binding | None = None, follow: bool = False) -> None:
         self.runner = runner
         self.values = values if values is not None else runner.values.binding()
         self.case_id = case_id
@@ -257,6 +281,12 @@ class LiveCase:
         self.failure = ""
         self.closed = False
         self._taken: dict[str, list[Taken]] = {}
+        # Following listed deviations (`follow`): the rules of those followed so far, and the
+        # transitions covered only after the first of them.
+        self.follow = follow and runner.expectations is not None
+        self.followed: list[str] = []
+        self.covered_after: set[str] = set()
+        self._covered_before: set[str] = set()
 
     def kind(self, action: Action) -> Kind:
         return self.trackers[action.slot].kind(action.op, action.args)
@@ -401,11 +431,31 @@ class LiveCase:
         judgement = tracker.observe(action.op, action.args, code, judged)
         if len(before) == 1:
             (state,) = before
-            self.covered.add(transition_key(machine, state, action))
+            key = transition_key(machine, state, action)
+            self.covered.add(key)
+            if self.followed:
+                if key not in self._covered_before:
+                    self.covered_after.add(key)
+            else:
+                self._covered_before.add(key)
         record = step_record(
             action, machine, observation, allowed=[a.describe() for a in judgement.allowed],
             ok=judgement.ok, rules=list(judgement.rules), state_before=describe_before,
             seconds=elapsed, started=wall0, ended=time.time(), sent=sent)
+        if not judgement.ok and self.follow and self.runner.expectations is not None:
+            found = self.runner.expectations.follow(
+                machine, before, action.op, action.args, observation.code, observation.outputs,
+                judgement.rules)
+            if found is not None:
+                described, after = found
+                tracker.states = after
+                self.trace.append(replace(record, deviation=",".join(d.rule for d in described)))
+                for deviation in described:
+                    if deviation.rule not in self.followed:
+                        self.followed.append(deviation.rule)
+                # Nothing observed before a deviation establishes what follows it.
+                self._taken.pop(action.slot, None)
+                return True
         self.trace.append(record)
         if not judgement.ok:
             self.verdict, self.failure = Verdict.FAIL, "mismatch"

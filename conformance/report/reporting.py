@@ -128,11 +128,28 @@ def coverage(record: RunRecord) -> dict[str, Any]:
     for machine, n in total.items():
         hit = sum(1 for k in covered_keys if k.startswith(machine + "|"))
         by_machine[machine] = {"total": int(n), "covered": hit}
-    return {
+    data: dict[str, Any] = {
         "transitions_total": sum(m["total"] for m in by_machine.values()),
         "transitions_covered": sum(m["covered"] for m in by_machine.values()),
         "by_machine": by_machine,
     }
+    only_after = covered_only_after_deviations(record) & covered_keys
+    if only_after:
+        data["covered_only_after_deviations"] = len(only_after)
+    return data
+
+
+def covered_only_after_deviations(record: RunRecord, rule: str | None = None) -> set[str]:
+    """Transitions no case covered before following a listed deviation (of `rule`, if given):
+    what the run reached only by following the implementation past one."""
+    clean: set[str] = set()
+    after: set[str] = set()
+    for case in record.cases:
+        later = set(case.covered_after_deviation)
+        clean.update(set(case.covered) - later)
+        if rule is None or rule in case.deviations:
+            after.update(later)
+    return after - clean
 
 
 def pair_coverage(record: RunRecord, missing_shown: int = 50) -> dict[str, Any]:
@@ -288,7 +305,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
         "pair_coverage": pair_coverage(record),
         "rules": rules,
         "cases": cases,
-        "expectations": _expectations_json(start.get("expectations"), cases),
+        "expectations": _expectations_json(start.get("expectations"), cases, record),
     }
 
 
@@ -325,6 +342,9 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         if case.shrink:
             data["length_before"], data["length_after"] = case.length_before, case.length_after
             data["shrink"] = case.shrink
+    if case.deviations:
+        data["deviations"] = case.deviations
+        data["covered_after_deviation"] = case.covered_after_deviation
     if case.other_failures:
         data["other_failures"] = [{
             "verdict": f.verdict.value, "message": f.message, "trace": _trace_json(f.trace),
@@ -350,18 +370,28 @@ def _trace_json(trace: Sequence[StepRecord]) -> list[dict[str, Any]]:
         "observed": {"code": s.code, "name": s.code_name, "outputs": s.outputs},
         "allowed": s.allowed, "ok": s.ok, "rules": s.rules, "state": s.state_before,
         **({"sent": s.sent} if s.sent else {}),
+        **({"deviation": s.deviation} if s.deviation else {}),
     } for s in trace]
 
 
-def _expectations_json(recorded: Any, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The run's known-deviation entries (run_start "expectations"), each with its match count."""
+def _expectations_json(recorded: Any, cases: Sequence[Mapping[str, Any]],
+                       record: RunRecord | None = None) -> dict[str, Any] | None:
+    """The run's known-deviation entries (run_start "expectations"), each with its match count;
+    an entry that says what the implementation does instead also lists every case that followed
+    it and how many transitions were covered only after following it."""
     if not isinstance(recorded, Mapping):
         return None
     entries = []
     for entry in recorded.get("deviations", []) or []:
         if isinstance(entry, Mapping):
             matched = sum(1 for c in cases if entry_matches(entry, c))
-            entries.append({**entry, "matched": matched})
+            extra: dict[str, Any] = {}
+            if entry.get("instead"):
+                rule = str(entry.get("rule", ""))
+                extra["cases"] = [str(c["id"]) for c in cases if rule in c.get("deviations", [])]
+                extra["covered_only_after"] = (len(covered_only_after_deviations(record, rule))
+                                               if record is not None else 0)
+            entries.append({**entry, **extra, "matched": matched})
     return {"file": str(recorded.get("file", "")),
             "implementation": str(recorded.get("implementation", "")), "deviations": entries}
 
@@ -537,8 +567,15 @@ def failing_steps(report: Mapping[str, Any]) -> list[diagrams.FailingStep]:
     for case in report["cases"]:
         if case["verdict"] not in ("fail", "expected_fail") or not case.get("trace"):
             continue
+        slots = case.get("slots") or {}
+        for step in case["trace"]:  # steps a listed deviation describes, which it followed
+            if step.get("deviation"):
+                steps.append(diagrams.FailingStep(str(slots.get(step["slot"], "")),
+                                                  str(step["state"]), str(step["operation"]), True))
         last = case["trace"][-1]
-        machine = (case.get("slots") or {}).get(last["slot"], "")
+        if last.get("deviation") or last.get("ok"):
+            continue  # the case ended after its last followed deviation, on a step that held
+        machine = slots.get(last["slot"], "")
         steps.append(diagrams.FailingStep(str(machine), str(last["state"]), str(last["operation"]),
                                           case["verdict"] == "expected_fail"))
     return steps
