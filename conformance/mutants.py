@@ -47,6 +47,7 @@ from typing import Any
 
 from callgate.conformance.budgets import BUDGETS, Budget
 from callgate.conformance.cases import sequences
+from callgate.conformance.cases.values import replayed
 from callgate.conformance.gate import RunOptions, StopRun, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
@@ -223,6 +224,7 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
     if config is None:
         return "", None, None
     tracker = Tracker(machine, plan.capabilities.pins, [machine.make(**dict(config))])
+    binding = replayed(result.replay.get("values"))
     before: dict[int, frozenset[State]] = {}  # the failing slot's state before each of its steps
     for index, record in enumerate(result.trace):
         if record.slot != last.slot:
@@ -230,9 +232,11 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
         before[index] = tracker.states
         if index == len(result.trace) - 1:
             break
-        if record.code is None or not tracker.observe(
-                record.op, _args(machine, record.op, record.args), record.code,
-                record.outputs).ok:
+        if record.code is None:
+            return "", None, None
+        code, outputs = binding.observed(machine.name, record.op, record.code, record.outputs)
+        if not tracker.observe(record.op, _args(machine, record.op, record.args), code,
+                               outputs).ok:
             return "", None, None
     citing = [i for i in before if rule and rule in result.trace[i].rules]
     graph_plan = plan.machines.get(machine_name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from callgate.conformance.cases import sequences
+from callgate.conformance.cases.values import replayed
 from callgate.conformance.cases.walk import WalkBudget, walk_machine
 from callgate.conformance.cli.main import main
 from callgate.conformance.gate import shrink
@@ -51,10 +52,12 @@ def test_a_wrong_adapter_fails_with_a_counterexample_no_longer_than_the_shortest
         # The state where the wrong transition starts, from the trace's own observations.
         tracker = Tracker(MACHINES[machine], caps.pins,
                           [MACHINES[machine].make(**failed.replay["slots"][0]["config"])])
+        binding = replayed(failed.replay.get("values"))  # concrete echoed values mapped back
         for step in failed.trace[:-1]:
             args = tuple((p.name, step.args[p.name])
                          for p in MACHINES[machine].operation(step.op).params)
-            assert tracker.observe(step.op, args, step.code or 0, step.outputs).ok
+            code, outputs = binding.observed(machine, step.op, step.code or 0, step.outputs)
+            assert tracker.observe(step.op, args, code, outputs).ok
         (state,) = tracker.states
         shortest = explorer.shortest_path(machine_plan.graph, machine_plan.initial, state)
         assert len(failed.trace) <= len(shortest) + 1

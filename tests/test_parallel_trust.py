@@ -197,7 +197,8 @@ def test_a_race_whose_branches_never_overlapped_is_an_error_not_a_pass(
     assert result.message.startswith("the race was not exercised: no two branches' operations "
                                      "overlapped in ")
     # A race hard to meet gets more runs before it is called not exercised.
-    assert result.runs == 2 * judging.UNEXERCISED_RUNS_FACTOR and result.overlapped_runs == 0
+    # (steered runs towards orderings not yet seen may add to them)
+    assert result.runs >= 2 * judging.UNEXERCISED_RUNS_FACTOR and result.overlapped_runs == 0
     assert f"in {result.runs} runs" in result.message
     assert result.history and result.trace  # the last run's history, shown as the evidence
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
+from callgate.conformance.cases.values import replayed
 from callgate.conformance.judge.runner import Case, transition_key
 from callgate.conformance.protocol.adapter import (
     Capabilities,
@@ -90,10 +91,14 @@ class Plan:
         plan = self.machines[spec.machine]
         tracker = Tracker(plan.machine, self.capabilities.pins,
                           [plan.machine.make(**dict(spec.config))])
+        binding = replayed(failed.replay.get("values"))
         for record in failed.trace[:-1]:
             args = _args(plan.machine, record.op, record.args)
-            if record.code is None or not tracker.observe(record.op, args, record.code,
-                                                          record.outputs).ok:
+            if record.code is None:
+                return None
+            code, outputs = binding.observed(plan.machine.name, record.op, record.code,
+                                             record.outputs)
+            if not tracker.observe(record.op, args, code, outputs).ok:
                 return None
         if len(tracker.states) != 1:
             return None

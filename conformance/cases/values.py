@@ -311,3 +311,15 @@ def returns_at_once(tracker: Tracker | None, action: Action, param: str, vc: Val
         return {(str(a.code), a.next_state) for a in tracker.expected(action.op, args)}
 
     return outcomes(action.args) == outcomes(forever)
+
+
+def replayed(values: Mapping[str, Mapping[str, int]] | None) -> Binding:
+    """The binding a finished case ran with (its `replay["values"]`), to read its trace as the
+    model sees it: echoed values ([out], reply, an abort code) mapped back to the abstract ones."""
+    return ValueChooser().binding(values)
+
+
+def as_modelled(binding: Binding, machine: str, op: str, code: int,
+                outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A recorded step's code and outputs as the model judges them (see `Binding.observed`)."""
+    return binding.observed(machine, op, code, outputs)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from callgate.conformance.cases.values import replayed
 from callgate.conformance.judge.runner import (
     ADAPTER_FAULT,
     ADAPTER_HUNG,
@@ -141,7 +142,8 @@ def _ordered(machine: str, op: str, values: Mapping[str, Any]) -> Args:
 
 
 def observed_states(slots: Sequence[SlotSpec], trace: Sequence[StepRecord],
-                    pins: Mapping[str, str]) -> list[Key]:
+                    pins: Mapping[str, str],
+                    values: Mapping[str, Mapping[str, int]] | None = None) -> list[Key]:
     """The model states of every slot before each step of `trace` and after its last accepted
     step, found by following the recorded answers through the model (what the implementation
     was observed in). Stops at the first step the model does not accept."""
@@ -149,6 +151,7 @@ def observed_states(slots: Sequence[SlotSpec], trace: Sequence[StepRecord],
     trackers = {s.name: Tracker(MACHINES[s.machine], pins,
                                 [initial_state(MACHINES[s.machine], s.config)]) for s in slots}
     names = [s.name for s in slots]
+    binding = replayed(values)  # echoed values mapped back to the abstract ones
 
     def key() -> Key:
         return tuple(trackers[n].states for n in names)
@@ -157,9 +160,10 @@ def observed_states(slots: Sequence[SlotSpec], trace: Sequence[StepRecord],
     for record in trace:
         if record.code is None or record.slot not in trackers:
             break
+        code, outputs = binding.observed(machines[record.slot], record.op, record.code,
+                                         record.outputs)
         judgement = trackers[record.slot].observe(
-            record.op, _ordered(machines[record.slot], record.op, record.args), record.code,
-            dict(record.outputs))
+            record.op, _ordered(machines[record.slot], record.op, record.args), code, outputs)
         if not judgement.ok:
             break
         states.append(key())
@@ -208,7 +212,8 @@ class Shrinker:
 
     def learn(self, trace: Sequence[StepRecord]) -> list[Key]:
         """Add what a run was seen to do to the observed graph; its states, step by step."""
-        states = observed_states(self.case.slots, trace, self.runner.capabilities.pins)
+        states = observed_states(self.case.slots, trace, self.runner.capabilities.pins,
+                                 self.case.values)
         for i, action in enumerate(actions_of(trace[:len(states) - 1])):
             self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
         return states
