@@ -622,8 +622,7 @@ class CallObject(Unknown):
         self._call: BeginCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
         self._previous: int | None = None  # the last call's [out] (for a seeded fault)
-        # Only with the seeded faults begin_reuses_stale_cancel and rewait_loses_out.
-        self._stale_cancel = False
+        # Only with the seeded fault rewait_loses_out.
         if self._host.fault("rewait_loses_out"):
             self._sync._wait_ok = self._after_wait_ok
 
@@ -664,9 +663,6 @@ class CallObject(Unknown):
                         "begin_accepted_after_cancel")):
                 return BEGIN_PENDING_CODE
             call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
-            if self._stale_cancel:
-                call.cancel_requested = True  # the seeded fault: the old call's flag
-                self._stale_cancel = False
             self._call = call
             self._sync.Reset()
             if self._host.fault("cancel_most_recent_call"):
@@ -708,8 +704,6 @@ class CallObject(Unknown):
                 # call object's state is cleaned up and the cancel reported (COM-FIN-05).
                 if not self._host.fault("finish_cancelled_keeps_call"):
                     self._call = None
-                if self._host.fault("begin_reuses_stale_cancel"):
-                    self._stale_cancel = True
                 self._sync.Reset()
                 return CANCELLED_CODE, None
             if not self._host.fault("finish_keeps_call"):

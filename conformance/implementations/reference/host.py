@@ -333,10 +333,6 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("reset_forgets_manual_reset", "COM-SYNC-04",
           "ISynchronize::Reset on a ManualResetEvent rebuilds the event as auto-reset, so after "
           "the next Signal a Wait resets it"),
-    Fault("begin_reuses_stale_cancel", "COM-CANCEL-10",
-          "Finish_ of a cancelled call leaves the cancel flag in the call object's channel to "
-          "the server, and the next Begin_ hands it on: the server's TestCancel on the new, "
-          "uncancelled call reports RPC_E_CALL_CANCELED"),
     Fault("rewait_loses_out", "COM-FIN-01",
           "the call object forgets it was waited on: a second Wait that returns S_OK fetches "
           "the [out] values again from a buffer the first one emptied, and Finish_ delivers 0"),
