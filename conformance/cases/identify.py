@@ -13,7 +13,10 @@ by the tracker like any other: a case fails only on an observation the model doe
 `IdentifyBudget.extra_step` adds one more input between the transition and the identifying
 sequence (every input DEFINED in the reached state): the W-method's P . Sigma^{<=1} . W for
 implementations with at most one state more than the model (docs/state-identification.md).
-`IdentifyBudget.steps` caps the steps per machine; the summary case says how far it got.
+First each class of states (`Identifier.classes`) is identified once from its cheapest reached
+state (`IdentifyBudget.class_steps`); then each no-change step at those states is followed by
+identification, then further states (together within `IdentifyBudget.steps`). The summary case
+says how far it got: classes, states and no-change steps identified.
 """
 
 from __future__ import annotations
