@@ -28,16 +28,19 @@ class Budget:
     # State identification after the walk (callgate.conformance.cases.identify): steps per
     # machine; whether every transition (not only each state's first) is followed by one more
     # input and then the identifying sequences (m-complete for one extra state).
+    # The class phase first identifies each class of states once (its cheapest reached state),
+    # within identify_class_steps steps per machine.
     identify_steps: int = 0
     identify_complete: bool = False
+    identify_class_steps: int = 0
 
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3,
-                    multi_cases=3, multi_steps=150, identify_steps=1000),
+                    multi_cases=3, multi_steps=150, identify_steps=1000, identify_class_steps=1000),
     "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3,
-                       multi_cases=20, multi_steps=400, identify_steps=3000),
+                       multi_cases=20, multi_steps=400, identify_steps=3000, identify_class_steps=10_000),
     "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5,
                    multi_cases=60, multi_steps=800, identify_steps=200_000,
-                   identify_complete=True),
+                   identify_complete=True, identify_class_steps=10_000),
 }

@@ -64,6 +64,8 @@ class RunOptions:
     fixed_values: bool = False
     # Multi-object cases: two objects of one kind in one session (callgate.conformance.cases.multi).
     multi: bool = True
+    # State identification after each machine's walk (callgate.conformance.cases.identify).
+    identify: bool = True
 
 
 class StopRun(Exception):
@@ -347,11 +349,12 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             taken: list[Leg] = []
             identify = IdentifyBudget(options.budget.identify_steps,
                                       extra_step=options.budget.identify_complete,
-                                      every_transition=options.budget.identify_complete)
+                                      every_transition=options.budget.identify_complete,
+                                      class_steps=options.budget.identify_class_steps)
             cases = itertools.chain(
                 walk_machine(runner, machine_plan, pending, taken=taken),
                 identify_machine(runner, machine_plan, taken, identify)
-                if identify.steps else ())
+                if options.identify and (identify.steps or identify.class_steps) else ())
             for case, result in cases:
                 total = max(total, len(results) + 1 + stateful_cases)
                 result = shrink(runner, plan, case, result, progress, len(results), total)

@@ -94,7 +94,9 @@ UNOBSERVABLE: dict[str, str] = {
                            "routine never touches them again)",
 }
 
-KINDS = ("directed", "stateful", "parallel", "multi")
+# Case kinds a mutant run can switch on or off. `identify` is the state identification that
+# follows each machine's walk; it runs only with `directed` (its cases are directed cases).
+KINDS = ("directed", "stateful", "parallel", "multi", "identify")
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,10 @@ def plan_for(caps: Capabilities) -> sequences.Plan:
 
 
 def case_kind(result: CaseResult) -> str:
+    """The kind of case that killed: an identifying session (`<machine>-ident-NNNNN`) is a
+    directed case, reported as `identify`."""
+    if result.kind in ("", "directed") and "-ident-" in result.id:
+        return "identify"
     return result.kind if result.kind in KINDS else result.kind or "directed"
 
 
@@ -310,7 +316,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
             run_gate(adapter, RunOptions(
                 f"reference+{name}", budget, seed, Path(out), step_timeout,
                 directed="directed" in kinds, stateful="stateful" in kinds, plan=plan,
-                multi="multi" in kinds,
+                multi="multi" in kinds, identify="identify" in kinds,
                 reports=False, **_parallel_option(kinds)), progress)
     finally:
         adapter.shutdown()

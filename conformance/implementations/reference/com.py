@@ -37,7 +37,7 @@ import enum
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import kernel
@@ -220,6 +220,8 @@ class SystemEvent(Unknown):
         super().__init__(outer)
         self._host = host
         self._lock = threading.Lock()
+        # Called after each Wait that returns S_OK (only the seeded fault rewait_loses_out sets it).
+        self._wait_ok: Callable[[], None] | None = None
         self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED or (
             outer is None and host.fault("new_event_signalled")), name=type(self).__name__)
         if outer is None and host.fault("event_kernel_handle_shared"):
@@ -283,6 +285,8 @@ class SystemEvent(Unknown):
         if (hr == WAIT_TIMEOUT_CODE and self._outer is not None
                 and self._host.fault("wait_ok_before_signal")):
             return S_OK
+        if hr == S_OK and self._wait_ok is not None:
+            self._wait_ok()
         return hr
 
     def GetHandle(self) -> tuple[int, KernelEvent]:
@@ -400,6 +404,7 @@ class BeginCall:
     mailbox: Mailbox = field(default_factory=Mailbox)
     cancel_requested: bool = False
     tested: bool = False  # the server has called TestCancel (seen only by a race fault)
+    waited: bool = False  # a Wait returned S_OK (seen only by the fault rewait_loses_out)
     cancelled: bool = False
     completed: bool = False
     abandoned: bool = False
@@ -617,6 +622,9 @@ class CallObject(Unknown):
         self._call: BeginCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
         self._previous: int | None = None  # the last call's [out] (for a seeded fault)
+        # Only with the seeded fault rewait_loses_out.
+        if self._host.fault("rewait_loses_out"):
+            self._sync._wait_ok = self._after_wait_ok
 
     def _inner_query(self, riid: IID) -> tuple[int, Unknown | None]:
         if riid in (IID.ISynchronize, IID.ISynchronizeHandle):
@@ -714,6 +722,17 @@ class CallObject(Unknown):
             self._previous = call.out
             return S_OK, out
 
+    def _after_wait_ok(self) -> None:
+        """Seeded fault `rewait_loses_out`: the first successful Wait hands the [out] buffer
+        over; a second one finds it empty and stores 0 (COM-FIN-01)."""
+        with self._lock:
+            call = self._call
+            if call is None or not call.completed:
+                return
+            if call.waited:
+                call.out = 0
+            call.waited = True
+
     def _on_server_signal(self, call: BeginCall, out: int) -> None:
         """The server's ISynchronize::Signal reached the client (COM-SRV-05)."""
         self._host.pause()
@@ -789,6 +808,9 @@ class CallObject(Unknown):
             call = self._call
             if call is None:
                 return RPC_E_CALL_COMPLETE
+            if call.cancelled and not call.completed and self._host.fault(
+                    "client_test_cancel_consumes"):
+                call.cancel_requested = False  # the seeded fault: the server never sees it
             return CANCELLED_CODE if call.cancelled else RPC_S_CALLPENDING
 
     def close(self) -> None:

@@ -337,6 +337,17 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("reset_forgets_manual_reset", "COM-SYNC-04",
           "ISynchronize::Reset on a ManualResetEvent rebuilds the event as auto-reset, so after "
           "the next Signal a Wait resets it"),
+    Fault("rewait_loses_out", "COM-FIN-01",
+          "the call object forgets it was waited on: a second Wait that returns S_OK fetches "
+          "the [out] values again from a buffer the first one emptied, and Finish_ delivers 0"),
+    Fault("client_test_cancel_consumes", "COM-CANCEL-10",
+          "the client's TestCancel on a cancelled call that is still pending takes the cancel "
+          "request off the channel to the server as it reads it, so the server's TestCancel "
+          "then reports RPC_S_CALLPENDING"),
+    Fault("failed_call_forgets_init", "RPC-CLI-CALL-02",
+          "an async call that fails at once (the stub raises) clears the handle's Signature as "
+          "if the handle had never been initialised, so the next call on it raises "
+          "RPC_S_INVALID_ASYNC_HANDLE instead of starting"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

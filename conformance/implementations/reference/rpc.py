@@ -313,6 +313,8 @@ class RpcRuntime:
                 if self.host.fault("failed_call_left_on_handle"):
                     pAsync.RuntimeInfo = ClientCall(pAsync, kernel.current_thread(),
                                                     status=RPC_S_CALL_FAILED_DNE)
+                if self.host.fault("failed_call_forgets_init"):
+                    pAsync.Signature = 0  # the seeded fault: as if never initialised
                 raise RpcException(RPC_S_CALL_FAILED_DNE)  # cleaned up already (RPC-CLI-CALL-02)
             if self.host.fault("handle_used_once"):
                 if id(pAsync) in self._used_handles:
