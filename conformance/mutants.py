@@ -213,7 +213,8 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
     the state it starts from, else the latest one. A fault that shows at once is the failing
     step itself (no observing steps); a fault that corrupts the next state is an earlier step,
     and the steps after it are what brings the corruption to light. When no step cites `rule`
-    (or none is given), the failing step is taken."""
+    (or none is given), the failing step is taken. With several objects (a multi-object
+    case), the shortest path is summed over the objects driven before the faulty transition."""
     if not result.trace:
         return "", None, None
     last = result.trace[-1]
@@ -221,37 +222,49 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
     if machine_name not in MACHINES:
         return "", None, None
     machine = MACHINES[machine_name]
-    config = next((s.get("config", {}) for s in result.replay.get("slots", [])
-                   if s.get("name") == last.slot), None)
-    if config is None:
+    configs = {s.get("name"): s.get("config", {}) for s in result.replay.get("slots", [])}
+    if last.slot not in configs:
         return "", None, None
-    tracker = Tracker(machine, plan.capabilities.pins, [machine.make(**dict(config))])
+    # Every slot's state before each step: a fault between objects needs the other objects'
+    # steps too, so the bound counts a shortest path for each object the trace drives.
+    trackers: dict[str, Tracker] = {}
+    for name, config in configs.items():
+        slot_machine = MACHINES.get(result.slots.get(name, ""))
+        if slot_machine is not None:
+            trackers[name] = Tracker(slot_machine, plan.capabilities.pins,
+                                     [slot_machine.make(**dict(config))])
     binding = replayed(result.replay.get("values"))
-    before: dict[int, frozenset[State]] = {}  # the failing slot's state before each of its steps
+    before: dict[int, dict[str, frozenset[State]]] = {}
     for index, record in enumerate(result.trace):
-        if record.slot != last.slot:
-            continue
-        before[index] = tracker.states
+        before[index] = {name: t.states for name, t in trackers.items()}
         if index == len(result.trace) - 1:
             break
-        if record.code is None:
+        tracker = trackers.get(record.slot)
+        if tracker is None or record.code is None:
             return "", None, None
-        code, outputs = binding.observed(machine.name, record.op, record.code, record.outputs)
-        if not tracker.observe(record.op, _args(machine, record.op, record.args), code,
+        code, outputs = binding.observed(tracker.machine.name, record.op, record.code,
+                                         record.outputs)
+        if not tracker.observe(record.op, _args(tracker.machine, record.op, record.args), code,
                                outputs).ok:
             return "", None, None
-    citing = [i for i in before if rule and rule in result.trace[i].rules]
-    graph_plan = plan.machines.get(machine_name)
+    citing = [i for i, r in enumerate(result.trace) if r.slot == last.slot and rule
+              and rule in r.rules]
 
     def shortest(index: int) -> int | None:
-        states = before[index]
-        if graph_plan is None or len(states) != 1:
-            return None
-        try:
-            return len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
-                                              next(iter(states))))
-        except ModelError:
-            return None
+        """Shortest paths, summed over the objects driven before `index`, to their states."""
+        driven = {r.slot for r in result.trace[:index]} | {last.slot}
+        total = 0
+        for name in driven:
+            states = before[index].get(name)
+            graph_plan = plan.machines.get(result.slots.get(name, ""))
+            if graph_plan is None or states is None or len(states) != 1:
+                return None
+            try:
+                total += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
+                                                    next(iter(states))))
+            except ModelError:
+                return None
+        return total
 
     chosen = len(result.trace) - 1
     for index in sorted(citing, reverse=True):
@@ -261,7 +274,7 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
             break
     else:
         chosen = max(citing, default=chosen)
-    states = before[chosen]
+    states = before[chosen][last.slot]
     if len(states) != 1:
         return "", None, None
     step = result.trace[chosen]

@@ -12,6 +12,7 @@ import pytest
 
 from callgate.conformance import mutants
 from callgate.conformance.cases import sequences
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.shrink import (
     Reason,
@@ -266,3 +267,27 @@ def test_a_shrunk_race_reports_its_attempts_and_reproduction_rate(tmp_path: Path
     text = (tmp_path / "report.md").read_text("utf-8")
     assert "each candidate ran up to 8 times (a probabilistic claim)" in text
     assert "failed the same way in 3 of 8 fresh runs" in text
+
+
+def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
+    # Two manual-reset events sharing one kernel event: e0's Signal shows on e1's Wait. The
+    # bound is a shortest path for each object driven (e0 created and signalled, e1 created),
+    # the failing step, and nothing after it: 4 steps are minimal; one object's path alone
+    # (1 step to e1's state) would have called them not minimal.
+    adapter = ReferenceAdapter(faults=["event_kernel_handle_shared"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    slots = (SlotSpec("e0", "event", {}), SlotSpec("e1", "event", {}))
+    steps = (Action("e0", "CoCreateInstance", (("clsid", "ManualResetEvent"),)),
+             Action("e1", "CoCreateInstance", (("clsid", "ManualResetEvent"),)),
+             Action("e0", "Signal", ()), Action("e1", "Wait", (("timeout", "zero"),)))
+    try:
+        result = runner.run(Case("t", "multi", "two events", slots, steps))
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.FAIL and result.trace[-1].slot == "e1"
+    plan = sequences.plan(adapter.capabilities())
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-SYNC-01")
+    assert text.startswith("event: kind=ManualResetEvent signaled=False / Wait")
+    assert (shortest, observing) == (3, 0)
+    assert mutants.is_minimal(len(result.trace), shortest, observing, True)
