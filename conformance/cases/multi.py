@@ -1,10 +1,10 @@
-"""Multi-object cases: two objects of one kind driven in one session and thread, interleaved.
+"""Multi-object cases: two or three objects of one kind driven in one session and thread.
 
 A walk segment drives one object, so a fault in state that several objects share (a process-wide
 table of call objects, a per-thread "current call", a per-binding reply buffer, a kernel event
-two objects share) never shows there. These cases open two slots of one machine (a
-*composition*: two call objects, two RPC handles on one binding, two system events) and walk
-them together, towards a coverage criterion over pairs:
+two objects share) never shows there. These cases open two or three slots of one machine (a
+*composition*: two or three call objects, two or three RPC handles on one binding, two system
+events) and walk them together, towards a coverage criterion over pairs:
 
 * each machine has *in-flight phases* (`PHASES`): the phases in which an object holds something
   another object's operations could disturb (a call object PENDING or SIGNALED; an RPC call
@@ -19,8 +19,27 @@ them together, towards a coverage criterion over pairs:
   that changed the other shows at once.
 
 Both objects play both roles, and the walk alternates which object moves first, so that either
-object may be the one created, begun or signalled most recently. Every step is judged by the
-model like any other case, and each case cites the rules of the steps it took.
+object may be the one created, begun or signalled most recently. With three objects, each
+session first puts one of them (each in turn) in flight and leaves it there, the *bystander*:
+the other two walk the pairs while it holds the oldest call, and a step counts for a pair with
+whichever other object is in flight. The criterion stays over pairs.
+
+Two more parts:
+
+* *Crossed values* (`_cross`, one case per composition whose objects echo a value back: the
+  [out] of Finish_, the reply of RpcAsyncCompleteCall): the first object is given value 1, the
+  second value 2 (distinct concrete numbers), then the first's is read back, then the second's;
+  and again with the objects' roles swapped. The pair criterion says which transitions meet
+  which phase, not with which values, so without this a runtime that keeps one result for
+  several objects (the newest wins) is never asked for the older one.
+* *Pairs no walk can take* (`not_drivable`): a pair whose transition the harness never sends,
+  in any state it stands for, is reported apart with the reason instead of as missing. Today
+  these are the call object's `Wait(INFINITE)` right after the server's signal: it is sent only
+  once a zero-timeout look has shown it returns, and that look changes the state (it records the
+  successful wait) with no step that leads back.
+
+Every step is judged by the model like any other case, and each case cites the rules of the
+steps it took.
 """
 
 from __future__ import annotations
