@@ -14,7 +14,9 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
   shows only at a later step);
 * `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
-  shrinking showed that no single step can be removed (`one_minimal`).
+  shrinking showed that no single step can be removed (`one_minimal`). For a multi-object case
+  `shortest_path` also counts, for each other object with steps before the faulty transition,
+  a shortest path to the state that object was in then (a cross-object fault needs it there).
 
 A run stops at the first failing case (that is the kill); a survivor runs the whole budget.
 Equivalent mutants (`EQUIVALENT`, no observable difference) are expected to survive and are
@@ -250,7 +252,46 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
     step = result.trace[chosen]
     args = ", ".join(f"{k}={v}" for k, v in step.args.items())
     text = f"{machine_name}: {machine.describe(next(iter(states)))} / {step.op}({args})"
-    return text, shortest(chosen), len(result.trace) - 1 - chosen
+    path = shortest(chosen)
+    if path is not None and result.kind == "multi":
+        others = _others_shortest(result, plan, chosen, last.slot)
+        path = None if others is None else path + others
+    return text, path, len(result.trace) - 1 - chosen
+
+
+def _others_shortest(result: CaseResult, plan: sequences.Plan, chosen: int, failing: str
+                     ) -> int | None:
+    """A multi-object case's other objects: the sum of the shortest paths that bring each one
+    to the state it was in at step `chosen`. A cross-object fault needs them there (and a
+    one-minimal counterexample keeps an object only if the failure needs it: dropping its last
+    step alone would otherwise keep the failure). None when a state is not known exactly."""
+    configs = {s.get("name"): s.get("config", {}) for s in result.replay.get("slots", [])}
+    trackers: dict[str, Tracker] = {}
+    for record in result.trace[:chosen]:
+        if record.slot == failing:
+            continue
+        if record.slot not in trackers:
+            machine = MACHINES.get(result.slots.get(record.slot, ""))
+            if machine is None or record.slot not in configs:
+                return None
+            trackers[record.slot] = Tracker(machine, plan.capabilities.pins,
+                                            [machine.make(**dict(configs[record.slot]))])
+        tracker = trackers[record.slot]
+        if record.code is None or not tracker.observe(
+                record.op, _args(tracker.machine, record.op, record.args), record.code,
+                record.outputs).ok:
+            return None
+    total = 0
+    for tracker in trackers.values():
+        graph_plan = plan.machines.get(tracker.machine.name)
+        if graph_plan is None or len(tracker.states) != 1:
+            return None
+        try:
+            total += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
+                                                next(iter(tracker.states))))
+        except ModelError:
+            return None
+    return total
 
 
 # --- running one mutant -------------------------------------------------------------------------

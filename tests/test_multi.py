@@ -223,3 +223,22 @@ def test_coupled_stateful_sets_only_when_asked() -> None:
     assert coupled[:len(plain)] == plain
     assert coupled[len(plain):] == [["c0", "c1", "c2"], ["r0", "r1", "r2"], ["e0", "e1"]]
     assert len(stateful_slot_sets(features, 2, True)) == 2 * len(coupled)
+
+
+def test_a_cross_object_counterexample_is_measured_against_both_objects_paths(
+        plan: sequences.Plan) -> None:
+    from dataclasses import replace
+
+    from callgate.conformance import mutants
+    results, _ = _walk(plan, CALLS, ("finish_out_of_last_signal",))
+    failed = results[-1]
+    assert failed.verdict is Verdict.FAIL and len(failed.trace) == 7
+    # c0 and c1 each need 3 steps to be SIGNALED (CreateCall, Begin_, server_signal); then
+    # c0's Finish_ shows the fault at once.
+    _, shortest, observing = mutants.faulty_transition(failed, plan, "COM-FIN-01")
+    assert (shortest, observing) == (6, 0)
+    assert mutants.is_minimal(len(failed.trace), shortest, observing, True)
+    # Counted as a one-object case, the other call's steps would make it look too long.
+    _, alone, _ = mutants.faulty_transition(replace(failed, kind="directed"), plan, "COM-FIN-01")
+    assert alone == 3
+    assert not mutants.is_minimal(len(failed.trace), alone, observing, True)
