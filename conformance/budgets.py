@@ -25,6 +25,11 @@ class Budget:
     # steps of each (0 sessions: none).
     multi_cases: int = 0
     multi_steps: int = 400
+    # Stateful rounds over the multi-object cases' coupled sets too (two or three objects of
+    # one kind: c0 c1 c2, r0 r1, e0 e1), after the usual ones.
+    stateful_coupled: bool = False
+    # The multi-object compositions left out (by name; callgate.conformance.cases.multi).
+    multi_skip: tuple[str, ...] = ()
     # State identification after the walk (callgate.conformance.cases.identify): steps per
     # machine; whether every transition (not only each state's first) is followed by one more
     # input and then the identifying sequences (m-complete for one extra state).
@@ -37,10 +42,13 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3,
-                    multi_cases=3, multi_steps=150, identify_steps=1000, identify_class_steps=1000),
+                    multi_cases=3, multi_steps=150, multi_skip=("rpc_call-triple",),
+                    identify_steps=1000, identify_class_steps=1000),
     "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3,
-                       multi_cases=20, multi_steps=400, identify_steps=3000, identify_class_steps=10_000),
+                       multi_cases=20, multi_steps=400, multi_skip=("rpc_call-triple",),
+                       identify_steps=3000, identify_class_steps=10_000),
     "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5,
-                   multi_cases=60, multi_steps=800, identify_steps=200_000,
-                   identify_complete=True, identify_class_steps=10_000),
+                   multi_cases=60, multi_steps=800, stateful_coupled=True,
+                   identify_steps=200_000, identify_complete=True,
+                   identify_class_steps=10_000),
 }

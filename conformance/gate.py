@@ -22,6 +22,7 @@ from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import multi, sequences
 from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
 from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
+from callgate.conformance.cases.slots import slots_named
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
 from callgate.conformance.cases.walk import Leg, walk_machine
@@ -199,6 +200,7 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
         "transitions": sorted(plan.transitions) if plan is not None else [],
         "min_coverage": options.min_coverage,
         "pairs": _pair_universe(options, plan),
+        "pairs_not_drivable": _pairs_not_drivable(options, plan),
     }
 
 
@@ -207,7 +209,24 @@ def _pair_universe(options: RunOptions, plan: sequences.Plan | None) -> dict[str
     if plan is None or not options.multi or not options.budget.multi_cases:
         return {}
     return {c.name: multi.pair_universe(plan.machines[c.machine], c)
-            for c in multi.COMPOSITIONS if c.machine in plan.machines}
+            for c in _compositions(options, plan)}
+
+
+def _compositions(options: RunOptions, plan: sequences.Plan) -> list[multi.Composition]:
+    """The multi-object compositions the run walks: those of the adapter's kinds of object
+    that the budget does not leave out."""
+    return [c for c in multi.COMPOSITIONS
+            if c.machine in plan.machines and c.name not in options.budget.multi_skip]
+
+
+def _pairs_not_drivable(options: RunOptions, plan: sequences.Plan | None
+                        ) -> dict[str, dict[str, str]]:
+    """Of those pairs, the ones no walk can take, each with the reason (empty when none)."""
+    if plan is None or not options.multi or not options.budget.multi_cases:
+        return {}
+    found = {c.name: multi.not_drivable(plan.machines[c.machine], c)
+             for c in _compositions(options, plan)}
+    return {name: reasons for name, reasons in found.items() if reasons}
 
 
 def _left_behind(adapter: Adapter) -> dict[str, Any] | None:
@@ -339,7 +358,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
 
 def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, options: RunOptions,
                stream: ResultStream, results: list[CaseResult], progress: Progress | None) -> None:
-    stateful_cases = (len(stateful_slot_sets(caps.features, options.budget.stateful_rounds))
+    stateful_cases = (len(stateful_slot_sets(caps.features, options.budget.stateful_rounds,
+                                             options.budget.stateful_coupled))
                       if options.stateful else 0)
     stateful_cases += parallel_count(options.budget.parallel_examples) if options.parallel else 0
     total = len(plan.machines) + stateful_cases
@@ -361,9 +381,7 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                 _record(stream, results, result, progress, total, options.expectations)
     if options.multi and options.budget.multi_cases:
         budget = multi.MultiBudget(options.budget.multi_cases, options.budget.multi_steps)
-        for composition in multi.COMPOSITIONS:
-            if composition.machine not in plan.machines:
-                continue  # the adapter has no such objects
+        for composition in _compositions(options, plan):
             for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
                                               composition, budget):
                 total = max(total, len(results) + 1 + stateful_cases)
@@ -371,7 +389,8 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0
-    for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds)):
+    for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,
+                                                      options.budget.stateful_coupled)):
         result = run_stateful(
             runner, StatefulBudget(options.budget.stateful_examples,
                                    options.budget.stateful_steps),
@@ -392,13 +411,23 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             _record(stream, results, stale, progress, total, None)
 
 
-def stateful_slot_sets(features: frozenset[str], rounds: int) -> list[list[SlotSpec]]:
+def stateful_slot_sets(features: frozenset[str], rounds: int, coupled: bool = False
+                       ) -> list[list[SlotSpec]]:
     """What each stateful round drives: every object kind alone (so a random walk spends its
-    steps where one object's wrong next state shows), then all together, `rounds` times over."""
+    steps where one object's wrong next state shows), then all together, and with `coupled`
+    each set of the multi-object cases (the largest of each kind: c0 c1 c2, r0 r1 r2, e0 e1),
+    `rounds` times over."""
     mixed = default_slots(features)
     singles = [[s] for s in mixed if s.name != "c1"]
-    return [slots for _ in range(rounds) for slots in ([*singles, mixed] if len(mixed) > 1
-                                                       else [mixed])]
+    sets = [*singles, mixed] if len(mixed) > 1 else [mixed]
+    if coupled:
+        largest: dict[str, tuple[str, ...]] = {}
+        for composition in multi.COMPOSITIONS:
+            if len(composition.slots) > len(largest.get(composition.machine, ())):
+                largest[composition.machine] = composition.slots
+        sets += [found for names in largest.values()
+                 if len(found := slots_named(names, features)) == len(names)]
+    return [slots for _ in range(rounds) for slots in sets]
 
 
 def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,

@@ -14,7 +14,9 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
   shows only at a later step);
 * `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
-  shrinking showed that no single step can be removed (`one_minimal`).
+  shrinking showed that no single step can be removed (`one_minimal`). For a multi-object case
+  `shortest_path` also counts, for each other object with steps before the faulty transition,
+  a shortest path to the state that object was in then (a cross-object fault needs it there).
 
 A kill among a parallel case's concurrent branches is judged on its program (prefix, branches,
 suffix; see `race_program`): `counterexample_length` is the program's steps, `shortest_path` the

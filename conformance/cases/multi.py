@@ -1,10 +1,10 @@
-"""Multi-object cases: two objects of one kind driven in one session and thread, interleaved.
+"""Multi-object cases: two or three objects of one kind driven in one session and thread.
 
 A walk segment drives one object, so a fault in state that several objects share (a process-wide
 table of call objects, a per-thread "current call", a per-binding reply buffer, a kernel event
-two objects share) never shows there. These cases open two slots of one machine (a
-*composition*: two call objects, two RPC handles on one binding, two system events) and walk
-them together, towards a coverage criterion over pairs:
+two objects share) never shows there. These cases open two or three slots of one machine (a
+*composition*: two or three call objects, two or three RPC handles on one binding, two system
+events) and walk them together, towards a coverage criterion over pairs:
 
 * each machine has *in-flight phases* (`PHASES`): the phases in which an object holds something
   another object's operations could disturb (a call object PENDING or SIGNALED; an RPC call
@@ -19,8 +19,27 @@ them together, towards a coverage criterion over pairs:
   that changed the other shows at once.
 
 Both objects play both roles, and the walk alternates which object moves first, so that either
-object may be the one created, begun or signalled most recently. Every step is judged by the
-model like any other case, and each case cites the rules of the steps it took.
+object may be the one created, begun or signalled most recently. With three objects, each
+session first puts one of them (each in turn) in flight and leaves it there, the *bystander*:
+the other two walk the pairs while it holds the oldest call, and a step counts for a pair with
+whichever other object is in flight. The criterion stays over pairs.
+
+Two more parts:
+
+* *Crossed values* (`_cross`, one case per composition whose objects echo a value back: the
+  [out] of Finish_, the reply of RpcAsyncCompleteCall): the first object is given value 1, the
+  second value 2 (distinct concrete numbers), then the first's is read back, then the second's;
+  and again with the objects' roles swapped. The pair criterion says which transitions meet
+  which phase, not with which values, so without this a runtime that keeps one result for
+  several objects (the newest wins) is never asked for the older one.
+* *Pairs no walk can take* (`not_drivable`): a pair whose transition the harness never sends,
+  in any state it stands for, is reported apart with the reason instead of as missing. Today
+  these are the call object's `Wait(INFINITE)` right after the server's signal: it is sent only
+  once a zero-timeout look has shown it returns, and that look changes the state (it records the
+  successful wait) with no step that leads back.
+
+Every step is judged by the model like any other case, and each case cites the rules of the
+steps it took.
 """
 
 from __future__ import annotations
@@ -32,7 +51,9 @@ from dataclasses import dataclass, field, replace
 
 from callgate.conformance.cases.sequences import MachinePlan
 from callgate.conformance.cases.slots import default_slot
+from callgate.conformance.judge.perform import blocks, zero_wait
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase, harness_evidence
+from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.transitions import Action, Args, Kind, Machine, State, step
 
@@ -49,10 +70,10 @@ PHASES: Mapping[str, tuple[str, tuple[object, ...]]] = {
 
 @dataclass(frozen=True)
 class Composition:
-    """Two slots of one machine, driven together in one session."""
+    """Two or three slots of one machine, driven together in one session."""
 
     name: str
-    slots: tuple[str, str]
+    slots: tuple[str, ...]
 
     @property
     def machine(self) -> str:
@@ -61,7 +82,9 @@ class Composition:
 
 COMPOSITIONS = (
     Composition("com_call-pair", ("c0", "c1")),
+    Composition("com_call-triple", ("c0", "c1", "c2")),
     Composition("rpc_call-pair", ("r0", "r1")),
+    Composition("rpc_call-triple", ("r0", "r1", "r2")),
     Composition("event-pair", ("e0", "e1")),
 )
 
@@ -72,6 +95,20 @@ class MultiBudget:
 
     cases: int = 40
     case_steps: int = 400
+    # The crossed-values case (`_cross`) before the walk, for machines with an echoed value.
+    crossed: bool = True
+
+
+# The field of each machine that holds a value the implementation echoes back (the [out] value
+# a server signalled, the procedure's return value), 0 while it holds none, and the operations
+# that deliver it: Finish_ (COM-FIN-01), the final RpcAsyncCompleteCall (RPC-CLI-COMPLETE-02).
+# A runtime that keeps one such value for several objects (a process-wide "last result", a
+# reply buffer per binding) shows only when one object's value is read after another object
+# was given a different one: see `_Reader`.
+ECHOES: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "com_call": ("out", ("Finish_",)),
+    "rpc_call": ("reply", ("RpcAsyncCompleteCall",)),
+}
 
 
 def phase_of(machine: Machine, state: State) -> str | None:
@@ -107,9 +144,21 @@ class _Graph:
     machine: Machine
     moves: dict[State, list[Move]] = field(default_factory=dict)
     actions: dict[State, list[Action]] = field(default_factory=dict)
+    _instances: dict[State, dict[str, list[tuple[State, Action]]]] = field(default_factory=dict)
 
     @staticmethod
     def of(plan: MachinePlan) -> _Graph:
+        """The plan's graph, built once per plan (the report's universe, the walks of each
+        composition and the not-drivable pairs all read it)."""
+        known = _GRAPHS.get(id(plan))
+        if known is not None and known[0] is plan:
+            return known[1]
+        g = _Graph.build(plan)
+        _GRAPHS[id(plan)] = (plan, g)
+        return g
+
+    @staticmethod
+    def build(plan: MachinePlan) -> _Graph:
         g = _Graph(plan.machine)
         seen: set[tuple[State, Action, State]] = set()
         for edge in plan.graph.edges():
@@ -122,6 +171,17 @@ class _Graph:
                 if action not in g.actions.setdefault(source, []):
                     g.actions[source].append(action)
         return g
+
+    def instances(self, start: State) -> dict[str, list[tuple[State, Action]]]:
+        """Each drawn transition (`abstract`) reachable from `start`, with the states and
+        actions it stands for; computed once per start."""
+        if start not in self._instances:
+            found: dict[str, list[tuple[State, Action]]] = {}
+            for s in self.reachable(start):
+                for a in self.actions.get(s, ()):
+                    found.setdefault(abstract(self.machine, s, a.op, a.args), []).append((s, a))
+            self._instances[start] = found
+        return self._instances[start]
 
     def reachable(self, start: State) -> set[State]:
         found, queue = {start}, deque([start])
@@ -161,16 +221,65 @@ class _Graph:
         return None
 
 
+_GRAPHS: dict[int, tuple[MachinePlan, _Graph]] = {}
+
+
 def pair_universe(plan: MachinePlan, composition: Composition) -> list[str]:
     """Every pair the composition's walk aims at: the drawn transitions reachable from the
     slot's default configuration, times the in-flight phases reachable from it."""
     g = _Graph.of(plan)
     start = plan.machine.make(**default_slot(composition.slots[0]).config)
-    states = g.reachable(start)
-    transitions = {abstract(plan.machine, s, a.op, a.args) for s in states
-                   for a in g.actions.get(s, ())}
-    phases = {p for s in states if (p := phase_of(plan.machine, s)) is not None}
+    transitions = g.instances(start)
+    phases = {p for s in g.reachable(start) if (p := phase_of(plan.machine, s)) is not None}
     return sorted(pair_key(composition.name, t, p) for t in transitions for p in phases)
+
+
+def _sendable(g: _Graph, state: State, action: Action) -> bool:
+    """Whether the harness can ever send `action` in `state`. An operation that may wait for
+    ever (an INFINITE timeout) is sent only once a look with a zero timeout has shown it returns
+    (`LiveCase.lookout`): the look must leave the state as it is, or lead to one state from
+    which a step that does not wait leads straight back (taken again after the look)."""
+    machine = g.machine.name
+    if not blocks(machine, Action("", action.op, action.args)):
+        return True
+    look = zero_wait(machine, Action("", action.op, action.args))
+    if look.args == action.args:
+        return False
+
+    def ends(where: State, act: Action) -> set[State]:
+        return {nxt for a, nxt in g.moves.get(where, ()) if a == act}
+
+    after = ends(state, Action("", look.op, look.args))
+    if after == {state}:
+        return True
+    if len(after) != 1:
+        return False
+    there = next(iter(after))
+    return any(nxt == state and not blocks(machine, back) and ends(there, back) == {state}
+               for back, nxt in g.moves.get(there, ()))
+
+
+def not_drivable(plan: MachinePlan, composition: Composition) -> dict[str, str]:
+    """The pairs of `pair_universe` no walk can take, each with the reason: every state and
+    action the pair's transition stands for is one the harness never sends (`_sendable`)."""
+    g = _Graph.of(plan)
+    instances = g.instances(plan.machine.make(**default_slot(composition.slots[0]).config))
+    reasons = {}
+    for transition, where in instances.items():
+        if any(_sendable(g, s, a) for s, a in where):
+            continue
+        op = where[0][1]
+        reasons[transition] = (
+            f"{op.op}({', '.join(f'{k}={v}' for k, v in op.args)}) may wait for ever, so it is "
+            f"sent only after a look with a zero timeout shows it returns; in each of its "
+            f"{len(where)} states that look changes the state and no step leads back to it, "
+            f"so the harness never sends it (the single-object walk leaves it uncovered too)")
+    out: dict[str, str] = {}
+    for key in pair_universe(plan, composition):
+        transition = key.removeprefix(composition.name + "|").rpartition("|while ")[0]
+        if transition in reasons:
+            out[key] = reasons[transition]
+    return out
 
 
 class _Observer:
@@ -212,6 +321,38 @@ class _Observer:
         return self._memo[state]
 
 
+class _Reader:
+    """The operation that reads back a state's echoed value (Finish_ at SIGNALED, the final
+    RpcAsyncCompleteCall once the call has finished), when the state holds one and every outcome
+    the model allows for it delivers the value."""
+
+    def __init__(self, g: _Graph, pins: Mapping[str, str]) -> None:
+        self.g = g
+        self.pins = pins
+        self.field, self.ops = ECHOES.get(g.machine.name, ("", ()))
+        self._memo: dict[State, Action | None] = {}
+
+    def held(self, state: State) -> object:
+        """The echoed value `state` holds (0 or None: none)."""
+        return self.g.machine.view(state).get(self.field) if self.field else None
+
+    def of(self, state: State) -> Action | None:
+        if state not in self._memo:
+            found = None
+            if self.held(state):
+                for action in sorted(self.g.actions.get(state, ()), key=repr):
+                    if action.op not in self.ops:
+                        continue
+                    result = step(self.g.machine, state, action.op, action.args, self.pins)
+                    if result.kind is Kind.DEFINED and result.allowed and all(
+                            any(name == self.field for name, _ in a.outputs)
+                            for a in result.allowed):
+                        found = action
+                        break
+            self._memo[state] = found
+        return self._memo[state]
+
+
 def walk_pairs(runner: CaseRunner, plan: MachinePlan, composition: Composition,
                budget: MultiBudget, covered: set[str] | None = None,
                ) -> Iterator[tuple[Case, CaseResult]]:
@@ -239,16 +380,14 @@ def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budge
     machine = plan.machine
     g = _Graph.of(plan)
     observer = _Observer(g, runner.capabilities.pins)
-    universe = set(pair_universe(plan, composition))
+    reader = _Reader(g, runner.capabilities.pins)
+    universe = set(pair_universe(plan, composition)) - set(not_drivable(plan, composition))
     # What is left, by phase: the drawn transitions not yet taken while the other is there.
     pending: dict[str, set[str]] = {}
     for key in universe - covered:
         transition, _, phase = key.rpartition("|while ")
         pending.setdefault(phase, set()).add(transition.removeprefix(composition.name + "|"))
-    by_abstract: dict[str, list[tuple[State, Action]]] = {}
-    for s, acts in g.actions.items():
-        for a in acts:
-            by_abstract.setdefault(abstract(machine, s, a.op, a.args), []).append((s, a))
+    by_abstract = g.instances(machine.make(**default_slot(composition.slots[0]).config))
     phase_states: dict[str, set[State]] = {}
     for s in g.moves:
         if (p := phase_of(machine, s)) is not None:
@@ -263,6 +402,12 @@ def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budge
                     out.setdefault(s, []).append(a)
         return out
 
+    if reader.field and budget.crossed:
+        crossed = _crossed_case(runner, g, reader, composition, specs)
+        yield crossed
+        if crossed[1].verdict not in (Verdict.PASS, Verdict.NOT_APPLICABLE):
+            return
+
     for number in range(budget.cases):
         if not any(pending.values()):
             return
@@ -273,9 +418,12 @@ def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budge
         pairs: list[str] = []
         skip: set[tuple[State, Action]] = set()  # not sendable in this session
         toggle = number % 2
+        # With three objects, each in turn stays in flight while the other two walk the pairs.
+        bystander = (composition.slots[number % len(composition.slots)]
+                     if len(composition.slots) > 2 else None)
         try:
-            _segment(live, g, observer, composition, pending, wanted, by_abstract, phase_states,
-                     skip, pairs, budget.case_steps, toggle)
+            _segment(live, g, observer, composition, pending, wanted, by_abstract,
+                     phase_states, skip, pairs, budget.case_steps, toggle, bystander)
         except Exception as exc:
             live.harness_error(exc)
         finally:
@@ -297,12 +445,84 @@ def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budge
             return
 
 
+def _take(live: LiveCase, slot: str, action: Action) -> bool | None:
+    """Send one action on `slot`: True when it went as the model allows, False when the case
+    failed, None when it was not sent (not defined or not offered here: the case goes on)."""
+    full = Action(slot, action.op, action.args)
+    if live.kind(full) is not Kind.DEFINED or not live.offered(full):
+        return None
+    sent = len(live.trace)
+    if live.step(full):
+        return True
+    if live.verdict is Verdict.PASS and len(live.trace) == sent:
+        return None
+    return False
+
+
+def _state(live: LiveCase, slot: str) -> State | None:
+    states = live.trackers[slot].states
+    return next(iter(states)) if len(states) == 1 else None
+
+
+def _cross(live: LiveCase, g: _Graph, reader: _Reader, slots: tuple[str, str]) -> str:
+    """Both orders of: the first object is given value 1, then the second value 2, then the
+    first's value is read back, then the second's. Returns what could not be done ("" when
+    all was)."""
+    holding = {v: {s for s in g.moves if reader.held(s) == v and reader.of(s) is not None}
+               for v in (1, 2)}
+    for order in (slots, slots[::-1]):
+        for slot, value in zip(order, (1, 2), strict=True):
+            start = _state(live, slot)
+            route = g.route(start, goal=holding[value]) if start is not None else None
+            if route is None:
+                return f"{slot} cannot be brought to hold the value {value}"
+            for action, _ in route:
+                if not _take(live, slot, action):
+                    return f"{slot}: {action.op} was not sent"
+        for slot in order:
+            here = _state(live, slot)
+            check = reader.of(here) if here is not None else None
+            if check is None or not _take(live, slot, check):
+                return f"{slot}: its value could not be read back"
+    return ""
+
+
+def _crossed_case(runner: CaseRunner, g: _Graph, reader: _Reader, composition: Composition,
+                  specs: tuple[SlotSpec, ...]) -> tuple[Case, CaseResult]:
+    """One session of `_cross` over the composition's first two objects."""
+    case_id = f"{composition.name}-crossed"
+    started = time.perf_counter()
+    live = runner.open(case_id, specs)
+    first, second = composition.slots[:2]
+    why = ""
+    try:
+        why = _cross(live, g, reader, (first, second))
+    except Exception as exc:
+        live.harness_error(exc)
+    finally:
+        live.close()
+    steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
+    rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
+    field_, ops = ECHOES[g.machine.name]
+    case = Case(case_id, "multi",
+                f"crossed values on {composition.name}: {first} is given {field_} 1, then "
+                f"{second} {field_} 2, then {' and '.join(ops)} reads {first}'s back, then "
+                f"{second}'s; and the other way round ({len(live.trace)} steps)",
+                specs, steps, rules)
+    verdict, message = live.verdict, live.message
+    if verdict is Verdict.PASS and why:
+        verdict, message = Verdict.NOT_APPLICABLE, f"the crossing could not be done: {why}"
+    return case, runner.result(case, verdict, started, live.trace, live.covered,
+                               message=message, evidence=live.evidence)
+
+
 def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Composition,
              pending: dict[str, set[str]],
              wanted: Callable[[str, set[tuple[State, Action]]], dict[State, list[Action]]],
              by_abstract: dict[str, list[tuple[State, Action]]],
              phase_states: dict[str, set[State]],
-             skip: set[tuple[State, Action]], pairs: list[str], limit: int, toggle: int) -> None:
+             skip: set[tuple[State, Action]], pairs: list[str], limit: int, toggle: int,
+             bystander: str | None = None) -> None:
     machine = g.machine
     names = composition.slots
     # Where each phase's pending transitions are, kept up to date as they are taken or found
@@ -331,20 +551,10 @@ def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Compos
             drop(where, action, (phase,))
 
     def state(slot: str) -> State | None:
-        states = live.trackers[slot].states
-        return next(iter(states)) if len(states) == 1 else None
+        return _state(live, slot)
 
     def take(slot: str, action: Action) -> bool | None:
-        """Send one action on `slot`; None when it was not sent (the case goes on)."""
-        full = Action(slot, action.op, action.args)
-        if live.kind(full) is not Kind.DEFINED or not live.offered(full):
-            return None
-        sent = len(live.trace)
-        if live.step(full):
-            return True
-        if live.verdict is Verdict.PASS and len(live.trace) == sent:
-            return None
-        return False
+        return _take(live, slot, action)
 
     def observe(slot: str) -> bool:
         s = state(slot)
@@ -355,12 +565,25 @@ def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Compos
             return True
         return take(slot, check) is not False
 
+    if bystander is not None:
+        # The third object goes in flight first and stays there: the pairs are walked while
+        # it holds a call too (the oldest one, not the most recent).
+        start = state(bystander)
+        goal: set[State] = set()
+        for found in phase_states.values():
+            goal |= found
+        way = g.route(start, goal=goal, avoid=skip) if start is not None else None
+        for action, _ in way or ():
+            if not take(bystander, action):
+                return
+
     while len(live.trace) < limit and any(pending.values()):
         states = {n: state(n) for n in names}
         if any(s is None for s in states.values()):
             live.note("the model cannot tell which state an object is in")
             return
-        roles = [(names[0], names[1]), (names[1], names[0])]
+        movers = tuple(n for n in names if n != bystander)
+        roles = [(m, o) for m in movers for o in movers if m != o]
         if toggle:
             roles.reverse()
         # One object (the mover) is to take a pending transition while the other is in the
@@ -402,14 +625,17 @@ def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Compos
         if result is None:
             skip_(before, action)
             continue
-        other = names[1] if slot == names[0] else names[0]
-        held = states[other]
-        now = phase_of(machine, held) if held is not None else None
-        if result and now is not None:
-            # Any step taken while the other object is in flight counts, planned or not.
-            key_ = abstract(machine, before, action.op, action.args)
-            if key_ in pending.get(now, ()):
-                cover(key_, now)
-                result = observe(other) and observe(slot)
         if not result:
+            return
+        # Any step taken while another object is in flight counts, planned or not; after a new
+        # pair every object is looked at (the one that moved last).
+        key_ = abstract(machine, before, action.op, action.args)
+        new = False
+        for other in names:
+            held = states[other]
+            now = phase_of(machine, held) if other != slot and held is not None else None
+            if now is not None and key_ in pending.get(now, ()):
+                cover(key_, now)
+                new = True
+        if new and not all(observe(n) for n in (*(n for n in names if n != slot), slot)):
             return

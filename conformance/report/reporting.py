@@ -157,15 +157,21 @@ def pair_coverage(record: RunRecord, missing_shown: int = 50) -> dict[str, Any]:
     transition of one object while the other is in an in-flight phase), and some that are
     missing. Empty when the run had no multi-object cases."""
     universe: dict[str, list[str]] = record.start.get("pairs", {}) or {}
+    undrivable: dict[str, dict[str, str]] = record.start.get("pairs_not_drivable", {}) or {}
     covered: set[str] = set()
     for case in record.cases:
         covered.update(case.pairs)
     out: dict[str, Any] = {}
     for name, keys in sorted(universe.items()):
-        missing = sorted(set(keys) - covered)
-        out[name] = {"total": len(keys), "covered": len(keys) - len(missing),
+        reasons = undrivable.get(name, {})
+        left = sorted(set(keys) - covered)
+        missing = [k for k in left if k not in reasons]
+        out[name] = {"total": len(keys), "covered": len(keys) - len(left),
                      "missing": [k.removeprefix(name + "|") for k in missing[:missing_shown]],
-                     "missing_count": len(missing)}
+                     "missing_count": len(missing),
+                     "not_drivable": [{"pair": k.removeprefix(name + "|"), "reason": reasons[k]}
+                                      for k in left if k in reasons][:missing_shown],
+                     "not_drivable_count": sum(1 for k in left if k in reasons)}
     return out
 
 
