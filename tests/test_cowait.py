@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import pytest
 
+from callgate.conformance.implementations.reference.adapter import (
+    PINS,
+    ReferenceAdapter,
+    make_adapter,
+)
+from callgate.conformance.implementations.reference.host import FAULTS
+from callgate.conformance.protocol.adapter import Observation, Request, SlotSpec
 from callgate.model import codes
 from callgate.model.families import MACHINES
 from callgate.model.obligations import check_machine
 from callgate.model.proofs import CheckResult, Result
 from callgate.model.tables.table import out
-from callgate.model.transitions import Exact, Machine
+from callgate.model.transitions import Args, Exact, Kind, Machine, State, Tracker, find_row, step
 from tests.test_obligations import outcomes, plant, result_of, without_update
 
 COWAIT = MACHINES["cowait"]
 OP = "CoWaitForMultipleHandles"
 OK = Exact(codes.S_OK)
 TIMED = ("zero", "finite")
+SHORT_MS = 20  # a finite wait that is expected to time out
 
 
 def test_the_cowait_obligations_hold_on_the_table() -> None:
@@ -109,3 +117,83 @@ def test_a_table_that_drops_the_apc_outcome_where_a_handle_is_signalled_is_caugh
     assert result.result is Result.COUNTEREXAMPLE
     assert result.counterexample is not None
     assert "no allowed outcome" in result.counterexample.what
+
+
+# --- the reference implementation ----------------------------------------------------------
+
+
+def _paths() -> dict[State, list[tuple[str, Args]]]:
+    """A shortest path of DEFINED steps (under the reference's pins) to each reachable state."""
+    paths: dict[State, list[tuple[str, Args]]] = {COWAIT.initial[0]: []}
+    frontier = [COWAIT.initial[0]]
+    while frontier:
+        state = frontier.pop(0)
+        for op in COWAIT.operations:
+            for args in op.all_args():
+                if find_row(COWAIT, state, op.name, args).kind is not Kind.DEFINED:
+                    continue
+                for allowed in step(COWAIT, state, op.name, args, PINS).allowed:
+                    if allowed.next_state not in paths:
+                        paths[allowed.next_state] = [*paths[state], (op.name, args)]
+                        frontier.append(allowed.next_state)
+    return paths
+
+
+def _drive(faults: tuple[str, ...] = ()) -> list[str]:
+    """Every DEFINED transition of the cowait machine, each from a fresh slot driven to its
+    source state, judged against the table; the failures."""
+    adapter = make_adapter(faults=faults) if faults else ReferenceAdapter()
+    failures: list[str] = []
+    try:
+        for state, path in sorted(_paths().items(), key=repr):
+            for op in COWAIT.operations:
+                for args in op.all_args():
+                    if find_row(COWAIT, state, op.name, args).kind is not Kind.DEFINED:
+                        continue
+                    session = adapter.open_session([SlotSpec("w0", "cowait", {})])
+                    try:
+                        tracker = Tracker(COWAIT, PINS)
+                        for name, a in [*path, (op.name, args)]:
+                            seen = session.perform(Request("w0", name, dict(a), SHORT_MS))
+                            judged = tracker.observe(name, a, seen.code, seen.outputs)
+                            if not judged.ok:
+                                failures.append(f"{COWAIT.describe(state)}: {name}{dict(a)} -> "
+                                                f"{seen.code:#x} {seen.outputs}")
+                                break
+                    finally:
+                        session.close()
+    finally:
+        adapter.shutdown()
+    return failures
+
+
+def test_the_reference_takes_every_transition_as_the_table_says() -> None:
+    assert len(_paths()) == 8
+    assert _drive() == []
+
+
+@pytest.mark.parametrize(("fault", "rule"), [
+    ("cowait_null_handles_no_index", "COM-CWMH-04"),
+    ("cowait_waitall_any", "COM-CWMH-02"),
+])
+def test_each_seeded_fault_of_the_section_is_seen(fault: str, rule: str) -> None:
+    assert FAULTS[fault].rule == rule
+    assert _drive((fault,)), f"{fault} went unseen"
+
+
+def test_an_alertable_wait_runs_the_queued_apc_and_a_plain_one_leaves_it() -> None:
+    adapter = ReferenceAdapter()
+    session = adapter.open_session([SlotSpec("w0", "cowait", {})])
+    try:
+        def wait(flags: str) -> Observation:
+            return session.perform(Request("w0", OP, {"form": "valid", "flags": flags,
+                                                      "timeout": "zero"}, SHORT_MS))
+        assert session.perform(Request("w0", "queue_apc", {}, SHORT_MS)).code == codes.S_OK.value
+        assert wait("none").code == codes.RPC_S_CALLPENDING.value
+        seen = wait("alertable")
+        assert (seen.code, seen.outputs) == (codes.S_OK.value,
+                                             {"index": codes.WAIT_IO_COMPLETION})
+        assert wait("alertable").code == codes.RPC_S_CALLPENDING.value
+    finally:
+        session.close()
+        adapter.shutdown()

@@ -54,10 +54,10 @@ def observe(seen: CowaitSeen, op: str, args: ArgMap, outcome: Allowed) -> Cowait
     if op == "queue_apc":
         return replace(seen, apc=True)
     if op == "CoWaitForMultipleHandles" and args["form"] == "valid":
-        index = dict(outcome.outputs).get("index")
-        if args["flags"] == "waitall" or index == 1:
+        returned = dict(outcome.outputs).get("index")
+        if args["flags"] == "waitall" or returned == 1:
             return replace(seen, signalled=(seen.signalled[0], False))
-        if index == codes.WAIT_IO_COMPLETION:
+        if returned == codes.WAIT_IO_COMPLETION:
             return replace(seen, apc=False)
     return seen
 
