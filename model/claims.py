@@ -3,7 +3,7 @@
 A `Claim` is one source's statement about the result of one situation (rule ID and source key
 from spec/DOMAIN.md). A `Situation` names the model state, operation and arguments it is about,
 so the tables' own answer there joins the check (`callgate.model.proofs.check_consistency`); situations
-outside the model (CoWaitForMultipleHandles, CoDisableCallCancellation) carry only claims.
+outside the model (CoDisableCallCancellation) carry only claims.
 `SymbolUndefined` records that no header defines a symbol a page uses (DOMAIN.md section 3).
 
 `KNOWN_CONFLICTS` lists the sets of claims already known not to hold together: the
@@ -198,7 +198,14 @@ SITUATIONS: tuple[Situation, ...] = (
     Situation("rpc.test_cancel_idle", "RpcServerTestCancel on a thread running no call",
               "rpc_call", "server_test_cancel_idle"),
     Situation("cowait.null_handles", "CoWaitForMultipleHandles with pHandles == NULL and "
-              "cHandles == 0"),
+              "cHandles == 0", "cowait", "CoWaitForMultipleHandles", (),
+              _s(form="null_handles_zero_count", flags="none", timeout="zero")),
+    Situation("cowait.zero_count", "CoWaitForMultipleHandles with cHandles == 0 and a valid "
+              "pHandles", "cowait", "CoWaitForMultipleHandles", (),
+              _s(form="zero_count", flags="none", timeout="zero")),
+    Situation("cowait.timeout", "CoWaitForMultipleHandles, no handle signalled, the finite "
+              "timeout expires", "cowait", "CoWaitForMultipleHandles", (),
+              _s(form="valid", flags="none", timeout="finite")),
     Situation("cancellation.disable_nested", "CoDisableCallCancellation while two "
               "CoEnableCallCancellation calls are outstanding"),
 )
@@ -272,7 +279,11 @@ CLAIMS: tuple[Claim, ...] = (
           IsCode("RPC_E_TIMEOUT")),
     Claim("COM-CONT-05@S-SYN-C", ("COM-CONT-05",), "S-SYN-C", "container.empty",
           IsCode("RPC_E_NO_SYNC")),
-    # D-06 and D-10: outside the model's tables
+    # D-06: CoWaitForMultipleHandles (the cowait table); D-10: outside the model's tables
+    Claim("COM-CWMH-05@W-T-COMPOBJ", ("COM-CWMH-05",), "W-T-COMPOBJ", "cowait.zero_count",
+          IsCode("RPC_E_NO_SYNC")),
+    Claim("COM-CWMH-03@S-CWMH", ("COM-CWMH-03",), "S-CWMH", "cowait.timeout",
+          IsCode("RPC_S_CALLPENDING")),
     Claim("COM-CWMH-05@S-CWMH", ("COM-CWMH-05",), "S-CWMH", "cowait.null_handles",
           IsCode("RPC_E_NO_SYNC"), "the page: RPC_E_NO_SYNC when 'the value of pHandles was 0'"),
     Claim("COM-CWMH-04@W-T-COMPOBJ", ("COM-CWMH-04",), "W-T-COMPOBJ", "cowait.null_handles",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from callgate.model.rules import Level, catalogue
-from callgate.model.tables import com_call, rpc_handle, sync_object
+from callgate.model.tables import com_call, cowait, rpc_handle, sync_object
 from callgate.model.transitions import Machine
 
 FAMILIES: dict[str, tuple[Machine, ...]] = {
     "com": (com_call.MACHINE,),
-    "sync": (sync_object.EVENT, sync_object.CONTAINER),
+    "sync": (sync_object.EVENT, sync_object.CONTAINER, cowait.MACHINE),
     "rpc": (rpc_handle.MACHINE,),
 }
 
@@ -29,6 +29,9 @@ UNMODELLED: dict[str, str] = {
     "COM-SYNC-09": "which interfaces beyond ISynchronize a system object exposes: adapters "
                    "declare sync.handle and sync.set_event_handle as capabilities",
     "COM-CONT-06": "UNDEFINED (COWAIT_WAITALL or ppSync == NULL): never driven",
+    "COM-CWMH-11": "COWAIT_DISPATCH_CALLS, COWAIT_DISPATCH_WINDOW_MESSAGES and "
+                   "COWAIT_INPUTAVAILABLE matter only in an STA; the cowait machine waits in the "
+                   "MTA and passes none of them",
     "RPC-STATE-03": "Hwnd is deprecated: an adapter may leave it out of its capabilities",
     "RPC-CLI-CALL-03": "thread exit before the send completes: not provoked",
     "RPC-CLI-NOTIFY-07": "the Context argument is reserved and not checked",

@@ -82,6 +82,13 @@ POINTS: tuple[VariationPoint, ...] = (
         "starting point resets it. Wine creates it non-signaled.",
     ),
     VariationPoint(
+        "cowait_null_handles_code", ("E_INVALIDARG", "RPC_E_NO_SYNC"),
+        ("COM-CWMH-04", "COM-CWMH-05"), "D-06",
+        "CoWaitForMultipleHandles with pHandles NULL and cHandles 0: E_INVALIDARG as Windows "
+        "returns (Wine's test) and Wine implements, or RPC_E_NO_SYNC as the page words it "
+        "('the value of pHandles was 0'). *lpdwindex is 0 either way.",
+    ),
+    VariationPoint(
         "unused_handle_status", ("RPC_S_INVALID_ASYNC_HANDLE", "RPC_S_INVALID_BINDING"),
         ("RPC-CLI-STATUS-04",), "D-12",
         "RpcAsyncGetCallStatus on a handle that carries no call: documented as "

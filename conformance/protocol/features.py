@@ -35,6 +35,9 @@ FEATURE_MEANINGS: dict[str, str] = {
     "sync.set_event_handle": "ISynchronizeEvent::SetEventHandle on a system event",
     "sync.container": "ISynchronizeContainer (the container machine): CoCreateInstance, "
                       "AddSynchronize, WaitMultiple, its members' Signal and Reset",
+    "com.cowait": "CoWaitForMultipleHandles over two kernel events the slot owns (the cowait "
+                  "machine): its argument forms, SetEvent and ResetEvent on the handles, "
+                  "QueueUserAPC to the client thread",
     "rpc.handle": "RpcAsyncInitializeHandle, and calls on a never-initialised RPC_ASYNC_STATE",
     "rpc.call": "an asynchronous RPC call: AsyncCall, RpcAsyncGetCallStatus, RpcAsyncCompleteCall, "
                 "wait_notification, sync_call, the test server's server_complete",

@@ -3,7 +3,8 @@ from the tables (DESIGN.md principle 10), the reasons for the few that cannot be
 findings, and `check_obligations()`.
 
 * `core`: the language (`Obligation`, `Always`, `Whenever`, `Reach`, `Now`, `After`, `Observer`).
-* `com_call`, `sync_object`, `rpc_handle`: one module per family, each with its observer and its
+* `com_call`, `sync_object`, `cowait`, `rpc_handle`: one module per family (or section), each
+  with its observer and its
   obligations, written from the rules' text.
 * `checker`: exhaustive enumeration of each machine's reachable states under every pinning, and
   the results in the shape of `callgate model check`'s other checks.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from callgate.model.obligations import com_call, rpc_handle, sync_object
+from callgate.model.obligations import com_call, cowait, rpc_handle, sync_object
 from callgate.model.obligations.core import (
     After,
     Always,
@@ -35,12 +36,13 @@ if TYPE_CHECKING:
     from callgate.model.proofs.results import CheckResult
 
 ALL: tuple[Obligation, ...] = (*com_call.OBLIGATIONS, *sync_object.OBLIGATIONS,
-                               *rpc_handle.OBLIGATIONS)
+                               *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS)
 BY_ID: dict[str, Obligation] = {o.id: o for o in ALL}
 
 OBSERVERS: dict[str, Observer[Any]] = {
     com_call.OBSERVER.machine: com_call.OBSERVER,
     **{o.machine: o for o in sync_object.OBSERVERS},
+    cowait.OBSERVER.machine: cowait.OBSERVER,
     rpc_handle.OBSERVER.machine: rpc_handle.OBSERVER,
 }
 

@@ -78,6 +78,8 @@ PINS: Mapping[str, str] = {
     "abort_code_delivery": "exact",
     # The client stub refuses a binding to no server at once (RpcRuntime.TestProc_async).
     "bad_binding_failure": "synchronous" if rpc.BAD_BINDING_RAISES else "through_completion",
+    # CoWaitForMultipleHandles checks pHandles before cHandles, as Windows and Wine (D-06).
+    "cowait_null_handles_code": "E_INVALIDARG",
     # A cancel the server did not act on changes nothing: the server's completion decides.
     "late_cancel_result": "server_result",
 }
@@ -159,7 +161,15 @@ class _RpcSlot:
     server_call: rpc.DispatchedCall | None = None
 
 
-_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot
+@dataclass(eq=False)
+class _CowaitSlot:
+    # Handle 0 a manual-reset event, handle 1 an auto-reset event, both non-signalled.
+    handles: tuple[KernelEvent, KernelEvent] = field(default_factory=lambda: (
+        KernelEvent(manual_reset=True, name="cowait-0"),
+        KernelEvent(manual_reset=False, name="cowait-1")))
+
+
+_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot
 
 
 @dataclass(eq=False)
@@ -202,12 +212,15 @@ class ReferenceSession:
             return _EventSlot()
         if spec.machine == "container":
             return _ContainerSlot()
+        if spec.machine == "cowait":
+            return _CowaitSlot()
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
-                           f"adapter does not know; use com_call, event, container or rpc_call")
+                           f"adapter does not know; use com_call, event, container, cowait or "
+                           f"rpc_call")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -252,6 +265,9 @@ class ReferenceSession:
             elif isinstance(state, _ContainerSlot):
                 for member in state.members:
                     member.close()
+            elif isinstance(state, _CowaitSlot):
+                for handle in state.handles:
+                    handle.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -563,6 +579,45 @@ def container_member_reset(session: ReferenceSession, s: _ContainerSlot,
     return Observation(_member(s, request).Reset())
 
 
+# --- cowait --------------------------------------------------------------------------------------
+
+_COWAIT_FLAGS = {"none": 0, "waitall": com.COWAIT_WAITALL, "alertable": com.COWAIT_ALERTABLE}
+_UNDEFINED_FLAG = 0x80000000  # no COWAIT_FLAGS value has this bit
+
+
+def cowait_CoWaitForMultipleHandles(session: ReferenceSession, s: _CowaitSlot,
+                                    request: Request) -> Observation:
+    form = _str(request, "form")
+    flags = _COWAIT_FLAGS[_str(request, "flags")]
+    if form == "bad_flags":
+        flags |= _UNDEFINED_FLAG
+    count = 0 if form in ("zero_count", "null_handles_zero_count") else len(s.handles)
+    handles = None if form in ("null_handles", "null_handles_zero_count") else s.handles
+    index = None if form == "null_index" else com.DWORD()
+    if form not in ("valid", "null_index", "null_handles", "zero_count",
+                    "null_handles_zero_count", "bad_flags"):
+        raise ValueError(f"unknown form {form!r}")
+    hr = com.CoWaitForMultipleHandles(flags, _timeout(request), count, handles, index,
+                                      host=session.host)
+    return Observation(hr, {} if index is None else {"index": index.value})
+
+
+def cowait_set_handle(session: ReferenceSession, s: _CowaitSlot, request: Request) -> Observation:
+    ok = s.handles[_int(request, "index")].set()  # SetEvent
+    return Observation(com.S_OK if ok else com.E_UNEXPECTED)
+
+
+def cowait_reset_handle(session: ReferenceSession, s: _CowaitSlot,
+                        request: Request) -> Observation:
+    ok = s.handles[_int(request, "index")].reset()  # ResetEvent
+    return Observation(com.S_OK if ok else com.E_UNEXPECTED)
+
+
+def cowait_queue_apc(session: ReferenceSession, s: _CowaitSlot, request: Request) -> Observation:
+    ok = kernel.current_thread().queue_apc(lambda: None)  # QueueUserAPC to the client thread
+    return Observation(com.S_OK if ok else com.E_UNEXPECTED)
+
+
 # --- rpc_call ------------------------------------------------------------------------------------
 
 
@@ -772,6 +827,11 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "CoCreateInstance": container_CoCreateInstance,
         "AddSynchronize": container_AddSynchronize, "WaitMultiple": container_WaitMultiple,
         "member_signal": container_member_signal, "member_reset": container_member_reset,
+    }),
+    **_for("cowait", _CowaitSlot, {
+        "CoWaitForMultipleHandles": cowait_CoWaitForMultipleHandles,
+        "set_handle": cowait_set_handle, "reset_handle": cowait_reset_handle,
+        "queue_apc": cowait_queue_apc,
     }),
     **_for("rpc_call", _RpcSlot, {
         "RpcAsyncInitializeHandle": rpc_RpcAsyncInitializeHandle, "AsyncCall": rpc_AsyncCall,

@@ -69,6 +69,11 @@ CLASS_E_NOAGGREGATION = 0x80040110  # winerror.h; only a seeded fault returns it
 COWAIT_DEFAULT = 0
 COWAIT_WAITALL = 1
 COWAIT_ALERTABLE = 2
+COWAIT_INPUTAVAILABLE = 4
+COWAIT_DISPATCH_CALLS = 8
+COWAIT_DISPATCH_WINDOW_MESSAGES = 0x10
+COWAIT_VALID_FLAGS = (COWAIT_WAITALL | COWAIT_ALERTABLE | COWAIT_INPUTAVAILABLE
+                      | COWAIT_DISPATCH_CALLS | COWAIT_DISPATCH_WINDOW_MESSAGES)
 INFINITE = kernel.INFINITE
 
 # The choices this runtime makes where the documentation allows several (see the docstring).
@@ -172,25 +177,46 @@ class ControllingUnknown(Unknown):
             inner._nd_release()
 
 
-def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int,
-                             pHandles: Sequence[KernelEvent], pump: bool = True
-                             ) -> tuple[int, int]:
-    """(HRESULT, index). On an STA thread this is the COM modal loop: messages that arrive while
-    waiting are dispatched (COM-CWMH-09); on an MTA thread it simply blocks."""
-    if dwFlags & COWAIT_WAITALL:
-        # Not needed by any object here; refuse rather than pretend (COM-CWMH-04's bad flags).
-        return E_INVALIDARG, 0
-    if not pHandles:
-        return RPC_E_NO_SYNC, 0
+@dataclass
+class DWORD:
+    """An out parameter (a DWORD the caller owns); 0xFFFFFFFF until written."""
+
+    value: int = 0xFFFFFFFF
+
+
+def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int, cHandles: int,
+                             pHandles: Sequence[KernelEvent] | None, lpdwindex: DWORD | None,
+                             pump: bool = True, host: Host | None = None) -> int:
+    """CoWaitForMultipleHandles (section 2.11). The arguments are checked in D-06's order:
+    lpdwindex (E_INVALIDARG), then *lpdwindex = 0, then pHandles (E_INVALIDARG), then the flags
+    (E_INVALIDARG), then cHandles (RPC_E_NO_SYNC). On an STA thread this is the COM modal loop:
+    messages that arrive while waiting are dispatched (COM-CWMH-09); on an MTA thread it simply
+    blocks. A timeout gives RPC_S_CALLPENDING with *lpdwindex left 0 (COM-CWMH-03, -10).
+    `host` carries the seeded faults of section 2.11 (None: none)."""
+    def fault(name: str) -> bool:
+        return host is not None and host.fault(name)
+
+    if lpdwindex is None:
+        return E_INVALIDARG
+    if not fault("cowait_null_handles_no_index"):
+        lpdwindex.value = 0
+    if pHandles is None:
+        return E_INVALIDARG
+    if dwFlags & ~COWAIT_VALID_FLAGS:
+        return E_INVALIDARG
+    if cHandles == 0:
+        return RPC_E_NO_SYNC
+    handles = tuple(pHandles[:cHandles])
+    wait_all = bool(dwFlags & COWAIT_WAITALL) and not fault("cowait_waitall_any")
     thread = kernel.current_thread()
     alertable = bool(dwFlags & COWAIT_ALERTABLE)
     sta = thread.apartment is kernel.Apartment.STA and pump  # pump False: a seeded fault
     deadline_ms = dwTimeout
     started = time.monotonic()
     while True:
-        result = kernel.wait_any(pHandles, deadline_ms, thread=thread, alertable=alertable,
-                                 wake_on_messages=sta)
-        if sta and result == kernel.WAIT_OBJECT_0 + len(pHandles):
+        result = kernel.wait_any(handles, deadline_ms, thread=thread, alertable=alertable,
+                                 wake_on_messages=sta, wait_all=wait_all)
+        if sta and result == kernel.WAIT_OBJECT_0 + len(handles):
             while (msg := thread.peek_message()) is not None:
                 kernel.DispatchMessage(msg)
             if dwTimeout != INFINITE:
@@ -198,12 +224,22 @@ def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int,
                 deadline_ms = max(0, dwTimeout - spent)
             continue
         if result == kernel.WAIT_TIMEOUT:
-            return RPC_S_CALLPENDING, 0
+            return RPC_S_CALLPENDING
         if result == kernel.WAIT_IO_COMPLETION:
-            return S_OK, kernel.WAIT_IO_COMPLETION
+            lpdwindex.value = kernel.WAIT_IO_COMPLETION
+            return S_OK
         if result == kernel.WAIT_FAILED:
-            return E_UNEXPECTED, 0
-        return S_OK, result - kernel.WAIT_OBJECT_0
+            return E_UNEXPECTED
+        lpdwindex.value = result - kernel.WAIT_OBJECT_0
+        return S_OK
+
+
+def _wait(dwFlags: int, dwTimeout: int, handles: Sequence[KernelEvent], pump: bool = True
+          ) -> tuple[int, int]:
+    """CoWaitForMultipleHandles on the objects' own handles: (HRESULT, *lpdwindex)."""
+    index = DWORD()
+    hr = CoWaitForMultipleHandles(dwFlags, dwTimeout, len(handles), handles, index, pump)
+    return hr, index.value
 
 
 # --- system synchronization objects (COM-SYNC, COM-CONT) --------------------------------------
@@ -279,9 +315,9 @@ class SystemEvent(Unknown):
                 self._host.fault("event_wait_deadline_wraps"):
             return WAIT_TIMEOUT_CODE  # the seeded fault: the deadline wrapped into the past
         if self._host.fault("wait_flags_misread"):
-            dwFlags |= COWAIT_WAITALL
-        hr, _ = CoWaitForMultipleHandles(dwFlags, dwMilliseconds, (self._current(),),
-                                         pump=not self._host.fault("sta_wait_no_pump"))
+            return E_INVALIDARG  # the seeded fault: COWAIT_DEFAULT read as a flag it refuses
+        hr, _ = _wait(dwFlags, dwMilliseconds, (self._current(),),
+                      pump=not self._host.fault("sta_wait_no_pump"))
         if (hr == WAIT_TIMEOUT_CODE and self._outer is not None
                 and self._host.fault("wait_ok_before_signal")):
             return S_OK
@@ -364,7 +400,7 @@ class SynchronizeContainer(Unknown):
         if not handles:  # the seeded fault: wait on nothing until the time is up
             time.sleep(0 if dwTimeOut == INFINITE else dwTimeOut / 1000.0)
             return RPC_E_TIMEOUT, None
-        hr, index = CoWaitForMultipleHandles(dwFlags, dwTimeOut, handles)
+        hr, index = _wait(dwFlags, dwTimeOut, handles)
         if hr == S_OK and self._host.fault("wait_multiple_off_by_one"):
             index = (index + 1) % len(members)
         if hr == S_OK and self._host.fault("wait_multiple_last_member"):

@@ -103,7 +103,7 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("sta_wait_no_pump", "COM-WAIT-06",
           "Wait on an STA thread blocks without running the modal loop: messages are not pumped"),
     Fault("wait_flags_misread", "COM-WAIT-09",
-          "Wait misreads COWAIT_DEFAULT as COWAIT_WAITALL and fails with E_INVALIDARG"),
+          "Wait misreads COWAIT_DEFAULT as a flag it refuses and fails with E_INVALIDARG"),
     Fault("finish_stale_out", "COM-FIN-01",
           "Finish_ returns the [out] value of the previous call on the call object"),
     Fault("finish_idle_ok", "COM-FIN-02",
@@ -348,6 +348,13 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "an async call that fails at once (the stub raises) clears the handle's Signature as "
           "if the handle had never been initialised, so the next call on it raises "
           "RPC_S_INVALID_ASYNC_HANDLE instead of starting"),
+    # Section 2.11, CoWaitForMultipleHandles (the cowait machine)
+    Fault("cowait_null_handles_no_index", "COM-CWMH-04",
+          "CoWaitForMultipleHandles returns E_INVALIDARG for a NULL pHandles (and RPC_E_NO_SYNC "
+          "for cHandles 0) without first writing 0 to *lpdwindex"),
+    Fault("cowait_waitall_any", "COM-CWMH-02",
+          "CoWaitForMultipleHandles ignores COWAIT_WAITALL: one signalled handle satisfies the "
+          "wait"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

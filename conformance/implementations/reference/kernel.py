@@ -239,12 +239,35 @@ def _remaining(deadline: float | None) -> float | None:
     return max(0.0, deadline - time.monotonic())
 
 
+# Taking every handle of a wait-all at once: no other wait-all can take some of them in between.
+_WAIT_ALL_LOCK = threading.Lock()
+
+
+def _take_all(handles: Sequence[KernelEvent]) -> int:
+    """1 if every handle is signalled (consuming the auto-reset signals), 0 if not, -1 if one
+    is closed. A plain wait on one of the handles may still take its signal in between: then
+    the auto-reset signal is gone and this wait is not satisfied."""
+    with _WAIT_ALL_LOCK:
+        if any(h.closed for h in handles):
+            return -1
+        if not all(h.is_set() for h in handles):
+            return 0
+        taken = [h for h in handles if h._take() == 1]
+        if len(taken) == len(handles):
+            return 1
+        for handle in taken:  # lost a race for one of them: give back what was taken
+            if not handle.manual_reset:
+                handle.set()
+        return 0
+
+
 def wait_any(handles: Sequence[KernelEvent], milliseconds: int, *,
              thread: ThreadContext | None = None, alertable: bool = False,
-             wake_on_messages: bool = False) -> int:
-    """WaitForMultipleObjectsEx(bWaitAll=FALSE) / MsgWaitForMultipleObjectsEx.
+             wake_on_messages: bool = False, wait_all: bool = False) -> int:
+    """WaitForMultipleObjectsEx / MsgWaitForMultipleObjectsEx (bWaitAll as `wait_all`).
 
     Returns WAIT_OBJECT_0 + i for the first signalled handle (lowest index wins, as on Windows),
+    WAIT_OBJECT_0 when `wait_all` and every handle is signalled (taken together),
     WAIT_OBJECT_0 + len(handles) when `wake_on_messages` and the thread's queue holds a message,
     WAIT_IO_COMPLETION after running queued APCs in an alertable wait, WAIT_TIMEOUT, or
     WAIT_FAILED when a handle or the thread is closed.
@@ -255,7 +278,13 @@ def wait_any(handles: Sequence[KernelEvent], milliseconds: int, *,
     waiter: threading.Event | None = None
     try:
         while True:
-            for index, handle in enumerate(handles):
+            if wait_all and handles:
+                taken = _take_all(handles)
+                if taken == 1:
+                    return WAIT_OBJECT_0
+                if taken < 0:
+                    return WAIT_FAILED
+            for index, handle in enumerate(() if wait_all else handles):
                 taken = handle._take()
                 if taken == 1:
                     return WAIT_OBJECT_0 + index
