@@ -40,10 +40,6 @@ UNMODELLED: dict[str, str] = {
     "RPC-INIT-03": "RpcAsyncInitializeHandle on invalid memory may crash (unverified): never "
                    "driven; a never-initialised handle is RPC-INIT-05's, a zeroed one "
                    "invalid_handle's",
-    "RPC-SRV-COMPLETE-07": "the test server completes on the dispatch thread; completing from "
-                           "another thread is allowed but is not a form the harness drives",
-    "RPC-SRV-EXC-02": "UNDEFINED (raising after the hand-off): the test server never hands a "
-                      "call off before ending it, so there is no such moment to drive",
 }
 
 
