@@ -49,10 +49,12 @@ clean:
 
 # Wine as an implementation under test: installs Wine and mingw-w64 when missing, builds the
 # native adapter (build/wine/), prepares a private Wine prefix, and runs the gate with Wine's known
-# deviations; the reports land in reports/wine.
+# deviations twice, once per COM configuration (docs/wine.md): through a standard proxy (the
+# default) into reports/wine, and in process into reports/wine/inproc.
 wine: $(STAMP)
 	./tools/wine/setup.sh $(PY)
 	$(VENV)/bin/callgate run --adapter wine --expectations reports/wine/expectations.toml --seed 0 --out reports/wine
+	CALLGATE_WINE_COM=inproc $(VENV)/bin/callgate run --adapter wine --expectations reports/wine/inproc/expectations.toml --seed 0 --out reports/wine/inproc
 
 # The example C adapter (examples/c-adapter), built with the machine's cc.
 c-adapter:

@@ -377,7 +377,8 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                 if options.identify and (identify.steps or identify.class_steps) else ())
             for case, result in cases:
                 total = max(total, len(results) + 1 + stateful_cases)
-                result = shrink(runner, plan, case, result, progress, len(results), total)
+                result = shrink(runner, plan, case, result, progress, len(results), total,
+                                options.expectations)
                 _record(stream, results, result, progress, total, options.expectations)
     if options.multi and options.budget.multi_cases:
         budget = multi.MultiBudget(options.budget.multi_cases, options.budget.multi_steps)
@@ -385,7 +386,8 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
                                               composition, budget):
                 total = max(total, len(results) + 1 + stateful_cases)
-                result = shrink(runner, None, None, result, progress, len(results), total)
+                result = shrink(runner, None, None, result, progress, len(results), total,
+                                options.expectations)
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0
@@ -396,13 +398,15 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                                    options.budget.stateful_steps),
             seed=options.seed + round_, slots=slots,
             case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
-        result = shrink(runner, None, None, result, progress, len(results), total)
+        result = shrink(runner, None, None, result, progress, len(results), total,
+                        options.expectations)
         _record(stream, results, result, progress, total, options.expectations)
     if options.parallel:
         runs = options.parallel_runs or options.budget.parallel_runs
         for result in parallel_phase(runner, ParallelBudget(
                 options.budget.parallel_examples, runs, options.stagger), options.seed):
-            result = shrink(runner, None, None, result, progress, len(results), total)
+            result = shrink(runner, None, None, result, progress, len(results), total,
+                            options.expectations)
             _record(stream, results, result, progress, total, options.expectations)
     if options.expectations is not None:
         # Listed deviations that no case showed any more: the expectations file is stale.
@@ -442,13 +446,15 @@ def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
 
 def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
            failed: CaseResult, progress: Progress | None = None, done: int = 0,
-           total: int = 0) -> CaseResult:
+           total: int = 0, expectations: Expectations | None = None) -> CaseResult:
     """A failing case (or one the implementation's error ended) shrunk to a counterexample no
     single step of which can be removed (`callgate.conformance.judge.shrink`); a directed case
-    first tries the shortest path in the model's graph to its failing transition. Other verdicts
-    come back as they are."""
+    first tries the shortest path in the model's graph to its failing transition. Other verdicts,
+    and failures that `expectations` lists as known deviations, come back as they are."""
     if failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
         return failed
+    if expectations is not None and expectations.explains(failed):
+        return failed  # a listed deviation: its entry says what happens (and with what evidence)
     shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
     if shorter is not None:  # the same concrete argument values as the failing run
         shorter = replace(shorter, values=failed.replay.get("values"))

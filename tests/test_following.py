@@ -166,3 +166,31 @@ def test_with_the_file_the_walk_follows_the_stub_and_covers_more() -> None:
     assert len(covered) > len(plain_covered)
     assert any(r.covered_after_deviation for r in deviating)
     assert Summary.of(plain).exit_code() == 1
+
+
+# --- a listed failure is not shrunk ------------------------------------------------------------
+
+
+def _failed(rules: list[str]) -> CaseResult:
+    return CaseResult("rpc_call-walk-001", "directed", "", [], Verdict.FAIL, 3, 0.0,
+                      message="stub", failed_rules=rules)
+
+
+def test_a_failure_the_file_explains_is_not_shrunk_and_others_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from callgate.conformance import gate
+    shrunk: list[str] = []
+
+    def shrink_case(runner: object, failed: CaseResult, *args: object, **kw: object) -> CaseResult:
+        shrunk.append(failed.failed_rules[0])
+        return failed
+
+    monkeypatch.setattr(gate, "shrink_case", shrink_case)
+    known = load(STUB)
+    listed, other = _failed(["RPC-CLI-STATUS-01"]), _failed(["RPC-CLI-CALL-01"])
+    assert known.explains(listed) and not known.explains(other)
+    runner: Any = None
+    assert gate.shrink(runner, None, None, listed, expectations=known) is listed
+    gate.shrink(runner, None, None, other, expectations=known)
+    gate.shrink(runner, None, None, listed)  # without the file it is an ordinary failure
+    assert shrunk == ["RPC-CLI-CALL-01", "RPC-CLI-STATUS-01"]
