@@ -319,49 +319,86 @@ OPERATOR_FUNCTIONS: dict[str, Callable[[Machine], Iterator[Candidate]]] = {
     "pin_removed": pin_removed, "not_offered": not_offered,
 }
 
-# One mutant per class of table error the audit listed (issue 15): operator, machine, row,
-# detail (as in the mutant's name), and the class it stands for.
-AUDIT: tuple[tuple[str, str, int, str, str], ...] = (
-    ("forget_update", "rpc_call", 58, "0.cancel",
-     "a soft RPC cancel accepted but forgotten, so the server never sees it"),
-    ("add_outcome", "rpc_call", 69, "0",
-     "a completion notification before the call completed"),
-    ("drop_outcome", "rpc_call", 21, "2",
+# One mutant per class of table error the audit listed (issue 15): operator, machine, the row
+# (found by its operation and state guard, and arguments it must admit, so that the entry stays
+# right when rows are added), detail (as in the mutant's name), and the class it stands for.
+def _name(machine: str, operator: str, row: int, detail: str) -> str:
+    return f"{machine}.{operator}.row{row}" + (f".{detail}" if detail else "")
+
+
+RowRef = tuple[str, tuple[tuple[str, tuple[Value, ...]], ...], tuple[tuple[str, Value], ...]]
+
+
+def _ref(op: str, args: Mapping[str, Value] | None = None, **guard: tuple[Value, ...]) -> RowRef:
+    return op, tuple(sorted(guard.items())), tuple(sorted((args or {}).items()))
+
+
+AUDIT: tuple[tuple[str, str, RowRef, str, str], ...] = (
+    ("forget_update", "rpc_call", _ref("RpcAsyncCancelCall", {"abort": False}, phase=("PENDING",)),
+     "0.cancel", "a soft RPC cancel accepted but forgotten, so the server never sees it"),
+    ("add_outcome", "rpc_call",
+     _ref("wait_notification", notes=(0,), notify=("Event",), phase=("INIT", "PENDING", "RAW")),
+     "0", "a completion notification before the call completed"),
+    ("drop_outcome", "rpc_call",
+     _ref("RpcAsyncCompleteCall", may_cancel=(True,), phase=("SENT",), result=("ok",)), "2",
      "RPC_S_CALL_CANCELLED removed after a cancel that may take effect"),
-    ("wrong_code", "rpc_call", 13, "0.RPC_S_OK",
+    ("wrong_code", "rpc_call", _ref("RpcAsyncCompleteCall", phase=("PENDING",)), "0.RPC_S_OK",
      "RPC_S_ASYNC_CALL_PENDING removed for a CompleteCall while the server holds the call"),
-    ("wrong_next", "com_call", 44, "0.phase.SIGNALED",
+    ("wrong_next", "com_call", _ref("Release", phase=("SIGNALED",)), "0.phase.SIGNALED",
      "a released call object still answering Wait with S_OK"),
-    ("drop_outcome", "com_call", 25, "0",
+    ("drop_outcome", "com_call", _ref("Finish_", cancel=(True,), phase=("SIGNALED",)), "0",
      "Finish_ of a cancelled call returning S_OK only (under cancelled_code=RPC_E_CALL_CANCELED)"),
-    ("wrong_code", "com_call", 19, "0.RPC_E_TIMEOUT",
-     "a wrong exact code under a pinned variation point (D-01: Wait's timeout)"),
-    ("wrong_code", "com_call", 13, "1.E_NOINTERFACE",
+    ("wrong_code", "com_call", _ref("Wait", {"timeout": "zero"}, phase=("PENDING",)),
+     "0.RPC_E_TIMEOUT", "a wrong exact code under a pinned variation point (D-01: Wait's timeout)"),
+    ("wrong_code", "com_call", _ref("Begin_", cancel=(False,), phase=("PENDING", "SIGNALED")),
+     "1.E_NOINTERFACE",
      "a wrong exact code under a pinned variation point (D-02: Begin_ while in flight)"),
-    ("wrong_code", "com_call", 32, "1.RPC_E_CALL_CANCELED",
+    ("wrong_code", "com_call", _ref("Cancel", cancel=(True,), phase=("PENDING",)),
+     "1.RPC_E_CALL_CANCELED",
      "a wrong exact code under a pinned variation point (D-03: Cancel of a cancelled call)"),
-    ("wrong_next", "com_call", 50, "0.phase.PENDING",
+    ("wrong_next", "com_call",
+     _ref("server_signal", {"then_impersonate": False}, cancel=(False,), phase=("PENDING",)),
+     "0.phase.PENDING",
      "a begun call that can never be finished (the server's Signal leaves it pending)"),
-    ("narrow_guard", "rpc_call", 98, "cancel.soft",
+    ("narrow_guard", "rpc_call",
+     _ref("server_complete", cancel=("abort", "soft"), phase=("PENDING",), server=("held",)),
+     "cancel.soft",
      "a soft-cancelled RPC call the server can never answer (no row lets it complete)"),
-    ("not_offered", "rpc_call", 98, "",
+    ("not_offered", "rpc_call",
+     _ref("server_complete", cancel=("abort", "soft"), phase=("PENDING",), server=("held",)), "",
      "a cancelled RPC call the server can never complete (the row says the harness cannot)"),
-    ("remove_row", "rpc_call", 95, "", "a missing row (server_complete of an uncancelled call)"),
+    ("remove_row", "rpc_call",
+     _ref("server_complete", cancel=("no",), phase=("PENDING",), server=("held",)), "",
+     "a missing row (server_complete of an uncancelled call)"),
 )
+
+
+def row_index(machine: Machine, ref: RowRef) -> int:
+    """The index of the first DEFINED row of `machine` for the operation whose state guard is
+    exactly `ref`'s and whose arguments admit `ref`'s; ModelError when none does."""
+    op, guard, args = ref
+    wanted = {name: frozenset(values) for name, values in guard}
+    for index, r in enumerate(machine.rows):
+        if r.op != op or r.kind is not Kind.DEFINED:
+            continue
+        have = {name: frozenset(values) for name, values in r.guard}
+        row_args = dict(r.args)
+        if have == wanted and all(value in row_args.get(name, frozenset([value]))
+                                  for name, value in args):
+            return index
+    raise ModelError(f"{machine.name}: no DEFINED {op} row with guard {dict(guard)} admitting "
+                     f"{dict(args)}")
+
 
 # Mutants that no check can kill because they change nothing observable, each with the argument.
 EQUIVALENT: dict[str, str] = {
-    "rpc_call.forget_update.row95.0.seen":
-        "server_complete of an uncancelled call (row 95, guard cancel=no) resets seen to False; "
-        "seen becomes True only through server_test_cancel when cancel is soft or abort (rows "
-        "108 and 109) and AsyncCall sets cancel=no and seen=False together, so seen is already "
-        "False in every reachable state row 95 admits: forgetting the update changes no "
-        "reachable step",
+    _name("rpc_call", "forget_update", row_index(MACHINES["rpc_call"], _ref(
+        "server_complete", cancel=("no",), phase=("PENDING",), server=("held",))), "0.seen"):
+        "server_complete of an uncancelled call (guard cancel=no) resets seen to False; seen "
+        "becomes True only through server_test_cancel when cancel is soft or abort, and "
+        "AsyncCall sets cancel=no and seen=False together, so seen is already False in every "
+        "reachable state the row admits: forgetting the update changes no reachable step",
 }
-
-
-def _name(machine: str, operator: str, row: int, detail: str) -> str:
-    return f"{machine}.{operator}.row{row}" + (f".{detail}" if detail else "")
 
 
 def _spread(items: Sequence[Candidate], k: int) -> list[Candidate]:
@@ -386,8 +423,8 @@ def catalogue(machines: Mapping[str, Machine] = MACHINES) -> dict[str, Mutant]:
             for row, detail, _, _ in _spread(candidates, PER_MACHINE.get(machine_name, 1)):
                 name = _name(machine_name, operator, row, detail)
                 found[name] = every[name]
-    for operator, machine_name, row, detail, why in AUDIT:
-        name = _name(machine_name, operator, row, detail)
+    for operator, machine_name, ref, detail, why in AUDIT:
+        name = _name(machine_name, operator, row_index(machines[machine_name], ref), detail)
         base = every[name]
         found[name] = dataclasses.replace(base, description=f"{base.description} (audit: {why})")
     for name in EQUIVALENT:

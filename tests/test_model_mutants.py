@@ -21,7 +21,7 @@ from callgate.model.transitions import Kind, Machine
 REDUCED = (
     "com_call.remove_row.row0",                        # totality
     "com_call.widen_guard.row0.factory.False",         # determinism
-    "com_call.drop_outcome.row4.0",                    # well-formedness
+    "com_call.drop_outcome.row0.0",                    # well-formedness
     "com_call.forget_update.row34.1.cancel",           # invariant
     "com_call.wrong_code.row19.0.RPC_E_TIMEOUT",       # pinned codes (D-01)
     "com_call.add_outcome.row27.0",                    # obligation
@@ -49,11 +49,15 @@ def test_the_catalogue_is_large_stable_and_covers_every_operator_and_machine() -
 
 def test_a_mutant_changes_one_row_and_leaves_the_registry_alone() -> None:
     before = MACHINES["rpc_call"].rows
-    gap = mutants.catalogue()["rpc_call.remove_row.row95"].build()
+    held = mutants.row_index(MACHINES["rpc_call"], mutants._ref(
+        "server_complete", cancel=("abort", "soft"), phase=("PENDING",), server=("held",)))
+    uncancelled = mutants.row_index(MACHINES["rpc_call"], mutants._ref(
+        "server_complete", cancel=("no",), phase=("PENDING",), server=("held",)))
+    gap = mutants.catalogue()[f"rpc_call.remove_row.row{uncancelled}"].build()
     assert len(gap.rows) == len(before) - 1 and MACHINES["rpc_call"].rows == before
-    made = mutants.catalogue()["rpc_call.not_offered.row98"].build()
+    made = mutants.catalogue()[f"rpc_call.not_offered.row{held}"].build()
     changed = [i for i, (a, b) in enumerate(zip(before, made.rows, strict=True)) if a != b]
-    assert changed == [98] and made.rows[98].kind is Kind.NOT_OFFERED
+    assert changed == [held] and made.rows[held].kind is Kind.NOT_OFFERED
 
 
 def test_the_reduced_set_is_killed_each_by_a_check_with_its_finding() -> None:
@@ -62,7 +66,7 @@ def test_the_reduced_set_is_killed_each_by_a_check_with_its_finding() -> None:
     by_name = {r.name: r for r in report.results}
     assert by_name["com_call.remove_row.row0"].killed_by == "totality[com_call]"
     assert by_name["com_call.widen_guard.row0.factory.False"].killed_by == "determinism[com_call]"
-    assert by_name["com_call.drop_outcome.row4.0"].killed_by == "well_formed[com_call]"
+    assert by_name["com_call.drop_outcome.row0.0"].killed_by == "well_formed[com_call]"
     assert by_name["com_call.wrong_code.row19.0.RPC_E_TIMEOUT"].killed_by == \
         "consistency.pinned_codes"
     assert by_name["com_call.pin_removed.row48.1"].finding == "obligation[com.sta_wait_times_out]"
@@ -93,7 +97,7 @@ def test_an_unkilled_mutant_not_listed_as_equivalent_is_a_survivor(
 
 @pytest.mark.slow
 def test_a_listed_equivalent_mutant_is_reported_with_its_reason_after_every_check() -> None:
-    name = "rpc_call.forget_update.row95.0.seen"
+    (name,) = mutants.EQUIVALENT
     result = mutants.run_mutant(name, all_checks=True)
     assert result.status == "equivalent" and result.reason == mutants.EQUIVALENT[name]
     assert result.checks_run[-1] == "obligations[rpc_call]" and result.pinned_counts_changed == ()
