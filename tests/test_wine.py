@@ -192,8 +192,8 @@ def test_wait_timeout_code_of_wine_is_legal(wine_adapter: wine.WineAdapter) -> N
 def test_an_async_rpc_round_trip_passes(wine_adapter: wine.WineAdapter, notify: str) -> None:
     case = _case(f"wine-rpc-{notify}", SlotSpec("r0", "rpc_call"),
                  ("RpcAsyncInitializeHandle", {"size": "exact"}),
-                 ("AsyncCall", {"notify": notify, "binding": "good"}),
-                 ("server_handle_live", {}), ("server_complete", {"reply": 2}),
+                 ("AsyncCall", {"notify": notify, "binding": "good", "hThread": "explicit"}),
+                 ("server_handle_live", {}), ("server_complete", {"reply": 2, "thread": "routine"}),
                  ("wait_notification", {}), ("RpcAsyncCompleteCall", {}),
                  ("RpcAsyncInitializeHandle", {"size": "smaller"}), ("sync_call", {"reply": 1}))
     (result,) = run_cases(wine_adapter, [case])
@@ -209,11 +209,12 @@ def test_a_notification_is_not_reported_for_the_next_call(wine_adapter: wine.Win
     # re-initialised handle nor its next call, still held by the server, has been notified.
     case = _case(f"wine-stale-{notify}", SlotSpec("r0", "rpc_call"),
                  ("RpcAsyncInitializeHandle", {"size": "exact"}),
-                 ("AsyncCall", {"notify": notify, "binding": "good"}),
-                 ("server_complete", {"reply": 1}), ("RpcAsyncCompleteCall", {}),
+                 ("AsyncCall", {"notify": notify, "binding": "good", "hThread": "explicit"}),
+                 ("server_complete", {"reply": 1, "thread": "routine"}), ("RpcAsyncCompleteCall", {}),
                  ("RpcAsyncInitializeHandle", {"size": "exact"}), ("wait_notification", {}),
-                 ("AsyncCall", {"notify": notify, "binding": "good"}), ("wait_notification", {}),
-                 ("server_complete", {"reply": 2}), ("wait_notification", {}),
+                 ("AsyncCall", {"notify": notify, "binding": "good", "hThread": "explicit"}),
+                 ("wait_notification", {}),
+                 ("server_complete", {"reply": 2, "thread": "routine"}), ("wait_notification", {}),
                  ("RpcAsyncCompleteCall", {}))
     (result,) = run_cases(wine_adapter, [case])
     assert result.verdict is Verdict.PASS, result.message
@@ -339,7 +340,7 @@ def _served_reference(tmp_path: Path) -> wine.WineAdapter:
     """A WineAdapter whose 'program' is the reference implementation served in JSON lines, so the
     process handling is tested without Wine."""
     server = ROOT / "conformance" / "implementations" / "reference" / "serve.py"
-    return wine.WineAdapter(wine.WineSetup("python", server, tmp_path, dict(os.environ)))
+    return wine.WineAdapter(wine.WineSetup("python", server, tmp_path, dict(os.environ), com=""))
 
 
 def test_rpc_sessions_get_their_own_process_and_reuse_only_clean_ones(tmp_path: Path) -> None:
@@ -422,8 +423,8 @@ def test_an_exception_escaping_an_api_call_is_raised_and_the_process_lives(
             ("adapter_check_raise", {"code": 1783}),
             ("RpcAsyncInitializeHandle", {"size": "exact"}), ("RpcAsyncCompleteCall", {}),
             ("RpcAsyncInitializeHandle", {"size": "exact"}),
-            ("AsyncCall", {"notify": "Event", "binding": "good"}),
-            ("server_complete", {"reply": 2}), ("RpcAsyncCompleteCall", {}))]
+            ("AsyncCall", {"notify": "Event", "binding": "good", "hThread": "explicit"}),
+            ("server_complete", {"reply": 2, "thread": "routine"}), ("RpcAsyncCompleteCall", {}))]
     finally:
         session.close()
     assert (seen[0].code, seen[0].outputs) == (1783, {"raised": True})

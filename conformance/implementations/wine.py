@@ -97,10 +97,10 @@ class WineSetup:
     program: Path
     prefix: Path
     env: Mapping[str, str]
-    com: str = "marshaled"
+    com: str = "marshaled"  # "" passes no --com= option (a stand-in program that has none)
 
     def command(self) -> list[str]:
-        return [self.wine, str(self.program), f"--com={self.com}"]
+        return [self.wine, str(self.program), *([f"--com={self.com}"] if self.com else [])]
 
 
 def wine_environment(prefix: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -215,13 +215,18 @@ class CaseRunner:
         # nothing else is a known deviation, never a pass (DESIGN.md, Verdicts).
         deviations = list(dict.fromkeys(r for t in trace if t.deviation
                                         for r in t.deviation.split(",")))
-        if deviations and verdict is Verdict.PASS:
+        if deviations and verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE):
+            # A case that showed a known deviation and then could go no further (what came
+            # next is not applicable) still showed the deviation: it is not "not applicable".
+            stopped = message if verdict is Verdict.NOT_APPLICABLE else ""
             verdict, failed_rules = Verdict.EXPECTED_FAIL, deviations
             followed = "; ".join(d.reason for d in (self.expectations.deviations
                                                     if self.expectations else ())
                                  if d.rule in deviations)
-            message = message or (f"followed {len(deviations)} known deviation(s) "
-                                  f"({', '.join(deviations)}) and broke nothing else")
+            message = (f"followed {len(deviations)} known deviation(s) "
+                       f"({', '.join(deviations)}) and broke nothing else"
+                       + (f"; then stopped: {stopped}" if stopped else "")
+                       if stopped or not message else message)
         else:
             followed = ""
         keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR) or bool(deviations)
