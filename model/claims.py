@@ -3,7 +3,7 @@
 A `Claim` is one source's statement about the result of one situation (rule ID and source key
 from spec/DOMAIN.md). A `Situation` names the model state, operation and arguments it is about,
 so the tables' own answer there joins the check (`callgate.model.proofs.check_consistency`); situations
-outside the model (CoWaitForMultipleHandles, CoDisableCallCancellation) carry only claims.
+outside the model (CoWaitForMultipleHandles) carry only claims.
 `SymbolUndefined` records that no header defines a symbol a page uses (DOMAIN.md section 3).
 
 `KNOWN_CONFLICTS` lists the sets of claims already known not to hold together: the
@@ -200,7 +200,8 @@ SITUATIONS: tuple[Situation, ...] = (
     Situation("cowait.null_handles", "CoWaitForMultipleHandles with pHandles == NULL and "
               "cHandles == 0"),
     Situation("cancellation.disable_nested", "CoDisableCallCancellation while two "
-              "CoEnableCallCancellation calls are outstanding"),
+              "CoEnableCallCancellation calls are outstanding", "thread_cancel",
+              "CoDisableCallCancellation", _s(count=2, call="NONE"), _s(pReserved="NULL")),
 )
 
 HRESULT_FAILURE = IsFailure(Family.HRESULT)
@@ -272,7 +273,7 @@ CLAIMS: tuple[Claim, ...] = (
           IsCode("RPC_E_TIMEOUT")),
     Claim("COM-CONT-05@S-SYN-C", ("COM-CONT-05",), "S-SYN-C", "container.empty",
           IsCode("RPC_E_NO_SYNC")),
-    # D-06 and D-10: outside the model's tables
+    # D-06: outside the model's tables
     Claim("COM-CWMH-05@S-CWMH", ("COM-CWMH-05",), "S-CWMH", "cowait.null_handles",
           IsCode("RPC_E_NO_SYNC"), "the page: RPC_E_NO_SYNC when 'the value of pHandles was 0'"),
     Claim("COM-CWMH-04@W-T-COMPOBJ", ("COM-CWMH-04",), "W-T-COMPOBJ", "cowait.null_handles",

@@ -348,6 +348,13 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "an async call that fails at once (the stub raises) clears the handle's Signature as "
           "if the handle had never been initialised, so the next call on it raises "
           "RPC_S_INVALID_ASYNC_HANDLE instead of starting"),
+    # 2.8 thread-level cancellation
+    Fault("disable_keeps_enabled", "COM-CCAN-04",
+          "the disable that balances the last enable returns S_OK but leaves cancellation on"),
+    Fault("reinitialize_keeps_enabled", "COM-CCAN-06",
+          "CoUninitialize leaves the thread's enable count as it was"),
+    Fault("thread_cancel_ignores_disabled", "COM-CCAN-02",
+          "CoCancelCall cancels a synchronous call that started with cancellation disabled"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
