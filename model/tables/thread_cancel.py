@@ -27,7 +27,8 @@ Fields:
   registered   how many of the harness's own cancel objects are registered on the thread (0..1)
 
 An asynchronous call on the same thread is not part of this machine: COM-CCAN-01 (these functions
-do not act on asynchronous calls) has no row or obligation that exercises it.
+do not act on asynchronous calls) is cited only by the rows where the thread has no synchronous
+call, and no obligation exercises it.
 """
 
 from __future__ import annotations
@@ -161,10 +162,10 @@ ROWS = (
         state={"call": "RELEASED", "registered": 0},
         note="both conditions of COM-CCAN-08 hold (already cancelled; the client thread left the "
              "call, so no cancel object may be registered) and no precedence is given"),
-    row("CoCancelCall", ("COM-CCAN-08",),
+    row("CoCancelCall", ("COM-CCAN-08", "COM-CCAN-01"),
         out(Exact(codes.E_NOINTERFACE), "no cancel object registered"),
         state={"call": "NONE", "registered": 0, "count": range(1, MAX_ENABLES + 1)}),
-    row("CoCancelCall", ("COM-CCAN-08", "COM-CCAN-02"),
+    row("CoCancelCall", ("COM-CCAN-08", "COM-CCAN-02", "COM-CCAN-01"),
         out(Exact(codes.E_NOINTERFACE), "no cancel object registered"),
         out(Exact(codes.CO_E_CANCEL_DISABLED), "cancellation not enabled on the thread"),
         state={"call": "NONE", "registered": 0, "count": 0},
