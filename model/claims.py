@@ -3,7 +3,7 @@
 A `Claim` is one source's statement about the result of one situation (rule ID and source key
 from spec/DOMAIN.md). A `Situation` names the model state, operation and arguments it is about,
 so the tables' own answer there joins the check (`callgate.model.proofs.check_consistency`); situations
-outside the model (CoDisableCallCancellation) carry only claims.
+outside the model carry only claims.
 `SymbolUndefined` records that no header defines a symbol a page uses (DOMAIN.md section 3).
 
 `KNOWN_CONFLICTS` lists the sets of claims already known not to hold together: the
@@ -207,7 +207,8 @@ SITUATIONS: tuple[Situation, ...] = (
               "timeout expires", "cowait", "CoWaitForMultipleHandles", (),
               _s(form="valid", flags="none", timeout="finite")),
     Situation("cancellation.disable_nested", "CoDisableCallCancellation while two "
-              "CoEnableCallCancellation calls are outstanding"),
+              "CoEnableCallCancellation calls are outstanding", "thread_cancel",
+              "CoDisableCallCancellation", _s(count=2, call="NONE"), _s(pReserved="NULL")),
 )
 
 HRESULT_FAILURE = IsFailure(Family.HRESULT)

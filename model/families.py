@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from callgate.model.rules import Level, catalogue
-from callgate.model.tables import com_call, cowait, rpc_handle, sync_object
+from callgate.model.tables import com_call, cowait, rpc_handle, sync_object, thread_cancel
 from callgate.model.transitions import Machine
 
 FAMILIES: dict[str, tuple[Machine, ...]] = {
-    "com": (com_call.MACHINE,),
+    "com": (com_call.MACHINE, thread_cancel.MACHINE),
     "sync": (sync_object.EVENT, sync_object.CONTAINER, cowait.MACHINE),
     "rpc": (rpc_handle.MACHINE,),
 }

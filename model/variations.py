@@ -120,6 +120,13 @@ POINTS: tuple[VariationPoint, ...] = (
         "what the server completed with, or may still become RPC_S_CALL_CANCELLED "
         "(RPC-CLI-CANCEL-05: 'may complete normally, fail, or end up cancelled').",
     ),
+    VariationPoint(
+        "disable_nested_code", ("CO_E_CANCEL_DISABLED", "S_OK"),
+        ("COM-CCAN-04",), "D-10",
+        "CoDisableCallCancellation while more enables than disables remain: the page says "
+        "CO_E_CANCEL_DISABLED (cancellation stays enabled), Wine decrements its counter and "
+        "returns S_OK. Either way one enable is balanced and cancellation stays enabled.",
+    ),
 )
 
 BY_NAME: dict[str, VariationPoint] = {p.name: p for p in POINTS}

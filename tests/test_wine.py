@@ -419,12 +419,13 @@ def test_an_exception_escaping_an_api_call_is_raised_and_the_process_lives(
     # process then carries a whole asynchronous call.
     session = wine_adapter.open_session((SlotSpec("r0", "rpc_call"),))
     try:
-        seen = [session.perform(Request("r0", op, args, 50)) for op, args in (
+        steps: tuple[tuple[str, dict[str, str | int | bool]], ...] = (
             ("adapter_check_raise", {"code": 1783}),
             ("RpcAsyncInitializeHandle", {"size": "exact"}), ("RpcAsyncCompleteCall", {}),
             ("RpcAsyncInitializeHandle", {"size": "exact"}),
             ("AsyncCall", {"notify": "Event", "binding": "good", "hThread": "explicit"}),
-            ("server_complete", {"reply": 2, "thread": "routine"}), ("RpcAsyncCompleteCall", {}))]
+            ("server_complete", {"reply": 2, "thread": "routine"}), ("RpcAsyncCompleteCall", {}))
+        seen = [session.perform(Request("r0", op, args, 50)) for op, args in steps]
     finally:
         session.close()
     assert (seen[0].code, seen[0].outputs) == (1783, {"raised": True})

@@ -28,6 +28,13 @@ FEATURE_MEANINGS: dict[str, str] = {
     "com.security": "server_impersonate: CoImpersonateClient from the server's Begin_ processing, "
                     "before Signal",
     "com.sta": "probe_sta_wait: whether a finite Wait on an STA thread dispatches window messages",
+    "com.thread_cancel": "the thread_cancel machine's client thread: CoEnableCallCancellation, "
+                         "CoDisableCallCancellation, CoUninitialize and CoInitializeEx",
+    "com.thread_cancel.call": "a synchronous call the test server holds on the thread_cancel "
+                              "machine's client thread: start_sync_call, CoCancelCall from "
+                              "another thread, the server's CoTestCancel and return",
+    "com.thread_cancel.object": "CoSetCancelObject on the client thread, CoGetCancelObject from "
+                                "another thread",
     "sync.event": "system events (the event machine): CoCreateInstance, Signal, Reset, Wait",
     "sync.manual_reset_event": "CoCreateInstance of CLSID_ManualResetEvent",
     "sync.std_event": "CoCreateInstance of CLSID_StdEvent",

@@ -3,9 +3,8 @@ from the tables (DESIGN.md principle 10), the reasons for the few that cannot be
 findings, and `check_obligations()`.
 
 * `core`: the language (`Obligation`, `Always`, `Whenever`, `Reach`, `Now`, `After`, `Observer`).
-* `com_call`, `sync_object`, `cowait`, `rpc_handle`: one module per family (or section), each
-  with its observer and its
-  obligations, written from the rules' text.
+* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`: one module per family (or
+  section), each with its observer and its obligations, written from the rules' text.
 * `checker`: exhaustive enumeration of each machine's reachable states under every pinning, and
   the results in the shape of `callgate model check`'s other checks.
 
@@ -18,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from callgate.model.obligations import com_call, cowait, rpc_handle, sync_object
+from callgate.model.obligations import com_call, cowait, rpc_handle, sync_object, thread_cancel
 from callgate.model.obligations.core import (
     After,
     Always,
@@ -36,7 +35,8 @@ if TYPE_CHECKING:
     from callgate.model.proofs.results import CheckResult
 
 ALL: tuple[Obligation, ...] = (*com_call.OBLIGATIONS, *sync_object.OBLIGATIONS,
-                               *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS)
+                               *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS,
+                               *thread_cancel.OBLIGATIONS)
 BY_ID: dict[str, Obligation] = {o.id: o for o in ALL}
 
 OBSERVERS: dict[str, Observer[Any]] = {
@@ -44,6 +44,7 @@ OBSERVERS: dict[str, Observer[Any]] = {
     **{o.machine: o for o in sync_object.OBSERVERS},
     cowait.OBSERVER.machine: cowait.OBSERVER,
     rpc_handle.OBSERVER.machine: rpc_handle.OBSERVER,
+    thread_cancel.OBSERVER.machine: thread_cancel.OBSERVER,
 }
 
 # In-scope MUST rules that no obligation states, each with the reason it cannot be stated in the
@@ -52,6 +53,9 @@ UNSTATED: dict[str, str] = {
     "COM-WAIT-09": "a constraint on the caller's argument (dwFlags comes from COWAIT_FLAGS): every "
                    "Wait the harness issues passes COWAIT_DEFAULT (0); no state or result depends "
                    "on it",
+    "COM-CCAN-01": "that these functions leave asynchronous calls alone needs an asynchronous "
+                   "call on the same client thread: the thread_cancel machine models the "
+                   "thread's synchronous calls only",
     "COM-CONT-07": "the apartment behaviour of WaitMultiple (modal loop on an STA, blocking on an "
                    "MTA): the container machine has no STA probe, so no operation observes it",
 }

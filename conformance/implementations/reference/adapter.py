@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import com, kernel, rpc
+from callgate.conformance.implementations.reference import thread_cancel as tc
 from callgate.conformance.implementations.reference.com import IID, CallObject, ControllingUnknown, Unknown
 from callgate.conformance.implementations.reference.host import (
+    COMMAND_SECONDS,
     Command,
     Host,
     ServerAction,
@@ -82,6 +84,7 @@ PINS: Mapping[str, str] = {
     "cowait_null_handles_code": "E_INVALIDARG",
     # A cancel the server did not act on changes nothing: the server's completion decides.
     "late_cancel_result": "server_result",
+    "disable_nested_code": _code_name(tc.DISABLE_NESTED_CODE, codes.Family.HRESULT),
 }
 
 _TIMEOUTS = {"zero": 0, "infinite": com.INFINITE}
@@ -169,7 +172,14 @@ class _CowaitSlot:
         KernelEvent(manual_reset=False, name="cowait-1")))
 
 
-_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot
+@dataclass(eq=False)
+class _ThreadCancelSlot:
+    thread: tc.ClientThread
+    call: tc.SyncCall | None = None
+    own: tc.CancelObject = field(default_factory=lambda: tc.CancelObject(cancel_interface=True))
+
+
+_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
 
 
 @dataclass(eq=False)
@@ -191,6 +201,7 @@ class ReferenceSession:
         self._good_binding = rpc.RpcBinding(server=True)
         self._slots: dict[str, _Bound] = {}
         self._servers: dict[tuple[bool, bool], tuple[com.TestServer, com.ServerObject]] = {}
+        self.cancel_registry = tc.CancelRegistry()
         for spec in slots:
             if spec.name in self._slots:
                 raise AdapterFault(f"slot {spec.name!r} is declared twice; give each slot its own "
@@ -214,13 +225,17 @@ class ReferenceSession:
             return _ContainerSlot()
         if spec.machine == "cowait":
             return _CowaitSlot()
+        if spec.machine == "thread_cancel":
+            thread = tc.ClientThread(self.host, self.pool)
+            self.cancel_registry.add(thread)
+            return _ThreadCancelSlot(thread)
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
-                           f"adapter does not know; use com_call, event, container, cowait or "
-                           f"rpc_call")
+                           f"adapter does not know; use com_call, event, container, cowait, "
+                           f"rpc_call or thread_cancel")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -268,6 +283,10 @@ class ReferenceSession:
             elif isinstance(state, _CowaitSlot):
                 for handle in state.handles:
                     handle.close()
+            elif isinstance(state, _ThreadCancelSlot):
+                if state.call is not None and not state.call.server_returned:
+                    state.call.commands.put(("return", lambda code: None))
+                state.thread.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -792,6 +811,101 @@ def rpc_server_handle_live(session: ReferenceSession, s: _RpcSlot, request: Requ
 
 # --- the table -----------------------------------------------------------------------------------
 
+# --- thread_cancel -------------------------------------------------------------------------------
+
+
+def _reserved(request: Request) -> object:
+    return None if _str(request, "pReserved") == "NULL" else object()
+
+
+def tc_CoEnableCallCancellation(session: ReferenceSession, s: _ThreadCancelSlot,
+                                request: Request) -> Observation:
+    reserved = _reserved(request)
+    return Observation(s.thread.run(lambda: s.thread.CoEnableCallCancellation(reserved)))
+
+
+def tc_CoDisableCallCancellation(session: ReferenceSession, s: _ThreadCancelSlot,
+                                 request: Request) -> Observation:
+    reserved = _reserved(request)
+    return Observation(s.thread.run(lambda: s.thread.CoDisableCallCancellation(reserved)))
+
+
+def tc_reinitialize(session: ReferenceSession, s: _ThreadCancelSlot,
+                    request: Request) -> Observation:
+    def again() -> int:
+        s.thread.CoUninitialize()
+        return s.thread.CoInitializeEx()
+    return Observation(s.thread.run(again))
+
+
+def tc_start_sync_call(session: ReferenceSession, s: _ThreadCancelSlot,
+                       request: Request) -> Observation:
+    if s.call is not None:
+        raise _missing(request, "the test server still holds this thread's call")
+    # COM-CCAN-05: whether the call can be cancelled is sampled now, on the client thread.
+    call = tc.SyncCall(session.host, enabled=False)
+
+    def start() -> None:
+        call.enabled = s.thread.count > 0
+        s.thread.sync_call(call, tc.serve)
+    s.thread.post(start)
+    if not call.received.wait(COMMAND_SECONDS):
+        raise AdapterFault(f"{request.slot}.start_sync_call: the test server never got the call")
+    s.call = call
+    return Observation(tc.S_OK)
+
+
+def _held(s: _ThreadCancelSlot, request: Request) -> tc.SyncCall:
+    if s.call is None:
+        raise _missing(request, "the test server holds no call from this thread")
+    return s.call
+
+
+def tc_server_test_cancel(session: ReferenceSession, s: _ThreadCancelSlot,
+                          request: Request) -> Observation:
+    return Observation(tc.command(_held(s, request), "test_cancel"))
+
+
+def tc_server_return(session: ReferenceSession, s: _ThreadCancelSlot,
+                     request: Request) -> Observation:
+    call = _held(s, request)
+    tc.command(call, "return")
+    s.call = None
+    result = call.result
+    if result is None:
+        raise AdapterFault(f"{request.slot}.server_return: the client thread's call did not "
+                           f"return")
+    return Observation(result)  # the server's own code (S_OK) is not what the row checks
+
+
+def tc_CoCancelCall(session: ReferenceSession, s: _ThreadCancelSlot,
+                    request: Request) -> Observation:
+    return Observation(session.cancel_registry.CoCancelCall(s.thread.tid, 0))
+
+
+def tc_CoGetCancelObject(session: ReferenceSession, s: _ThreadCancelSlot,
+                         request: Request) -> Observation:
+    iid = _str(request, "iid")
+    hr, found = session.cancel_registry.CoGetCancelObject(s.thread.tid, iid)
+    if hr != tc.S_OK:
+        return Observation(hr)
+    own = found is s.own
+    if isinstance(found, tc.CancelObject):
+        found.Release()
+    return Observation(hr, {"own": own})
+
+
+def tc_CoSetCancelObject(session: ReferenceSession, s: _ThreadCancelSlot,
+                         request: Request) -> Observation:
+    which = _str(request, "pUnk")
+    if which == "NULL":
+        hr = s.thread.run(lambda: s.thread.CoSetCancelObject(None))
+        return Observation(hr, {"held": s.own.refs - 1})
+    target = s.own if which == "cancel_object" else tc.CancelObject(cancel_interface=False)
+    hr = s.thread.run(lambda: s.thread.CoSetCancelObject(target))
+    return Observation(hr, {"held": target.refs - 1})
+
+
 _Handler = Callable[[ReferenceSession, _Slot, Request], Observation]
 
 
@@ -844,5 +958,13 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "server_test_cancel": rpc_server_test_cancel,
         "server_test_cancel_idle": rpc_server_test_cancel_idle,
         "server_handle_live": rpc_server_handle_live,
+    }),
+    **_for("thread_cancel", _ThreadCancelSlot, {
+        "CoEnableCallCancellation": tc_CoEnableCallCancellation,
+        "CoDisableCallCancellation": tc_CoDisableCallCancellation,
+        "reinitialize": tc_reinitialize, "start_sync_call": tc_start_sync_call,
+        "CoCancelCall": tc_CoCancelCall, "CoGetCancelObject": tc_CoGetCancelObject,
+        "CoSetCancelObject": tc_CoSetCancelObject,
+        "server_test_cancel": tc_server_test_cancel, "server_return": tc_server_return,
     }),
 }

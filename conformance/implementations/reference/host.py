@@ -355,6 +355,13 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("cowait_waitall_any", "COM-CWMH-02",
           "CoWaitForMultipleHandles ignores COWAIT_WAITALL: one signalled handle satisfies the "
           "wait"),
+    # 2.8 thread-level cancellation
+    Fault("disable_keeps_enabled", "COM-CCAN-04",
+          "the disable that balances the last enable returns S_OK but leaves cancellation on"),
+    Fault("reinitialize_keeps_enabled", "COM-CCAN-06",
+          "CoUninitialize leaves the thread's enable count as it was"),
+    Fault("thread_cancel_ignores_disabled", "COM-CCAN-02",
+          "CoCancelCall cancels a synchronous call that started with cancellation disabled"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
