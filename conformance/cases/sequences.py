@@ -46,7 +46,18 @@ class MachinePlan:
     machine: Machine
     graph: explorer.StateGraph
     initial: list[State]
-    cases: list[Case] = field(default_factory=list)
+    # The adapter's capabilities, for the tour cases; those are built on first use: a gate run
+    # walks the graph instead (`callgate.conformance.cases.walk`) and never asks for them.
+    capabilities: Capabilities
+    _cases: list[Case] | None = field(default=None, repr=False)
+
+    @property
+    def cases(self) -> list[Case]:
+        """The transition tour of the graph, one directed case per path."""
+        if self._cases is None:
+            self._cases = _tour_cases(self.machine, self.graph, self.initial,
+                                      self.capabilities)
+        return self._cases
 
     @property
     def transitions(self) -> set[str]:
@@ -157,14 +168,19 @@ def plan(caps: Capabilities) -> Plan:
         graph = explorer.build_graph(start, pins=caps.pins, allow=allow)
         if not graph.transitions:
             continue
-        machine_plan = MachinePlan(machine, graph, initial)
-        for i, path in enumerate(explorer.tour(graph, initial, cover="transitions")):
-            if not path:
-                continue
-            steps = [Action(SLOT, e.op, e.args) for e in path]
-            machine_plan.cases.append(_case(machine, _state(path[0].source), steps,
-                                            f"{machine.name}-tour-{i:03d}", caps,
-                                            f"transition tour of {machine.name}, path {i}",
-                                            graph, [_state(e.source) for e in path]))
-        machines[machine.name] = machine_plan
+        machines[machine.name] = MachinePlan(machine, graph, initial, caps)
     return Plan(caps, machines)
+
+
+def _tour_cases(machine: Machine, graph: explorer.StateGraph, initial: list[State],
+                caps: Capabilities) -> list[Case]:
+    cases = []
+    for i, path in enumerate(explorer.tour(graph, initial, cover="transitions")):
+        if not path:
+            continue
+        steps = [Action(SLOT, e.op, e.args) for e in path]
+        cases.append(_case(machine, _state(path[0].source), steps,
+                           f"{machine.name}-tour-{i:03d}", caps,
+                           f"transition tour of {machine.name}, path {i}",
+                           graph, [_state(e.source) for e in path]))
+    return cases

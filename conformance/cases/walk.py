@@ -80,13 +80,15 @@ def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
         return []
     parent: dict[State, Leg | None] = {start: None}
     queue = deque([start])
+    moves, no_moves = g.moves, ()
     while queue:
         node = queue.popleft()
-        for action, nxt, number in g.moves.get(node, ()):
+        for action, nxt, number in moves.get(node, no_moves):
+            # The cheapest test first: most moves lead to a state the search already reached.
+            if nxt in parent:
+                continue
             seen = learned.get(number)
             if (seen is not None and seen != nxt) or number in broken:
-                continue
-            if nxt in parent:
                 continue
             parent[nxt] = (node, action, nxt)
             if pending.get(nxt):
