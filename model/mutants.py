@@ -398,6 +398,27 @@ EQUIVALENT: dict[str, str] = {
         "becomes True only through server_test_cancel when cancel is soft or abort, and "
         "AsyncCall sets cancel=no and seen=False together, so seen is already False in every "
         "reachable state the row admits: forgetting the update changes no reachable step",
+    _name("com_call", "pin_removed", row_index(MACHINES["com_call"], _ref(
+        "QueryInterface", {"iid": "ICallFactory"}, factory=(True,))), "0"):
+        "the row's two outcomes are S_OK with the same next state, one under each "
+        "call_object_origin choice; allowing the first under every choice adds only what the "
+        "second already allows under same_apartment",
+    _name("rpc_call", "pin_removed", row_index(MACHINES["rpc_call"], _ref(
+        "RpcAsyncCompleteCall", phase=("READY",), result=("aborted",), may_cancel=(False,))),
+        "0"):
+        "the exact abort code (abort codes are non-zero, so RPC failures) is already among the "
+        "'any RPC failure' outcome allowed under abort_code_delivery=any_failure: allowing it "
+        "under every choice changes nothing",
+    _name("rpc_call", "wrong_next", row_index(MACHINES["rpc_call"], _ref(
+        "RpcAsyncInitializeHandle", {"size": "exact"}, phase=("DONE", "INIT", "RAW"))),
+        "0.notes.1"):
+        "notes counts the current call's notifications; in INIT every wait_notification row "
+        "answers 'no notification' whatever notes is, and AsyncCall sets notes := 0, so the "
+        "value RpcAsyncInitializeHandle leaves in notes is never observed",
+    _name("rpc_call", "forget_update", row_index(MACHINES["rpc_call"], _ref(
+        "RpcAsyncInitializeHandle", {"size": "exact"}, phase=("DONE", "INIT", "RAW"))),
+        "0.notes"):
+        "the same argument: notes in INIT is never observed before AsyncCall resets it",
 }
 
 

@@ -433,6 +433,20 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                     lambda n, a, r: (only(r.code, RPC_OK) if n.seen.status == "ok"
                                      else not may_be(r.code, RPC_OK)))),
     Obligation(
+        "rpc.reuse_as_pinned", ("RPC-INIT-08",),
+        "A handle whose call has completed, used for a new call without RpcAsyncInitializeHandle "
+        "(D-11): where handle_reuse pins reinitialize_required (Windows 2000, the conceptual "
+        "page: the stub may raise), the call fails; where it pins reuse_allowed (Windows XP "
+        "on), a call on a working binding is DEFINED and may succeed.",
+        M, Whenever(("AsyncCall",), lambda n, a: (n.seen.handle == "final"
+                                                  and n.pin("handle_reuse") is not None),
+                    lambda n, a, r: (fails(r.code)
+                                     if n.pin("handle_reuse") == "reinitialize_required"
+                                     else True),
+                    some=(lambda n, a, r: (n.pin("handle_reuse") != "reuse_allowed"
+                                           or a["binding"] != "good" or succeeds(r.code)),)),
+        points=("handle_reuse",)),
+    Obligation(
         "rpc.unused_handle_status", ("RPC-CLI-STATUS-04",),
         "RpcAsyncGetCallStatus on an initialised handle that has carried no call is DEFINED and "
         "returns RPC_S_INVALID_ASYNC_HANDLE or RPC_S_INVALID_BINDING (D-12), the one "
