@@ -91,6 +91,9 @@ UNOBSERVABLE: dict[str, str] = {
     "COM-CONT-07": "WaitMultiple runs the modal loop on an STA thread: the harness probes message "
                    "pumping only through a call object's Wait (probe_sta_wait), never through "
                    "the container",
+    "COM-CCAN-01": "that the thread-level functions leave asynchronous calls alone: the "
+                   "thread_cancel machine has no asynchronous call on the same thread, so no "
+                   "case puts one where CoCancelCall could wrongly reach it",
     "RPC-SRV-COMPLETE-06": "the runtime freeing the server's parameters after RpcAsyncCompleteCall "
                            "has no effect the test server or the client can see (the manager "
                            "routine never touches them again)",

@@ -205,11 +205,13 @@ def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int, cHandles: int,
     if dwFlags & ~COWAIT_VALID_FLAGS:
         return E_INVALIDARG
     if cHandles == 0:
+        if fault("cowait_zero_count_index_left"):
+            lpdwindex.value = 0xFFFFFFFF  # the seeded fault: *lpdwindex not set to 0
         return RPC_E_NO_SYNC
     handles = tuple(pHandles[:cHandles])
     wait_all = bool(dwFlags & COWAIT_WAITALL) and not fault("cowait_waitall_any")
     thread = kernel.current_thread()
-    alertable = bool(dwFlags & COWAIT_ALERTABLE)
+    alertable = bool(dwFlags & COWAIT_ALERTABLE) and not fault("cowait_alertable_ignored")
     sta = thread.apartment is kernel.Apartment.STA and pump  # pump False: a seeded fault
     deadline_ms = dwTimeout
     started = time.monotonic()
@@ -224,13 +226,15 @@ def CoWaitForMultipleHandles(dwFlags: int, dwTimeout: int, cHandles: int,
                 deadline_ms = max(0, dwTimeout - spent)
             continue
         if result == kernel.WAIT_TIMEOUT:
-            return RPC_S_CALLPENDING
+            return RPC_E_TIMEOUT if fault("cowait_timeout_code") else RPC_S_CALLPENDING
         if result == kernel.WAIT_IO_COMPLETION:
             lpdwindex.value = kernel.WAIT_IO_COMPLETION
             return S_OK
         if result == kernel.WAIT_FAILED:
             return E_UNEXPECTED
         lpdwindex.value = result - kernel.WAIT_OBJECT_0
+        if fault("cowait_index_from_one"):
+            lpdwindex.value += 1  # the seeded fault: a 1-based index
         return S_OK
 
 

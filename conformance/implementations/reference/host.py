@@ -362,6 +362,32 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "CoUninitialize leaves the thread's enable count as it was"),
     Fault("thread_cancel_ignores_disabled", "COM-CCAN-02",
           "CoCancelCall cancels a synchronous call that started with cancellation disabled"),
+    Fault("enable_not_nested", "COM-CCAN-03",
+          "CoEnableCallCancellation does not nest: a second enable counts as the first, so one "
+          "disable turns cancellation off"),
+    Fault("cancellation_not_fixed_at_start", "COM-CCAN-05",
+          "a pending synchronous call's cancellability follows later enables and disables on "
+          "its thread instead of being fixed when the call started"),
+    Fault("co_cancel_call_reports_ok", "COM-CCAN-08",
+          "CoCancelCall on a call already cancelled reports S_OK (a new request accepted) "
+          "instead of the cancel object's answer"),
+    Fault("co_test_cancel_inverted", "COM-CCAN-09",
+          "CoTestCancel answers RPC_E_CALL_CANCELED for a call not cancelled and "
+          "RPC_S_CALLPENDING for a cancelled one"),
+    Fault("get_cancel_object_any_iid", "COM-CCAN-10",
+          "CoGetCancelObject answers S_OK for any iid, even one the cancel object lacks"),
+    Fault("set_cancel_object_null_keeps", "COM-CCAN-11",
+          "CoSetCancelObject(NULL) reports S_OK but leaves the registration in place"),
+    # 2.11 CoWaitForMultipleHandles (more)
+    Fault("cowait_index_from_one", "COM-CWMH-01",
+          "CoWaitForMultipleHandles reports *lpdwindex counting from 1"),
+    Fault("cowait_timeout_code", "COM-CWMH-03",
+          "CoWaitForMultipleHandles returns RPC_E_TIMEOUT when the timeout expires"),
+    Fault("cowait_zero_count_index_left", "COM-CWMH-05",
+          "CoWaitForMultipleHandles with cHandles 0 returns RPC_E_NO_SYNC but leaves *lpdwindex "
+          "as it was instead of setting it to 0"),
+    Fault("cowait_alertable_ignored", "COM-CWMH-06",
+          "CoWaitForMultipleHandles ignores COWAIT_ALERTABLE: a queued APC does not end the wait"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

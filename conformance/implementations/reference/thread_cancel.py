@@ -111,7 +111,8 @@ class SyncCall:
 
     def TestCancel(self) -> int:
         with self.lock:
-            return RPC_E_CALL_CANCELED if self.cancelled else RPC_S_CALLPENDING
+            cancelled = self.cancelled != self.host.fault("co_test_cancel_inverted")
+            return RPC_E_CALL_CANCELED if cancelled else RPC_S_CALLPENDING
 
 
 Registration = CancelObject | SyncCall
@@ -168,8 +169,18 @@ class ClientThread:
     def CoEnableCallCancellation(self, pReserved: object) -> int:
         if pReserved is not None:
             return E_INVALIDARG
-        self.count += 1
+        self.count = 1 if self.host.fault("enable_not_nested") else self.count + 1
+        self._refix_pending()
         return S_OK
+
+    def _refix_pending(self) -> None:
+        """Only with the seeded fault `cancellation_not_fixed_at_start`: a pending call's
+        cancellability follows later enables and disables (COM-CCAN-05 fixes it at the start)."""
+        if self.host.fault("cancellation_not_fixed_at_start"):
+            with self._lock:
+                for registration in self.stack:
+                    if isinstance(registration, SyncCall):
+                        registration.enabled = self.count > 0
 
     def CoDisableCallCancellation(self, pReserved: object) -> int:
         if pReserved is not None:
@@ -179,6 +190,7 @@ class ClientThread:
         if self.count == 1 and self.host.fault("disable_keeps_enabled"):
             return S_OK
         self.count -= 1
+        self._refix_pending()
         return S_OK if self.count == 0 else DISABLE_NESTED_CODE
 
     def CoUninitialize(self) -> None:
@@ -195,6 +207,8 @@ class ClientThread:
             with self._lock:
                 if not self.stack:
                     return E_FAIL
+                if self.host.fault("set_cancel_object_null_keeps"):
+                    return S_OK  # the seeded fault: the registration is not removed
                 removed = self.stack.pop()
             if isinstance(removed, CancelObject):
                 removed.Release()
@@ -274,6 +288,9 @@ class CancelRegistry:
         top = thread.top()
         if top is None:
             return E_NOINTERFACE
+        if thread.host.fault("co_cancel_call_reports_ok") and isinstance(top, SyncCall) and \
+                top.TestCancel() == RPC_E_CALL_CANCELED:
+            return S_OK  # the seeded fault: a second cancel reported as newly accepted
         return top.Cancel(ulTimeout)
 
     def CoGetCancelObject(self, dwThreadId: int, iid: str) -> tuple[int, Registration | None]:
@@ -283,4 +300,6 @@ class CancelRegistry:
         top = thread.top()
         if top is None:
             return E_NOINTERFACE, None
+        if thread.host.fault("get_cancel_object_any_iid"):
+            return S_OK, top  # the seeded fault: every iid answered
         return top.QueryInterface(iid)
