@@ -12,6 +12,7 @@ import pytest
 
 from callgate.conformance.cli.main import main
 from callgate.model import verify
+from callgate.model.families import MACHINES
 from callgate.model.proofs import CheckResult, Conflict, Result, prove_invariants
 from callgate.model.transitions import Kind
 from tests.test_invariants import MUTANTS
@@ -76,7 +77,7 @@ def test_check_json_has_the_documented_shape(report: verify.Report, monkeypatch:
         assert key in explorer
     assert explorer["edges_covered"] == explorer["edges"]
     assert explorer["tour_length"] >= explorer["edges"]
-    assert set(explorer["machines"]) == {"com_call", "event", "container", "rpc_call"}
+    assert set(explorer["machines"]) == set(MACHINES)
     conflicts = [c for c in data["checks"] if c["result"] == "conflict"]
     assert conflicts and all(c["expected"] for c in conflicts)
     assert data["ok"] is True
@@ -86,7 +87,7 @@ def test_check_json_has_the_documented_shape(report: verify.Report, monkeypatch:
         assert entry["result"] == "proved" and entry["rules"]
     pinned = data["pinned_counts"]
     assert isinstance(pinned["changed"], list) and pinned["unchanged"] is (not pinned["changed"])
-    assert set(pinned["found"]["machines"]) == {"com_call", "event", "container", "rpc_call"}
+    assert set(pinned["found"]["machines"]) == set(MACHINES)
 
 
 def test_the_liveness_section_shows_a_violation_with_its_lasso(

@@ -21,6 +21,7 @@ from callgate.model.invariants import (
     transitions_from,
     violated_composed,
 )
+from callgate.model.obligations import ALL as OBLIGATIONS
 from callgate.model.proofs import Result, prove_invariants
 from callgate.model.rules import catalogue
 from callgate.model.tables.table import out, row, undefined
@@ -274,7 +275,11 @@ def test_each_invariant_names_a_machine_and_cites_catalogued_rules(inv: invarian
 def test_python_predicates_hold_on_every_reachable_state_and_step(name: str) -> None:
     machine = MACHINES[name]
     mine = [i for i in ALL if i.machine == name]
-    assert mine
+    if not mine:
+        # A machine with no Z3 invariant yet (sections 2.8 and 2.11) is still checked against
+        # the rules: its obligations must exist.
+        assert [o for o in OBLIGATIONS if o.machine == name], name
+        return
     for state in reachable(machine):
         view = StateView(machine, state)
         for inv in mine:

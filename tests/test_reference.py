@@ -496,7 +496,8 @@ def test_make_adapter_passes_options_and_rejects_unknown_ones() -> None:
 CONFIGS = {"com_call": ({"factory": True, "cancellable": True},
                         {"factory": True, "cancellable": False},
                         {"factory": False, "cancellable": True}),
-           "event": ({},), "container": ({},), "cowait": ({},), "rpc_call": ({},)}
+           "event": ({},), "container": ({},), "cowait": ({},), "rpc_call": ({},),
+           "thread_cancel": ({},)}
 
 
 def walk(adapter: Adapter, seed: int, cases: int, length: int,
