@@ -21,6 +21,7 @@ from callgate.model.obligations.core import (
     Observer,
     Probe,
     Whenever,
+    as_pinned,
     may_be,
     only,
 )
@@ -240,4 +241,12 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                           lambda n, a: free(n) and n.seen.own and a["pUnk"] == "NULL",
                           lambda n, a, r: only(r.code, codes.S_OK) and r.output("held") == 0,
                           defined=True)),
+    Obligation(
+        "thread_cancel.cancelled_result", ("COM-CCAN-08", "COM-CANCEL-09"),
+        "A synchronous call cancelled and released returns the cancelled code (RPC_S_CALL_CANCELED, "
+        "which no header defines: D-03), the reading cancelled_code pins when pinned: when its "
+        "server returns, every outcome is that failure.",
+        MACHINE, Whenever(("server_return",), lambda n, a: n.seen.call == "released",
+                          lambda n, a, r: as_pinned(n, "cancelled_code", r)),
+        points=("cancelled_code",)),
 )
