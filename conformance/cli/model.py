@@ -81,6 +81,78 @@ def cmd_model_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_model_ops(args: argparse.Namespace) -> int:
+    """Per machine, the operations a request may name: parameters and their domains, the
+    concrete values the harness sends, outputs, codes, the feature each needs."""
+    from callgate.conformance.protocol.vocabulary import ops_document
+
+    document = ops_document()
+    if args.machine:
+        known = [m["name"] for m in document["machines"]]
+        if args.machine not in known:
+            make_console(stderr=True).print(
+                f"callgate model ops: unknown machine {escape(repr(args.machine))}; known: "
+                f"{escape(', '.join(known))}")
+            return EXIT_USAGE
+        document["machines"] = [m for m in document["machines"] if m["name"] == args.machine]
+    if args.json:
+        json.dump(document, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    console = make_console()
+    for machine in document["machines"]:
+        table = Table(title=f"{machine['name']} ({machine['family']}): {machine['title']}",
+                      show_lines=True)
+        for col in ("operation", "by", "feature", "parameters", "outputs", "codes"):
+            table.add_column(col, overflow="fold")
+        for op in machine["operations"]:
+            params = []
+            for p in op["params"]:
+                line = f"{p['name']}: {', '.join(map(str, p['domain']))}"
+                for value, feature in p["value_features"].items():
+                    line += f"\n  {value} needs {feature}"
+                for c in p["concrete"]:
+                    shown = ", ".join(str(v) for v in c["values"][:6])
+                    more = f", ... ({len(c['values'])})" if len(c["values"]) > 6 else ""
+                    line += f"\n  sent as {c['sent_as']}: {shown}{more}"
+                params.append(line)
+            table.add_row(op["name"], op["actor"], op["feature"] or "-",
+                          escape("\n".join(params) or "-"), escape(", ".join(op["outputs"]) or "-"),
+                          escape("\n".join(op["codes"])))
+        console.print(table)
+        for cf in machine["config_features"]:
+            console.print(f"  slot config {cf['field']}={cf['value']} needs {cf['feature']}")
+    console.print(f"{len(document['features'])} features; JSON: callgate model ops --json "
+                  f"(schema: callgate schema ops)")
+    return EXIT_OK
+
+
+def cmd_model_pins(args: argparse.Namespace) -> int:
+    """The variation points an adapter may pin, with their choices and the discrepancy each
+    stands for."""
+    from callgate.conformance.protocol.vocabulary import pins_document
+
+    document = pins_document()
+    if args.json:
+        json.dump(document, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    console = make_console()
+    table = Table(title="Variation points (pin one choice in the handshake's pins)",
+                  show_lines=True)
+    for col in ("point", "choices", "source", "rules", "meaning"):
+        table.add_column(col, overflow="fold")
+    for p in document["points"]:
+        table.add_row(p["name"], escape("\n".join(p["choices"])), p["source"],
+                      "\n".join(p["rules"]), escape(p["doc"]))
+    console.print(table)
+    for old, new in document["aliases"].items():
+        console.print(f"deprecated name {old}: pins {', '.join(new)}")
+    for name, r in document["retired"].items():
+        console.print(f"retired {name}: only {r['surviving_choice']} accepted; {escape(r['why'])}")
+    return EXIT_OK
+
+
 def cmd_model_check(args: argparse.Namespace) -> int:
     """Every proof, table check, exploration and liveness check; exit 1 on a counterexample, an
     unknown, an error (a check that could not run on the tables) or an unexpected conflict."""
@@ -252,6 +324,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("family", choices=sorted(FAMILIES), help="which family")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=cmd_model_show)
+    ops = msub.add_parser(
+        "ops", help="the operations a request may name, per machine: parameters, domains, "
+                    "concrete values, outputs, codes, features")
+    ops.add_argument("--json", action="store_true",
+                     help="print JSON (schema: `callgate schema ops`)")
+    ops.add_argument("--machine", metavar="NAME", help="only this machine (e.g. rpc_call)")
+    ops.set_defaults(func=cmd_model_ops)
+    pins = msub.add_parser("pins", help="the variation points an adapter may pin, their choices "
+                                        "and the discrepancy each stands for")
+    pins.add_argument("--json", action="store_true",
+                      help="print JSON (schema: `callgate schema pins`)")
+    pins.set_defaults(func=cmd_model_pins)
     check = msub.add_parser(
         "check", help="prove the model: invariants, bounded model checking, table checks, rule "
                       "consistency, agreement, state graph and tours, liveness under fairness")

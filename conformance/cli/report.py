@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.markup import escape
 
 from callgate.conformance.cli.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
+from callgate.conformance.protocol import vocabulary
 from callgate.conformance.report.compare import write_comparison
 from callgate.conformance.report.reporting import (
     REPORT_FILES,
@@ -20,7 +23,11 @@ from callgate.conformance.report.reporting import (
 )
 from callgate.conformance.results import read_stream
 
-SCHEMAS = {"report": schema_text}
+SCHEMAS: dict[str, Callable[[], str]] = {
+    "report": schema_text,
+    "ops": partial(vocabulary.schema_text, "ops"),
+    "pins": partial(vocabulary.schema_text, "pins"),
+}
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -106,5 +113,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare.set_defaults(func=cmd_compare)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a document callgate writes")
-    schema.add_argument("name", choices=sorted(SCHEMAS), help="report: report.json")
+    schema.add_argument("name", choices=sorted(SCHEMAS), help="report: report.json; ops, pins: "
+                                                        "`callgate model ops/pins --json`")
     schema.set_defaults(func=cmd_schema)
