@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +65,59 @@ def test_console_script_is_installed() -> None:
     done = subprocess.run([exe, "model", "rules", "--json"], capture_output=True, text=True,
                           check=True)
     assert json.loads(done.stdout)[0]["id"] == "COM-MIDL-01"
+
+
+def test_an_unknown_option_shows_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "ops", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: callgate model ops" in err and "unrecognized arguments: --bogus" in err
+    assert main(["run", "--adapter", "reference", "--bogus", "x"]) == 2
+    assert "usage: callgate run" in capsys.readouterr().err
+
+
+def test_run_help_lists_the_exit_codes_and_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for line in ("exit codes:", "  0  conformant", "  1  not conformant", "  2  usage error",
+                 "  3  no verdict", "examples:", "callgate run --adapter-cmd"):
+        assert line in out
+
+
+def test_no_hypothesis_directory_in_the_callers_working_directory(tmp_path: Path) -> None:
+    """The command line points Hypothesis's storage (its example database, its cache of
+    constants) at the user's cache directory: what Hypothesis stores then lands there, not in
+    `.hypothesis/` of the working directory (where it lands without it)."""
+    program = (
+        "import sys\n"
+        "if sys.argv[1] == 'cli':\n"
+        "    from callgate.conformance.cli.main import _hypothesis_home\n"
+        "    _hypothesis_home()\n"
+        "from hypothesis.configuration import storage_directory\n"
+        "where = storage_directory('probe')\n"
+        "where.create_if_missing()\n"
+        "(where.path / 'stored').write_text('1')\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+    for mode in ("plain", "cli"):
+        cwd = tmp_path / mode
+        cwd.mkdir()
+        (cwd / "prog.py").write_text(program)
+        subprocess.run([sys.executable, "prog.py", mode], cwd=cwd, env=env, check=True,
+                       timeout=120)
+    assert (tmp_path / "plain" / ".hypothesis").exists()  # the control: Hypothesis does write
+    assert not (tmp_path / "cli" / ".hypothesis").exists()
+    assert (tmp_path / "cache" / "callgate" / "hypothesis").exists()
+
+
+def test_a_run_ends_by_naming_every_report_it_wrote(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--adapter", "tests.fakes:EventAdapter", "--budget", "quick",
+                 "--no-parallel", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    lines = out.splitlines()
+    start = lines.index("reports written:")
+    named = [ln.strip() for ln in lines[start + 1:start + 6]]
+    for name in ("report.json", "junit.xml", "report.md", "report.html", "results.jsonl"):
+        assert str(tmp_path / name) in named
+    assert out.rstrip().splitlines()[-1].startswith(("conformant", "not conformant", "non"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from callgate.conformance.cli import model as cli_model
 from callgate.conformance.cli import mutants as cli_mutants
@@ -36,10 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mark_subparsers(parser: argparse.ArgumentParser) -> None:
+    """Let every subcommand's parser be found from the parsed arguments (`_parser`), so that an
+    unknown option is reported with the usage of the subcommand it was given to."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_parser=sub)
+                _mark_subparsers(sub)
+
+
+def _hypothesis_home() -> None:
+    """Hypothesis keeps a cache (constants collected from source) in `.hypothesis/` of the working
+    directory; a command-line run must not leave it in the caller's directory. It goes to the
+    user's cache directory instead, unless the caller chose one (HYPOTHESIS_STORAGE_DIRECTORY,
+    which Hypothesis reads when it first stores something: nothing is imported here)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(cache / "callgate" / "hypothesis"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _hypothesis_home()
+    _mark_subparsers(parser)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     args.argv = list(argv if argv is not None else sys.argv[1:])

@@ -14,6 +14,7 @@ from callgate.conformance import expectations
 from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.console import (
     EXIT_HARNESS,
+    EXIT_NONCONFORMANT,
     EXIT_OK,
     EXIT_USAGE,
     make_console,
@@ -35,6 +36,7 @@ from callgate.conformance.outdir import OutputUnusable, check_output
 from callgate.conformance.protocol import loading as adapters
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter
+from callgate.conformance.report.reporting import REPORT_FILES
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action
@@ -172,13 +174,17 @@ def print_outcome(outcome: RunOutcome) -> None:
                   f"{s.passed} passed, {s.failed} failed, {s.errors} errors, "
                   f"{s.not_applicable} not applicable, {s.expected_fail} expected failures, "
                   f"{s.unexpected_pass} unexpected passes")
-    console.print(f"coverage: {cov['transitions_covered']}/{cov['transitions_total']} transitions; "
-                  f"report: {outcome.out}/report.json")
-    console.print(escape(report["verdict"]["headline"]))
+    console.print(f"coverage: {cov['transitions_covered']}/{cov['transitions_total']} transitions")
     for case in report["cases"]:
         if case["verdict"] in ("fail", "error", "unexpected_pass"):
             console.print(f"  {case['verdict'].upper()} {case['id']}: "
                           f"{escape(case.get('message', ''))[:300]}")
+    written = [outcome.out / name for name in (*REPORT_FILES, "results.jsonl")
+               if (outcome.out / name).is_file()]
+    console.print("reports written:")
+    for path in written:
+        console.print(f"  {escape(str(path))}", soft_wrap=True)
+    console.print(escape(report["verdict"]["headline"]))
 
 
 def report_implementation(report_path: Path) -> str:
@@ -256,8 +262,27 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+RUN_EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  conformant: every case passed, or failed only on a deviation the expectations list
+  {EXIT_NONCONFORMANT}  not conformant: a case failed on an unlisted deviation, a listed deviation did
+     not occur (unexpected pass), or coverage is below --min-coverage
+  {EXIT_USAGE}  usage error: bad arguments, an unknown adapter, an unreadable expectations file
+  {EXIT_HARNESS}  no verdict: nothing failed, but a case could not be judged (the adapter crashed,
+     broke the protocol or timed out) or the run did not finish
+
+examples:
+  callgate run --adapter reference --out reports/reference
+  callgate run --adapter-cmd "./my-adapter --flag" --expectations known.toml --out out
+  callgate run --adapter mypkg.adapter:MyAdapter --budget quick --seed 7 --out out
+
+The reports land in OUT: report.html, report.md, junit.xml, report.json, results.jsonl."""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser("run", help="run the gate against an implementation")
+    run = sub.add_parser(
+        "run", help="run the gate against an implementation",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
     run.add_argument("--adapter", default=None,
                      help="a built-in adapter name (see `callgate adapters`) or module:attribute")
     run.add_argument("--adapter-cmd", default=None, metavar="COMMAND",
