@@ -466,13 +466,17 @@ def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
     return shrink_case(runner, failed, shorter, progress=say)
 
 
-def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0
+def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0,
+              expectations: Expectations | None = None, keep_traces: bool = False
               ) -> list[CaseResult]:
-    """Run given cases (replay, pytest items) without the stream."""
+    """Run given cases (replay, pytest items) without the stream; with `expectations`, listed
+    deviations are followed and judged as the gate judges them (`expected_fail`)."""
     caps = adapter.capabilities()
     check_capabilities(caps)
-    runner = CaseRunner(adapter, caps, step_timeout)
+    runner = CaseRunner(adapter, caps, step_timeout, expectations=expectations,
+                        keep_traces=keep_traces)
     try:
-        return [runner.run(c) for c in cases]
+        results = [runner.run(c) for c in cases]
     finally:
         runner.close()
+    return results if expectations is None else [expectations.apply(r) for r in results]

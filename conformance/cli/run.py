@@ -76,11 +76,27 @@ def _progress_printer() -> tuple[object, object]:
     return None, update_plain
 
 
+def _adapter_arguments(args: argparse.Namespace, command: str) -> str:
+    """What is wrong with --adapter / --adapter-cmd ("" if nothing)."""
+    if bool(args.adapter) == bool(args.adapter_cmd):
+        return (f"callgate {command}: pass exactly one of --adapter NAME|module:attribute and "
+                f"--adapter-cmd \"COMMAND ...\" (see `callgate adapters`)")
+    if args.adapter_cmd is not None:
+        try:
+            words = shlex.split(args.adapter_cmd)
+        except ValueError as exc:
+            return (f"callgate {command}: --adapter-cmd cannot be split into words ({exc}): "
+                    f"check its quotes")
+        if not words:
+            return f"callgate {command}: --adapter-cmd is empty: give the adapter program to start"
+    return ""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     err = make_console(stderr=True)
-    if bool(args.adapter) == bool(args.adapter_cmd):
-        err.print("callgate run: pass exactly one of --adapter NAME|module:attribute and "
-                  "--adapter-cmd \"COMMAND ...\" (see `callgate adapters`)")
+    problem = _adapter_arguments(args, "run")
+    if problem:
+        err.print(problem)
         return EXIT_USAGE
     known = None
     if args.expectations:
@@ -93,16 +109,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         err.print("callgate run: --jitter-ms works with --adapter reference only (other "
                   "implementations have their own timing); use --stagger-ms for any adapter")
         return EXIT_USAGE
-    if args.adapter_cmd is not None:
-        try:
-            words = shlex.split(args.adapter_cmd)
-        except ValueError as exc:
-            err.print(f"callgate run: --adapter-cmd cannot be split into words ({exc}): check its "
-                      f"quotes")
-            return EXIT_USAGE
-        if not words:
-            err.print("callgate run: --adapter-cmd is empty: give the adapter program to start")
-            return EXIT_USAGE
     try:
         check_output(Path(args.out))
     except OutputUnusable as exc:
@@ -217,20 +223,42 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"callgate replay: {args.trace} is not a callgate trace (missing {exc}); pass a case "
             f"object from report.json or a file with 'slots' and 'steps'")
         return EXIT_USAGE
-    try:
-        adapter = adapters.load(args.adapter)
-    except adapters.AdapterNotFound as exc:
-        make_console(stderr=True).print(f"callgate replay: {escape(str(exc))}")
+    err = make_console(stderr=True)
+    problem = _adapter_arguments(args, "replay")
+    if problem:
+        err.print(problem)
         return EXIT_USAGE
-    case = Case(data.get("id", "replay"), "replay", "replayed trace", slots, steps)
+    known = None
+    if args.expectations:
+        try:
+            known = expectations.load(Path(args.expectations))
+        except expectations.ExpectationsError as exc:
+            err.print(f"callgate replay: {escape(str(exc))}")
+            return EXIT_USAGE
+    try:
+        adapter = adapters.load(args.adapter) if args.adapter else \
+            CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
+    except adapters.AdapterNotFound as exc:
+        err.print(f"callgate replay: {escape(str(exc))}")
+        return EXIT_USAGE
+    # The concrete argument values the case ran with (a failure found with one [out] value
+    # must be replayed with that value, not a fresh draw).
+    case = Case(data.get("id", "replay"), "replay", "replayed trace", slots, steps,
+                values=replay.get("values"))
     try:
         if branches:
             from callgate.conformance.cases.parallel import ParallelCase, replay_parallel
             result = replay_parallel(adapter, ParallelCase(
                 case.id, "replayed parallel case", slots, steps, branches, suffix=suffix),
                 args.step_timeout)
+            if known is not None:
+                result = known.apply(result)
         else:
-            (result,) = run_cases(adapter, [case], args.step_timeout)
+            (result,) = run_cases(adapter, [case], args.step_timeout, expectations=known,
+                                  keep_traces=True)
+    except AdapterFault as exc:
+        err.print(f"callgate replay: adapter error: {escape(str(exc))} {escape(exc.evidence)}")
+        return EXIT_HARNESS
     finally:
         adapter.shutdown()
     console = make_console()
@@ -244,9 +272,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     console.print(table)
     if result.message:
         console.print(escape(result.message))
-    if result.verdict is Verdict.PASS:
+    if result.verdict in (Verdict.PASS, Verdict.EXPECTED_FAIL):
         return EXIT_OK
-    return EXIT_HARNESS if result.verdict is Verdict.ERROR else 1
+    if result.verdict is Verdict.NOT_APPLICABLE:
+        return EXIT_HARNESS  # nothing was shown: never a pass
+    return EXIT_HARNESS if result.verdict is Verdict.ERROR else EXIT_NONCONFORMANT
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:
@@ -316,8 +346,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")
     replay.add_argument("trace", help="a JSON file: a case from report.json, or {slots, steps}")
-    replay.add_argument("--adapter", required=True, help="adapter name or module:attribute")
-    replay.add_argument("--step-timeout", type=positive_seconds, default=10.0)
+    replay.add_argument("--adapter", default=None,
+                        help="a built-in adapter name or module:attribute")
+    replay.add_argument("--adapter-cmd", default=None, metavar="COMMAND",
+                        help="an adapter program speaking JSON lines (docs/adapter-protocol.md)")
+    replay.add_argument("--expectations", default=None, metavar="FILE",
+                        help="known deviations (TOML): a listed failure is expected_fail (exit 0)")
+    replay.add_argument("--step-timeout", type=positive_seconds, default=10.0,
+                        help="seconds before a step that does not answer is an error (default 10)")
     replay.set_defaults(func=cmd_replay)
 
     listing = sub.add_parser("adapters", help="list the built-in adapters")

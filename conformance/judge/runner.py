@@ -111,6 +111,9 @@ class CaseRunner:
     # Known deviations: where an entry says what the implementation does instead, the walk and
     # the directed cases follow it past the deviation (see `LiveCase.follow`).
     expectations: Expectations | None = None
+    # Keep every case's trace, passing ones too (a replay shows what it did); by default only a
+    # failing or erring case (or one that followed a deviation) keeps its trace.
+    keep_traces: bool = False
     executor: Executor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -229,7 +232,8 @@ class CaseRunner:
                        if stopped or not message else message)
         else:
             followed = ""
-        keep_trace = verdict in (Verdict.FAIL, Verdict.ERROR) or bool(deviations)
+        keep_trace = (self.keep_traces or verdict in (Verdict.FAIL, Verdict.ERROR)
+                      or bool(deviations))
         return CaseResult(
             id=case.id, kind=case.kind, description=case.description, rules=list(case.rules),
             verdict=verdict, steps=len(trace) if executed is None else executed,
