@@ -20,6 +20,7 @@ import pytest
 from callgate.conformance.budgets import BUDGETS
 
 if TYPE_CHECKING:
+    from callgate.conformance.expectations import Expectations
     from callgate.conformance.judge.runner import Case
     from callgate.conformance.results import CaseResult
 
@@ -29,16 +30,19 @@ _KEY = pytest.StashKey["_GateState"]()
 class _GateState:
     """One adapter and runner for the whole pytest session."""
 
-    def __init__(self, spec: str, budget: str, seed: int) -> None:
+    def __init__(self, spec: str | None, command: str | None, budget: str, seed: int,
+                 known: Expectations | None) -> None:
         from callgate.conformance.cases import sequences
         from callgate.conformance.gate import check_capabilities
         from callgate.conformance.judge.runner import CaseRunner
         from callgate.conformance.protocol import loading as adapters
+        from callgate.conformance.protocol.jsonl import CommandAdapter
 
-        self.adapter = adapters.load(spec)
+        self.adapter = adapters.load(spec) if spec else CommandAdapter(str(command))
         caps = self.adapter.capabilities()
         check_capabilities(caps)
-        self.runner = CaseRunner(self.adapter, caps)
+        self.expectations = known
+        self.runner = CaseRunner(self.adapter, caps, expectations=known)
         self.budget = BUDGETS[budget]
         self.seed = seed
         self.plan = sequences.plan(caps)
@@ -53,6 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--callgate-adapter", default=None, metavar="ADAPTER",
                     help="run callgate's cases against this adapter (built-in name or "
                          "module:attribute)")
+    group.addoption("--callgate-adapter-cmd", default=None, metavar="COMMAND",
+                    help="run callgate's cases against this adapter program speaking JSON lines "
+                         "(docs/adapter-protocol.md), e.g. \"./my-adapter --flag\"")
+    group.addoption("--callgate-expectations", default=None, metavar="FILE",
+                    help="known deviations (TOML): an item failing on a listed deviation is "
+                         "xfail")
     group.addoption("--callgate-budget", default="quick", choices=sorted(BUDGETS),
                     help="stateful budget for the callgate items (default quick)")
     group.addoption("--callgate-seed", default=0, type=int, help="seed of the stateful items")
@@ -60,13 +70,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     spec = config.getoption("--callgate-adapter")
-    if not spec:
+    command = config.getoption("--callgate-adapter-cmd")
+    if not spec and not command:
         return
+    if spec and command:
+        raise pytest.UsageError("pass one of --callgate-adapter and --callgate-adapter-cmd")
+    import shlex
+    from pathlib import Path
+
+    from callgate.conformance import expectations
     from callgate.conformance.protocol import loading as adapters
 
+    if command is not None:
+        try:
+            if not shlex.split(command):
+                raise ValueError("it is empty")
+        except ValueError as exc:
+            raise pytest.UsageError(f"--callgate-adapter-cmd: {exc}") from exc
+    known = None
+    listed = config.getoption("--callgate-expectations")
+    if listed:
+        try:
+            known = expectations.load(Path(listed))
+        except expectations.ExpectationsError as exc:
+            raise pytest.UsageError(str(exc)) from exc
     try:
-        config.stash[_KEY] = _GateState(spec, config.getoption("--callgate-budget"),
-                                        config.getoption("--callgate-seed"))
+        config.stash[_KEY] = _GateState(spec, command, config.getoption("--callgate-budget"),
+                                        config.getoption("--callgate-seed"), known)
     except adapters.AdapterNotFound as exc:
         raise pytest.UsageError(str(exc)) from exc
 
@@ -119,8 +149,14 @@ class CallgateItem(pytest.Item):
             budget = StatefulBudget(state.budget.stateful_examples, state.budget.stateful_steps)
             result = run_stateful(state.runner, budget, state.seed + self.round,
                                   default_slots(state.runner.capabilities.features), self.name)
+        if state.expectations is not None:
+            result = state.expectations.apply(result)
         if result.verdict is Verdict.NOT_APPLICABLE:
             pytest.skip(f"not applicable: {result.message}")
+        if result.verdict is Verdict.EXPECTED_FAIL:
+            pytest.xfail(f"known deviation ({', '.join(result.failed_rules)}): {result.message}")
+        if result.verdict is Verdict.UNEXPECTED_PASS:
+            raise CallgateFailure(result)
         if result.verdict in (Verdict.FAIL, Verdict.ERROR):
             self.user_properties.append(("failed_rules", " ".join(result.failed_rules)))
             raise CallgateFailure(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,12 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def _pytest(tmp_path: Path, adapter: str) -> subprocess.CompletedProcess[str]:
+def _pytest(tmp_path: Path, adapter: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    how = [f"--callgate-adapter={adapter}"] if adapter else []
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         f"--callgate-adapter={adapter}", "--callgate-budget=standard", "--callgate-seed=2",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *how, *extra,
+         "--callgate-budget=standard", "--callgate-seed=2",
          f"--junitxml={tmp_path / 'junit.xml'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
@@ -37,3 +39,22 @@ def test_an_unknown_adapter_is_a_usage_error(tmp_path: Path) -> None:
     done = _pytest(tmp_path, "no.such:thing")
     assert done.returncode == 4  # pytest's usage-error exit code
     assert "module:attribute" in done.stderr
+
+
+def test_an_out_of_process_adapter_and_expectations(tmp_path: Path) -> None:
+    """--callgate-adapter-cmd runs a JSON-lines adapter program (here the faulty fake, served);
+    with an expectations file listing its deviation the failing items are xfail, exit 0."""
+    served = shlex.join([sys.executable, "-m", "callgate.conformance.protocol.jsonl_server",
+                         "tests.fakes:created_signaled"])
+    done = _pytest(tmp_path, "", f"--callgate-adapter-cmd={served}")
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "allowed: RPC_S_CALLPENDING" in done.stdout
+    known = tmp_path / "known.toml"
+    known.write_text("".join(
+        f'[[deviation]]\nrule = "{rule}"\nverdict = "fail"\nreason = "created signalled"\n'
+        f'evidence = "Wait(0) on a new event returns S_OK"\n\n'
+        for rule in ("COM-SYNC-05", "COM-WAIT-03")), encoding="utf-8")
+    done = _pytest(tmp_path, "", f"--callgate-adapter-cmd={served}",
+                   f"--callgate-expectations={known}")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "xfailed" in done.stdout and "failed" not in done.stdout.replace("xfailed", "")
