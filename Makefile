@@ -23,7 +23,7 @@ system:
 # land in reports/reference (report.json, junit.xml, report.md, report.html, results.jsonl).
 run: $(STAMP)
 	$(VENV)/bin/callgate model rules | tail -n 1
-	$(VENV)/bin/callgate run --adapter reference --budget standard --seed 0 --out reports/reference
+	$(VENV)/bin/callgate run --adapter reference --budget standard --seed 0 --out reports/reference --keep-if-unchanged
 
 reports: run
 
@@ -53,8 +53,8 @@ clean:
 # default) into reports/wine, and in process into reports/wine/inproc.
 wine: $(STAMP)
 	./tools/wine/setup.sh $(PY)
-	$(VENV)/bin/callgate run --adapter wine --expectations reports/wine/expectations.toml --seed 0 --out reports/wine
-	CALLGATE_WINE_COM=inproc $(VENV)/bin/callgate run --adapter wine --expectations reports/wine/inproc/expectations.toml --seed 0 --out reports/wine/inproc
+	$(VENV)/bin/callgate run --adapter wine --expectations reports/wine/expectations.toml --seed 0 --out reports/wine --keep-if-unchanged
+	CALLGATE_WINE_COM=inproc $(VENV)/bin/callgate run --adapter wine --expectations reports/wine/inproc/expectations.toml --seed 0 --out reports/wine/inproc --keep-if-unchanged
 
 # The example C adapter (examples/c-adapter), built with the machine's cc.
 c-adapter:

@@ -37,6 +37,7 @@ from callgate.conformance.protocol import loading as adapters
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter
 from callgate.conformance.report.reporting import REPORT_FILES
+from callgate.conformance.report.unchanged import Snapshot
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action
@@ -131,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
                          fixed_values=args.fixed_values)
+    snapshot = Snapshot(Path(args.out)) if args.keep_if_unchanged else None
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
     try:
@@ -163,6 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for unused in known.unused():
             err.print(f"callgate run: expectation {escape(unused.key)} matched no case")
     print_outcome(outcome)
+    if snapshot is not None and aborted is None and snapshot.restore_if_unchanged():
+        make_console().print("the run showed what the earlier reports in "
+                             f"{escape(str(args.out))} show (only timing differs): kept them")
     if aborted is not None:
         err.print(f"callgate run: ABORTED: {escape(aborted.reason)}; the reports above cover "
                   f"only the cases that ran (report.json says complete: false)")
@@ -295,7 +300,7 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 RUN_EPILOG = f"""\
 exit codes:
   {EXIT_OK}  conformant: every case passed, or failed only on a deviation the expectations list
-  {EXIT_NONCONFORMANT}  not conformant: a case failed on an unlisted deviation, a listed deviation did
+  {EXIT_NONCONFORMANT}  non-conformant: a case failed on an unlisted deviation, a listed deviation did
      not occur (unexpected pass), or coverage is below --min-coverage
   {EXIT_USAGE}  usage error: bad arguments, an unknown adapter, an unreadable expectations file
   {EXIT_HARNESS}  no verdict: nothing failed, but a case could not be judged (the adapter crashed,
@@ -339,6 +344,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--min-coverage", type=percent, default=None, metavar="PCT",
                      help="fail the gate (exit 1) when the run covers less than PCT percent of "
                           "the transitions the model defines for the adapter's features")
+    run.add_argument("--keep-if-unchanged", action="store_true",
+                     help="if OUT holds the reports of an earlier run and this run showed the same "
+                          "(verdicts, failures, coverage, observed race orderings: everything but "
+                          "timing), put the earlier files back, so committed reports do not change")
     run.add_argument("--fixed-values", action="store_true",
                      help="send one concrete value per abstract argument class (a finite Wait "
                           "50 ms, [out] 1 and 2, ...) instead of several drawn from the seed")
