@@ -121,3 +121,20 @@ def test_a_run_ends_by_naming_every_report_it_wrote(tmp_path: Path,
     for name in ("report.json", "junit.xml", "report.md", "report.html", "results.jsonl"):
         assert str(tmp_path / name) in named
     assert out.rstrip().splitlines()[-1].startswith(("conformant", "non-conformant"))
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("callgate model p", {"pins"}),
+    ("callgate run --adapter", {"--adapter", "--adapter-cmd"}),
+])
+def test_shell_completion_answers_from_the_parser(tmp_path: Path, line: str,
+                                                  expected: set[str]) -> None:
+    """What bash asks through `register-python-argcomplete callgate` (README, Shell
+    completion): the completions come from the same parser the command uses."""
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": " ", "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+    done = subprocess.run([sys.executable, "-m", "callgate"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert set(answer.read_text().split()) == expected

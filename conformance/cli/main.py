@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `callgate` command line. Each area registers its subcommands from its own module."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+
+import argcomplete
 
 from callgate.conformance.cli import model as cli_model
 from callgate.conformance.cli import mutants as cli_mutants
@@ -59,8 +62,11 @@ def _hypothesis_home() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    _hypothesis_home()
     _mark_subparsers(parser)
+    # Shell completion (README, "Shell completion"): when the shell asks for completions
+    # (_ARGCOMPLETE set), argcomplete prints them and exits here; otherwise it does nothing.
+    argcomplete.autocomplete(parser)
+    _hypothesis_home()
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
