@@ -108,16 +108,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[_KEY]
 
 
+class CallgateCases(pytest.Collector):
+    """The collector of callgate's items: their node IDs read `callgate::CASE-ID`."""
+
+    def collect(self) -> list[pytest.Item]:
+        state: _GateState = self.config.stash[_KEY]
+        found: list[pytest.Item] = [CallgateItem.from_parent(self, name=case.id, case=case)
+                                    for case in state.plan.cases]
+        found += [CallgateItem.from_parent(self, name=f"stateful-{round_:02d}", case=None,
+                                           round_=round_)
+                  for round_ in range(state.budget.stateful_rounds)]
+        return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: they must see callgate's items
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     state = config.stash.get(_KEY, None)
     if state is None:
         return
-    for case in state.plan.cases:
-        items.append(CallgateItem.from_parent(session, name=case.id, case=case))
-    for round_ in range(state.budget.stateful_rounds):
-        items.append(CallgateItem.from_parent(session, name=f"stateful-{round_:02d}", case=None,
-                                              round_=round_))
+    collector = CallgateCases.from_parent(session, name="callgate", nodeid="callgate")
+    report = pytest.CollectReport(collector.nodeid, "passed", None, collector.collect())
+    # Reported as any collector's result, so that pytest counts the items ("collected N
+    # items", --collect-only) as it counts those it found in files.
+    session.ihook.pytest_collectreport(report=report)
+    items.extend(item for item in report.result if isinstance(item, pytest.Item))
 
 
 class CallgateFailure(Exception):

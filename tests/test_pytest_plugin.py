@@ -58,3 +58,15 @@ def test_an_out_of_process_adapter_and_expectations(tmp_path: Path) -> None:
                    f"--callgate-expectations={known}")
     assert done.returncode == 0, done.stdout[-2000:]
     assert "xfailed" in done.stdout and "failed" not in done.stdout.replace("xfailed", "")
+
+
+def test_collection_lists_the_items_with_their_node_ids(tmp_path: Path) -> None:
+    done = _pytest(tmp_path, "tests.fakes:EventAdapter", "--collect-only")
+    assert done.returncode == 0, done.stdout[-2000:]
+    listed = [line.strip() for line in done.stdout.splitlines() if "callgate::" in line]
+    assert listed and all(line.startswith("callgate::") for line in listed)
+    assert f"{len(listed)} tests collected" in done.stdout
+    assert "no tests collected" not in done.stdout
+    chosen = _pytest(tmp_path, "tests.fakes:EventAdapter", "-k", "stateful")
+    assert chosen.returncode == 0, chosen.stdout[-2000:]
+    assert " deselected" in chosen.stdout and " passed" in chosen.stdout
