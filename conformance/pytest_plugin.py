@@ -128,7 +128,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state is None:
         return
     collector = CallgateCases.from_parent(session, name="callgate", nodeid="callgate")
-    report = pytest.CollectReport(collector.nodeid, "passed", None, collector.collect())
+    report = pytest.CollectReport(collector.nodeid, "passed", None, list(collector.collect()))
     # Reported as any collector's result, so that pytest counts the items ("collected N
     # items", --collect-only) as it counts those it found in files.
     session.ihook.pytest_collectreport(report=report)
