@@ -43,8 +43,9 @@ def test_the_reference_passes(case_id: str) -> None:
 @pytest.mark.parametrize(("case_id", "fault"), [
     ("race-one-server-signal-other-wait", "call_objects_share_event"),
     ("race-one-server-signal-other-wait", "server_signals_latest_call"),
+    ("race-call-event-waits-signal", "call_event_never_reset"),
 ])
 def test_a_fault_in_the_coupling_fails_the_race(case_id: str, fault: str) -> None:
-    # Deterministic: the suffix's Wait(zero) on the other call object shows either fault in
-    # every schedule of the branches.
+    # Deterministic: a Wait(zero) outside the branches (the other call object's in the suffix,
+    # the second call's in the prefix) shows the fault in every schedule.
     assert _verdict(case_id, (fault,)) is Verdict.FAIL

@@ -8,11 +8,12 @@ races exercise are inside one adapter object or between objects whose own result
   one configuration come from one server object): the server's Signal of one call must reach
   that call object alone, and each Finish_ returns its own call's [out] (COM-CF-10).
 * A call object and the event it aggregates (`call_with_event`: the call object's Wait is
-  ISynchronize::Wait on that event): Waits racing the server's Signal all see it, the event
-  being a ManualResetEvent (COM-SYNC-06, COM-SYNC-04), and none sees it before.
-* A thread's cancellation state and its pending synchronous call: whether the call can be
-  cancelled is fixed when it starts (COM-CCAN-05), so a disable after the cancel changes nothing
-  a later CoCancelCall reports about the call.
+  ISynchronize::Wait on that event): a new call starts with the event reset, Waits racing the
+  server's Signal all see it, the event being a ManualResetEvent (COM-SYNC-06, COM-SYNC-04),
+  and none sees it before.
+* A thread's cancellation state and its synchronous call: whether the call can be cancelled is
+  fixed when it starts (COM-CCAN-05), so a disable after the cancel does not make a later
+  CoCancelCall report that cancellation is disabled.
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ def coupled_races() -> list[ParallelCase]:
              (_signal("c1", 2), _act("c1", "Wait", timeout="finite"), _act("c1", "Finish_"))),
             ("COM-CF-10", "COM-SRV-05", "COM-WAIT-02", "COM-FIN-01")),
         ParallelCase(
-            "race-call-event-waits-signal", "two Waits on the call object's event racing the "
-            "server's Signal: the event is a ManualResetEvent aggregated by the call object, so "
-            "a Signal that returned before a Wait's deadline wakes both", (calls[0],),
-            (_create("c0"), _act("c0", "Begin_")),
+            "race-call-event-waits-signal", "on the call object's second call (its event was "
+            "reset when the call began: a Wait with no wait at all sees it pending), two Waits "
+            "on the event racing the server's Signal: the event is a ManualResetEvent "
+            "aggregated by the call object, so a Signal that returned before a Wait's deadline "
+            "wakes both", (calls[0],),
+            (_create("c0"), _act("c0", "Begin_"), _signal("c0", 2),
+             _act("c0", "Wait", timeout="zero"), _act("c0", "Finish_"), _act("c0", "Begin_"),
+             _act("c0", "Wait", timeout="zero")),
             ((_act("c0", "Wait", timeout="finite"),), (_act("c0", "Wait", timeout="finite"),),
              (_signal("c0", 1),)),
             ("COM-SYNC-06", "COM-SYNC-04", "COM-SRV-05", "COM-WAIT-02", "COM-WAIT-03"),
@@ -70,8 +75,9 @@ def coupled_races() -> list[ParallelCase]:
         ParallelCase(
             "race-thread-cancel-fixed-at-start", "CoCancelCall of a synchronous call that "
             "started with cancellation enabled, racing the server's CoTestCancel; then the "
-            "thread disables cancellation, and a second CoCancelCall still finds the call "
-            "cancellable (fixed when it started)", thread,
+            "thread disables cancellation, and a second CoCancelCall reports the call cancelled "
+            "or gone, never that cancellation is disabled (it was fixed when the call started)",
+            thread,
             (_act("t0", "CoEnableCallCancellation", pReserved="NULL"),
              _act("t0", "start_sync_call")),
             ((_act("t0", "CoCancelCall"),),
