@@ -73,6 +73,12 @@ EQUIVALENT: dict[str, str] = {
     "handle_reuse_in_flight":
         "a second call on a handle whose call is in flight is UNDEFINED (RPC-INIT-06 is the "
         "client's duty), so a conformance run never makes one and any behaviour there conforms",
+    "cancellation_not_fixed_at_start":
+        "it re-reads a registered synchronous call's cancellability at each enable and disable "
+        "on its thread, but the thread is blocked in that call while it is registered, and the "
+        "call leaves the registrations when the thread returns from it: no enable or disable "
+        "ever runs while it is registered (race-thread-cancel-fixed-at-start drives the window "
+        "that is left: cancel, then disable, then cancel again)",
 }
 
 # Mutants whose fault shows only when two threads interleave: killed by the parallel cases

@@ -645,21 +645,116 @@ class Action:
         return f"{self.slot}.{self.op}({inner})"
 
 
+Guard = tuple[tuple[str, tuple[Value, ...]], ...]
+
+
+def guard_holds(machine: Machine, state: State, guard: Guard) -> bool:
+    """Every (field, values) of the guard admits the state."""
+    return all(state[machine.index(name)] in values for name, values in guard)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A synchronised action: when the `leader` action of one slot takes an outcome that starts
+    in `pre` and ends in `post` (guards on the leader's machine), the `followers` (actions of other
+    slots) happen in the same step. A follower action never happens alone: in the composition only
+    its leader performs it (the synchronous product on shared actions). A follower that is not
+    DEFINED where the leader needs it blocks that outcome of the leader, as in any synchronous
+    product; the cross-object invariants are what catch a coupling that blocks or misfires."""
+
+    name: str
+    leader: Action
+    followers: tuple[Action, ...]
+    rules: tuple[str, ...]
+    doc: str
+    pre: Guard = ()
+    post: Guard = ()
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Fields of several slots that are one variable (one object's property seen from several
+    objects): initial states agree on it, and a step that writes it in one slot writes it in all.
+    A step whose slots write different values to it cannot happen."""
+
+    name: str
+    fields: tuple[tuple[str, str], ...]  # (slot, field)
+    rules: tuple[str, ...]
+    doc: str
+
+
 @dataclass(frozen=True)
 class Composition:
     """Several objects side by side (call objects, events, handles), interleaved.
 
-    The global state is the tuple of the slots' states; any slot may step next. Slots are
-    independent, so the reachable graph is the product of the slots' graphs: what couples objects
-    in a real implementation (threads, a shared server) is exercised by the harness's parallel
-    cases, and its results are judged slot by slot.
+    The global state is the tuple of the slots' states; any slot may step next. Without `links`
+    and `shared` the slots are independent and the reachable graph is the product of the slots'
+    graphs. A coupled composition declares what joins them (issue 18): `links` (actions of
+    several slots that happen as one step) and `shared` (fields of several slots that are one
+    variable). `moves` is the one definition of a step that the explorer follows, and
+    `callgate.model.proofs.coupled` encodes the same definition for Z3.
     """
 
     name: str
     slots: tuple[tuple[str, Machine], ...]
+    links: tuple[Link, ...] = ()
+    shared: tuple[Shared, ...] = ()
+    doc: str = ""
+    # Actions the composition never performs (its `doc` says why), beside the followers.
+    hidden: tuple[Action, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [slot for slot, _ in self.slots]
+        if len(set(names)) != len(names):
+            raise ModelError(f"composition {self.name}: repeated slot names {names}")
+        for link in self.links:
+            for action in (link.leader, *link.followers):
+                op = self.machine(action.slot).operation(action.op)
+                if tuple(n for n, _ in action.args) != tuple(p.name for p in op.params):
+                    raise ModelError(f"composition {self.name}, link {link.name}: {action} must "
+                                     f"give every argument of {action.op} in order")
+            if link.leader.slot in {f.slot for f in link.followers}:
+                raise ModelError(f"link {link.name}: a follower is in the leader's slot")
+            leader = self.machine(link.leader.slot)
+            for name, _ in (*link.pre, *link.post):
+                if name not in leader._index:
+                    self._no_field(leader, name)
+        for group in self.shared:
+            domains = set()
+            for slot, name in group.fields:
+                machine = self.machine(slot)
+                if name not in machine._index:
+                    self._no_field(machine, name)
+                domains.add(machine.fields[machine.index(name)].domain)
+            if len(domains) != 1:
+                raise ModelError(f"shared {group.name}: the fields' domains differ")
+
+    @staticmethod
+    def _no_field(machine: Machine, name: str) -> None:
+        raise ModelError(f"{machine.name} has no field {name!r}")
+
+    @property
+    def coupled(self) -> bool:
+        return bool(self.links or self.shared or self.hidden)
+
+    def position(self, slot: str) -> int:
+        for i, (name, _) in enumerate(self.slots):
+            if name == slot:
+                return i
+        raise ModelError(f"composition {self.name} has no slot {slot!r}")
+
+    def agrees(self, state: tuple[State, ...]) -> bool:
+        """The shared fields hold one value each in `state`."""
+        for group in self.shared:
+            values = {state[self.position(slot)][self.machine(slot).index(name)]
+                      for slot, name in group.fields}
+            if len(values) > 1:
+                return False
+        return True
 
     def initial_states(self) -> list[tuple[State, ...]]:
-        return [tuple(s) for s in itertools.product(*(m.initial for _, m in self.slots))]
+        every = (tuple(s) for s in itertools.product(*(m.initial for _, m in self.slots)))
+        return [s for s in every if self.agrees(s)]
 
     def machine(self, slot: str) -> Machine:
         for name, machine in self.slots:
@@ -667,19 +762,87 @@ class Composition:
                 return machine
         raise ModelError(f"composition {self.name} has no slot {slot!r}")
 
+    def is_follower(self, action: Action) -> bool:
+        """The action happens only through a link's leader, never alone."""
+        return any(action == f for link in self.links for f in link.followers)
+
+    def offered(self, action: Action) -> bool:
+        """The action is performed alone: neither a follower nor hidden."""
+        return action not in self.hidden and not self.is_follower(action)
+
     def actions(self) -> list[Action]:
-        return [Action(slot, op.name, args)
-                for slot, machine in self.slots
-                for op in machine.operations
-                for args in op.all_args()]
+        """The actions a client or server performs alone (followers happen with their leader)."""
+        return [a for a in (Action(slot, op.name, args)
+                            for slot, machine in self.slots
+                            for op in machine.operations
+                            for args in op.all_args())
+                if self.offered(a)]
+
+    def _share(self, before: tuple[State, ...], after: list[State], stepped: Iterable[int]
+               ) -> tuple[State, ...] | None:
+        """`after` with each shared field set to the value the stepping slots hold after the step
+        (None if they hold different values); untouched when no slot sharing it stepped."""
+        moved = set(stepped)
+        for group in self.shared:
+            places = [(self.position(slot), self.machine(slot).index(name))
+                      for slot, name in group.fields]
+            written = {after[p][i] for p, i in places if p in moved}
+            if len(written) > 1:
+                return None
+            if written:
+                value = written.pop()
+                for p, i in places:
+                    state = list(after[p])
+                    state[i] = value
+                    after[p] = tuple(state)
+        return tuple(after)
+
+    def moves(self, state: tuple[State, ...], action: Action, pins: Pins | None = None
+              ) -> list[tuple[tuple[tuple[Action, Allowed], ...], tuple[State, ...]]]:
+        """The global steps of a (non-follower) action: for each allowed outcome of its slot,
+        combined with each allowed outcome of the followers it drives, the (action, outcome)
+        pairs, the leader's first, and the next global state. Empty when it is not DEFINED."""
+        position = self.position(action.slot)
+        machine = self.slots[position][1]
+        result = step(machine, state[position], action.op, action.args, pins)
+        links = [link for link in self.links if link.leader == action]
+        found: list[tuple[tuple[tuple[Action, Allowed], ...], tuple[State, ...]]] = []
+        for allowed in result.allowed:
+            after = list(state)
+            after[position] = allowed.next_state
+            combos: list[tuple[tuple[tuple[Action, Allowed], ...], list[State], list[int]]] = [
+                (((action, allowed),), after, [position])]
+            for link in links:
+                if not (guard_holds(machine, state[position], link.pre)
+                        and guard_holds(machine, allowed.next_state, link.post)):
+                    continue
+                for follower in link.followers:
+                    place = self.position(follower.slot)
+                    taken = step(self.slots[place][1], state[place], follower.op, follower.args,
+                                 pins)
+                    grown = []
+                    for done, partial, moved in combos:
+                        for other in taken.allowed:  # none: the follower blocks this outcome
+                            nxt = list(partial)
+                            nxt[place] = other.next_state
+                            grown.append(((*done, (follower, other)), nxt, [*moved, place]))
+                    combos = grown
+            for done, nxt, moved in combos:
+                shared = self._share(state, nxt, moved)
+                if shared is not None:
+                    found.append((done, shared))
+        return found
 
     def step(self, state: tuple[State, ...], action: Action, pins: Pins | None = None
              ) -> tuple[Step, list[tuple[State, ...]]]:
         """The slot's step, and the global successor state of each allowed outcome."""
-        position = next(i for i, (name, _) in enumerate(self.slots) if name == action.slot)
+        position = self.position(action.slot)
         result = step(self.slots[position][1], state[position], action.op, action.args, pins)
-        nexts = [(*state[:position], a.next_state, *state[position + 1:]) for a in result.allowed]
-        return result, nexts
+        if not self.coupled:
+            nexts = [(*state[:position], a.next_state, *state[position + 1:])
+                     for a in result.allowed]
+            return result, nexts
+        return result, [nxt for _, nxt in self.moves(state, action, pins)]
 
 
 # --- table checks ---------------------------------------------------------------------------

@@ -26,11 +26,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callgate.model import explorer, liveness, proofs
+from callgate.model import coupled, explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
 from callgate.model.obligations import check_obligations
 from callgate.model.proofs import CheckResult, Counterexample, Result
+from callgate.model.proofs.coupled import KIND as COUPLED_KIND
+from callgate.model.proofs.coupled import prove_coupled, reachable_check
 from callgate.model.transitions import Composition, Machine, ModelError, State
 
 PINNED_FILE = Path(__file__).with_name("pinned_counts.json")
@@ -66,15 +68,19 @@ class GraphReport:
     transitions_covered: int
     unquiescent: int
     tour_seconds: float
+    toured: bool = True  # False: no tour was computed (a coupled composition's report)
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "states": self.states, "edges": self.edges,
-                "transitions": self.transitions, "seconds": round(self.seconds, 4),
-                "tour_length": self.tour_length, "tour_paths": self.tour_paths,
-                "edges_covered": self.edges_covered,
-                "transition_tour_length": self.transition_tour_length,
-                "transitions_covered": self.transitions_covered,
-                "unquiescent_states": self.unquiescent}
+        data: dict[str, object] = {"name": self.name, "states": self.states, "edges": self.edges,
+                                   "transitions": self.transitions,
+                                   "seconds": round(self.seconds, 4),
+                                   "unquiescent_states": self.unquiescent}
+        if self.toured:
+            data.update({"tour_length": self.tour_length, "tour_paths": self.tour_paths,
+                         "edges_covered": self.edges_covered,
+                         "transition_tour_length": self.transition_tour_length,
+                         "transitions_covered": self.transitions_covered})
+        return data
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class Report:
     seconds: float
     failed: tuple[str, ...] = field(default=())
     pinned: PinnedCounts | None = None
+    coupled: tuple[GraphReport, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,6 +120,7 @@ class Report:
     def to_json(self) -> dict[str, object]:
         explorer_json: dict[str, object] = self.explorer.to_json() if self.explorer else {}
         explorer_json["machines"] = {m.name: m.to_json() for m in self.machines}
+        explorer_json["coupled"] = {c.name: c.to_json() for c in self.coupled}
         return {"ok": self.ok, "seconds": round(self.seconds, 3),
                 "summary": proofs.summarize(self.checks),
                 "failed": list(self.failed),
@@ -269,6 +277,28 @@ def explore_composition(comp: Composition) -> tuple[GraphReport | None, list[Che
     return (found[0] if found else None), checks
 
 
+def coupled_checks(comp: Composition) -> tuple[GraphReport | None, list[CheckResult]]:
+    """A coupled composition's graph report, its deadlock freedom, its cross invariants on every
+    reachable state, and their proofs (ERRORs if it cannot be explored or encoded). No tour: the
+    harness's cases do not follow one over a coupled composition, and the one over the two call
+    objects alone would cost more than every other check here together."""
+    found: list[GraphReport] = []
+    names = [(f"deadlock_free[{comp.name}]", "explorer"),
+             (f"{COUPLED_KIND}.explored[{comp.name}]", COUPLED_KIND)]
+
+    def explore() -> list[CheckResult]:
+        graph = explorer.build_graph(comp)
+        found.append(GraphReport(graph.name, graph.states, graph.edge_count,
+                                 len(graph.transitions), graph.seconds, 0, 0, 0, 0, 0,
+                                 len(explorer.unquiescent_states(graph)), 0.0, toured=False))
+        return [deadlock_free(graph), reachable_check(comp, list(graph.graph.nodes))]
+
+    checks = guarded(names, explore)
+    checks += guarded([(f"{COUPLED_KIND}[{comp.name}]: {i.name}", COUPLED_KIND)
+                       for i in coupled.invariants_of(comp)], lambda: prove_coupled(comp))
+    return (found[0] if found else None), checks
+
+
 def _bmc(depth: int, machines: Mapping[str, Machine] | None = None) -> CheckResult:
     name = f"bmc[{BMC_COMPOSITION.name}, k={depth}]"
     return guarded([(name, "bmc")], lambda: [proofs.check_bmc(
@@ -397,18 +427,29 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
             bmc = worker.bmc_result()
         checks += default_checks
         checks.insert(consistency_at, bmc)
+        coupled_reports: list[GraphReport] = []
+        for comp in coupled.COUPLED:
+            try:
+                comp = coupled.with_machines(comp, tables)
+            except ModelError as exc:
+                checks.append(cannot_run(f"deadlock_free[{comp.name}]", "explorer", exc))
+                continue
+            report, more = coupled_checks(comp)
+            checks += more
+            if report is not None:
+                coupled_reports.append(report)
     finally:
         worker.close()
     found: Counts = {"machines": {r.name: {"states": r.states, "edges": r.edges,
                                            "transitions": r.transitions} for r in reports}}
-    if default_report is not None:
-        found["compositions"] = {default_report.name: {
-            "states": default_report.states, "edges": default_report.edges,
-            "transitions": default_report.transitions}}
+    compositions = ([default_report] if default_report is not None else []) + coupled_reports
+    if compositions:
+        found["compositions"] = {r.name: {"states": r.states, "edges": r.edges,
+                                          "transitions": r.transitions} for r in compositions}
     try:
         pinned: PinnedCounts | None = compare_counts(found)
     except (OSError, ValueError):  # pragma: no cover - a missing or broken file is reported as such
         pinned = None
     failed = tuple(c.name for c in checks if c.failed)
     return Report(tuple(checks), default_report, tuple(reports), time.perf_counter() - start,
-                  failed, pinned)
+                  failed, pinned, tuple(coupled_reports))

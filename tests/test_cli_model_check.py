@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from callgate.conformance.cli.main import main
-from callgate.model import verify
+from callgate.model import coupled, verify
 from callgate.model.families import MACHINES
 from callgate.model.proofs import CheckResult, Conflict, Result, prove_invariants
 from callgate.model.transitions import Kind
@@ -88,6 +88,12 @@ def test_check_json_has_the_documented_shape(report: verify.Report, monkeypatch:
     pinned = data["pinned_counts"]
     assert isinstance(pinned["changed"], list) and pinned["unchanged"] is (not pinned["changed"])
     assert set(pinned["found"]["machines"]) == set(MACHINES)
+    # the coupled compositions (issue 18): explored, pinned, and their cross invariants proved
+    names = {c.name for c in coupled.COUPLED}
+    assert set(explorer["coupled"]) == names <= set(pinned["found"]["compositions"])
+    cross = {c["name"].split(": ", 1)[1] for c in data["checks"]
+             if c["kind"] == "coupled" and c["result"] == "proved" and ": " in c["name"]}
+    assert cross == {i.name for i in coupled.CROSS_INVARIANTS}
 
 
 def test_the_liveness_section_shows_a_violation_with_its_lasso(

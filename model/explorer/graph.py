@@ -52,11 +52,16 @@ class Edge:
     args: Args
     outcome: int
     allowed: Allowed = field(compare=False, repr=False)
+    # In a coupled composition: the follower actions this step performed with it, each with the
+    # index of its outcome (empty for a step of one slot).
+    joint: tuple[tuple[Action, int], ...] = ()
 
     @property
-    def key(self) -> tuple[str, str, Args, int]:
-        """The edge's key among parallel edges: (slot, op, args, outcome index)."""
-        return (self.slot, self.op, self.args, self.outcome)
+    def key(self) -> tuple[object, ...]:
+        """The edge's key among parallel edges: (slot, op, args, outcome index), and the
+        followers' actions and outcomes when it drove any."""
+        base = (self.slot, self.op, self.args, self.outcome)
+        return (*base, self.joint) if self.joint else base
 
     @cached_property
     def action(self) -> Action:
@@ -193,6 +198,8 @@ def build_graph(target: Machine | Composition, pins: Pins | None = None,
     if composite:
         assert isinstance(target, Composition)
         initial = list(dict.fromkeys(target.initial_states()))
+        if target.coupled:
+            return _build_coupled(target, initial, pins, allow, start)
     else:
         assert isinstance(target, Machine)
         initial = list(dict.fromkeys(target.initial))
@@ -221,12 +228,82 @@ def build_graph(target: Machine | Composition, pins: Pins | None = None,
                       time.perf_counter() - start, composite)
 
 
+def _outcome_index(machine: Machine, state: State, action: Action, pins: Pins,
+                   allowed: Allowed) -> int:
+    """The row outcome index of one allowed outcome of `action` in `state`."""
+    result = step(machine, state, action.op, action.args, pins)
+    indices = _outcome_indices(machine, state, action.op, action.args, pins)
+    return next(i for i, a in zip(indices, result.allowed, strict=True) if a == allowed)
+
+
+def _build_coupled(comp: Composition, initial: list[Node], pins: Pins, allow: Allow | None,
+                   start: float) -> StateGraph:
+    """The reachable graph of a coupled composition, step by step as `Composition.moves` defines
+    it (links and shared fields); an edge of a linked step names its followers in `Edge.joint`.
+    A slot's own moves are computed once per slot state; only a link's leader goes through
+    `Composition.moves`."""
+    graph = nx.MultiDiGraph(name=comp.name)
+    transitions: set[tuple[Node, Action]] = set()
+    leaders = {link.leader for link in comp.links}
+    cache: dict[tuple[int, State], SlotMoves] = {}
+
+    def offered(slot: str) -> Allow:
+        def check(op: str, args: Args) -> bool:
+            return comp.offered(Action(slot, op, args)) and (allow is None or allow(op, args))
+        return check
+
+    checks = [offered(slot) for slot, _ in comp.slots]
+    seen: set[Node] = set(initial)
+    frontier = deque(initial)
+    graph.add_nodes_from(initial)
+    while frontier:
+        node = frontier.popleft()
+        parts: tuple[State, ...] = node  # type: ignore[assignment]
+        for position, (slot, machine) in enumerate(comp.slots):
+            key = (position, parts[position])
+            if key not in cache:
+                cache[key] = _moves(machine, parts[position], pins, checks[position])
+            found, defined = cache[key]
+            transitions.update((node, Action(slot, op, args)) for op, args in defined)
+            edges: list[Edge] = []
+            for op, args, index, allowed in found:
+                action = Action(slot, op, args)
+                if action in leaders:
+                    continue
+                after = list(parts)
+                after[position] = allowed.next_state
+                nxt = comp._share(parts, after, (position,))
+                if nxt is not None:
+                    edges.append(Edge(node, nxt, slot, op, args, index, allowed))
+            for op, args in defined:
+                action = Action(slot, op, args)
+                if action not in leaders:
+                    continue
+                for done, nxt in comp.moves(parts, action, pins):
+                    (_, lead), *rest = done
+                    joint = tuple((f, _outcome_index(comp.machine(f.slot),
+                                                     parts[comp.position(f.slot)], f, pins, o))
+                                  for f, o in rest)
+                    edges.append(Edge(node, nxt, slot, op, args,
+                                      _outcome_index(machine, parts[position], action, pins, lead),
+                                      lead, joint))
+            for edge in edges:
+                graph.add_edge(node, edge.target, key=edge.key, edge=edge)
+                if edge.target not in seen:
+                    seen.add(edge.target)
+                    frontier.append(edge.target)
+    return StateGraph(comp.name, comp.slots, tuple(initial), graph, frozenset(transitions),
+                      time.perf_counter() - start, True)
+
+
 def explore_counts(target: Machine | Composition, pins: Pins | None = None) -> Figures:
     """States, edges and DEFINED transitions reachable, without building a networkx graph.
 
     For compositions too large to hold as a graph (the benchmark's): per-slot successors are
     computed once per slot state and combined.
     """
+    if isinstance(target, Composition) and target.coupled:
+        return build_graph(target, pins).figures()
     start = time.perf_counter()
     pins = dict(pins or {})
     slots, composite = _slots(target)

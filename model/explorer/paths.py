@@ -17,7 +17,7 @@ from typing import Literal
 import networkx as nx
 
 from callgate.model.explorer.graph import Edge, Node, StateGraph
-from callgate.model.transitions import Action, Args, ModelError
+from callgate.model.transitions import Action, ModelError
 
 Cover = Literal["edges", "transitions"]
 
@@ -105,7 +105,7 @@ def tour_length(paths: Sequence[Sequence[Edge]]) -> int:
     return sum(len(p) for p in paths)
 
 
-def covered_edges(paths: Iterable[Iterable[Edge]]) -> set[tuple[Node, tuple[str, str, Args, int]]]:
+def covered_edges(paths: Iterable[Iterable[Edge]]) -> set[tuple[Node, tuple[object, ...]]]:
     return {(e.source, e.key) for p in paths for e in p}
 
 

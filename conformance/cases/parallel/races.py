@@ -7,6 +7,7 @@ their machine's default configuration (`callgate.conformance.cases.slots`).
 from __future__ import annotations
 
 from callgate.conformance.cases.parallel.case import ParallelCase
+from callgate.conformance.cases.parallel.coupled import coupled_races
 from callgate.conformance.cases.slots import default_slot, machine_of
 from callgate.model.tables.rpc_handle import NOTIFY_RULE
 from callgate.model.transitions import Action
@@ -80,7 +81,7 @@ def race_cases() -> list[ParallelCase]:
              (_a("r0", "server_complete", reply=2, thread="routine"),)),
             ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-03", "RPC-SRV-COMPLETE-01")),
     ]
-    return cases + measured_races()
+    return cases + measured_races() + coupled_races()
 
 
 def measured_races() -> list[ParallelCase]:

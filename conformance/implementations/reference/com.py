@@ -476,6 +476,9 @@ class TestServer:
         self._lock = threading.Lock()
         self._held: list[BeginCall] = []
         self._closed = False
+        # Only with the seeded fault call_objects_share_event: the events of every call object
+        # made from this server object, which each Signal sets together.
+        self.events: list[SystemEvent] = []
 
     def begin(self, call: BeginCall) -> None:
         with self._lock:
@@ -513,8 +516,12 @@ class TestServer:
             out = int(command.args.get("out", 1))
             if self.host.fault("signal_out_not_marshaled"):
                 out = 0
-            call.signalled = True  # after Signal the call context is gone (COM-SRV-06)
-            call.client._on_server_signal(call, out)
+            target = call
+            if self.host.fault("server_signals_latest_call"):
+                with self._lock:  # the seeded fault: the most recent call, not this one
+                    target = self._held[-1] if self._held else call
+            target.signalled = True  # after Signal the call context is gone (COM-SRV-06)
+            target.client._on_server_signal(target, out)
             impersonate = (self.CoImpersonateClient(call)
                            if command.args.get("then_impersonate") else None)
             self._let_go(call)
@@ -659,6 +666,8 @@ class CallObject(Unknown):
         # The system event this call object aggregates for ISynchronize (COM-SYNC-06); the call
         # object is its controlling unknown.
         self._sync = ManualResetEvent(self._host, outer=self if outer is None else outer)
+        if self._host.fault("call_objects_share_event"):
+            server.events.append(self._sync)
         self._call: BeginCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
         self._previous: int | None = None  # the last call's [out] (for a seeded fault)
@@ -704,7 +713,7 @@ class CallObject(Unknown):
                 return BEGIN_PENDING_CODE
             call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
-            self._sync.Reset()
+            self._reset_event()
             if self._host.fault("cancel_most_recent_call"):
                 self._host.shared[("current call", kernel.current_thread())] = self
         self._host.pause()
@@ -722,7 +731,7 @@ class CallObject(Unknown):
         call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
         with self._lock:
             self._call = call
-            self._sync.Reset()
+            self._reset_event()
         self._server.begin(call)
         return S_OK
 
@@ -744,13 +753,13 @@ class CallObject(Unknown):
                 # call object's state is cleaned up and the cancel reported (COM-FIN-05).
                 if not self._host.fault("finish_cancelled_keeps_call"):
                     self._call = None
-                self._sync.Reset()
+                self._reset_event()
                 return CANCELLED_CODE, None
             if not self._host.fault("finish_keeps_call"):
                 self._call = None
             # Back to a known non-signalled start for the next call (COM-SYNC-05: the reset
             # happens in the method the client calls after it has seen the signal).
-            self._sync.Reset()
+            self._reset_event()
             out = call.out
             if self._host.fault("finish_out_of_last_signal"):
                 last = self._host.shared.get("last_out")
@@ -761,6 +770,12 @@ class CallObject(Unknown):
                 out &= 0xFF
             self._previous = call.out
             return S_OK, out
+
+    def _reset_event(self) -> None:
+        """Back to non-signalled for a new call (skipped by the seeded fault
+        `call_event_never_reset`)."""
+        if not self._host.fault("call_event_never_reset"):
+            self._sync.Reset()
 
     def _after_wait_ok(self) -> None:
         """Seeded fault `rewait_loses_out`: the first successful Wait hands the [out] buffer
@@ -791,6 +806,9 @@ class CallObject(Unknown):
             # the completion and the Signal and leave a stale signal behind.
             if not self._host.fault("signal_not_forwarded"):
                 self._sync._set()
+            if self._host.fault("call_objects_share_event"):
+                for event in self._server.events:  # the seeded fault: as if one event
+                    event._set()
 
     # ICancelMethodCalls ---------------------------------------------------------------------
 

@@ -388,6 +388,16 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "as it was instead of setting it to 0"),
     Fault("cowait_alertable_ignored", "COM-CWMH-06",
           "CoWaitForMultipleHandles ignores COWAIT_ALERTABLE: a queued APC does not end the wait"),
+    # --- coupled compositions (issue 18): faults in what joins two objects ---
+    Fault("call_objects_share_event", "COM-SYNC-06",
+          "the call objects of one server object behave as if they aggregated one system event: "
+          "the server's Signal of one call sets the events of all, waking a Wait on another"),
+    Fault("server_signals_latest_call", "COM-CF-10",
+          "the server object's Signal completes the call it began most recently, not the call "
+          "it was processing"),
+    Fault("call_event_never_reset", "COM-WAIT-03",
+          "a call object never resets the event it aggregates, so a Wait on its next call "
+          "returns S_OK while that call is pending"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
