@@ -136,8 +136,7 @@ OBLIGATIONS: tuple[Obligation, ...] = (
     Obligation(
         "order.noncausal_unordered", ("RPC-ORDER-04",),
         "RPC_C_OPT_BINDING_NONCAUSAL TRUE turns the serialisation off: any waiting call may be "
-        "dispatched next (each waiting call is an allowed result), and a synchronous call may "
-        "overtake waiting asynchronous calls, but not those already dispatched.",
+        "dispatched next: each waiting call is an allowed result.",
         ORDER, Whenever(("server_next_dispatch",),
                         lambda n, a: n.seen.noncausal and len(n.seen.waiting) == 2,
                         a_waiting_call, defined=True, some=(dispatches(0), dispatches(1)))),

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import com, kernel, rpc
+from callgate.conformance.implementations.reference import rpc_order as order
 from callgate.conformance.implementations.reference import thread_cancel as tc
 from callgate.conformance.implementations.reference.com import IID, CallObject, ControllingUnknown, Unknown
 from callgate.conformance.implementations.reference.host import (
@@ -179,7 +180,14 @@ class _ThreadCancelSlot:
     own: tc.CancelObject = field(default_factory=lambda: tc.CancelObject(cancel_interface=True))
 
 
-_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+@dataclass(eq=False)
+class _OrderSlot:
+    binding: order.OrderedBinding
+    calls: list[order.AsyncCall] = field(default_factory=list)
+
+
+_Slot = (_ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+         | _OrderSlot)
 
 
 @dataclass(eq=False)
@@ -229,13 +237,15 @@ class ReferenceSession:
             thread = tc.ClientThread(self.host, self.pool)
             self.cancel_registry.add(thread)
             return _ThreadCancelSlot(thread)
+        if spec.machine == "rpc_order":
+            return _OrderSlot(order.OrderedBinding(self.host, self.pool))
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
                            f"adapter does not know; use com_call, event, container, cowait, "
-                           f"rpc_call or thread_cancel")
+                           f"rpc_call, rpc_order or thread_cancel")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -287,6 +297,8 @@ class ReferenceSession:
                 if state.call is not None and not state.call.server_returned:
                     state.call.commands.put(("return", lambda code: None))
                 state.thread.close()
+            elif isinstance(state, _OrderSlot):
+                state.binding.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -906,6 +918,52 @@ def tc_CoSetCancelObject(session: ReferenceSession, s: _ThreadCancelSlot,
     return Observation(hr, {"held": target.refs - 1})
 
 
+# --- rpc_order -----------------------------------------------------------------------------------
+
+# How long the test server waits for the next dispatch, and the client for a completed call's
+# event: a healthy runtime takes microseconds.
+ORDER_WAIT_SECONDS = 2.0
+
+
+def order_RpcBindingSetOption(session: ReferenceSession, s: _OrderSlot,
+                              request: Request) -> Observation:
+    value = _bool(request, "value")
+    return Observation(s.binding.RpcBindingSetOption(order.RPC_C_OPT_BINDING_NONCAUSAL, int(value)))
+
+
+def order_issue_async(session: ReferenceSession, s: _OrderSlot, request: Request) -> Observation:
+    s.calls.append(s.binding.TestProc_async())
+    return Observation(order.RPC_S_OK)
+
+
+def order_server_next_dispatch(session: ReferenceSession, s: _OrderSlot,
+                               request: Request) -> Observation:
+    number = s.binding.next_dispatched(ORDER_WAIT_SECONDS)
+    # -1: no call was dispatched within the wait (the model never allows it).
+    return Observation(order.RPC_S_OK, {"call": -1 if number is None else number})
+
+
+def order_server_complete(session: ReferenceSession, s: _OrderSlot,
+                          request: Request) -> Observation:
+    number = _int(request, "call")
+    if number >= len(s.calls):
+        raise _missing(request, f"call {number} was never issued")
+    code = s.binding.server_complete(number, number)
+    if code != order.RPC_S_OK:
+        return Observation(code)
+    status, reply = s.binding.wait_and_complete(s.calls[number], ORDER_WAIT_SECONDS)
+    return Observation(status, {"reply": reply})
+
+
+def order_sync_call(session: ReferenceSession, s: _OrderSlot, request: Request) -> Observation:
+    return Observation(order.RPC_S_OK, {"before": s.binding.TestProc()})
+
+
+def order_RpcAsyncRegisterInfo(session: ReferenceSession, s: _OrderSlot,
+                               request: Request) -> Observation:
+    return Observation(s.binding.RpcAsyncRegisterInfo())
+
+
 _Handler = Callable[[ReferenceSession, _Slot, Request], Observation]
 
 
@@ -966,5 +1024,11 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "CoCancelCall": tc_CoCancelCall, "CoGetCancelObject": tc_CoGetCancelObject,
         "CoSetCancelObject": tc_CoSetCancelObject,
         "server_test_cancel": tc_server_test_cancel, "server_return": tc_server_return,
+    }),
+    **_for("rpc_order", _OrderSlot, {
+        "RpcBindingSetOption": order_RpcBindingSetOption, "issue_async": order_issue_async,
+        "server_next_dispatch": order_server_next_dispatch,
+        "server_complete": order_server_complete, "sync_call": order_sync_call,
+        "RpcAsyncRegisterInfo": order_RpcAsyncRegisterInfo,
     }),
 }

@@ -388,6 +388,19 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "as it was instead of setting it to 0"),
     Fault("cowait_alertable_ignored", "COM-CWMH-06",
           "CoWaitForMultipleHandles ignores COWAIT_ALERTABLE: a queued APC does not end the wait"),
+    # 2.17 RPC ordering (the rpc_order machine)
+    Fault("dispatch_on_arrival", "RPC-ORDER-01",
+          "a causal binding dispatches each asynchronous call when its packet arrives, without "
+          "the sequence check, so a retransmitted first call is dispatched after the second"),
+    Fault("sync_call_overtakes", "RPC-ORDER-03",
+          "a synchronous call is dispatched at once, ahead of asynchronous calls issued before "
+          "it on the same binding whose packets are still on their way"),
+    Fault("noncausal_option_rejected", "RPC-ORDER-04",
+          "RpcBindingSetOption does not know RPC_C_OPT_BINDING_NONCAUSAL and returns "
+          "RPC_S_INVALID_ARG"),
+    Fault("reply_to_oldest_call", "RPC-ORDER-01",
+          "the server's completion reaches the oldest pending call on the binding, as if calls "
+          "could not finish in a different order than they were issued"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
