@@ -401,6 +401,17 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("reply_to_oldest_call", "RPC-ORDER-01",
           "the server's completion reaches the oldest pending call on the binding, as if calls "
           "could not finish in a different order than they were issued"),
+    # 2.19 asynchronous pipes (the rpc_pipe machine)
+    Fault("pipe_push_after_end_accepted", "RPC-PIPE-05",
+          "a push after the 0-length push that ended the [in] pipe is accepted (RPC_S_OK)"),
+    Fault("pipe_pull_empty_ends", "RPC-PIPE-03",
+          "a pull with no data yet returns RPC_S_OK with 0 elements (the end of the stream) "
+          "instead of RPC_S_ASYNC_CALL_PENDING"),
+    Fault("pipe_complete_undrained", "RPC-PIPE-05",
+          "the server's RpcAsyncCompleteCall succeeds before it drained the [in] pipe"),
+    Fault("send_complete_at_end_only", "RPC-STATE-04",
+          "with RPC_C_NOTIFY_ON_SEND_COMPLETE only the 0-length push that ends the stream is "
+          "notified, not each send"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
