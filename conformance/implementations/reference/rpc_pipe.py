@@ -60,9 +60,9 @@ class PipeCall:
             if not buf:
                 self._in.append(END)
                 self.in_ended = True
-        if self.Flags & RPC_C_NOTIFY_ON_SEND_COMPLETE:
-            if not buf or not self.host.fault("send_complete_at_end_only"):
-                self.send_complete.set()
+        at_end_only = self.host.fault("send_complete_at_end_only")
+        if self.Flags & RPC_C_NOTIFY_ON_SEND_COMPLETE and (not buf or not at_end_only):
+            self.send_complete.set()
         return RPC_S_OK
 
     def pull(self, buf: list[int], count: int) -> tuple[int, int]:
