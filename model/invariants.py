@@ -721,7 +721,7 @@ ORDER: tuple[Invariant, ...] = (
         "rpc.order_causal_prefix", "rpc_order", ("RPC-ORDER-01",),
         "On a causal binding call 1 is never dispatched while call 0, issued before it, still "
         "waits: the dispatched calls are a prefix of the issued ones.",
-        holds=lambda s: (s["noncausal"] or s["c1"] not in ("running", "done")
+        holds=lambda s: (s["noncausal"] is True or s["c1"] not in ("running", "done")
                          or s["c0"] in ("running", "done")),
         formula=lambda s: Implies(And(s.is_("noncausal", False), s.is_("c1", "running", "done")),
                                   s.is_("c0", "running", "done"))),
