@@ -149,6 +149,7 @@ def test_the_reference_takes_every_transition_as_the_table_says() -> None:
     ("pipe_pull_empty_ends", "RPC-PIPE-03"),
     ("pipe_complete_undrained", "RPC-PIPE-05"),
     ("send_complete_at_end_only", "RPC-STATE-04"),
+    ("pipe_zero_push_ignored", "RPC-PIPE-02"),
 ])
 def test_each_seeded_fault_of_the_section_is_seen(fault: str, rule: str) -> None:
     assert FAULTS[fault].rule == rule

@@ -409,6 +409,8 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "instead of RPC_S_ASYNC_CALL_PENDING"),
     Fault("pipe_complete_undrained", "RPC-PIPE-05",
           "the server's RpcAsyncCompleteCall succeeds before it drained the [in] pipe"),
+    Fault("pipe_zero_push_ignored", "RPC-PIPE-02",
+          "a push of 0 elements is taken as an empty send, not as the end of the [in] pipe"),
     Fault("send_complete_at_end_only", "RPC-STATE-04",
           "with RPC_C_NOTIFY_ON_SEND_COMPLETE only the 0-length push that ends the stream is "
           "notified, not each send"),

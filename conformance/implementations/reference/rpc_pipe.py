@@ -57,7 +57,7 @@ class PipeCall:
             if self.in_ended and not self.host.fault("pipe_push_after_end_accepted"):
                 return self._fail()
             self._in.extend(buf)
-            if not buf:
+            if not buf and not self.host.fault("pipe_zero_push_ignored"):
                 self._in.append(END)
                 self.in_ended = True
         at_end_only = self.host.fault("send_complete_at_end_only")
