@@ -88,6 +88,10 @@ CONCURRENCY: frozenset[str] = frozenset({"begin_check_then_set_race", "wait_lost
 # In-scope MUST rules that no test through the adapter protocol can observe, each with the
 # reason; every other in-scope MUST rule has at least one mutant.
 UNOBSERVABLE: dict[str, str] = {
+    "RPC-MISC-01": "RpcAsyncRegisterInfo is obsolete and documents no result (D-15): its row "
+                   "admits any return and no state of the binding depends on it",
+    "RPC-MISC-04": "a statement of design (COM's Async interfaces carry asynchronous RPC): the "
+                   "Begin_ row that cites it is checked by the COM-BEGIN mutants",
     "RPC-INIT-07": "the client's duty to keep the handle and buffers alive: only UNDEFINED rows "
                    "cite it (a conformance run never frees them early)",
     "RPC-DECL-01": "MIDL adds the async-handle parameter at compile time and the wire format is "

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from callgate.model.rules import Level, catalogue
-from callgate.model.tables import com_call, cowait, rpc_handle, sync_object, thread_cancel
+from callgate.model.tables import (
+    com_call,
+    cowait,
+    rpc_handle,
+    rpc_order,
+    rpc_pipe,
+    sync_object,
+    thread_cancel,
+)
 from callgate.model.transitions import Machine
 
 FAMILIES: dict[str, tuple[Machine, ...]] = {
     "com": (com_call.MACHINE, thread_cancel.MACHINE),
     "sync": (sync_object.EVENT, sync_object.CONTAINER, cowait.MACHINE),
-    "rpc": (rpc_handle.MACHINE,),
+    "rpc": (rpc_handle.MACHINE, rpc_order.MACHINE, rpc_pipe.MACHINE),
 }
 
 MACHINES: dict[str, Machine] = {m.name: m for ms in FAMILIES.values() for m in ms}
@@ -32,6 +40,14 @@ UNMODELLED: dict[str, str] = {
     "COM-CWMH-11": "COWAIT_DISPATCH_CALLS, COWAIT_DISPATCH_WINDOW_MESSAGES and "
                    "COWAIT_INPUTAVAILABLE matter only in an STA; the cowait machine waits in the "
                    "MTA and passes none of them",
+    "RPC-ORDER-02": "MAY (calls from different client threads run concurrently): the rpc_order "
+                    "machine issues every call from one thread",
+    "RPC-PIPE-04": "MAY (one APC notification for several pushes): the rpc_pipe machine notifies "
+                   "by event",
+    "RPC-MISC-02": "MAY, advice on ncacn_np (each idle pending call holds a named-pipe read and "
+                   "kernel memory): a cost, not a result an operation returns",
+    "RPC-MISC-03": "MAY, advice before Vista (server procedures should not issue asynchronous "
+                   "I/O): about the server's own I/O, which no operation of the harness makes",
     "RPC-STATE-03": "Hwnd is deprecated: an adapter may leave it out of its capabilities",
     "RPC-CLI-CALL-03": "thread exit before the send completes: not provoked",
     "RPC-CLI-NOTIFY-07": "the Context argument is reserved and not checked",

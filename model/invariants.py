@@ -710,7 +710,24 @@ RPC: tuple[Invariant, ...] = (
         auxiliary=True),
 )
 
-ALL: tuple[Invariant, ...] = (*COM, *SYNC, *RPC)
+# Section 2.17: two asynchronous calls on one binding. Both invariants span the two calls.
+ORDER: tuple[Invariant, ...] = (
+    StateInvariant(
+        "rpc.order_issued_in_order", "rpc_order", ("RPC-ORDER-01",),
+        "Call 1 exists only after call 0 was issued (the client thread issues them in turn).",
+        holds=lambda s: s["c1"] == "none" or s["c0"] != "none",
+        formula=lambda s: Implies(Not(s.is_("c1", "none")), Not(s.is_("c0", "none")))),
+    StateInvariant(
+        "rpc.order_causal_prefix", "rpc_order", ("RPC-ORDER-01",),
+        "On a causal binding call 1 is never dispatched while call 0, issued before it, still "
+        "waits: the dispatched calls are a prefix of the issued ones.",
+        holds=lambda s: (s["noncausal"] is True or s["c1"] not in ("running", "done")
+                         or s["c0"] in ("running", "done")),
+        formula=lambda s: Implies(And(s.is_("noncausal", False), s.is_("c1", "running", "done")),
+                                  s.is_("c0", "running", "done"))),
+)
+
+ALL: tuple[Invariant, ...] = (*COM, *SYNC, *RPC, *ORDER)
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in ALL}
 
 

@@ -419,6 +419,24 @@ EQUIVALENT: dict[str, str] = {
         "RpcAsyncInitializeHandle", {"size": "exact"}, phase=("DONE", "INIT", "RAW"))),
         "0.notes"):
         "the same argument: notes in INIT is never observed before AsyncCall resets it",
+    # Section 2.17: rows for states no run reaches (the tables cover every field combination).
+    **{_name("rpc_order", operator, row_index(MACHINES["rpc_order"], _ref(
+        "sync_call", noncausal=(False,), c0=("issued",), c1=("running",))), detail):
+        "on a causal binding call 1 is never running while call 0 waits (invariant "
+        "rpc.order_causal_prefix): the row's state is unreachable"
+        for operator, detail in (("add_outcome", "0"), ("not_offered", ""))},
+    **{_name("rpc_order", operator, row_index(MACHINES["rpc_order"], _ref(
+        "server_next_dispatch", noncausal=(True,), c0=("none",), c1=("issued",))), detail):
+        "call 1 is never issued before call 0 (invariant rpc.order_issued_in_order): the row's "
+        "state is unreachable"
+        for operator, detail in (("wrong_next", "0.c1.issued"), ("forget_update", "0.c1"))},
+    # Section 2.19: after a failed push the phase `failed` and the phase `none` offer the same
+    # steps with the same results (only start_call, which succeeds from both).
+    _name("rpc_pipe", "wrong_next", row_index(MACHINES["rpc_pipe"], _ref(
+        "push", phase=("in_closed", "out_ended"))), "3.phase.none"):
+        "a call that failed and a slot with no call offer the same operations with the same "
+        "results (start_call alone, RPC_S_OK): the two phases differ only in the rows' "
+        "citations",
 }
 
 

@@ -127,6 +127,14 @@ POINTS: tuple[VariationPoint, ...] = (
         "CO_E_CANCEL_DISABLED (cancellation stays enabled), Wine decrements its counter and "
         "returns S_OK. Either way one enable is balanced and cancellation stays enabled.",
     ),
+    VariationPoint(
+        "pipe_error_code", ("RPC_X_WRONG_PIPE_ORDER", "RPC_X_PIPE_DISCIPLINE_ERROR",
+                            "RPC_X_PIPE_CLOSED", "RPC_X_INVALID_PIPE_OBJECT"),
+        ("RPC-PIPE-05",), "D-16",
+        "The 'pipe-filling error' an asynchronous pipe operation in the wrong order, or a "
+        "completion before the [in] pipe is drained, fails with: the page gives no symbol; the "
+        "candidates are the pipe codes of winerror.h (unverified, DOMAIN.md section 6 item 5).",
+    ),
 )
 
 BY_NAME: dict[str, VariationPoint] = {p.name: p for p in POINTS}

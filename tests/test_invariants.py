@@ -104,6 +104,7 @@ COM = MACHINES["com_call"]
 EVENT = MACHINES["event"]
 CONTAINER = MACHINES["container"]
 RPC = MACHINES["rpc_call"]
+ORDER = MACHINES["rpc_order"]
 IN_FLIGHT = ("PENDING", "SIGNALED")
 
 MUTANTS: dict[str, Callable[[], Machine]] = {
@@ -248,6 +249,14 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         RPC, "server_abort", {"server": "held", "phase": "PENDING", "cancel": "no"},
         edit_outcomes(set_update("code", 0)),
         args={"thread": "routine"}),
+    # Section 2.17: the two invariants that span two calls on one binding.
+    "rpc.order_issued_in_order": lambda: change(
+        ORDER, "issue_async", {"c0": "none", "c1": "none"},
+        outcomes(out(Exact(codes.RPC_S_OK), "the second call first", c1="issued"))),
+    "rpc.order_causal_prefix": lambda: change(
+        ORDER, "server_next_dispatch", {"noncausal": False, "c0": "issued", "c1": "issued"},
+        outcomes(out(Exact(codes.RPC_S_OK), "call 1 overtakes", outputs={"call": 1},
+                     c1="running"))),
     "rpc.cancel_recorded": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
         edit_outcomes(set_update("may_cancel", True)),

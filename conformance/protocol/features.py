@@ -63,6 +63,13 @@ FEATURE_MEANINGS: dict[str, str] = {
     "rpc.notify.Callback": "AsyncCall with NotificationType RpcNotificationTypeCallback",
     "rpc.apc_null_thread": "AsyncCall with NotificationType RpcNotificationTypeApc and "
                            "u.APC.hThread NULL (the thread that issues the call)",
+    "rpc.order": "the rpc_order machine: one binding and one client thread issuing asynchronous "
+                 "and synchronous TestProc calls on it, RpcBindingSetOption with "
+                 "RPC_C_OPT_BINDING_NONCAUSAL, the test server's log of dispatched calls",
+    "rpc.pipe": "the rpc_pipe machine: an asynchronous call with an [in] and an [out] "
+                "asynchronous pipe (push, pull, RpcAsyncCompleteCall; the test server drains, "
+                "pushes and completes)",
+    "rpc.register_info": "RpcAsyncRegisterInfo (obsolete) on the rpc_order machine's binding",
     "rpc.server_later": "server_complete and server_abort with thread later: the manager routine "
                         "returns without ending the call, and another thread completes or "
                         "aborts it afterwards",

@@ -3,8 +3,9 @@ from the tables (DESIGN.md principle 10), the reasons for the few that cannot be
 findings, and `check_obligations()`.
 
 * `core`: the language (`Obligation`, `Always`, `Whenever`, `Reach`, `Now`, `After`, `Observer`).
-* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`: one module per family (or
-  section), each with its observer and its obligations, written from the rules' text.
+* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`, `rpc_order`, `rpc_pipe`:
+  one module per family (or section), each with its observer and its obligations, written
+  from the rules' text.
 * `checker`: exhaustive enumeration of each machine's reachable states under every pinning, and
   the results in the shape of `callgate model check`'s other checks.
 
@@ -17,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from callgate.model.obligations import com_call, cowait, rpc_handle, sync_object, thread_cancel
+from callgate.model.obligations import (
+    com_call,
+    cowait,
+    rpc_handle,
+    rpc_order,
+    rpc_pipe,
+    sync_object,
+    thread_cancel,
+)
 from callgate.model.obligations.core import (
     After,
     Always,
@@ -36,7 +45,8 @@ if TYPE_CHECKING:
 
 ALL: tuple[Obligation, ...] = (*com_call.OBLIGATIONS, *sync_object.OBLIGATIONS,
                                *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS,
-                               *thread_cancel.OBLIGATIONS)
+                               *thread_cancel.OBLIGATIONS, *rpc_order.OBLIGATIONS,
+                               *rpc_pipe.OBLIGATIONS)
 BY_ID: dict[str, Obligation] = {o.id: o for o in ALL}
 
 OBSERVERS: dict[str, Observer[Any]] = {
@@ -45,6 +55,8 @@ OBSERVERS: dict[str, Observer[Any]] = {
     cowait.OBSERVER.machine: cowait.OBSERVER,
     rpc_handle.OBSERVER.machine: rpc_handle.OBSERVER,
     thread_cancel.OBSERVER.machine: thread_cancel.OBSERVER,
+    rpc_order.OBSERVER.machine: rpc_order.OBSERVER,
+    rpc_pipe.OBSERVER.machine: rpc_pipe.OBSERVER,
 }
 
 # In-scope MUST rules that no obligation states, each with the reason it cannot be stated in the
@@ -56,6 +68,9 @@ UNSTATED: dict[str, str] = {
     "COM-CCAN-01": "that these functions leave asynchronous calls alone needs an asynchronous "
                    "call on the same client thread: the thread_cancel machine models the "
                    "thread's synchronous calls only",
+    "RPC-MISC-04": "a statement of design (COM's Async interfaces are how COM makes asynchronous "
+                   "RPC calls), not a result: the com_call machine's Begin_ row cites it, and "
+                   "the COM-BEGIN obligations check what Begin_ does",
     "COM-CONT-07": "the apartment behaviour of WaitMultiple (modal loop on an STA, blocking on an "
                    "MTA): the container machine has no STA probe, so no operation observes it",
 }

@@ -202,7 +202,8 @@ ROWS = (
                 state={"factory": True, "phase": ("IDLE", "PENDING", "SIGNALED", "RELEASED")}),
 
     # --- Begin_ ------------------------------------------------------------------------------
-    row("Begin_", ("COM-BEGIN-01", "COM-BEGIN-04", "COM-FIN-04"),
+    # RPC-MISC-04: Begin_ on the Async interface is COM's way to make an asynchronous RPC.
+    row("Begin_", ("COM-BEGIN-01", "COM-BEGIN-04", "COM-FIN-04", "RPC-MISC-04"),
         out(AnySuccess(Family.HRESULT), "call started",
             phase="PENDING", held=True, cancel=False, out=0, waited=False),
         state={"phase": "IDLE"}),

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.implementations.reference import com, kernel, rpc
+from callgate.conformance.implementations.reference import rpc_order as order
+from callgate.conformance.implementations.reference import rpc_pipe as pipe
 from callgate.conformance.implementations.reference import thread_cancel as tc
 from callgate.conformance.implementations.reference.com import IID, CallObject, ControllingUnknown, Unknown
 from callgate.conformance.implementations.reference.host import (
@@ -84,6 +86,7 @@ PINS: Mapping[str, str] = {
     "cowait_null_handles_code": "E_INVALIDARG",
     # A cancel the server did not act on changes nothing: the server's completion decides.
     "late_cancel_result": "server_result",
+    "pipe_error_code": _code_name(pipe.PIPE_ERROR, codes.Family.RPC_STATUS),
     "disable_nested_code": _code_name(tc.DISABLE_NESTED_CODE, codes.Family.HRESULT),
 }
 
@@ -179,7 +182,19 @@ class _ThreadCancelSlot:
     own: tc.CancelObject = field(default_factory=lambda: tc.CancelObject(cancel_interface=True))
 
 
-_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+@dataclass(eq=False)
+class _OrderSlot:
+    binding: order.OrderedBinding
+    calls: list[order.AsyncCall] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _PipeSlot:
+    call: pipe.PipeCall | None = None
+
+
+_Slot = (_ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+         | _OrderSlot | _PipeSlot)
 
 
 @dataclass(eq=False)
@@ -229,13 +244,17 @@ class ReferenceSession:
             thread = tc.ClientThread(self.host, self.pool)
             self.cancel_registry.add(thread)
             return _ThreadCancelSlot(thread)
+        if spec.machine == "rpc_pipe":
+            return _PipeSlot()
+        if spec.machine == "rpc_order":
+            return _OrderSlot(order.OrderedBinding(self.host, self.pool))
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
                            f"adapter does not know; use com_call, event, container, cowait, "
-                           f"rpc_call or thread_cancel")
+                           f"rpc_call, rpc_order, rpc_pipe or thread_cancel")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -287,6 +306,8 @@ class ReferenceSession:
                 if state.call is not None and not state.call.server_returned:
                     state.call.commands.put(("return", lambda code: None))
                 state.thread.close()
+            elif isinstance(state, _OrderSlot):
+                state.binding.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -906,6 +927,104 @@ def tc_CoSetCancelObject(session: ReferenceSession, s: _ThreadCancelSlot,
     return Observation(hr, {"held": target.refs - 1})
 
 
+# --- rpc_order -----------------------------------------------------------------------------------
+
+# How long the test server waits for the next dispatch, and the client for a completed call's
+# event: a healthy runtime takes microseconds.
+ORDER_WAIT_SECONDS = 2.0
+
+
+def order_RpcBindingSetOption(session: ReferenceSession, s: _OrderSlot,
+                              request: Request) -> Observation:
+    value = _bool(request, "value")
+    return Observation(s.binding.RpcBindingSetOption(order.RPC_C_OPT_BINDING_NONCAUSAL, int(value)))
+
+
+def order_issue_async(session: ReferenceSession, s: _OrderSlot, request: Request) -> Observation:
+    s.calls.append(s.binding.TestProc_async())
+    return Observation(order.RPC_S_OK)
+
+
+def order_server_next_dispatch(session: ReferenceSession, s: _OrderSlot,
+                               request: Request) -> Observation:
+    number = s.binding.next_dispatched(ORDER_WAIT_SECONDS)
+    # -1: no call was dispatched within the wait (the model never allows it).
+    return Observation(order.RPC_S_OK, {"call": -1 if number is None else number})
+
+
+def order_server_complete(session: ReferenceSession, s: _OrderSlot,
+                          request: Request) -> Observation:
+    number = _int(request, "call")
+    if number >= len(s.calls):
+        raise _missing(request, f"call {number} was never issued")
+    code = s.binding.server_complete(number, number)
+    if code != order.RPC_S_OK:
+        return Observation(code)
+    status, reply = s.binding.wait_and_complete(s.calls[number], ORDER_WAIT_SECONDS)
+    return Observation(status, {"reply": reply})
+
+
+def order_sync_call(session: ReferenceSession, s: _OrderSlot, request: Request) -> Observation:
+    return Observation(order.RPC_S_OK, {"before": s.binding.TestProc()})
+
+
+def order_RpcAsyncRegisterInfo(session: ReferenceSession, s: _OrderSlot,
+                               request: Request) -> Observation:
+    return Observation(s.binding.RpcAsyncRegisterInfo())
+
+
+# --- rpc_pipe ------------------------------------------------------------------------------------
+
+# How long the client waits for a send-complete notification after a push.
+SEND_COMPLETE_SECONDS = 0.5
+
+
+def _pipe_call(s: _PipeSlot, request: Request) -> pipe.PipeCall:
+    if s.call is None:
+        raise _missing(request, "no pipe call was started in this slot")
+    return s.call
+
+
+def pipe_start_call(session: ReferenceSession, s: _PipeSlot, request: Request) -> Observation:
+    flags = pipe.RPC_C_NOTIFY_ON_SEND_COMPLETE if _bool(request, "send_complete") else 0
+    s.call = pipe.PipeCall(session.host, flags)
+    return Observation(pipe.RPC_S_OK)
+
+
+def pipe_push(session: ReferenceSession, s: _PipeSlot, request: Request) -> Observation:
+    call = _pipe_call(s, request)
+    code = call.push([7] * _int(request, "n"))
+    if code != pipe.RPC_S_OK or not call.Flags & pipe.RPC_C_NOTIFY_ON_SEND_COMPLETE:
+        return Observation(code)
+    notified = call.send_complete.wait(SEND_COMPLETE_SECONDS)
+    call.send_complete.clear()
+    return Observation(code, {"notified": notified})
+
+
+def pipe_pull(session: ReferenceSession, s: _PipeSlot, request: Request) -> Observation:
+    buf: list[int] = []
+    code, count = _pipe_call(s, request).pull(buf, 1)
+    return Observation(code, {"count": count} if code == pipe.RPC_S_OK else {})
+
+
+def pipe_RpcAsyncCompleteCall(session: ReferenceSession, s: _PipeSlot,
+                              request: Request) -> Observation:
+    return Observation(_pipe_call(s, request).RpcAsyncCompleteCall())
+
+
+def pipe_server_drain(session: ReferenceSession, s: _PipeSlot, request: Request) -> Observation:
+    return Observation(_pipe_call(s, request).server_drain())
+
+
+def pipe_server_push(session: ReferenceSession, s: _PipeSlot, request: Request) -> Observation:
+    return Observation(_pipe_call(s, request).server_push([9] * _int(request, "n")))
+
+
+def pipe_server_complete(session: ReferenceSession, s: _PipeSlot,
+                         request: Request) -> Observation:
+    return Observation(_pipe_call(s, request).server_complete())
+
+
 _Handler = Callable[[ReferenceSession, _Slot, Request], Observation]
 
 
@@ -966,5 +1085,16 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "CoCancelCall": tc_CoCancelCall, "CoGetCancelObject": tc_CoGetCancelObject,
         "CoSetCancelObject": tc_CoSetCancelObject,
         "server_test_cancel": tc_server_test_cancel, "server_return": tc_server_return,
+    }),
+    **_for("rpc_order", _OrderSlot, {
+        "RpcBindingSetOption": order_RpcBindingSetOption, "issue_async": order_issue_async,
+        "server_next_dispatch": order_server_next_dispatch,
+        "server_complete": order_server_complete, "sync_call": order_sync_call,
+        "RpcAsyncRegisterInfo": order_RpcAsyncRegisterInfo,
+    }),
+    **_for("rpc_pipe", _PipeSlot, {
+        "start_call": pipe_start_call, "push": pipe_push, "pull": pipe_pull,
+        "RpcAsyncCompleteCall": pipe_RpcAsyncCompleteCall, "server_drain": pipe_server_drain,
+        "server_push": pipe_server_push, "server_complete": pipe_server_complete,
     }),
 }

@@ -398,6 +398,32 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("call_event_never_reset", "COM-WAIT-03",
           "a call object never resets the event it aggregates, so a Wait on its next call "
           "returns S_OK while that call is pending"),
+    # 2.17 RPC ordering (the rpc_order machine)
+    Fault("dispatch_on_arrival", "RPC-ORDER-01",
+          "a causal binding dispatches each asynchronous call when its packet arrives, without "
+          "the sequence check, so a retransmitted first call is dispatched after the second"),
+    Fault("sync_call_overtakes", "RPC-ORDER-03",
+          "a synchronous call is dispatched at once, ahead of asynchronous calls issued before "
+          "it on the same binding whose packets are still on their way"),
+    Fault("noncausal_option_rejected", "RPC-ORDER-04",
+          "RpcBindingSetOption does not know RPC_C_OPT_BINDING_NONCAUSAL and returns "
+          "RPC_S_INVALID_ARG"),
+    Fault("reply_to_oldest_call", "RPC-ORDER-01",
+          "the server's completion reaches the oldest pending call on the binding, as if calls "
+          "could not finish in a different order than they were issued"),
+    # 2.19 asynchronous pipes (the rpc_pipe machine)
+    Fault("pipe_push_after_end_accepted", "RPC-PIPE-05",
+          "a push after the 0-length push that ended the [in] pipe is accepted (RPC_S_OK)"),
+    Fault("pipe_pull_empty_ends", "RPC-PIPE-03",
+          "a pull with no data yet returns RPC_S_OK with 0 elements (the end of the stream) "
+          "instead of RPC_S_ASYNC_CALL_PENDING"),
+    Fault("pipe_complete_undrained", "RPC-PIPE-05",
+          "the server's RpcAsyncCompleteCall succeeds before it drained the [in] pipe"),
+    Fault("pipe_zero_push_ignored", "RPC-PIPE-02",
+          "a push of 0 elements is taken as an empty send, not as the end of the [in] pipe"),
+    Fault("send_complete_at_end_only", "RPC-STATE-04",
+          "with RPC_C_NOTIFY_ON_SEND_COMPLETE only the 0-length push that ends the stream is "
+          "notified, not each send"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
