@@ -22,7 +22,7 @@ import pytest
 from callgate.conformance import expectations
 from callgate.conformance.gate import run_cases
 from callgate.conformance.implementations import wine
-from callgate.conformance.judge.runner import Case
+from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
 from callgate.conformance.results import CaseResult, Summary, Verdict, read_stream
@@ -294,6 +294,62 @@ def test_the_in_process_call_object_walks_with_wines_event(monkeypatch: pytest.M
     assert result.steps == len(_CALL_STEPS)
     assert wrong.verdict is Verdict.FAIL, wrong.message
     assert wrong.trace[-1].op == "Wait" and "COM-SYNC-03" in wrong.failed_rules
+
+
+# --- sections 2.11 and 2.8: CoWaitForMultipleHandles and thread-level cancellation ------------
+
+
+def _cw(form: str, flags: str = "none", timeout: str = "zero") -> tuple[str, dict[str, Any]]:
+    return ("CoWaitForMultipleHandles", {"form": form, "flags": flags, "timeout": timeout})
+
+
+def test_cowait_and_thread_cancel_pass_where_wine_implements_them(
+        wine_adapter: wine.WineAdapter) -> None:
+    caps = wine_adapter.capabilities()
+    assert {"com.cowait", "com.thread_cancel", "com.thread_cancel.object"} <= caps.features
+    assert "com.thread_cancel.call" not in caps.features  # no held synchronous call (docs)
+    waits = _case("wine-cowait", SlotSpec("w0", "cowait"),
+                  _cw("null_index"), _cw("null_handles"), _cw("zero_count"),
+                  _cw("null_handles_zero_count"), _cw("valid", timeout="finite"),
+                  ("set_handle", {"index": 1}), _cw("valid"), _cw("valid"),
+                  ("set_handle", {"index": 0}), _cw("valid", "waitall"),
+                  ("set_handle", {"index": 1}), _cw("valid", "waitall", "infinite"),
+                  ("reset_handle", {"index": 0}), ("queue_apc", {}),
+                  _cw("valid", "alertable", "infinite"))
+    t = SlotSpec("t0", "thread_cancel")
+    nesting = _case("wine-cancel-count", t, *[(op, {"pReserved": "NULL"}) for op in (
+        "CoEnableCallCancellation", "CoEnableCallCancellation", "CoDisableCallCancellation",
+        "CoDisableCallCancellation")], ("reinitialize", {}),
+        ("CoEnableCallCancellation", {"pReserved": "NULL"}),
+        ("CoDisableCallCancellation", {"pReserved": "NULL"}))
+    for result in run_cases(wine_adapter, [waits, nesting]):
+        assert result.verdict is Verdict.PASS, result.message
+
+
+def test_wines_cowait_and_cancel_object_deviations_are_seen_and_followed(
+        wine_adapter: wine.WineAdapter) -> None:
+    w, t = SlotSpec("w0", "cowait"), SlotSpec("t0", "thread_cancel")
+    cases = [_case("wine-bad-flags", w, ("set_handle", {"index": 1}), _cw("bad_flags"),
+                   _cw("bad_flags"), _cw("valid")),
+             _case("wine-set-cancel", t, ("CoSetCancelObject", {"pUnk": "cancel_object"}),
+                   ("CoEnableCallCancellation", {"pReserved": "NULL"}))]
+    caps = wine_adapter.capabilities()
+    plain_runner = CaseRunner(wine_adapter, caps)
+    plain = [plain_runner.run(c) for c in cases]
+    plain_runner.close()
+    for result, rule in zip(plain, ("COM-CWMH-04", "COM-CCAN-11"), strict=True):
+        assert result.verdict is Verdict.FAIL and rule in result.failed_rules, result.message
+    bad_flags, set_cancel = plain
+    # The flag is ignored: handle 1 (auto-reset) satisfies the wait, which resets it.
+    assert (bad_flags.trace[-1].code, bad_flags.trace[-1].outputs) == (0, {"index": 1})
+    assert set_cancel.trace[-1].code == 0x80000100 and set_cancel.trace[-1].outputs["raised"]
+    # With the expectations file the cases go on past the deviations and break nothing else.
+    runner = CaseRunner(wine_adapter, caps, expectations=expectations.load(EXPECTATIONS))
+    followed = [runner.run(c) for c in cases]
+    runner.close()
+    for result, c in zip(followed, cases, strict=True):
+        assert result.verdict is Verdict.EXPECTED_FAIL, result.message
+        assert result.steps == len(c.steps) and result.deviations
 
 
 # --- without Wine -------------------------------------------------------------------------------
