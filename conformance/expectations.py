@@ -26,6 +26,10 @@ tables, so that a case goes on past the deviation and tests what lies behind it:
     outputs = { raised = true }            # optional: outputs it must also answer
     next = { phase = "READY" }             # optional: how the state changes (absent: it does not)
 
+An entry may also say `dead_end = false`: its failing steps are no dead end for the report's
+figure of what the implementation can still reach (`callgate.conformance.report.reach`), because
+the failure depends on something the model state does not record (an earlier argument).
+
 A step that the model rejects, whose rules include the entry's rule, and that matches one of its
 `instead` tables in every candidate state (operation, arguments, state, code, outputs) is a
 *followed deviation*: the step is recorded with `deviation` set to the rule, the model follows
