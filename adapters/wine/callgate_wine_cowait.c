@@ -24,7 +24,8 @@
  * returned it is reported as the adapter's encoding of a call that blocks (docs/wine.md):
  * WAIT_TIMEOUT (258) with the outputs `returned: false` and `waited_ms`. The slot is then left
  * as it is when it closes (its events stay open and the helper thread stays blocked on them), so
- * nothing else ever signals them. An APC still queued when the slot closes is run then (an alertable
+ * nothing else ever signals them. (callgate itself never sends this: it looks at an INFINITE
+ * wait with a zero timeout first, and stops when that look fails.) An APC still queued when the slot closes is run then (an alertable
  * SleepEx(0)), so that it never reaches another slot's alertable wait.
  */
 
