@@ -26,6 +26,10 @@ tables, so that a case goes on past the deviation and tests what lies behind it:
     outputs = { raised = true }            # optional: outputs it must also answer
     next = { phase = "READY" }             # optional: how the state changes (absent: it does not)
 
+An entry may also say `dead_end = false`: its failing steps are no dead end for the report's
+figure of what the implementation can still reach (`callgate.conformance.report.reach`), because
+the failure depends on something the model state does not record (an earlier argument).
+
 A step that the model rejects, whose rules include the entry's rule, and that matches one of its
 `instead` tables in every candidate state (operation, arguments, state, code, outputs) is a
 *followed deviation*: the step is recorded with `deviation` set to the rule, the model follows
@@ -63,7 +67,7 @@ from callgate.model.rules import catalogue
 from callgate.model.transitions import Args, State, Value
 
 VERDICTS: dict[str, Verdict] = {"fail": Verdict.FAIL, "error": Verdict.ERROR}
-ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence", "instead"})
+ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence", "instead", "dead_end"})
 INSTEAD_KEYS = frozenset({"machine", "op", "args", "state", "code", "outputs", "next"})
 TOP_KEYS = frozenset({"implementation", "deviation"})
 STALE_KIND = "expectation"
@@ -139,6 +143,10 @@ class Deviation:
     evidence: str = ""
     line: int = 0
     instead: tuple[Instead, ...] = ()
+    # False: a failing step of this entry is no dead end for the report's reach figure
+    # (callgate.conformance.report.reach), because the failure depends on something the model
+    # state does not record (an earlier argument), so the same step from the same state may pass.
+    dead_end: bool = True
 
     @property
     def key(self) -> str:
@@ -159,6 +167,8 @@ class Deviation:
             data["evidence"] = self.evidence
         if self.instead:
             data["instead"] = [i.to_json() for i in self.instead]
+        if not self.dead_end:
+            data["dead_end"] = False
         return data
 
 
@@ -383,7 +393,10 @@ def _entry(entry: object, line: int) -> Deviation:
     unknown = sorted(set(entry) - ENTRY_KEYS)
     if unknown:
         raise ExpectationsError(f"unknown keys {unknown}; allowed: {sorted(ENTRY_KEYS)}")
-    for key in ENTRY_KEYS - {"instead"}:
+    dead_end = entry.get("dead_end", True)
+    if not isinstance(dead_end, bool):
+        raise ExpectationsError(f"dead_end must be true or false, not {dead_end!r}")
+    for key in ENTRY_KEYS - {"instead", "dead_end"}:
         if key in entry and not isinstance(entry[key], str):
             raise ExpectationsError(f"{key} must be a string, not {type(entry[key]).__name__}")
     case, rule = entry.get("case", "").strip(), entry.get("rule", "").strip()
@@ -411,7 +424,20 @@ def _entry(entry: object, line: int) -> Deviation:
                                 "answers, so its verdict is \"fail\"")
     described = tuple(_instead(i, n) for n, i in enumerate(instead, 1))
     return Deviation(case, rule, VERDICTS[verdict], reason, entry.get("evidence", "").strip(), line,
-                     described)
+                     described, dead_end)
+
+
+def from_record(recorded: Mapping[str, Any]) -> Expectations:
+    """The entries a run recorded in its run_start event (`Expectations.to_json`), checked as a
+    file's are: what a report needs to follow the deviations without the file itself."""
+    path = Path(str(recorded.get("file") or "expectations.toml"))
+    deviations = []
+    for n, entry in enumerate(recorded.get("deviations") or [], 1):
+        try:
+            deviations.append(_entry(dict(entry), 0))
+        except (ExpectationsError, TypeError, ValueError) as exc:
+            raise ExpectationsError(f"{path}: recorded deviation #{n}: {exc}") from exc
+    return Expectations(path, tuple(deviations), str(recorded.get("implementation") or ""))
 
 
 def _instead(table: dict[str, Any], n: int) -> Instead:

@@ -414,7 +414,7 @@ static RPC_STATUS bind_to(const char *ep, RPC_BINDING_HANDLE *binding)
 /* Sessions, slots and results.                                                             */
 /* ======================================================================================== */
 
-enum machine { M_EVENT, M_CONTAINER, M_RPC, M_COM };
+enum machine { M_EVENT, M_CONTAINER, M_RPC, M_COM, M_COWAIT, M_THREAD_CANCEL };
 enum notify { N_NONE, N_EVENT, N_APC, N_CALLBACK };
 
 struct client_call {         /* what the client holds for one asynchronous call */
@@ -444,6 +444,8 @@ struct slot {
     struct server_call *server;  /* rpc_call: the call the test server holds, if any */
     int initialised;
     struct com_slot *com;        /* com_call (callgate_wine_com.c) */
+    struct cowait_slot *cowait;  /* cowait (callgate_wine_cowait.c) */
+    struct tc_slot *tc;          /* thread_cancel (callgate_wine_cancel.c) */
 };
 
 static char message_buf[1024];
@@ -968,12 +970,15 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
 
 /* COM call objects: the test server and its com_call slots (a file of its own). */
 #include "callgate_wine_com.c"
+#include "callgate_wine_cowait.c" /* cowait: CoWaitForMultipleHandles (section 2.11) */
+#include "callgate_wine_cancel.c" /* thread_cancel: thread-level cancellation (section 2.8) */
 
 /* ======================================================================================== */
 /* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
 /* ======================================================================================== */
 
-/* Make a slot for the open message: event, container or rpc_call. */
+/* Make a slot for the open message: event, container, rpc_call, com_call, cowait or
+ * thread_cancel. */
 static struct result open_slot(const char *machine, const struct jdoc *d, int config, void **slot)
 {
     enum machine m;
@@ -985,6 +990,10 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
         m = M_RPC;
     else if (strcmp(machine, "com_call") == 0)
         m = M_COM;
+    else if (strcmp(machine, "cowait") == 0)
+        m = M_COWAIT;
+    else if (strcmp(machine, "thread_cancel") == 0)
+        m = M_THREAD_CANCEL;
     else
         return result_not_applicable("this adapter has no such machine");
     struct slot *s = calloc(1, sizeof *s);
@@ -993,6 +1002,13 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
     s->machine = m;
     if (m == M_COM) {
         struct result r = com_open(jget_bool(d, config, "factory", 1), &s->com);
+        if (r.status != RESULT_OK) {
+            free(s);
+            return r;
+        }
+    }
+    if (m == M_COWAIT || m == M_THREAD_CANCEL) {
+        struct result r = m == M_COWAIT ? cowait_open(&s->cowait) : tc_open(&s->tc);
         if (r.status != RESULT_OK) {
             free(s);
             return r;
@@ -1018,6 +1034,10 @@ static void request_now(void *arg)
         call->result = container_request(s, call->q->op);
     else if (s->machine == M_COM)
         call->result = com_request(s->com, call->q);
+    else if (s->machine == M_COWAIT)
+        call->result = cowait_request(s->cowait, call->q);
+    else if (s->machine == M_THREAD_CANCEL)
+        call->result = tc_request(s->tc, call->q);
     else
         call->result = rpc_request(s, call->q);
 }
@@ -1042,6 +1062,10 @@ static void close_slot(void *slot)
     struct slot *s = slot;
     if (s->com)
         com_close(s->com);
+    if (s->cowait)
+        cowait_close(s->cowait);
+    if (s->tc)
+        tc_close(s->tc);
     if (s->server && !s->server->gone && s->server->held) {
         s->server->command = CMD_LET_GO; /* let the held call go */
         SetEvent(s->server->command_set);
@@ -1082,7 +1106,8 @@ static void write_handshake(void)
                 "\"rpc.server_test_cancel\",\"rpc.observe_server_handle\","
                 "\"rpc.notify.None\",\"rpc.notify.Event\",\"rpc.notify.Apc\","
                 "\"rpc.notify.Callback\",\"rpc.apc_null_thread\",\"rpc.server_later\","
-                "\"com.call\",\"com.object_without_factory\"]");
+                "\"com.call\",\"com.object_without_factory\","
+                "\"com.cowait\",\"com.thread_cancel\",\"com.thread_cancel.object\"]");
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
      * RPC_S_INVALID_ASYNC_HANDLE; a call on a binding to an endpoint no server listens on fails
@@ -1090,7 +1115,9 @@ static void write_handshake(void)
     jout_raw(&o, ",\"pins\":{\"event_wait_timeout_code\":\"RPC_S_CALLPENDING\","
                 "\"new_event_state\":\"nonsignaled\","
                 "\"unused_handle_status\":\"RPC_S_INVALID_ASYNC_HANDLE\","
-                "\"bad_binding_failure\":\"synchronous\",");
+                "\"bad_binding_failure\":\"synchronous\","
+                "\"cowait_null_handles_code\":\"E_INVALIDARG\","
+                "\"disable_nested_code\":\"S_OK\",");
     /* The com_call configuration (callgate_wine_com.c). In-process, Wait is Wine's
      * ManualResetEvent's (RPC_S_CALLPENDING on timeout, it stays signalled) and Begin_ with a
      * call in flight is the test server's RPC_S_CALLPENDING. */

@@ -232,7 +232,10 @@ class CaseRunner:
                        if stopped or not message else message)
         else:
             followed = ""
-        keep_trace = (self.keep_traces or verdict in (Verdict.FAIL, Verdict.ERROR)
+        # A not-applicable case keeps its trace too: its last step is the one the adapter could
+        # not take, which the report's reach figure needs (callgate.conformance.report.reach).
+        keep_trace = (self.keep_traces
+                      or verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NOT_APPLICABLE)
                       or bool(deviations))
         return CaseResult(
             id=case.id, kind=case.kind, description=case.description, rules=list(case.rules),

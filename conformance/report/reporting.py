@@ -23,8 +23,8 @@ import jinja2
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from markupsafe import Markup
 
-from callgate.conformance.expectations import entry_matches, failing_rules
-from callgate.conformance.report import diagrams, junit
+from callgate.conformance.expectations import entry_matches, failing_rules, from_record
+from callgate.conformance.report import diagrams, junit, reach
 from callgate.conformance.report import lanes as parallel_lanes
 from callgate.conformance.results import CaseResult, RunRecord, StepRecord, Summary, Verdict
 from callgate.model.rules import catalogue
@@ -136,6 +136,11 @@ def coverage(record: RunRecord) -> dict[str, Any]:
     only_after = covered_only_after_deviations(record) & covered_keys
     if only_after:
         data["covered_only_after_deviations"] = len(only_after)
+    recorded = record.start.get("expectations")
+    if isinstance(recorded, Mapping) and record.start.get("transitions"):
+        # What the implementation can still reach with its listed deviations (issue 17's
+        # measure): only for a run with an expectations file, whose entries the stream records.
+        data["with_deviations"] = reach.with_deviations(record, from_record(recorded))
     return data
 
 
@@ -245,6 +250,14 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
     shown = (f"{covered}/{total} transitions ({coverage_pct:g}%) of the model for the adapter's "
              f"features, {rule_counts.get('pass', 0)} of {len(rules)} in-scope rules held")
     parts = [shown]
+    reachable = cov.get("with_deviations")
+    if isinstance(reachable, Mapping):
+        parts.append(f"{reachable['covered']}/{reachable['reachable']} ({reachable['percent']:g}%) "
+                     f"of the transitions still reachable with the listed deviations")
+        if reachable["covered_outside"]:
+            parts.append(f"{reachable['covered_outside']} covered transitions lie outside what "
+                         f"the listed deviations leave reachable: the expectations describe the "
+                         f"implementation wrongly")
     if summary.expected_fail:
         parts.append(f"{summary.expected_fail} cases with known deviations")
     if summary.failed or summary.unexpected_pass:
