@@ -127,6 +127,14 @@ POINTS: tuple[VariationPoint, ...] = (
         "CO_E_CANCEL_DISABLED (cancellation stays enabled), Wine decrements its counter and "
         "returns S_OK. Either way one enable is balanced and cancellation stays enabled.",
     ),
+    VariationPoint(
+        "cancel_notification", ("delivered", "may_be_absent"),
+        ("RPC-SRV-NOTIF-01", "RPC-SRV-NOTIF-07"), "D-20",
+        "Whether a server subscribed to RpcNotificationCallCancel is notified when the client "
+        "cancels: the subscribe page lists the value as one a server may subscribe to, SDK "
+        "copies of rpcasync.h mark it internal to Windows. 'may_be_absent' lets a bounded wait "
+        "end with no cancel notification; it still comes at most once, and only when subscribed.",
+    ),
 )
 
 BY_NAME: dict[str, VariationPoint] = {p.name: p for p in POINTS}
