@@ -3,7 +3,7 @@ from the tables (DESIGN.md principle 10), the reasons for the few that cannot be
 findings, and `check_obligations()`.
 
 * `core`: the language (`Obligation`, `Always`, `Whenever`, `Reach`, `Now`, `After`, `Observer`).
-* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`: one module per family (or
+* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`, `rpc_notif`: one module per family (or
   section), each with its observer and its obligations, written from the rules' text.
 * `checker`: exhaustive enumeration of each machine's reachable states under every pinning, and
   the results in the shape of `callgate model check`'s other checks.
@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from callgate.model.obligations import com_call, cowait, rpc_handle, sync_object, thread_cancel
+from callgate.model.obligations import (
+    com_call,
+    cowait,
+    rpc_handle,
+    rpc_notif,
+    sync_object,
+    thread_cancel,
+)
 from callgate.model.obligations.core import (
     After,
     Always,
@@ -36,7 +43,7 @@ if TYPE_CHECKING:
 
 ALL: tuple[Obligation, ...] = (*com_call.OBLIGATIONS, *sync_object.OBLIGATIONS,
                                *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS,
-                               *thread_cancel.OBLIGATIONS)
+                               *thread_cancel.OBLIGATIONS, *rpc_notif.OBLIGATIONS)
 BY_ID: dict[str, Obligation] = {o.id: o for o in ALL}
 
 OBSERVERS: dict[str, Observer[Any]] = {
@@ -45,6 +52,7 @@ OBSERVERS: dict[str, Observer[Any]] = {
     cowait.OBSERVER.machine: cowait.OBSERVER,
     rpc_handle.OBSERVER.machine: rpc_handle.OBSERVER,
     thread_cancel.OBSERVER.machine: thread_cancel.OBSERVER,
+    rpc_notif.OBSERVER.machine: rpc_notif.OBSERVER,
 }
 
 # In-scope MUST rules that no obligation states, each with the reason it cannot be stated in the

@@ -37,6 +37,8 @@ from callgate.conformance.implementations.reference.host import (
     WorkerPool,
 )
 from callgate.conformance.implementations.reference.kernel import KernelEvent, ThreadContext
+from callgate.conformance.implementations.reference.notif_slot import HANDLERS as NOTIF_HANDLERS
+from callgate.conformance.implementations.reference.notif_slot import NotifSlot
 from callgate.conformance.implementations.reference.rpc_client import CallResources
 from callgate.conformance.protocol.adapter import (
     FEATURES,
@@ -85,6 +87,8 @@ PINS: Mapping[str, str] = {
     # A cancel the server did not act on changes nothing: the server's completion decides.
     "late_cancel_result": "server_result",
     "disable_nested_code": _code_name(tc.DISABLE_NESTED_CODE, codes.Family.HRESULT),
+    # NotifRuntime notifies every subscribed kind, the client's cancel included (D-20).
+    "cancel_notification": "delivered",
 }
 
 _TIMEOUTS = {"zero": 0, "infinite": com.INFINITE}
@@ -179,7 +183,8 @@ class _ThreadCancelSlot:
     own: tc.CancelObject = field(default_factory=lambda: tc.CancelObject(cancel_interface=True))
 
 
-_Slot = _ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+_Slot = (_ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
+         | NotifSlot)
 
 
 @dataclass(eq=False)
@@ -229,13 +234,15 @@ class ReferenceSession:
             thread = tc.ClientThread(self.host, self.pool)
             self.cancel_registry.add(thread)
             return _ThreadCancelSlot(thread)
+        if spec.machine == "rpc_notif":
+            return NotifSlot.open(self.host, self.pool)
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
                            f"adapter does not know; use com_call, event, container, cowait, "
-                           f"rpc_call or thread_cancel")
+                           f"rpc_call, rpc_notif or thread_cancel")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -287,6 +294,8 @@ class ReferenceSession:
                 if state.call is not None and not state.call.server_returned:
                     state.call.commands.put(("return", lambda code: None))
                 state.thread.close()
+            elif isinstance(state, NotifSlot):
+                state.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -966,5 +975,8 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "CoCancelCall": tc_CoCancelCall, "CoGetCancelObject": tc_CoGetCancelObject,
         "CoSetCancelObject": tc_CoSetCancelObject,
         "server_test_cancel": tc_server_test_cancel, "server_return": tc_server_return,
+    }),
+    **_for("rpc_notif", NotifSlot, {
+        op: (lambda session, s, request, f=f: f(s, request)) for op, f in NOTIF_HANDLERS.items()
     }),
 }

@@ -388,6 +388,16 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
           "as it was instead of setting it to 0"),
     Fault("cowait_alertable_ignored", "COM-CWMH-06",
           "CoWaitForMultipleHandles ignores COWAIT_ALERTABLE: a queued APC does not end the wait"),
+    # 2.18 RPC server notifications (the rpc_notif machine)
+    Fault("notif_info_not_copied", "RPC-SRV-NOTIF-03",
+          "RpcServerSubscribeForNotification keeps a pointer to the caller's NotificationInfo "
+          "instead of copying it, so a caller that reuses it loses its notifications"),
+    Fault("notif_repeats", "RPC-SRV-NOTIF-07",
+          "every RpcAsyncCancelCall of the same call notifies the server again"),
+    Fault("notif_unsubscribed_kind", "RPC-SRV-NOTIF-07",
+          "a subscription to one kind is also signalled for the other kind"),
+    Fault("notif_queued_zero", "RPC-SRV-NOTIF-09",
+          "RpcServerUnsubscribeForNotification always reports 0 notifications queued"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
