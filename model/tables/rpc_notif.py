@@ -74,6 +74,7 @@ SUBSCRIPTION = ("off", "on", "got", "late")
 ACTIVE = ("on", "got")  # subscribed and not yet unsubscribed
 NO_CALL = "the test server holds no call in this slot"
 CLIENT_GONE = "the client has disconnected: it has no call left to act on"
+Guard = dict[str, Value | tuple[Value, ...]]
 DELIVERED = {"cancel_notification": "delivered"}
 MAY_BE_ABSENT = {"cancel_notification": "may_be_absent"}
 
@@ -129,13 +130,13 @@ OPERATIONS = (
 
 def _subscribe_rows() -> list[Row]:
     op = "RpcServerSubscribeForNotification"
-    held = {"call": "held"}
-    valid_bindings = ({"binding": "explicit"}, {"binding": "NULL"})
-    calm = {**held, "disconnected": False, "cancelled": False}
+    held: Guard = {"call": "held"}
+    valid_bindings: tuple[Guard, ...] = ({"binding": "explicit"}, {"binding": "NULL"})
+    calm: Guard = {**held, "disconnected": False, "cancelled": False}
     # The argument checks: each form fails whatever the subscriptions are. They are driven with
     # NotificationInfo kept (reusing it matters only after a success) and before the client
     # acts, which keeps the walk short.
-    checks = (
+    checks: tuple[tuple[Guard, tuple[str, ...], Outcome, str], ...] = (
         ({"kinds": "other"}, ("RPC-SRV-NOTIF-01",),
          out(FAILED, "not a notification this runtime supports"),
          "Vista returns RPC_S_CANNOT_SUPPORT (1764); other versions are not pinned"),
@@ -175,7 +176,7 @@ def _subscribe_rows() -> list[Row]:
         ]
         for kinds in (*KINDS, "both"):
             types = USED_TYPES if kinds != "both" else CONVEYS_KIND
-            wanted = KINDS if kinds == "both" else (kinds,)
+            wanted: tuple[str, ...] = KINDS if kinds == "both" else (kinds,)
             args: dict[str, Value | tuple[Value, ...]] = {"kinds": kinds, "type": types, **bind}
             rows += [
                 undefined(op, ("RPC-SRV-NOTIF-07",),
@@ -194,10 +195,10 @@ def _subscribe_rows() -> list[Row]:
                                         "the model gives a call's subscriptions one "
                                         "notification type",
                                         state={**calm, "ntype": others}, args=targs))
-                same = {**calm, "ntype": ("none", t)}
+                same: Guard = {**calm, "ntype": ("none", t)}
                 # a kind already subscribed (or with a queued notification) blocks the call
                 for i, kind in enumerate(wanted):
-                    earlier = {FIELD_OF[k]: "off" for k in wanted[:i]}
+                    earlier: Guard = {FIELD_OF[k]: "off" for k in wanted[:i]}
                     rows.append(undefined(
                         op, ("RPC-SRV-NOTIF-05",),
                         "a second subscription to a kind this call already has (or had, with "
@@ -205,13 +206,13 @@ def _subscribe_rows() -> list[Row]:
                         state={**same, **earlier,
                                FIELD_OF[kind]: tuple(s for s in SUBSCRIPTION if s != "off")},
                         args=targs))
-                rules = ["RPC-SRV-NOTIF-01", "RPC-SRV-NOTIF-03", "RPC-SRV-NOTIF-05"]
+                cited = ["RPC-SRV-NOTIF-01", "RPC-SRV-NOTIF-03", "RPC-SRV-NOTIF-05"]
                 if kinds == "both" or t == "Event":
-                    rules.append("RPC-SRV-NOTIF-04")
+                    cited.append("RPC-SRV-NOTIF-04")
                 if bind["binding"] == "NULL":
-                    rules.append("RPC-SRV-NOTIF-02")
+                    cited.append("RPC-SRV-NOTIF-02")
                 rows.append(row(
-                    op, tuple(rules),
+                    op, tuple(cited),
                     out(RPC_OK, "subscribed", ntype=t,
                         also={FIELD_OF[k]: "on" for k in wanted}),
                     state={**same, **{FIELD_OF[k]: "off" for k in wanted}}, args=targs,
