@@ -133,6 +133,11 @@ def arrival_ok(n: N, r: R) -> bool:
     return True
 
 
+def _brings(n: N, r: R, kind: str) -> bool:
+    """Where `kind` is owed, this outcome brings it (for `some`: the table must allow it)."""
+    return kind not in n.seen.owed() or (only(r.code, 1) and r.output("kind") == kind)
+
+
 def must_arrive(n: N) -> set[str]:
     """Kinds a finite wait must deliver one of: an owed disconnect, a queued kind, and (when
     cancel_notification is pinned 'delivered') an owed cancel."""
@@ -239,9 +244,13 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "A wait for notifications brings only a kind the server subscribed to (or unsubscribed "
         "with it queued), whose event the client caused, at most once per call; with Apc or "
         "Callback the routine's Event argument is RpcClientDisconnect or RpcClientCancel for "
-        "that kind.",
+        "that kind. Each kind owed may arrive, and a look without waiting may also find "
+        "nothing (a notification travels).",
         MACHINE, Whenever(("server_wait_notification",), lambda n, a: n.seen.call == "held",
-                          lambda n, a, r: arrival_ok(n, r))),
+                          lambda n, a, r: arrival_ok(n, r),
+                          some=(lambda n, a, r: _brings(n, r, "ClientDisconnect"),
+                                lambda n, a, r: _brings(n, r, "CallCancel"),
+                                lambda n, a, r: a["timeout"] == "finite" or only(r.code, 0)))),
     Obligation(
         "rpc_notif.delivered", ("RPC-SRV-NOTIF-07", "RPC-SRV-NOTIF-01", "RPC-SRV-NOTIF-09"),
         "A bounded wait brings a notification the runtime owes: a client disconnect subscribed "
