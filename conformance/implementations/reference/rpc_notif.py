@@ -106,6 +106,8 @@ class NotifRuntime:
     def __init__(self, host: Host, pool: WorkerPool) -> None:
         self.host = host
         self.pool = pool
+        self._latest: NotifCall | None = None
+        self._history: dict[int, Subscription] = {}  # the last subscription of each kind
 
     # --- the client's side --------------------------------------------------------------------
 
@@ -113,7 +115,11 @@ class NotifRuntime:
         """A new asynchronous call arrives: a dispatch thread runs its manager routine."""
         thread = DispatchThread(self.pool)
         call = NotifCall(thread)
+        if self.host.fault("notif_subscriptions_per_binding"):
+            call.subscriptions = {k: Subscription(sub.type, sub.info)
+                                  for k, sub in self._history.items()}
         thread.call = call
+        self._latest = call
         thread.run(lambda: RPC_S_OK)  # the routine has started and holds the call
         return call
 
@@ -152,6 +158,8 @@ class NotifRuntime:
     # --- the server's side --------------------------------------------------------------------
 
     def _call_of(self, binding: NotifCall | None) -> NotifCall | None:
+        if binding is None and self.host.fault("notif_null_binding_any_thread"):
+            return getattr(_current, "call", None) or self._latest
         return binding if binding is not None else getattr(_current, "call", None)
 
     def RpcServerSubscribeForNotification(self, binding: NotifCall | None, notification: int,
@@ -161,9 +169,12 @@ class NotifRuntime:
             return RPC_S_CANNOT_SUPPORT
         types = {v: k for k, v in RPC_NOTIFICATION_TYPES.items()}
         kind_name = types.get(notification_type, "None")
+        if kind_name == "None" and self.host.fault("notif_type_none_accepted"):
+            return RPC_S_OK
         if kind_name in ("None", "Hwnd"):
             return RPC_S_INVALID_ARG
-        if kind_name in ("Event", "Ioc") and notification == 3:
+        if notification == 3 and (kind_name in ("Event", "Ioc")
+                                  or self.host.fault("notif_both_refused")):
             return RPC_S_INVALID_ARG  # one kind per subscription for these types
         call = self._call_of(binding)
         if call is None:
@@ -178,6 +189,7 @@ class NotifRuntime:
                 return RPC_S_INVALID_ARG
             for k in kinds:  # one subscription per kind, sharing the copied info
                 call.subscriptions[k] = Subscription(kind_name, kept)
+                self._history[k] = Subscription(kind_name, kept)
         return RPC_S_OK
 
     def RpcServerUnsubscribeForNotification(self, binding: NotifCall | None, notification: int,
