@@ -169,9 +169,8 @@ def test_the_reference_implementation_passes() -> None:
     assert set(_run()) == {Verdict.PASS}
 
 
-@pytest.mark.parametrize("fault", ["notif_info_not_copied", "notif_repeats",
-                                   "notif_unsubscribed_kind", "notif_queued_zero",
-                                   "notif_type_none_accepted", "notif_null_binding_any_thread",
-                                   "notif_both_refused", "notif_subscriptions_per_binding"])
+# Three of the section's eight faults, one per kind of mistake (a copy not made, a limit not
+# kept, a count wrong); `callgate mutants --only notif_...` runs all eight through the gate.
+@pytest.mark.parametrize("fault", ["notif_info_not_copied", "notif_repeats", "notif_queued_zero"])
 def test_each_seeded_fault_is_caught(fault: str) -> None:
     assert Verdict.FAIL in _run((fault,))
