@@ -497,7 +497,7 @@ CONFIGS = {"com_call": ({"factory": True, "cancellable": True},
                         {"factory": True, "cancellable": False},
                         {"factory": False, "cancellable": True}),
            "event": ({},), "container": ({},), "cowait": ({},), "rpc_call": ({},),
-           "thread_cancel": ({},)}
+           "thread_cancel": ({},), "rpc_notif": ({},)}
 
 
 def walk(adapter: Adapter, seed: int, cases: int, length: int,
