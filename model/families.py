@@ -7,6 +7,7 @@ from callgate.model.tables import (
     com_call,
     cowait,
     rpc_handle,
+    rpc_notif,
     rpc_order,
     rpc_pipe,
     sync_object,
@@ -17,7 +18,7 @@ from callgate.model.transitions import Machine
 FAMILIES: dict[str, tuple[Machine, ...]] = {
     "com": (com_call.MACHINE, thread_cancel.MACHINE),
     "sync": (sync_object.EVENT, sync_object.CONTAINER, cowait.MACHINE),
-    "rpc": (rpc_handle.MACHINE, rpc_order.MACHINE, rpc_pipe.MACHINE),
+    "rpc": (rpc_handle.MACHINE, rpc_notif.MACHINE, rpc_order.MACHINE, rpc_pipe.MACHINE),
 }
 
 MACHINES: dict[str, Machine] = {m.name: m for ms in FAMILIES.values() for m in ms}
@@ -56,6 +57,8 @@ UNMODELLED: dict[str, str] = {
     "RPC-INIT-03": "RpcAsyncInitializeHandle on invalid memory may crash (unverified): never "
                    "driven; a never-initialised handle is RPC-INIT-05's, a zeroed one "
                    "invalid_handle's",
+    "RPC-SRV-NOTIF-08": "UNDEFINED (Subscribe and Unsubscribe racing on one binding, D-13): no "
+                        "parallel case puts the rpc_notif machine in a race",
 }
 
 

@@ -329,6 +329,10 @@ class Machine:
                                                            compare=False, hash=False, repr=False)
     _step_memo: dict[tuple[State, str, Args, tuple[tuple[str, str], ...]], Step] = field(
         default_factory=dict, init=False, compare=False, hash=False, repr=False)
+    # The rows of an operation whose argument guards admit given arguments: find_row then tests
+    # only their state guards (an operation with many argument forms has many rows).
+    _arg_rows: dict[tuple[str, Args], tuple[Row, ...]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update({f.name: i for i, f in enumerate(self.fields)})
@@ -510,7 +514,12 @@ def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
         if argmap[p.name] not in p.domain:
             raise ModelError(f"{machine.name}.{op}: {p.name}={argmap[p.name]!r} is outside "
                              f"{p.domain}")
-    matches = [r for r in machine.rows_for(op) if r.admits(fields, argmap)]
+    candidates = machine._arg_rows.get((op, args))
+    if candidates is None:
+        candidates = tuple(r for r in machine.rows_for(op)
+                           if all(argmap[n] in vs for n, vs in r.args))
+        machine._arg_rows[(op, args)] = candidates
+    matches = [r for r in candidates if all(fields[n] in vs for n, vs in r.guard)]
     if not matches:
         raise ModelError(f"{machine.name}: no row covers {op}{dict(args)} in "
                          f"{machine.describe(state)}")

@@ -135,6 +135,14 @@ POINTS: tuple[VariationPoint, ...] = (
         "completion before the [in] pipe is drained, fails with: the page gives no symbol; the "
         "candidates are the pipe codes of winerror.h (unverified, DOMAIN.md section 6 item 5).",
     ),
+    VariationPoint(
+        "cancel_notification", ("delivered", "may_be_absent"),
+        ("RPC-SRV-NOTIF-01", "RPC-SRV-NOTIF-07"), "D-20",
+        "Whether a server subscribed to RpcNotificationCallCancel is notified when the client "
+        "cancels: the subscribe page lists the value as one a server may subscribe to, SDK "
+        "copies of rpcasync.h mark it internal to Windows. 'may_be_absent' lets a bounded wait "
+        "end with no cancel notification; it still comes at most once, and only when subscribed.",
+    ),
 )
 
 BY_NAME: dict[str, VariationPoint] = {p.name: p for p in POINTS}

@@ -498,7 +498,7 @@ CONFIGS = {"com_call": ({"factory": True, "cancellable": True},
                         {"factory": False, "cancellable": True}),
            "event": ({},), "container": ({},), "cowait": ({},), "rpc_call": ({},),
            "thread_cancel": ({},), "rpc_order": ({},),
-           "rpc_pipe": ({},)}
+           "rpc_pipe": ({},), "rpc_notif": ({},)}
 
 
 def walk(adapter: Adapter, seed: int, cases: int, length: int,

@@ -39,7 +39,7 @@ def test_each_kind_of_object_is_enabled_by_the_feature_adapters_declare_for_it()
     assert {m.name: machine_feature(m) for m in MACHINES.values()} == {
         "com_call": "com.call", "event": "sync.event", "container": "sync.container",
         "rpc_call": "rpc.handle", "cowait": "com.cowait", "thread_cancel": "com.thread_cancel",
-        "rpc_order": "rpc.order", "rpc_pipe": "rpc.pipe"}
+        "rpc_order": "rpc.order", "rpc_pipe": "rpc.pipe", "rpc_notif": "rpc.notif"}
 
 
 def test_stateful_and_generated_slots_keep_their_order_and_follow_the_features() -> None:

@@ -71,7 +71,7 @@ def missing_features(slots: Sequence[SlotSpec], actions: Iterable[Action],
 def wait_ms(request_op: str, args: Mapping[str, Value], allowed: Sequence[Allowed]) -> int:
     """How long an operation that waits may wait, from what the model expects of it (`allowed`:
     the outcomes it allows in every state the operation may start in)."""
-    if request_op == "wait_notification":
+    if request_op in ("wait_notification", "server_wait_notification"):
         may_arrive = any(isinstance(a.code, Returns) and a.code.value == 1 for a in allowed)
         return NOTIFY_EXPECTED_MS if may_arrive else NOTIFY_ABSENT_MS
     return FINITE_WAIT_MS

@@ -202,6 +202,8 @@ class CaseRunner:
                     return
                 bridged += 1
                 for edge in bridge:
+                    if live.trackers[slot].states != {edge.source}:
+                        break  # another choice on the way: the next step bridges again
                     if not live.step(Action(slot, edge.op, edge.args)):
                         return
                 if live.trackers[slot].states != {source}:

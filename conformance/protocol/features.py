@@ -73,6 +73,12 @@ FEATURE_MEANINGS: dict[str, str] = {
     "rpc.server_later": "server_complete and server_abort with thread later: the manager routine "
                         "returns without ending the call, and another thread completes or "
                         "aborts it afterwards",
+    "rpc.notif": "server notifications (the rpc_notif machine): a held call, "
+                 "RpcServerSubscribeForNotification, RpcServerUnsubscribeForNotification, the "
+                 "server's wait for a notification, the client's RpcAsyncCancelCall, the "
+                 "server's RpcAsyncCompleteCall",
+    "rpc.notif.disconnect": "client_disconnect: the client drops its connection while the "
+                            "rpc_notif machine's call is held",
 }
 
 FEATURES: frozenset[str] = frozenset(FEATURE_MEANINGS)

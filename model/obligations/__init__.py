@@ -3,7 +3,8 @@ from the tables (DESIGN.md principle 10), the reasons for the few that cannot be
 findings, and `check_obligations()`.
 
 * `core`: the language (`Obligation`, `Always`, `Whenever`, `Reach`, `Now`, `After`, `Observer`).
-* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`, `rpc_order`, `rpc_pipe`:
+* `com_call`, `sync_object`, `cowait`, `rpc_handle`, `thread_cancel`, `rpc_notif`, `rpc_order`,
+  `rpc_pipe`:
   one module per family (or section), each with its observer and its obligations, written
   from the rules' text.
 * `checker`: exhaustive enumeration of each machine's reachable states under every pinning, and
@@ -22,6 +23,7 @@ from callgate.model.obligations import (
     com_call,
     cowait,
     rpc_handle,
+    rpc_notif,
     rpc_order,
     rpc_pipe,
     sync_object,
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 
 ALL: tuple[Obligation, ...] = (*com_call.OBLIGATIONS, *sync_object.OBLIGATIONS,
                                *cowait.OBLIGATIONS, *rpc_handle.OBLIGATIONS,
-                               *thread_cancel.OBLIGATIONS, *rpc_order.OBLIGATIONS,
+                               *thread_cancel.OBLIGATIONS, *rpc_notif.OBLIGATIONS, *rpc_order.OBLIGATIONS,
                                *rpc_pipe.OBLIGATIONS)
 BY_ID: dict[str, Obligation] = {o.id: o for o in ALL}
 
@@ -55,6 +57,7 @@ OBSERVERS: dict[str, Observer[Any]] = {
     cowait.OBSERVER.machine: cowait.OBSERVER,
     rpc_handle.OBSERVER.machine: rpc_handle.OBSERVER,
     thread_cancel.OBSERVER.machine: thread_cancel.OBSERVER,
+    rpc_notif.OBSERVER.machine: rpc_notif.OBSERVER,
     rpc_order.OBSERVER.machine: rpc_order.OBSERVER,
     rpc_pipe.OBSERVER.machine: rpc_pipe.OBSERVER,
 }

@@ -39,6 +39,8 @@ from callgate.conformance.implementations.reference.host import (
     WorkerPool,
 )
 from callgate.conformance.implementations.reference.kernel import KernelEvent, ThreadContext
+from callgate.conformance.implementations.reference.notif_slot import HANDLERS as NOTIF_HANDLERS
+from callgate.conformance.implementations.reference.notif_slot import NotifSlot
 from callgate.conformance.implementations.reference.rpc_client import CallResources
 from callgate.conformance.protocol.adapter import (
     FEATURES,
@@ -88,6 +90,8 @@ PINS: Mapping[str, str] = {
     "late_cancel_result": "server_result",
     "pipe_error_code": _code_name(pipe.PIPE_ERROR, codes.Family.RPC_STATUS),
     "disable_nested_code": _code_name(tc.DISABLE_NESTED_CODE, codes.Family.HRESULT),
+    # NotifRuntime notifies every subscribed kind, the client's cancel included (D-20).
+    "cancel_notification": "delivered",
 }
 
 _TIMEOUTS = {"zero": 0, "infinite": com.INFINITE}
@@ -194,7 +198,7 @@ class _PipeSlot:
 
 
 _Slot = (_ComSlot | _EventSlot | _ContainerSlot | _RpcSlot | _CowaitSlot | _ThreadCancelSlot
-         | _OrderSlot | _PipeSlot)
+         | _OrderSlot | _PipeSlot | NotifSlot)
 
 
 @dataclass(eq=False)
@@ -248,13 +252,15 @@ class ReferenceSession:
             return _PipeSlot()
         if spec.machine == "rpc_order":
             return _OrderSlot(order.OrderedBinding(self.host, self.pool))
+        if spec.machine == "rpc_notif":
+            return NotifSlot.open(self.host, self.pool)
         if spec.machine == "rpc_call":
             if self._runtime is None:
                 self._runtime = rpc.RpcRuntime(self.host, self.pool)
             return _RpcSlot()
         raise AdapterFault(f"slot {spec.name!r} has machine {spec.machine!r}, which the reference "
                            f"adapter does not know; use com_call, event, container, cowait, "
-                           f"rpc_call, rpc_order, rpc_pipe or thread_cancel")
+                           f"rpc_call, rpc_notif, rpc_order, rpc_pipe or thread_cancel")
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -308,6 +314,8 @@ class ReferenceSession:
                 state.thread.close()
             elif isinstance(state, _OrderSlot):
                 state.binding.close()
+            elif isinstance(state, NotifSlot):
+                state.close()
         if self._runtime is not None:
             self._runtime.close()
         for bound in self._slots.values():
@@ -1096,5 +1104,8 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
         "start_call": pipe_start_call, "push": pipe_push, "pull": pipe_pull,
         "RpcAsyncCompleteCall": pipe_RpcAsyncCompleteCall, "server_drain": pipe_server_drain,
         "server_push": pipe_server_push, "server_complete": pipe_server_complete,
+    }),
+    **_for("rpc_notif", NotifSlot, {
+        op: (lambda session, s, request, f=f: f(s, request)) for op, f in NOTIF_HANDLERS.items()
     }),
 }

@@ -424,6 +424,27 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("send_complete_at_end_only", "RPC-STATE-04",
           "with RPC_C_NOTIFY_ON_SEND_COMPLETE only the 0-length push that ends the stream is "
           "notified, not each send"),
+    # 2.18 RPC server notifications (the rpc_notif machine)
+    Fault("notif_info_not_copied", "RPC-SRV-NOTIF-03",
+          "RpcServerSubscribeForNotification keeps a pointer to the caller's NotificationInfo "
+          "instead of copying it, so a caller that reuses it loses its notifications"),
+    Fault("notif_repeats", "RPC-SRV-NOTIF-07",
+          "every RpcAsyncCancelCall of the same call notifies the server again"),
+    Fault("notif_unsubscribed_kind", "RPC-SRV-NOTIF-07",
+          "a subscription to one kind is also signalled for the other kind"),
+    Fault("notif_queued_zero", "RPC-SRV-NOTIF-09",
+          "RpcServerUnsubscribeForNotification always reports 0 notifications queued"),
+    Fault("notif_type_none_accepted", "RPC-SRV-NOTIF-01",
+          "RpcServerSubscribeForNotification returns RPC_S_OK for RpcNotificationTypeNone (and "
+          "subscribes nothing)"),
+    Fault("notif_null_binding_any_thread", "RPC-SRV-NOTIF-02",
+          "a NULL binding on a thread that runs no call names the runtime's latest call"),
+    Fault("notif_both_refused", "RPC-SRV-NOTIF-04",
+          "both kinds in one subscription call are refused with RPC_S_INVALID_ARG for every "
+          "notification type"),
+    Fault("notif_subscriptions_per_binding", "RPC-SRV-NOTIF-05",
+          "subscriptions belong to the client's connection, not the call: the next call starts "
+          "with the previous call's subscriptions again"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this
