@@ -71,9 +71,9 @@ def _allowed_text(machine: str, action_op: str, args: Args, states: frozenset[St
 
 # A named race none of whose `runs` overlapped runs again, up to this many times `runs` in all.
 UNEXERCISED_RUNS_FACTOR = 3
-# A named race whose runs left an ordering of its conflicting operations unobserved runs again
-# on a directed schedule (`orderings.directed_gates`), up to this many times per missing
-# ordering, and for at most this many seconds after its regular runs.
+# After its regular runs a named race runs once more per ordering class of its conflicting
+# operations on a directed schedule (`orderings.directed_gates`, the operations overlapping),
+# and a class its runs left unobserved up to this many times; for at most this many seconds.
 ORDERING_ATTEMPTS = 6
 ORDERING_SECONDS = 8.0
 # The directed schedules' lead: how long after the earlier operation was invoked (so that they
