@@ -90,6 +90,25 @@ def test_the_report_counts_a_survivor_and_computes_the_totals() -> None:
     assert [r.name for r in report.unexpected_survivors] == ["finish_idle_ok"]
 
 
+def test_the_report_gives_each_class_its_kills_by_kind_of_case() -> None:
+    from dataclasses import replace
+    race = replace(_killed("cancel_lost_after_test", 3.0, 8, 7), kind="parallel")
+    survivor = MutantResult("finish_out_byte", FAULTS["finish_out_byte"].rule, "", False, 40.0, 9)
+    report = MutantsReport("quick", 0, mutants.KINDS, (
+        _killed("rewait_loses_out", 1.0, 3, 2), race, survivor,
+        _killed("begin_accepts_second", 1.0, 3, 2)), 50.0)
+    data = report.to_json()
+    assert data["by_kind"] == {"directed": 2, "parallel": 1}
+    assert data["by_class"]["race"] == {"total": 1, "killed": 1, "minimal_counterexamples": 1,
+                                        "by_kind": {"parallel": 1}, "survivors": []}
+    assert data["by_class"]["argument-value"]["survivors"] == ["finish_out_byte"]
+    assert data["by_class"]["argument-value"]["killed"] == 0
+    assert data["by_class"]["forgotten-state"]["by_kind"] == {"directed": 1}
+    assert data["by_class"]["cross-object"]["total"] == 0
+    assert sum(len(m) for m in mutants.CLASSES.values()) >= 20
+    assert mutants.catalogue_problems() == []
+
+
 def test_an_equivalent_survivor_is_expected_and_says_why() -> None:
     name = next(iter(mutants.EQUIVALENT))
     reason = mutants.survivor_reason(name, mutants.KINDS)

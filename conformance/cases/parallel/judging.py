@@ -71,9 +71,9 @@ def _allowed_text(machine: str, action_op: str, args: Args, states: frozenset[St
 
 # A named race none of whose `runs` overlapped runs again, up to this many times `runs` in all.
 UNEXERCISED_RUNS_FACTOR = 3
-# A named race whose runs left an ordering of its conflicting operations unobserved runs again
-# on a directed schedule (`orderings.directed_gates`), up to this many times per missing
-# ordering, and for at most this many seconds after its regular runs.
+# After its regular runs a named race runs once more per ordering class of its conflicting
+# operations on a directed schedule (`orderings.directed_gates`, the operations overlapping),
+# and a class its runs left unobserved up to this many times; for at most this many seconds.
 ORDERING_ATTEMPTS = 6
 ORDERING_SECONDS = 8.0
 # The directed schedules' lead: how long after the earlier operation was invoked (so that they
@@ -129,31 +129,44 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
     verdict_text = ""
     total_ops = 0
     overlaps = 0
-    # A race that is hard to meet gets more runs, while none has overlapped, before it is
-    # called not exercised.
+    # A named race wants `runs` runs that overlapped (each a chance to meet its window, which a
+    # run whose operations did not overlap never had): one that is hard to meet gets more runs,
+    # up to `limit`, and is called not exercised if none overlapped.
     limit = runs * UNEXERCISED_RUNS_FACTOR if require_overlap else runs
+    wanted = runs if require_overlap else 0
+
+    def regular(done: int) -> bool:
+        """Whether the regular runs are over after `done` of them."""
+        return done >= runs and (overlaps >= wanted or done >= limit)
     number = 0
     # A named race measures which orderings of its conflicting operations its runs showed.
     tally: OrderingTally | None = None
     attempts: dict[int, int] = {}
     regular_end = 0.0
 
-    def directed() -> bool:
-        if tally is None or not tally.missing():
-            return False
-        if not regular_end:
-            return False
-        return (time.perf_counter() - regular_end < ORDERING_SECONDS
-                and any(attempts.get(i, 0) < ORDERING_ATTEMPTS for i in tally.missing()))
+    def targets() -> list[int]:
+        """Ordering classes a directed run is still owed: each class once (its first ordering,
+        the operations overlapping: a window inside the earlier operation is met there even
+        when free runs already showed the class), and a class not observed up to
+        `ORDERING_ATTEMPTS` times."""
+        if tally is None:
+            return []
+        missing = set(tally.missing())
+        return [i for i in range(len(tally.classes))
+                if attempts.get(i, 0) < (ORDERING_ATTEMPTS if i in missing else 1)]
 
-    while number < runs or (not overlaps and number < limit) or directed():
+    def directed() -> bool:
+        if not targets() or not regular_end:
+            return False
+        return time.perf_counter() - regular_end < ORDERING_SECONDS
+
+    while not regular(number) or directed():
         number += 1
         gates = None
-        if number > runs and (overlaps or number > limit) and tally is not None:
+        if regular(number - 1) and tally is not None:
             if not regular_end:
                 regular_end = time.perf_counter()
-            target = min((i for i in tally.missing() if attempts.get(i, 0) < ORDERING_ATTEMPTS),
-                         key=lambda i: attempts.get(i, 0), default=None)
+            target = min(targets(), key=lambda i: attempts.get(i, 0), default=None)
             if target is not None:
                 attempt = attempts.get(target, 0)
                 attempts[target] = attempt + 1
@@ -191,9 +204,9 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
                                  start=initial)
             if not plan.sound:
                 return result(Verdict.NOT_APPLICABLE, message=(
-                    f"run {number}: from the states the prefix led to, some interleaving "
-                    f"reaches an action the model does not define, so the case is not run: "
-                    f"{plan.problem}"))
+                    f"run {number}: from the states the prefix led to, the case is not "
+                    f"sound (every interleaving must keep every action defined, and no action "
+                    f"that is not atomic may race), so it is not run: {plan.problem}"))
             waits = wait_times(case, plan.starts, pins)
             if require_overlap and tally is None:
                 tally = OrderingTally.of(ordering_classes(case, pins, initial))
@@ -238,7 +251,7 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
                               + f"; the history is {outcome.summary()}"))
         if tally is not None:
             tally.add(consistent_classes(case, tally.classes, ops, where, initial, pins, budget))
-            if number >= runs and (overlaps or number >= limit) and not regular_end:
+            if regular(number) and not regular_end:
                 regular_end = time.perf_counter()
     measured = tally.to_json(case) if tally is not None else {}
     ordering_text = f"; {tally.summary()}" if tally is not None else ""

@@ -141,4 +141,17 @@ def measured_races() -> list[ParallelCase]:
             ("COM-CANCEL-05", "COM-CANCEL-10", "COM-CANCEL-11", "COM-FIN-05"),
             suffix=(_a("c0", "Wait", timeout="finite"), _a("c0", "Finish_"))),
     ]
+    thread = default_slot("t0")
+    cases += [
+        ParallelCase(
+            "race-co-cancel-co-cancel", "two CoCancelCall of one pending synchronous call from "
+            "two threads: one request is made (S_OK); the other finds the call already "
+            "cancelled or its cancel object gone, never a second S_OK; the server then sees "
+            "the cancel and returns", (thread,),
+            (_a("t0", "CoEnableCallCancellation", pReserved="NULL"),
+             _a("t0", "start_sync_call")),
+            ((_a("t0", "CoCancelCall"),), (_a("t0", "CoCancelCall"),)),
+            ("COM-CCAN-08", "COM-CCAN-09", "COM-CANCEL-11"),
+            suffix=(_a("t0", "server_test_cancel"), _a("t0", "server_return"))),
+    ]
     return cases

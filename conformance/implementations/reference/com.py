@@ -832,19 +832,28 @@ class CallObject(Unknown):
                 return refusal if refusal is not None else RPC_E_CALL_COMPLETE
             if not (call.tested and self._host.fault("cancel_lost_after_test")):
                 call.cancel_requested = True  # the server's TestCancel sees it from now on
-        if ulSeconds:
-            # Give the server ulSeconds to finish; a call that completes in time is not
-            # cancelled (COM-CANCEL-08).
-            deadline = time.monotonic() + ulSeconds
-            while time.monotonic() < deadline and not call.completed:
-                call.finished.wait(min(0.01, ulSeconds))
+            if not ulSeconds:
+                # Decided at once, under the same lock that made the request visible: the
+                # server cannot test the cancel and complete the call in between, which would
+                # leave a Cancel that reports RPC_E_CALL_COMPLETE for a call whose server saw
+                # the cancel (a history no order of the two explains).
+                return self._accept_cancel(call)
+        # Give the server ulSeconds to finish; a call that completes in time is not cancelled
+        # (COM-CANCEL-08).
+        deadline = time.monotonic() + ulSeconds
+        while time.monotonic() < deadline and not call.completed:
+            call.finished.wait(min(0.01, ulSeconds))
         with self._lock:
             refusal = self._cancel_refusal(call) if call is self._call else RPC_E_CALL_COMPLETE
             if refusal is not None:
                 return refusal
-            call.cancelled = True
-            if self._host.fault("cancel_signals_at_once"):
-                self._sync._set()  # the seeded fault: Wait returns S_OK before Begin_ returned
+            return self._accept_cancel(call)
+
+    def _accept_cancel(self, call: BeginCall) -> int:
+        """The cancel is accepted (called under the lock): the call is cancelled."""
+        call.cancelled = True
+        if self._host.fault("cancel_signals_at_once"):
+            self._sync._set()  # the seeded fault: Wait returns S_OK before Begin_ returned
         return CANCELLED_CODE if self._host.fault("cancel_returns_cancelled") else S_OK
 
     def _cancel_refusal(self, call: BeginCall | None) -> int | None:
