@@ -28,7 +28,11 @@ way, `callgate.conformance.judge.race_shrink`), and it is no longer than
 `shortest_path + concurrent_steps + observing_steps`: the prefix is a shortest way to where the
 race starts.
 
-A run stops at the first failing case (that is the kill); a survivor runs the whole budget.
+A run stops at the first failing case (that is the kill); a survivor runs the whole budget. An
+`error` (a step that did not answer, an adapter fault) is a kill only when it is the fault's
+doing (`error_not_the_faults`): the same case, run again, passes against the correct reference
+and goes wrong again against the mutant; any other error is noted in the survivor's reason and
+the run goes on.
 Equivalent mutants (`EQUIVALENT`, no observable difference) are expected to survive and are
 reported with their reason; any other survivor is a blind spot of the suite.
 """
@@ -359,6 +363,34 @@ def case_kind(result: CaseResult) -> str:
     return result.kind if result.kind in KINDS else result.kind or "directed"
 
 
+def error_not_the_faults(result: CaseResult, mutant: Any, step_timeout: float) -> str:
+    """Why an `error` against a mutant is not a kill ("" if it is one): the same case, run
+    again, must pass against the correct reference and go wrong again against the mutant. An
+    error the reference shares (a step timeout on a loaded machine, an adapter limit) or one the
+    mutant does not repeat is not the fault's doing."""
+    from callgate.conformance.judge.rerun import NotReplayable, rerun
+
+    if not result.replay:
+        return ""  # nothing to run again: the error stands (it is reported with verdict error)
+    reference = ReferenceAdapter()
+    try:
+        again = rerun(reference, result.id, result.replay, step_timeout)
+    except NotReplayable as exc:
+        return f"the case cannot be run again to confirm the error ({exc})"
+    finally:
+        reference.shutdown()
+    if again.verdict is not Verdict.PASS:
+        return (f"the correct reference gives {again.verdict.value} on the same case too "
+                f"({again.message[:160]})")
+    try:
+        repeated = rerun(mutant, result.id, result.replay, step_timeout)
+    except NotReplayable as exc:
+        return f"the case cannot be run again to confirm the error ({exc})"
+    if repeated.verdict not in (Verdict.FAIL, Verdict.ERROR):
+        return f"the error did not repeat against the mutant ({repeated.verdict.value})"
+    return ""
+
+
 def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KINDS,
                step_timeout: float = 10.0,
                adapter_factory: Callable[[str], Any] | None = None) -> MutantResult:
@@ -366,14 +398,22 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     fault: Fault = FAULTS[name]
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
     first: list[tuple[CaseResult, float]] = []
+    unconfirmed: list[str] = []
     count = [0]
     started = time.perf_counter()
 
     def progress(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
         count[0] = done
-        if result is not None and result.verdict in (Verdict.FAIL, Verdict.ERROR):
-            first.append((result, time.perf_counter() - started))
-            raise StopRun
+        if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
+            return
+        at = time.perf_counter() - started
+        if result.verdict is Verdict.ERROR:
+            why = error_not_the_faults(result, adapter, step_timeout)
+            if why:
+                unconfirmed.append(f"{result.id}: {why}")
+                return  # not a kill: the run goes on to look for one
+        first.append((result, at))
+        raise StopRun
 
     try:
         caps = adapter.capabilities()
@@ -389,8 +429,12 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         adapter.shutdown()
     seconds = time.perf_counter() - started
     if not first:
+        reason = survivor_reason(name, kinds)
+        if unconfirmed:
+            reason += ("; errors not counted as kills (not the fault's doing): "
+                       + "; ".join(unconfirmed[:3]))
         return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count[0],
-                            reason=survivor_reason(name, kinds))
+                            reason=reason)
     result, at = first[0]
     one_minimal = result.shrink.get("one_minimal") if result.shrink else None
     race = race_program(result, plan)

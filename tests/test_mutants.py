@@ -13,6 +13,7 @@ from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.main import main
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
 from callgate.conformance.mutants import MutantResult, MutantsReport
+from callgate.conformance.results import CaseResult, Verdict
 from callgate.model.rules import Level, catalogue
 
 
@@ -193,3 +194,32 @@ def test_the_kill_check_fails_when_the_suite_cannot_see_the_fault() -> None:
                                 adapter_factory=lambda name: ReferenceAdapter())
     assert not result.killed
     assert "blind spot" in result.reason
+
+
+def _erred(steps: list[dict[str, object]]) -> CaseResult:
+
+    return CaseResult("event-x", "directed", "", [], Verdict.ERROR, len(steps), 0.1,
+                      message="a step did not answer", replay={
+                          "slots": [{"name": "e0", "machine": "event", "config": {}}],
+                          "steps": steps})
+
+
+def test_an_error_counts_as_a_kill_only_when_the_fault_caused_it() -> None:
+    """An `error` against a mutant is a kill only if the same case passes against the correct
+    reference and goes wrong again against the mutant; otherwise it is load or a harness limit."""
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+
+    steps: list[dict[str, object]] = [
+        {"slot": "e0", "op": "CoCreateInstance", "args": {"clsid": "ManualResetEvent"}},
+        {"slot": "e0", "op": "Wait", "args": {"timeout": "zero"}}]
+    faulty = ReferenceAdapter(faults={"new_event_signalled"})
+    correct = ReferenceAdapter()
+    try:
+        assert mutants.error_not_the_faults(_erred(steps), faulty, 5.0) == ""
+        why = mutants.error_not_the_faults(_erred(steps), correct, 5.0)
+        assert "did not repeat" in why
+        bogus: list[dict[str, object]] = [{"slot": "e0", "op": "NoSuchOp", "args": {}}]
+        assert "cannot be run again" in mutants.error_not_the_faults(_erred(bogus), faulty, 5.0)
+    finally:
+        faulty.shutdown()
+        correct.shutdown()
