@@ -67,6 +67,9 @@ class RunOptions:
     multi: bool = True
     # State identification after each machine's walk (callgate.conformance.cases.identify).
     identify: bool = True
+    # Shrink each failing case to a minimal counterexample (`callgate run --no-shrink`: report
+    # failures as they were found, which is faster when many cases fail).
+    shrink: bool = True
 
 
 class StopRun(Exception):
@@ -378,7 +381,7 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             for case, result in cases:
                 total = max(total, len(results) + 1 + stateful_cases)
                 result = shrink(runner, plan, case, result, progress, len(results), total,
-                                options.expectations)
+                                options.expectations, options.shrink)
                 _record(stream, results, result, progress, total, options.expectations)
     if options.multi and options.budget.multi_cases:
         budget = multi.MultiBudget(options.budget.multi_cases, options.budget.multi_steps)
@@ -387,7 +390,7 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
                                               composition, budget):
                 total = max(total, len(results) + 1 + stateful_cases)
                 result = shrink(runner, None, None, result, progress, len(results), total,
-                                options.expectations)
+                                options.expectations, options.shrink)
                 _record(stream, results, result, progress, total, options.expectations)
     total = len(results) + stateful_cases
     rounds = options.budget.stateful_rounds if options.stateful else 0
@@ -399,14 +402,14 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
             seed=options.seed + round_, slots=slots,
             case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
         result = shrink(runner, None, None, result, progress, len(results), total,
-                        options.expectations)
+                        options.expectations, options.shrink)
         _record(stream, results, result, progress, total, options.expectations)
     if options.parallel:
         runs = options.parallel_runs or options.budget.parallel_runs
         for result in parallel_phase(runner, ParallelBudget(
                 options.budget.parallel_examples, runs, options.stagger), options.seed):
             result = shrink(runner, None, None, result, progress, len(results), total,
-                            options.expectations)
+                            options.expectations, options.shrink)
             _record(stream, results, result, progress, total, options.expectations)
     if options.expectations is not None:
         # Listed deviations that no case showed any more: the expectations file is stale.
@@ -446,12 +449,14 @@ def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
 
 def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
            failed: CaseResult, progress: Progress | None = None, done: int = 0,
-           total: int = 0, expectations: Expectations | None = None) -> CaseResult:
+           total: int = 0, expectations: Expectations | None = None,
+           enabled: bool = True) -> CaseResult:
     """A failing case (or one the implementation's error ended) shrunk to a counterexample no
     single step of which can be removed (`callgate.conformance.judge.shrink`); a directed case
     first tries the shortest path in the model's graph to its failing transition. Other verdicts,
-    and failures that `expectations` lists as known deviations, come back as they are."""
-    if failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
+    and failures that `expectations` lists as known deviations, come back as they are; so does
+    everything when shrinking is off (`enabled` False: `callgate run --no-shrink`)."""
+    if not enabled or failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
         return failed
     if expectations is not None and expectations.explains(failed):
         return failed  # a listed deviation: its entry says what happens (and with what evidence)

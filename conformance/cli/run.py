@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
-                         fixed_values=args.fixed_values)
+                         fixed_values=args.fixed_values, shrink=not args.no_shrink)
     snapshot = Snapshot(Path(args.out)) if args.keep_if_unchanged else None
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
@@ -344,6 +344,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--min-coverage", type=percent, default=None, metavar="PCT",
                      help="fail the gate (exit 1) when the run covers less than PCT percent of "
                           "the transitions the model defines for the adapter's features")
+    run.add_argument("--no-shrink", action="store_true",
+                     help="report each failing case as found, without shrinking it to a minimal "
+                          "counterexample (faster when many cases fail; the verdicts are the same)")
     run.add_argument("--keep-if-unchanged", action="store_true",
                      help="if OUT holds the reports of an earlier run and this run showed the same "
                           "(verdicts, failures, coverage, observed race orderings: everything but "
