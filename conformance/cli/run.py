@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
-                         fixed_values=args.fixed_values)
+                         fixed_values=args.fixed_values, full_waits=args.full_waits)
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
     try:
@@ -287,6 +287,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--fixed-values", action="store_true",
                      help="send one concrete value per abstract argument class (a finite Wait "
                           "50 ms, [out] 1 and 2, ...) instead of several drawn from the seed")
+    run.add_argument("--full-waits", action="store_true",
+                     help="keep every harness wait at its fixed length, also where the model "
+                          "says nothing can arrive (default: a look calibrated on the adapter)")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")
