@@ -114,3 +114,36 @@ def test_wait_lengths(calibrated: bool) -> None:
     assert ms(NOTIFY, due) == NOTIFY_EXPECTED_MS
     assert waits.shortened == (2 if calibrated else 0)
     assert waits.summary()["look_ms"] == look
+
+
+def _walk_verdicts(fault: str | None, calibrate: bool) -> tuple[list[tuple[str, str, list[str]]], int]:
+    from callgate.conformance.cases import sequences
+    from callgate.conformance.cases.walk import WalkBudget, walk_machine
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+    from callgate.conformance.judge.runner import CaseRunner
+
+    adapter = ReferenceAdapter(faults={fault} if fault else set())
+    caps = adapter.capabilities()
+    plan = sequences.plan(caps).machines["rpc_call"]
+    runner = CaseRunner(adapter, caps, step_timeout=5.0, waits=WaitLengths(calibrate=calibrate))
+    try:
+        verdicts = [(case.id, result.verdict.value, sorted(result.failed_rules))
+                    for case, result in walk_machine(runner, plan, set(plan.transitions),
+                                                     WalkBudget(case_steps=400, cases=60))]
+        return verdicts, runner.waits.shortened
+    finally:
+        runner.close()
+        adapter.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [None, "notification_twice", "server_test_cancel_consumes"])
+def test_calibrated_looks_give_the_verdicts_of_the_full_waits(fault: str | None) -> None:
+    """The RPC machine's coverage walk, with the calibrated looks and with every wait at its
+    fixed length: the same cases and verdicts for the reference and for two seeded faults that
+    a shortened look could hide (a second notification, a cancel a second poll misses)."""
+    looked, shortened = _walk_verdicts(fault, calibrate=True)
+    full, none = _walk_verdicts(fault, calibrate=False)
+    assert shortened > 0 and none == 0
+    assert looked == full
+    assert any(v == "fail" for _, v, _ in looked) == (fault is not None)
