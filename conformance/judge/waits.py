@@ -6,7 +6,8 @@ operation whose finite value the case does not choose (`CoWaitForMultipleHandles
 length is not an argument the model or the concrete values (`callgate.conformance.cases.values`)
 test. Where the model allows something to arrive during such a wait, the runner waits as long
 as before (`callgate.conformance.judge.perform.wait_ms`: 2 s for a notification, 50 ms for a
-poll). Where it allows nothing to arrive, the wait is only a look for something that should not
+poll), or as long as a look (below) on an adapter so slow that a look is longer. Where it
+allows nothing to arrive, the wait is only a look for something that should not
 be there (a duplicate notification, a cancel nobody sent), and its length is a guess either way.
 That look is then as long as this adapter needs: `look_ms`, calibrated at the start of the run.
 
@@ -101,8 +102,10 @@ class WaitLengths:
                 allowed: Sequence[Allowed]) -> int:
         """How long `action` may wait, in milliseconds."""
         full = wait_ms(action.op, dict(action.args), allowed)
-        if self.look_ms is None or not nothing_can_arrive(machine, action, tracker, allowed):
+        if self.look_ms is None or not MACHINES[machine].timeout_param(action.op)[0]:
             return full
+        if not nothing_can_arrive(machine, action, tracker, allowed):
+            return max(full, self.look_ms)  # never shorter than a look on this adapter
         self.shortened += 1
         return self.look_ms
 
