@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/bench_gate.py [--runs 3] [--budget standard] [--json]
 
+With `--vs-full-waits`, each run is followed by one with `--full-waits` (every harness wait at
+its fixed length; callgate.conformance.judge.waits), and it prints their figures, the ratios of
+the pairs and whether the last pair's case verdicts agree.
+
 Runs `callgate run --adapter reference --budget standard` (seed 0) `--runs` times, each in a
 fresh process as a user runs it, and prints the whole-process wall time (minimum, median,
 maximum; quote the median), the user and system CPU seconds of the child, its exit code, and the
@@ -34,17 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 60.0
 
 
-def gate_command(budget: str, out: Path) -> list[str]:
+def gate_command(budget: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", "callgate", "run", "--adapter", "reference", "--budget", budget,
-            "--seed", "0", "--out", str(out)]
+            "--seed", "0", "--out", str(out), *extra]
 
 
-def run_once(budget: str, out: Path) -> dict[str, Any]:
+def run_once(budget: str, out: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One gate run in a fresh process: wall seconds, the child's CPU seconds, exit code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    done = subprocess.run(gate_command(budget, out), cwd=ROOT, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(gate_command(budget, out, extra), cwd=ROOT, capture_output=True,
+                          text=True, check=False)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": wall, "user": after.ru_utime - before.ru_utime,
@@ -57,17 +61,23 @@ def breakdown(results: Path, wall: float, slowest: int = 8) -> dict[str, Any]:
     count: dict[str, int] = {}
     cases: list[tuple[float, str, str]] = []
     run_seconds = 0.0
+    waits: Any = None
+    verdicts: dict[str, str] = {}
     for line in results.read_text(encoding="utf-8").splitlines():
         event = json.loads(line)
         if event.get("event") == "case":
             case = event["case"]
+            verdicts[case["id"]] = str(case.get("verdict"))
             by_kind[case["kind"]] = by_kind.get(case["kind"], 0.0) + float(case["seconds"])
             count[case["kind"]] = count.get(case["kind"], 0) + 1
             cases.append((float(case["seconds"]), case["id"], case["kind"]))
         elif event.get("event") == "run_end":
             run_seconds = float(event["seconds"])
+            waits = event.get("waits")
     return {
         "run_seconds": round(run_seconds, 2),
+        "waits": waits,
+        "verdicts": verdicts,
         "outside_run_seconds": round(wall - run_seconds, 2),
         "by_kind": {k: {"cases": count[k], "seconds": round(v, 2)}
                     for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
@@ -86,13 +96,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="gate runs to time (default 3)")
     parser.add_argument("--budget", default="standard", choices=("quick", "standard", "deep"))
     parser.add_argument("--json", action="store_true", help="print one JSON record")
+    parser.add_argument("--vs-full-waits", action="store_true",
+                        help="time each run against one with --full-waits (the fixed wait "
+                             "lengths), in turn, and compare their verdicts")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    versus: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
-        out = Path(tmp) / "report"
-        runs = [run_once(args.budget, out) for _ in range(args.runs)]
+        out, fixed = Path(tmp) / "report", Path(tmp) / "full-waits"
+        runs, others = [], []
+        for _ in range(args.runs):
+            runs.append(run_once(args.budget, out))
+            if args.vs_full_waits:
+                others.append(run_once(args.budget, fixed, ("--full-waits",)))
         where = breakdown(out / "results.jsonl", runs[-1]["wall"])
+        if args.vs_full_waits:
+            theirs = breakdown(fixed / "results.jsonl", others[-1]["wall"])
+            versus = {
+                "wall_seconds": spread([r["wall"] for r in others]),
+                "cpu_seconds": spread([r["user"] + r["system"] for r in others]),
+                "wall_ratio": spread([a["wall"] / b["wall"] for a, b in zip(runs, others, strict=True)]),
+                "cpu_ratio": spread([(a["user"] + a["system"]) / (b["user"] + b["system"])
+                                     for a, b in zip(runs, others, strict=True)]),
+                "same_verdicts": where["verdicts"] == theirs["verdicts"],
+                "exit_codes": [r["exit"] for r in others]}
+    where.pop("verdicts")
     shown = shlex.join(["callgate", *gate_command(args.budget, Path("OUT"))[3:]])
     record = {
         "command": shown, "runs": args.runs,
@@ -102,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "exit_codes": [r["exit"] for r in runs],
         "target_seconds": TARGET_SECONDS,
         "last_run": where,
+        "vs_full_waits": versus,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
     }
@@ -120,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     for kind, k in where["by_kind"].items():
         print(f"  {kind:10} {k['cases']:4} cases {k['seconds']:8.2f} s")
     print("  slowest: " + ", ".join(f"{c['id']} {c['seconds']} s" for c in where["slowest"]))
+    print(f"  waits: {where['waits']}")
+    if versus is not None:
+        print("against the same command with --full-waits, run in turn:")
+        for name in ("wall_seconds", "cpu_seconds", "wall_ratio", "cpu_ratio"):
+            v = versus[name]
+            print(f"  {name.replace('_', ' '):15} min {v['min']:8.2f}  median {v['median']:8.2f}  "
+                  f"max {v['max']:8.2f}")
+        print(f"  exit codes {versus['exit_codes']}; same verdicts in the last pair: "
+              f"{versus['same_verdicts']}")
     print(f"load average at the end: {record['machine']['load_average']} on "
           f"{record['machine']['cpus']} CPUs")
     return 0

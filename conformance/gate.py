@@ -29,6 +29,7 @@ from callgate.conformance.cases.walk import Leg, walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.shrink import shrink_case
+from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
 from callgate.conformance.report.reporting import write_reports
@@ -70,6 +71,9 @@ class RunOptions:
     # Shrink each failing case to a minimal counterexample (`callgate run --no-shrink`: report
     # failures as they were found, which is faster when many cases fail).
     shrink: bool = True
+    # Keep every wait at its old length, where the model says nothing can arrive too
+    # (callgate.conformance.judge.waits; `callgate run --full-waits`).
+    full_waits: bool = False
 
 
 class StopRun(Exception):
@@ -246,7 +250,8 @@ def _left_behind(adapter: Adapter) -> dict[str, Any] | None:
 
 
 def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float,
-             aborted: dict[str, Any] | None, orphans: dict[str, Any] | None = None) -> Summary:
+             aborted: dict[str, Any] | None, orphans: dict[str, Any] | None = None,
+             waits: dict[str, Any] | None = None) -> Summary:
     summary = Summary.of(results)
     end: dict[str, Any] = {
         "event": "run_end", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -259,6 +264,8 @@ def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float
         end["aborted"] = aborted
     if orphans is not None:
         end["orphans"] = orphans
+    if waits is not None:
+        end["waits"] = waits
     stream.emit(end)
     return summary
 
@@ -324,7 +331,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         exit_code = 0
         runner = CaseRunner(adapter, caps, options.step_timeout,
                             ValueChooser(options.seed, fixed=options.fixed_values),
-                            options.expectations)
+                            options.expectations, waits=WaitLengths(calibrate=not options.full_waits))
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)
@@ -350,7 +357,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                     if aborted is not None:
                         aborted["close_error"] = f"{type(exc).__name__}: {exc}"
                 seconds = time.perf_counter() - started
-                summary = _run_end(stream, results, seconds, aborted, orphans)
+                summary = _run_end(stream, results, seconds, aborted, orphans,
+                                   runner.waits.summary())
                 stream.close()
         with _signals_held():
             outcome = _finish(options, summary, seconds)

@@ -329,10 +329,8 @@ class Machine:
                                                            compare=False, hash=False, repr=False)
     _step_memo: dict[tuple[State, str, Args, tuple[tuple[str, str], ...]], Step] = field(
         default_factory=dict, init=False, compare=False, hash=False, repr=False)
-    # The rows of an operation whose argument guards admit given arguments: find_row then tests
-    # only their state guards (an operation with many argument forms has many rows).
-    _arg_rows: dict[tuple[str, Args], tuple[Row, ...]] = field(
-        default_factory=dict, init=False, compare=False, hash=False, repr=False)
+    _row_masks: dict[str, _Masks] = field(default_factory=dict, init=False, compare=False,
+                                          hash=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update({f.name: i for i, f in enumerate(self.fields)})
@@ -503,7 +501,6 @@ def find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
 
 
 def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
-    fields = machine.view(state)
     argmap = dict(args)
     operation = machine.operation(op)
     expected = {p.name for p in operation.params}
@@ -514,12 +511,17 @@ def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
         if argmap[p.name] not in p.domain:
             raise ModelError(f"{machine.name}.{op}: {p.name}={argmap[p.name]!r} is outside "
                              f"{p.domain}")
-    candidates = machine._arg_rows.get((op, args))
-    if candidates is None:
-        candidates = tuple(r for r in machine.rows_for(op)
-                           if all(argmap[n] in vs for n, vs in r.args))
-        machine._arg_rows[(op, args)] = candidates
-    matches = [r for r in candidates if all(fields[n] in vs for n, vs in r.guard)]
+    rows = machine.rows_for(op)
+    masks = machine._row_masks.get(op)
+    if masks is None:
+        masks = machine._row_masks[op] = _row_masks(machine, operation, rows)
+    by_field, by_arg = masks
+    admitted = (1 << len(rows)) - 1
+    for (values, free), value in zip(by_field, state, strict=False):
+        admitted &= values.get(value, free)
+    for name, (values, free) in by_arg.items():
+        admitted &= values.get(argmap[name], free)
+    matches = [r for i, r in enumerate(rows) if admitted >> i & 1]
     if not matches:
         raise ModelError(f"{machine.name}: no row covers {op}{dict(args)} in "
                          f"{machine.describe(state)}")
@@ -529,14 +531,55 @@ def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
     return matches[0]
 
 
+# For each field (in order) and each parameter of an operation: value -> the rows that admit
+# it, as a bit set over `rows_for(op)`, and the rows that do not guard it at all (`free`). A row
+# admits a state and arguments exactly when its bit survives the intersection over every field
+# and parameter: the same answer as `Row.admits` on each row, without scanning the rows.
+_Masks = tuple[list[tuple[dict[Value, int], int]], dict[str, tuple[dict[Value, int], int]]]
+
+
+def _row_masks(machine: Machine, operation: Operation, rows: tuple[Row, ...]) -> _Masks:
+    def masks(name: str, domain: tuple[Value, ...],
+              guards: list[dict[str, frozenset[Value]]]) -> tuple[dict[Value, int], int]:
+        free = sum(1 << i for i, g in enumerate(guards) if name not in g)
+        values = {v: free | sum(1 << i for i, g in enumerate(guards) if name in g and v in g[name])
+                  for v in domain}
+        return values, free
+
+    field_guards = [dict(r.guard) for r in rows]
+    arg_guards = [dict(r.args) for r in rows]
+    return ([masks(f.name, f.domain, field_guards) for f in machine.fields],
+            {p.name: masks(p.name, p.domain, arg_guards) for p in operation.params})
+
+
 def step(machine: Machine, state: State, op: str, args: Args = (), pins: Pins | None = None) -> Step:
     """The allowed outcomes of `op(args)` in `state`, under the variation-point `pins`."""
     pins = pins or {}
     key = (state, op, args, tuple(sorted(pins.items())))
     done = machine._step_memo.get(key)
     if done is None:
-        done = machine._step_memo[key] = _step(machine, state, op, args, pins)
+        done = machine._step_memo[key] = _pinned(machine, state, op, args, pins) if pins else \
+            _step(machine, state, op, args, pins)
     return done
+
+
+def _pinned(machine: Machine, state: State, op: str, args: Args, pins: Pins) -> Step:
+    """The step under `pins`, from the unpinned step when there is one: the same outcomes in the
+    same order, less those whose `when` the pins exclude (what `_step` would skip). A run asks
+    both (the plan and the runner pinned, the report's diagrams unpinned), so each row is
+    resolved once."""
+    try:
+        full = step(machine, state, op, args)
+    except ModelError:  # an outcome the pins exclude may be what fails: resolve only theirs
+        return _step(machine, state, op, args, pins)
+    if full.kind is not Kind.DEFINED:
+        return full
+    allowed = tuple(a for a in full.allowed
+                    if all(pins.get(point, choice) == choice for point, choice in a.when))
+    if not allowed:
+        raise ModelError(f"{machine.name}.{op}: the pins {dict(pins)} exclude every outcome in "
+                         f"{machine.describe(state)}")
+    return Step(machine.name, state, op, args, full.kind, full.row, allowed)
 
 
 def _step(machine: Machine, state: State, op: str, args: Args, pins: Pins) -> Step:

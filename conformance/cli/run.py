@@ -131,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
-                         fixed_values=args.fixed_values, shrink=not args.no_shrink)
+                         fixed_values=args.fixed_values, shrink=not args.no_shrink,
+                         full_waits=args.full_waits)
     snapshot = Snapshot(Path(args.out)) if args.keep_if_unchanged else None
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
@@ -354,6 +355,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--fixed-values", action="store_true",
                      help="send one concrete value per abstract argument class (a finite Wait "
                           "50 ms, [out] 1 and 2, ...) instead of several drawn from the seed")
+    run.add_argument("--full-waits", action="store_true",
+                     help="keep every harness wait at its fixed length, also where the model "
+                          "says nothing can arrive (default: a look calibrated on the adapter)")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")

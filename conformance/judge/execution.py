@@ -18,9 +18,9 @@ class StepTimeout(Exception):
 @dataclass
 class _Job:
     fn: Callable[[], Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
+    # The worker puts (True, result) or (False, exception) here: a C-level queue, cheaper to make
+    # and to wait on than a threading.Event, and a gate run makes one per adapter call.
+    answer: queue.SimpleQueue[tuple[bool, Any]] = field(default_factory=queue.SimpleQueue)
 
 
 class Executor:
@@ -50,24 +50,27 @@ class Executor:
             if job is None:
                 return
             try:
-                job.result = job.fn()
+                answer: tuple[bool, Any] = (True, job.fn())
             except BaseException as exc:  # handed to the caller, whatever it is
-                job.error = exc
-            job.done.set()
+                answer = (False, exc)
+            job.answer.put(answer)
 
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         """Run `fn` on the worker; raise StepTimeout if it takes longer than the timeout."""
         job = _Job(fn)
         self._jobs.put(job)
-        if not job.done.wait(self.timeout if timeout is None else timeout):
+        try:
+            ok, value = job.answer.get(timeout=self.timeout if timeout is None else timeout)
+        except queue.Empty:
             # Leave the stuck worker behind with its own queue; later calls get a new one.
             self.abandoned += 1
             self._jobs = queue.SimpleQueue()
             self._worker = self._start()
-            raise StepTimeout(f"no answer within {self.timeout if timeout is None else timeout} s")
-        if job.error is not None:
-            raise job.error
-        result: T = job.result
+            raise StepTimeout(
+                f"no answer within {self.timeout if timeout is None else timeout} s") from None
+        if not ok:
+            raise value
+        result: T = value
         return result
 
     def close(self) -> None:

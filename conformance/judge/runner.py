@@ -31,9 +31,9 @@ from callgate.conformance.judge.perform import (
     replay_slots,
     slot_machines,
     step_record,
-    wait_ms,
     zero_wait,
 )
+from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.protocol.adapter import (
     Adapter,
     AdapterFault,
@@ -111,6 +111,8 @@ class CaseRunner:
     # Known deviations: where an entry says what the implementation does instead, the walk and
     # the directed cases follow it past the deviation (see `LiveCase.follow`).
     expectations: Expectations | None = None
+    # How long a wait lasts where the model says nothing can arrive (calibrated on this adapter).
+    waits: WaitLengths = field(default_factory=WaitLengths)
     # Keep every case's trace, passing ones too (a replay shows what it did); by default only a
     # failing or erring case (or one that followed a deviation) keeps its trace.
     keep_traces: bool = False
@@ -412,7 +414,7 @@ class LiveCase:
         before = tracker.states
         describe_before = " | ".join(MACHINES[machine].describe(s) for s in sorted(before, key=repr))
         args, wait, sent = self.values.concrete(
-            machine, action, tracker, wait_ms(action.op, dict(action.args), allowed))
+            machine, action, tracker, self.runner.waits.wait_ms(machine, action, tracker, allowed))
         request = Request(action.slot, action.op, args, wait)
         t0 = time.perf_counter()
         wall0 = time.time()
@@ -438,6 +440,7 @@ class LiveCase:
                 self.failure = "hang"
             return False
         elapsed = time.perf_counter() - t0
+        self.runner.waits.observe(machine, action.op, elapsed)
         # Echoed values ([out], reply, an abort code) go back to the abstract value they stand
         # for before the model judges them; the record keeps what the implementation answered.
         code, judged = self.values.observed(machine, action.op, observation.code,

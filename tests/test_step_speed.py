@@ -1,0 +1,100 @@
+"""The model's fast paths give the answers of the slow ones: `find_row` through bit sets is the
+scan of every row with `Row.admits`, and a pinned step taken from the unpinned one is the step
+`_step` resolves under the pins."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+
+from callgate.model import transitions as T
+from callgate.model.families import MACHINES
+
+SMALL = ("com_call", "event", "container", "cowait", "thread_cancel")
+PINS = {"call_wait_timeout_code": "RPC_S_CALLPENDING", "event_wait_timeout_code": "RPC_S_CALLPENDING",
+        "cancel_after_signal": "RPC_E_CALL_COMPLETE", "new_event_state": "nonsignaled",
+        "cancelled_code": "RPC_E_CALL_CANCELED", "cowait_null_handles_code": "E_INVALIDARG"}
+
+
+def _scan(machine: T.Machine, state: T.State, op: str, args: T.Args) -> T.Row | None:
+    fields, argmap = machine.view(state), dict(args)
+    matches = [r for r in machine.rows_for(op) if r.admits(fields, argmap)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _states(machine: T.Machine, limit: int) -> list[T.State]:
+    """At most `limit` states spread evenly over every combination of field values."""
+    total = 1
+    for f in machine.fields:
+        total *= len(f.domain)
+    return list(itertools.islice(machine.all_states(), 0, None, max(1, total // limit)))[:limit]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_find_row_by_bit_sets_is_the_scan(name: str) -> None:
+    machine = MACHINES[name]
+    for state in _states(machine, 120):
+        for op in machine.operations:
+            for args in op.all_args():
+                try:
+                    found: T.Row | None = T._find_row(machine, state, op.name, args)
+                except T.ModelError:
+                    found = None
+                assert found == _scan(machine, state, op.name, args), (state, op.name, args)
+
+
+def test_find_row_by_bit_sets_reports_a_gap_and_an_overlap() -> None:
+    machine = MACHINES["event"]
+    row = machine.rows_for("Signal")[0]
+    state = next(s for s in machine.all_states()
+                 if row.admits(machine.view(s), {}))
+    # A machine without that row has a gap there; with it twice, an overlap.
+    for rows, says in (([r for r in machine.rows if r is not row], "no row covers"),
+                       ([*machine.rows, row], "2 rows cover")):
+        broken = dataclasses.replace(machine, rows=tuple(rows))
+        with pytest.raises(T.ModelError, match=says):
+            T.find_row(broken, state, "Signal", ())
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_a_pinned_step_from_the_unpinned_one_is_the_resolved_one(name: str) -> None:
+    machine = MACHINES[name]
+    for state in _states(machine, 150):
+        for op in machine.operations:
+            for args in op.all_args():
+                try:
+                    direct: object = T._step(machine, state, op.name, args, PINS)
+                except T.ModelError as exc:
+                    direct = str(exc)
+                try:
+                    derived: object = T._pinned(machine, state, op.name, args, PINS)
+                except T.ModelError as exc:
+                    derived = str(exc)
+                assert derived == direct, (state, op.name, args)
+
+
+def test_a_pin_that_excludes_an_outcome_removes_it_from_the_derived_step() -> None:
+    machine = MACHINES["com_call"]
+    for state in machine.all_states():
+        for op in machine.operations:
+            for args in op.all_args():
+                try:
+                    full = T.step(machine, state, op.name, args)
+                except T.ModelError:
+                    continue
+                pinned = [a for a in full.allowed if a.when]
+                if not pinned:
+                    continue
+                point, choice = pinned[0].when[0]
+                other = next(o for w in (x.when for x in full.allowed) for p, o in w
+                             if p == point and o != choice) if any(
+                    p == point and o != choice for x in full.allowed for p, o in x.when) else None
+                if other is None:
+                    continue
+                step = T.step(machine, state, op.name, args, {point: other})
+                assert pinned[0] not in step.allowed
+                assert all(dict(a.when).get(point, other) == other for a in step.allowed)
+                return
+    pytest.fail("no outcome of com_call depends on a pin")
