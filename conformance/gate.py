@@ -67,6 +67,8 @@ class RunOptions:
     multi: bool = True
     # State identification after each machine's walk (callgate.conformance.cases.identify).
     identify: bool = True
+    # `--record-trace FILE`: write the calls the run makes in the trace format (docs/traces.md).
+    record_trace: Path | None = None
 
 
 class StopRun(Exception):
@@ -322,6 +324,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         runner = CaseRunner(adapter, caps, options.step_timeout,
                             ValueChooser(options.seed, fixed=options.fixed_values),
                             options.expectations)
+        _record_trace(runner, options.record_trace)
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)
@@ -466,13 +469,23 @@ def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
     return shrink_case(runner, failed, shorter, progress=say)
 
 
-def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0
-              ) -> list[CaseResult]:
-    """Run given cases (replay, pytest items) without the stream."""
+def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0,
+              record_trace: Path | None = None) -> list[CaseResult]:
+    """Run given cases (replay, pytest items) without the stream; `record_trace`: write the
+    calls they make in the trace format there."""
     caps = adapter.capabilities()
     check_capabilities(caps)
     runner = CaseRunner(adapter, caps, step_timeout)
+    _record_trace(runner, record_trace)
     try:
         return [runner.run(c) for c in cases]
     finally:
         runner.close()
+
+
+def _record_trace(runner: CaseRunner, path: Path | None) -> None:
+    """Have `runner` write the trace of what it performs to `path` (none: nothing recorded)."""
+    if path is not None:
+        from callgate.conformance.trace.record import TraceRecorder
+
+        runner.recorder = TraceRecorder(path, runner.capabilities.pins)

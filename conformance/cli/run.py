@@ -122,7 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          args.step_timeout, command, expectations=known,
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
-                         fixed_values=args.fixed_values)
+                         fixed_values=args.fixed_values,
+                         record_trace=Path(args.record_trace) if args.record_trace else None)
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
     try:
@@ -287,6 +288,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--fixed-values", action="store_true",
                      help="send one concrete value per abstract argument class (a finite Wait "
                           "50 ms, [out] 1 and 2, ...) instead of several drawn from the seed")
+    run.add_argument("--record-trace", default=None, metavar="FILE",
+                     help="write the calls the run makes as a trace (docs/traces.md) that "
+                          "`callgate check-trace` reads")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")
