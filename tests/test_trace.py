@@ -182,3 +182,17 @@ def test_check_trace_agrees_with_the_run(tmp_path: Path, faults: tuple[str, ...]
     assert code == (1 if result.verdict is Verdict.FAIL else 0)
     assert (result.verdict is Verdict.FAIL) == bool(faults)
     assert (out / "report.json").is_file()
+
+
+def test_expectations_apply_to_a_checked_trace(tmp_path: Path) -> None:
+    path = _write(tmp_path, [*START, _call(3, "AsyncIFoo::Begin_Method", at=3.0)])
+    assert main(["check-trace", str(path), "--out", str(tmp_path / "plain")]) == 1
+    listed = tmp_path / "expected.toml"
+    listed.write_text('[[deviation]]\nrule = "COM-BEGIN-02"\nverdict = "fail"\n'
+                      'reason = "starts a second call"\n', encoding="utf-8")
+    out = tmp_path / "listed"
+    assert main(["check-trace", str(path), "--out", str(out), "--expectations",
+                 str(listed)]) == 0
+    (case,) = [c for c in read_stream(out / "results.jsonl").cases
+               if c.id == "trace/object/0x1000"]
+    assert case.verdict is Verdict.EXPECTED_FAIL
