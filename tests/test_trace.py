@@ -109,6 +109,11 @@ def test_overlapping_calls_are_judged_by_linearizability(tmp_path: Path) -> None
     good = _object_case(tmp_path, _overlapping(5))
     assert good.verdict is Verdict.PASS, good.message
     assert good.linearizability == "linearizable"
+    # After the group the object is idle again: the calls that follow are judged from there.
+    later = _object_case(tmp_path, [*_overlapping(5), _call(5, "Begin_", at=4.0),
+                                    _call(6, "Begin_", at=5.0)])
+    assert later.verdict is Verdict.FAIL
+    assert "COM-BEGIN-02" in later.failed_rules and "t.jsonl:8" in later.message
     bad = _object_case(tmp_path, _overlapping(6))
     assert bad.verdict is Verdict.FAIL
     assert bad.linearizability == "not_linearizable"
@@ -133,6 +138,13 @@ def test_unknown_apis_and_objects_are_counted(tmp_path: Path) -> None:
     assert "judged 3 of 5" in by_id["trace/object/0x1000"].message
     assert by_id["trace/unknown-api/CoGetCallContext"].verdict is Verdict.NOT_APPLICABLE
     assert by_id["trace/uncovered/0x2000"].verdict is Verdict.NOT_APPLICABLE
+
+
+def test_arguments_outside_the_model_are_not_judged(tmp_path: Path) -> None:
+    case = _object_case(tmp_path, [START[0], _call(1, "CreateCall",
+                                                   {"riid": "async", "aggregate": 1}, at=1.0)])
+    assert case.verdict is Verdict.NOT_APPLICABLE
+    assert "aggregate=1 is none of the model's values" in case.message
 
 
 def test_nothing_checkable_is_never_a_pass(tmp_path: Path) -> None:

@@ -202,8 +202,8 @@ def abstract_args(machine: Machine, op: str, args: Mapping[str, Value], values: 
         if vc is not None and vc.kind == ECHO:
             result.append((param.name, values.abstract(machine, op, param.name, value)))
             continue
-        if value in param.domain and not (isinstance(value, bool) and
-                                          not any(isinstance(d, bool) for d in param.domain)):
+        if any(value == d and isinstance(value, bool) == isinstance(d, bool)
+               for d in param.domain):  # True is not 1, nor 0 False
             result.append((param.name, value))
             continue
         number = isinstance(value, int) and not isinstance(value, bool)
