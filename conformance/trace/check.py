@@ -267,8 +267,6 @@ def check(trace: Trace) -> CheckOutcome:
                 unknown[call.api] += 1
                 unknown_where.setdefault(call.api, set()).add(obj.name)
         cases.append(judge_object(obj, trace.pins))
-    for call in orphans:
-        unknown[call.api] += 0  # listed below as unclaimed, not as unknown
     if orphans:
         names = Counter(c.api for c in orphans)
         cases.append(_plain("trace/unclaimed", Verdict.NOT_APPLICABLE,
