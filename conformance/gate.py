@@ -74,6 +74,8 @@ class RunOptions:
     # Keep every wait at its old length, where the model says nothing can arrive too
     # (callgate.conformance.judge.waits; `callgate run --full-waits`).
     full_waits: bool = False
+    # `--record-trace FILE`: write the calls the run makes in the trace format (docs/traces.md).
+    record_trace: Path | None = None
 
 
 class StopRun(Exception):
@@ -332,6 +334,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         runner = CaseRunner(adapter, caps, options.step_timeout,
                             ValueChooser(options.seed, fixed=options.fixed_values),
                             options.expectations, waits=WaitLengths(calibrate=not options.full_waits))
+        _record_trace(runner, options.record_trace)
         try:
             with _signals_raise():
                 _run_cases(runner, plan, caps, options, stream, results, progress)
@@ -480,16 +483,26 @@ def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
 
 
 def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0,
-              expectations: Expectations | None = None, keep_traces: bool = False
-              ) -> list[CaseResult]:
+              expectations: Expectations | None = None, keep_traces: bool = False,
+              record_trace: Path | None = None) -> list[CaseResult]:
     """Run given cases (replay, pytest items) without the stream; with `expectations`, listed
-    deviations are followed and judged as the gate judges them (`expected_fail`)."""
+    deviations are followed and judged as the gate judges them (`expected_fail`);
+    `record_trace`: write the calls they make in the trace format there."""
     caps = adapter.capabilities()
     check_capabilities(caps)
     runner = CaseRunner(adapter, caps, step_timeout, expectations=expectations,
                         keep_traces=keep_traces)
+    _record_trace(runner, record_trace)
     try:
         results = [runner.run(c) for c in cases]
     finally:
         runner.close()
     return results if expectations is None else [expectations.apply(r) for r in results]
+
+
+def _record_trace(runner: CaseRunner, path: Path | None) -> None:
+    """Have `runner` write the trace of what it performs to `path` (none: nothing recorded)."""
+    if path is not None:
+        from callgate.conformance.trace.record import TraceRecorder
+
+        runner.recorder = TraceRecorder(path, runner.capabilities.pins)

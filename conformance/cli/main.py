@@ -16,6 +16,7 @@ from callgate.conformance.cli import model as cli_model
 from callgate.conformance.cli import mutants as cli_mutants
 from callgate.conformance.cli import report as cli_report
 from callgate.conformance.cli import run as cli_run
+from callgate.conformance.cli import trace as cli_trace
 from callgate.conformance.cli.console import EXIT_HARNESS
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.register(sub)
     cli_report.register(sub)
     cli_mutants.register(sub)
+    cli_trace.register(sub)
     return parser
 
 

@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          parallel=not args.no_parallel, stagger=args.stagger_ms / 1000.0,
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
                          fixed_values=args.fixed_values, shrink=not args.no_shrink,
-                         full_waits=args.full_waits)
+                         full_waits=args.full_waits,
+                         record_trace=Path(args.record_trace) if args.record_trace else None)
     snapshot = Snapshot(Path(args.out)) if args.keep_if_unchanged else None
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
@@ -358,6 +359,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--full-waits", action="store_true",
                      help="keep every harness wait at its fixed length, also where the model "
                           "says nothing can arrive (default: a look calibrated on the adapter)")
+    run.add_argument("--record-trace", default=None, metavar="FILE",
+                     help="write the calls the run makes as a trace (docs/traces.md) that "
+                          "`callgate check-trace` reads")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")

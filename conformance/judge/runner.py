@@ -116,6 +116,8 @@ class CaseRunner:
     # Keep every case's trace, passing ones too (a replay shows what it did); by default only a
     # failing or erring case (or one that followed a deviation) keeps its trace.
     keep_traces: bool = False
+    # `callgate run --record-trace`: a callgate.conformance.trace.record.TraceRecorder.
+    recorder: Any = None
     executor: Executor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +125,8 @@ class CaseRunner:
 
     def close(self) -> None:
         self.executor.close()
+        if self.recorder is not None:
+            self.recorder.close()
 
     def missing_features(self, case: Case) -> set[str]:
         return missing_features(case.slots, case.steps, self.capabilities.features)
@@ -303,6 +307,18 @@ class LiveCase:
         self.followed: list[str] = []
         self.covered_after: set[str] = set()
         self._covered_before: set[str] = set()
+        self.slots = slots
+        self.recorded = runner.recorder.session(case_id) if runner.recorder is not None else ""
+
+    def _record(self, action: Action, sent: Mapping[str, int], observation: Any,
+                invoked: float) -> None:
+        """Write the step to the run's trace (`--record-trace`), when one is recorded."""
+        if self.runner.recorder is not None:
+            self.runner.recorder.step(
+                self.recorded, action.slot, self.machines[action.slot], action.op,
+                dict(action.args), sent, observation.code if observation is not None else None,
+                observation.outputs if observation is not None else {}, invoked,
+                time.time() if observation is not None else None)
 
     def kind(self, action: Action) -> Kind:
         return self.trackers[action.slot].kind(action.op, action.args)
@@ -424,6 +440,8 @@ class LiveCase:
             exc = raw if isinstance(raw, (AdapterFault, StepTimeout, NotApplicable)) else \
                 AdapterFault(f"the adapter raised {type(raw).__name__}: {raw}",
                              "".join(traceback.format_exception(raw))[-4000:])
+            if not isinstance(exc, NotApplicable):
+                self._record(action, sent, None, wall0)
             self.trace.append(step_record(
                 action, machine, None, allowed=[a.describe() for a in allowed], ok=False,
                 rules=sorted({r for a in allowed for r in a.rules}), state_before=describe_before,
@@ -441,6 +459,7 @@ class LiveCase:
             return False
         elapsed = time.perf_counter() - t0
         self.runner.waits.observe(machine, action.op, elapsed)
+        self._record(action, sent, observation, wall0)
         # Echoed values ([out], reply, an abort code) go back to the abstract value they stand
         # for before the model judges them; the record keeps what the implementation answered.
         code, judged = self.values.observed(machine, action.op, observation.code,
@@ -489,6 +508,10 @@ class LiveCase:
         if self.closed:
             return
         self.closed = True
+        if self.runner.recorder is not None:
+            self.runner.recorder.close_case(
+                self.recorded, self.case_id, {s.name: (s.machine, s.config) for s in self.slots},
+                self.values.as_json())
         try:
             self.runner.executor.call(self.session.close)
         except Exception as exc:  # a timeout, a fault, or whatever the adapter's close raised
