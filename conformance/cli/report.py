@@ -22,11 +22,13 @@ from callgate.conformance.report.reporting import (
     write_reports,
 )
 from callgate.conformance.results import read_stream
+from callgate.conformance.trace import format as trace_format
 
 SCHEMAS: dict[str, Callable[[], str]] = {
     "report": schema_text,
     "ops": partial(vocabulary.schema_text, "ops"),
     "pins": partial(vocabulary.schema_text, "pins"),
+    "trace": lambda: json.dumps(trace_format.schema(), indent=1) + "\n",
 }
 
 
@@ -114,5 +116,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a document callgate writes")
     schema.add_argument("name", choices=sorted(SCHEMAS), help="report: report.json; ops, pins: "
-                                                        "`callgate model ops/pins --json`")
+                                                        "`callgate model ops/pins --json`; trace: "
+                                                        "a recorded trace (docs/traces.md)")
     schema.set_defaults(func=cmd_schema)
