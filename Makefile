@@ -40,8 +40,14 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
+# The tests run in PYTEST_WORKERS processes (pytest-xdist); tests marked with the same
+# xdist_group run in one of them, one after another (README: "Running the tests").
+# PYTEST_WORKERS=0 runs them all in one process. Compiled modules are written and reused
+# (PYTHONDONTWRITEBYTECODE cleared): every worker and every `python -m callgate` subprocess
+# would otherwise compile the whole package again.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest; rc=$$?; \
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:

@@ -23,6 +23,8 @@ from callgate.model.variations import check_pins
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "c-adapter"
 PROGRAM = EXAMPLE / "callgate-c-adapter"
+# The tests that run `make -C examples/c-adapter` share one worker, so no two builds race.
+pytestmark = pytest.mark.xdist_group("c-adapter")
 
 
 @pytest.fixture(scope="module")

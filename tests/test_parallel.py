@@ -238,6 +238,7 @@ def test_jitter_is_refused_for_an_adapter_other_than_the_reference(
     assert "--jitter-ms works with --adapter reference only" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("c-adapter")  # builds examples/c-adapter: no two builds at once
 def test_the_c_example_adapter_serves_one_request_at_a_time_so_its_races_are_not_run(
         runner_for: object) -> None:
     program = Path(__file__).resolve().parent.parent / "examples" / "c-adapter"

@@ -285,6 +285,7 @@ def test_the_reference_declares_concurrency_in_process_and_over_json_lines() -> 
     assert declared(handshake).concurrent is True
 
 
+@pytest.mark.xdist_group("c-adapter")  # builds examples/c-adapter: no two builds at once
 def test_the_c_example_declares_it_serves_one_request_at_a_time() -> None:
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("the C example needs make and cc")
