@@ -47,8 +47,12 @@ def test_a_test_naming_its_own_group_keeps_only_that_one(request: pytest.Fixture
     assert _groups(request.node) == ["elsewhere"]
 
 
-def test_make_test_spreads_the_tests_by_group_and_fails_when_none_ran() -> None:
+def test_make_test_runs_every_test_once_and_fails_when_a_part_ran_none() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("\npytest:", 1)[1].split("\n\n", 1)[0]
-    assert "-n $(PYTEST_WORKERS) --dist loadgroup" in recipe
-    assert "$$rc -eq 5" in recipe and "exit 1" in recipe
+    runs = [line for line in recipe.splitlines() if "-m pytest" in line]
+    assert len(runs) == 2, recipe
+    assert "-n $(PYTEST_WORKERS) --dist loadgroup -m \"not serial\"" in runs[0]
+    assert runs[1].split("-m pytest", 1)[1].split(";")[0].strip() == "-m serial"
+    assert "$$rc -eq 5" in recipe and "$$rc2 -eq 5" in recipe
+    assert recipe.rstrip().endswith("[ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]")
