@@ -40,16 +40,16 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-# The tests run in PYTEST_WORKERS processes (pytest-xdist); tests marked with the same
-# xdist_group run in one of them, one after another. The tests marked `serial` (they bound the
-# wall time of some work) run afterwards in one process with nothing beside them (README:
+# The tests run in PYTEST_WORKERS processes (pytest-xdist); the tests of one file run in one of
+# them, one after another. The tests marked `serial` (they bound the wall time of some work)
+# run afterwards in one process with nothing beside them (README:
 # "Running the tests"). PYTEST_WORKERS=0 runs the first part in one process too. Compiled
 # modules are written and reused (PYTHONDONTWRITEBYTECODE cleared): every worker and every
 # `python -m callgate` subprocess would otherwise compile the whole package again.
 PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
 	@export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; unset PYTHONDONTWRITEBYTECODE; \
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"; rc=$$?; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; rc=1; fi; \
 	$(PY) -m pytest -m serial; rc2=$$?; \
 	if [ $$rc2 -eq 5 ]; then echo "pytest collected no serial tests: failing"; rc2=1; fi; \

@@ -1,23 +1,20 @@
-"""Shared test fixtures: where the specification lives beside the project; how tests are grouped
-when `make test` spreads them over several processes (pytest-xdist, `--dist loadgroup`).
-
-Grouping: tests that share a module- or class-scoped fixture are kept in one worker process, so
-an expensive fixture (a gate run, a model check, a build) is made once, not once per worker.
-Tests that must not run at the same time as each other (one Wine prefix, one build folder) carry
-`pytest.mark.xdist_group(name)` with the same name; the README's "Running the tests" says when.
-"""
+"""Shared test fixtures: where the specification lives beside the project; one lock for what
+tests in different files share when `make test` runs them in several processes (pytest-xdist,
+`--dist loadfile`: the tests of one file run in one worker; README "Running the tests")."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# The scopes of fixtures that are made once for several tests of one module.
-_SHARED_SCOPES = frozenset({"module", "class", "package"})
+C_EXAMPLE = ROOT / "examples" / "c-adapter"
 
 
 def domain_path() -> Path | None:
@@ -36,19 +33,22 @@ def domain_text() -> str:
     return path.read_text(encoding="utf-8")
 
 
-def shares_a_fixture(item: pytest.Item) -> bool:
-    """True if the test uses a fixture made once per module, class or package."""
-    if not isinstance(item, pytest.Function):
-        return False
-    return any(defs and defs[-1].scope in _SHARED_SCOPES
-               for defs in item._fixtureinfo.name2fixturedefs.values())
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock file (`.callgate.lock`, ignored by git) while the block runs: tests in
+    other worker processes that take the same lock wait for it. The kernel drops the lock if the
+    process dies."""
+    with open(folder / ".callgate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put each test that uses a shared fixture in its module's xdist group (unless it names a
-    group of its own), so that the fixture is made by one worker only. Without `--dist loadgroup`
-    the mark does nothing."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+def build_c_example() -> subprocess.CompletedProcess[str]:
+    """`make -C examples/c-adapter`, one build at a time across the test workers (on a fresh
+    checkout two builds at once would write the same program)."""
+    with exclusive(C_EXAMPLE):
+        return subprocess.run(["make", "-C", str(C_EXAMPLE)], capture_output=True, text=True,
+                              timeout=120, check=False)

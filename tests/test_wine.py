@@ -34,9 +34,6 @@ INPROC_EXPECTATIONS = ROOT / "reports" / "wine" / "inproc" / "expectations.toml"
 REASON = wine.unavailable_reason()
 IN_CI = os.environ.get("CI", "").lower() == "true"
 needs_wine = pytest.mark.skipif(REASON is not None and not IN_CI, reason=REASON or "")
-# One worker runs every test here, one after another: they share one Wine prefix and wineserver,
-# and the adapter program they build.
-pytestmark = pytest.mark.xdist_group("wine")
 
 
 def _callgate(*args: str, env: dict[str, str] | None = None,
