@@ -40,9 +40,20 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
+# The tests run in PYTEST_WORKERS processes (pytest-xdist); the tests of one file run in one of
+# them, one after another. The tests marked `serial` (they bound the wall time of some work)
+# run afterwards in one process with nothing beside them (README:
+# "Running the tests"). PYTEST_WORKERS=0 runs the first part in one process too. Compiled
+# modules are written and reused (PYTHONDONTWRITEBYTECODE cleared): every worker and every
+# `python -m callgate` subprocess would otherwise compile the whole package again.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	@export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; unset PYTHONDONTWRITEBYTECODE; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; rc=1; fi; \
+	$(PY) -m pytest -m serial; rc2=$$?; \
+	if [ $$rc2 -eq 5 ]; then echo "pytest collected no serial tests: failing"; rc2=1; fi; \
+	[ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,13 +1,20 @@
-"""Shared test fixtures: where the specification lives beside the project."""
+"""Shared test fixtures: where the specification lives beside the project; one lock for what
+tests in different files share when `make test` runs them in several processes (pytest-xdist,
+`--dist loadfile`: the tests of one file run in one worker; README "Running the tests")."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+C_EXAMPLE = ROOT / "examples" / "c-adapter"
 
 
 def domain_path() -> Path | None:
@@ -24,3 +31,24 @@ def domain_text() -> str:
     if path is None:
         pytest.skip("spec/DOMAIN.md not found beside the checkout; set CALLGATE_DOMAIN to its path")
     return path.read_text(encoding="utf-8")
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock file (`.callgate.lock`, ignored by git) while the block runs: tests in
+    other worker processes that take the same lock wait for it. The kernel drops the lock if the
+    process dies."""
+    with open(folder / ".callgate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_c_example() -> subprocess.CompletedProcess[str]:
+    """`make -C examples/c-adapter`, one build at a time across the test workers (on a fresh
+    checkout two builds at once would write the same program)."""
+    with exclusive(C_EXAMPLE):
+        return subprocess.run(["make", "-C", str(C_EXAMPLE)], capture_output=True, text=True,
+                              timeout=120, check=False)

@@ -19,6 +19,7 @@ from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import codes
 from callgate.model.transitions import Action
 from callgate.model.variations import check_pins
+from tests.conftest import build_c_example
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "c-adapter"
@@ -30,8 +31,7 @@ def program() -> Path:
     """The adapter, built with the machine's cc by its Makefile."""
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("the C example needs make and cc")
-    built = subprocess.run(["make", "-C", str(EXAMPLE)], capture_output=True, text=True,
-                           timeout=120, check=False)
+    built = build_c_example()
     assert built.returncode == 0, built.stdout + built.stderr
     assert PROGRAM.is_file()
     return PROGRAM

@@ -242,6 +242,7 @@ def test_a_known_deviation_does_not_hide_another_failure_of_the_same_case(tmp_pa
 # --- 2. a hang costs one timeout, and Hypothesis prints nothing -------------------------------
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_a_hang_in_a_stateful_case_is_one_timeout_not_shrunk(capfd: pytest.CaptureFixture[str]
                                                               ) -> None:
     adapter = Scripted(HangsOnSignal)
@@ -261,6 +262,7 @@ def test_a_hang_in_a_stateful_case_is_one_timeout_not_shrunk(capfd: pytest.Captu
     assert out == "" and err == "", (out, err)
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_shrinking_stops_at_its_time_budget_with_the_smallest_program_seen() -> None:
     class Slow(TwoBugs):  # shrinking this without a budget takes about 5 s
         def answer(self, request: Request) -> Observation:
@@ -327,6 +329,7 @@ def test_the_walk_takes_a_hanging_request_once_and_goes_on() -> None:
 # --- 3. a wait for ever only once observation established that it returns --------------------
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 @pytest.mark.parametrize("clsid", ["ManualResetEvent", "StdEvent"])
 def test_an_ignored_signal_fails_at_once_instead_of_hanging_an_infinite_wait(clsid: str) -> None:
     adapter = Scripted(SignalIgnored)

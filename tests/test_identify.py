@@ -38,6 +38,7 @@ def test_identifying_sets_separate_every_pair_the_search_separates(name: str) ->
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_rpc_call_identifying_sets_are_fast_and_sound_on_a_sample() -> None:
     graph = _graph("rpc_call")
     started = time.perf_counter()

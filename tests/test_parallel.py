@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ from callgate.conformance.protocol.adapter import Capabilities, Observation, Req
 from callgate.conformance.protocol.jsonl import CommandAdapter
 from callgate.conformance.results import Verdict
 from callgate.model.rules import catalogue
+from tests.conftest import build_c_example
 
 RACES = {c.id: c for c in race_cases()}
 # How many runs a faulty adapter gets to show its race (each run samples one schedule).
@@ -249,8 +249,7 @@ def test_the_c_example_adapter_serves_one_request_at_a_time_so_its_races_are_not
     program = Path(__file__).resolve().parent.parent / "examples" / "c-adapter"
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("the C example needs make and cc")
-    built = subprocess.run(["make", "-C", str(program)], capture_output=True, text=True,
-                           timeout=120, check=False)
+    built = build_c_example()
     assert built.returncode == 0, built.stdout + built.stderr
     runner = runner_for(CommandAdapter([str(program / "callgate-c-adapter")],  # type: ignore[operator]
                                        request_timeout=5.0))

@@ -35,6 +35,7 @@ from callgate.conformance.protocol.jsonl_server import serve
 from callgate.conformance.report.reporting import build_report, render_markdown, report_problems
 from callgate.conformance.results import CaseResult, RunRecord, Verdict
 from callgate.model.transitions import Action
+from tests.conftest import build_c_example
 
 RACES = {c.id: c for c in race_cases()}
 SERIAL = "the adapter serves one request at a time (concurrent: false in its handshake)"
@@ -288,8 +289,7 @@ def test_the_reference_declares_concurrency_in_process_and_over_json_lines() -> 
 def test_the_c_example_declares_it_serves_one_request_at_a_time() -> None:
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("the C example needs make and cc")
-    built = subprocess.run(["make", "-C", str(EXAMPLE)], capture_output=True, text=True,
-                           timeout=120, check=False)
+    built = build_c_example()
     assert built.returncode == 0, built.stdout + built.stderr
     answered = subprocess.run([str(EXAMPLE / "callgate-c-adapter")],
                               input='{"type":"hello","protocol":1}\n{"type":"shutdown"}\n',

@@ -194,6 +194,7 @@ def new_call_object(pool: WorkerPool, host: Host | None = None,
     return call_object, server
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_begin_returns_while_the_server_holds_the_call(pool: WorkerPool) -> None:
     call_object, server = new_call_object(pool)
     started = time.perf_counter()
@@ -445,6 +446,7 @@ def hold_everything(session: Session) -> None:
     do(session, "r", "AsyncCall", notify="Callback", binding="good")
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_closing_a_session_lets_held_calls_and_blocked_waits_go(adapter: ReferenceAdapter) -> None:
     session = adapter.open_session([COM_SLOT, SlotSpec("r", "rpc_call")])
     hold_everything(session)

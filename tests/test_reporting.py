@@ -332,6 +332,7 @@ def test_callgate_report_explains_a_missing_or_foreign_stream(
     assert "has no run_start event" in capsys.readouterr().err
 
 
+@pytest.mark.serial  # bounds the wall time: run alone
 def test_rendering_2000_cases_is_quick_and_the_markdown_fits_a_comment(tmp_path: Path) -> None:
     stream = streams.write_stream(tmp_path / "results.jsonl", streams.many_results(2000))
     started = time.perf_counter()
