@@ -131,6 +131,7 @@ def test_a_100_mb_line_is_rejected_in_bounded_memory(tmp_path: Path) -> None:
     assert rss_growth_mb < 40, f"the harness's peak RSS grew by {rss_growth_mb:.0f} MB"
 
 
+@pytest.mark.serial  # measures memory and time: run alone
 def test_the_memory_measure_sees_a_line_that_is_buffered(tmp_path: Path) -> None:
     # With a limit above 100 MB the line is read whole: the same measure must then see it,
     # or the bound asserted above would prove nothing.

@@ -307,6 +307,7 @@ def test_the_adapter_gets_stdin_stdout_and_stderr_and_no_other_descriptor(
 
 
 @needs_reaper
+@pytest.mark.serial  # signal dispositions: run in the plain process, not in a test worker
 def test_the_adapter_starts_with_the_signal_dispositions_it_has_without_a_reaper(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # glibc's posix_spawn would leave its internal signals (32 and 33) ignored in the adapter.

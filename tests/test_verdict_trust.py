@@ -131,6 +131,7 @@ def test_an_exception_inside_the_harness_aborts_the_run_with_exit_3(tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # signals: run in the plain process, not in a test worker
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_the_run_records_it_and_exits_128_plus_the_signal(
         tmp_path: Path, signum: int, code: int) -> None:
