@@ -727,7 +727,24 @@ ORDER: tuple[Invariant, ...] = (
                                   s.is_("c0", "running", "done"))),
 )
 
-ALL: tuple[Invariant, ...] = (*COM, *SYNC, *RPC, *ORDER)
+# Section 2.19: one asynchronous call with an [in] and an [out] pipe.
+PIPE: tuple[Invariant, ...] = (
+    StateInvariant(
+        "rpc.pipe_closed_after_end", "rpc_pipe", ("RPC-PIPE-03",),
+        "The [out] pipe is closed only by the pull that received its end, which ends the [out] "
+        "stream for the client: never while the client still sends on the [in] pipe.",
+        holds=lambda s: s["out"] != "closed" or s["phase"] not in ("in_open", "in_closed"),
+        formula=lambda s: Implies(s.is_("out", "closed"),
+                                  Not(s.is_("phase", "in_open", "in_closed")))),
+    StateInvariant(
+        "rpc.pipe_drained_after_end", "rpc_pipe", ("RPC-PIPE-02",),
+        "The server drains the [in] pipe only to the end the client's 0-length push sent: "
+        "never while the client may still push.",
+        holds=lambda s: s["drained"] is False or s["phase"] != "in_open",
+        formula=lambda s: Implies(s.is_("drained", True), Not(s.is_("phase", "in_open")))),
+)
+
+ALL: tuple[Invariant, ...] = (*COM, *SYNC, *RPC, *ORDER, *PIPE)
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in ALL}
 
 

@@ -20,6 +20,8 @@ from tests.conftest import ROOT
 SERVED = [sys.executable, "-m", "callgate.conformance.protocol.jsonl_server"]
 # The recipes call `python3`: the interpreter running the tests, as a CI job's setup-python gives.
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# The served fakes live in this repository's tests package.
+PYTHONPATH = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 
 
@@ -63,7 +65,8 @@ def run_action(tmp_path: Path, inputs: dict[str, str]) -> dict[str, Any]:
             continue
         output = tmp_path / f"output-{len(codes)}"
         output.touch()
-        env = {**os.environ, "PATH": PATH, "GITHUB_ACTION_PATH": str(ROOT), "GITHUB_OUTPUT": str(output),
+        env = {**os.environ, "PATH": PATH, "PYTHONPATH": PYTHONPATH,
+               "GITHUB_ACTION_PATH": str(ROOT), "GITHUB_OUTPUT": str(output),
                "GITHUB_STEP_SUMMARY": str(summary),
                **{k: substitute(str(v)) for k, v in step.get("env", {}).items()}}
         assert step["shell"] == "bash"
@@ -119,7 +122,8 @@ def test_the_gitlab_template_runs_the_gate_and_publishes_junit(tmp_path: Path) -
     assert job["artifacts"]["when"] == "always"
     assert job["artifacts"]["reports"]["junit"] == "$CALLGATE_OUT/junit.xml"
     env = {**os.environ, **{k: str(v) for k, v in job["variables"].items()},
-           "PATH": PATH, "CALLGATE_INSTALL": "preinstalled", "CALLGATE_BUDGET": "quick",
+           "PATH": PATH, "PYTHONPATH": PYTHONPATH, "CALLGATE_INSTALL": "preinstalled",
+           "CALLGATE_BUDGET": "quick",
            "CALLGATE_ARGS": "--no-parallel",
            "CALLGATE_ADAPTER_CMD": shlex.join([*SERVED, "tests.fakes:created_signaled"])}
     codes = [subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,

@@ -15,6 +15,7 @@ import pytest
 
 from callgate.model import explorer, verify
 from callgate.model.explorer import Edge, StateGraph, build_graph, shortest_path, tour
+from callgate.model.explorer import paths as paths_module
 from callgate.model.families import MACHINES
 from callgate.model.tables.table import not_offered
 from callgate.model.transitions import Composition, Machine, ModelError, reachable
@@ -73,7 +74,14 @@ def test_the_edge_tour_covers_every_edge_from_the_initial_states(name: str) -> N
     paths = tour(graph)
     _check_paths(graph, paths, set(graph.initial))
     assert len(explorer.covered_edges(paths)) == graph.edge_count
-    assert graph.edge_count <= explorer.tour_length(paths) <= 2 * graph.edge_count
+    # No longer than the naive tour (each edge reached by its own shortest path from an initial
+    # state), and within twice the edges where every state can reach every other again; a
+    # machine with dead ends (rpc_pipe: a failed call) must start over after each.
+    parent = paths_module.parents(graph)
+    naive = sum(paths_module._depth(parent, e.source) + 1 for e in graph.edges())
+    assert graph.edge_count <= explorer.tour_length(paths) <= naive
+    if name != "rpc_pipe":
+        assert explorer.tour_length(paths) <= 2 * graph.edge_count
 
 
 @pytest.mark.parametrize("name", sorted(MACHINES))

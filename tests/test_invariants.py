@@ -105,6 +105,7 @@ EVENT = MACHINES["event"]
 CONTAINER = MACHINES["container"]
 RPC = MACHINES["rpc_call"]
 ORDER = MACHINES["rpc_order"]
+PIPE = MACHINES["rpc_pipe"]
 IN_FLIGHT = ("PENDING", "SIGNALED")
 
 MUTANTS: dict[str, Callable[[], Machine]] = {
@@ -257,6 +258,15 @@ MUTANTS: dict[str, Callable[[], Machine]] = {
         ORDER, "server_next_dispatch", {"noncausal": False, "c0": "issued", "c1": "issued"},
         outcomes(out(Exact(codes.RPC_S_OK), "call 1 overtakes", outputs={"call": 1},
                      c1="running"))),
+    # Section 2.19: the pipes close and drain only after their ends.
+    "rpc.pipe_closed_after_end": lambda: change(
+        PIPE, "pull", {"phase": "in_closed", "out": "end"},
+        outcomes(out(Exact(codes.RPC_S_OK), "the end, but the [out] stream goes on",
+                     outputs={"count": 0}, out="closed"))),
+    "rpc.pipe_drained_after_end": lambda: change(
+        PIPE, "server_drain", {"phase": ("none", "in_open", "done", "failed")},
+        outcomes(out(Exact(codes.RPC_S_OK), "drained while the client still pushes",
+                     drained=True))),
     "rpc.cancel_recorded": lambda: change(
         RPC, "server_complete", {"server": "held", "phase": "PENDING", "cancel": "no"},
         edit_outcomes(set_update("may_cancel", True)),

@@ -481,12 +481,13 @@ def test_a_restarted_adapter_must_declare_the_same_capabilities(tmp_path: Path) 
         "features = ['sync.event'] if n == 0 else ['sync.event', 'sync.std_event']\n"
         "print(json.dumps({'type': 'handshake', 'protocol': 1, 'implementation': 'fickle',\n"
         "                  'version': '1', 'features': features}), flush=True)\n"
+        "sys.stdin.readline()\n"  # the first open: exit without answering it (every time alike)
         "sys.exit(0)\n")
     adapter = CommandAdapter([sys.executable, str(program)], request_timeout=2.0)
     try:
         first = adapter.capabilities()
         with pytest.raises(AdapterFault, match="exited or crashed"):
-            adapter.open_session([SlotSpec("e0", "event", {})])  # it exits after the handshake
+            adapter.open_session([SlotSpec("e0", "event", {})])  # it exits on the open
         with pytest.raises(AdapterFault, match="other capabilities") as caught:
             adapter.open_session([SlotSpec("e0", "event", {})])
     finally:
