@@ -30,6 +30,10 @@ An entry may also say `dead_end = false`: its failing steps are no dead end for 
 figure of what the implementation can still reach (`callgate.conformance.report.reach`), because
 the failure depends on something the model state does not record (an earlier argument).
 
+An entry may also say `intermittent = true`: the implementation deviates only in some runs (a
+race inside it decides), so a run whose cases exercised the rule without failing on it does not
+make the entry stale. Every failure is still judged the same way; only the stale check is off.
+
 A step that the model rejects, whose rules include the entry's rule, and that matches one of its
 `instead` tables in every candidate state (operation, arguments, state, code, outputs) is a
 *followed deviation*: the step is recorded with `deviation` set to the rule, the model follows
@@ -67,7 +71,8 @@ from callgate.model.rules import catalogue
 from callgate.model.transitions import Args, State, Value
 
 VERDICTS: dict[str, Verdict] = {"fail": Verdict.FAIL, "error": Verdict.ERROR}
-ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence", "instead", "dead_end"})
+ENTRY_KEYS = frozenset({"case", "rule", "verdict", "reason", "evidence", "instead", "dead_end",
+                        "intermittent"})
 INSTEAD_KEYS = frozenset({"machine", "op", "args", "state", "code", "outputs", "next"})
 TOP_KEYS = frozenset({"implementation", "deviation"})
 STALE_KIND = "expectation"
@@ -147,6 +152,8 @@ class Deviation:
     # (callgate.conformance.report.reach), because the failure depends on something the model
     # state does not record (an earlier argument), so the same step from the same state may pass.
     dead_end: bool = True
+    # True: the implementation deviates only in some runs, so the entry is never stale.
+    intermittent: bool = False
 
     @property
     def key(self) -> str:
@@ -169,6 +176,8 @@ class Deviation:
             data["instead"] = [i.to_json() for i in self.instead]
         if not self.dead_end:
             data["dead_end"] = False
+        if self.intermittent:
+            data["intermittent"] = True
         return data
 
 
@@ -280,7 +289,7 @@ class Expectations:
         only be called fixed after every case that could fail on it has run."""
         stale = []
         for d in self._by_rule:
-            if self._matched.get(d) or not self._exercised.get(d):
+            if self._matched.get(d) or not self._exercised.get(d) or d.intermittent:
                 continue
             stale.append(CaseResult(
                 id=f"{STALE_KIND}:{d.rule}", kind=STALE_KIND,
@@ -396,7 +405,10 @@ def _entry(entry: object, line: int) -> Deviation:
     dead_end = entry.get("dead_end", True)
     if not isinstance(dead_end, bool):
         raise ExpectationsError(f"dead_end must be true or false, not {dead_end!r}")
-    for key in ENTRY_KEYS - {"instead", "dead_end"}:
+    intermittent = entry.get("intermittent", False)
+    if not isinstance(intermittent, bool):
+        raise ExpectationsError(f"intermittent must be true or false, not {intermittent!r}")
+    for key in ENTRY_KEYS - {"instead", "dead_end", "intermittent"}:
         if key in entry and not isinstance(entry[key], str):
             raise ExpectationsError(f"{key} must be a string, not {type(entry[key]).__name__}")
     case, rule = entry.get("case", "").strip(), entry.get("rule", "").strip()
@@ -424,7 +436,7 @@ def _entry(entry: object, line: int) -> Deviation:
                                 "answers, so its verdict is \"fail\"")
     described = tuple(_instead(i, n) for n, i in enumerate(instead, 1))
     return Deviation(case, rule, VERDICTS[verdict], reason, entry.get("evidence", "").strip(), line,
-                     described, dead_end)
+                     described, dead_end, intermittent)
 
 
 def from_record(recorded: Mapping[str, Any]) -> Expectations:

@@ -173,6 +173,17 @@ def test_a_rule_entry_exercised_without_failing_is_one_unexpected_pass() -> None
     assert Summary.of(applied).exit_code() == 1
 
 
+def test_an_intermittent_entry_exercised_without_failing_is_not_stale() -> None:
+    passed = [_run("", _event_case(f"ok-{i}", *STD_EVENT_TWICE)) for i in range(3)]
+    known = _parse(_entry(**GOOD) + "intermittent = true\n")
+    assert known.deviations[0].intermittent and known.to_json()
+    applied = apply_all(known, passed)
+    assert [r.verdict for r in applied] == [Verdict.PASS] * 3
+    assert Summary.of(applied).exit_code() == 0
+    with pytest.raises(ExpectationsError, match="intermittent must be true or false"):
+        _parse(_entry(**GOOD) + 'intermittent = "yes"\n')
+
+
 def test_entries_that_nothing_reached_are_unused_and_not_failures() -> None:
     passed = [_run("", _event_case("ok", *STD_EVENT_TWICE))]
     known = _parse(_entry(rule="RPC-CLI-COMPLETE-01", verdict="fail", reason="r")

@@ -102,7 +102,8 @@ def test_at_least_25_cases_execute_against_wine(gate: tuple[Any, Path]) -> None:
 def test_every_listed_deviation_is_seen(gate: tuple[Any, Path]) -> None:
     _, out = gate
     entries = _report(out)["expectations"]["deviations"]
-    assert entries and all(e["matched"] > 0 for e in entries), entries
+    # An intermittent entry (Wine's dispatch-order race) may see no failure in a given run.
+    assert entries and all(e["matched"] > 0 or e.get("intermittent") for e in entries), entries
 
 
 @needs_wine
@@ -165,7 +166,8 @@ def test_without_the_file_the_gate_exits_1_naming_every_listed_deviation(
     with_file, without = _report(out), _report(plain_out)
     assert without["verdict"]["status"] == "non-conformant"
     failing = {r["id"] for r in without["rules"] if r["verdict"] == "fail"}
-    listed = [d.rule for d in expectations.load(EXPECTATIONS).deviations if d.rule]
+    listed = [d.rule for d in expectations.load(EXPECTATIONS).deviations
+              if d.rule and not d.intermittent]
     missing = [rule for rule in listed if rule not in failing]
     # Every entry must fail unfollowed; one that does not is named here with the reason found.
     assert not missing, "listed deviations not named as failing without the file: " + "; ".join(
@@ -439,6 +441,8 @@ def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:
     assert wine.risky(Observation(0xC0000005, {"raised": True}))
     assert wine.risky(Observation(258, {"returned": False, "waited_ms": 300}))
     assert not wine.risky(Observation(0, {"reply": 1}))
+    # A function the DLL does not export was never called: nothing is left behind.
+    assert not wine.risky(Observation(0xC0000139, {"raised": True}))
 
 
 def _served_reference(tmp_path: Path) -> wine.WineAdapter:
@@ -537,3 +541,75 @@ def test_an_exception_escaping_an_api_call_is_raised_and_the_process_lives(
     assert (seen[2].code, seen[2].outputs) == (0xC0000005, {"raised": True})
     assert [o.code for o in seen[3:]] == [0, 0, 0, 0]
     assert seen[-1].outputs.get("reply") == 2
+
+
+# --- sections 2.17 and 2.18: dispatch order on one binding, server notifications -------------------
+
+
+def test_wine_dispatches_the_calls_of_one_binding_in_order(wine_adapter: wine.WineAdapter) -> None:
+    assert {"rpc.order", "rpc.register_info", "rpc.notif"} <= wine_adapter.capabilities().features
+    o = SlotSpec("b0", "rpc_order")
+    causal = _case("wine-order-causal", o, ("issue_async", {}), ("issue_async", {}),
+                   ("server_next_dispatch", {}), ("server_next_dispatch", {}), ("sync_call", {}),
+                   ("server_complete", {"call": 1}), ("server_complete", {"call": 0}))
+    noncausal = _case("wine-order-noncausal", o, ("RpcBindingSetOption", {"value": True}),
+                      ("issue_async", {}), ("sync_call", {}), ("issue_async", {}),
+                      ("server_next_dispatch", {}), ("server_next_dispatch", {}),
+                      ("server_complete", {"call": 0}), ("server_complete", {"call": 1}))
+    # Wine's order is a race it usually wins: a lost one is a listed, intermittent deviation.
+    runner = CaseRunner(wine_adapter, wine_adapter.capabilities(),
+                        expectations=expectations.load(EXPECTATIONS))
+    for case in (causal, noncausal):
+        result = runner.run(case)
+        assert result.verdict in (Verdict.PASS, Verdict.EXPECTED_FAIL), result.message
+        assert set(result.deviations) <= {"RPC-ORDER-01", "RPC-ORDER-03"}, result.deviations
+        assert result.steps == len(case.steps)
+    runner.close()
+    # What the adapter reports is what the routines saw: a wrong claim about the order fails.
+    session = wine_adapter.open_session((o,))
+    try:
+        seen = [session.perform(Request("b0", op, args, 50)) for op, args in (
+            ("issue_async", {}), ("issue_async", {}), ("server_next_dispatch", {}),
+            ("server_next_dispatch", {}), ("sync_call", {}), ("server_complete", {"call": 1}),
+            ("server_complete", {"call": 0}), ("RpcAsyncRegisterInfo", {}))]
+    finally:
+        session.close()
+    assert {s.outputs.get("call") for s in seen[2:4]} == {0, 1}
+    assert seen[4].outputs == {"before": 2}  # both routines were entered before it was sent
+    assert [s.outputs.get("reply") for s in seen[5:7]] == [1, 0]
+    # RpcAsyncRegisterInfo is `@ stub` in Wine: its call raises the unimplemented-function code.
+    assert (seen[7].code, seen[7].outputs) == (0x80000100, {"raised": True})
+
+
+def test_wines_missing_subscription_is_a_listed_deviation(wine_adapter: wine.WineAdapter) -> None:
+    n = SlotSpec("n0", "rpc_notif")
+    subscribe = ("RpcServerSubscribeForNotification",
+                 {"kinds": "CallCancel", "type": "Event", "binding": "explicit", "info": "kept"})
+    case = _case("wine-notif-subscribe", n, ("notif_call", {}), subscribe, ("server_complete", {}))
+    caps = wine_adapter.capabilities()
+    plain_runner = CaseRunner(wine_adapter, caps)
+    plain = plain_runner.run(case)
+    plain_runner.close()
+    assert plain.verdict is Verdict.FAIL and "RPC-SRV-NOTIF-01" in plain.failed_rules, plain.message
+    assert (plain.trace[-1].code, plain.trace[-1].outputs) == (0xC0000139, {"raised": True})
+    runner = CaseRunner(wine_adapter, caps, expectations=expectations.load(EXPECTATIONS))
+    followed = runner.run(case)
+    runner.close()
+    assert followed.verdict is Verdict.EXPECTED_FAIL, followed.message
+    assert followed.steps == len(case.steps) and followed.deviations
+    # An argument check that any failure passes is not passed by a missing function.
+    (check,) = run_cases(wine_adapter, [_case("wine-notif-check", n, ("notif_call", {}), (
+        "RpcServerSubscribeForNotification",
+        {"kinds": "other", "type": "Event", "binding": "explicit", "info": "kept"}))])
+    assert check.verdict is Verdict.NOT_APPLICABLE and "not exported" in check.message
+    # The unsubscribe is missing too; with no subscription the model leaves it undefined.
+    session = wine_adapter.open_session((n,))
+    try:
+        seen = [session.perform(Request("n0", op, args, 50)) for op, args in (
+            ("notif_call", {}), ("RpcServerUnsubscribeForNotification",
+                                 {"kind": "CallCancel", "queued": "given"}),
+            ("server_complete", {}))]
+    finally:
+        session.close()
+    assert seen[0].code == 0 and seen[2].code == 0
+    assert (seen[1].code, seen[1].outputs) == (0xC0000139, {"raised": True})

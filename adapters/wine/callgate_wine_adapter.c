@@ -213,6 +213,7 @@ struct server_call {
     uint32_t status;     /* what the runtime returned to the manager routine */
     volatile LONG exception; /* an exception the runtime raised in the manager routine, or 0 */
     PRPC_ASYNC_STATE pAsync; /* the server's async handle */
+    volatile LONG stamp; /* rpc_order: when the routine was entered (dispatch_counter) */
 };
 
 #define MAX_CALLS 4096
@@ -221,6 +222,8 @@ static struct server_call *calls[MAX_CALLS];
 static long next_call_id = 1;
 static char endpoint[64], bad_endpoint[64];
 static int server_started;
+/* rpc_order (callgate_wine_order.c): one counter stamps every routine entry, in order. */
+static volatile LONG dispatch_counter, sync_stamp;
 
 static struct server_call *call_new(void)
 {
@@ -318,6 +321,7 @@ static void __cdecl TestProc_manager(PRPC_ASYNC_STATE pAsync, handle_t h, long i
         return;
     }
     c->pAsync = pAsync;
+    c->stamp = InterlockedIncrement(&dispatch_counter);
     InterlockedExchange(&c->held, 1);
     SetEvent(c->arrived);
     for (;;) {
@@ -377,6 +381,7 @@ static void __cdecl TestProc_manager(PRPC_ASYNC_STATE pAsync, handle_t h, long i
 static long __cdecl SyncProc_manager(handle_t h, long value)
 {
     (void)h;
+    sync_stamp = InterlockedIncrement(&dispatch_counter);
     return value;
 }
 
@@ -414,7 +419,7 @@ static RPC_STATUS bind_to(const char *ep, RPC_BINDING_HANDLE *binding)
 /* Sessions, slots and results.                                                             */
 /* ======================================================================================== */
 
-enum machine { M_EVENT, M_CONTAINER, M_RPC, M_COM, M_COWAIT, M_THREAD_CANCEL };
+enum machine { M_EVENT, M_CONTAINER, M_RPC, M_COM, M_COWAIT, M_THREAD_CANCEL, M_ORDER, M_NOTIF };
 enum notify { N_NONE, N_EVENT, N_APC, N_CALLBACK };
 
 struct client_call {         /* what the client holds for one asynchronous call */
@@ -446,6 +451,8 @@ struct slot {
     struct com_slot *com;        /* com_call (callgate_wine_com.c) */
     struct cowait_slot *cowait;  /* cowait (callgate_wine_cowait.c) */
     struct tc_slot *tc;          /* thread_cancel (callgate_wine_cancel.c) */
+    struct order_slot *order;    /* rpc_order (callgate_wine_order.c) */
+    struct notif_slot *notif;    /* rpc_notif (callgate_wine_order.c) */
 };
 
 static char message_buf[1024];
@@ -972,6 +979,7 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
 #include "callgate_wine_com.c"
 #include "callgate_wine_cowait.c" /* cowait: CoWaitForMultipleHandles (section 2.11) */
 #include "callgate_wine_cancel.c" /* thread_cancel: thread-level cancellation (section 2.8) */
+#include "callgate_wine_order.c" /* rpc_order, rpc_notif: sections 2.17 and 2.18 */
 
 /* ======================================================================================== */
 /* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
@@ -994,6 +1002,10 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
         m = M_COWAIT;
     else if (strcmp(machine, "thread_cancel") == 0)
         m = M_THREAD_CANCEL;
+    else if (strcmp(machine, "rpc_order") == 0)
+        m = M_ORDER;
+    else if (strcmp(machine, "rpc_notif") == 0)
+        m = M_NOTIF;
     else
         return result_not_applicable("this adapter has no such machine");
     struct slot *s = calloc(1, sizeof *s);
@@ -1013,6 +1025,17 @@ static struct result open_slot(const char *machine, const struct jdoc *d, int co
             free(s);
             return r;
         }
+    }
+    if (m == M_ORDER) {
+        struct result r = order_open(&s->order);
+        if (r.status != RESULT_OK) {
+            free(s);
+            return r;
+        }
+    }
+    if (m == M_NOTIF && !(s->notif = calloc(1, sizeof *s->notif))) {
+        free(s);
+        return result_error("out of memory");
     }
     *slot = s;
     return result_ok();
@@ -1038,6 +1061,10 @@ static void request_now(void *arg)
         call->result = cowait_request(s->cowait, call->q);
     else if (s->machine == M_THREAD_CANCEL)
         call->result = tc_request(s->tc, call->q);
+    else if (s->machine == M_ORDER)
+        call->result = order_request(s->order, call->q);
+    else if (s->machine == M_NOTIF)
+        call->result = notif_request(s->notif, call->q);
     else
         call->result = rpc_request(s, call->q);
 }
@@ -1066,6 +1093,10 @@ static void close_slot(void *slot)
         cowait_close(s->cowait);
     if (s->tc)
         tc_close(s->tc);
+    if (s->order)
+        order_close(s->order);
+    if (s->notif)
+        notif_close(s->notif);
     if (s->server && !s->server->gone && s->server->held) {
         s->server->command = CMD_LET_GO; /* let the held call go */
         SetEvent(s->server->command_set);
@@ -1107,7 +1138,8 @@ static void write_handshake(void)
                 "\"rpc.notify.None\",\"rpc.notify.Event\",\"rpc.notify.Apc\","
                 "\"rpc.notify.Callback\",\"rpc.apc_null_thread\",\"rpc.server_later\","
                 "\"com.call\",\"com.object_without_factory\","
-                "\"com.cowait\",\"com.thread_cancel\",\"com.thread_cancel.object\"]");
+                "\"com.cowait\",\"com.thread_cancel\",\"com.thread_cancel.object\","
+                "\"rpc.order\",\"rpc.register_info\",\"rpc.notif\"]");
     /* Only the choices observed: CLSID_ManualResetEvent starts non-signalled and its timed-out
      * Wait returns RPC_S_CALLPENDING; an initialised handle without a call reports
      * RPC_S_INVALID_ASYNC_HANDLE; a call on a binding to an endpoint no server listens on fails

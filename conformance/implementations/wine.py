@@ -202,9 +202,16 @@ def com_configuration() -> str:
     return com
 
 
+# What the adapter answers for a function rpcrt4.dll does not export (callgate_wine_order.c).
+STATUS_ENTRYPOINT_NOT_FOUND = 0xC0000139
+
+
 def risky(observation: Observation) -> bool:
     """True if the program reported a call that raised or did not return (its runtime may be left
-    with abandoned threads and locks)."""
+    with abandoned threads and locks). STATUS_ENTRYPOINT_NOT_FOUND is the program's answer for a
+    function the DLL does not export: nothing was called, so nothing is left behind."""
+    if observation.code == STATUS_ENTRYPOINT_NOT_FOUND:
+        return False
     return observation.outputs.get("raised") is True or observation.outputs.get("returned") is False
 
 
@@ -246,7 +253,8 @@ class WineAdapter:
     """Wine through the native adapter; sessions with an `rpc_call` slot get their own process."""
 
     def __init__(self, wine_setup: WineSetup, *, request_timeout: float = REQUEST_TIMEOUT,
-                 isolate_machines: frozenset[str] = frozenset({"rpc_call"})) -> None:
+                 isolate_machines: frozenset[str] = frozenset({"rpc_call", "rpc_order",
+                                                                  "rpc_notif"})) -> None:
         self.setup = wine_setup
         self.request_timeout = request_timeout
         self.isolate_machines = isolate_machines
