@@ -262,3 +262,27 @@ def test_the_c_example_adapter_serves_one_request_at_a_time_so_its_races_are_not
     for race in ("race-begin-begin", "race-signal-wait-event"):
         assert results[race].message == SERIAL_ADAPTER
         assert results[race].history == []
+
+
+def test_a_value_the_prefix_sends_comes_back_from_a_branch_as_the_model_expects() -> None:
+    """The prefix runs through the case runner, which draws concrete values for [out]; the
+    branches' answers are judged as they come. The prefix must send the single value a branch's
+    Finish_ is judged against, or a correct implementation fails (it did: out 0 for abstract 1)."""
+    from callgate.conformance.judge.rerun import rerun
+
+    replay = {"slots": [{"name": "c0", "machine": "com_call",
+                         "config": {"factory": True, "cancellable": True}}],
+              "steps": [{"slot": "c0", "op": "CreateCall",
+                         "args": {"riid": "async", "aggregate": False}},
+                        {"slot": "c0", "op": "Begin_", "args": {}},
+                        {"slot": "c0", "op": "server_signal",
+                         "args": {"out": 1, "then_impersonate": False}}],
+              "branches": [[{"slot": "c0", "op": "Finish_", "args": {}}],
+                           [{"slot": "c0", "op": "Wait", "args": {"timeout": "zero"}}]],
+              "suffix": []}
+    adapter = ReferenceAdapter()
+    try:
+        result = rerun(adapter, "prefix-out", replay, 10.0, runs=3)
+    finally:
+        adapter.shutdown()
+    assert result.verdict is not Verdict.FAIL, result.message

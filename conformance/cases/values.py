@@ -160,6 +160,16 @@ def class_of(machine: str, op: str, param: str, abstract: Value) -> ValueClass |
     return None
 
 
+def legacy_echo_values() -> dict[str, dict[str, int]]:
+    """Every echo class bound to the single values sent before ([out] 1 and 2 as 1 and 2, ...):
+    the preset of a parallel case's session. Its branches send the abstract values as they are
+    and the linearizability check judges what comes back as it is, so the prefix must send
+    those same numbers: an [out] value the prefix's server_signal sent as 0 for abstract 1 would
+    come back from a branch's Finish_ as 0, which no order allows."""
+    return {vc.name: {str(a): vc.legacy[a] for a in vc.domain} for vc in CLASSES
+            if vc.kind == ECHO}
+
+
 class ValueChooser:
     """The run's draws: one cursor per (class, list), boundaries first, then seeded choices."""
 

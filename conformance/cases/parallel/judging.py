@@ -42,6 +42,7 @@ from callgate.conformance.cases.parallel.threads import (
     overlapped,
     wait_times,
 )
+from callgate.conformance.cases.values import legacy_echo_values
 from callgate.conformance.judge.execution import StepTimeout
 from callgate.conformance.judge.linearizability import (
     DEFAULT_BUDGET,
@@ -178,7 +179,8 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
         result = partial(parallel_result, case, started=started, runs=number,
                          overlapped_runs=overlaps)
         try:
-            live = runner.open(case.id, case.slots)
+            # Echoed values as they were before (the branches judge them unmapped).
+            live = runner.open(case.id, case.slots, values=legacy_echo_values())
         except (StepTimeout, AdapterFault) as exc:
             return result(Verdict.ERROR, message=f"opening a session failed: {exc}",
                           evidence=getattr(exc, "evidence", ""))
