@@ -93,6 +93,8 @@ def _pull_rows() -> list:  # type: ignore[type-arg]
         row("pull", ("RPC-PIPE-03",),
             out(OK, "end of the stream", outputs={"count": 0}, out="closed", phase="out_ended"),
             state={"phase": "in_closed", "out": "end"}),
+        not_offered("pull", ("RPC-PIPE-03",), "the [out] pipe is never closed before its end "
+                    "reaches the client", state={"phase": "in_closed", "out": "closed"}),
         undefined("pull", ("RPC-PIPE-03",), "pulling after the end of the stream: not documented",
                   state={"phase": "out_ended"}),
         not_offered("pull", ("RPC-PIPE-05",), "no call in progress",
@@ -151,6 +153,9 @@ def _server_rows() -> list:  # type: ignore[type-arg]
         undefined("server_complete", ("RPC-PIPE-05",),
                   "the server completing before it ended the [out] pipe: not documented",
                   state={"phase": "in_closed", "drained": True}),
+        not_offered("server_complete", ("RPC-PIPE-05",),
+                    "the server never drained an [in] pipe the client has not ended",
+                    state={"phase": "in_open", "drained": True}),
         row("server_complete", ("RPC-PIPE-02",), out(OK, "completed", server_done=True),
             state={"phase": "out_ended", "drained": True, "server_done": False}),
         not_offered("server_complete", ("RPC-PIPE-05",), "the server holds no call",
