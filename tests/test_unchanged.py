@@ -100,3 +100,15 @@ def test_a_second_identical_run_leaves_the_reports_byte_for_byte(
     # A different implementation shows something else: its reports replace them.
     assert main([*argv[:2], "tests.fakes:created_signaled", *argv[3:]]) == 1
     assert (tmp_path / "report.json").read_bytes() != kept["report.json"]
+
+
+def test_what_the_run_covered_counts_not_which_case_covered_it() -> None:
+    from callgate.conformance.report.unchanged import covered
+
+    def stream(*cases: tuple[str, list[str]]) -> bytes:
+        return "".join(json.dumps({"event": "case", "case": {"id": i, "covered": c}}) + "\n"
+                       for i, c in cases).encode()
+
+    assert covered(stream(("w1", ["a", "b"]), ("w2", ["c"]))) == \
+        covered(stream(("w1", ["a"]), ("w2", ["b", "c"])))  # a walk that went another way
+    assert covered(stream(("w1", ["a", "b"]))) != covered(stream(("w1", ["a"])))

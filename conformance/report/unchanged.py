@@ -4,11 +4,11 @@ Reports committed to a repository (reports/reference, reports/wine) would otherw
 every run: timestamps, durations, and the interleavings a parallel case happened to produce.
 `callgate run --keep-if-unchanged` snapshots the report files in OUT before the run and, after
 it, compares what the two runs showed (`shown`): per case its verdict, the rules it failed, the
-transitions it covered (from results.jsonl), the ordering classes of a race it observed, and
-for a case that did not pass its message; the summary's counts, coverage, the rules' verdicts
-and the adapter. If that is equal the previous files are put back byte for byte; anything else
-(a verdict, a failure's message, one covered transition) keeps the new reports. Timing never
-decides a verdict, so what is ignored cannot hide a change in one.
+ordering classes of a race it observed, and for a case that did not pass its message; the
+transitions the run covered (from results.jsonl, as a set); the summary's counts, coverage, the
+rules' verdicts and the adapter. If that is equal the previous files are put back byte for byte;
+anything else (a verdict, a failure's message, one covered transition) keeps the new reports.
+Timing never decides a verdict, so what is ignored cannot hide a change in one.
 """
 
 from __future__ import annotations
@@ -53,9 +53,11 @@ def shown(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def covered(stream: bytes) -> dict[str, list[str]]:
-    """Each case's covered transitions, from a results stream (report.json has only counts)."""
-    found: dict[str, list[str]] = {}
+def covered(stream: bytes) -> set[str]:
+    """Every transition the run covered, from a results stream (report.json has only counts).
+    Which case covered which is left out: an adaptive walk follows the implementation's
+    choices, which may depend on timing, while what the run as a whole covered does not."""
+    found: set[str] = set()
     for line in stream.splitlines():
         try:
             event = json.loads(line)
@@ -63,7 +65,7 @@ def covered(stream: bytes) -> dict[str, list[str]]:
             continue
         if isinstance(event, dict) and event.get("event") == "case":
             case = event.get("case") or {}
-            found[str(case.get("id"))] = sorted(case.get("covered") or [])
+            found.update(str(k) for k in case.get("covered") or [])
     return found
 
 
