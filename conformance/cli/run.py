@@ -93,19 +93,25 @@ def _adapter_arguments(args: argparse.Namespace, command: str) -> str:
     return ""
 
 
+def _adapter_and_expectations(args: argparse.Namespace, command: str
+                              ) -> tuple[str, expectations.Expectations | None]:
+    """What is wrong with the adapter arguments or the expectations file ("" if nothing), and
+    the expectations loaded (None without --expectations)."""
+    problem = _adapter_arguments(args, command)
+    if problem or not args.expectations:
+        return problem, None
+    try:
+        return "", expectations.load(Path(args.expectations))
+    except expectations.ExpectationsError as exc:
+        return f"callgate {command}: {escape(str(exc))}", None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     err = make_console(stderr=True)
-    problem = _adapter_arguments(args, "run")
+    problem, known = _adapter_and_expectations(args, "run")
     if problem:
         err.print(problem)
         return EXIT_USAGE
-    known = None
-    if args.expectations:
-        try:
-            known = expectations.load(Path(args.expectations))
-        except expectations.ExpectationsError as exc:
-            err.print(f"callgate run: {escape(str(exc))}")
-            return EXIT_USAGE
     if args.jitter_ms and args.adapter != "reference":
         err.print("callgate run: --jitter-ms works with --adapter reference only (other "
                   "implementations have their own timing); use --stagger-ms for any adapter")
@@ -231,17 +237,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"object from report.json or a file with 'slots' and 'steps'")
         return EXIT_USAGE
     err = make_console(stderr=True)
-    problem = _adapter_arguments(args, "replay")
+    problem, known = _adapter_and_expectations(args, "replay")
     if problem:
         err.print(problem)
         return EXIT_USAGE
-    known = None
-    if args.expectations:
-        try:
-            known = expectations.load(Path(args.expectations))
-        except expectations.ExpectationsError as exc:
-            err.print(f"callgate replay: {escape(str(exc))}")
-            return EXIT_USAGE
     try:
         adapter = adapters.load(args.adapter) if args.adapter else \
             CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
