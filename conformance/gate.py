@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import platform
 import signal
@@ -12,28 +11,25 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from callgate.conformance import units
 from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import multi, sequences
-from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
-from callgate.conformance.cases.parallel import ParallelBudget, parallel_count, parallel_phase
-from callgate.conformance.cases.slots import slots_named
-from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
-from callgate.conformance.cases.walk import Leg, walk_machine
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
-from callgate.conformance.judge.shrink import shrink_case
 from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.outdir import OutputDir
-from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities, SlotSpec
+from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
+from callgate.conformance.units import compositions as _compositions
+from callgate.conformance.units import stateful_slot_sets as stateful_slot_sets
 from callgate.model.variations import check_pins
 
 
@@ -76,6 +72,9 @@ class RunOptions:
     full_waits: bool = False
     # `--record-trace FILE`: write the calls the run makes in the trace format (docs/traces.md).
     record_trace: Path | None = None
+    # Run only these units, in this order (`callgate.conformance.units`; the IDs `plan_units`
+    # gives); None: every unit. A run of some units does not judge the expectations file stale.
+    units: tuple[str, ...] | None = None
 
 
 class StopRun(Exception):
@@ -126,7 +125,21 @@ class HandshakeFailed(AdapterFault):
         self.outcome = outcome
 
 
-Progress = Callable[[str, int, int, CaseResult | None], None]
+@dataclass(frozen=True)
+class Tick:
+    """What a progress callback hears: a case ended (`result`), a unit ended, or a long piece of
+    work (a shrinking) says where it is (`label` only). `units_done` of `units_total` is the
+    progress of the run: the number of units is known before the first case runs, so the total
+    never grows; `cases` counts the results recorded so far."""
+
+    label: str
+    cases: int
+    units_done: int
+    units_total: int
+    result: CaseResult | None = None
+
+
+Progress = Callable[[Tick], None]
 
 
 def version() -> str:
@@ -219,13 +232,6 @@ def _pair_universe(options: RunOptions, plan: sequences.Plan | None) -> dict[str
         return {}
     return {c.name: multi.pair_universe(plan.machines[c.machine], c)
             for c in _compositions(options, plan)}
-
-
-def _compositions(options: RunOptions, plan: sequences.Plan) -> list[multi.Composition]:
-    """The multi-object compositions the run walks: those of the adapter's kinds of object
-    that the budget does not leave out."""
-    return [c for c in multi.COMPOSITIONS
-            if c.machine in plan.machines and c.name not in options.budget.multi_skip]
 
 
 def _pairs_not_drivable(options: RunOptions, plan: sequences.Plan | None
@@ -372,114 +378,43 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
 
 def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, options: RunOptions,
                stream: ResultStream, results: list[CaseResult], progress: Progress | None) -> None:
-    stateful_cases = (len(stateful_slot_sets(caps.features, options.budget.stateful_rounds,
-                                             options.budget.stateful_coupled))
-                      if options.stateful else 0)
-    stateful_cases += parallel_count(options.budget.parallel_examples) if options.parallel else 0
-    total = len(plan.machines) + stateful_cases
-    if options.directed:
-        for machine_plan in plan.machines.values():
-            pending = set(machine_plan.transitions)
-            taken: list[Leg] = []
-            identify = IdentifyBudget(options.budget.identify_steps,
-                                      extra_step=options.budget.identify_complete,
-                                      every_transition=options.budget.identify_complete,
-                                      class_steps=options.budget.identify_class_steps)
-            cases = itertools.chain(
-                walk_machine(runner, machine_plan, pending, taken=taken),
-                identify_machine(runner, machine_plan, taken, identify)
-                if options.identify and (identify.steps or identify.class_steps) else ())
-            for case, result in cases:
-                total = max(total, len(results) + 1 + stateful_cases)
-                result = shrink(runner, plan, case, result, progress, len(results), total,
-                                options.expectations, options.shrink)
-                _record(stream, results, result, progress, total, options.expectations)
-    if options.multi and options.budget.multi_cases:
-        budget = multi.MultiBudget(options.budget.multi_cases, options.budget.multi_steps)
-        for composition in _compositions(options, plan):
-            for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
-                                              composition, budget):
-                total = max(total, len(results) + 1 + stateful_cases)
-                result = shrink(runner, None, None, result, progress, len(results), total,
-                                options.expectations, options.shrink)
-                _record(stream, results, result, progress, total, options.expectations)
-    total = len(results) + stateful_cases
-    rounds = options.budget.stateful_rounds if options.stateful else 0
-    for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,
-                                                      options.budget.stateful_coupled)):
-        result = run_stateful(
-            runner, StatefulBudget(options.budget.stateful_examples,
-                                   options.budget.stateful_steps),
-            seed=options.seed + round_, slots=slots,
-            case_id=f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}")
-        result = shrink(runner, None, None, result, progress, len(results), total,
-                        options.expectations, options.shrink)
-        _record(stream, results, result, progress, total, options.expectations)
-    if options.parallel:
-        runs = options.parallel_runs or options.budget.parallel_runs
-        for result in parallel_phase(runner, ParallelBudget(
-                options.budget.parallel_examples, runs, options.stagger), options.seed):
-            result = shrink(runner, None, None, result, progress, len(results), total,
-                            options.expectations, options.shrink)
-            _record(stream, results, result, progress, total, options.expectations)
-    if options.expectations is not None:
+    """Run the run's units in order (`callgate.conformance.units`), recording each result as it
+    ends; then, for a run that got to its end, the expectations that no case showed any more."""
+    chosen = units.select(units.plan_units(plan, caps, options), options.units)
+    for done, unit in enumerate(chosen):
+        def say(text: str, unit_done: int = done) -> None:
+            if progress is not None:
+                progress(Tick(text, len(results), unit_done, len(chosen)))
+
+        for result in units.run_unit(runner, plan, options, unit, say):
+            _record(stream, results, result, progress, (done, len(chosen)),
+                    options.expectations)
+        if progress is not None:
+            progress(Tick(unit.id, len(results), done + 1, len(chosen)))
+    if options.expectations is not None and options.units is None:
         # Listed deviations that no case showed any more: the expectations file is stale.
-        # Only a run that got this far may say so (a killed run proves nothing).
+        # Only a whole run that got this far may say so (a killed run, or a run of some units
+        # only, proves nothing about the others).
         for stale in options.expectations.stale_results():
-            _record(stream, results, stale, progress, total, None)
-
-
-def stateful_slot_sets(features: frozenset[str], rounds: int, coupled: bool = False
-                       ) -> list[list[SlotSpec]]:
-    """What each stateful round drives: every object kind alone (so a random walk spends its
-    steps where one object's wrong next state shows), then all together, and with `coupled`
-    each set of the multi-object cases (the largest of each kind: c0 c1 c2, r0 r1 r2, e0 e1),
-    `rounds` times over."""
-    mixed = default_slots(features)
-    singles = [[s] for s in mixed if s.name != "c1"]
-    sets = [*singles, mixed] if len(mixed) > 1 else [mixed]
-    if coupled:
-        largest: dict[str, tuple[str, ...]] = {}
-        for composition in multi.COMPOSITIONS:
-            if len(composition.slots) > len(largest.get(composition.machine, ())):
-                largest[composition.machine] = composition.slots
-        sets += [found for names in largest.values()
-                 if len(found := slots_named(names, features)) == len(names)]
-    return [slots for _ in range(rounds) for slots in sets]
+            _record(stream, results, stale, progress, (len(chosen), len(chosen)), None)
 
 
 def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
-            progress: Progress | None, total: int, expectations: Expectations | None) -> None:
+            progress: Progress | None, units_done: tuple[int, int],
+            expectations: Expectations | None) -> None:
     if expectations is not None:
         result = expectations.apply(result)
     results.append(result)
     stream.emit({"event": "case", "case": result.to_json()})
     if progress:
-        progress(result.id, len(results), total, result)
+        progress(Tick(result.id, len(results), *units_done, result))
 
 
 def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
-           failed: CaseResult, progress: Progress | None = None, done: int = 0,
-           total: int = 0, expectations: Expectations | None = None,
+           failed: CaseResult, expectations: Expectations | None = None,
            enabled: bool = True) -> CaseResult:
-    """A failing case (or one the implementation's error ended) shrunk to a counterexample no
-    single step of which can be removed (`callgate.conformance.judge.shrink`); a directed case
-    first tries the shortest path in the model's graph to its failing transition. Other verdicts,
-    and failures that `expectations` lists as known deviations, come back as they are; so does
-    everything when shrinking is off (`enabled` False: `callgate run --no-shrink`)."""
-    if not enabled or failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
-        return failed
-    if expectations is not None and expectations.explains(failed):
-        return failed  # a listed deviation: its entry says what happens (and with what evidence)
-    shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
-    if shorter is not None:  # the same concrete argument values as the failing run
-        shorter = replace(shorter, values=failed.replay.get("values"))
-
-    def say(text: str) -> None:
-        if progress is not None:
-            progress(text, done, total, None)
-
-    return shrink_case(runner, failed, shorter, progress=say)
+    """`callgate.conformance.units.shrink`, without progress lines."""
+    return units.shrink(runner, plan, case, failed, None, expectations, enabled)
 
 
 def run_cases(adapter: Adapter, cases: Sequence[Case], step_timeout: float = 10.0,

@@ -54,7 +54,7 @@ from typing import Any
 from callgate.conformance.budgets import BUDGETS, Budget
 from callgate.conformance.cases import sequences
 from callgate.conformance.cases.values import replayed
-from callgate.conformance.gate import RunOptions, StopRun, run_gate
+from callgate.conformance.gate import RunOptions, StopRun, Tick, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
 from callgate.conformance.protocol.adapter import Capabilities
@@ -402,8 +402,9 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     count = [0]
     started = time.perf_counter()
 
-    def progress(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
-        count[0] = done
+    def progress(tick: Tick) -> None:
+        count[0] = tick.cases
+        result = tick.result
         if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
             return
         at = time.perf_counter() - started

@@ -1,9 +1,15 @@
 """The pytest plugin: `pytest --callgate-adapter=module:attribute` runs the gate's cases as items.
 
-For vendors who already run pytest. The plugin does nothing unless the option is given. Each
-directed case becomes one item named by its case ID; the stateful cases become items too. A
-failing item shows the step table (operation, observed, allowed) and carries the rule IDs as
-user properties, so they land in pytest's JUnit XML.
+For vendors who already run pytest. The plugin does nothing unless the option is given. Each of
+the gate's work units (`callgate.conformance.units`: a machine's coverage walk and state
+identification, a multi-object walk, a stateful round, a named race, the generated parallel
+cases) becomes one item, `callgate::UNIT-ID`, and runs exactly as the gate runs it: the same
+cases with the same IDs, the same concrete argument values (drawn from the seed and the unit),
+the same shrinking, the same verdicts. The item fails when any of its cases fails or errs; its
+failure shows each failing case's step table (operation, observed, allowed), and the item carries
+its cases' IDs and verdicts and the failed rule IDs as user properties, so they land in pytest's
+JUnit XML. A failure that the expectations file lists makes the item xfail. Under pytest-xdist
+(`-n auto`) every worker opens its own adapter session and the items are spread over them.
 
 The plugin is loaded through an entry point in every pytest session where callgate is installed,
 so importing it must cost nothing: the harness (Hypothesis, networkx, z3, jinja2, jsonschema) is
@@ -13,6 +19,7 @@ imported only when `--callgate-adapter` is given.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,31 +28,33 @@ from callgate.conformance.budgets import BUDGETS
 
 if TYPE_CHECKING:
     from callgate.conformance.expectations import Expectations
-    from callgate.conformance.judge.runner import Case
     from callgate.conformance.results import CaseResult
+    from callgate.conformance.units import Unit
 
 _KEY = pytest.StashKey["_GateState"]()
 
 
 class _GateState:
-    """One adapter and runner for the whole pytest session."""
+    """One adapter session, runner and plan for the whole pytest session (per xdist worker)."""
 
     def __init__(self, spec: str | None, command: str | None, budget: str, seed: int,
                  known: Expectations | None) -> None:
         from callgate.conformance.cases import sequences
-        from callgate.conformance.gate import check_capabilities
+        from callgate.conformance.gate import RunOptions, check_capabilities
         from callgate.conformance.judge.runner import CaseRunner
         from callgate.conformance.protocol import loading as adapters
         from callgate.conformance.protocol.jsonl import CommandAdapter
+        from callgate.conformance.units import plan_units
 
         self.adapter = adapters.load(spec) if spec else CommandAdapter(str(command))
         caps = self.adapter.capabilities()
         check_capabilities(caps)
         self.expectations = known
         self.runner = CaseRunner(self.adapter, caps, expectations=known)
-        self.budget = BUDGETS[budget]
-        self.seed = seed
         self.plan = sequences.plan(caps)
+        self.options = RunOptions(spec or f"cmd: {command}", BUDGETS[budget], seed,
+                                  Path("."), expectations=known, reports=False)
+        self.units = plan_units(self.plan, caps, self.options)
 
     def close(self) -> None:
         self.runner.close()
@@ -64,8 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="known deviations (TOML): an item failing on a listed deviation is "
                          "xfail")
     group.addoption("--callgate-budget", default="quick", choices=sorted(BUDGETS),
-                    help="stateful budget for the callgate items (default quick)")
-    group.addoption("--callgate-seed", default=0, type=int, help="seed of the stateful items")
+                    help="the gate's budget for the callgate items (default quick; `callgate "
+                         "run` defaults to standard)")
+    group.addoption("--callgate-seed", default=0, type=int,
+                    help="the run's seed, as `callgate run --seed` (default 0)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -76,7 +87,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if spec and command:
         raise pytest.UsageError("pass one of --callgate-adapter and --callgate-adapter-cmd")
     import shlex
-    from pathlib import Path
 
     from callgate.conformance import expectations
     from callgate.conformance.protocol import loading as adapters
@@ -109,16 +119,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class CallgateCases(pytest.Collector):
-    """The collector of callgate's items: their node IDs read `callgate::CASE-ID`."""
+    """The collector of callgate's items: their node IDs read `callgate::UNIT-ID`."""
 
     def collect(self) -> list[pytest.Item]:
         state: _GateState = self.config.stash[_KEY]
-        found: list[pytest.Item] = [CallgateItem.from_parent(self, name=case.id, case=case)
-                                    for case in state.plan.cases]
-        found += [CallgateItem.from_parent(self, name=f"stateful-{round_:02d}", case=None,
-                                           round_=round_)
-                  for round_ in range(state.budget.stateful_rounds)]
-        return found
+        return [CallgateItem.from_parent(self, name=unit.id, unit=unit) for unit in state.units]
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: they must see callgate's items
@@ -136,68 +141,71 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 class CallgateFailure(Exception):
-    """A callgate case that failed or erred, with its result."""
+    """A unit some of whose cases failed, erred or passed unexpectedly, with their results."""
 
-    def __init__(self, result: CaseResult) -> None:
-        super().__init__(result.message)
-        self.result = result
+    def __init__(self, failed: list[CaseResult]) -> None:
+        super().__init__("; ".join(f"{r.id}: {r.message}" for r in failed))
+        self.failed = failed
 
 
 class CallgateItem(pytest.Item):
-    """One gate case as a pytest item."""
+    """One of the gate's units as a pytest item."""
 
-    def __init__(self, *, case: Case | None, round_: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, unit: Unit, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.case = case
-        self.round = round_
-        if case is not None:
-            self.user_properties.append(("rules", " ".join(case.rules)))
+        self.unit = unit
 
     def runtest(self) -> None:
-        from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
         from callgate.conformance.results import Verdict
+        from callgate.conformance.units import run_unit
 
         state: _GateState = self.config.stash[_KEY]
-        if self.case is not None:
-            result = state.runner.run(self.case)
-        else:
-            budget = StatefulBudget(state.budget.stateful_examples, state.budget.stateful_steps)
-            result = run_stateful(state.runner, budget, state.seed + self.round,
-                                  default_slots(state.runner.capabilities.features), self.name)
+        results = list(run_unit(state.runner, state.plan, state.options, self.unit))
         if state.expectations is not None:
-            result = state.expectations.apply(result)
-        if result.verdict is Verdict.NOT_APPLICABLE:
-            pytest.skip(f"not applicable: {result.message}")
-        if result.verdict is Verdict.EXPECTED_FAIL:
-            pytest.xfail(f"known deviation ({', '.join(result.failed_rules)}): {result.message}")
-        if result.verdict is Verdict.UNEXPECTED_PASS:
-            raise CallgateFailure(result)
-        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
-            self.user_properties.append(("failed_rules", " ".join(result.failed_rules)))
-            raise CallgateFailure(result)
+            results = [state.expectations.apply(r) for r in results]
+        self.user_properties.append(("cases", " ".join(f"{r.id}={r.verdict.value}"
+                                                        for r in results)))
+        rules = sorted({rule for r in results for rule in r.rules})
+        self.user_properties.append(("rules", " ".join(rules)))
+        failed = [r for r in results if r.verdict in (Verdict.FAIL, Verdict.ERROR,
+                                                      Verdict.UNEXPECTED_PASS)]
+        if failed:
+            self.user_properties.append(("failed_rules", " ".join(sorted(
+                {rule for r in failed for rule in r.failed_rules}))))
+            raise CallgateFailure(failed)
+        expected = [r for r in results if r.verdict is Verdict.EXPECTED_FAIL]
+        if expected:
+            pytest.xfail("known deviation(s): " + "; ".join(
+                f"{r.id} ({', '.join(r.failed_rules)}): {r.message}" for r in expected))
+        if results and all(r.verdict is Verdict.NOT_APPLICABLE for r in results):
+            pytest.skip("not applicable: " + "; ".join(r.message for r in results[:3]))
+        if not results:
+            pytest.skip("the unit ran no case")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, CallgateFailure):
-            result = excinfo.value.result
-            lines = [f"{result.verdict.value}: {result.message}", ""]
-            for i, step in enumerate(result.trace, 1):
-                mark = "ok " if step.ok else "BAD"
-                lines.append(f"{mark} {i:3d}. {step.slot}.{step.op}({step.args}) -> "
-                             f"{step.code_name or step.code} {step.outputs or ''}")
-                if not step.ok:
-                    lines.append(f"         allowed: {'; '.join(step.allowed)}")
-                    lines.append(f"         rules: {', '.join(step.rules)}")
-            if result.evidence:
-                lines += ["", "evidence:", result.evidence]
-            for other in result.other_failures:
-                lines += ["", f"also seen, {other.verdict.value} after {len(other.trace)} steps: "
-                              f"{other.message}"]
+            lines: list[str] = []
+            for result in excinfo.value.failed:
+                lines += [f"case {result.id}: {result.verdict.value}: {result.message}", ""]
+                for i, step in enumerate(result.trace, 1):
+                    mark = "ok " if step.ok else "BAD"
+                    lines.append(f"{mark} {i:3d}. {step.slot}.{step.op}({step.args}) -> "
+                                 f"{step.code_name or step.code} {step.outputs or ''}")
+                    if not step.ok:
+                        lines.append(f"         allowed: {'; '.join(step.allowed)}")
+                        lines.append(f"         rules: {', '.join(step.rules)}")
+                if result.evidence:
+                    lines += ["", "evidence:", result.evidence]
+                for other in result.other_failures:
+                    lines += ["", f"also seen, {other.verdict.value} after {len(other.trace)} "
+                                  f"steps: {other.message}"]
+                lines.append("")
             return "\n".join(lines)
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        return "callgate", None, f"callgate case {self.name}"
+        return "callgate", None, f"callgate unit {self.name}"
 
 
 def iter_items(items: list[pytest.Item]) -> Iterator[CallgateItem]:

@@ -178,14 +178,14 @@ def _failed(rules: list[str]) -> CaseResult:
 
 def test_a_failure_the_file_explains_is_not_shrunk_and_others_are(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from callgate.conformance import gate
+    from callgate.conformance import gate, units
     shrunk: list[str] = []
 
     def shrink_case(runner: object, failed: CaseResult, *args: object, **kw: object) -> CaseResult:
         shrunk.append(failed.failed_rules[0])
         return failed
 
-    monkeypatch.setattr(gate, "shrink_case", shrink_case)
+    monkeypatch.setattr(units, "shrink_case", shrink_case)
     known = load(STUB)
     listed, other = _failed(["RPC-CLI-STATUS-01"]), _failed(["RPC-CLI-CALL-01"])
     assert known.explains(listed) and not known.explains(other)

@@ -11,12 +11,13 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def _pytest(tmp_path: Path, adapter: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _pytest(tmp_path: Path, adapter: str, *extra: str, budget: str = "standard"
+            ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     how = [f"--callgate-adapter={adapter}"] if adapter else []
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *how, *extra,
-         "--callgate-budget=standard", "--callgate-seed=2",
+         f"--callgate-budget={budget}", "--callgate-seed=2",
          f"--junitxml={tmp_path / 'junit.xml'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
@@ -70,3 +71,44 @@ def test_collection_lists_the_items_with_their_node_ids(tmp_path: Path) -> None:
     chosen = _pytest(tmp_path, "tests.fakes:EventAdapter", "-k", "stateful")
     assert chosen.returncode == 0, chosen.stdout[-2000:]
     assert " deselected" in chosen.stdout and " passed" in chosen.stdout
+
+
+def _junit_cases(path: Path) -> dict[str, str]:
+    """The case IDs and verdicts the plugin's items recorded in JUnit XML (`cases` property)."""
+    import xml.etree.ElementTree as ET
+
+    cases: dict[str, str] = {}
+    for prop in ET.parse(path).iter("property"):
+        if prop.get("name") == "cases":
+            for pair in (prop.get("value") or "").split():
+                case_id, _, verdict = pair.rpartition("=")
+                cases[case_id] = verdict
+    return cases
+
+
+def test_the_items_are_the_gates_units_and_run_the_gates_cases(tmp_path: Path) -> None:
+    """Items are the gate's units (`callgate run` makes the same list), and together they run
+    exactly the cases `callgate run` runs for the same seed and budget, with the same IDs and
+    verdicts, in one process and spread over two pytest-xdist workers."""
+    from callgate.conformance.budgets import BUDGETS
+    from callgate.conformance.cases import sequences
+    from callgate.conformance.gate import RunOptions, run_gate
+    from callgate.conformance.results import read_stream
+    from callgate.conformance.units import plan_units
+    from tests.fakes import EventAdapter
+
+    options = RunOptions("tests.fakes:EventAdapter", BUDGETS["quick"], 2, tmp_path / "gate",
+                         reports=False)
+    run_gate(EventAdapter(), options)
+    gate = {c.id: c.verdict.value
+            for c in read_stream(tmp_path / "gate" / "results.jsonl").cases}
+    caps = EventAdapter().capabilities()
+    unit_ids = [u.id for u in plan_units(sequences.plan(caps), caps, options)]
+
+    listed = _pytest(tmp_path, "tests.fakes:EventAdapter", "--collect-only", budget="quick")
+    assert [line.strip().removeprefix("callgate::") for line in listed.stdout.splitlines()
+            if line.strip().startswith("callgate::")] == unit_ids
+    for workers in ("0", "2"):
+        done = _pytest(tmp_path, "tests.fakes:EventAdapter", "-n", workers, budget="quick")
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert _junit_cases(tmp_path / "junit.xml") == gate

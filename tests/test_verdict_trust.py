@@ -24,7 +24,7 @@ from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli import run as cli_run
 from callgate.conformance.cli.console import clean
 from callgate.conformance.cli.main import main
-from callgate.conformance.gate import RunAborted, RunOptions, run_gate
+from callgate.conformance.gate import RunAborted, RunOptions, Tick, run_gate
 from callgate.conformance.outdir import LOCK_NAME, OutputBusy, OutputDir
 from callgate.conformance.protocol.adapter import Capabilities, SlotSpec
 from callgate.conformance.report import reporting
@@ -118,8 +118,8 @@ def _options(out: Path, **kwargs: object) -> RunOptions:
 
 
 def test_an_exception_inside_the_harness_aborts_the_run_with_exit_3(tmp_path: Path) -> None:
-    def progress(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
-        if done == 2:
+    def progress(tick: Tick) -> None:
+        if tick.result is not None and tick.cases == 2:
             raise RuntimeError("a bug in the harness")
 
     with pytest.raises(RunAborted) as caught:

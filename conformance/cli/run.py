@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import time
 from pathlib import Path
 
 from rich.markup import escape
@@ -25,9 +26,11 @@ from callgate.conformance.cli.console import (
 )
 from callgate.conformance.gate import (
     HandshakeFailed,
+    Progress,
     RunAborted,
     RunOptions,
     RunOutcome,
+    Tick,
     run_cases,
     run_gate,
 )
@@ -38,42 +41,56 @@ from callgate.conformance.protocol.adapter import Adapter, AdapterFault, SlotSpe
 from callgate.conformance.protocol.jsonl import CommandAdapter
 from callgate.conformance.report.reporting import REPORT_FILES
 from callgate.conformance.report.unchanged import Snapshot
-from callgate.conformance.results import CaseResult, Verdict
+from callgate.conformance.results import Verdict
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action
 
 DEFAULT_OUT = Path("reports/latest")
 
 
-def _progress_printer() -> tuple[object, object]:
-    """A progress callback: a live bar on a terminal, a line every 10% elsewhere (CI logs)."""
+def _progress_printer() -> tuple[object, Progress]:
+    """A progress callback: a live bar on a terminal, a line every 10% elsewhere (CI logs). The
+    bar counts the run's units (known before the first case, so the total never grows) and
+    estimates the time left from them."""
     console = make_console(stderr=True)
     if console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[status]}"), console=console, transient=True)
-        task = bar.add_task("cases", total=None, status="")
+                       TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                       console=console, transient=True)
+        task = bar.add_task("units", total=None, status="")
+        last = {"failed": ""}
 
-        def update(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
-            failed = "" if result is None or result.verdict is Verdict.PASS else \
-                f" last: {case_id} {result.verdict.value}"
-            if result is None and case_id.startswith("shrinking "):
-                failed = f" {case_id}"  # a long shrinking says where it is
-            bar.update(task, completed=done, total=total, status=failed)
+        def update(tick: Tick) -> None:
+            result = tick.result
+            if result is not None and result.verdict is not Verdict.PASS:
+                last["failed"] = f" last: {tick.label} {result.verdict.value}"
+            status = f"{tick.cases} cases{last['failed']}"
+            if result is None and tick.label.startswith("shrinking "):
+                status = f"{tick.cases} cases, {tick.label}"  # a long shrinking says where it is
+            bar.update(task, completed=tick.units_done, total=tick.units_total, status=status)
         return bar, update
 
     step = {"next": 0}
+    started = time.monotonic()
 
-    def update_plain(case_id: str, done: int, total: int, result: CaseResult | None) -> None:
-        if result is None and case_id.startswith("shrinking "):
-            console.print(f"  {escape(case_id)}")  # a long shrinking says where it is
+    def update_plain(tick: Tick) -> None:
+        result = tick.result
+        if result is None and tick.label.startswith("shrinking "):
+            console.print(f"  {escape(tick.label)}")  # a long shrinking says where it is
             return
         if result is not None and result.verdict in (Verdict.FAIL, Verdict.ERROR):
-            console.print(f"  {result.verdict.value}: {case_id}: {escape(result.message[:160])}")
-        if done >= step["next"] or done == total:
-            console.print(f"  {done}/{total} cases")
-            step["next"] = done + max(1, total // 10)
+            console.print(f"  {result.verdict.value}: {tick.label}: "
+                          f"{escape(result.message[:160])}")
+        if result is None and (tick.units_done >= step["next"]
+                               or tick.units_done == tick.units_total):
+            spent = time.monotonic() - started
+            left = (f", about {spent / tick.units_done * (tick.units_total - tick.units_done):.0f}"
+                    f" s left" if 0 < tick.units_done < tick.units_total else "")
+            console.print(f"  {tick.units_done}/{tick.units_total} units, {tick.cases} cases"
+                          f"{left}")
+            step["next"] = tick.units_done + max(1, tick.units_total // 10)
     return None, update_plain
 
 
@@ -146,9 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if bar is not None:
             with bar:  # type: ignore[attr-defined]
-                outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
+                outcome = run_gate(adapter, options, update)
         else:
-            outcome = run_gate(adapter, options, update)  # type: ignore[arg-type]
+            outcome = run_gate(adapter, options, update)
     except OutputUnusable as exc:  # another run holds --out
         err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE

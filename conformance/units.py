@@ -1,0 +1,198 @@
+"""The gate's work units: the independent pieces a run is made of.
+
+A run is a fixed list of units, known before any case runs, in a fixed order:
+
+* `walk-MACHINE`: the coverage walk of one machine, then its state identification;
+* `multi-COMPOSITION`: the multi-object walk of one composition (two or three objects);
+* `stateful-NN-SLOTS`: one stateful round over one set of objects;
+* `race-NAME`: one named parallel race; `parallel-generated`: the generated parallel cases.
+
+A unit opens its own sessions and draws its own concrete argument values from a seed of its own
+(`unit_seed`), so what a unit does depends on the run's seed and the unit alone, never on which
+units ran before it or in which process. That is what lets `callgate run --jobs N` run units in
+several processes, `--shard I/N` run a slice of them, and the pytest plugin make one item of each,
+with the same cases and verdicts as one plain run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from callgate.conformance.cases import multi, sequences
+from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
+from callgate.conformance.cases.parallel import ParallelBudget
+from callgate.conformance.cases.parallel.generation import run_generated
+from callgate.conformance.cases.parallel.judging import run_parallel
+from callgate.conformance.cases.parallel.phase import RACE_RUNS_FACTOR
+from callgate.conformance.cases.parallel.races import race_cases
+from callgate.conformance.cases.slots import slots_named
+from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
+from callgate.conformance.cases.values import ValueChooser
+from callgate.conformance.cases.walk import Leg, walk_machine
+from callgate.conformance.expectations import Expectations
+from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.judge.shrink import shrink_case
+from callgate.conformance.protocol.adapter import Capabilities, SlotSpec
+from callgate.conformance.results import CaseResult, Verdict
+
+if TYPE_CHECKING:
+    from callgate.conformance.gate import RunOptions
+
+# What a unit says while it works on something long (a shrinking): a line of text.
+Say = Callable[[str], None]
+
+KINDS = ("walk", "multi", "stateful", "race", "generated")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of a run. `key` names what it drives (a machine, a composition, a
+    race); `index` is its stateful round's or race's number (the seed offset it always had)."""
+
+    id: str
+    kind: str
+    key: str = ""
+    index: int = 0
+
+
+def unit_seed(seed: int, unit_id: str) -> int:
+    """The seed a unit draws its concrete argument values from: the run's seed and the unit's
+    ID, nothing else (so a unit draws the same values alone, in a shard or in another process)."""
+    return (seed * 0x1_0000_0001 + zlib.crc32(unit_id.encode())) & 0xFFFF_FFFF_FFFF
+
+
+def stateful_slot_sets(features: frozenset[str], rounds: int, coupled: bool = False
+                       ) -> list[list[SlotSpec]]:
+    """What each stateful round drives: every object kind alone (so a random walk spends its
+    steps where one object's wrong next state shows), then all together, and with `coupled`
+    each set of the multi-object cases (the largest of each kind: c0 c1 c2, r0 r1 r2, e0 e1),
+    `rounds` times over."""
+    mixed = default_slots(features)
+    singles = [[s] for s in mixed if s.name != "c1"]
+    sets = [*singles, mixed] if len(mixed) > 1 else [mixed]
+    if coupled:
+        largest: dict[str, tuple[str, ...]] = {}
+        for composition in multi.COMPOSITIONS:
+            if len(composition.slots) > len(largest.get(composition.machine, ())):
+                largest[composition.machine] = composition.slots
+        sets += [found for names in largest.values()
+                 if len(found := slots_named(names, features)) == len(names)]
+    return [slots for _ in range(rounds) for slots in sets]
+
+
+def compositions(options: RunOptions, plan: sequences.Plan) -> list[multi.Composition]:
+    """The multi-object compositions the run walks: those of the adapter's kinds of object
+    that the budget does not leave out."""
+    return [c for c in multi.COMPOSITIONS
+            if c.machine in plan.machines and c.name not in options.budget.multi_skip]
+
+
+def _stateful_id(round_: int, slots: Sequence[SlotSpec]) -> str:
+    return f"stateful-{round_:02d}-{'-'.join(s.name for s in slots)}"
+
+
+def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) -> list[Unit]:
+    """Every unit of a run with these options, in the order a plain run takes them."""
+    units: list[Unit] = []
+    if options.directed:
+        units += [Unit(f"walk-{machine}", "walk", machine) for machine in plan.machines]
+    if options.multi and options.budget.multi_cases:
+        units += [Unit(f"multi-{c.name}", "multi", c.name) for c in compositions(options, plan)]
+    rounds = options.budget.stateful_rounds if options.stateful else 0
+    for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,
+                                                      options.budget.stateful_coupled)):
+        units.append(Unit(_stateful_id(round_, slots), "stateful", "", round_))
+    if options.parallel:
+        units += [Unit(case.id, "race", case.id, number)
+                  for number, case in enumerate(race_cases())]
+        if options.budget.parallel_examples:
+            units.append(Unit("parallel-generated", "generated"))
+    return units
+
+
+def select(units: Sequence[Unit], wanted: Sequence[str] | None) -> list[Unit]:
+    """The units named in `wanted`, in that order (all of them for None). An unknown name is a
+    mistake the caller must hear about, with the names there are."""
+    if wanted is None:
+        return list(units)
+    by_id = {u.id: u for u in units}
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        raise ValueError(f"no such unit(s) in this run: {', '.join(unknown)}; the run's units: "
+                         f"{', '.join(by_id)}")
+    return [by_id[w] for w in wanted]
+
+
+def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit: Unit,
+             say: Say | None = None) -> Iterator[CaseResult]:
+    """Run one unit: yield each of its cases' results as they end, failures shrunk (unless
+    `options.shrink` is off). Expectations are not applied here: the caller applies them in
+    the run's order (`Expectations.apply`), so a stale entry is found the same way however the
+    units were spread."""
+    runner.values = ValueChooser(unit_seed(options.seed, unit.id), fixed=options.fixed_values)
+    budget = options.budget
+
+    def shrunk(result: CaseResult, case: Case | None = None,
+               with_plan: sequences.Plan | None = None) -> CaseResult:
+        return shrink(runner, with_plan, case, result, say, options.expectations,
+                      options.shrink)
+
+    caps = runner.capabilities
+    if unit.kind == "walk":
+        machine_plan = plan.machines[unit.key]
+        pending = set(machine_plan.transitions)
+        taken: list[Leg] = []
+        identify = IdentifyBudget(budget.identify_steps, extra_step=budget.identify_complete,
+                                  every_transition=budget.identify_complete,
+                                  class_steps=budget.identify_class_steps)
+        cases = itertools.chain(
+            walk_machine(runner, machine_plan, pending, taken=taken),
+            identify_machine(runner, machine_plan, taken, identify)
+            if options.identify and (identify.steps or identify.class_steps) else ())
+        for case, result in cases:
+            yield shrunk(result, case, plan)
+    elif unit.kind == "multi":
+        composition = next(c for c in multi.COMPOSITIONS if c.name == unit.key)
+        for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],
+                                          composition, multi.MultiBudget(
+                                              budget.multi_cases, budget.multi_steps)):
+            yield shrunk(result)
+    elif unit.kind == "stateful":
+        slots = stateful_slot_sets(caps.features, unit.index + 1,
+                                   budget.stateful_coupled)[unit.index]
+        yield shrunk(run_stateful(
+            runner, StatefulBudget(budget.stateful_examples, budget.stateful_steps),
+            seed=options.seed + unit.index, slots=slots, case_id=unit.id))
+    elif unit.kind == "race":
+        race = race_cases()[unit.index]
+        runs = options.parallel_runs or budget.parallel_runs
+        yield shrunk(run_parallel(runner, race, runs * RACE_RUNS_FACTOR, options.stagger,
+                                  options.seed + unit.index))
+    elif unit.kind == "generated":
+        runs = options.parallel_runs or budget.parallel_runs
+        yield shrunk(run_generated(runner, ParallelBudget(budget.parallel_examples, runs,
+                                                          options.stagger), options.seed))
+    else:
+        raise ValueError(f"unknown unit kind {unit.kind!r} (known: {', '.join(KINDS)})")
+
+
+def shrink(runner: CaseRunner, plan: sequences.Plan | None, case: Case | None,
+           failed: CaseResult, say: Say | None = None,
+           expectations: Expectations | None = None, enabled: bool = True) -> CaseResult:
+    """A failing case (or one the implementation's error ended) shrunk to a counterexample no
+    single step of which can be removed (`callgate.conformance.judge.shrink`); a directed case
+    first tries the shortest path in the model's graph to its failing transition. Other verdicts,
+    and failures that `expectations` lists as known deviations, come back as they are; so does
+    everything when shrinking is off (`enabled` False: `callgate run --no-shrink`)."""
+    if not enabled or failed.verdict not in (Verdict.FAIL, Verdict.ERROR):
+        return failed
+    if expectations is not None and expectations.explains(failed):
+        return failed  # a listed deviation: its entry says what happens (and with what evidence)
+    shorter = plan.shortest_case(case, failed) if plan is not None and case is not None else None
+    if shorter is not None:  # the same concrete argument values as the failing run
+        shorter = replace(shorter, values=failed.replay.get("values"))
+    return shrink_case(runner, failed, shorter, progress=say)
