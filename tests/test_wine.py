@@ -437,6 +437,35 @@ def test_the_program_is_rebuilt_when_the_shared_header_is_newer(monkeypatch: pyt
         wine.build(program, source)  # the header changed: a build is tried
 
 
+def test_the_cached_program_is_named_by_a_hash_of_every_source(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    sources = tmp_path / "src"
+    sources.mkdir()
+    source, beside, header = sources / "adapter.c", sources / "extra.c", tmp_path / "jsonl.h"
+    for path in (source, beside, header):
+        path.write_text(f"/* {path.name} */\n")
+    monkeypatch.setattr(wine, "HEADER", header)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = wine.cached_program(source)
+    assert first.parent.parent == tmp_path / "cache" / "callgate" / "wine"
+    assert wine.cached_program(source) == first  # the same sources: the same folder
+    for changed in (beside, header, source):  # any file the build reads names a new folder
+        changed.write_text(changed.read_text() + "int x;\n")
+        assert wine.cached_program(source) != first, changed.name
+        first = wine.cached_program(source)
+    monkeypatch.setenv("XDG_CACHE_HOME", "not/absolute")  # ignored, as the XDG rule says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert wine.cached_program(source).is_relative_to(tmp_path / "home" / ".cache" / "callgate")
+
+
+def test_the_checkout_builds_from_the_packaged_sources_into_build_wine() -> None:
+    # callgate/native links to adapters/wine and the example C adapter's header: a checkout
+    # builds from the files the wheel ships.
+    assert wine.CHECKOUT and wine.SOURCE.resolve() == ROOT / "adapters" / "wine" / wine.SOURCE.name
+    assert wine.HEADER.resolve() == ROOT / "examples" / "c-adapter" / "callgate_jsonl.h"
+    assert wine.program_path() == ROOT / "build" / "wine" / wine.PROGRAM
+
+
 def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:
     assert wine.risky(Observation(0xC0000005, {"raised": True}))
     assert wine.risky(Observation(258, {"returned": False, "waited_ms": 300}))
