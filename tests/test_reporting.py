@@ -372,3 +372,43 @@ def test_the_reproducing_command_keeps_a_seed_given_as_seed_equals() -> None:
     start = {"command": "callgate run --adapter x --seed=5", "seed": 5, "budget": "deep"}
     assert reporting.reproduce_command(start) == "callgate run --adapter x --seed=5 --budget deep"
     assert reporting.reproduce_command({"adapter": {"name": "a b"}}) == "callgate run --adapter 'a b'"
+
+
+def test_self_loops_with_many_operations_are_one_loop_labelled_with_their_number() -> None:
+    drawn = diagrams.drawing("rpc_call", [], [])
+    loops = re.findall(r"(\w+) -> \1 \[label=<([^>]*)>", drawn.dot)
+    assert loops and all(label.endswith(" ops") for _, label in loops), loops
+    assert len({node for node, _ in loops}) == len(loops)  # one loop per state
+    listed = {lp.state: lp for lp in drawn.loops}
+    assert all(len(lp.performed) + len(lp.not_performed) > diagrams.LOOP_NAMES
+               for lp in listed.values())
+    assert "sync_call" in listed["DONE"].not_performed  # nothing performed: every name listed
+    assert 'tooltip="' in drawn.dot and "wait_notification" in drawn.dot
+
+
+def test_marked_edges_are_counted_by_colour_and_grouped() -> None:
+    state = "phase=SENT"
+    failing = [diagrams.FailingStep("rpc_call", state, "server_test_cancel"),
+               diagrams.FailingStep("rpc_call", state, "RpcAsyncCancelCall", expected=True),
+               diagrams.FailingStep("rpc_call", state, "server_abort", expected=True),
+               diagrams.FailingStep("rpc_call", state, "sync_call", expected=True)]
+    drawn = diagrams.drawing("rpc_call", [], failing)
+    assert (drawn.failing, drawn.deviations) == (
+        len(diagrams.failing_edges("rpc_call", failing[:1])),
+        len(diagrams.failing_edges("rpc_call", failing[1:]) - diagrams.failing_edges("rpc_call",
+                                                                                     failing[:1])))
+    assert drawn.failing and drawn.deviations
+    assert "known deviations</b>" in drawn.dot or "(known deviation)</b>" in drawn.dot
+    assert "server_test_cancel (failed)" in drawn.dot
+
+
+def test_outputs_and_old_messages_read_as_words() -> None:
+    from callgate.conformance.results import outputs_text
+
+    assert outputs_text({"returned": False, "waited_ms": 300}) == "returned false, waited_ms 300"
+    assert outputs_text({"v": "x" * 200}).endswith("…") and len(outputs_text({"v": "x" * 200})) < 90
+    old = "observed 258 with {'returned': False, 'waited_ms': 300}; allowed: RPC_S_OK (0)"
+    assert reporting.readable_message(old) == ("observed 258 with returned false, waited_ms 300; "
+                                               "allowed: RPC_S_OK (0)")
+    assert reporting.readable_message("{'not closed") == "{'not closed"
+    assert reporting.readable_message("{'a': __import__('os')}") == "{'a': __import__('os')}"
