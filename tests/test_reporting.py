@@ -412,3 +412,11 @@ def test_outputs_and_old_messages_read_as_words() -> None:
                                                "allowed: RPC_S_OK (0)")
     assert reporting.readable_message("{'not closed") == "{'not closed"
     assert reporting.readable_message("{'a': __import__('os')}") == "{'a': __import__('os')}"
+
+
+def test_a_bare_code_number_an_older_run_recorded_is_named_when_callgate_knows_it() -> None:
+    assert reporting.code_text({"code": 258, "name": "258"}) == "WAIT_TIMEOUT (258)"
+    assert reporting.code_text({"code": 0xC0000139, "name": "0xC0000139"}) == \
+        "STATUS_ENTRYPOINT_NOT_FOUND (0xC0000139)"
+    assert reporting.code_text({"code": 1722, "name": "1722"}) == "1722"
+    assert reporting.code_text({"code": 0, "name": "RPC_S_OK (0)"}) == "RPC_S_OK (0)"

@@ -35,6 +35,7 @@ from callgate.conformance.results import (
     Verdict,
     outputs_text,
 )
+from callgate.model import codes
 from callgate.model.families import MACHINES
 from callgate.model.rules import catalogue
 
@@ -492,6 +493,7 @@ def template_environment(html: bool) -> jinja2.Environment:
     env.filters["js"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
     env.filters["brief"] = lambda v: outputs_text(v) if isinstance(v, Mapping) else str(v or "")
     env.filters["readable"] = readable_message
+    env.filters["code"] = code_text
     return env
 
 
@@ -509,6 +511,16 @@ def readable_message(text: object) -> str:
         return outputs_text(value) if isinstance(value, dict) else match.group(0)
 
     return _PY_DICT.sub(words, str(text))
+
+
+def code_text(observed: Mapping[str, Any]) -> str:
+    """An observed code as a report shows it: its recorded name, or for a bare number an older
+    callgate recorded, the name adapters' outcomes have (`codes.REPORTED_NAMES`) if any."""
+    name, code = observed.get("name"), observed.get("code")
+    if isinstance(code, int) and (not name or "(" not in str(name)):
+        described = codes.describe(code) if (code & 0xFFFFFFFF) in codes.REPORTED_NAMES else ""
+        return described or str(name or code)
+    return str(name or code)
 
 
 def _one_line(value: object) -> str:
