@@ -9,7 +9,14 @@ edge looks. An operation counts as performed on an edge when the run covered at 
 transition that projects onto it (the coverage table counts full transitions); an edge is solid
 when every operation on it was performed, dashed when some were, dotted grey when none, and
 unperformed operations are greyed. The transitions the model allowed at a failing step (the
-implementation did something else) are drawn as separate red edges, orange for a known deviation.
+implementation did something else) are drawn as separate red edges, orange for a known deviation,
+one per (source, target, colour), labelled with their number when there are more than two.
+
+So that a reader can take a diagram in at a glance: a state's self-loop with more than two
+operations is one loop labelled "N ops" (the names in its tooltip and in the list under the
+diagram, `Diagram.loops`); a report draws only the machines the adapter implements; and a diagram
+wider than the page is drawn top to bottom as well, the narrower kept, and never scaled below
+MIN_SCALE (it scrolls instead), so its labels stay readable.
 
 Only model data reaches Graphviz: a failing step's operation and state are matched against the
 model's own edges, so nothing an adapter wrote can end up in the SVG.
