@@ -65,7 +65,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from callgate.conformance.results import CaseResult, Verdict
+from callgate.conformance.results import CaseResult, Verdict, outputs_text
 from callgate.model.families import MACHINES
 from callgate.model.rules import catalogue
 from callgate.model.transitions import Args, State, Value
@@ -119,7 +119,7 @@ class Instead:
     def describe(self) -> str:
         where = " ".join(f"{n} in {list(v)}" for n, v in self.state) or "every state"
         args = ", ".join(f"{n}={v}" for n, v in self.args)
-        outs = f" with {dict(self.outputs)}" if self.outputs else ""
+        outs = f" with {outputs_text(dict(self.outputs))}" if self.outputs else ""
         nxt = ", ".join(f"{n}={v}" for n, v in self.next) or "nothing changes"
         return f"{self.op}({args}) answers {self.code}{outs} in {where}; {nxt}"
 

@@ -35,6 +35,26 @@ class Verdict(Enum):
     UNEXPECTED_PASS = "unexpected_pass"
 
 
+OUTPUT_VALUE_LIMIT = 80
+
+
+def outputs_text(outputs: Mapping[str, Any]) -> str:
+    """An operation's outputs in words for a message: "returned false, waited_ms 300" (never a
+    Python dict's repr); each value cut to OUTPUT_VALUE_LIMIT characters."""
+    parts = []
+    for name, value in outputs.items():
+        if isinstance(value, bool) or value is None:
+            text = json.dumps(value)
+        elif isinstance(value, (int, float, str)):
+            text = str(value)
+        else:
+            text = json.dumps(value, sort_keys=True, default=str)
+        if len(text) > OUTPUT_VALUE_LIMIT:
+            text = text[:OUTPUT_VALUE_LIMIT - 1] + "…"
+        parts.append(f"{name} {text}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One executed step: what was asked, what came back, and what the model allowed."""

@@ -174,12 +174,27 @@ def by_name(name: str) -> Code:
         raise KeyError(f"unknown code name {name!r}") from None
 
 
+# Values that are no return code of the modelled APIs but that adapters report as an outcome
+# (the Wine adapter: a call that did not return within its bound is WAIT_TIMEOUT with
+# `returned: false`; a guarded call that raised is its exception code with `raised: true`). Names
+# for reports only: the model never allows them, so they are not in ALL.
+REPORTED_NAMES: dict[int, str] = {
+    258: "WAIT_TIMEOUT",
+    0xC0000005: "STATUS_ACCESS_VIOLATION",
+    0xC0000139: "STATUS_ENTRYPOINT_NOT_FOUND",
+    0xC0000374: "STATUS_HEAP_CORRUPTION",
+    0xC0000409: "STATUS_STACK_BUFFER_OVERRUN",
+}
+
+
 def describe(value: int, family: Family | None = None) -> str:
-    """A human name for a numeric code, or its hex form when callgate knows no name for it."""
+    """A human name for a numeric code ("NAME (value)"), or its number alone when callgate knows
+    no name for it (hex when above 0xFFFF)."""
     value &= 0xFFFFFFFF
     families = [family] if family else [Family.HRESULT, Family.RPC_STATUS]
     for fam in families:
         code = _BY_VALUE.get((fam, value))
         if code is not None:
             return str(code)
-    return f"0x{value:08X}" if value > 0xFFFF else str(value)
+    number = f"0x{value:08X}" if value > 0xFFFF else str(value)
+    return f"{REPORTED_NAMES[value]} ({number})" if value in REPORTED_NAMES else number

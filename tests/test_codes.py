@@ -64,3 +64,7 @@ def test_describe_names_known_values_and_shows_hex_for_unknown() -> None:
     assert codes.describe(0x80010117).startswith("RPC_E_CALL_COMPLETE")
     assert codes.describe(997, codes.Family.RPC_STATUS).startswith("RPC_S_ASYNC_CALL_PENDING")
     assert codes.describe(0x8BADF00D) == "0x8BADF00D"
+    # Values adapters report that are no return code of the modelled APIs: named, not modelled.
+    assert codes.describe(258, codes.Family.RPC_STATUS) == "WAIT_TIMEOUT (258)"
+    assert codes.describe(0xC0000005) == "STATUS_ACCESS_VIOLATION (0xC0000005)"
+    assert all(c.value not in codes.REPORTED_NAMES for c in codes.ALL)

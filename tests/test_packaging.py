@@ -8,12 +8,14 @@ in every session where callgate is installed) must not import the harness's heav
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,25 @@ def _site_packages() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def vendor_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def wheel_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """callgate built from this checkout into a real wheel (about 6 s)."""
+    base = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools reuses build/ in the source tree, where stale files of an
+    # earlier build would end up in the wheel.
+    source = base / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "reports", "*.egg-info", "__pycache__", ".*_cache"))
+    wheels = base / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                            "--no-build-isolation", "--no-index", "-w", str(wheels), str(source)],
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = wheels.glob("callgate-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def vendor_env(tmp_path_factory: pytest.TempPathFactory, wheel_file: Path) -> tuple[Path, Path]:
     """A fresh virtual environment with callgate installed from this checkout (not editable),
     and a vendor directory holding its own `model.py`, `model/` and `conformance.py`.
 
@@ -89,17 +109,7 @@ def vendor_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # Only the dependencies: the .pth adds directories, whose own .pth files (the checkout's
     # editable install among them) are not processed.
     Path(purelib, "deps.pth").write_text("\n".join(_site_packages()) + "\n", encoding="utf-8")
-    # Built from a copy: setuptools reuses build/ in the source tree, where stale files of an
-    # earlier build would end up in the wheel.
-    source = base / "source"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "reports", "*.egg-info", "__pycache__", ".*_cache"))
-    wheels = base / "wheels"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                            "--no-build-isolation", "--no-index", "-w", str(wheels), str(source)],
-                           capture_output=True, text=True, timeout=600, check=False)
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = wheels.glob("callgate-*.whl")
+    wheel = wheel_file
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
                               "--no-index", str(wheel)],
                              capture_output=True, text=True, timeout=600, check=False)
@@ -114,8 +124,10 @@ def vendor_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return env_dir, vendor
 
 
-def _run(env_dir: Path, cwd: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(env_dir: Path, cwd: Path, *argv: str, timeout: float = 300,
+         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(extra_env or {})
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -151,6 +163,49 @@ def test_a_vendor_with_its_own_model_runs_the_gate_and_its_own_tests(
                 "-p", "no:cacheprovider", "--callgate-adapter=reference", "-k", "event or own")
     assert done.returncode == 0, done.stdout[-3000:]
     assert "passed" in done.stdout.splitlines()[-1]
+
+
+WINE_PROBE = ("from callgate.conformance.implementations import wine; import sys; "
+              "print(wine.SOURCE); print(wine.program_path()); "
+              "print(wine.build() if 'build' in sys.argv else '')")
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_wine_sources_and_builds_them_into_the_user_cache(
+        wheel_file: Path, vendor_env: tuple[Path, Path], tmp_path: Path) -> None:
+    """`callgate run --adapter wine` from a wheel: the C sources are package data, and the program
+    is built into $XDG_CACHE_HOME/callgate/wine/<hash>/, never into site-packages."""
+    shipped = {ROOT / "examples" / "c-adapter" / "callgate_jsonl.h": "callgate/native/callgate_jsonl.h",
+               **{p: f"callgate/native/wine/{p.name}"
+                  for p in (ROOT / "adapters" / "wine").glob("*.[ch]")}}
+    with zipfile.ZipFile(wheel_file) as wheel:
+        for source, name in shipped.items():
+            assert wheel.read(name) == source.read_bytes(), name
+    env_dir, _ = vendor_env
+    python = str(env_dir / "bin" / "python")
+    cache = tmp_path / "cache"
+    done = _run(env_dir, tmp_path, python, "-c", WINE_PROBE, extra_env={"XDG_CACHE_HOME": str(cache)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    source_text, program, _ = done.stdout.splitlines()
+    installed = Path(source_text).parents[2]
+    assert installed.name == "callgate" and installed.parent.name == "site-packages", source_text
+    assert Path(program).parent.parent == cache / "callgate" / "wine", program
+    assert re.fullmatch("[0-9a-f]{16}", Path(program).parent.name), program
+    # Without XDG_CACHE_HOME (or with a relative one, which the XDG rule ignores): ~/.cache.
+    home = tmp_path / "home"
+    done = _run(env_dir, tmp_path, python, "-c", WINE_PROBE,
+                extra_env={"HOME": str(home), "XDG_CACHE_HOME": "relative/cache"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Path(done.stdout.splitlines()[1]).is_relative_to(home / ".cache" / "callgate" / "wine")
+    if shutil.which("x86_64-w64-mingw32-gcc") is None:
+        return  # the compile needs mingw-w64 (`make system`); the paths above are checked
+    before = {p for p in installed.rglob("*") if "__pycache__" not in p.parts}
+    done = _run(env_dir, tmp_path, python, "-c", WINE_PROBE, "build",
+                extra_env={"XDG_CACHE_HOME": str(cache)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[2] == program and Path(program).stat().st_size > 0
+    assert sorted(p.name for p in Path(program).parent.iterdir()) == [Path(program).name]
+    assert {p for p in installed.rglob("*") if "__pycache__" not in p.parts} == before
 
 
 def test_callgate_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:

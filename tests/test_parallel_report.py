@@ -15,7 +15,7 @@ from callgate.conformance.cases.parallel import race_cases, run_parallel
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.report import junit
-from callgate.conformance.report.lanes import lanes
+from callgate.conformance.report.lanes import label_width, lanes
 from callgate.conformance.report.reporting import build_report, render_html, render_markdown, report_problems
 from callgate.conformance.results import CaseResult, ResultStream, RunRecord, Verdict, read_stream
 from tests.streams import HOSTILE
@@ -134,3 +134,24 @@ def test_the_history_survives_the_results_stream(tmp_path: Path) -> None:
     again = read_stream(tmp_path / "results.jsonl")
     assert [c.history for c in again.cases] == [passed.history, failed.history]
     assert build_report(again)["cases"] == build_report(run)["cases"]
+
+
+def test_lane_bars_fit_their_labels_and_keep_the_order_of_events() -> None:
+    def op(thread: str, name: str, start: float, end: float) -> dict[str, object]:
+        return {"thread": thread, "slot": "c0", "op": name, "args": {}, "started": start,
+                "ended": end, "code": 0, "code_name": "S_OK (0x00000000)", "ok": True}
+
+    # A long prefix and two overlapping microsecond operations: drawn to scale they were slivers.
+    history = [op("prefix", "CreateCall", 100.0, 100.5), op("branch 1", "Begin_", 100.6, 100.600002),
+               op("branch 2", "Begin_", 100.600001, 100.600003),
+               op("branch 1", "RpcAsyncCompleteCall", 100.7, 100.8)]
+    drawn = lanes(history)
+    assert drawn is not None
+    bars = drawn.bars
+    for bar in bars:
+        assert "…" not in bar.label and bar.width >= label_width(bar.label) - 0.1, bar
+    prefix, first, second, last = bars
+    assert prefix.x + prefix.width <= first.x  # the prefix returned before the branches began
+    assert first.x < second.x < first.x + first.width  # the two Begin_ overlapped
+    assert max(first.x + first.width, second.x + second.width) <= last.x
+    assert drawn.width >= 1000  # spread over the page

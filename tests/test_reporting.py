@@ -19,7 +19,6 @@ import xmlschema
 
 from callgate.conformance.report import diagrams, junit, reporting
 from callgate.conformance.results import RunRecord, Verdict, read_stream
-from callgate.model.families import MACHINES
 from callgate.model.rules import catalogue
 from tests import streams
 
@@ -264,9 +263,10 @@ def test_html_has_every_section_the_issue_asks_for(run_dir: Path) -> None:
                     "(make system installs it)")
 def test_html_diagrams_mark_the_failing_transitions(run_dir: Path) -> None:
     html = (run_dir / "report.html").read_text(encoding="utf-8")
-    for machine in ("com_call", "event", "container", "rpc_call"):
+    # Only the machines the adapter implements (the run's coverage universe) are drawn.
+    for machine in ("com_call", "event"):
         assert f'<figure id="diagram-{machine}">' in html
-    assert html.count("<svg") == len(MACHINES)
+    assert html.count("<svg") == 2 and "Not drawn: thread_cancel, container" in html
     assert ">Wait (failed)</text>" in html
     assert ">Finish_ (failed)</text>" in html
     assert "<!DOCTYPE svg" not in html and "<?xml" not in html
@@ -286,7 +286,7 @@ def test_without_graphviz_the_html_says_so_instead_of_a_diagram(
     assert not diagrams.dot_available()
     record = read_stream(streams.write_stream(tmp_path / "results.jsonl"))
     html = reporting.render_html(reporting.build_report(record))
-    assert html.count("Graphviz `dot` was not found on PATH") == len(MACHINES)
+    assert html.count("Graphviz `dot` was not found on PATH") == 2  # event and com_call
     assert "<svg" not in html
     off = reporting.render_html(reporting.build_report(record), with_diagrams=False)
     assert "turned off for this report" in off
@@ -372,3 +372,51 @@ def test_the_reproducing_command_keeps_a_seed_given_as_seed_equals() -> None:
     start = {"command": "callgate run --adapter x --seed=5", "seed": 5, "budget": "deep"}
     assert reporting.reproduce_command(start) == "callgate run --adapter x --seed=5 --budget deep"
     assert reporting.reproduce_command({"adapter": {"name": "a b"}}) == "callgate run --adapter 'a b'"
+
+
+def test_self_loops_with_many_operations_are_one_loop_labelled_with_their_number() -> None:
+    drawn = diagrams.drawing("rpc_call", [], [])
+    loops = re.findall(r"(\w+) -> \1 \[label=<([^>]*)>", drawn.dot)
+    assert loops and all(label.endswith(" ops") for _, label in loops), loops
+    assert len({node for node, _ in loops}) == len(loops)  # one loop per state
+    listed = {lp.state: lp for lp in drawn.loops}
+    assert all(len(lp.performed) + len(lp.not_performed) > diagrams.LOOP_NAMES
+               for lp in listed.values())
+    assert "sync_call" in listed["DONE"].not_performed  # nothing performed: every name listed
+    assert 'tooltip="' in drawn.dot and "wait_notification" in drawn.dot
+
+
+def test_marked_edges_are_counted_by_colour_and_grouped() -> None:
+    state = "phase=SENT"
+    failing = [diagrams.FailingStep("rpc_call", state, "server_test_cancel"),
+               diagrams.FailingStep("rpc_call", state, "RpcAsyncCancelCall", expected=True),
+               diagrams.FailingStep("rpc_call", state, "server_abort", expected=True),
+               diagrams.FailingStep("rpc_call", state, "sync_call", expected=True)]
+    drawn = diagrams.drawing("rpc_call", [], failing)
+    assert (drawn.failing, drawn.deviations) == (
+        len(diagrams.failing_edges("rpc_call", failing[:1])),
+        len(diagrams.failing_edges("rpc_call", failing[1:]) - diagrams.failing_edges("rpc_call",
+                                                                                     failing[:1])))
+    assert drawn.failing and drawn.deviations
+    assert "known deviations</b>" in drawn.dot or "(known deviation)</b>" in drawn.dot
+    assert "server_test_cancel (failed)" in drawn.dot
+
+
+def test_outputs_and_old_messages_read_as_words() -> None:
+    from callgate.conformance.results import outputs_text
+
+    assert outputs_text({"returned": False, "waited_ms": 300}) == "returned false, waited_ms 300"
+    assert outputs_text({"v": "x" * 200}).endswith("…") and len(outputs_text({"v": "x" * 200})) < 90
+    old = "observed 258 with {'returned': False, 'waited_ms': 300}; allowed: RPC_S_OK (0)"
+    assert reporting.readable_message(old) == ("observed 258 with returned false, waited_ms 300; "
+                                               "allowed: RPC_S_OK (0)")
+    assert reporting.readable_message("{'not closed") == "{'not closed"
+    assert reporting.readable_message("{'a': __import__('os')}") == "{'a': __import__('os')}"
+
+
+def test_a_bare_code_number_an_older_run_recorded_is_named_when_callgate_knows_it() -> None:
+    assert reporting.code_text({"code": 258, "name": "258"}) == "WAIT_TIMEOUT (258)"
+    assert reporting.code_text({"code": 0xC0000139, "name": "0xC0000139"}) == \
+        "STATUS_ENTRYPOINT_NOT_FOUND (0xC0000139)"
+    assert reporting.code_text({"code": 1722, "name": "1722"}) == "1722"
+    assert reporting.code_text({"code": 0, "name": "RPC_S_OK (0)"}) == "RPC_S_OK (0)"

@@ -26,7 +26,7 @@ from callgate.conformance.implementations import wine
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
-from callgate.conformance.results import CaseResult, Summary, Verdict, read_stream
+from callgate.conformance.results import CaseResult, Summary, Verdict, outputs_text, read_stream
 from callgate.model.transitions import Action
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,8 @@ def test_without_the_file_the_gate_fails_on_the_known_deviations(gate: tuple[Any
     # A step the run followed past a described deviation is where an unfollowed run stops: it
     # names the deviation the same way (the runner's message for a mismatch).
     messages += [f"{s.slot}.{s.op}({', '.join(f'{k}={v}' for k, v in s.args.items())}): observed "
-                 f"{s.code_name or s.code}{f' with {s.outputs}' if s.outputs else ''}; allowed: "
+                 f"{s.code_name or s.code}{f' with {outputs_text(s.outputs)}' if s.outputs else ''}"
+                 f"; allowed: "
                  f"{'; '.join(s.allowed) or 'nothing'}"
                  for r in results for s in r.trace if s.deviation]
 
@@ -127,14 +128,14 @@ def test_without_the_file_the_gate_fails_on_the_known_deviations(gate: tuple[Any
     assert named("RpcAsyncGetCallStatus()", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)",
                  "allowed: RPC_S_ASYNC_CALL_PENDING (997)")
     # The client's CompleteCall blocks instead of returning pending.
-    assert named("RpcAsyncCompleteCall()", "observed 258", "'returned': False",
+    assert named("RpcAsyncCompleteCall()", "observed WAIT_TIMEOUT (258)", "returned false",
                  "RPC_S_ASYNC_CALL_PENDING (997)")
     # Cancel and abort are stubs.
     assert named("RpcAsyncCancelCall(", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)")
     assert named("server_abort(", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)")
     # StdEvent and the container are missing; RpcServerTestCancel raises.
     assert named("CoCreateInstance(clsid=StdEvent)", "REGDB_E_CLASSNOTREG")
-    assert named("server_test_cancel", "'raised': True")
+    assert named("server_test_cancel", "raised true")
     # GetCallStatus does not report RPC_S_OK for a finished call either.
     assert named("RpcAsyncGetCallStatus()", "observed RPC_S_INVALID_ASYNC_HANDLE (1914)",
                  "allowed: RPC_S_OK (0) [finished]")
@@ -435,6 +436,35 @@ def test_the_program_is_rebuilt_when_the_shared_header_is_newer(monkeypatch: pyt
     os.utime(header, (3000, 3000))
     with pytest.raises(wine.WineUnavailable, match="cannot build"):
         wine.build(program, source)  # the header changed: a build is tried
+
+
+def test_the_cached_program_is_named_by_a_hash_of_every_source(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    sources = tmp_path / "src"
+    sources.mkdir()
+    source, beside, header = sources / "adapter.c", sources / "extra.c", tmp_path / "jsonl.h"
+    for path in (source, beside, header):
+        path.write_text(f"/* {path.name} */\n")
+    monkeypatch.setattr(wine, "HEADER", header)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = wine.cached_program(source)
+    assert first.parent.parent == tmp_path / "cache" / "callgate" / "wine"
+    assert wine.cached_program(source) == first  # the same sources: the same folder
+    for changed in (beside, header, source):  # any file the build reads names a new folder
+        changed.write_text(changed.read_text() + "int x;\n")
+        assert wine.cached_program(source) != first, changed.name
+        first = wine.cached_program(source)
+    monkeypatch.setenv("XDG_CACHE_HOME", "not/absolute")  # ignored, as the XDG rule says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert wine.cached_program(source).is_relative_to(tmp_path / "home" / ".cache" / "callgate")
+
+
+def test_the_checkout_builds_from_the_packaged_sources_into_build_wine() -> None:
+    # callgate/native links to adapters/wine and the example C adapter's header: a checkout
+    # builds from the files the wheel ships.
+    assert wine.CHECKOUT and wine.SOURCE.resolve() == ROOT / "adapters" / "wine" / wine.SOURCE.name
+    assert wine.HEADER.resolve() == ROOT / "examples" / "c-adapter" / "callgate_jsonl.h"
+    assert wine.program_path() == ROOT / "build" / "wine" / wine.PROGRAM
 
 
 def test_a_risky_observation_is_a_call_that_raised_or_did_not_return() -> None:

@@ -6,7 +6,10 @@
 ISynchronize on CLSID_ManualResetEvent and CLSID_StdEvent, CLSID_SynchronizeContainer, and
 asynchronous RPC over ncalrpc with hand-written [async] stubs. `make_adapter()` (the factory the
 built-in name loads) finds `wine` and the built program, builds the program when the compiler is
-there, prepares a private Wine prefix, and returns a `WineAdapter`.
+there, prepares a private Wine prefix, and returns a `WineAdapter`. The C sources ship in the
+package (`callgate/native`), so an installed callgate builds the program too: into the user's
+cache (`$XDG_CACHE_HOME/callgate/wine/<hash of the sources>/`), never into site-packages; a
+checkout builds it into build/wine/.
 
 Several Wine calls crash (RpcServerTestCancel, RpcAsyncCompleteCall on a handle that never
 carried a call, a second client RpcAsyncCompleteCall; see ../shared/spec/WINE.md). The program
@@ -28,13 +31,15 @@ and end them with it, under the other adapter processes and runs still using the
 names them, and they are left running.
 
 Environment: `CALLGATE_WINE` (the wine loader, default `wine` on PATH), `CALLGATE_WINEPREFIX`
-(default `~/.cache/callgate/wine-prefix`), `CALLGATE_WINE_ADAPTER` (a prebuilt .exe),
+(default `$XDG_CACHE_HOME/callgate/wine-prefix`, `~/.cache/...` when unset),
+`CALLGATE_WINE_ADAPTER` (a prebuilt .exe),
 `CALLGATE_WINE_COM` (the com_call configuration: `marshaled`, the default, or `inproc`; the
 program's `--com=` option, declared in its handshake as the pin `call_object_origin`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -55,18 +60,25 @@ from callgate.conformance.protocol.jsonl import (
 from callgate.conformance.protocol.loading import AdapterNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "adapters" / "wine" / "callgate_wine_adapter.c"
+# The C sources, shipped in the package (`callgate/native`, package data; in a checkout its
+# entries are links to adapters/wine and the example C adapter's header), so an installed wheel
+# can build the program too.
+CHECKOUT = (ROOT / "pyproject.toml").is_file()  # else ROOT is the installed `callgate` package
+NATIVE = ROOT / "callgate" / "native" if CHECKOUT else ROOT / "native"
+SOURCE = NATIVE / "wine" / "callgate_wine_adapter.c"
 # The JSON-lines layer the program includes: the example C adapter's, kept there so that the
 # example stays whole for a vendor who copies it.
-INCLUDE_DIR = ROOT / "examples" / "c-adapter"
+INCLUDE_DIR = NATIVE
 HEADER = INCLUDE_DIR / "callgate_jsonl.h"
 # The COM test server and its com_call slots, included by the program's source.
 COM_SOURCE = SOURCE.parent / "callgate_wine_com.c"
-BUILT = ROOT / "build" / "wine" / "callgate-wine-adapter.exe"
+PROGRAM = "callgate-wine-adapter.exe"
+# In a checkout the program is built into build/wine/ (for development); an installed callgate
+# builds it into the user's cache (`cached_program`), never into site-packages.
+BUILT = ROOT / "build" / "wine" / PROGRAM if CHECKOUT else None
 COMPILER = "x86_64-w64-mingw32-gcc"
 COMPILE_FLAGS = ("-O2", "-Wall", "-Wextra", "-std=gnu11", "-static")
 LIBRARIES = ("-lole32", "-loleaut32", "-luuid", "-lrpcrt4")
-DEFAULT_PREFIX = Path.home() / ".cache" / "callgate" / "wine-prefix"
 # The configurations of the com_call machine (docs/wine.md, "COM call objects"): through a
 # standard proxy (the default), or the test server object used in its own apartment.
 COM_CONFIGURATIONS = ("marshaled", "inproc")
@@ -119,6 +131,45 @@ def find_wine() -> str | None:
     return shutil.which("wine") or shutil.which("wine64")
 
 
+def cache_home() -> Path:
+    """The user's cache directory: $XDG_CACHE_HOME when it is set to an absolute path, else
+    ~/.cache (the XDG base directory rule)."""
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(configured) if os.path.isabs(configured) else Path.home() / ".cache"
+
+
+def default_prefix() -> Path:
+    return cache_home() / "callgate" / "wine-prefix"
+
+
+def source_files(source: Path = SOURCE) -> list[Path]:
+    """Every file the program is built from: its source, the C files and headers beside it (it
+    includes them) and the shared JSON-lines header."""
+    return sorted({source, HEADER, *source.parent.glob("*.[ch]")})
+
+
+def sources_digest(source: Path = SOURCE) -> str:
+    """A hash of the sources (names and contents) and of how they are compiled: the name of the
+    cache folder a build goes to, so a changed source or flag gets a build of its own."""
+    digest = hashlib.sha256()
+    for part in (COMPILER, *COMPILE_FLAGS, *LIBRARIES):
+        digest.update(part.encode() + b"\0")
+    for path in source_files(source):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cached_program(source: Path = SOURCE) -> Path:
+    """Where an installed callgate builds the program: the user's cache, one folder per hash of
+    the sources (~/.cache/callgate/wine/<hash>/callgate-wine-adapter.exe)."""
+    return cache_home() / "callgate" / "wine" / sources_digest(source) / PROGRAM
+
+
+def program_path(source: Path = SOURCE) -> Path:
+    """The program `setup` builds or reuses: build/wine/ in a checkout, else the user's cache."""
+    return BUILT if BUILT is not None else cached_program(source)
+
+
 def unavailable_reason() -> str | None:
     """Why the `wine` adapter cannot run here, or None when it can (used to skip tests)."""
     if find_wine() is None:
@@ -126,8 +177,8 @@ def unavailable_reason() -> str | None:
                  if os.environ.get("CALLGATE_WINE") else "no `wine` on PATH")
         return f"Wine is not installed ({where}): {WHAT_TO_RUN}"
     program = _configured_program()
-    if program is None and not BUILT.exists() and shutil.which(COMPILER) is None:
-        return (f"the Wine adapter is not built ({BUILT.relative_to(ROOT)}) and {COMPILER} is "
+    if program is None and not program_path().exists() and shutil.which(COMPILER) is None:
+        return (f"the Wine adapter is not built ({program_path()}) and {COMPILER} is "
                 f"missing: {WHAT_TO_RUN}")
     return None
 
@@ -137,11 +188,13 @@ def _configured_program() -> Path | None:
     return Path(configured) if configured else None
 
 
-def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
-    """Compile the adapter with mingw-w64 when the .exe is missing or older than its source or
-    the C files and headers it includes beside it (and the shared JSON-lines layer)."""
-    inputs = [source, HEADER, *sorted(source.parent.glob("*.[ch]"))]
-    newest_input = max(p.stat().st_mtime for p in inputs)
+def build(output: Path | None = None, source: Path = SOURCE) -> Path:
+    """Compile the adapter with mingw-w64 into `output` (default `program_path()`) when the .exe
+    is missing or older than any of `source_files`. The compiler writes a temporary file beside
+    `output`, moved into place when it succeeds, so a build cut short or running beside another
+    leaves no broken program behind."""
+    output = program_path(source) if output is None else output
+    newest_input = max(p.stat().st_mtime for p in source_files(source))
     if output.exists() and output.stat().st_mtime >= newest_input:
         return output
     compiler = shutil.which(COMPILER)
@@ -149,12 +202,17 @@ def build(output: Path = BUILT, source: Path = SOURCE) -> Path:
         raise WineUnavailable(f"cannot build the Wine adapter: {COMPILER} is not installed; "
                               f"{WHAT_TO_RUN}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    argv = [compiler, *COMPILE_FLAGS, f"-I{INCLUDE_DIR}", "-o", str(output), str(source),
+    partial = output.with_name(f".{output.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    argv = [compiler, *COMPILE_FLAGS, f"-I{HEADER.parent}", "-o", str(partial), str(source),
             *LIBRARIES]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise WineUnavailable(f"building the Wine adapter failed ({' '.join(argv)}):\n"
-                              f"{done.stderr[-4000:]}")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise WineUnavailable(f"building the Wine adapter failed ({' '.join(argv)}):\n"
+                                  f"{done.stderr[-4000:]}")
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     return output
 
 
@@ -187,7 +245,7 @@ def setup() -> WineSetup:
         program = configured
     else:
         program = build()
-    prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or DEFAULT_PREFIX)
+    prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or default_prefix())
     com = com_configuration()
     prepare_prefix(wine, prefix)
     return WineSetup(wine, program, prefix, wine_environment(prefix), com)

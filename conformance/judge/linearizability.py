@@ -36,7 +36,7 @@ exists, the operations still running at the cut being allowed to have taken effe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -57,6 +57,11 @@ class Linearizability(Enum):
     LINEARIZABLE = "linearizable"
     NOT_LINEARIZABLE = "not_linearizable"
     UNKNOWN = "unknown"
+
+
+def _word(value: Value) -> str:
+    """An output value as a message shows it: true/false, not Python's True/False."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,13 @@ class HistoryOp:
         end = INF if self.returned is None else self.returned
         return min(max(self.invoked, self.not_before), end)
 
-    def describe(self) -> str:
+    def describe(self, code_name: Callable[[str, int], str] | None = None) -> str:
+        """One line: thread, call and outcome; `code_name(slot, code)` names the code."""
         inner = ", ".join(f"{k}={v}" for k, v in self.args)
-        result = "unknown outcome" if self.unknown else f"code {self.code}"
+        result = "unknown outcome" if self.unknown or self.code is None else (
+            code_name(self.slot, self.code) if code_name else f"code {self.code}")
         if self.outputs and not self.unknown:
-            result += f" with {dict(self.outputs)}"
+            result += " with " + ", ".join(f"{k} {_word(v)}" for k, v in self.outputs)
         return f"{self.thread}: {self.slot}.{self.op}({inner}) -> {result}"
 
 
@@ -142,11 +149,11 @@ class LinearizabilityResult:
                 return slot
         return None
 
-    def summary(self) -> str:
-        """One line for a report."""
+    def summary(self, code_name: Callable[[str, int], str] | None = None) -> str:
+        """One line for a report; `code_name(slot, code)` names a code in the slot's numbering."""
         failing = self.failing()
         if failing is not None:
-            culprit = failing.culprit.describe() if failing.culprit else "?"
+            culprit = failing.culprit.describe(code_name) if failing.culprit else "?"
             return (f"not linearizable: on slot {failing.slot} no sequential order of the "
                     f"{len(failing.counterexample)} operations up to the response of "
                     f"[{culprit}] is allowed by the model")

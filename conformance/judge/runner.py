@@ -43,7 +43,7 @@ from callgate.conformance.protocol.adapter import (
     Session,
     SlotSpec,
 )
-from callgate.conformance.results import CaseResult, StepRecord, Verdict
+from callgate.conformance.results import CaseResult, StepRecord, Verdict, outputs_text
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
     Action,
@@ -495,7 +495,7 @@ class LiveCase:
         self.trace.append(record)
         if not judgement.ok:
             self.verdict, self.failure = Verdict.FAIL, "mismatch"
-            outputs = f" with {record.outputs}" if record.outputs else ""
+            outputs = f" with {outputs_text(record.outputs)}" if record.outputs else ""
             self.message = (f"{action}: observed {record.code_name or record.code}{outputs}; "
                             f"allowed: {'; '.join(record.allowed) or 'nothing'}")
             if self.values.bound:

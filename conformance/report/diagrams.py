@@ -9,7 +9,14 @@ edge looks. An operation counts as performed on an edge when the run covered at 
 transition that projects onto it (the coverage table counts full transitions); an edge is solid
 when every operation on it was performed, dashed when some were, dotted grey when none, and
 unperformed operations are greyed. The transitions the model allowed at a failing step (the
-implementation did something else) are drawn as separate red edges, orange for a known deviation.
+implementation did something else) are drawn as separate red edges, orange for a known deviation,
+one per (source, target, colour), labelled with their number when there are more than two.
+
+So that a reader can take a diagram in at a glance: a state's self-loop with more than two
+operations is one loop labelled "N ops" (the names in its tooltip and in the list under the
+diagram, `Diagram.loops`); a report draws only the machines the adapter implements; and a diagram
+wider than the page is drawn top to bottom as well, the narrower kept, and never scaled below
+MIN_SCALE (it scrolls instead), so its labels stay readable.
 
 Only model data reaches Graphviz: a failing step's operation and state are matched against the
 model's own edges, so nothing an adapter wrote can end up in the SVG.
@@ -42,8 +49,8 @@ from callgate.model.families import FAMILIES, MACHINES
 from callgate.model.transitions import Action, ModelError
 
 # `dot_available` is the drawing pipeline's, asked here by the report and its tests.
-__all__ = ["DOT_TIMEOUT", "Diagram", "FailingStep", "diagrams", "dot_available", "dot_source",
-           "failing_edges", "svg_of"]
+__all__ = ["DOT_TIMEOUT", "Diagram", "Drawing", "FailingStep", "Loop", "diagrams", "dot_available",
+           "dot_source", "drawing", "failing_edges", "svg_of"]
 
 DOT_TIMEOUT = 30.0
 
@@ -72,7 +79,9 @@ class Diagram:
     svg: str
     note: str
     edges: int
-    failing_edges: int
+    failing_edges: int  # red: allowed by the model at a failing step
+    deviation_edges: int = 0  # orange: the same at a known deviation
+    loops: tuple[Loop, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,8 +136,43 @@ def _edge_order(edge: Edge) -> tuple[Values, Values, str]:
     return (node_order(edge[0]), node_order(edge[1]), edge[2])
 
 
-def dot_source(machine: str, covered: Iterable[str], failing: Iterable[FailingStep]) -> tuple[str, int]:
-    """The DOT text of a machine's diagram, and the number of failing edges in it."""
+# A self-loop with more operations than this is drawn as one loop labelled "N ops" (the names
+# in its tooltip and in the list under the diagram): a node keeps one readable loop, not a wall
+# of names.
+LOOP_NAMES = 2
+# A marked (red or orange) edge with more operations than this is labelled with their number.
+MARKED_NAMES = 2
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The operations that leave a drawn node where it is, for the list under a diagram."""
+
+    state: str
+    performed: tuple[str, ...]
+    not_performed: tuple[str, ...]
+    failed: tuple[str, ...]
+    deviations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A machine's DOT text, how many edges it marks, and its self-loops."""
+
+    dot: str
+    failing: int
+    deviations: int
+    loops: tuple[Loop, ...]
+
+
+def _tooltip(ops: Iterable[str]) -> str:
+    return 'tooltip="' + ", ".join(ops).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def drawing(machine: str, covered: Iterable[str], failing: Iterable[FailingStep]) -> Drawing:
+    """A machine's diagram as DOT: ordinary edges styled by what the run performed, self-loops
+    with more than LOOP_NAMES operations summarised, and the edges the model allowed at failing
+    steps in red (orange for a known deviation), grouped per (source, target, colour)."""
     projection = _projection(machine)
     covered_edges: set[Edge] = set()
     prefix = machine + "|"
@@ -144,19 +188,49 @@ def dot_source(machine: str, covered: Iterable[str], failing: Iterable[FailingSt
         if (source, target, op) not in marked:
             groups[(source, target)].append(op)
     arrows = []
+    loops: dict[Key, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for (source, target), ops in groups.items():  # in order: filled from the sorted edges
         hit = [(source, target, op) in covered_edges for op in ops]
         style = ('color="#333333"' if all(hit) else
                  'color="#666666", style=dashed' if any(hit) else 'color="#aaaaaa", style=dotted')
+        if source == target:
+            for op, h in zip(ops, hit, strict=True):
+                loops[source]["performed" if h else "not_performed"].append(op)
+        if source == target and len(ops) > LOOP_NAMES:
+            done = sum(hit)
+            label = f"{len(ops)} ops" + (f" ({done} run)" if 0 < done < len(ops) else "")
+            arrows.append(Arrow(source, target, html.escape(label),
+                                f"{style}, {_tooltip(ops)}"))
+            continue
         # An HTML-like label, so uncovered operations can be greyed line by line.
         label = "<br/>".join(html.escape(op) if h else f'<font color="#9e9e9e">{html.escape(op)}</font>'
                              for op, h in zip(ops, hit, strict=True))
-        arrows.append(Arrow(source, target, label, style))
-    for edges, what, colour in ((red, "failed", "#c62828"), (orange, "known deviation", "#e65100")):
+        arrows.append(Arrow(source, target, label, f"{style}, {_tooltip(ops)}"))
+    for edges, what, many, colour in ((red, "failed", "failed", "#c62828"),
+                                      (orange, "known deviation", "known deviations", "#e65100")):
+        by_pair: dict[tuple[Key, Key], list[str]] = defaultdict(list)
         for source, target, op in sorted(edges, key=_edge_order):
-            arrows.append(Arrow(source, target, f"<b>{html.escape(op)} ({what})</b>",
-                                f'color="{colour}", fontcolor="{colour}", penwidth=2.4'))
-    return dot_text([projection.picture], machine, [arrows], captions=False), len(red)
+            by_pair[(source, target)].append(op)
+            if source == target:
+                loops[source]["failed" if what == "failed" else "deviations"].append(op)
+        for (source, target), ops in by_pair.items():
+            label = ("<br/>".join(f"{html.escape(op)} ({what})" for op in ops)
+                     if len(ops) <= MARKED_NAMES else f"{len(ops)} {many}")
+            arrows.append(Arrow(source, target, f"<b>{label}</b>",
+                                f'color="{colour}", fontcolor="{colour}", penwidth=2.4, '
+                                f'{_tooltip(f"{op} ({what})" for op in ops)}'))
+    listed = tuple(
+        Loop(projection.picture.labels[node].replace("\n", " "), tuple(parts["performed"]),
+             tuple(parts["not_performed"]), tuple(parts["failed"]), tuple(parts["deviations"]))
+        for node, parts in sorted(loops.items(), key=lambda item: node_order(item[0])))
+    return Drawing(dot_text([projection.picture], machine, [arrows], captions=False),
+                   len(red), len(orange), listed)
+
+
+def dot_source(machine: str, covered: Iterable[str], failing: Iterable[FailingStep]) -> tuple[str, int]:
+    """The DOT text of a machine's diagram, and the number of failing (red) edges in it."""
+    drawn = drawing(machine, covered, failing)
+    return drawn.dot, drawn.failing
 
 
 def svg_of(dot: str) -> str:
@@ -170,30 +244,61 @@ def svg_of(dot: str) -> str:
     return re.sub(r"<!--.*?-->", "", svg, flags=re.S)
 
 
-def diagrams(covered: Iterable[str], failing: Iterable[FailingStep], enabled: bool = True
-             ) -> list[Diagram]:
-    """A diagram per machine of every family. Without `dot` (or with `enabled` false) each one
-    carries a note saying why there is no picture; nothing raises."""
+# The report's content width at a 1280 px window, in Graphviz's points (3/4 px). A diagram drawn
+# left to right that is wider is drawn top to bottom too, and the narrower one is kept.
+PAGE_PT = 900
+# The least a diagram is scaled down to fit the page (labels of 9 pt stay at 9.6 px or more); a
+# diagram that would need more scrolls inside its figure.
+MIN_SCALE = 0.8
+
+
+def _width_pt(svg: str) -> float:
+    found = re.search(r'<svg width="([0-9.]+)pt"', svg)
+    return float(found.group(1)) if found else 0.0
+
+
+def fitted_svg(dot: str) -> str:
+    """The SVG of `dot`, in whichever direction (left to right, else top to bottom) is narrower
+    when the first is wider than the page, with a minimum width so its labels stay readable."""
+    svg = svg_of(dot)
+    if _width_pt(svg) > PAGE_PT and "rankdir=LR" in dot:
+        other = svg_of(dot.replace("rankdir=LR", "rankdir=TB", 1))
+        if _width_pt(other) < _width_pt(svg):
+            svg = other
+    return svg.replace("<svg ", f'<svg style="min-width: {_width_pt(svg) * 4 / 3 * MIN_SCALE:.0f}px" ',
+                       1)
+
+
+def diagrams(covered: Iterable[str], failing: Iterable[FailingStep], enabled: bool = True,
+             machines: Iterable[str] | None = None) -> list[Diagram]:
+    """A diagram per machine of every family (or of `machines` only: those the adapter
+    implements). Without `dot` (or with `enabled` false) each one carries a note saying why there
+    is no picture; nothing raises."""
     covered = list(covered)
     failing = list(failing)
-    machines = [(family, m) for family, ms in FAMILIES.items() for m in ms]
-    sources = [dot_source(m.name, covered, failing) for _, m in machines]
-    notes = [""] * len(machines)
-    svgs = [""] * len(machines)
+    wanted = None if machines is None else set(machines)
+    drawn = [(family, m) for family, ms in FAMILIES.items() for m in ms
+             if wanted is None or m.name in wanted]
+    sources = [drawing(m.name, covered, failing) for _, m in drawn]
+    notes = [""] * len(drawn)
+    svgs = [""] * len(drawn)
+    if not drawn:
+        return []
     if not enabled:
-        notes = ["State diagrams were turned off for this report (--no-diagrams)."] * len(machines)
+        notes = ["State diagrams were turned off for this report (--no-diagrams)."] * len(drawn)
     elif not dot_available():
         notes = ["Graphviz `dot` was not found on PATH, so this diagram is missing. Install "
                  "Graphviz (`make system`, or the Debian package graphviz) and render the report "
-                 "again with `callgate report --from DIR/results.jsonl --out DIR`."] * len(machines)
+                 "again with `callgate report --from DIR/results.jsonl --out DIR`."] * len(drawn)
     else:
-        with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-            futures = [pool.submit(svg_of, source) for source, _ in sources]
+        with ThreadPoolExecutor(max_workers=len(drawn)) as pool:
+            futures = [pool.submit(fitted_svg, source.dot) for source in sources]
         for i, future in enumerate(futures):
             try:
                 svgs[i] = future.result()
             except (OSError, ToolMissing, ModelError) as exc:
                 notes[i] = f"Graphviz could not draw this diagram: {exc}"
     return [Diagram(family, m.name, m.title, _projection(m.name).picture.shown[0], svg, note,
-                    len(_projection(m.name).edges), red)
-            for (family, m), (_, red), svg, note in zip(machines, sources, svgs, notes, strict=True)]
+                    len(_projection(m.name).edges), source.failing, source.deviations,
+                    source.loops)
+            for (family, m), source, svg, note in zip(drawn, sources, svgs, notes, strict=True)]

@@ -23,6 +23,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from callgate.conformance.results import outputs_text
+
 # XML 1.0 forbids these characters even escaped; an adapter may still send them.
 _ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MESSAGE_LIMIT = 500
@@ -63,7 +65,7 @@ def trace_text(case: Mapping[str, Any]) -> str:
         observed = step["observed"]
         seen = observed.get("name") or observed.get("code")
         if observed.get("outputs"):
-            seen = f"{seen} with {observed['outputs']}"
+            seen = f"{seen} with {outputs_text(observed['outputs'])}"
         lines += [f"step {n}: {step['slot']}.{step['operation']}({args}){mark}",
                   f"  state:    {step.get('state', '')}",
                   f"  observed: {seen if seen is not None else '(nothing)'}",

@@ -9,6 +9,7 @@ says were covered). Nothing here runs cases or reads anything but the stream and
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -26,7 +27,16 @@ from markupsafe import Markup
 from callgate.conformance.expectations import entry_matches, failing_rules, from_record
 from callgate.conformance.report import diagrams, junit, reach
 from callgate.conformance.report import lanes as parallel_lanes
-from callgate.conformance.results import CaseResult, RunRecord, StepRecord, Summary, Verdict
+from callgate.conformance.results import (
+    CaseResult,
+    RunRecord,
+    StepRecord,
+    Summary,
+    Verdict,
+    outputs_text,
+)
+from callgate.model import codes
+from callgate.model.families import MACHINES
 from callgate.model.rules import catalogue
 
 REPORT_SCHEMA_VERSION = 1
@@ -481,8 +491,36 @@ def template_environment(html: bool) -> jinja2.Environment:
     env.filters["mdcode"] = md_code
     env.filters["pct"] = percent
     env.filters["js"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
-    env.filters["brief"] = lambda v: json.dumps(v, sort_keys=True, default=str) if v else ""
+    env.filters["brief"] = lambda v: outputs_text(v) if isinstance(v, Mapping) else str(v or "")
+    env.filters["readable"] = readable_message
+    env.filters["code"] = code_text
     return env
+
+
+_PY_DICT = re.compile(r"\{'[^{}]*\}")
+
+
+def readable_message(text: object) -> str:
+    """A message as words: a Python dict repr that an older callgate wrote into it ("with
+    {'returned': False, 'waited_ms': 300}") is shown as "returned false, waited_ms 300"."""
+    def words(match: re.Match[str]) -> str:
+        try:
+            value = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return match.group(0)
+        return outputs_text(value) if isinstance(value, dict) else match.group(0)
+
+    return _PY_DICT.sub(words, str(text))
+
+
+def code_text(observed: Mapping[str, Any]) -> str:
+    """An observed code as a report shows it: its recorded name, or for a bare number an older
+    callgate recorded, the name adapters' outcomes have (`codes.REPORTED_NAMES`) if any."""
+    name, code = observed.get("name"), observed.get("code")
+    if isinstance(code, int) and (not name or "(" not in str(name)):
+        described = codes.describe(code) if (code & 0xFFFFFFFF) in codes.REPORTED_NAMES else ""
+        return described or str(name or code)
+    return str(name or code)
 
 
 def _one_line(value: object) -> str:
@@ -603,7 +641,9 @@ def failing_steps(report: Mapping[str, Any]) -> list[diagrams.FailingStep]:
 def render_html(report: Mapping[str, Any], covered: Iterable[str] = (), *,
                 with_diagrams: bool = True) -> str:
     """report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched)."""
-    pictures = diagrams.diagrams(covered, failing_steps(report), enabled=with_diagrams)
+    implemented = drawn_machines(report)
+    pictures = diagrams.diagrams(covered, failing_steps(report), enabled=with_diagrams,
+                                 machines=implemented)
     failures = _failures(report)
     by_family: dict[str, list[diagrams.Diagram]] = defaultdict(list)
     for picture in pictures:
@@ -613,8 +653,17 @@ def render_html(report: Mapping[str, Any], covered: Iterable[str] = (), *,
         r=report, status=status_of(report), failures=failures, diagrams=dict(by_family),
         anchors=anchors, failing_ids={c["id"] for c in failures},
         rule_counts=_rule_counts(report), markup=Markup,
+        not_drawn=[m for m in MACHINES if implemented is not None and m not in implemented],
         parallel=[(c, parallel_lanes.lanes(c["history"])) for c in report["cases"]
                   if c.get("history")])
+
+
+def drawn_machines(report: Mapping[str, Any]) -> list[str] | None:
+    """The machines whose diagrams a report draws: those with transitions under the adapter's
+    features (the run's coverage universe); None (every machine) when the report has none."""
+    by_machine = (report.get("coverage") or {}).get("by_machine") or {}
+    drawn = [m for m, counts in by_machine.items() if counts.get("total")]
+    return drawn or None
 
 
 # --- writing ----------------------------------------------------------------------------------

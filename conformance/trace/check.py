@@ -35,7 +35,7 @@ from callgate.conformance.judge.linearizability import (
     check_slot,
 )
 from callgate.conformance.judge.perform import code_name
-from callgate.conformance.results import CaseResult, StepRecord, Verdict
+from callgate.conformance.results import CaseResult, StepRecord, Verdict, outputs_text
 from callgate.conformance.trace.format import KIND_MACHINES, Call, Trace
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
@@ -423,7 +423,7 @@ def _judge_one(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Va
     if not judgement.ok:
         judged.verdict = Verdict.FAIL
         judged.failed_rules = list(judgement.rules)
-        shown = f" with {call.outputs}" if call.outputs else ""
+        shown = f" with {outputs_text(call.outputs)}" if call.outputs else ""
         judged.message = (f"{call.line}: {op}: observed {record.code_name or call.code}{shown}; "
                           f"allowed: {'; '.join(record.allowed) or 'nothing'}")
     return ""

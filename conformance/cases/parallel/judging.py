@@ -51,7 +51,7 @@ from callgate.conformance.judge.linearizability import (
     LinearizabilityResult,
     check,
 )
-from callgate.conformance.judge.perform import missing_features, slot_machines
+from callgate.conformance.judge.perform import code_name, missing_features, slot_machines
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Capabilities, NotApplicable
 from callgate.conformance.results import CaseResult, StepRecord, Verdict
@@ -297,7 +297,8 @@ def _failure(case: ParallelCase, started: float, outcome: LinearizabilityResult,
     return parallel_result(case, Verdict.FAIL, started, trace=trace, history=history,
                            linearizability=outcome.verdict.value, runs=number,
                            overlapped_runs=overlaps,
-                           message=f"run {number}: {outcome.summary()}")
+                           message=f"run {number}: "
+                                   f"{outcome.summary(lambda slot, code: code_name(code, machines[slot]))}")
 
 
 def parallel_result(case: ParallelCase, verdict: Verdict, started: float, *,

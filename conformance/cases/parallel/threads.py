@@ -85,6 +85,9 @@ class BranchRun:
 # default 5 ms an operation of an in-process Python adapter that does not block runs whole
 # before another thread gets a turn, so two Begin_ never overlap and their race is never run.
 BRANCH_SWITCH_INTERVAL = 1e-5
+# How many of the model's allowed outcomes a branch step's record lists (its candidate start
+# states times their outcomes can be many; the culprit of a failure lists up to 20).
+BRANCH_ALLOWED_SHOWN = 6
 
 
 class _FineSwitching:
@@ -287,15 +290,22 @@ def history_of(case: ParallelCase, run: BranchRun, pins: Pins, wall_base: float,
             not_before=(record.invoked + record.wait_ms / 1000.0 - DEADLINE_SLACK)
             if timed_out(machine, record) else None))
         states = starts.get((record.branch, k), frozenset())
-        rules = sorted({r for s in states for r in step(
-            MACHINES[machine], s, record.action.op, record.action.args, pins).rules})
+        steps = [(s, step(MACHINES[machine], s, record.action.op, record.action.args, pins))
+                 for s in sorted(states, key=repr)]
+        rules = sorted({r for _, st in steps for r in st.rules})
+        # A branch step may start in any state some interleaving leaves: every candidate is
+        # listed, and what the model allows from each (the report's "state before"/"allowed").
+        allowed = list(dict.fromkeys(
+            (f"from {MACHINES[machine].describe(s)}: " if len(steps) > 1 else "") + a.describe()
+            for s, st in steps for a in st.allowed))[:BRANCH_ALLOWED_SHOWN]
         returned = record.returned
         records.append(step_record(
             record.action, machine, observation,
-            allowed=[] if observation else [f"unknown outcome: {record.error.splitlines()[0]}"
-                                            if record.error else "unknown outcome: no answer "
-                                            "within the step timeout"],
-            ok=observation is not None, rules=rules, state_before="",
+            allowed=allowed if observation else [
+                f"unknown outcome: {record.error.splitlines()[0]}" if record.error
+                else "unknown outcome: no answer within the step timeout"],
+            ok=observation is not None, rules=rules,
+            state_before=" | ".join(MACHINES[machine].describe(s) for s, _ in steps),
             seconds=(returned - record.invoked) if returned is not None else 0.0,
             thread=thread, started=wall_base + record.invoked,
             ended=wall_base + returned if returned is not None else 0.0))

@@ -1,0 +1,1 @@
+../../examples/c-adapter/callgate_jsonl.h
