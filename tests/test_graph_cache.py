@@ -154,3 +154,18 @@ def test_a_run_gives_the_same_verdicts_with_the_cache_off_cold_and_warm(
     assert off == cold == warm
     verdicts = {v for _, v, _ in off[0]}
     assert ("fail" in verdicts) == bool(fault)
+
+
+def test_the_key_is_the_same_in_every_process() -> None:
+    """Sets and strings hash differently in each process: a key that followed that would never
+    be found again."""
+    import subprocess
+    import sys
+
+    code = ("from callgate.model.explorer import cache; from callgate.model.families import "
+            "MACHINES; print(cache.key(MACHINES['rpc_call'], {'b': '1', 'a': '2'}))")
+    keys = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                           text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")}
+    assert len(keys) == 1
+    assert keys == {cache.key(MACHINES["rpc_call"], {"a": "2", "b": "1"}) + "\n"}
