@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_gate.py [--runs 3] [--budget standard] [--json]
 
 With `--vs REV` (a commit, e.g. the previous main), the same command runs from a temporary
-`git worktree` of REV too, in turn with this tree's (this, REV, this, REV, ...; a warm-up run of
-each first, not counted, so that both start with their caches filled), and it prints both
+`git worktree` of REV too, in turn with this tree's (this, REV, this, REV, ...; `--warmup` runs
+of each first, default 1, not counted, so that both start with their caches filled), and it prints both
 sides' figures and the ratios this / REV of wall and CPU time, pair by pair (quote the median),
 and whether the last pair's case verdicts, step counts and coverage agree.
 
@@ -110,7 +110,8 @@ def outcome(results: Path) -> dict[str, Any]:
     return {"cases": cases, "covered": covered}
 
 
-def versus_commit(budget: str, runs: int, rev: str, tmp: Path) -> dict[str, Any]:
+def versus_commit(budget: str, runs: int, rev: str, tmp: Path, warmup: int = 1
+                  ) -> dict[str, Any]:
     """This tree against a temporary worktree of `rev`, in turn (see the module's doc)."""
     theirs_root = tmp / "baseline"
     subprocess.run(["git", "worktree", "add", "--detach", str(theirs_root), rev], cwd=ROOT,
@@ -119,8 +120,9 @@ def versus_commit(budget: str, runs: int, rev: str, tmp: Path) -> dict[str, Any]
         commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout.strip()
         mine_out, theirs_out = tmp / "this", tmp / "baseline-out"
-        run_once(budget, mine_out)  # warm-ups: fill each side's caches
-        run_once(budget, theirs_out, root=theirs_root)
+        for _ in range(warmup):  # not counted: fill each side's caches
+            run_once(budget, mine_out)
+            run_once(budget, theirs_out, root=theirs_root)
         mine, theirs = [], []
         for _ in range(runs):
             mine.append(run_once(budget, mine_out))
@@ -134,7 +136,7 @@ def versus_commit(budget: str, runs: int, rev: str, tmp: Path) -> dict[str, Any]
         return float(r["user"] + r["system"])
 
     return {
-        "rev": rev, "commit": commit, "runs": runs,
+        "rev": rev, "commit": commit, "runs": runs, "warmup": warmup,
         "this": {"wall_seconds": spread([r["wall"] for r in mine]),
                  "cpu_seconds": spread([cpu(r) for r in mine]),
                  "exit_codes": [r["exit"] for r in mine]},
@@ -151,7 +153,7 @@ def versus_commit(budget: str, runs: int, rev: str, tmp: Path) -> dict[str, Any]
 
 def print_versus(v: dict[str, Any], shown: str) -> None:
     print(f"{shown}: this tree against {v['rev']} ({v['commit']}), in turn, {v['runs']} pairs "
-          f"after one warm-up run of each, fresh processes")
+          f"after {v['warmup']} warm-up run(s) of each, fresh processes")
     for side in ("this", "baseline"):
         for name in ("wall_seconds", "cpu_seconds"):
             s = v[side][name]
@@ -180,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vs", metavar="REV",
                         help="time this tree against commit REV (e.g. the previous main), in "
                              "turn, from a temporary git worktree")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="with --vs: uncounted runs of each side first (default 1)")
     parser.add_argument("--vs-full-waits", action="store_true",
                         help="time each run against one with --full-waits (the fixed wait "
                              "lengths), in turn, and compare their verdicts")
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = shlex.join(["callgate", *gate_command(args.budget, Path("OUT"))[3:]])
     if args.vs:
         with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
-            record = versus_commit(args.budget, args.runs, args.vs, Path(tmp))
+            record = versus_commit(args.budget, args.runs, args.vs, Path(tmp), args.warmup)
         record["command"] = shown
         record["machine"] = {"python": platform.python_version(),
                              "platform": platform.platform(), "cpus": os.cpu_count(),
