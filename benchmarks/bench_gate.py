@@ -146,6 +146,9 @@ def versus_commit(budget: str, runs: int, rev: str, tmp: Path, warmup: int = 1
         "wall_ratio": spread([x["wall"] / y["wall"] for x, y in zip(mine, theirs, strict=True)]),
         "cpu_ratio": spread([cpu(x) / cpu(y) for x, y in zip(mine, theirs, strict=True)]),
         "same_verdicts_and_steps": a["cases"] == b["cases"],
+        "differences": {i: {"this": a["cases"].get(i), "baseline": b["cases"].get(i)}
+                        for i in sorted(set(a["cases"]) | set(b["cases"]))
+                        if a["cases"].get(i) != b["cases"].get(i)},
         "same_coverage": a["covered"] == b["covered"],
         "cases": len(a["cases"]), "covered": len(a["covered"]),
     }
@@ -167,6 +170,8 @@ def print_versus(v: dict[str, Any], shown: str) -> None:
     print(f"  last pair: same verdicts and steps {v['same_verdicts_and_steps']} "
           f"({v['cases']} cases), same coverage {v['same_coverage']} ({v['covered']} "
           f"transitions)")
+    for case, sides in v["differences"].items():
+        print(f"    differs: {case}: this {sides['this']}, baseline {sides['baseline']}")
 
 
 def spread(values: list[float]) -> dict[str, float]:
