@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/bench_gate.py [--runs 3] [--budget standard] [--json]
 
+With `--vs REV` (a commit, e.g. the previous main), the same command runs from a temporary
+`git worktree` of REV too, in turn with this tree's (this, REV, this, REV, ...; `--warmup` runs
+of each first, default 1, not counted, so that both start with their caches filled), and it prints both
+sides' figures and the ratios this / REV of wall and CPU time, pair by pair (quote the median),
+and whether the last pair's case verdicts, step counts and coverage agree.
+
 With `--vs-full-waits`, each run is followed by one with `--full-waits` (every harness wait at
 its fixed length; callgate.conformance.judge.waits), and it prints their figures, the ratios of
 the pairs and whether the last pair's case verdicts agree.
@@ -43,12 +49,15 @@ def gate_command(budget: str, out: Path, extra: tuple[str, ...] = ()) -> list[st
             "--seed", "0", "--out", str(out), *extra]
 
 
-def run_once(budget: str, out: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One gate run in a fresh process: wall seconds, the child's CPU seconds, exit code."""
+def run_once(budget: str, out: Path, extra: tuple[str, ...] = (), root: Path = ROOT
+             ) -> dict[str, Any]:
+    """One gate run in a fresh process, with the callgate of `root`: wall seconds, the child's
+    CPU seconds, exit code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    done = subprocess.run(gate_command(budget, out, extra), cwd=ROOT, capture_output=True,
-                          text=True, check=False)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(gate_command(budget, out, extra), cwd=root, env=env,
+                          capture_output=True, text=True, check=False)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": wall, "user": after.ru_utime - before.ru_utime,
@@ -86,6 +95,85 @@ def breakdown(results: Path, wall: float, slowest: int = 8) -> dict[str, Any]:
     }
 
 
+def outcome(results: Path) -> dict[str, Any]:
+    """What must not change between two runs: each case's verdict and steps (the parallel cases'
+    steps follow the interleavings observed, and are left out), and the transitions covered."""
+    cases: dict[str, tuple[str, int | None]] = {}
+    covered: set[str] = set()
+    for line in results.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event.get("event") == "case":
+            case = event["case"]
+            steps = None if case["kind"] == "parallel" else int(case["steps"])
+            cases[case["id"]] = (str(case.get("verdict")), steps)
+            covered.update(case.get("covered", ()))
+    return {"cases": cases, "covered": covered}
+
+
+def versus_commit(budget: str, runs: int, rev: str, tmp: Path, warmup: int = 1
+                  ) -> dict[str, Any]:
+    """This tree against a temporary worktree of `rev`, in turn (see the module's doc)."""
+    theirs_root = tmp / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", str(theirs_root), rev], cwd=ROOT,
+                   check=True, capture_output=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        mine_out, theirs_out = tmp / "this", tmp / "baseline-out"
+        for _ in range(warmup):  # not counted: fill each side's caches
+            run_once(budget, mine_out)
+            run_once(budget, theirs_out, root=theirs_root)
+        mine, theirs = [], []
+        for _ in range(runs):
+            mine.append(run_once(budget, mine_out))
+            theirs.append(run_once(budget, theirs_out, root=theirs_root))
+        a, b = outcome(mine_out / "results.jsonl"), outcome(theirs_out / "results.jsonl")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(theirs_root)], cwd=ROOT,
+                       check=False, capture_output=True)
+
+    def cpu(r: dict[str, Any]) -> float:
+        return float(r["user"] + r["system"])
+
+    return {
+        "rev": rev, "commit": commit, "runs": runs, "warmup": warmup,
+        "this": {"wall_seconds": spread([r["wall"] for r in mine]),
+                 "cpu_seconds": spread([cpu(r) for r in mine]),
+                 "exit_codes": [r["exit"] for r in mine]},
+        "baseline": {"wall_seconds": spread([r["wall"] for r in theirs]),
+                     "cpu_seconds": spread([cpu(r) for r in theirs]),
+                     "exit_codes": [r["exit"] for r in theirs]},
+        "wall_ratio": spread([x["wall"] / y["wall"] for x, y in zip(mine, theirs, strict=True)]),
+        "cpu_ratio": spread([cpu(x) / cpu(y) for x, y in zip(mine, theirs, strict=True)]),
+        "same_verdicts_and_steps": a["cases"] == b["cases"],
+        "differences": {i: {"this": a["cases"].get(i), "baseline": b["cases"].get(i)}
+                        for i in sorted(set(a["cases"]) | set(b["cases"]))
+                        if a["cases"].get(i) != b["cases"].get(i)},
+        "same_coverage": a["covered"] == b["covered"],
+        "cases": len(a["cases"]), "covered": len(a["covered"]),
+    }
+
+
+def print_versus(v: dict[str, Any], shown: str) -> None:
+    print(f"{shown}: this tree against {v['rev']} ({v['commit']}), in turn, {v['runs']} pairs "
+          f"after {v['warmup']} warm-up run(s) of each, fresh processes")
+    for side in ("this", "baseline"):
+        for name in ("wall_seconds", "cpu_seconds"):
+            s = v[side][name]
+            print(f"  {side:8} {name.replace('_', ' '):12} min {s['min']:8.2f}  median "
+                  f"{s['median']:8.2f}  max {s['max']:8.2f}")
+    for name in ("wall_ratio", "cpu_ratio"):
+        s = v[name]
+        print(f"  {name.replace('_', ' '):21} min {s['min']:8.2f}  median {s['median']:8.2f}  "
+              f"max {s['max']:8.2f}   (this / {v['commit']})")
+    print(f"  exit codes: this {v['this']['exit_codes']}, baseline {v['baseline']['exit_codes']}")
+    print(f"  last pair: same verdicts and steps {v['same_verdicts_and_steps']} "
+          f"({v['cases']} cases), same coverage {v['same_coverage']} ({v['covered']} "
+          f"transitions)")
+    for case, sides in v["differences"].items():
+        print(f"    differs: {case}: this {sides['this']}, baseline {sides['baseline']}")
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": round(min(values), 2), "median": round(statistics.median(values), 2),
             "max": round(max(values), 2)}
@@ -96,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="gate runs to time (default 3)")
     parser.add_argument("--budget", default="standard", choices=("quick", "standard", "deep"))
     parser.add_argument("--json", action="store_true", help="print one JSON record")
+    parser.add_argument("--vs", metavar="REV",
+                        help="time this tree against commit REV (e.g. the previous main), in "
+                             "turn, from a temporary git worktree")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="with --vs: uncounted runs of each side first (default 1)")
     parser.add_argument("--vs-full-waits", action="store_true",
                         help="time each run against one with --full-waits (the fixed wait "
                              "lengths), in turn, and compare their verdicts")
@@ -103,6 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     versus: dict[str, Any] | None = None
+    shown = shlex.join(["callgate", *gate_command(args.budget, Path("OUT"))[3:]])
+    if args.vs:
+        with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
+            record = versus_commit(args.budget, args.runs, args.vs, Path(tmp), args.warmup)
+        record["command"] = shown
+        record["machine"] = {"python": platform.python_version(),
+                             "platform": platform.platform(), "cpus": os.cpu_count(),
+                             "load_average": [round(x, 2) for x in os.getloadavg()]}
+        if args.json:
+            print(json.dumps(record, indent=1))
+        else:
+            print_versus(record, shown)
+            print(f"load average at the end: {record['machine']['load_average']} on "
+                  f"{record['machine']['cpus']} CPUs")
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         out, fixed = Path(tmp) / "report", Path(tmp) / "full-waits"
         runs, others = [], []
@@ -122,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
                 "same_verdicts": where["verdicts"] == theirs["verdicts"],
                 "exit_codes": [r["exit"] for r in others]}
     where.pop("verdicts")
-    shown = shlex.join(["callgate", *gate_command(args.budget, Path("OUT"))[3:]])
     record = {
         "command": shown, "runs": args.runs,
         "wall_seconds": spread([r["wall"] for r in runs]),

@@ -13,15 +13,50 @@ Stream events, one JSON object per line, each with "event":
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 STREAM_SCHEMA = 1
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """What `dataclasses.asdict` makes of `value` (dataclasses to dicts, lists, tuples and dicts
+    copied, anything else deep-copied), without its per-item overhead on the strings and numbers
+    a result is made of: a gate run writes every case's covered transitions and replay steps."""
+    if isinstance(value, _ATOMS):
+        return value
+    kind = type(value)
+    if kind is list:
+        return [v if isinstance(v, _ATOMS) else _plain(v) for v in value]
+    if kind is dict:
+        return {_plain(k): v if isinstance(v, _ATOMS) else _plain(v) for k, v in value.items()}
+    if kind is tuple:
+        return tuple(_plain(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple, dict)):  # a subclass (a named tuple): the library's way
+        return dataclasses.asdict(_Box(value))["value"]
+    return copy.deepcopy(value)
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """`dataclasses.asdict(record)` (see `_plain`)."""
+    return {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+
+
+@dataclass(frozen=True)
+class _Box:
+    value: Any
 
 
 class Verdict(Enum):
@@ -82,7 +117,7 @@ class StepRecord:
     deviation: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields(self)
 
 
 @dataclass(frozen=True)
@@ -106,7 +141,7 @@ class Failure:
                        result.original_length, programs)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = _fields(self)
         data["verdict"] = self.verdict.value
         return data
 
@@ -166,7 +201,7 @@ class CaseResult:
     covered_after_deviation: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = _fields(self)
         data["verdict"] = self.verdict.value
         data["other_failures"] = [f.to_json() for f in self.other_failures]
         return data

@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 from callgate.model import codes
 from callgate.model.codes import Code, Family
@@ -249,9 +250,14 @@ class Operation:
 
     def all_args(self) -> list[Args]:
         """Every combination of parameter values, in declaration order."""
+        return list(self._all_args)
+
+    @cached_property
+    def _all_args(self) -> tuple[Args, ...]:
+        # Computed once: the explorer asks for it in every state it steps.
         names = [p.name for p in self.params]
-        return [tuple(zip(names, values, strict=False))
-                for values in itertools.product(*(p.domain for p in self.params))]
+        return tuple(tuple(zip(names, values, strict=False))
+                     for values in itertools.product(*(p.domain for p in self.params)))
 
 
 @dataclass(frozen=True)
@@ -521,14 +527,13 @@ def _find_row(machine: Machine, state: State, op: str, args: Args) -> Row:
         admitted &= values.get(value, free)
     for name, (values, free) in by_arg.items():
         admitted &= values.get(argmap[name], free)
-    matches = [r for i, r in enumerate(rows) if admitted >> i & 1]
-    if not matches:
+    if not admitted:
         raise ModelError(f"{machine.name}: no row covers {op}{dict(args)} in "
                          f"{machine.describe(state)}")
-    if len(matches) > 1:
-        raise ModelError(f"{machine.name}: {len(matches)} rows cover {op}{dict(args)} in "
-                         f"{machine.describe(state)}")
-    return matches[0]
+    if admitted & (admitted - 1):  # more than one bit: more than one row
+        raise ModelError(f"{machine.name}: {admitted.bit_count()} rows cover {op}{dict(args)} "
+                         f"in {machine.describe(state)}")
+    return rows[admitted.bit_length() - 1]
 
 
 # For each field (in order) and each parameter of an operation: value -> the rows that admit

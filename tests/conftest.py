@@ -52,3 +52,17 @@ def build_c_example() -> subprocess.CompletedProcess[str]:
     with exclusive(C_EXAMPLE):
         return subprocess.run(["make", "-C", str(C_EXAMPLE)], capture_output=True, text=True,
                               timeout=120, check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The state graphs the tests build are cached (callgate.model.explorer.cache) in a folder
+    of this session's own, not in the user's cache directory: no test reads what an earlier
+    session left there. Tests that need another place set CALLGATE_CACHE_DIR themselves."""
+    before = os.environ.get("CALLGATE_CACHE_DIR")
+    os.environ["CALLGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("graph-cache"))
+    yield
+    if before is None:
+        os.environ.pop("CALLGATE_CACHE_DIR", None)
+    else:
+        os.environ["CALLGATE_CACHE_DIR"] = before

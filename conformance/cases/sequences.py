@@ -165,7 +165,7 @@ def plan(caps: Capabilities) -> Plan:
             continue
         # Only the configurations the adapter supports are starting points.
         start = dataclasses.replace(machine, initial=tuple(initial))
-        graph = explorer.build_graph(start, pins=caps.pins, allow=allow)
+        graph = explorer.cached_graph(start, pins=caps.pins, allow=allow)
         if not graph.transitions:
             continue
         machines[machine.name] = MachinePlan(machine, graph, initial, caps)

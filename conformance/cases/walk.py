@@ -131,6 +131,7 @@ class StateCheck:
         # Caches: the walk asks for observers tens of thousands of times in a run.
         self._by_ends: dict[tuple[State, State], Action | None] = {}
         self._near: dict[State, list[State]] = {}
+        self._around: dict[tuple[int, State], list[tuple[int, State]]] | None = None
         self._outcomes: dict[tuple[State, Action], tuple[str, ...] | None] = {}
 
     @staticmethod
@@ -148,10 +149,20 @@ class StateCheck:
         return self._outcomes[key]
 
     def _neighbours(self, target: State) -> list[State]:
-        """The states that differ from `target` in exactly one field."""
+        """The states that differ from `target` in exactly one field (in `_states`' order)."""
         if target not in self._near:
-            self._near[target] = [s for s in self._states if sum(
-                a != b for a, b in zip(s, target, strict=True)) == 1]
+            if self._around is None:
+                # Each state under each of its fields blanked out: two states differ in that
+                # field alone exactly when they share that blanked key.
+                self._around = {}
+                for number, state in enumerate(self._states):
+                    for i in range(len(state)):
+                        self._around.setdefault((i, state[:i] + state[i + 1:]), []).append(
+                            (number, state))
+            found = [each for i in range(len(target))
+                     for each in self._around.get((i, target[:i] + target[i + 1:]), ())
+                     if each[1][i] != target[i]]
+            self._near[target] = [s for _, s in sorted(found, key=lambda each: each[0])]
         return self._near[target]
 
     def observer(self, source: State, action: Action, target: State) -> Action | None:

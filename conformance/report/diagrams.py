@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from callgate.conformance.judge.runner import transition_key
-from callgate.model.explorer import build_graph
+from callgate.model.explorer import cached_graph
 from callgate.model.explorer.drawing import (
     Arrow,
     Key,
@@ -97,13 +97,14 @@ class _Projection:
 @cache
 def _projection(name: str) -> _Projection:
     machine = MACHINES[name]
-    graph = build_graph(machine)
+    graph = cached_graph(machine)
     drawn = picture(graph, {name: machine.diagram_fields})
     by_key: dict[str, set[Edge]] = defaultdict(set)
     by_source_op: dict[tuple[Values, str], set[Edge]] = defaultdict(set)
+    keys = {node: drawn.key(node) for node in graph.graph.nodes}  # once per state
     for e in graph.edges():
-        source = drawn.key(e.source)
-        edge = (source, drawn.key(e.target), e.op)
+        source = keys[e.source]
+        edge = (source, keys[e.target], e.op)
         by_key[transition_key(name, e.source, Action(name, e.op, e.args))].add(edge)  # type: ignore[arg-type]
         by_source_op[(node_order(source), e.op)].add(edge)
     edges = frozenset(e for es in by_key.values() for e in es)

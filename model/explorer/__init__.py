@@ -8,6 +8,8 @@ the modules:
 
 * `graph`: `build_graph` -> `StateGraph` (nodes are states, each edge an `Edge`: one allowed
   outcome of one action), and `explore_counts` for compositions too large to hold as a graph.
+* `cache`: `cached_graph`, `build_graph` of a single machine kept on disk between runs (keyed by
+  the model's source, the machine, the pins and what `allow` admits).
 * `quiescence`: deadlock freedom (`unquiescent_states`: from every reachable state a quiescent
   one, by `Machine.is_quiescent`, is reachable) and `sink_states`.
 * `paths`: `shortest_path`, the breadth-first `parents`, and `tour` (Chinese postman over edges,
@@ -16,6 +18,7 @@ the modules:
   the one pipeline the conformance report's diagrams draw with too.
 """
 
+from callgate.model.explorer.cache import cached_graph
 from callgate.model.explorer.drawing import (
     DOT_HINT,
     DRAW_LIMIT,
@@ -55,7 +58,8 @@ __all__ = [
     "DOT_HINT", "DRAW_LIMIT",
     "Allow", "Arrow", "Cover", "Edge", "Figures", "Key", "Node", "Picture", "StateGraph",
     "ToolMissing",
-    "build_graph", "covered_edges", "dot_available", "dot_text", "explore_counts", "is_quiescent",
+    "build_graph", "cached_graph", "covered_edges", "dot_available", "dot_text", "explore_counts",
+    "is_quiescent",
     "node_label", "parents", "picture", "plain_arrows", "render_svg", "shortest_path",
     "sink_states", "to_dot", "to_mermaid", "tour", "tour_length", "unquiescent_states",
 ]

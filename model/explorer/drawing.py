@@ -106,8 +106,9 @@ def picture(graph: StateGraph, fields: Mapping[str, Sequence[str]] | None = None
     names = tuple(tuple(machine.fields[i].name for i in each)
                   for each, (_, machine) in zip(indices, graph.slots, strict=True))
 
-    def key(node: Node) -> Key:
-        return _project(indices, graph.composite, node)
+    # Each node's drawn node, once (an edge's ends are looked up many times over).
+    keys = {node: _project(indices, graph.composite, node) for node in graph.graph.nodes}
+    key = keys.__getitem__
 
     labels: dict[Key, str] = {}
     for node in graph.graph.nodes:

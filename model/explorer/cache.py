@@ -1,0 +1,174 @@
+"""A cache on disk of single machines' state graphs, so that a run does not rebuild them.
+
+Every gate run builds the same graphs: the plan's (each machine under the adapter's pins and
+features) and the report's diagrams' (each machine unpinned). For the RPC call machine that is
+tens of thousands of model steps, seconds of work, with the same answer each time.
+`cached_graph(machine, pins, allow)` returns what `build_graph` returns, loading it from the
+cache when an entry with the same key is there and storing it otherwise.
+
+The key is a SHA-256 of everything the graph depends on:
+
+* the source of the model package (every `.py` file under `callgate/model`: the tables, the
+  step semantics, the explorer), so that any change to the model's code is a new key;
+* the machine itself, written out field by field in a canonical form (a machine changed at run
+  time, as a test or a mutant does, gets its own key);
+* the pins, and which (operation, arguments) pairs `allow` admits (so the adapter's features
+  are part of the key through what they allow, whatever decides it).
+
+An entry that cannot be read, or holds anything but the graph of that key, is ignored and
+built again. Writes go to a temporary file renamed into place, so processes that share the
+cache (parallel jobs, the mutant pool) never read a half-written entry.
+
+Where: `$CALLGATE_CACHE_DIR` if set, else `callgate/graphs` in the user's cache directory
+(`$XDG_CACHE_HOME`, by default `~/.cache`; `%LOCALAPPDATA%` on Windows), never the working
+directory. `CALLGATE_CACHE=off` (or `0`, `no`) turns the cache off: every graph is built.
+Entries are Python pickles, read only from that directory: it must be the user's own. Entries
+not used for `MAX_AGE_DAYS` are removed when a new one is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import functools
+import gc
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from callgate.model.explorer.graph import Allow, StateGraph, build_graph
+from callgate.model.transitions import Machine, Pins
+
+FORMAT = 1  # bump when what is stored changes shape
+MAX_AGE_DAYS = 30
+OFF = {"0", "off", "no", "false"}
+
+
+def enabled() -> bool:
+    """Whether the cache is on (`CALLGATE_CACHE` is not one of `OFF`)."""
+    return os.environ.get("CALLGATE_CACHE", "").strip().lower() not in OFF
+
+
+def cache_dir() -> Path:
+    """Where the graphs are kept (see the module's doc)."""
+    explicit = os.environ.get("CALLGATE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "callgate" / "graphs"
+
+
+@functools.cache
+def _source_digest() -> str:
+    """A digest of every Python file of the model package."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def canonical(value: object) -> str:
+    """`value` written out the same way in every process: dataclasses field by field (their
+    private fields, memos and indexes, left out), sets sorted. Anything else by `repr`."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        inner = ",".join(f"{f.name}={canonical(getattr(value, f.name))}"
+                         for f in dataclasses.fields(value) if not f.name.startswith("_"))
+        return f"{type(value).__qualname__}({inner})"
+    if isinstance(value, (frozenset, set)):
+        return "{" + ",".join(sorted(canonical(v) for v in value)) + "}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(sorted(f"{canonical(k)}:{canonical(v)}"
+                                     for k, v in value.items())) + "}"
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    return repr(value)
+
+
+def key(machine: Machine, pins: Pins | None = None, allow: Allow | None = None) -> str:
+    """The cache key of `build_graph(machine, pins, allow)` (see the module's doc)."""
+    admitted = [(op.name, args) for op in machine.operations for args in op.all_args()
+                if allow is None or allow(op.name, args)]
+    digest = hashlib.sha256()
+    for part in (str(FORMAT), _source_digest(), canonical(machine),
+                 canonical(dict(pins or {})), canonical(admitted)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _load(path: Path, name: str, machine: Machine) -> StateGraph | None:
+    started = time.perf_counter()
+    collecting = gc.isenabled()
+    gc.disable()  # a graph is many small objects and no cycles to collect while loading
+    try:
+        stored = pickle.loads(path.read_bytes())
+    except Exception:  # missing, truncated, from another version: built again
+        return None
+    finally:
+        if collecting:
+            gc.enable()
+    if not (isinstance(stored, tuple) and len(stored) == 2 and stored[0] == name
+            and isinstance(stored[1], StateGraph)):
+        return None
+    graph: StateGraph = stored[1]
+    with contextlib.suppress(OSError):
+        os.utime(path)  # in use: not pruned
+    return dataclasses.replace(graph, slots=((machine.name, machine),),
+                               seconds=time.perf_counter() - started, _adjacency=None)
+
+
+def _store(path: Path, name: str, graph: StateGraph) -> None:
+    # The machine is not stored (the caller holds it, with its memos); the adjacency is rebuilt.
+    bare = dataclasses.replace(graph, slots=(), _adjacency=None)
+    data = pickle.dumps((name, bare), protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError:  # a read-only or full disk: the run goes on without the cache
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        return
+    _prune(path.parent)
+
+
+def _prune(where: Path) -> None:
+    """Remove entries (and stray temporary files) not used for `MAX_AGE_DAYS`."""
+    oldest = time.time() - MAX_AGE_DAYS * 86400
+    for entry in where.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < oldest:
+                entry.unlink()
+
+
+def cached_graph(machine: Machine, pins: Pins | None = None,
+                 allow: Allow | None = None) -> StateGraph:
+    """`build_graph(machine, pins, allow)`, from the cache when it holds it (see the module's
+    doc); with the cache off, just `build_graph`."""
+    if not enabled():
+        return build_graph(machine, pins=pins, allow=allow)
+    name = key(machine, pins, allow)
+    path = cache_dir() / f"{name}.pickle"
+    found = _load(path, name, machine)
+    if found is not None:
+        return found
+    graph = build_graph(machine, pins=pins, allow=allow)
+    _store(path, name, graph)
+    return graph
