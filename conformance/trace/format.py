@@ -54,6 +54,9 @@ class Call:
     kind: str = ""
     call_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
+    # What the recorder could not see: "code", "args.NAME", "outputs.NAME" (a relay log shows no
+    # [out] value and no argument an API takes through a structure).
+    unknown: frozenset[str] = frozenset()
 
     @property
     def thread(self) -> str:
@@ -72,8 +75,10 @@ class Call:
         if self.call_id:
             data["call_id"] = self.call_id
         data |= {"api": self.api, "args": dict(self.args), "code": self.code,
-                 "outputs": dict(self.outputs), "invoked": self.invoked,
-                 "responded": self.responded}
+                 "outputs": dict(self.outputs)}
+        if self.unknown:
+            data["unknown"] = sorted(self.unknown)
+        data |= {"invoked": self.invoked, "responded": self.responded}
         return data
 
 
@@ -170,7 +175,8 @@ def _add(trace: Trace, data: Mapping[str, Any], where: str) -> None:
             outputs=dict(data.get("outputs", {})), invoked=float(data["invoked"]),
             responded=None if data["responded"] is None else float(data["responded"]),
             object=data.get("object", ""), kind=data.get("kind", ""),
-            call_id=data.get("call_id", ""), ids=dict(data.get("ids", {}))))
+            call_id=data.get("call_id", ""), ids=dict(data.get("ids", {})),
+            unknown=frozenset(data.get("unknown", ()))))
 
 
 def header(source: str, pins: Mapping[str, str]) -> dict[str, Any]:
