@@ -108,6 +108,7 @@ class TraceObject:
     config: dict[str, Any] = field(default_factory=dict)
     values: dict[str, dict[str, int]] | None = None
     how: str = ""  # how the machine was found, or why none was
+    server_unseen: bool = False
 
 
 @dataclass
@@ -148,6 +149,7 @@ def split(trace: Trace) -> tuple[list[TraceObject], list[Call]]:
         info = trace.objects.get(obj.name)
         if info is not None:
             obj.machine, obj.config, obj.values = info.machine, info.config, info.values
+            obj.server_unseen = info.server_unseen
             obj.how = "declared"
             if obj.machine not in MACHINES:
                 obj.machine, obj.how = "", f"its declared machine {info.machine!r} is not a model"
@@ -330,6 +332,11 @@ def judge_object(obj: TraceObject, pins: Pins) -> CaseResult:
     judged = _Judged()
     stop = ""
     for group in _groups(obj.calls):
+        issued = next((c for c in group if short_name(c.api) == "AsyncCall"), None)
+        if obj.server_unseen and issued is not None:
+            stop = (f"{issued.line}: the server's side of this call was not recorded (no tie "
+                    f"names it), so nothing from its issue on is judged")
+            break
         if len(group) == 1:
             stop = _judge_one(obj, machine, tracker, values, group[0], judged)
         else:
@@ -670,6 +677,7 @@ def _judge_group_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, va
                 f"leaves some of them undefined or not offered ({blocked[0]}): not judged")
     culprits = stuck[max(stuck)] if stuck else set(range(len(steps)))
     rules: set[str] = set()
+    records: list[StepRecord] = []
     for index, (call, op, choices, _code, _outputs) in enumerate(steps):
         allowed = []
         if index in culprits:
@@ -678,11 +686,13 @@ def _judge_group_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, va
                     result = step(machine, state, op, args, pins)
                     allowed += [a for a in result.allowed]
             rules |= {r for a in allowed for r in a.rules}
-        judged.records.append(_record(
+        records.append(_record(
             obj, call, op, choices[0] if len(choices) == 1 else (),
             allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
             ok=index not in culprits, rules=sorted({r for a in allowed for r in a.rules}),
             before=_describe(machine, before), machine=machine))
+    # The calls some order could place first, then the ones none could go on with.
+    judged.records += [r for r in records if r.ok] + [r for r in records if not r.ok]
     judged.verdict = Verdict.FAIL
     judged.failed_rules = sorted(rules)
     names = ", ".join(f"{steps[i][0].line} {steps[i][1]}" for i in sorted(culprits))

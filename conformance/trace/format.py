@@ -92,6 +92,7 @@ class ObjectInfo:
     config: dict[str, Any] = field(default_factory=dict)
     values: dict[str, dict[str, int]] | None = None  # None: the line gives none
     case: str = ""
+    server_unseen: bool = False  # the server's actions on it were not recorded
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _add(trace: Trace, data: Mapping[str, Any], where: str) -> None:
         trace.objects[data["object"]] = ObjectInfo(
             data["object"], data["machine"], dict(data.get("config", {})),
             {k: dict(v) for k, v in data["values"].items()} if "values" in data else None,
-            data.get("case", ""))
+            data.get("case", ""), bool(data.get("server_unseen", False)))
     else:
         trace.calls.append(Call(
             line=where, seq=data["seq"], pid=data["pid"], tid=data["tid"], side=data["side"],

@@ -322,7 +322,7 @@ class _Importer:
         for name, obj in self.objects.items():
             if obj.pop("issued", False) or name in self.client_tie:
                 continue
-            mine = [ln for ln in self.lines if ln["object"] == name and ln["side"] == "client"]
+            mine = [ln for ln in self.lines if ln.get("object") == name]
             init = [ln for ln in mine if ln["api"] == "RpcAsyncInitializeHandle"]
             rest = [ln for ln in mine if ln["api"] != "RpcAsyncInitializeHandle"]
             if not init or not rest or init[0]["responded"] is None:
@@ -331,9 +331,11 @@ class _Importer:
                        kind="rpc_async_state", api="AsyncCall", args={}, code=None,
                        invoked=init[0]["responded"], responded=None,
                        unknown=["args.notify", "args.binding", "args.hThread"])
-            self.notes.append(f"{name}: no tag says when its call was issued: written as an "
-                              f"AsyncCall that may have happened at any point after "
-                              f"RpcAsyncInitializeHandle")
+            obj["server_unseen"] = True
+            self.notes.append(f"{name}: no tag says when its call was issued nor ties the "
+                              f"server's calls to it: written as an AsyncCall that may have "
+                              f"happened at any point after RpcAsyncInitializeHandle, and "
+                              f"check-trace judges nothing from there on")
         for obj in self.objects.values():
             obj.pop("issued", None)
 
@@ -358,6 +360,7 @@ class _Importer:
         common: dict[str, Any] = {"pid": call.pid, "tid": call.tid, "invoked": call.invoked,
                                   "responded": call.responded, "code": code}
         api = call.func
+        args: dict[str, Any]
         if call.dll == "rpcrt4":
             if first is None and api != "RpcRaiseException":
                 return
@@ -378,30 +381,30 @@ class _Importer:
                 if handle is not None:
                     server = self._server_handle(call, handle)
                 elif first == 0 and stub is not None:  # NULL: the thread's current call
-                    found = [v for (pid, line, _), v in self.server_tie.items()
-                             if pid == call.pid and line == stub.invoked]
-                    server = ("", found[0], "routine") if found else None
+                    tied = [v for (pid, line, _), v in self.server_tie.items()
+                            if pid == call.pid and line == stub.invoked]
+                    server = ("", tied[0], "routine") if tied else None
                 self._emit(call, side="server", obj="", kind="rpc_async_state", api=api,
                            args={}, unknown=["args.timeout"],
                            call_id=server[1] if server else "", **common)
                 return
             if api == "RpcRaiseException":
                 stub = _routine(call)
-                found = [(a, v) for (pid, line, a), v in self.server_tie.items()
+                pairs = [(a, v) for (pid, line, a), v in self.server_tie.items()
                          if stub is not None and pid == call.pid and line == stub.invoked]
-                if not found:
+                if not pairs:
                     return  # an exception outside a server routine the importer can tie
-                address, call_id = found[0]
+                raised_on, raised_id = pairs[0]
                 self._emit(call, side="server", obj="", kind="rpc_async_state", api=api,
-                           args={"code": first, "thread": "routine"}, call_id=call_id,
-                           ids={"rpc_async_state": f"{address:#x}"}, **common)
+                           args={"code": first, "thread": "routine"}, call_id=raised_id,
+                           ids={"rpc_async_state": f"{raised_on:#x}"}, **common)
                 return
             address = int(first or 0)
             server = self._server_handle(call, address) \
                 if api in ("RpcAsyncCompleteCall", "RpcAsyncAbortCall") else None
             if server is not None:
                 obj, call_id, thread = server
-                args: dict[str, Any] = {"thread": thread}
+                args = {"thread": thread}
                 unknown = []
                 if api == "RpcAsyncAbortCall":
                     args["code"] = numbers[1] if len(numbers) > 1 else None
@@ -415,9 +418,8 @@ class _Importer:
             name = self._object(call.pid, address)
             args = {}
             unknown = []
-            if api == "RpcAsyncCancelCall":
-                args["abort"] = bool(numbers[1]) if len(numbers) > 1 and numbers[1] is not None \
-                    else None
+            if api == "RpcAsyncCancelCall" and len(numbers) > 1 and numbers[1] is not None:
+                args["abort"] = bool(numbers[1])
             if api == "RpcAsyncCompleteCall":
                 unknown.append("outputs.*")  # the reply, through a pointer
             self._emit(call, side="client", obj=name, kind="rpc_async_state", api=api,
