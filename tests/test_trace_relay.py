@@ -176,3 +176,15 @@ def test_the_rpc_pair_under_wine_shows_wines_known_deviations(tmp_path: Path) ->
     assert all(c.trace and not c.trace[-1].ok for c in objects if c.verdict is Verdict.FAIL)
     known = expectations.load(ROOT / "reports" / "wine" / "expectations.toml")
     assert {known.apply(c).verdict for c in objects} == {Verdict.EXPECTED_FAIL}
+
+
+def test_lines_without_pid_and_a_bad_unknown_name() -> None:
+    calls, unmatched = relay.parse([
+        "0024:Call rpcrt4.RpcAsyncGetCallStatus(0021fb40) ret=140001616\n",
+        "0024:Ret  rpcrt4.RpcAsyncGetCallStatus() retval=000003e5 ret=140001616\n"])
+    assert unmatched == 0 and (calls[0].pid, calls[0].tid, calls[0].retval) == (0, 0x24, 997)
+    line = {"type": "call", "seq": 1, "pid": 0, "tid": 1, "side": "client", "object": "x",
+            "api": "RpcAsyncGetCallStatus", "args": {}, "code": None, "outputs": {},
+            "invoked": 1.0, "responded": 2.0}
+    assert problems(line | {"unknown": ["code", "args.notify", "outputs.*"]}) == []
+    assert problems(line | {"unknown": ["notify"]})  # neither code nor args./outputs.
