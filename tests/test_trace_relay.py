@@ -188,3 +188,21 @@ def test_lines_without_pid_and_a_bad_unknown_name() -> None:
             "invoked": 1.0, "responded": 2.0}
     assert problems(line | {"unknown": ["code", "args.notify", "outputs.*"]}) == []
     assert problems(line | {"unknown": ["notify"]})  # neither code nor args./outputs.
+
+
+def test_a_call_the_model_leaves_undefined_for_an_unseen_value_is_not_failed(
+        tmp_path: Path) -> None:
+    # RpcAsyncCancelCall on a handle that carries no call is UNDEFINED: whatever it returned,
+    # with its fAbort unseen, nothing is claimed.
+    def call(seq: int, api: str, code: int, args: dict[str, object],
+             unknown: list[str]) -> dict[str, object]:
+        return {"type": "call", "seq": seq, "pid": 1, "tid": 1, "side": "client", "object": "h",
+                "kind": "rpc_async_state", "api": api, "args": args, "code": code,
+                "outputs": {}, "unknown": unknown, "invoked": seq, "responded": seq + 0.5}
+
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in [
+        call(1, "RpcAsyncInitializeHandle", 0, {"size": "exact"}, ["outputs.*"]),
+        call(2, "RpcAsyncCancelCall", 12345, {}, ["args.abort"])]), encoding="utf-8")
+    (case,) = [c for c in check(load([path])).cases if c.id == "trace/object/h"]
+    assert case.verdict is Verdict.NOT_APPLICABLE and "undefined" in case.message, case.message

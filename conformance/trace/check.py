@@ -530,15 +530,14 @@ def _judge_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, values: 
                      allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
                      ok=bool(after), rules=rules, before=_describe(machine, before),
                      machine=machine)
+    if undefined:  # that value lets anything happen: neither a failure nor a next state
+        return (f"{call.line}: the model has {op} undefined or not offered for some value of "
+                f"what the recorder did not see ({_unseen(call)}): what follows is not judged")
     judged.records.append(record)
     if after:
         tracker.states = frozenset(after)
         judged.judged += 1
         return ""
-    if undefined:
-        judged.records.pop()
-        return (f"{call.line}: the model has {op} undefined or not offered for some value of "
-                f"what the recorder did not see ({_unseen(call)}): what follows is not judged")
     judged.verdict = Verdict.FAIL
     judged.failed_rules = rules
     judged.message = (f"{call.line}: {op}: observed {record.code_name or call.code}, which no "
@@ -666,15 +665,14 @@ def _judge_group_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, va
                 stuck.setdefault(len(steps) - len(left), set()).add(i)
 
     walk(frozenset(range(len(steps))), before)
+    if blocked:  # some order reaches a call the model leaves undefined: anything may follow
+        return (f"{first}: in some order of {len(steps)} overlapping calls the model leaves "
+                f"one undefined ({blocked[0]}): neither they nor what follows are judged")
     judged.linearizability = "linearizable" if ends else "not_linearizable"
     if ends:
         tracker.states = frozenset(ends)
         judged.judged += len(mapped_all)
         return ""
-    if blocked:
-        judged.linearizability = ""
-        return (f"{first}: no order of {len(steps)} overlapping calls is allowed, but the model "
-                f"leaves some of them undefined or not offered ({blocked[0]}): not judged")
     culprits = stuck[max(stuck)] if stuck else set(range(len(steps)))
     rules: set[str] = set()
     records: list[StepRecord] = []
