@@ -448,6 +448,13 @@ def _admits(allowed: Allowed, code: int | None, outputs: Mapping[str, Any],
     return allowed.admits(0 if code is None else code, outputs)
 
 
+def _shown(choices: list[Args]) -> Args:
+    """The arguments for the report: those every choice shares, and "unseen" for the others."""
+    first = choices[0] if choices else ()
+    return tuple((k, v if all(dict(c).get(k) == v for c in choices) else "unseen")
+                 for k, v in first) if len(choices) > 1 else first
+
+
 def _unseen(call: Call) -> str:
     return f"{call.line}: {call.api}'s " + ", ".join(
         "[out] values" if u == "outputs.*" else u.split(".", 1)[-1] if "." in u
@@ -524,9 +531,7 @@ def _judge_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, values: 
             if _admits(a, code, outputs, call.unknown):
                 after.add(a.next_state)
     rules = sorted({r for a in allowed for r in a.rules})
-    record = _record(obj, call, op, tuple((k, v) for k, v in choices[0]
-                                          if len(choices) == 1 or all(
-                                              dict(c)[k] == v for c in choices)),
+    record = _record(obj, call, op, _shown(choices),
                      allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
                      ok=bool(after), rules=rules, before=_describe(machine, before),
                      machine=machine)
@@ -685,12 +690,15 @@ def _judge_group_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, va
                     allowed += [a for a in result.allowed]
             rules |= {r for a in allowed for r in a.rules}
         records.append(_record(
-            obj, call, op, choices[0] if len(choices) == 1 else (),
+            obj, call, op, _shown(choices),
             allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
             ok=index not in culprits, rules=sorted({r for a in allowed for r in a.rules}),
             before=_describe(machine, before), machine=machine))
-    # The calls some order could place first, then the ones none could go on with.
-    judged.records += [r for r in records if r.ok] + [r for r in records if not r.ok]
+    # The calls some order could place first (those begun before the last culprit returned),
+    # then the ones no order could go on with.
+    cut = max((steps[i][0].responded or float("inf")) for i in culprits)
+    judged.records += [r for r, (c, *_rest) in zip(records, steps, strict=True)
+                       if r.ok and c.invoked < cut] + [r for r in records if not r.ok]
     judged.verdict = Verdict.FAIL
     judged.failed_rules = sorted(rules)
     names = ", ".join(f"{steps[i][0].line} {steps[i][1]}" for i in sorted(culprits))
