@@ -340,14 +340,18 @@ class _Importer:
             obj.pop("issued", None)
 
     def _server_handle(self, call: RelayCall, address: int) -> tuple[str, str, str] | None:
-        """(object, call_id, thread) when `address` is a server's handle in this call."""
+        """("", call_id, thread) when `address` is a server's handle in this call, else None.
+
+        Inside the server stub on this thread, a handle the process never initialised (or one a
+        server tag names) is the server's; outside it, only one a server tag named before (a
+        completion from another thread after the routine returned)."""
         stub = _routine(call)
-        call_id = self.server_tie.get((call.pid, stub.invoked if stub else -1, address), "")
-        if not call_id and stub is None:
-            # A later call from another thread: the tie of the last routine with this handle.
-            found = [v for (pid, _, a), v in self.server_tie.items()
-                     if pid == call.pid and a == address]
-            call_id = found[-1] if found else ""
+        if stub is not None:
+            call_id = self.server_tie.get((call.pid, stub.invoked, address), "")
+        else:
+            earlier = [v for (pid, line, a), v in self.server_tie.items()
+                       if pid == call.pid and a == address and line < call.invoked]
+            call_id = earlier[-1] if earlier else ""
         initialised = (call.pid, address) in self.incarnation
         if not call_id and (initialised or stub is None):
             return None
