@@ -47,3 +47,21 @@ def test_a_recorded_parallel_case_checks_as_the_gate_judged(tmp_path: Path,
         assert set(gate.failed_rules) <= set(failed[0].failed_rules), (
             gate.failed_rules, failed[0].failed_rules)
         assert [c.verdict for c in cases[:-1]] == [Verdict.PASS] * (len(cases) - 1)
+
+
+def test_machines_without_a_call_kind_are_recorded(tmp_path: Path) -> None:
+    # rpc_order has no "kind" of call line: its calls are written without one (the object line
+    # names the machine), where recording once broke the case with a KeyError.
+    from callgate.conformance.gate import run_cases
+    from callgate.conformance.implementations.reference.adapter import make_adapter
+    from callgate.conformance.judge.runner import Case
+    from callgate.conformance.protocol.adapter import SlotSpec
+    from callgate.model.transitions import Action
+
+    case = Case("order", "directed", "one registration", (SlotSpec("s0", "rpc_order", {}),),
+                (Action("s0", "RpcAsyncRegisterInfo", ()),))
+    path = tmp_path / "run.trace"
+    (result,) = run_cases(make_adapter(), [case], record_trace=path)
+    assert result.verdict is Verdict.PASS, result.message
+    (judged,) = [c for c in check(load([path])).cases if c.id.startswith("trace/object/")]
+    assert judged.verdict is Verdict.PASS, judged.message

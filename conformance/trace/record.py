@@ -69,11 +69,13 @@ class TraceRecorder:
                 "type": "call", "seq": self._seq, "pid": os.getpid(),
                 "tid": threading.get_ident() if tid is None else tid,
                 "side": "server" if server else "client",
-                "object": name, "kind": MACHINE_KINDS[machine], "call_id": name, "api": op,
-                "args": values, "code": code,
-                "outputs": {k: v for k, v in outputs.items()
-                            if v is None or isinstance(v, (str, int, bool))},
-                "invoked": invoked, "responded": responded}
+                "object": name}
+            if machine in MACHINE_KINDS:  # the object line names the machine in any case
+                line["kind"] = MACHINE_KINDS[machine]
+            line |= {"call_id": name, "api": op, "args": values, "code": code,
+                     "outputs": {k: v for k, v in outputs.items()
+                                 if v is None or isinstance(v, (str, int, bool))},
+                     "invoked": invoked, "responded": responded}
             self._write(line)
 
     def branches(self, prefix: str, machines: Mapping[str, str], records: Iterable[Any],
