@@ -1,10 +1,12 @@
-"""`callgate check-trace`: judge recorded traces against the model (docs/traces.md)."""
+"""`callgate check-trace`: judge recorded traces against the model (docs/traces.md), and
+`callgate import-relay`: turn a Wine relay log into a trace."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,3 +98,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--expectations", default=None, metavar="FILE",
                         help="known deviations (TOML): listed failures become expected_fail")
     parser.set_defaults(func=cmd_check_trace)
+    parser = sub.add_parser(
+        "import-relay", help="turn a Wine relay log (WINEDEBUG=+relay,+pid,+tid) into a trace")
+    parser.add_argument("log", metavar="LOG", help="the relay log of one run (Wine's stderr)")
+    parser.add_argument("--out", default="-", metavar="TRACE",
+                        help="where to write the trace (default: standard output)")
+    parser.set_defaults(func=cmd_import_relay)
+
+
+def cmd_import_relay(args: argparse.Namespace) -> int:
+    from callgate.conformance.trace import relay
+
+    err = make_console(stderr=True)
+    path = Path(args.log)
+    if not path.is_file():
+        err.print(f"callgate import-relay: no such log: {escape(str(path))}")
+        return EXIT_USAGE
+    imported = relay.import_log(relay.read_lines(path))
+    calls = sum(1 for line in imported.lines if line["type"] == "call")
+    if args.out == "-":
+        relay.write(imported, sys.stdout)
+    else:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as handle:
+            relay.write(imported, handle)
+    err.print(f"callgate import-relay: {calls} in-scope calls written"
+              + (f" to {escape(args.out)}" if args.out != "-" else "")
+              + f"; {imported.unmatched} of them never returned; other relayed calls, not in "
+              f"scope: " + escape(", ".join(f"{d} x{n}" for d, n in
+                                           imported.skipped.most_common())))
+    for note in imported.notes:
+        err.print(f"  {escape(note)}")
+    if calls == 0:
+        err.print("callgate import-relay: the log has no in-scope calls (was it written with "
+                  "WINEDEBUG=+relay?)")
+    return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from callgate.conformance.cases.values import ECHO, Binding, ValueChooser, class_of, replayed
@@ -40,6 +40,8 @@ from callgate.conformance.trace.format import KIND_MACHINES, Call, Trace
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
     Actor,
+    Allowed,
+    Anything,
     Args,
     Kind,
     Machine,
@@ -106,6 +108,7 @@ class TraceObject:
     config: dict[str, Any] = field(default_factory=dict)
     values: dict[str, dict[str, int]] | None = None
     how: str = ""  # how the machine was found, or why none was
+    server_unseen: bool = False
 
 
 @dataclass
@@ -146,6 +149,7 @@ def split(trace: Trace) -> tuple[list[TraceObject], list[Call]]:
         info = trace.objects.get(obj.name)
         if info is not None:
             obj.machine, obj.config, obj.values = info.machine, info.config, info.values
+            obj.server_unseen = info.server_unseen
             obj.how = "declared"
             if obj.machine not in MACHINES:
                 obj.machine, obj.how = "", f"its declared machine {info.machine!r} is not a model"
@@ -191,10 +195,29 @@ class _Values:
         return free[0]
 
 
-def abstract_args(machine: Machine, op: str, args: Mapping[str, Value], values: _Values) -> Args:
-    """The model's arguments for a recorded call; ModelError says why there are none."""
+def abstract_choices(machine: Machine, op: str, args: Mapping[str, Value], values: _Values,
+                     unknown: frozenset[str] = frozenset()) -> list[Args]:
+    """The model's arguments a recorded call may have had: one tuple when every argument was
+    recorded; with arguments the recorder could not see (`unknown`), one per value of them."""
+    hidden = [p for p in machine.operation(op).params if f"args.{p.name}" in unknown]
+    known = abstract_args(machine, op, {k: v for k, v in args.items()
+                                        if f"args.{k}" not in unknown}, values,
+                          skip=frozenset(p.name for p in hidden))
+    choices = [known]
+    for param in hidden:
+        choices = [(*c, (param.name, v)) for c in choices for v in param.domain]
+    order = [p.name for p in machine.operation(op).params]
+    return [tuple(sorted(c, key=lambda kv: order.index(kv[0]))) for c in choices]
+
+
+def abstract_args(machine: Machine, op: str, args: Mapping[str, Value], values: _Values,
+                  skip: frozenset[str] = frozenset()) -> Args:
+    """The model's arguments for a recorded call; ModelError says why there are none.
+    Parameters in `skip` (the recorder could not see them) are left out."""
     result = []
     for param in machine.operation(op).params:
+        if param.name in skip:
+            continue
         if param.name not in args:
             raise ModelError(f"the call does not record argument {param.name!r}")
         value = args[param.name]
@@ -244,6 +267,7 @@ class _Judged:
     judged: int = 0
     linearizability: str = ""
     covered: set[str] = field(default_factory=set)
+    unseen: list[str] = field(default_factory=list)  # calls with values the recorder did not see
 
 
 def check(trace: Trace) -> CheckOutcome:
@@ -308,6 +332,11 @@ def judge_object(obj: TraceObject, pins: Pins) -> CaseResult:
     judged = _Judged()
     stop = ""
     for group in _groups(obj.calls):
+        issued = next((c for c in group if short_name(c.api) == "AsyncCall"), None)
+        if obj.server_unseen and issued is not None:
+            stop = (f"{issued.line}: the server's side of this call was not recorded (no tie "
+                    f"names it), so nothing from its issue on is judged")
+            break
         if len(group) == 1:
             stop = _judge_one(obj, machine, tracker, values, group[0], judged)
         else:
@@ -323,6 +352,13 @@ def judge_object(obj: TraceObject, pins: Pins) -> CaseResult:
             judged.verdict = Verdict.NOT_APPLICABLE
             judged.message = (f"judged {judged.judged} of {total} call(s), all allowed; the "
                               f"rest cannot be judged: {stop}")
+        elif judged.unseen:
+            judged.verdict = Verdict.NOT_APPLICABLE
+            judged.message = (f"all {total} call(s) allowed for some value of what the recorder "
+                              f"did not see, so no pass is claimed (a call no value allows "
+                              f"would have failed); not seen: {'; '.join(judged.unseen[:6])}"
+                              + (f" and {len(judged.unseen) - 6} more" if len(judged.unseen) > 6
+                                 else ""))
         else:
             judged.message = f"all {total} call(s) allowed by the model"
     keep = judged.verdict in (Verdict.FAIL, Verdict.ERROR)
@@ -365,7 +401,7 @@ def _record(obj: TraceObject, call: Call, op: str, args: Args, *, allowed: list[
     return StepRecord(
         slot=obj.name, op=op, args=dict(args), code=call.code,
         code_name=code_name(call.code, machine.name), outputs=dict(call.outputs),
-        allowed=allowed, ok=ok, rules=rules, state_before=before,
+        allowed=list(dict.fromkeys(allowed)), ok=ok, rules=rules, state_before=before,
         seconds=(call.responded - call.invoked) if call.responded is not None else 0.0,
         thread=call.thread, started=call.invoked, ended=call.responded or 0.0,
         sent={k: v for k, v in call.args.items() if isinstance(v, int) and not isinstance(v, bool)
@@ -373,8 +409,9 @@ def _record(obj: TraceObject, call: Call, op: str, args: Args, *, allowed: list[
 
 
 def _mapped(obj: TraceObject, machine: Machine, values: _Values, call: Call
-            ) -> tuple[str, Args] | str:
-    """The call as a model operation and arguments, or why it cannot be judged."""
+            ) -> tuple[str, list[Args]] | str:
+    """The call as a model operation and the arguments it may have had (one tuple unless the
+    recorder could not see some), or why it cannot be judged."""
     if short_name(call.api) in NEUTRAL:
         return ""
     op = model_op(machine, call.api, call.side)
@@ -382,9 +419,46 @@ def _mapped(obj: TraceObject, machine: Machine, values: _Values, call: Call
         return (f"{call.line}: the model's {machine.name} has no operation for the "
                 f"{call.side}'s {call.api}")
     try:
-        return op, abstract_args(machine, op, call.args, values)
+        return op, abstract_choices(machine, op, call.args, values, call.unknown)
     except ModelError as exc:
         return f"{call.line}: {call.api}: {exc}"
+
+
+def _observed(values: _Values, machine: Machine, op: str, call: Call
+              ) -> tuple[int | None, dict[str, Any]]:
+    """The call's code and the outputs the recorder saw, as the model sees them (code None: not
+    seen)."""
+    outputs = {k: v for k, v in call.outputs.items() if f"outputs.{k}" not in call.unknown
+               and "outputs.*" not in call.unknown}
+    if call.code is None or "code" in call.unknown:
+        return None, values.binding.observed(machine.name, op, 0, outputs)[1]
+    return values.binding.observed(machine.name, op, call.code, outputs)
+
+
+def _admits(allowed: Allowed, code: int | None, outputs: Mapping[str, Any],
+            unknown: frozenset[str]) -> bool:
+    """`allowed.admits`, with what the recorder did not see left unchecked ("outputs.*": no
+    output was seen)."""
+    if "outputs.*" in unknown:
+        unknown = unknown | {f"outputs.{n}" for n, _ in allowed.outputs}
+    if code is None or any(f"outputs.{n}" in unknown for n, _ in allowed.outputs):
+        allowed = replace(allowed, code=Anything("not recorded") if code is None else allowed.code,
+                          outputs=tuple((n, e) for n, e in allowed.outputs
+                                        if f"outputs.{n}" not in unknown))
+    return allowed.admits(0 if code is None else code, outputs)
+
+
+def _shown(choices: list[Args]) -> Args:
+    """The arguments for the report: those every choice shares, and "unseen" for the others."""
+    first = choices[0] if choices else ()
+    return tuple((k, v if all(dict(c).get(k) == v for c in choices) else "unseen")
+                 for k, v in first) if len(choices) > 1 else first
+
+
+def _unseen(call: Call) -> str:
+    return f"{call.line}: {call.api}'s " + ", ".join(
+        "[out] values" if u == "outputs.*" else u.split(".", 1)[-1] if "." in u
+        else "return code" for u in sorted(call.unknown))
 
 
 def _judge_one(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Values,
@@ -395,7 +469,10 @@ def _judge_one(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Va
         return ""
     if isinstance(mapped, str):
         return mapped
-    op, args = mapped
+    op, choices = mapped
+    if call.unknown:
+        return _judge_unseen(obj, machine, tracker, values, call, op, choices, judged)
+    (args,) = choices
     kind = tracker.kind(op, args)
     if kind is not Kind.DEFINED:
         return (f"{call.line}: the model has {op} {kind.value} in the state the object is in "
@@ -429,18 +506,65 @@ def _judge_one(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Va
     return ""
 
 
+def _judge_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Values,
+                  call: Call, op: str, choices: list[Args], judged: _Judged) -> str:
+    """A call with values the recorder could not see: allowed if some value of them allows what
+    was seen, failed only if none does (and the model defines the call for every value)."""
+    judged.unseen.append(_unseen(call))
+    if call.responded is None:
+        judged.verdict = Verdict.ERROR
+        judged.message = f"{call.line}: {op} has no recorded response (hung or crashed)"
+        return ""
+    code, outputs = _observed(values, machine, op, call)
+    before = tracker.states
+    after: set[State] = set()
+    allowed: list[Allowed] = []
+    undefined = []
+    for args in choices:
+        kind = tracker.kind(op, args)
+        if kind is Kind.UNDEFINED or (kind is Kind.NOT_OFFERED and len(choices) == 1):
+            undefined.append(args)
+        if kind is not Kind.DEFINED:
+            continue  # with unseen arguments: a combination the model does not offer
+        for a in tracker.expected(op, args):
+            allowed.append(a)
+            if _admits(a, code, outputs, call.unknown):
+                after.add(a.next_state)
+    rules = sorted({r for a in allowed for r in a.rules})
+    record = _record(obj, call, op, _shown(choices),
+                     allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
+                     ok=bool(after), rules=rules, before=_describe(machine, before),
+                     machine=machine)
+    if undefined:  # that value lets anything happen: neither a failure nor a next state
+        return (f"{call.line}: the model has {op} undefined or not offered for some value of "
+                f"what the recorder did not see ({_unseen(call)}): what follows is not judged")
+    judged.records.append(record)
+    if after:
+        tracker.states = frozenset(after)
+        judged.judged += 1
+        return ""
+    judged.verdict = Verdict.FAIL
+    judged.failed_rules = rules
+    judged.message = (f"{call.line}: {op}: observed {record.code_name or call.code}, which no "
+                      f"value of what the recorder did not see allows ({_unseen(call)}); "
+                      f"allowed: {'; '.join(record.allowed) or 'nothing'}")
+    return ""
+
+
 def _judge_group(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Values,
                  group: list[Call], judged: _Judged, pins: Pins) -> str:
     ops: list[HistoryOp] = []
     calls: list[Call] = []
     # Every call's arguments first: a value the server passes binds before an output echoes it.
     mapped_all = [(call, _mapped(obj, machine, values, call)) for call in group]
+    if any(call.unknown for call in group):
+        return _judge_group_unseen(obj, machine, tracker, values, mapped_all, judged, pins)
     for call, mapped in mapped_all:
         if mapped == "":
             continue
         if isinstance(mapped, str):
             return mapped + " (in a group of overlapping calls)"
-        op, args = mapped
+        op, (args,) = mapped
         code, outputs = (values.binding.observed(machine.name, op, call.code, call.outputs)
                          if call.code is not None else (None, {}))
         ops.append(HistoryOp(len(ops), obj.name, call.thread, op, args, call.invoked,
@@ -489,6 +613,122 @@ def _judge_group(obj: TraceObject, machine: Machine, tracker: Tracker, values: _
     tracker.states = after
     judged.judged += len(group)
     return ""
+
+
+def _judge_group_unseen(obj: TraceObject, machine: Machine, tracker: Tracker, values: _Values,
+                        mapped_all: list[tuple[Call, tuple[str, list[Args]] | str]],
+                        judged: _Judged, pins: Pins) -> str:
+    """Overlapping calls, some with values the recorder did not see: some order that respects
+    real time, and some value of what was not seen, must be allowed by the model."""
+    steps: list[tuple[Call, str, list[Args], int | None, dict[str, Any]]] = []
+    for call, mapped in mapped_all:
+        if mapped == "":
+            continue
+        if isinstance(mapped, str):
+            return mapped + " (in a group of overlapping calls)"
+        op, choices = mapped
+        if call.unknown:
+            judged.unseen.append(_unseen(call))
+        code, outputs = (_observed(values, machine, op, call) if call.responded is not None
+                         else (None, {}))
+        steps.append((call, op, choices, code, outputs))
+    first = mapped_all[0][0].line
+    if len(steps) > MAX_GROUP:
+        return (f"{first}: {len(steps)} overlapping calls with values the recorder did not see "
+                f"are more than {MAX_GROUP}: not judged")
+    before = tracker.states
+    ends: set[State] = set()
+    memo: set[tuple[frozenset[int], frozenset[State]]] = set()
+    stuck: dict[int, set[int]] = {}  # calls placed so far -> calls that could not be placed next
+    blocked: list[str] = []
+
+    def walk(left: frozenset[int], states: frozenset[State]) -> None:
+        if (left, states) in memo:
+            return
+        memo.add((left, states))
+        if all(steps[i][0].responded is None for i in left):
+            ends.update(states)  # a call that never returned may not have taken effect
+        for i in left:
+            call, op, choices, code, outputs = steps[i]
+            if any(steps[j][0].responded is not None
+                   and float(steps[j][0].responded or 0) < call.invoked for j in left if j != i):
+                continue  # another call still to place returned before this one began
+            nxt: set[State] = set()
+            for state in states:
+                for args in choices:
+                    result = step(machine, state, op, args, pins)
+                    if result.kind is Kind.UNDEFINED:  # the model lets anything happen
+                        blocked.append(f"{call.line}: {op} is {result.kind.value}")
+                    if result.kind is not Kind.DEFINED:
+                        continue  # not offered: no order goes this way
+                    nxt.update(a.next_state for a in result.allowed
+                               if call.responded is None
+                               or _admits(a, code, outputs, call.unknown))
+            if nxt:
+                walk(left - {i}, frozenset(nxt))
+            else:
+                stuck.setdefault(len(steps) - len(left), set()).add(i)
+
+    walk(frozenset(range(len(steps))), before)
+    if blocked:  # some order reaches a call the model leaves undefined: anything may follow
+        return (f"{first}: in some order of {len(steps)} overlapping calls the model leaves "
+                f"one undefined ({blocked[0]}): neither they nor what follows are judged")
+    judged.linearizability = "linearizable" if ends else "not_linearizable"
+    if ends:
+        tracker.states = frozenset(ends)
+        judged.judged += len(mapped_all)
+        return ""
+    culprits = stuck[max(stuck)] if stuck else set(range(len(steps)))
+    rules: set[str] = set()
+    records: list[StepRecord] = []
+    for index, (call, op, choices, _code, _outputs) in enumerate(steps):
+        allowed = []
+        if index in culprits:
+            for state in sorted(_reach(machine, steps, before, pins), key=repr):
+                for args in choices:
+                    result = step(machine, state, op, args, pins)
+                    allowed += [a for a in result.allowed]
+            rules |= {r for a in allowed for r in a.rules}
+        records.append(_record(
+            obj, call, op, _shown(choices),
+            allowed=list(dict.fromkeys(a.describe() for a in allowed))[:20],
+            ok=index not in culprits, rules=sorted({r for a in allowed for r in a.rules}),
+            before=_describe(machine, before), machine=machine))
+    # The calls some order could place first (those begun before the last culprit returned),
+    # then the ones no order could go on with.
+    cut = max((steps[i][0].responded or float("inf")) for i in culprits)
+    judged.records += [r for r, (c, *_rest) in zip(records, steps, strict=True)
+                       if r.ok and c.invoked < cut] + [r for r in records if not r.ok]
+    judged.verdict = Verdict.FAIL
+    judged.failed_rules = sorted(rules)
+    names = ", ".join(f"{steps[i][0].line} {steps[i][1]}" for i in sorted(culprits))
+    judged.message = (f"{first}: {len(steps)} overlapping calls are not linearizable: no order "
+                      f"of them, for any value of what the recorder did not see, is allowed by "
+                      f"the model (from {_describe(machine, before)}); no order can go on with "
+                      f"{names}")
+    return ""
+
+
+def _reach(machine: Machine, steps: Sequence[tuple[Call, str, list[Args], int | None,
+                                                     dict[str, Any]]],
+           start: frozenset[State], pins: Pins) -> frozenset[State]:
+    """Every state some prefix of allowed steps (any order, any unseen value) reaches."""
+    seen = set(start)
+    frontier = set(start)
+    while frontier:
+        new: set[State] = set()
+        for state in frontier:
+            for call, op, choices, code, outputs in steps:
+                for args in choices:
+                    result = step(machine, state, op, args, pins)
+                    if result.kind is not Kind.DEFINED:
+                        continue
+                    new.update(a.next_state for a in result.allowed
+                               if call.responded is None
+                               or _admits(a, code, outputs, call.unknown))
+        frontier = new - seen
+        seen |= new
+    return frozenset(seen)
 
 
 def _apply(machine: Machine, states: frozenset[State], op: HistoryOp, pins: Pins

@@ -54,6 +54,9 @@ class Call:
     kind: str = ""
     call_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
+    # What the recorder could not see: "code", "args.NAME", "outputs.NAME" (a relay log shows no
+    # [out] value and no argument an API takes through a structure).
+    unknown: frozenset[str] = frozenset()
 
     @property
     def thread(self) -> str:
@@ -72,8 +75,10 @@ class Call:
         if self.call_id:
             data["call_id"] = self.call_id
         data |= {"api": self.api, "args": dict(self.args), "code": self.code,
-                 "outputs": dict(self.outputs), "invoked": self.invoked,
-                 "responded": self.responded}
+                 "outputs": dict(self.outputs)}
+        if self.unknown:
+            data["unknown"] = sorted(self.unknown)
+        data |= {"invoked": self.invoked, "responded": self.responded}
         return data
 
 
@@ -87,6 +92,7 @@ class ObjectInfo:
     config: dict[str, Any] = field(default_factory=dict)
     values: dict[str, dict[str, int]] | None = None  # None: the line gives none
     case: str = ""
+    server_unseen: bool = False  # the server's actions on it were not recorded
 
 
 @dataclass
@@ -162,7 +168,7 @@ def _add(trace: Trace, data: Mapping[str, Any], where: str) -> None:
         trace.objects[data["object"]] = ObjectInfo(
             data["object"], data["machine"], dict(data.get("config", {})),
             {k: dict(v) for k, v in data["values"].items()} if "values" in data else None,
-            data.get("case", ""))
+            data.get("case", ""), bool(data.get("server_unseen", False)))
     else:
         trace.calls.append(Call(
             line=where, seq=data["seq"], pid=data["pid"], tid=data["tid"], side=data["side"],
@@ -170,7 +176,8 @@ def _add(trace: Trace, data: Mapping[str, Any], where: str) -> None:
             outputs=dict(data.get("outputs", {})), invoked=float(data["invoked"]),
             responded=None if data["responded"] is None else float(data["responded"]),
             object=data.get("object", ""), kind=data.get("kind", ""),
-            call_id=data.get("call_id", ""), ids=dict(data.get("ids", {}))))
+            call_id=data.get("call_id", ""), ids=dict(data.get("ids", {})),
+            unknown=frozenset(data.get("unknown", ()))))
 
 
 def header(source: str, pins: Mapping[str, str]) -> dict[str, Any]:

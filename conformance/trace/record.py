@@ -1,10 +1,12 @@
 """`callgate run --record-trace FILE`: the calls a gate run made, in the trace format.
 
 The runner hands each step it performs to `TraceRecorder.step`, and each finished session to
-`TraceRecorder.close_case`. Every slot of every session is one object ("CASE#N/SLOT"), declared
-with its machine, its configuration and the concrete numbers that stood for the model's echoed
-values. The harness's `server_*` actions are written as the server's calls (side "server").
-Each line is checked against the trace schema before it is written.
+`TraceRecorder.close_case`; a parallel case's run hands its branches' actions to
+`TraceRecorder.branches` (each with its branch as the thread and its own times, so the calls of
+different branches overlap in the trace as they did). Every slot of every session is one object
+("CASE#N/SLOT"), declared with its machine, its configuration and the concrete numbers that
+stood for the model's echoed values. The harness's `server_*` actions are written as the
+server's calls (side "server"). Each line is checked against the trace schema before it is written.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,7 +52,7 @@ class TraceRecorder:
 
     def step(self, prefix: str, slot: str, machine: str, op: str, args: Mapping[str, Value],
              sent: Mapping[str, int], code: int | None, outputs: Mapping[str, Any],
-             invoked: float, responded: float | None) -> None:
+             invoked: float, responded: float | None, tid: int | str | None = None) -> None:
         """One performed step: the abstract arguments with the concrete values sent in place."""
         server = MACHINES[machine].operation(op).actor is Actor.SERVER
         values = dict(args)
@@ -65,13 +67,34 @@ class TraceRecorder:
             self._seq += 1
             line: dict[str, Any] = {
                 "type": "call", "seq": self._seq, "pid": os.getpid(),
-                "tid": threading.get_ident(), "side": "server" if server else "client",
-                "object": name, "kind": MACHINE_KINDS[machine], "call_id": name, "api": op,
-                "args": values, "code": code,
-                "outputs": {k: v for k, v in outputs.items()
-                            if v is None or isinstance(v, (str, int, bool))},
-                "invoked": invoked, "responded": responded}
+                "tid": threading.get_ident() if tid is None else tid,
+                "side": "server" if server else "client",
+                "object": name}
+            if machine in MACHINE_KINDS:  # the object line names the machine in any case
+                line["kind"] = MACHINE_KINDS[machine]
+            line |= {"call_id": name, "api": op, "args": values, "code": code,
+                     "outputs": {k: v for k, v in outputs.items()
+                                 if v is None or isinstance(v, (str, int, bool))},
+                     "invoked": invoked, "responded": responded}
             self._write(line)
+
+    def branches(self, prefix: str, machines: Mapping[str, str], records: Iterable[Any],
+                 wall_base: float, branch_count: int) -> None:
+        """A parallel case's run after its prefix: each branch action (and the suffix's) as its
+        branch thread performed it, with its times (`wall_base` + the records' clock) and the
+        branch as the thread ("branch N", "suffix"). An action that never answered has no
+        response."""
+        for record in sorted(records, key=lambda r: r.invoked):
+            observation = record.observation
+            action = record.action
+            self.step(prefix, action.slot, machines[action.slot], action.op, dict(action.args),
+                      {}, observation.code if observation is not None else None,
+                      observation.outputs if observation is not None else {},
+                      wall_base + record.invoked,
+                      wall_base + record.returned if observation is not None
+                      and record.returned is not None else None,
+                      tid=f"branch {record.branch + 1}" if record.branch < branch_count
+                      else "suffix")
 
     def close_case(self, prefix: str, case_id: str, slots: Mapping[str, tuple[str, Any]],
                    values: Mapping[str, Mapping[str, int]]) -> None:

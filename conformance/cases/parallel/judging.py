@@ -219,6 +219,9 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
         finally:
             live.close()
         prefix_records = [replace(r, thread="prefix") for r in live.trace]
+        if runner.recorder is not None:  # --record-trace: the branches' overlapping calls
+            runner.recorder.branches(live.recorded, slot_machines(case.slots), run.records,
+                                     wall_base, len(case.branches))
         ops, records, where = history_of(case, run, pins, wall_base, plan.starts)
         history = prefix_records + records
         if run.harness_errors:
