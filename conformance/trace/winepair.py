@@ -47,7 +47,7 @@ def run(log: Path, timeout: float = 60.0) -> Path:
     if loader is None:
         raise wine.WineUnavailable(wine.unavailable_reason() or "Wine is not installed")
     program = build()
-    prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or wine.DEFAULT_PREFIX)
+    prefix = Path(os.environ.get("CALLGATE_WINEPREFIX") or wine.default_prefix())
     wine.prepare_prefix(loader, prefix)
     env = wine.wine_environment(prefix)
     env["WINEDEBUG"] = RELAY
