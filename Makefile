@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests use (Graphviz for SVG state diagrams, Chromium for the HTML report,
-# Wine and mingw-w64 for the `wine` adapter's tests: tools/wine/packages.txt).
+# spin and a C compiler for `callgate model check --engine spin`, Wine and mingw-w64 for the
+# `wine` adapter's tests: tools/wine/packages.txt).
 system:
 	./tools/install-system-packages.sh graphviz:dot chromium:chromium spin:spin gcc:cc $$(cat tools/wine/packages.txt)
 

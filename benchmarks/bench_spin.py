@@ -1,0 +1,134 @@
+"""Benchmark of the spin engine (issue 20, item 5): a composition beyond the Python explorer, and
+states per second of spin against the explorer on one composition both explore.
+
+Prints, with the command that produced them:
+
+* `--big` (default `com_call*5`, five independent COM call objects) handed to spin: states,
+  deadlocks, invariant verdicts, wall time of the whole run (export, `spin -a`, the C compiler,
+  pan) and of pan's search alone, pan's own memory figure and the largest child process's peak
+  resident set;
+* `--compare` (default `two_call_objects_and_container`): the same composition explored by
+  `callgate.model.explorer.explore_counts` in a child process and by spin; both state counts
+  (they must be equal) and each engine's states per second (pan's search time against the
+  explorer's).
+
+Run: .venv/bin/python benchmarks/bench_spin.py [--big NAME] [--compare NAME] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from callgate.model.export import engines, targets  # noqa: E402
+
+
+def _children_peak_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def spin_figures(name: str, hash_bits: int) -> dict[str, object]:
+    start = time.perf_counter()
+    result = engines.spin_engine(targets.resolve(name), hash_bits=hash_bits,
+                                 max_depth=10_000_000, memory_mb=8192, optimize=True)
+    wall = time.perf_counter() - start
+    figures = result.figures
+    pan_seconds = figures.get("pan_seconds")
+    states = result.states
+    rate = (round(states / pan_seconds) if isinstance(states, int) and
+            isinstance(pan_seconds, float) and pan_seconds > 0 else None)
+    return {"composition": name, "status": result.status, "states": states,
+            "deadlocks": result.deadlocks,
+            "invariants_holding": sum(v == "holds" for v in result.invariants.values()),
+            "invariants_checked": len(result.invariants), "wall_seconds": round(wall, 2),
+            "steps_seconds": figures.get("step_seconds"), "pan_seconds": pan_seconds,
+            "pan_states_per_second": rate, "pan_memory_mb": figures.get("memory_mb"),
+            "children_peak_rss_mb": _children_peak_mb(),
+            "compile_flags": figures.get("compile_flags"), "pan_args": figures.get("pan_args"),
+            "detail": result.detail}
+
+
+def python_figures(name: str) -> dict[str, object]:
+    """`explore_counts` in a child process (its peak memory is its own)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from callgate.model.explorer import explore_counts; "
+            "from callgate.model.export.targets import resolve; "
+            "f = explore_counts(resolve(sys.argv[2])); "
+            "print(json.dumps({'states': f.states, 'edges': f.edges, 'seconds': f.seconds}))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT), name], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    found: dict[str, object] = json.loads(done.stdout)
+    seconds = found["seconds"]
+    states = found["states"]
+    assert isinstance(seconds, float) and isinstance(states, int)
+    found["states_per_second"] = round(states / seconds)
+    found["seconds"] = round(seconds, 2)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big", default="com_call*5", help="the composition handed to spin")
+    parser.add_argument("--compare", default="two_call_objects_and_container",
+                        help="the composition both engines explore")
+    parser.add_argument("--hash-bits", type=int, default=25, help="pan's -w for --big")
+    parser.add_argument("--json", action="store_true", help="print a JSON record")
+    args = parser.parse_args()
+    command = "python benchmarks/bench_spin.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    python = python_figures(args.compare)
+    spin_small = spin_figures(args.compare, 22)
+    big = spin_figures(args.big, args.hash_bits)
+    rate = spin_small["pan_states_per_second"]
+    record = {
+        "command": command.strip(), "machine": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(), "spin": _spin_version(),
+        "compare": {"composition": args.compare, "python": python, "spin": spin_small,
+                    "states_agree": python["states"] == spin_small["states"],
+                    "spin_over_python_states_per_second":
+                        round(rate / python["states_per_second"], 1)  # type: ignore[operator]
+                        if isinstance(rate, int) else None},
+        "big": big}
+    if args.json:
+        json.dump(record, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"command: {record['command']}  ({record['machine']}, Python {record['python']}, "
+          f"{record['spin']})")
+    compare = record["compare"]
+    assert isinstance(compare, dict)
+    print(f"{args.compare}: explorer {python['states']} states in {python['seconds']} s "
+          f"({python['states_per_second']} states/s); spin {spin_small['states']} states, pan "
+          f"{spin_small['pan_seconds']} s ({rate} states/s); states agree: "
+          f"{compare['states_agree']}; spin/explorer states per second: "
+          f"{compare['spin_over_python_states_per_second']}x")
+    print(f"{args.big} on spin: {big['status']}, {big['states']} states, {big['deadlocks']} "
+          f"deadlocks, {big['invariants_holding']} of {big['invariants_checked']} invariants "
+          f"hold; {big['wall_seconds']} s in all (steps: {big['steps_seconds']}), pan "
+          f"{big['pan_seconds']} s ({big['pan_states_per_second']} states/s), pan's memory "
+          f"{big['pan_memory_mb']} MB, largest child peak RSS {big['children_peak_rss_mb']} MB")
+    if big["detail"]:
+        print(big["detail"])
+    return 0 if big["status"] == "ok" and compare["states_agree"] else 1
+
+
+def _spin_version() -> str:
+    try:
+        done = subprocess.run(["spin", "-V"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "spin not installed"
+    return done.stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
