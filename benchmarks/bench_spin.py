@@ -13,6 +13,7 @@ Prints, with the command that produced them:
   explorer's).
 
 Run: .venv/bin/python benchmarks/bench_spin.py [--big NAME] [--compare NAME] [--json]
+(`--big none` or `--compare none` leaves that part out.)
 """
 
 from __future__ import annotations
@@ -86,40 +87,57 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON record")
     args = parser.parse_args()
     command = "python benchmarks/bench_spin.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    python = python_figures(args.compare)
-    spin_small = spin_figures(args.compare, 22)
-    big = spin_figures(args.big, args.hash_bits)
-    rate = spin_small["pan_states_per_second"]
-    record = {
+    record: dict[str, object] = {
         "command": command.strip(), "machine": f"{platform.system()} {platform.machine()}",
-        "python": platform.python_version(), "spin": _spin_version(),
-        "compare": {"composition": args.compare, "python": python, "spin": spin_small,
-                    "states_agree": python["states"] == spin_small["states"],
-                    "spin_over_python_states_per_second":
-                        round(rate / python["states_per_second"], 1)  # type: ignore[operator]
-                        if isinstance(rate, int) else None},
-        "big": big}
+        "python": platform.python_version(), "spin": _spin_version()}
+    ok = True
+    if args.compare != "none":
+        python = python_figures(args.compare)
+        spin_small = spin_figures(args.compare, 22)
+        rate = spin_small["pan_states_per_second"]
+        explorer_rate = python["states_per_second"]
+        assert isinstance(explorer_rate, int)
+        record["compare"] = {
+            "composition": args.compare, "python": python, "spin": spin_small,
+            "states_agree": python["states"] == spin_small["states"],
+            "spin_over_python_states_per_second":
+                round(rate / explorer_rate, 1) if isinstance(rate, int) else None}
+        ok = python["states"] == spin_small["states"]
+    if args.big != "none":
+        big = spin_figures(args.big, args.hash_bits)
+        record["big"] = big
+        ok = ok and big["status"] == "ok"
     if args.json:
         json.dump(record, sys.stdout, indent=1)
         sys.stdout.write("\n")
-        return 0
+        return 0 if ok else 1
     print(f"command: {record['command']}  ({record['machine']}, Python {record['python']}, "
           f"{record['spin']})")
-    compare = record["compare"]
-    assert isinstance(compare, dict)
-    print(f"{args.compare}: explorer {python['states']} states in {python['seconds']} s "
+    if args.compare != "none":
+        _print_compare(args.compare, record["compare"])  # type: ignore[arg-type]
+    if args.big != "none":
+        _print_big(args.big, big)
+    return 0 if ok else 1
+
+
+def _print_compare(name: str, compare: dict[str, dict[str, object]]) -> None:
+    python, spin_small = compare["python"], compare["spin"]
+    rate = spin_small["pan_states_per_second"]
+    print(f"{name}: explorer {python['states']} states in {python['seconds']} s "
           f"({python['states_per_second']} states/s); spin {spin_small['states']} states, pan "
           f"{spin_small['pan_seconds']} s ({rate} states/s); states agree: "
           f"{compare['states_agree']}; spin/explorer states per second: "
           f"{compare['spin_over_python_states_per_second']}x")
-    print(f"{args.big} on spin: {big['status']}, {big['states']} states, {big['deadlocks']} "
+
+
+def _print_big(name: str, big: dict[str, object]) -> None:
+    print(f"{name} on spin: {big['status']}, {big['states']} states, {big['deadlocks']} "
           f"deadlocks, {big['invariants_holding']} of {big['invariants_checked']} invariants "
           f"hold; {big['wall_seconds']} s in all (steps: {big['steps_seconds']}), pan "
           f"{big['pan_seconds']} s ({big['pan_states_per_second']} states/s), pan's memory "
           f"{big['pan_memory_mb']} MB, largest child peak RSS {big['children_peak_rss_mb']} MB")
     if big["detail"]:
         print(big["detail"])
-    return 0 if big["status"] == "ok" and compare["states_agree"] else 1
 
 
 def _spin_version() -> str:
