@@ -9,8 +9,8 @@ Prints, with the command that produced them:
   resident set;
 * `--compare` (default `two_call_objects_and_container`): the same composition explored by
   `callgate.model.explorer.explore_counts` in a child process and by spin; both state counts
-  (they must be equal) and each engine's states per second (pan's search time against the
-  explorer's).
+  (they must be equal) and each engine's states per CPU second (pan's search against the
+  explorer's; CPU time, since on a shared machine wall time measures the neighbours).
 
 Run: .venv/bin/python benchmarks/bench_spin.py [--big NAME] [--compare NAME] [--json]
 (`--big none` or `--compare none` leaves that part out.)
@@ -46,15 +46,18 @@ def spin_figures(name: str, hash_bits: int) -> dict[str, object]:
     wall = time.perf_counter() - start
     figures = result.figures
     pan_seconds = figures.get("pan_seconds")
+    cpu = figures.get("step_cpu_seconds")
+    pan_cpu = cpu.get("pan") if isinstance(cpu, dict) else None
     states = result.states
-    rate = (round(states / pan_seconds) if isinstance(states, int) and
-            isinstance(pan_seconds, float) and pan_seconds > 0 else None)
+    rate = (round(states / pan_cpu) if isinstance(states, int) and
+            isinstance(pan_cpu, float) and pan_cpu > 0 else None)
     return {"composition": name, "status": result.status, "states": states,
             "deadlocks": result.deadlocks,
             "invariants_holding": sum(v == "holds" for v in result.invariants.values()),
             "invariants_checked": len(result.invariants), "wall_seconds": round(wall, 2),
-            "steps_seconds": figures.get("step_seconds"), "pan_seconds": pan_seconds,
-            "pan_states_per_second": rate, "pan_memory_mb": figures.get("memory_mb"),
+            "steps_seconds": figures.get("step_seconds"), "steps_cpu_seconds": cpu,
+            "pan_seconds": pan_seconds, "pan_cpu_seconds": pan_cpu,
+            "pan_states_per_cpu_second": rate, "pan_memory_mb": figures.get("memory_mb"),
             "children_peak_rss_mb": _children_peak_mb(),
             "compile_flags": figures.get("compile_flags"), "pan_args": figures.get("pan_args"),
             "detail": result.detail}
@@ -65,16 +68,17 @@ def python_figures(name: str) -> dict[str, object]:
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
             "from callgate.model.explorer import explore_counts; "
             "from callgate.model.export.targets import resolve; "
-            "f = explore_counts(resolve(sys.argv[2])); "
-            "print(json.dumps({'states': f.states, 'edges': f.edges, 'seconds': f.seconds}))")
+            "import time; cpu = time.process_time(); "
+            "f = explore_counts(resolve(sys.argv[2])); cpu = time.process_time() - cpu; "
+            "print(json.dumps({'states': f.states, 'edges': f.edges, 'seconds': f.seconds, "
+            "'cpu_seconds': cpu}))")
     done = subprocess.run([sys.executable, "-c", code, str(ROOT), name], cwd=ROOT,
                           capture_output=True, text=True, check=True)
     found: dict[str, object] = json.loads(done.stdout)
-    seconds = found["seconds"]
-    states = found["states"]
-    assert isinstance(seconds, float) and isinstance(states, int)
-    found["states_per_second"] = round(states / seconds)
-    found["seconds"] = round(seconds, 2)
+    seconds, cpu, states = found["seconds"], found["cpu_seconds"], found["states"]
+    assert isinstance(seconds, float) and isinstance(cpu, float) and isinstance(states, int)
+    found["states_per_cpu_second"] = round(states / cpu)
+    found["seconds"], found["cpu_seconds"] = round(seconds, 2), round(cpu, 2)
     return found
 
 
@@ -94,13 +98,13 @@ def main() -> int:
     if args.compare != "none":
         python = python_figures(args.compare)
         spin_small = spin_figures(args.compare, 22)
-        rate = spin_small["pan_states_per_second"]
-        explorer_rate = python["states_per_second"]
+        rate = spin_small["pan_states_per_cpu_second"]
+        explorer_rate = python["states_per_cpu_second"]
         assert isinstance(explorer_rate, int)
         record["compare"] = {
             "composition": args.compare, "python": python, "spin": spin_small,
             "states_agree": python["states"] == spin_small["states"],
-            "spin_over_python_states_per_second":
+            "spin_over_python_states_per_cpu_second":
                 round(rate / explorer_rate, 1) if isinstance(rate, int) else None}
         ok = python["states"] == spin_small["states"]
     if args.big != "none":
@@ -122,19 +126,20 @@ def main() -> int:
 
 def _print_compare(name: str, compare: dict[str, dict[str, object]]) -> None:
     python, spin_small = compare["python"], compare["spin"]
-    rate = spin_small["pan_states_per_second"]
-    print(f"{name}: explorer {python['states']} states in {python['seconds']} s "
-          f"({python['states_per_second']} states/s); spin {spin_small['states']} states, pan "
-          f"{spin_small['pan_seconds']} s ({rate} states/s); states agree: "
-          f"{compare['states_agree']}; spin/explorer states per second: "
-          f"{compare['spin_over_python_states_per_second']}x")
+    print(f"{name}: explorer {python['states']} states in {python['seconds']} s wall, "
+          f"{python['cpu_seconds']} s CPU ({python['states_per_cpu_second']} states per CPU "
+          f"second); spin {spin_small['states']} states, pan {spin_small['pan_seconds']} s wall, "
+          f"{spin_small['pan_cpu_seconds']} s CPU ({spin_small['pan_states_per_cpu_second']} "
+          f"states per CPU second); states agree: {compare['states_agree']}; spin/explorer "
+          f"states per CPU second: {compare['spin_over_python_states_per_cpu_second']}x")
 
 
 def _print_big(name: str, big: dict[str, object]) -> None:
     print(f"{name} on spin: {big['status']}, {big['states']} states, {big['deadlocks']} "
           f"deadlocks, {big['invariants_holding']} of {big['invariants_checked']} invariants "
-          f"hold; {big['wall_seconds']} s in all (steps: {big['steps_seconds']}), pan "
-          f"{big['pan_seconds']} s ({big['pan_states_per_second']} states/s), pan's memory "
+          f"hold; {big['wall_seconds']} s wall in all (steps, wall: {big['steps_seconds']}; CPU: "
+          f"{big['steps_cpu_seconds']}), pan {big['pan_seconds']} s wall "
+          f"({big['pan_states_per_cpu_second']} states per CPU second), pan's memory "
           f"{big['pan_memory_mb']} MB, largest child peak RSS {big['children_peak_rss_mb']} MB")
     if big["detail"]:
         print(big["detail"])

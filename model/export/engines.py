@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -114,6 +115,11 @@ def python_engine(target: Machine | Composition,
                                  "transitions": len(graph.transitions)})
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def find_tools() -> tuple[str, str]:
     """The paths of `spin` and a C compiler (`CC`, else cc, gcc or clang); ToolMissing naming
     what to install."""
@@ -189,9 +195,10 @@ def spin_engine(target: Machine | Composition,
                  ("cc", [cc, *flags, "-o", "pan", "pan.c"]),
                  ("pan", ["./pan", *pan_args])]
         timings: dict[str, float] = {}
+        cpu_timings: dict[str, float] = {}
         outputs: list[str] = []
         for what, command in steps:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _children_cpu()
             try:
                 done = subprocess.run(command, cwd=work, capture_output=True, text=True,
                                       timeout=timeout, check=False)
@@ -199,6 +206,7 @@ def spin_engine(target: Machine | Composition,
                 return _error("spin", target.name, f"{what} ran out of time ({timeout} s)",
                               start)
             timings[what] = round(time.perf_counter() - began, 3)
+            cpu_timings[what] = round(_children_cpu() - cpu, 3)
             outputs.append(done.stdout + done.stderr)
             if done.returncode != 0 and what != "pan":
                 return _error("spin", target.name,
@@ -222,6 +230,7 @@ def spin_engine(target: Machine | Composition,
         "branches": model.branches, "state_vector_bytes": pan.get("vector"),
         "depth": pan.get("depth"), "memory_mb": pan.get("memory"),
         "pan_seconds": pan.get("elapsed"), "step_seconds": timings,
+        "step_cpu_seconds": cpu_timings,
         "compile_flags": " ".join(flags), "pan_args": " ".join(pan_args)}
     if not pan["complete"]:
         tail = "\n".join(output.strip().splitlines()[-15:])
