@@ -36,7 +36,7 @@ from callgate.model.invariants import StateInvariant, StateView
 from callgate.model.transitions import Composition, Machine, ModelError
 
 SPIN_PACKAGE = "spin"  # Debian's package (tools/install-system-packages.sh, `make system`)
-CC_FLAGS = ("-DSAFETY", "-DNOREDUCE", "-DCOLLAPSE")
+CC_FLAGS = ("-DSAFETY", "-DNOREDUCE")
 
 
 class ToolMissing(Exception):
@@ -227,7 +227,7 @@ def spin_engine(target: Machine | Composition,
     else:
         pan["deadlocks"] = 0 if pan["violated"] else pan.get("errors")
     figures: dict[str, object] = {
-        "branches": model.branches, "state_vector_bytes": pan.get("vector"),
+        "outcomes": model.outcomes, "branches": model.branches, "state_vector_bytes": pan.get("vector"),
         "depth": pan.get("depth"), "memory_mb": pan.get("memory"),
         "pan_seconds": pan.get("elapsed"), "step_seconds": timings,
         "step_cpu_seconds": cpu_timings,
