@@ -165,15 +165,17 @@ def parse_pan(output: str) -> dict[str, object]:
 def spin_engine(target: Machine | Composition,
                 state_invariants: Sequence[StateInvariant] | None = None,
                 cross_invariants: Sequence[CrossInvariant] | None = None, *,
-                hash_bits: int = 22, max_depth: int = 1_000_000, memory_mb: int = 4096,
+                hash_bits: int | None = None, max_depth: int | None = None, memory_mb: int = 4096,
                 timeout: float | None = None, keep: Path | None = None,
                 optimize: bool | None = None) -> EngineResult:
     """spin's result on the exported Promela: `spin -a`, `cc` and `pan -c0` (the search goes on
     past errors and counts them all). `keep` is a directory for the generated files (default: a
     temporary one). `optimize`: compile pan with -O2 (slower to build, faster to search) or -O0
     (for small models, where the compiler's time is most of the run); by default -O2 for
-    compositions of three slots or more. When an invariant is violated, pan runs a second time
-    with -A (assertions off) to count the deadlocks alone."""
+    compositions of three slots or more. `max_depth` (pan's -m, whose stack pan allocates
+    whole) and `hash_bits` (pan's -w): by default 10 million and 24 for three slots or more,
+    else 1 million and 22. When an invariant is violated, pan runs a second time with -A
+    (assertions off) to count the deadlocks alone."""
     start = time.perf_counter()
     try:
         spin, cc = find_tools()
@@ -183,8 +185,10 @@ def spin_engine(target: Machine | Composition,
         model = export(target, state_invariants, cross_invariants)
     except ModelError as exc:
         return _error("spin", target.name, f"cannot export: {exc}", start)
-    if optimize is None:
-        optimize = isinstance(target, Composition) and len(target.slots) >= 3
+    large = isinstance(target, Composition) and len(target.slots) >= 3
+    optimize = large if optimize is None else optimize
+    max_depth = (10_000_000 if large else 1_000_000) if max_depth is None else max_depth
+    hash_bits = (24 if large else 22) if hash_bits is None else hash_bits
     with tempfile.TemporaryDirectory(prefix="callgate-spin-") as scratch:
         work = keep or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
