@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests use (Graphviz for SVG state diagrams, Chromium for the HTML report,
-# Wine and mingw-w64 for the `wine` adapter's tests: tools/wine/packages.txt).
+# spin and a C compiler for `callgate model check --engine spin`, Wine and mingw-w64 for the
+# `wine` adapter's tests: tools/wine/packages.txt).
 system:
-	./tools/install-system-packages.sh graphviz:dot chromium:chromium $$(cat tools/wine/packages.txt)
+	./tools/install-system-packages.sh graphviz:dot chromium:chromium spin:spin gcc:cc $$(cat tools/wine/packages.txt)
 
 # The main job: the conformance gate against the bundled reference implementation; the reports
 # land in reports/reference (report.json, junit.xml, report.md, report.html, results.jsonl).

@@ -11,7 +11,13 @@ from dataclasses import asdict
 from rich.markup import escape
 from rich.table import Table
 
-from callgate.conformance.cli.console import EXIT_NONCONFORMANT, EXIT_OK, EXIT_USAGE, make_console
+from callgate.conformance.cli.console import (
+    EXIT_HARNESS,
+    EXIT_NONCONFORMANT,
+    EXIT_OK,
+    EXIT_USAGE,
+    make_console,
+)
 from callgate.model.families import FAMILIES
 from callgate.model.render import machine_views, rules_listing
 
@@ -153,9 +159,58 @@ def cmd_model_pins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_model_engine(args: argparse.Namespace) -> int:
+    """One engine (the Python explorer or spin) on one machine or composition: states,
+    deadlocks, invariant verdicts; exit 1 on a violation, 3 if the engine could not finish."""
+    from callgate.model.export import engines, targets
+    from callgate.model.transitions import ModelError
+
+    try:
+        target = targets.resolve(args.composition or "two_call_objects")
+    except ModelError as exc:
+        print(f"callgate model check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run = engines.spin_engine if args.engine == "spin" else engines.python_engine
+    result = run(target)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        console = make_console()
+        console.print(f"{result.engine} on {escape(result.composition)}: {result.status}; "
+                      f"{result.states} states, {result.deadlocks} deadlocks, "
+                      f"{len(result.invariants)} invariants checked in {result.seconds:.2f} s")
+        for name, verdict in result.invariants.items():
+            if verdict != "holds":
+                console.print(f"  [bold red]{escape(name)}: {verdict}[/bold red]")
+        if result.detail:
+            console.print(escape(result.detail))
+    return {"ok": EXIT_OK, "violated": EXIT_NONCONFORMANT}.get(result.status, EXIT_HARNESS)
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    """The Promela model of a machine or composition (generated from the tables)."""
+    from callgate.model.export import promela, targets
+    from callgate.model.transitions import ModelError
+
+    try:
+        model = promela.export(targets.resolve(args.composition))
+    except ModelError as exc:
+        print(f"callgate model export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(model.text)
+    else:
+        sys.stdout.write(model.text)
+    return EXIT_OK
+
+
 def cmd_model_check(args: argparse.Namespace) -> int:
     """Every proof, table check, exploration and liveness check; exit 1 on a counterexample, an
     unknown, an error (a check that could not run on the tables) or an unexpected conflict."""
+    if args.engine or args.composition:
+        return cmd_model_engine(args)
     from callgate.model import verify  # z3 and networkx load only for this command
     from callgate.model.liveness import iter_lasso
     from callgate.model.proofs import summarize
@@ -342,7 +397,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--depth", type=int, default=6, metavar="K",
                        help="bounded model checking depth (default 6)")
+    check.add_argument("--engine", choices=("python", "spin"),
+                       help="only explore one machine or composition with this engine (states, "
+                            "deadlocks, state and cross invariants; spin needs Debian's `spin` "
+                            "package and a C compiler)")
+    check.add_argument("--composition", metavar="NAME",
+                       help="with --engine: a machine, a composition (two_call_objects, the "
+                            "default; call_with_event; calls_one_server; ...) or MACHINE*N")
     check.set_defaults(func=cmd_model_check)
+    export = msub.add_parser("export", help="export the model to another checker's language")
+    export.add_argument("--promela", action="store_true", required=True,
+                        help="Promela for spin (the only format)")
+    export.add_argument("--composition", metavar="NAME", default="two_call_objects",
+                        help="a machine, a composition or MACHINE*N (default two_call_objects)")
+    export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    export.set_defaults(func=cmd_model_export)
     mutants = msub.add_parser(
         "mutants", help="seed errors in the tables and show which semantic check catches each")
     mutants.add_argument("--json", action="store_true", help="print the report as JSON")
