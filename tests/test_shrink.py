@@ -291,3 +291,34 @@ def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
     assert text.startswith("event: kind=ManualResetEvent signaled=False / Wait")
     assert (shortest, observing) == (3, 0)
     assert mutants.is_minimal(len(result.trace), shortest, observing, True)
+
+
+def test_a_shrunk_counterexample_keeps_the_values_it_sent() -> None:
+    # Finish_ hands back the previous call's [out]: the shrunk counterexample (a cycle cut out)
+    # must carry the concrete values it ran with, or its replay sends others and its echoed
+    # [out] cannot be read back as the model's (the faulty transition could not be placed).
+    adapter = ReferenceAdapter(faults=["finish_stale_out"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    slots = (SlotSpec("s0", "com_call", {}),)
+
+    def c(op: str, **args: object) -> Action:
+        return Action("s0", op, tuple(args.items()))
+
+    call = [c("Begin_"), c("server_signal", out=1, then_impersonate=False), c("Finish_")]
+    steps = (c("CreateCall", riid="async", aggregate=False), *call, *call, c("Begin_"),
+             c("server_signal", out=2, then_impersonate=False), c("Finish_"))
+    try:
+        failed = runner.run(Case("t", "directed", "stale out", slots, steps))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 10, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert shrunk.length_after == 7 and shrunk.shrink["one_minimal"]
+    assert shrunk.replay["values"] == failed.replay["values"]
+    plan = sequences.plan(adapter.capabilities(), only={"com_call"})
+    text, shortest, observing = mutants.faulty_transition(shrunk, plan, "COM-FIN-01")
+    assert text.endswith("phase=SIGNALED cancel=False out=1 held=False orphan=0 waited=False"
+                         " / Finish_()")
+    assert (shortest, observing) == (3, 3)
+    assert mutants.is_minimal(len(shrunk.trace), shortest, observing, True)

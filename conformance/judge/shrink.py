@@ -246,9 +246,11 @@ class Shrinker:
             candidate = Case(self.case.id, self.case.kind, self.case.description,
                              self.case.slots, actions_of(live.trace), self.case.rules,
                              values=self.case.values)
+            # With the values it sent: the counterexample replays with them, and its echoed
+            # values read back as the model's.
             failed = self.runner.result(candidate, live.verdict, started, live.trace,
                                         live.covered, message=live.message,
-                                        evidence=live.evidence)
+                                        evidence=live.evidence, values=live.values)
             if Reason.of(failed) != self.reason:
                 self._reject("failed another way" if live.verdict is Verdict.FAIL else "error")
                 if live.verdict is Verdict.ERROR:
