@@ -76,6 +76,9 @@ class RunOptions:
     full_waits: bool = False
     # `--record-trace FILE`: write the calls the run makes in the trace format (docs/traces.md).
     record_trace: Path | None = None
+    # The argument values' chooser (a mutant's jobs share one, so each case draws the values it
+    # draws in one whole run); None: a new one from `seed`.
+    values: ValueChooser | None = None
 
 
 class StopRun(Exception):
@@ -332,7 +335,8 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         aborted: dict[str, Any] | None = None
         exit_code = 0
         runner = CaseRunner(adapter, caps, options.step_timeout,
-                            ValueChooser(options.seed, fixed=options.fixed_values),
+                            options.values or ValueChooser(options.seed,
+                                                           fixed=options.fixed_values),
                             options.expectations, waits=WaitLengths(calibrate=not options.full_waits))
         _record_trace(runner, options.record_trace)
         try:

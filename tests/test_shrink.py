@@ -301,7 +301,7 @@ def test_a_shrunk_counterexample_keeps_the_values_it_sent() -> None:
     runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
     slots = (SlotSpec("s0", "com_call", {}),)
 
-    def c(op: str, **args: object) -> Action:
+    def c(op: str, **args: str | int | bool) -> Action:
         return Action("s0", op, tuple(args.items()))
 
     call = [c("Begin_"), c("server_signal", out=1, then_impersonate=False), c("Finish_")]
@@ -322,3 +322,60 @@ def test_a_shrunk_counterexample_keeps_the_values_it_sent() -> None:
                          " / Finish_()")
     assert (shortest, observing) == (3, 3)
     assert mutants.is_minimal(len(shrunk.trace), shortest, observing, True)
+
+
+def test_a_needed_step_the_model_calls_a_no_op_is_where_a_hidden_fault_acts() -> None:
+    # rewait_loses_out: a second Wait that returns S_OK empties the [out] buffer, and Finish_
+    # (the step citing COM-FIN-01) delivers 0. The model says the second Wait changes nothing, so
+    # a trace that needs it (shown by the shrinker) shows the fault acting there.
+    adapter = ReferenceAdapter(faults=["rewait_loses_out"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    look = Action("s0", "Wait", (("timeout", "zero"),))
+    steps = (Action("s0", "CreateCall", (("riid", "async"), ("aggregate", False))),
+             Action("s0", "Begin_", ()),
+             Action("s0", "server_signal", (("out", 1), ("then_impersonate", False))),
+             look, look, Action("s0", "Finish_", ()))
+    try:
+        # [out] 1 sent as 42: the lost value (0) must differ from the one sent.
+        result = runner.run(Case("t", "directed", "wait twice", (SlotSpec("s0", "com_call", {}),),
+                                 steps, values={"out": {"1": 42, "2": 7}}))
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.FAIL and len(result.trace) == 6, result.message
+    plan = sequences.plan(adapter.capabilities(), only={"com_call"})
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-FIN-01",
+                                                          needed=True)
+    assert text.endswith("waited=True / Wait(timeout=zero)") and (shortest, observing) == (4, 1)
+    assert mutants.is_minimal(6, shortest, observing, True)
+    # Not shown needed: the step citing the rule is named, and 6 steps exceed 4 + 1 + 0.
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-FIN-01")
+    assert text.endswith(" / Finish_()") and (shortest, observing) == (4, 0)
+    assert not mutants.is_minimal(6, shortest, observing, True)
+
+
+def test_the_way_to_where_a_hidden_fault_acts_is_shortened_too() -> None:
+    # reinitialize_keeps_enabled: CoUninitialize leaves the enable count. The failure shows at
+    # the last Disable, whose state the model reaches at once (Enable) but where the implementation
+    # is right; the fault acted at `reinitialize`, and the way to it (a cancel object set and
+    # cleared) is what can be shortened: to one Enable.
+    adapter = ReferenceAdapter(faults=["reinitialize_keeps_enabled"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+
+    def t(op: str, **args: str) -> Action:
+        return Action("s0", op, tuple(args.items()))
+
+    enable, disable = (t("CoEnableCallCancellation", pReserved="NULL"),
+                       t("CoDisableCallCancellation", pReserved="NULL"))
+    steps = (t("CoSetCancelObject", pUnk="cancel_object"), enable,
+             t("CoSetCancelObject", pUnk="NULL"), t("reinitialize"), enable, disable)
+    try:
+        failed = runner.run(Case("t", "directed", "", (SlotSpec("s0", "thread_cancel", {}),),
+                                 steps))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 6, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert actions_of(shrunk.trace) == (enable, t("reinitialize"), enable, disable)
+    assert shrunk.shrink["one_minimal"]

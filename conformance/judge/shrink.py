@@ -8,11 +8,15 @@ again against a fresh session of the adapter:
 1. Cycles. The steps between two moments at which the implementation was observed in the same
    model state (every slot's tracker the same) are cut out, the longest cycle first.
 2. The shortest observed way. Every run (the original and every candidate) adds what the
-   implementation was seen to do to a graph: observed state, action, observed next state. A
-   shortest path in that graph, not the model's, from the initial state to the state the
-   failing step starts from, followed by the failing step, is tried.
+   implementation was seen to do to a graph: observed state, action, observed next state. The
+   steps before a step are replaced by a shortest path in that graph, not the model's, from the
+   initial state to the state the step starts from: first before the failing step, then before
+   each earlier one, latest first (a fault that corrupts a state the model does not have acts
+   at an earlier step and shows later: the way to that step is what can be shortened).
 3. Delta debugging (ddmin, on complements): chunks of steps are removed, halving the chunk size
    until single steps; then every single step is removed in turn once more, until none can go.
+   The shortest observed ways are tried once more on the result (the candidates' runs taught
+   the graph more ways), and if one is taken, passes 3 runs again on it.
 
 A candidate is kept only if it fails for the same reason (`Reason`: a `fail` verdict whose last
 step is the same operation, on the same machine, citing the same rules) and its run took fewer
@@ -57,6 +61,11 @@ from callgate.model.transitions import Action, Args, Kind, State, Tracker
 
 # How often, at most, a long shrinking says where it is (seconds).
 PROGRESS_EVERY = 2.0
+
+# The first pass of shortest observed ways gives up after this many candidates in a row that do
+# not fail the same way (the trace is long then: delta debugging shortens it more cheaply); the
+# pass after delta debugging, on a short trace, tries every step.
+PREFIX_TRIES = 8
 
 # The default budget: reruns, and wall-clock seconds.
 RERUNS = 400
@@ -305,14 +314,8 @@ class Shrinker:
                     break
         return best
 
-    def observed_path(self, best: CaseResult) -> CaseResult:
-        """Try the shortest way, in the graph of observed states, to where the failing step
-        starts, then the failing step."""
-        steps = actions_of(best.trace)
-        states = self.learn(best.trace)
-        if len(states) < len(steps):
-            return best  # the model lost the way before the failing step: no target
-        start, target = states[0], states[len(steps) - 1]
+    def observed_way(self, start: Key, target: Key) -> list[Action] | None:
+        """A shortest way in the graph of observed states from `start` to `target`."""
         parent: dict[Key, tuple[Key, Action] | None] = {start: None}
         queue = deque([start])
         while queue and target not in parent:
@@ -322,16 +325,43 @@ class Shrinker:
                     parent[nxt] = (node, action)
                     queue.append(nxt)
         if target not in parent:
-            return best
+            return None
         path: list[Action] = []
         at = target
         while (link := parent[at]) is not None:
             at, action = link
             path.append(action)
         path.reverse()
-        if len(path) + 1 >= len(steps):
-            return best
-        return self.better((*path, steps[-1]), best) or best
+        return path
+
+    def observed_path(self, best: CaseResult, tries: int | None = None) -> CaseResult:
+        """Replace the steps before a step by the shortest way, in the graph of observed
+        states, to the state that step starts from; the step and all after it are kept. The
+        failing step is tried first (the shortest way to where the failure shows), then each
+        earlier step, latest first: a fault that corrupts hidden state acts at an earlier step
+        and shows later, so the way to the step where it acts is the one to shorten. The first
+        candidate that fails the same way is taken, and the pass starts again from it. `tries`:
+        at most this many candidates in a row that do not (None: no limit)."""
+        improved = True
+        while improved and not self.over():
+            improved = False
+            steps = actions_of(best.trace)
+            states = self.learn(best.trace)
+            left = tries
+            for i in range(min(len(steps), len(states)) - 1, 0, -1):
+                path = self.observed_way(states[0], states[i])
+                if path is None or len(path) >= i:
+                    continue
+                candidate = (*path, *steps[i:])
+                if self.tried(candidate):
+                    continue
+                got = self.better(candidate, best)
+                if got is not None:
+                    best, improved = got, True
+                    break
+                if self.over() or (left is not None and (left := left - 1) <= 0):
+                    break
+        return best
 
     def ddmin(self, best: CaseResult) -> CaseResult:
         """Remove chunks of steps (complements), halving the chunk size down to single steps."""
@@ -374,9 +404,14 @@ class Shrinker:
         """Shrink `failed` (a result of `self.case` that fails for `self.reason`)."""
         self._cache[actions_of(failed.trace)] = failed
         best = self.cycles(failed)
-        best = self.observed_path(best)
+        best = self.observed_path(best, tries=PREFIX_TRIES)
         best = self.ddmin(best)
         best, minimal = self.one_minimal(best)
+        # Every run taught the observed graph more ways: a shorter way to where the fault acts
+        # may be known now. If one is taken, the single-step pass runs again on the result.
+        shorter = self.observed_path(best)
+        if shorter is not best:
+            best, minimal = self.one_minimal(self.ddmin(shorter))
         seconds = self.clock() - self.started
         note = "" if minimal else (self.stopped or "not shown minimal")
         if minimal and self.reruns == 0:
