@@ -430,16 +430,24 @@ def machines_of(rule: str) -> list[str]:
     return sorted((n for n, c in counts.items() if c), key=lambda n: (-counts[n], order.index(n)))
 
 
-def jobs_for(rule: str, machines: Sequence[str], kinds: Sequence[str]) -> list[Job]:
-    """A mutant's jobs in the order they run: the machines of the rule it breaks first, then the
-    other machines (in the plan's order), then the stateful and parallel cases. A machine's job
-    draws the same argument values as in a whole run (each operation has its own cursor), and
-    the last job runs after every machine's, as in a whole run."""
+def jobs_for(rule: str, machines: Sequence[str], kinds: Sequence[str],
+             sizes: Mapping[str, int] | None = None) -> list[Job]:
+    """A mutant's jobs in the order they run: the machines whose rows cite the rule it breaks
+    first, then the other machines, then the stateful and parallel cases. With `sizes` (each
+    machine's transitions), the smaller machine goes first within each group: its walk is the
+    cheaper, so a kill there comes sooner and a miss costs less (else the plan's order). The
+    last job runs after every machine's, as in a whole run."""
     chosen = set(kinds)
     jobs: list[Job] = []
     if chosen & {"directed", "multi"}:
-        first = [m for m in machines_of(rule) if m in machines]
-        jobs += [Job(m, m) for m in (*first, *(m for m in machines if m not in first))]
+        order = list(machines)
+
+        def cheap_first(names: Iterable[str]) -> list[str]:
+            return sorted(names, key=lambda n: ((sizes or {}).get(n, 0), order.index(n)))
+
+        first = cheap_first(m for m in machines_of(rule) if m in machines)
+        rest = cheap_first(m for m in machines if m not in first)
+        jobs += [Job(m, m) for m in (*first, *rest)]
     if chosen & {"stateful", "parallel"}:
         jobs.append(Job(LAST_JOB))
     return jobs
@@ -502,7 +510,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         caps = adapter.capabilities()
         plan = plan_for(caps)
         if machines is None:
-            jobs = jobs_for(fault.rule, list(plan.machines), kinds)
+            jobs = jobs_for(fault.rule, list(plan.machines), kinds, plan.totals())
         else:
             jobs = [Job(m, m) for m in machines if m in plan.machines]
             jobs += [j for j in jobs_for(fault.rule, [], kinds) if not j.machine]

@@ -239,6 +239,13 @@ def test_a_mutants_jobs_start_with_the_machine_of_its_rule() -> None:
         mutants.LAST_JOB]
     assert [j.name for j in mutants.jobs_for("COM-BEGIN-01", plan_order, ("directed",))] == [
         "com_call", "thread_cancel", "event", "rpc_call"]
+    # COM-SYNC-01 is cited by rows of three machines: with their sizes, the smallest walks first.
+    assert set(mutants.machines_of("COM-SYNC-01")) == {"com_call", "event", "container"}
+    sizes = {"com_call": 318, "thread_cancel": 85, "event": 28, "container": 1938,
+             "rpc_call": 15914}
+    jobs = mutants.jobs_for("COM-SYNC-01", [*plan_order, "container"], ("directed",), sizes)
+    assert [j.name for j in jobs] == ["event", "com_call", "container", "thread_cancel",
+                                      "rpc_call"]
 
 
 def test_the_schedule_stops_at_the_first_kill_and_counts_the_jobs_before_it() -> None:

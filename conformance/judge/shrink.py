@@ -26,11 +26,13 @@ run took is what counts: if the harness adds a look before a wait for ever (see
 `LiveCase.lookout`), the look is part of the counterexample.
 
 An `error` verdict is shrunk the same way when the error is the implementation's: its last step
-is one the adapter did not answer properly (it raised, or broke the protocol: the trace's last
-record has no code), and a candidate must end with the same kind of error (`Reason.error`,
-"adapter fault") on the same operation, machine and rules. An error of callgate's own code (a
-harness error) says nothing about the implementation and is never shrunk; nor is a hang, since
-every candidate that reproduced it would cost a step timeout.
+is one the adapter did not answer properly (it raised, broke the protocol, or did not answer
+within the step timeout: the trace's last record has no code), and a candidate must end with the
+same kind of error (`Reason.error`, "adapter fault" or "adapter hung") on the same operation,
+machine and rules. An error of callgate's own code (a harness error) says nothing about the
+implementation and is never shrunk. Every candidate that hangs costs a step timeout, so a hang's
+shrinking stops after `ShrinkBudget.hangs` candidates hung (its seconds are raised by as many
+step timeouts).
 
 The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
 pass ran every single-step removal of the final counterexample and none of them failed the same
@@ -70,6 +72,7 @@ PREFIX_TRIES = 8
 # The default budget: reruns, and wall-clock seconds.
 RERUNS = 400
 SECONDS = 30.0
+HANGS = 4
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class ShrinkBudget:
 
     reruns: int = RERUNS
     seconds: float = SECONDS
+    hangs: int = HANGS  # candidates that hung (each cost a step timeout)
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,17 @@ class Reason:
         return Reason(result.slots.get(last.slot, ""), last.op, tuple(sorted(last.rules)), error)
 
 
+HUNG = "adapter hung"
+
+
 def implementation_error(message: str) -> str:
     """The kind of an `error` verdict the adapter caused at a step that the shrinker reruns
-    ("adapter fault"), read from the runner's message; "" for any other error: a harness error,
-    and a hang (every candidate that reproduced it would cost a step timeout)."""
-    if HARNESS_ERROR in message or ADAPTER_HUNG in message:
+    ("adapter fault", or "adapter hung": no answer within the step timeout), read from the
+    runner's message; "" for any other error (a harness error)."""
+    if HARNESS_ERROR in message:
         return ""
+    if ADAPTER_HUNG in message:
+        return HUNG
     return "adapter fault" if ADAPTER_FAULT in message else ""
 
 
@@ -196,6 +205,7 @@ class Shrinker:
         self.clock = clock
         self.started = clock()
         self.reruns = 0
+        self.hangs = 0
         self.stopped = ""
         self.rejected: dict[str, int] = {}
         self._cache: dict[tuple[Action, ...], CaseResult | None] = {}
@@ -214,6 +224,9 @@ class Shrinker:
             spent = self.clock() - self.started
             if self.reruns >= self.budget.reruns:
                 self.stopped = f"the shrinking budget ran out ({self.reruns} reruns)"
+            elif self.hangs >= self.budget.hangs:
+                self.stopped = (f"the shrinking budget ran out ({self.hangs} candidates hung, "
+                                f"each a step timeout)")
             elif spent >= self.budget.seconds:
                 self.stopped = (f"the shrinking budget ran out ({spent:.1f} s, "
                                 f"{self.reruns} reruns)")
@@ -250,6 +263,8 @@ class Shrinker:
             live.harness_error(exc)
         finally:
             live.close()
+        if ADAPTER_HUNG in live.message:
+            self.hangs += 1
         self.learn(live.trace)
         if live.verdict in (Verdict.FAIL, Verdict.ERROR):
             candidate = Case(self.case.id, self.case.kind, self.case.description,
@@ -467,16 +482,20 @@ def shrink_case(runner: CaseRunner, failed: CaseResult, shorter: Case | None = N
         return shrink_race(runner, failed, RaceBudget(runs=left.reruns, seconds=left.seconds),
                            clock=clock)
     started = clock()
-    start, slots, extra = failed, replay_slot_specs(failed), 0
+    start, slots, extra, hung = failed, replay_slot_specs(failed), 0, 0
     if shorter is not None and len(shorter.steps) < len(failed.trace):
         extra = 1
         again = runner.run(shorter)
+        hung = int(ADAPTER_HUNG in again.message)
         if Reason.of(again) == reason and len(again.trace) < len(failed.trace):
             start, slots = again, shorter.slots
     left = budget or ShrinkBudget()
+    if reason.error == HUNG:  # each candidate that hangs again waits out a step timeout
+        left = replace(left, seconds=left.seconds + left.hangs * runner.step_timeout)
     spent = clock() - started
     shrunk = shrink_failure(runner, start, slots,
-                            ShrinkBudget(max(0, left.reruns - extra), left.seconds - spent),
+                            ShrinkBudget(max(0, left.reruns - extra), left.seconds - spent,
+                                         max(0, left.hangs - hung)),
                             progress, clock)
     if shrunk is None:
         return failed
