@@ -76,8 +76,8 @@ class RunOptions:
     full_waits: bool = False
     # `--record-trace FILE`: write the calls the run makes in the trace format (docs/traces.md).
     record_trace: Path | None = None
-    # The argument values' chooser (a mutant's jobs share one, so each case draws the values it
-    # draws in one whole run); None: a new one from `seed`.
+    # The argument values' chooser (a mutant's jobs share one: each value class's draws go on
+    # from job to job, boundaries first, as in one run); None: a new one from `seed`.
     values: ValueChooser | None = None
 
 

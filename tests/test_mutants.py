@@ -233,8 +233,8 @@ def test_a_mutants_jobs_start_with_the_machine_of_its_rule() -> None:
     assert mutants.machines_of("COM-CCAN-03")[0] == "thread_cancel"
     plan_order = ["com_call", "thread_cancel", "event", "rpc_call"]
     jobs = mutants.jobs_for("RPC-CLI-CALL-01", plan_order, mutants.KINDS)
-    assert [j.name for j in jobs] == ["rpc_call", "com_call", "thread_cancel", "event",
-                                      mutants.LAST_JOB]
+    assert [j.name for j in jobs] == ["rpc_call", mutants.LAST_JOB, "com_call", "thread_cancel",
+                                      "event"]
     assert [j.name for j in mutants.jobs_for("RPC-CLI-CALL-01", plan_order, ("stateful",))] == [
         mutants.LAST_JOB]
     assert [j.name for j in mutants.jobs_for("COM-BEGIN-01", plan_order, ("directed",))] == [

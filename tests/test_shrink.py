@@ -379,3 +379,54 @@ def test_the_way_to_where_a_hidden_fault_acts_is_shortened_too() -> None:
         adapter.shutdown()
     assert actions_of(shrunk.trace) == (enable, t("reinitialize"), enable, disable)
     assert shrunk.shrink["one_minimal"]
+
+
+def _last_dispatched_shrunk() -> tuple[CaseResult, tuple[Action, ...], ReferenceAdapter]:
+    # rpc_cancel_last_dispatched: RpcAsyncCancelCall on r1 tells the server of the call last
+    # dispatched on the binding (r0's), whose server then sees a cancel. r0 took a detour (a
+    # call aborted and completed) before its second call; its own shortest way (learnt from r1,
+    # an object of the same machine and configuration) replaces it in the places of its last
+    # steps, so r0's call is still dispatched after r1's.
+    adapter = ReferenceAdapter(faults=["rpc_cancel_last_dispatched"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+
+    def r(slot: str, op: str, **args: str | int) -> Action:
+        return Action(slot, op, tuple(args.items()))
+
+    init = {s: r(s, "RpcAsyncInitializeHandle", size="exact") for s in ("r0", "r1")}
+    call = {s: r(s, "AsyncCall", notify="Apc", binding="good", hThread="explicit")
+            for s in ("r0", "r1")}
+    cancel, test = r("r1", "RpcAsyncCancelCall", abort=False), r("r0", "server_test_cancel",
+                                                                   timeout="zero")
+    steps = (init["r0"], r("r0", "AsyncCall", notify="None", binding="good", hThread="explicit"),
+             init["r1"], r("r0", "server_abort", code=5, thread="later"), call["r1"],
+             r("r0", "RpcAsyncCompleteCall"), call["r0"], cancel, test)
+    slots = (SlotSpec("r0", "rpc_call", {}), SlotSpec("r1", "rpc_call", {}))
+    try:
+        failed = runner.run(Case("t", "multi", "", slots, steps,
+                                 values={"abort.code": {"5": 4294967295, "8": 4660}}))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 9, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    return shrunk, (init["r1"], call["r1"], init["r0"], call["r0"], cancel, test), adapter
+
+
+def test_objects_steps_are_shortened_each_in_its_own_graph_keeping_their_order() -> None:
+    shrunk, expected, _ = _last_dispatched_shrunk()
+    assert actions_of(shrunk.trace) == expected
+    assert shrunk.shrink["one_minimal"]
+
+
+@pytest.mark.slow  # builds the rpc_call graph (about 10 s, more on a loaded machine)
+def test_a_fault_acting_on_another_object_is_placed_on_that_objects_step() -> None:
+    shrunk, _, adapter = _last_dispatched_shrunk()
+    # The faulty transition is r1's cancel (another object's step citing the rule), reached by
+    # a shortest way for each object: 2 + 2 steps, the cancel, and r0's test that observes it.
+    plan = sequences.plan(adapter.capabilities(), only={"rpc_call"})
+    text, shortest, observing = mutants.faulty_transition(shrunk, plan, "RPC-CLI-CANCEL-03",
+                                                          needed=True)
+    assert text.startswith("rpc_call r1: ") and text.endswith("/ RpcAsyncCancelCall(abort=False)")
+    assert (shortest, observing) == (4, 1)
+    assert mutants.is_minimal(6, shortest, observing, True)

@@ -16,7 +16,9 @@ again against a fresh session of the adapter:
 3. Delta debugging (ddmin, on complements): chunks of steps are removed, halving the chunk size
    until single steps; then every single step is removed in turn once more, until none can go.
    The shortest observed ways are tried once more on the result (the candidates' runs taught
-   the graph more ways), and if one is taken, passes 3 runs again on it.
+   the graph more ways), and in a case of several objects each object's own shortest observed
+   way before a step, in the places of its last steps there (see `Shrinker.slot_paths`); if
+   one is taken, pass 3 runs again on it.
 
 A candidate is kept only if it fails for the same reason (`Reason`: a `fail` verdict whose last
 step is the same operation, on the same machine, citing the same rules) and its run took fewer
@@ -210,6 +212,11 @@ class Shrinker:
         self.rejected: dict[str, int] = {}
         self._cache: dict[tuple[Action, ...], CaseResult | None] = {}
         self._edges: dict[Key, dict[Key, Action]] = {}
+        # The same, one object at a time (a multi-object case), shared by the objects of one
+        # machine and configuration: kind -> state -> next state -> action.
+        self._slot_edges: dict[str, dict[frozenset[State], dict[frozenset[State], Action]]] = {}
+        self._slots = [s.name for s in case.slots]
+        self._kind = {s.name: f"{s.machine} {sorted(s.config.items())}" for s in case.slots}
         self._last_report = self.started
 
     def tried(self, steps: Sequence[Action]) -> bool:
@@ -238,6 +245,10 @@ class Shrinker:
                                  self.case.values)
         for i, action in enumerate(actions_of(trace[:len(states) - 1])):
             self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
+            if action.slot in self._slots:
+                k = self._slots.index(action.slot)
+                self._slot_edges.setdefault(self._kind[action.slot], {}).setdefault(
+                    states[i][k], {}).setdefault(states[i + 1][k], action)
         return states
 
     def run(self, steps: Sequence[Action]) -> CaseResult | None:
@@ -329,13 +340,16 @@ class Shrinker:
                     break
         return best
 
-    def observed_way(self, start: Key, target: Key) -> list[Action] | None:
-        """A shortest way in the graph of observed states from `start` to `target`."""
-        parent: dict[Key, tuple[Key, Action] | None] = {start: None}
+    def observed_way(self, start: Any, target: Any, slot: str = "") -> list[Action] | None:
+        """A shortest way in the graph of observed states from `start` to `target` (with `slot`:
+        in that object's own graph)."""
+        edges: Mapping[Any, Mapping[Any, Action]] = (
+            self._slot_edges.get(self._kind[slot], {}) if slot else self._edges)
+        parent: dict[Any, tuple[Any, Action] | None] = {start: None}
         queue = deque([start])
         while queue and target not in parent:
             node = queue.popleft()
-            for nxt, action in self._edges.get(node, {}).items():
+            for nxt, action in edges.get(node, {}).items():
                 if nxt not in parent:
                     parent[nxt] = (node, action)
                     queue.append(nxt)
@@ -347,7 +361,43 @@ class Shrinker:
             at, action = link
             path.append(action)
         path.reverse()
-        return path
+        return [Action(slot, a.op, a.args) for a in path] if slot else path
+
+    def slot_paths(self, best: CaseResult) -> CaseResult:
+        """In a case of several objects: before a step, replace one object's steps by the
+        shortest way in its own observed graph (shared by the objects of its machine and
+        configuration) to the state it was in, the new steps taking the
+        places of its last ones (so what the other objects did after them stays after them:
+        a fault between objects may need that order). Latest step first; the first candidate
+        that fails the same way is taken, and the pass starts again from it."""
+        if len(self._slots) < 2:
+            return best
+        improved = True
+        while improved and not self.over():
+            improved = False
+            steps = actions_of(best.trace)
+            states = self.learn(best.trace)
+            for i in range(min(len(steps), len(states)) - 1, 0, -1):
+                for k, slot in enumerate(self._slots):
+                    places = [j for j in range(i) if steps[j].slot == slot]
+                    path = self.observed_way(states[0][k], states[i][k], slot)
+                    if path is None or len(path) >= len(places):
+                        continue
+                    keep = places[len(places) - len(path):]
+                    new = dict(zip(keep, path, strict=True))
+                    candidate = tuple(new.get(j, a) for j, a in enumerate(steps)
+                                      if j not in places or j in new)
+                    if self.tried(candidate):
+                        continue
+                    got = self.better(candidate, best)
+                    if got is not None:
+                        best, improved = got, True
+                        break
+                    if self.over():
+                        return best
+                if improved:
+                    break
+        return best
 
     def observed_path(self, best: CaseResult, tries: int | None = None) -> CaseResult:
         """Replace the steps before a step by the shortest way, in the graph of observed
@@ -424,7 +474,7 @@ class Shrinker:
         best, minimal = self.one_minimal(best)
         # Every run taught the observed graph more ways: a shorter way to where the fault acts
         # may be known now. If one is taken, the single-step pass runs again on the result.
-        shorter = self.observed_path(best)
+        shorter = self.slot_paths(self.observed_path(best))
         if shorter is not best:
             best, minimal = self.one_minimal(self.ddmin(shorter))
         seconds = self.clock() - self.started
