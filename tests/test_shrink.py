@@ -271,9 +271,10 @@ def test_a_shrunk_race_reports_its_attempts_and_reproduction_rate(tmp_path: Path
 
 def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
     # Two manual-reset events sharing one kernel event: e0's Signal shows on e1's Wait. The
-    # bound is a shortest path for each object driven (e0 created and signalled, e1 created),
-    # the failing step, and nothing after it: 4 steps are minimal; one object's path alone
-    # (1 step to e1's state) would have called them not minimal.
+    # faulty transition is e0's Signal (e1's Wait does not cite COM-SYNC-01, the Signal does);
+    # the bound is a shortest path for each object driven (e0 and e1 created), the Signal, and
+    # e1's Wait that observes it: 4 steps are minimal; one object's path alone (1 step to e0's
+    # state) would have called them not minimal.
     adapter = ReferenceAdapter(faults=["event_kernel_handle_shared"])
     runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
     slots = (SlotSpec("e0", "event", {}), SlotSpec("e1", "event", {}))
@@ -288,8 +289,8 @@ def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
     assert result.verdict is Verdict.FAIL and result.trace[-1].slot == "e1"
     plan = sequences.plan(adapter.capabilities())
     text, shortest, observing = mutants.faulty_transition(result, plan, "COM-SYNC-01")
-    assert text.startswith("event: kind=ManualResetEvent signaled=False / Wait")
-    assert (shortest, observing) == (3, 0)
+    assert text.startswith("event e0: kind=ManualResetEvent signaled=False / Signal")
+    assert (shortest, observing) == (2, 1)
     assert mutants.is_minimal(len(result.trace), shortest, observing, True)
 
 
