@@ -214,7 +214,8 @@ class Shrinker:
         self._edges: dict[Key, dict[Key, Action]] = {}
         # The same, one object at a time (a multi-object case), shared by the objects of one
         # machine and configuration: kind -> state -> next state -> action.
-        self._slot_edges: dict[str, dict[frozenset[State], dict[frozenset[State], Action]]] = {}
+        self._slot_edges: dict[str, dict[frozenset[State], dict[frozenset[State],
+                                                               list[Action]]]] = {}
         self._slots = [s.name for s in case.slots]
         self._kind = {s.name: f"{s.machine} {sorted(s.config.items())}" for s in case.slots}
         self._last_report = self.started
@@ -247,8 +248,10 @@ class Shrinker:
             self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
             if action.slot in self._slots:
                 k = self._slots.index(action.slot)
-                self._slot_edges.setdefault(self._kind[action.slot], {}).setdefault(
-                    states[i][k], {}).setdefault(states[i + 1][k], action)
+                found = self._slot_edges.setdefault(self._kind[action.slot], {}).setdefault(
+                    states[i][k], {}).setdefault(states[i + 1][k], [])
+                if action not in found:
+                    found.append(action)
         return states
 
     def run(self, steps: Sequence[Action]) -> CaseResult | None:
@@ -340,12 +343,14 @@ class Shrinker:
                     break
         return best
 
-    def observed_way(self, start: Any, target: Any, slot: str = "") -> list[Action] | None:
-        """A shortest way in the graph of observed states from `start` to `target` (with `slot`:
-        in that object's own graph)."""
-        edges: Mapping[Any, Mapping[Any, Action]] = (
+    def observed_way(self, start: Any, target: Any, slot: str = "",
+                     prefer: Sequence[Action] = ()) -> list[Action] | None:
+        """A shortest way in the graph of observed states from `start` to `target`. With
+        `slot`: in that object's own graph, each move taken by the action in `prefer` (the
+        counterexample's own, of any object) that made it where there is one."""
+        edges: Mapping[Any, Mapping[Any, Any]] = (
             self._slot_edges.get(self._kind[slot], {}) if slot else self._edges)
-        parent: dict[Any, tuple[Any, Action] | None] = {start: None}
+        parent: dict[Any, tuple[Any, Any] | None] = {start: None}
         queue = deque([start])
         while queue and target not in parent:
             node = queue.popleft()
@@ -355,13 +360,17 @@ class Shrinker:
                     queue.append(nxt)
         if target not in parent:
             return None
-        path: list[Action] = []
+        path: list[Any] = []  # actions; with `slot`, lists of the actions that made each move
         at = target
         while (link := parent[at]) is not None:
             at, action = link
             path.append(action)
         path.reverse()
-        return [Action(slot, a.op, a.args) for a in path] if slot else path
+        if not slot:
+            return path
+        known = {(a.op, a.args) for a in prefer}
+        chosen = [next((a for a in moves if (a.op, a.args) in known), moves[0]) for moves in path]
+        return [Action(slot, a.op, a.args) for a in chosen]
 
     def slot_paths(self, best: CaseResult) -> CaseResult:
         """In a case of several objects: before a step, replace one object's steps by the
@@ -380,7 +389,7 @@ class Shrinker:
             for i in range(min(len(steps), len(states)) - 1, 0, -1):
                 for k, slot in enumerate(self._slots):
                     places = [j for j in range(i) if steps[j].slot == slot]
-                    path = self.observed_way(states[0][k], states[i][k], slot)
+                    path = self.observed_way(states[0][k], states[i][k], slot, steps)
                     if path is None or len(path) >= len(places):
                         continue
                     keep = places[len(places) - len(path):]
