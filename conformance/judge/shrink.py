@@ -346,10 +346,34 @@ class Shrinker:
     def observed_way(self, start: Any, target: Any, slot: str = "",
                      prefer: Sequence[Action] = ()) -> list[Action] | None:
         """A shortest way in the graph of observed states from `start` to `target`. With
-        `slot`: in that object's own graph, each move taken by the action in `prefer` (the
-        counterexample's own, of any object) that made it where there is one."""
-        edges: Mapping[Any, Mapping[Any, Any]] = (
-            self._slot_edges.get(self._kind[slot], {}) if slot else self._edges)
+        `slot`: in that object's own graph, by the moves the actions in `prefer` (the
+        counterexample's own, of any object) made if they lead there (a long walk's graph has
+        other ways, through actions the fault may not answer alike), else by any; each move
+        taken by such an action where one made it."""
+        known = {(a.op, a.args) for a in prefer}
+        if slot and known:
+            edges = {node: {nxt: [a for a in moves if (a.op, a.args) in known]
+                            for nxt, moves in out.items()
+                            if any((a.op, a.args) in known for a in moves)}
+                     for node, out in self._slot_edges.get(self._kind[slot], {}).items()}
+            way = self._way(edges, start, target)
+            if way is None:
+                way = self._way(self._slot_edges.get(self._kind[slot], {}), start, target)
+            if way is None:
+                return None
+            chosen = [next((a for a in moves if (a.op, a.args) in known), moves[0])
+                      for moves in way]
+            return [Action(slot, a.op, a.args) for a in chosen]
+        if slot:
+            way = self._way(self._slot_edges.get(self._kind[slot], {}), start, target)
+            return None if way is None else [Action(slot, m[0].op, m[0].args) for m in way]
+        return self._way(self._edges, start, target)
+
+    @staticmethod
+    def _way(edges: Mapping[Any, Mapping[Any, Any]], start: Any, target: Any
+             ) -> list[Any] | None:
+        """A shortest path from `start` to `target` in `edges` (node -> next -> move), as its
+        moves."""
         parent: dict[Any, tuple[Any, Any] | None] = {start: None}
         queue = deque([start])
         while queue and target not in parent:
@@ -360,17 +384,13 @@ class Shrinker:
                     queue.append(nxt)
         if target not in parent:
             return None
-        path: list[Any] = []  # actions; with `slot`, lists of the actions that made each move
+        path: list[Any] = []
         at = target
         while (link := parent[at]) is not None:
             at, action = link
             path.append(action)
         path.reverse()
-        if not slot:
-            return path
-        known = {(a.op, a.args) for a in prefer}
-        chosen = [next((a for a in moves if (a.op, a.args) in known), moves[0]) for moves in path]
-        return [Action(slot, a.op, a.args) for a in chosen]
+        return path
 
     def slot_paths(self, best: CaseResult) -> CaseResult:
         """In a case of several objects: before a step, replace one object's steps by the
