@@ -6,6 +6,13 @@ The parallel cases (a third kind) are shown too, alone and with everything, for 
 
     .venv/bin/python benchmarks/bench_mutants.py [--budget quick] [--seed 0] [--workers 2]
                                                  [--only NAME ...] [--json]
+
+With `--vs DIR` it instead times one `callgate mutants --json` run (all kinds of case) of this
+tree against the same run of another checkout DIR (the previous main, say: `git worktree add
+DIR main`), each in a fresh process, in turn (`--repeat` pairs), and prints per tree the wall
+seconds, the kills and the minimal counterexamples, and the ratio of wall seconds, this tree's
+over DIR's, pair by pair (the machine is shared: pairs keep the ratio meaningful when its
+speed drifts).
 """
 
 from __future__ import annotations
@@ -15,13 +22,70 @@ import json
 import os
 import platform
 import shlex
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from callgate.conformance import mutants
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def run_tree(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One `callgate mutants --json` run of the code in `tree`, in a fresh process."""
+    command = [sys.executable, "-m", "callgate", "mutants", "--json", "--budget", args.budget,
+               "--seed", str(args.seed), "--workers", str(args.workers)]
+    if args.only:
+        command += ["--only", *args.only]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
+                          check=False)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{tree}: callgate mutants exited {done.returncode}: "
+                         f"{done.stderr[-2000:]}")
+    report = json.loads(done.stdout)
+    return {"tree": str(tree), "wall_seconds": round(wall, 1), "total": report["total"],
+            "killed": report["killed"],
+            "minimal_counterexamples": report["minimal_counterexamples"],
+            "median_seconds_to_kill": report["median_seconds_to_kill"],
+            "killed_names": sorted(m["name"] for m in report["mutants"] if m["killed"])}
+
+
+def compare(args: argparse.Namespace, command: str) -> int:
+    """This tree against `args.vs`, in turn, `args.repeat` pairs."""
+    pairs = []
+    for _ in range(args.repeat):
+        this = run_tree(HERE, args)
+        that = run_tree(Path(args.vs).resolve(), args)
+        pairs.append({"this": this, "baseline": that,
+                      "ratio": round(this["wall_seconds"] / that["wall_seconds"], 3)})
+        print(f"pair {len(pairs)}: {this['wall_seconds']} s against {that['wall_seconds']} s",
+              file=sys.stderr, flush=True)
+    ratio = statistics.median(p["ratio"] for p in pairs)
+    record = {"command": command, "budget": args.budget, "seed": args.seed,
+              "workers": args.workers, "cpus": os.cpu_count(),
+              "load_average": os.getloadavg(), "pairs": pairs, "median_ratio": ratio}
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"command: {command}")
+    for i, pair in enumerate(pairs, 1):
+        for side in ("this", "baseline"):
+            row = pair[side]
+            print(f"pair {i} {side:<8} {row['wall_seconds']:>8} s  killed {row['killed']}/"
+                  f"{row['total']}  minimal {row['minimal_counterexamples']}  "
+                  f"median s to kill {row['median_seconds_to_kill']}")
+        same = pair["this"]["killed_names"] == pair["baseline"]["killed_names"]
+        print(f"pair {i} ratio {pair['ratio']} (same mutants killed: {same})")
+    print(f"median ratio, this tree over the baseline: {ratio}")
+    return 0
 
 CONFIGS: dict[str, tuple[str, ...]] = {
     "directed": ("directed",),
@@ -40,9 +104,13 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--vs", metavar="DIR", help="another checkout to time against")
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs with --vs")
     args = parser.parse_args()
     command = "python benchmarks/bench_mutants.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
+    if args.vs:
+        return compare(args, command)
     rows = []
     for name in args.configs:
         started = time.perf_counter()

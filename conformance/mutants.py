@@ -161,6 +161,7 @@ class MutantResult:
     failed_rules: list[str] = field(default_factory=list)
     message: str = ""
     reason: str = ""                  # why it survived (equivalent, concurrency, or blind spot)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # the jobs that ran, in order
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,8 +260,8 @@ def _args(machine: Machine, op: str, values: Mapping[str, object]) -> Args:
     return tuple((p.name, values[p.name]) for p in machine.operation(op).params)  # type: ignore[misc]
 
 
-def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
-                      ) -> tuple[str, int | None, int | None]:
+def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = "",
+                      needed: bool = False) -> tuple[str, int | None, int | None]:
     """The faulty transition of a failing case: its state and operation (as text), the length of
     a shortest path in the machine's state graph from an initial state to that state, and how
     many steps of the trace come after it (the steps that observe the fault). Unknown parts are
@@ -270,16 +271,25 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
     the fault breaks): the latest one whose earlier steps are no more than a shortest path to
     the state it starts from, else the latest one. A fault that shows at once is the failing
     step itself (no observing steps); a fault that corrupts the next state is an earlier step,
-    and the steps after it are what brings the corruption to light. When no step cites `rule`
-    (or none is given), the failing step is taken. With several objects (a multi-object
-    case), the shortest path is summed over the objects driven before the faulty transition."""
+    and the steps after it are what brings the corruption to light. In a multi-object case,
+    when no such step of the failing slot is reached by a shortest path, a step of another
+    object citing `rule` is taken the same way (the fault acts on one object and shows on
+    another; the text then names that object's slot). When no step cites `rule` (or none is
+    given), the failing step is taken. With several objects (a multi-object
+    case), the shortest path is summed over the objects driven before the faulty transition.
+
+    `needed`: the shrinking showed that no single step of the trace can be removed. Then a step
+    the model says changes nothing (its slot's state is the same before and after it) is where
+    the implementation departed from the model: without it the rest of the trace expects the
+    same outcomes, yet the failure is lost, so the step changed a state the model does not
+    have. When no step citing `rule` is reached by a shortest path, the latest such step that
+    is is taken as the faulty transition (the fault acts there and shows later)."""
     if not result.trace:
         return "", None, None
     last = result.trace[-1]
     machine_name = result.slots.get(last.slot, "")
     if machine_name not in MACHINES:
         return "", None, None
-    machine = MACHINES[machine_name]
     configs = {s.get("name"): s.get("config", {}) for s in result.replay.get("slots", [])}
     if last.slot not in configs:
         return "", None, None
@@ -307,10 +317,14 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
             return "", None, None
     citing = [i for i, r in enumerate(result.trace) if r.slot == last.slot and rule
               and rule in r.rules]
+    # A fault between objects acts on one object and shows on another (a cancel of one call
+    # that reaches the server of another): steps of the other objects that cite the rule.
+    elsewhere = [i for i, r in enumerate(result.trace) if r.slot != last.slot and rule
+                 and rule in r.rules and r.slot in trackers]
 
     def shortest(index: int) -> int | None:
         """Shortest paths, summed over the objects driven before `index`, to their states."""
-        driven = {r.slot for r in result.trace[:index]} | {last.slot}
+        driven = {r.slot for r in result.trace[:index]} | {last.slot, result.trace[index].slot}
         total = 0
         for name in driven:
             states = before[index].get(name)
@@ -324,20 +338,32 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = ""
                 return None
         return total
 
-    chosen = len(result.trace) - 1
-    for index in sorted(citing, reverse=True):
-        found = shortest(index)
-        if found is not None and index <= found:
-            chosen = index
-            break
-    else:
-        chosen = max(citing, default=chosen)
-    states = before[chosen][last.slot]
+    def reached_shortest(indices: Iterable[int]) -> int | None:
+        for index in sorted(indices, reverse=True):
+            found = shortest(index)
+            if found is not None and index <= found:
+                return index
+        return None
+
+    # Steps that change nothing in the model, shown needed (see the docstring).
+    unchanged = [i for i in range(len(result.trace) - 1) if needed
+                 and result.trace[i].slot == last.slot
+                 and len(before[i][last.slot]) == 1 and before[i][last.slot] == before[i + 1][last.slot]]
+    chosen = reached_shortest(citing)
+    if chosen is None:
+        chosen = reached_shortest(elsewhere)
+    if chosen is None:
+        chosen = reached_shortest(unchanged)
+    if chosen is None:
+        chosen = max(citing, default=len(result.trace) - 1)
+    step = result.trace[chosen]
+    states = before[chosen][step.slot]
     if len(states) != 1:
         return "", None, None
-    step = result.trace[chosen]
     args = ", ".join(f"{k}={v}" for k, v in step.args.items())
-    text = f"{machine_name}: {machine.describe(next(iter(states)))} / {step.op}({args})"
+    where = trackers[step.slot].machine
+    slot = f" {step.slot}" if step.slot != last.slot else ""
+    text = f"{where.name}{slot}: {where.describe(next(iter(states)))} / {step.op}({args})"
     return text, shortest(chosen), len(result.trace) - 1 - chosen
 
 
@@ -391,52 +417,161 @@ def error_not_the_faults(result: CaseResult, mutant: Any, step_timeout: float) -
     return ""
 
 
+# --- the jobs of one mutant ---------------------------------------------------------------------
+
+# The name of the job that runs the stateful and parallel cases.
+LAST_JOB = "stateful+parallel"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One part of a mutant's gate run: the directed walk, state identification and multi-object
+    cases of one machine, or (`machine` empty) the stateful and parallel cases."""
+
+    name: str
+    machine: str = ""
+
+
+def machines_of(rule: str) -> list[str]:
+    """The machines whose rows cite `rule`, the one with the most citing rows first (ties in the
+    registry's order): where a fault that breaks the rule shows first."""
+    counts = {name: m.cited_rules().get(rule, 0) for name, m in MACHINES.items()}
+    order = list(MACHINES)
+    return sorted((n for n, c in counts.items() if c), key=lambda n: (-counts[n], order.index(n)))
+
+
+def jobs_for(rule: str, machines: Sequence[str], kinds: Sequence[str],
+             sizes: Mapping[str, int] | None = None) -> list[Job]:
+    """A mutant's jobs in the order they run: the machines whose rows cite the rule it breaks
+    first, then the stateful and parallel cases, then the other machines. With `sizes` (each
+    machine's transitions), the smaller machine goes first within each group: its walk is the
+    cheaper, so a kill there comes sooner and a miss costs less (else the plan's order). The
+    stateful and parallel cases (about 18 s against the reference) come before the other
+    machines (about 60 s): a fault the walk of its own machine misses is more often a race than
+    a fault another machine's walk shows."""
+    chosen = set(kinds)
+    jobs: list[Job] = []
+    order = list(machines)
+
+    def cheap_first(names: Iterable[str]) -> list[str]:
+        return sorted(names, key=lambda n: ((sizes or {}).get(n, 0), order.index(n)))
+
+    walks = bool(chosen & {"directed", "multi"})
+    first = cheap_first(m for m in machines_of(rule) if m in machines) if walks else []
+    rest = cheap_first(m for m in machines if m not in first) if walks else []
+    jobs += [Job(m, m) for m in first]
+    if chosen & {"stateful", "parallel"}:
+        jobs.append(Job(LAST_JOB))
+    jobs += [Job(m, m) for m in rest]
+    return jobs
+
+
+@dataclass
+class JobOutcome:
+    """What one job did: its seconds and cases, and the failing case (with the seconds into the
+    job at which it was recorded) when it killed."""
+
+    job: Job
+    seconds: float = 0.0
+    cases: int = 0
+    kill: tuple[CaseResult, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.job.name, "seconds": round(self.seconds, 3), "cases": self.cases,
+                "killed": self.kill is not None}
+
+
+def schedule(jobs: Sequence[Job], run_job: Callable[[Job], JobOutcome]
+             ) -> tuple[list[JobOutcome], tuple[CaseResult, float] | None]:
+    """Run `jobs` in order until one kills; the outcomes of the jobs that ran, and the kill with
+    its honest time: every earlier job's seconds plus the seconds into the killing job. No
+    kill means every job ran to its end."""
+    ran: list[JobOutcome] = []
+    spent = 0.0
+    for job in jobs:
+        outcome = run_job(job)
+        ran.append(outcome)
+        if outcome.kill is not None:
+            result, at = outcome.kill
+            return ran, (result, spent + at)
+        spent += outcome.seconds
+    return ran, None
+
+
+_SUBPLANS: dict[tuple[int, str], sequences.Plan] = {}
+
+
+def machine_plan(plan: sequences.Plan, machine: str) -> sequences.Plan:
+    """`plan` cut down to one machine (built once per plan and machine)."""
+    key = (id(plan), machine)
+    if key not in _SUBPLANS:
+        _SUBPLANS[key] = sequences.Plan(plan.capabilities, {machine: plan.machines[machine]})
+    return _SUBPLANS[key]
+
+
 def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KINDS,
                step_timeout: float = 10.0,
-               adapter_factory: Callable[[str], Any] | None = None) -> MutantResult:
-    """Run the gate against mutant `name` until its first failing case (or the whole budget)."""
+               adapter_factory: Callable[[str], Any] | None = None,
+               machines: Sequence[str] | None = None) -> MutantResult:
+    """Run the gate against mutant `name`, job by job (`jobs_for`: the machine of the rule it
+    breaks first), until its first failing case, or every job to its end. `machines` puts these
+    machines, in this order, in place of the plan's (a test's way to choose the order)."""
     fault: Fault = FAULTS[name]
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
-    first: list[tuple[CaseResult, float]] = []
     unconfirmed: list[str] = []
-    count = [0]
-    started = time.perf_counter()
-
-    def progress(tick: Tick) -> None:
-        count[0] = tick.cases
-        result = tick.result
-        if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
-            return
-        at = time.perf_counter() - started
-        if result.verdict is Verdict.ERROR:
-            why = error_not_the_faults(result, adapter, step_timeout)
-            if why:
-                unconfirmed.append(f"{result.id}: {why}")
-                return  # not a kill: the run goes on to look for one
-        first.append((result, at))
-        raise StopRun
-
     try:
         caps = adapter.capabilities()
         plan = plan_for(caps)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix=f"callgate-mutant-{name}-") as out:
-            run_gate(adapter, RunOptions(
-                f"reference+{name}", budget, seed, Path(out), step_timeout,
-                directed="directed" in kinds, stateful="stateful" in kinds, plan=plan,
-                multi="multi" in kinds, identify="identify" in kinds,
-                reports=False, **_parallel_option(kinds)), progress)
+        if machines is None:
+            jobs = jobs_for(fault.rule, list(plan.machines), kinds, plan.totals())
+        else:
+            jobs = [Job(m, m) for m in machines if m in plan.machines]
+            jobs += [j for j in jobs_for(fault.rule, [], kinds) if not j.machine]
+        def run_job(job: Job) -> JobOutcome:
+            outcome = JobOutcome(job)
+
+            def progress(tick: Tick) -> None:
+                outcome.cases = tick.cases
+                result = tick.result
+                if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
+                    return
+                at = time.perf_counter() - started
+                if result.verdict is Verdict.ERROR:
+                    why = error_not_the_faults(result, adapter, step_timeout)
+                    if why:
+                        unconfirmed.append(f"{result.id}: {why}")
+                        return  # not a kill: the run goes on to look for one
+                outcome.kill = (result, at)
+                raise StopRun
+
+            directed = bool(job.machine)
+            with tempfile.TemporaryDirectory(prefix=f"callgate-mutant-{name}-") as out:
+                started = time.perf_counter()
+                run_gate(adapter, RunOptions(
+                    f"reference+{name}", budget, seed, Path(out), step_timeout,
+                    directed=directed and "directed" in kinds,
+                    stateful=not directed and "stateful" in kinds,
+                    plan=machine_plan(plan, job.machine) if directed else plan,
+                    multi=directed and "multi" in kinds,
+                    identify=directed and "identify" in kinds,
+                    reports=False, **_parallel_option(kinds, not directed)), progress)
+            outcome.seconds = time.perf_counter() - started
+            return outcome
+
+        ran, kill = schedule(jobs, run_job)
     finally:
         adapter.shutdown()
-    seconds = time.perf_counter() - started
-    if not first:
+    seconds = sum(o.seconds for o in ran)
+    count = sum(o.cases for o in ran)
+    ran_json = [o.to_json() for o in ran]
+    if kill is None:
         reason = survivor_reason(name, kinds)
         if unconfirmed:
             reason += ("; errors not counted as kills (not the fault's doing): "
                        + "; ".join(unconfirmed[:3]))
-        return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count[0],
-                            reason=reason)
-    result, at = first[0]
+        return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count,
+                            reason=reason, jobs=ran_json)
+    result, at = kill
     one_minimal = result.shrink.get("one_minimal") if result.shrink else None
     race = race_program(result, plan)
     concurrent: int | None = None
@@ -447,18 +582,19 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         length = result.length_after or len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal, concurrent)
     else:
-        transition, shortest, observing = faulty_transition(result, plan, fault.rule)
+        transition, shortest, observing = faulty_transition(result, plan, fault.rule,
+                                                            needed=bool(one_minimal))
         length = len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal)
     return MutantResult(
-        name, fault.rule, fault.effect, True, round(seconds, 3), count[0],
+        name, fault.rule, fault.effect, True, round(seconds, 3), count,
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
         minimal=minimal,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
-        failed_rules=list(result.failed_rules), message=result.message[:300])
+        failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)
 
 
 def is_minimal(length: int, shortest: int | None, observing: int | None,
@@ -507,10 +643,10 @@ def race_program(result: CaseResult, plan: sequences.Plan
     return text, shortest, sum(len(b) for b in branches), len(suffix)
 
 
-def _parallel_option(kinds: Sequence[str]) -> dict[str, Any]:
+def _parallel_option(kinds: Sequence[str], wanted: bool = True) -> dict[str, Any]:
     """`parallel=` for RunOptions when the gate has parallel cases (an option named parallel)."""
     if "parallel" in RunOptions.__dataclass_fields__:
-        return {"parallel": "parallel" in kinds}
+        return {"parallel": wanted and "parallel" in kinds}
     return {}
 
 

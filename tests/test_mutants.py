@@ -223,3 +223,91 @@ def test_an_error_counts_as_a_kill_only_when_the_fault_caused_it() -> None:
     finally:
         faulty.shutdown()
         correct.shutdown()
+
+
+# --- the jobs of one mutant ----------------------------------------------------------------------
+
+
+def test_a_mutants_jobs_start_with_the_machine_of_its_rule() -> None:
+    assert mutants.machines_of("RPC-CLI-CALL-01")[0] == "rpc_call"
+    assert mutants.machines_of("COM-CCAN-03")[0] == "thread_cancel"
+    plan_order = ["com_call", "thread_cancel", "event", "rpc_call"]
+    jobs = mutants.jobs_for("RPC-CLI-CALL-01", plan_order, mutants.KINDS)
+    assert [j.name for j in jobs] == ["rpc_call", mutants.LAST_JOB, "com_call", "thread_cancel",
+                                      "event"]
+    assert [j.name for j in mutants.jobs_for("RPC-CLI-CALL-01", plan_order, ("stateful",))] == [
+        mutants.LAST_JOB]
+    assert [j.name for j in mutants.jobs_for("COM-BEGIN-01", plan_order, ("directed",))] == [
+        "com_call", "thread_cancel", "event", "rpc_call"]
+    # COM-SYNC-01 is cited by rows of three machines: with their sizes, the smallest walks first.
+    assert set(mutants.machines_of("COM-SYNC-01")) == {"com_call", "event", "container"}
+    sizes = {"com_call": 318, "thread_cancel": 85, "event": 28, "container": 1938,
+             "rpc_call": 15914}
+    jobs = mutants.jobs_for("COM-SYNC-01", [*plan_order, "container"], ("directed",), sizes)
+    assert [j.name for j in jobs] == ["event", "com_call", "container", "thread_cancel",
+                                      "rpc_call"]
+
+
+def test_the_schedule_stops_at_the_first_kill_and_counts_the_jobs_before_it() -> None:
+    jobs = [mutants.Job(n, n) for n in ("a", "b", "c", "d")]
+    ran: list[str] = []
+    failing = CaseResult("c-walk-000", "directed", "", [], Verdict.FAIL, 3, 0.5)
+
+    def run_job(job: mutants.Job) -> mutants.JobOutcome:
+        ran.append(job.name)
+        return mutants.JobOutcome(job, 10.0, 4, (failing, 2.5) if job.name == "c" else None)
+
+    outcomes, kill = mutants.schedule(jobs, run_job)
+    assert ran == ["a", "b", "c"]  # d never runs
+    assert kill is not None and kill[0] is failing
+    assert kill[1] == 22.5  # a and b ran to their end (20 s), the kill came 2.5 s into c
+    assert [o.to_json()["killed"] for o in outcomes] == [False, False, True]
+
+
+def test_a_mutant_survives_the_schedule_only_when_every_job_ran() -> None:
+    jobs = [mutants.Job(n, n) for n in ("a", "b", "c")]
+    ran: list[str] = []
+
+    def run_job(job: mutants.Job) -> mutants.JobOutcome:
+        ran.append(job.name)
+        return mutants.JobOutcome(job, 1.0, 2)
+
+    outcomes, kill = mutants.schedule(jobs, run_job)
+    assert kill is None and ran == ["a", "b", "c"] and len(outcomes) == 3
+
+
+@pytest.fixture()
+def small_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutant runs with a plan of three small machines (the whole plan takes long to build)."""
+    from callgate.conformance.cases import sequences
+
+    plans: dict[str, sequences.Plan] = {}
+
+    def plan_for(caps: object) -> sequences.Plan:
+        if "p" not in plans:
+            plans["p"] = sequences.plan(caps, only={"event", "thread_cancel", "com_call"})  # type: ignore[arg-type]
+        return plans["p"]
+
+    monkeypatch.setattr(mutants, "plan_for", plan_for)
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_a_kill_on_a_later_machine_counts_with_the_time_of_the_jobs_before_it() -> None:
+    # begin_reports_pending breaks a com_call rule; run the event and thread_cancel machines
+    # first: they pass, and the com_call walk kills.
+    result = mutants.run_mutant("begin_reports_pending", BUDGETS["quick"], 0, ("directed",),
+                                machines=["event", "thread_cancel", "com_call"])
+    assert result.killed and result.killed_by.startswith("com_call-walk-")
+    assert [(j["job"], j["killed"]) for j in result.jobs] == [
+        ("event", False), ("thread_cancel", False), ("com_call", True)]
+    before = sum(j["seconds"] for j in result.jobs[:2])
+    assert result.seconds_to_kill is not None and result.seconds_to_kill >= before
+    assert result.cases == sum(j["cases"] for j in result.jobs)
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_a_surviving_mutant_ran_every_machine() -> None:
+    result = mutants.run_mutant("wait_multiple_last_member", BUDGETS["quick"], 0, ("directed",))
+    assert not result.killed and result.reason.startswith("equivalent")
+    assert sorted(j["job"] for j in result.jobs) == ["com_call", "event", "thread_cancel"]
+    assert not any(j["killed"] for j in result.jobs)

@@ -271,9 +271,10 @@ def test_a_shrunk_race_reports_its_attempts_and_reproduction_rate(tmp_path: Path
 
 def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
     # Two manual-reset events sharing one kernel event: e0's Signal shows on e1's Wait. The
-    # bound is a shortest path for each object driven (e0 created and signalled, e1 created),
-    # the failing step, and nothing after it: 4 steps are minimal; one object's path alone
-    # (1 step to e1's state) would have called them not minimal.
+    # faulty transition is e0's Signal (e1's Wait does not cite COM-SYNC-01, the Signal does);
+    # the bound is a shortest path for each object driven (e0 and e1 created), the Signal, and
+    # e1's Wait that observes it: 4 steps are minimal; one object's path alone (1 step to e0's
+    # state) would have called them not minimal.
     adapter = ReferenceAdapter(faults=["event_kernel_handle_shared"])
     runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
     slots = (SlotSpec("e0", "event", {}), SlotSpec("e1", "event", {}))
@@ -288,6 +289,145 @@ def test_a_fault_between_two_objects_counts_a_shortest_path_for_each() -> None:
     assert result.verdict is Verdict.FAIL and result.trace[-1].slot == "e1"
     plan = sequences.plan(adapter.capabilities())
     text, shortest, observing = mutants.faulty_transition(result, plan, "COM-SYNC-01")
-    assert text.startswith("event: kind=ManualResetEvent signaled=False / Wait")
-    assert (shortest, observing) == (3, 0)
+    assert text.startswith("event e0: kind=ManualResetEvent signaled=False / Signal")
+    assert (shortest, observing) == (2, 1)
     assert mutants.is_minimal(len(result.trace), shortest, observing, True)
+
+
+def test_a_shrunk_counterexample_keeps_the_values_it_sent() -> None:
+    # Finish_ hands back the previous call's [out]: the shrunk counterexample (a cycle cut out)
+    # must carry the concrete values it ran with, or its replay sends others and its echoed
+    # [out] cannot be read back as the model's (the faulty transition could not be placed).
+    adapter = ReferenceAdapter(faults=["finish_stale_out"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    slots = (SlotSpec("s0", "com_call", {}),)
+
+    def c(op: str, **args: str | int | bool) -> Action:
+        return Action("s0", op, tuple(args.items()))
+
+    call = [c("Begin_"), c("server_signal", out=1, then_impersonate=False), c("Finish_")]
+    steps = (c("CreateCall", riid="async", aggregate=False), *call, *call, c("Begin_"),
+             c("server_signal", out=2, then_impersonate=False), c("Finish_"))
+    try:
+        failed = runner.run(Case("t", "directed", "stale out", slots, steps))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 10, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert shrunk.length_after == 7 and shrunk.shrink["one_minimal"]
+    assert shrunk.replay["values"] == failed.replay["values"]
+    plan = sequences.plan(adapter.capabilities(), only={"com_call"})
+    text, shortest, observing = mutants.faulty_transition(shrunk, plan, "COM-FIN-01")
+    assert text.endswith("phase=SIGNALED cancel=False out=1 held=False orphan=0 waited=False"
+                         " / Finish_()")
+    assert (shortest, observing) == (3, 3)
+    assert mutants.is_minimal(len(shrunk.trace), shortest, observing, True)
+
+
+def test_a_needed_step_the_model_calls_a_no_op_is_where_a_hidden_fault_acts() -> None:
+    # rewait_loses_out: a second Wait that returns S_OK empties the [out] buffer, and Finish_
+    # (the step citing COM-FIN-01) delivers 0. The model says the second Wait changes nothing, so
+    # a trace that needs it (shown by the shrinker) shows the fault acting there.
+    adapter = ReferenceAdapter(faults=["rewait_loses_out"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    look = Action("s0", "Wait", (("timeout", "zero"),))
+    steps = (Action("s0", "CreateCall", (("riid", "async"), ("aggregate", False))),
+             Action("s0", "Begin_", ()),
+             Action("s0", "server_signal", (("out", 1), ("then_impersonate", False))),
+             look, look, Action("s0", "Finish_", ()))
+    try:
+        # [out] 1 sent as 42: the lost value (0) must differ from the one sent.
+        result = runner.run(Case("t", "directed", "wait twice", (SlotSpec("s0", "com_call", {}),),
+                                 steps, values={"out": {"1": 42, "2": 7}}))
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.FAIL and len(result.trace) == 6, result.message
+    plan = sequences.plan(adapter.capabilities(), only={"com_call"})
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-FIN-01",
+                                                          needed=True)
+    assert text.endswith("waited=True / Wait(timeout=zero)") and (shortest, observing) == (4, 1)
+    assert mutants.is_minimal(6, shortest, observing, True)
+    # Not shown needed: the step citing the rule is named, and 6 steps exceed 4 + 1 + 0.
+    text, shortest, observing = mutants.faulty_transition(result, plan, "COM-FIN-01")
+    assert text.endswith(" / Finish_()") and (shortest, observing) == (4, 0)
+    assert not mutants.is_minimal(6, shortest, observing, True)
+
+
+def test_the_way_to_where_a_hidden_fault_acts_is_shortened_too() -> None:
+    # reinitialize_keeps_enabled: CoUninitialize leaves the enable count. The failure shows at
+    # the last Disable, whose state the model reaches at once (Enable) but where the implementation
+    # is right; the fault acted at `reinitialize`, and the way to it (a cancel object set and
+    # cleared) is what can be shortened: to one Enable.
+    adapter = ReferenceAdapter(faults=["reinitialize_keeps_enabled"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+
+    def t(op: str, **args: str) -> Action:
+        return Action("s0", op, tuple(args.items()))
+
+    enable, disable = (t("CoEnableCallCancellation", pReserved="NULL"),
+                       t("CoDisableCallCancellation", pReserved="NULL"))
+    steps = (t("CoSetCancelObject", pUnk="cancel_object"), enable,
+             t("CoSetCancelObject", pUnk="NULL"), t("reinitialize"), enable, disable)
+    try:
+        failed = runner.run(Case("t", "directed", "", (SlotSpec("s0", "thread_cancel", {}),),
+                                 steps))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 6, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert actions_of(shrunk.trace) == (enable, t("reinitialize"), enable, disable)
+    assert shrunk.shrink["one_minimal"]
+
+
+def _last_dispatched_shrunk() -> tuple[CaseResult, tuple[Action, ...], ReferenceAdapter]:
+    # rpc_cancel_last_dispatched: RpcAsyncCancelCall on r1 tells the server of the call last
+    # dispatched on the binding (r0's), whose server then sees a cancel. r0 took a detour (a
+    # call aborted and completed) before its second call; its own shortest way (learnt from r1,
+    # an object of the same machine and configuration) replaces it in the places of its last
+    # steps, so r0's call is still dispatched after r1's.
+    adapter = ReferenceAdapter(faults=["rpc_cancel_last_dispatched"])
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+
+    def r(slot: str, op: str, **args: str | int) -> Action:
+        return Action(slot, op, tuple(args.items()))
+
+    init = {s: r(s, "RpcAsyncInitializeHandle", size="exact") for s in ("r0", "r1")}
+    call = {s: r(s, "AsyncCall", notify="Apc", binding="good", hThread="explicit")
+            for s in ("r0", "r1")}
+    cancel, test = r("r1", "RpcAsyncCancelCall", abort=False), r("r0", "server_test_cancel",
+                                                                   timeout="zero")
+    steps = (init["r0"], r("r0", "AsyncCall", notify="None", binding="good", hThread="explicit"),
+             init["r1"], r("r0", "server_abort", code=5, thread="later"), call["r1"],
+             r("r0", "RpcAsyncCompleteCall"), call["r0"], cancel, test)
+    slots = (SlotSpec("r0", "rpc_call", {}), SlotSpec("r1", "rpc_call", {}))
+    try:
+        failed = runner.run(Case("t", "multi", "", slots, steps,
+                                 values={"abort.code": {"5": 4294967295, "8": 4660}}))
+        assert failed.verdict is Verdict.FAIL and len(failed.trace) == 9, failed.message
+        shrunk = shrink_case(runner, failed)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    return shrunk, (init["r1"], call["r1"], init["r0"], call["r0"], cancel, test), adapter
+
+
+def test_objects_steps_are_shortened_each_in_its_own_graph_keeping_their_order() -> None:
+    shrunk, expected, _ = _last_dispatched_shrunk()
+    assert actions_of(shrunk.trace) == expected
+    assert shrunk.shrink["one_minimal"]
+
+
+@pytest.mark.slow  # builds the rpc_call graph (about 10 s, more on a loaded machine)
+def test_a_fault_acting_on_another_object_is_placed_on_that_objects_step() -> None:
+    shrunk, _, adapter = _last_dispatched_shrunk()
+    # The faulty transition is r1's cancel (another object's step citing the rule), reached by
+    # a shortest way for each object: 2 + 2 steps, the cancel, and r0's test that observes it.
+    plan = sequences.plan(adapter.capabilities(), only={"rpc_call"})
+    text, shortest, observing = mutants.faulty_transition(shrunk, plan, "RPC-CLI-CANCEL-03",
+                                                          needed=True)
+    assert text.startswith("rpc_call r1: ") and text.endswith("/ RpcAsyncCancelCall(abort=False)")
+    assert (shortest, observing) == (4, 1)
+    assert mutants.is_minimal(6, shortest, observing, True)

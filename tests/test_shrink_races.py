@@ -13,7 +13,13 @@ from callgate.conformance.cases.parallel import ParallelCase, run_parallel
 from callgate.conformance.judge import race_shrink
 from callgate.conformance.judge.race_shrink import RaceBudget, program_of, shrink_race
 from callgate.conformance.judge.runner import Case, CaseRunner
-from callgate.conformance.judge.shrink import Reason, actions_of, shrink_case, shrink_failure
+from callgate.conformance.judge.shrink import (
+    Reason,
+    ShrinkBudget,
+    actions_of,
+    shrink_case,
+    shrink_failure,
+)
 from callgate.conformance.protocol.adapter import Capabilities, Observation, Request, SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import codes
@@ -160,6 +166,7 @@ class BrokenSession(EventSession):
 
     handle: bool = False
     armed: bool = False
+    hang: float = 0.0  # instead, Signal does not answer for this many seconds
 
     def perform(self, request: Request) -> Observation:
         if request.op == "GetHandle":
@@ -167,14 +174,20 @@ class BrokenSession(EventSession):
         if request.op == "Reset" and self.handle:
             self.armed = True
         if request.op == "Signal" and self.armed:
+            if self.hang:
+                threading.Event().wait(self.hang)
             return None  # type: ignore[return-value]
         return super().perform(request)
 
 
 class BrokenAdapter(EventAdapter):
+    def __init__(self, hang: float = 0.0) -> None:
+        super().__init__()
+        self.hang = hang
+
     def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
         super().open_session(slots)
-        return BrokenSession("")
+        return BrokenSession("", hang=self.hang)
 
 
 NOISE = [SIGNAL, LOOK, RESET, LOOK, SIGNAL, LOOK, LOOK, RESET]
@@ -198,7 +211,7 @@ def test_an_error_the_adapter_caused_shrinks_to_the_steps_that_cause_it() -> Non
     assert Reason.of(shrunk.result) == reason
 
 
-def test_a_harness_error_a_hang_or_an_error_with_no_step_to_blame_is_not_shrunk() -> None:
+def test_a_harness_error_or_an_error_with_no_step_to_blame_is_not_shrunk() -> None:
     adapter = BrokenAdapter()
     runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
     try:
@@ -207,9 +220,27 @@ def test_a_harness_error_a_hang_or_an_error_with_no_step_to_blame_is_not_shrunk(
         assert Reason.of(harness) is None
         assert shrink_case(runner, harness).shrink == {}
         assert Reason.of(replace(failed, trace=failed.trace[:-1])) is None
-        # A hang is not shrunk (each candidate that reproduced it would cost a step timeout).
-        hung = replace(failed, message="e0.Signal(): the adapter hung: no answer within 5 s")
-        assert Reason.of(hung) is None and shrink_case(runner, hung).shrink == {}
+    finally:
+        runner.close()
+
+
+def test_a_hang_shrinks_within_a_budget_of_candidates_that_hang() -> None:
+    # Signal does not answer once GetHandle and Reset were called: each candidate that hangs
+    # again costs a step timeout (0.2 s here), so the shrinking stops after `hangs` of them.
+    adapter = BrokenAdapter(hang=1.0)
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=0.2)
+    try:
+        failed = runner.run(Case("t", "directed", "", E0, tuple(LONG)))
+        reason = Reason.of(failed)
+        assert reason is not None and (reason.op, reason.error) == ("Signal", "adapter hung")
+        shrunk = shrink_failure(runner, failed, E0, ShrinkBudget(hangs=30))
+        assert shrunk is not None and shrunk.one_minimal
+        assert actions_of(shrunk.result.trace) == (CREATE, HANDLE, RESET, SIGNAL)
+        assert Reason.of(shrunk.result) == reason
+        # With room for two hangs only, the shrinking stops and says why.
+        short = shrink_failure(runner, failed, E0, ShrinkBudget(hangs=2))
+        assert short is not None and not short.one_minimal
+        assert "2 candidates hung" in short.note
     finally:
         runner.close()
 

@@ -9,7 +9,7 @@ description, rules it covers, and the outcome sets the model allows at each step
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -149,11 +149,14 @@ def _case(machine: Machine, start: State, steps: list[Action], case_id: str,
                 tuple(rules), tuple(expected), graph, tuple(sources or ()))
 
 
-def plan(caps: Capabilities) -> Plan:
-    """Graphs, transitions and the tour cases of every machine the adapter can drive."""
+def plan(caps: Capabilities, only: Collection[str] | None = None) -> Plan:
+    """Graphs, transitions and the tour cases of every machine the adapter can drive (`only`:
+    of these machines alone)."""
     features = set(caps.features)
     machines: dict[str, MachinePlan] = {}
     for machine in MACHINES.values():
+        if only is not None and machine.name not in only:
+            continue
         initial = [s for s in machine.initial
                    if config_features_needed(machine.name, machine.view(s)) <= features]
 

@@ -49,7 +49,21 @@ class _Graph:
     pair: dict[tuple[State, Action], int] = field(default_factory=dict)
 
 
+_INDEXES: dict[int, tuple[MachinePlan, _Graph]] = {}
+
+
 def _index(plan: MachinePlan) -> _Graph:
+    """The plan's graph as the walk reads it, built once per plan (a mutant run walks the same
+    plans again and again)."""
+    known = _INDEXES.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    g = _build_index(plan)
+    _INDEXES[id(plan)] = (plan, g)
+    return g
+
+
+def _build_index(plan: MachinePlan) -> _Graph:
     g = _Graph()
     for node, action in sorted(plan.graph.transitions, key=repr):
         g.defined.setdefault(node, []).append(Action(SLOT, action.op, action.args))  # type: ignore[arg-type]
@@ -135,6 +149,18 @@ class StateCheck:
         self._outcomes: dict[tuple[State, Action], tuple[str, ...] | None] = {}
 
     @staticmethod
+    def of(plan: MachinePlan, pins: Mapping[str, str]) -> StateCheck:
+        """The state check of `plan` under `pins`, built once (its observers are chosen once per
+        transition and reused by every later walk of the same plan, as a mutant run's are)."""
+        key = (id(plan), tuple(sorted(pins.items())))
+        known = _CHECKS.get(key)
+        if known is not None and known[0] is plan:
+            return known[1]
+        check = StateCheck(plan, pins)
+        _CHECKS[key] = (plan, check)
+        return check
+
+    @staticmethod
     def _cheap(action: Action) -> bool:
         return action.op != "wait_notification" and not any(
             name == "timeout" and value != "zero" for name, value in action.args)
@@ -198,6 +224,9 @@ class StateCheck:
         return live.step(check)
 
 
+_CHECKS: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[MachinePlan, StateCheck]] = {}
+
+
 def _sendable(live: LiveCase, g: _Graph, state: State, action: Action,
               broken: set[int]) -> bool:
     """The walk may take `action` now: the model has it DEFINED and offered, and if it may wait
@@ -258,7 +287,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
             todo.setdefault(s, set()).add(a)
     learned: dict[int, State] = {}
     broken: set[int] = set()  # (state, action) pairs where the implementation failed
-    checks = StateCheck(plan, runner.capabilities.pins)
+    checks = StateCheck.of(plan, runner.capabilities.pins)
 
     def done(state: State, action: Action) -> None:
         pending.discard(key_of.get((state, action), ""))

@@ -8,11 +8,17 @@ again against a fresh session of the adapter:
 1. Cycles. The steps between two moments at which the implementation was observed in the same
    model state (every slot's tracker the same) are cut out, the longest cycle first.
 2. The shortest observed way. Every run (the original and every candidate) adds what the
-   implementation was seen to do to a graph: observed state, action, observed next state. A
-   shortest path in that graph, not the model's, from the initial state to the state the
-   failing step starts from, followed by the failing step, is tried.
+   implementation was seen to do to a graph: observed state, action, observed next state. The
+   steps before a step are replaced by a shortest path in that graph, not the model's, from the
+   initial state to the state the step starts from: first before the failing step, then before
+   each earlier one, latest first (a fault that corrupts a state the model does not have acts
+   at an earlier step and shows later: the way to that step is what can be shortened).
 3. Delta debugging (ddmin, on complements): chunks of steps are removed, halving the chunk size
    until single steps; then every single step is removed in turn once more, until none can go.
+   The shortest observed ways are tried once more on the result (the candidates' runs taught
+   the graph more ways), and in a case of several objects each object's own shortest observed
+   way before a step, in the places of its last steps there (see `Shrinker.slot_paths`); if
+   one is taken, pass 3 runs again on it.
 
 A candidate is kept only if it fails for the same reason (`Reason`: a `fail` verdict whose last
 step is the same operation, on the same machine, citing the same rules) and its run took fewer
@@ -22,11 +28,13 @@ run took is what counts: if the harness adds a look before a wait for ever (see
 `LiveCase.lookout`), the look is part of the counterexample.
 
 An `error` verdict is shrunk the same way when the error is the implementation's: its last step
-is one the adapter did not answer properly (it raised, or broke the protocol: the trace's last
-record has no code), and a candidate must end with the same kind of error (`Reason.error`,
-"adapter fault") on the same operation, machine and rules. An error of callgate's own code (a
-harness error) says nothing about the implementation and is never shrunk; nor is a hang, since
-every candidate that reproduced it would cost a step timeout.
+is one the adapter did not answer properly (it raised, broke the protocol, or did not answer
+within the step timeout: the trace's last record has no code), and a candidate must end with the
+same kind of error (`Reason.error`, "adapter fault" or "adapter hung") on the same operation,
+machine and rules. An error of callgate's own code (a harness error) says nothing about the
+implementation and is never shrunk. Every candidate that hangs costs a step timeout, so a hang's
+shrinking stops after `ShrinkBudget.hangs` candidates hung (its seconds are raised by as many
+step timeouts).
 
 The shrinking has a budget (reruns and seconds). `Shrunk.one_minimal` is True only when the last
 pass ran every single-step removal of the final counterexample and none of them failed the same
@@ -58,9 +66,15 @@ from callgate.model.transitions import Action, Args, Kind, State, Tracker
 # How often, at most, a long shrinking says where it is (seconds).
 PROGRESS_EVERY = 2.0
 
+# The first pass of shortest observed ways gives up after this many candidates in a row that do
+# not fail the same way (the trace is long then: delta debugging shortens it more cheaply); the
+# pass after delta debugging, on a short trace, tries every step.
+PREFIX_TRIES = 8
+
 # The default budget: reruns, and wall-clock seconds.
 RERUNS = 400
 SECONDS = 30.0
+HANGS = 4
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class ShrinkBudget:
 
     reruns: int = RERUNS
     seconds: float = SECONDS
+    hangs: int = HANGS  # candidates that hung (each cost a step timeout)
 
 
 @dataclass(frozen=True)
@@ -99,12 +114,17 @@ class Reason:
         return Reason(result.slots.get(last.slot, ""), last.op, tuple(sorted(last.rules)), error)
 
 
+HUNG = "adapter hung"
+
+
 def implementation_error(message: str) -> str:
     """The kind of an `error` verdict the adapter caused at a step that the shrinker reruns
-    ("adapter fault"), read from the runner's message; "" for any other error: a harness error,
-    and a hang (every candidate that reproduced it would cost a step timeout)."""
-    if HARNESS_ERROR in message or ADAPTER_HUNG in message:
+    ("adapter fault", or "adapter hung": no answer within the step timeout), read from the
+    runner's message; "" for any other error (a harness error)."""
+    if HARNESS_ERROR in message:
         return ""
+    if ADAPTER_HUNG in message:
+        return HUNG
     return "adapter fault" if ADAPTER_FAULT in message else ""
 
 
@@ -187,10 +207,17 @@ class Shrinker:
         self.clock = clock
         self.started = clock()
         self.reruns = 0
+        self.hangs = 0
         self.stopped = ""
         self.rejected: dict[str, int] = {}
         self._cache: dict[tuple[Action, ...], CaseResult | None] = {}
         self._edges: dict[Key, dict[Key, Action]] = {}
+        # The same, one object at a time (a multi-object case), shared by the objects of one
+        # machine and configuration: kind -> state -> next state -> action.
+        self._slot_edges: dict[str, dict[frozenset[State], dict[frozenset[State],
+                                                               list[Action]]]] = {}
+        self._slots = [s.name for s in case.slots]
+        self._kind = {s.name: f"{s.machine} {sorted(s.config.items())}" for s in case.slots}
         self._last_report = self.started
 
     def tried(self, steps: Sequence[Action]) -> bool:
@@ -205,6 +232,9 @@ class Shrinker:
             spent = self.clock() - self.started
             if self.reruns >= self.budget.reruns:
                 self.stopped = f"the shrinking budget ran out ({self.reruns} reruns)"
+            elif self.hangs >= self.budget.hangs:
+                self.stopped = (f"the shrinking budget ran out ({self.hangs} candidates hung, "
+                                f"each a step timeout)")
             elif spent >= self.budget.seconds:
                 self.stopped = (f"the shrinking budget ran out ({spent:.1f} s, "
                                 f"{self.reruns} reruns)")
@@ -216,6 +246,12 @@ class Shrinker:
                                  self.case.values)
         for i, action in enumerate(actions_of(trace[:len(states) - 1])):
             self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
+            if action.slot in self._slots:
+                k = self._slots.index(action.slot)
+                found = self._slot_edges.setdefault(self._kind[action.slot], {}).setdefault(
+                    states[i][k], {}).setdefault(states[i + 1][k], [])
+                if action not in found:
+                    found.append(action)
         return states
 
     def run(self, steps: Sequence[Action]) -> CaseResult | None:
@@ -241,14 +277,18 @@ class Shrinker:
             live.harness_error(exc)
         finally:
             live.close()
+        if ADAPTER_HUNG in live.message:
+            self.hangs += 1
         self.learn(live.trace)
         if live.verdict in (Verdict.FAIL, Verdict.ERROR):
             candidate = Case(self.case.id, self.case.kind, self.case.description,
                              self.case.slots, actions_of(live.trace), self.case.rules,
                              values=self.case.values)
+            # With the values it sent: the counterexample replays with them, and its echoed
+            # values read back as the model's.
             failed = self.runner.result(candidate, live.verdict, started, live.trace,
                                         live.covered, message=live.message,
-                                        evidence=live.evidence)
+                                        evidence=live.evidence, values=live.values)
             if Reason.of(failed) != self.reason:
                 self._reject("failed another way" if live.verdict is Verdict.FAIL else "error")
                 if live.verdict is Verdict.ERROR:
@@ -303,33 +343,119 @@ class Shrinker:
                     break
         return best
 
-    def observed_path(self, best: CaseResult) -> CaseResult:
-        """Try the shortest way, in the graph of observed states, to where the failing step
-        starts, then the failing step."""
-        steps = actions_of(best.trace)
-        states = self.learn(best.trace)
-        if len(states) < len(steps):
-            return best  # the model lost the way before the failing step: no target
-        start, target = states[0], states[len(steps) - 1]
-        parent: dict[Key, tuple[Key, Action] | None] = {start: None}
+    def observed_way(self, start: Any, target: Any, slot: str = "",
+                     prefer: Sequence[Action] = ()) -> list[Action] | None:
+        """A shortest way in the graph of observed states from `start` to `target`. With
+        `slot`: in that object's own graph, by the moves the actions in `prefer` (the
+        counterexample's own, of any object) made if they lead there (a long walk's graph has
+        other ways, through actions the fault may not answer alike), else by any; each move
+        taken by such an action where one made it."""
+        known = {(a.op, a.args) for a in prefer}
+        if slot and known:
+            edges = {node: {nxt: [a for a in moves if (a.op, a.args) in known]
+                            for nxt, moves in out.items()
+                            if any((a.op, a.args) in known for a in moves)}
+                     for node, out in self._slot_edges.get(self._kind[slot], {}).items()}
+            way = self._way(edges, start, target)
+            if way is None:
+                way = self._way(self._slot_edges.get(self._kind[slot], {}), start, target)
+            if way is None:
+                return None
+            chosen = [next((a for a in moves if (a.op, a.args) in known), moves[0])
+                      for moves in way]
+            return [Action(slot, a.op, a.args) for a in chosen]
+        if slot:
+            way = self._way(self._slot_edges.get(self._kind[slot], {}), start, target)
+            return None if way is None else [Action(slot, m[0].op, m[0].args) for m in way]
+        return self._way(self._edges, start, target)
+
+    @staticmethod
+    def _way(edges: Mapping[Any, Mapping[Any, Any]], start: Any, target: Any
+             ) -> list[Any] | None:
+        """A shortest path from `start` to `target` in `edges` (node -> next -> move), as its
+        moves."""
+        parent: dict[Any, tuple[Any, Any] | None] = {start: None}
         queue = deque([start])
         while queue and target not in parent:
             node = queue.popleft()
-            for nxt, action in self._edges.get(node, {}).items():
+            for nxt, action in edges.get(node, {}).items():
                 if nxt not in parent:
                     parent[nxt] = (node, action)
                     queue.append(nxt)
         if target not in parent:
-            return best
-        path: list[Action] = []
+            return None
+        path: list[Any] = []
         at = target
         while (link := parent[at]) is not None:
             at, action = link
             path.append(action)
         path.reverse()
-        if len(path) + 1 >= len(steps):
+        return path
+
+    def slot_paths(self, best: CaseResult) -> CaseResult:
+        """In a case of several objects: before a step, replace one object's steps by the
+        shortest way in its own observed graph (shared by the objects of its machine and
+        configuration) to the state it was in, the new steps taking the
+        places of its last ones (so what the other objects did after them stays after them:
+        a fault between objects may need that order). Latest step first; the first candidate
+        that fails the same way is taken, and the pass starts again from it."""
+        if len(self._slots) < 2:
             return best
-        return self.better((*path, steps[-1]), best) or best
+        improved = True
+        while improved and not self.over():
+            improved = False
+            steps = actions_of(best.trace)
+            states = self.learn(best.trace)
+            for i in range(min(len(steps), len(states)) - 1, 0, -1):
+                for k, slot in enumerate(self._slots):
+                    places = [j for j in range(i) if steps[j].slot == slot]
+                    path = self.observed_way(states[0][k], states[i][k], slot, steps)
+                    if path is None or len(path) >= len(places):
+                        continue
+                    keep = places[len(places) - len(path):]
+                    new = dict(zip(keep, path, strict=True))
+                    candidate = tuple(new.get(j, a) for j, a in enumerate(steps)
+                                      if j not in places or j in new)
+                    if self.tried(candidate):
+                        continue
+                    got = self.better(candidate, best)
+                    if got is not None:
+                        best, improved = got, True
+                        break
+                    if self.over():
+                        return best
+                if improved:
+                    break
+        return best
+
+    def observed_path(self, best: CaseResult, tries: int | None = None) -> CaseResult:
+        """Replace the steps before a step by the shortest way, in the graph of observed
+        states, to the state that step starts from; the step and all after it are kept. The
+        failing step is tried first (the shortest way to where the failure shows), then each
+        earlier step, latest first: a fault that corrupts hidden state acts at an earlier step
+        and shows later, so the way to the step where it acts is the one to shorten. The first
+        candidate that fails the same way is taken, and the pass starts again from it. `tries`:
+        at most this many candidates in a row that do not (None: no limit)."""
+        improved = True
+        while improved and not self.over():
+            improved = False
+            steps = actions_of(best.trace)
+            states = self.learn(best.trace)
+            left = tries
+            for i in range(min(len(steps), len(states)) - 1, 0, -1):
+                path = self.observed_way(states[0], states[i])
+                if path is None or len(path) >= i:
+                    continue
+                candidate = (*path, *steps[i:])
+                if self.tried(candidate):
+                    continue
+                got = self.better(candidate, best)
+                if got is not None:
+                    best, improved = got, True
+                    break
+                if self.over() or (left is not None and (left := left - 1) <= 0):
+                    break
+        return best
 
     def ddmin(self, best: CaseResult) -> CaseResult:
         """Remove chunks of steps (complements), halving the chunk size down to single steps."""
@@ -372,9 +498,14 @@ class Shrinker:
         """Shrink `failed` (a result of `self.case` that fails for `self.reason`)."""
         self._cache[actions_of(failed.trace)] = failed
         best = self.cycles(failed)
-        best = self.observed_path(best)
+        best = self.observed_path(best, tries=PREFIX_TRIES)
         best = self.ddmin(best)
         best, minimal = self.one_minimal(best)
+        # Every run taught the observed graph more ways: a shorter way to where the fault acts
+        # may be known now. If one is taken, the single-step pass runs again on the result.
+        shorter = self.slot_paths(self.observed_path(best))
+        if shorter is not best:
+            best, minimal = self.one_minimal(self.ddmin(shorter))
         seconds = self.clock() - self.started
         note = "" if minimal else (self.stopped or "not shown minimal")
         if minimal and self.reruns == 0:
@@ -430,16 +561,20 @@ def shrink_case(runner: CaseRunner, failed: CaseResult, shorter: Case | None = N
         return shrink_race(runner, failed, RaceBudget(runs=left.reruns, seconds=left.seconds),
                            clock=clock)
     started = clock()
-    start, slots, extra = failed, replay_slot_specs(failed), 0
+    start, slots, extra, hung = failed, replay_slot_specs(failed), 0, 0
     if shorter is not None and len(shorter.steps) < len(failed.trace):
         extra = 1
         again = runner.run(shorter)
+        hung = int(ADAPTER_HUNG in again.message)
         if Reason.of(again) == reason and len(again.trace) < len(failed.trace):
             start, slots = again, shorter.slots
     left = budget or ShrinkBudget()
+    if reason.error == HUNG:  # each candidate that hangs again waits out a step timeout
+        left = replace(left, seconds=left.seconds + left.hangs * runner.step_timeout)
     spent = clock() - started
     shrunk = shrink_failure(runner, start, slots,
-                            ShrinkBudget(max(0, left.reruns - extra), left.seconds - spent),
+                            ShrinkBudget(max(0, left.reruns - extra), left.seconds - spent,
+                                         max(0, left.hangs - hung)),
                             progress, clock)
     if shrunk is None:
         return failed
