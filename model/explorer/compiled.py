@@ -33,6 +33,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import networkx as nx
+
 from callgate.model.explorer.graph import Allow, Figures, _moves, _slots
 from callgate.model.transitions import Composition, Machine, ModelError, Pins, State
 
@@ -280,33 +282,29 @@ def _masks(compiled: Sequence[CompiledSlot], position: int, total: int) -> list[
     return masks
 
 
-def _closures(moves: Sequence[Sequence[int]], size: int) -> list[list[int]]:
-    """Per index: every index reachable from it in zero or more steps (a slot's local graph;
-    `moves[a]` are offsets in units of the stride)."""
-    reach = []
-    for a in range(size):
-        seen = {a}
-        todo = [a]
-        while todo:
-            x = todo.pop()
-            for d in moves[x]:
-                if x + d not in seen:
-                    seen.add(x + d)
-                    todo.append(x + d)
-        reach.append(sorted(seen - {a}))
-    return reach
+def _image(bits: int, masks: Sequence[int], moves: Sequence[Sequence[int]], stride: int) -> int:
+    """`bits` and every code one slot's steps reach from it, in any number of steps.
 
-
-def _image(bits: int, masks: Sequence[int], reach: Sequence[Sequence[int]], stride: int) -> int:
-    """`bits` and every code one slot's steps reach from it (in any number of steps)."""
-    out = bits
+    The codes with index a, moved to index 0, are the slot's fibre at a. The fibre a reaches
+    is the union of the fibres of every index that reaches it: in the slot's local graph
+    (`moves[a]`: offsets in units of the stride) condensed to its strongly connected
+    components, one union per component and per edge between components, in topological
+    order."""
+    size = len(masks)
+    local = nx.DiGraph()
+    local.add_nodes_from(range(size))
+    local.add_edges_from((a, a + d) for a in range(size) for d in moves[a])
+    condensed = nx.condensation(local)
+    component = condensed.graph["mapping"]
+    union = [0] * condensed.number_of_nodes()
     for a, mask in enumerate(masks):
-        here = bits & mask
-        if not here:
-            continue
-        for b in reach[a]:
-            shift = (b - a) * stride
-            out |= here << shift if shift > 0 else here >> -shift
+        union[component[a]] |= (bits & mask) >> (a * stride)
+    for c in nx.topological_sort(condensed):
+        for before in condensed.predecessors(c):
+            union[c] |= union[before]
+    out = 0
+    for a in range(size):
+        out |= union[component[a]] << (a * stride)
     return out
 
 
@@ -316,8 +314,8 @@ def _closure(bits: int, compiled: Sequence[CompiledSlot], total: int, backward: 
     can be reordered slot by slot: one closure per slot, in turn, reaches the same set."""
     for p, c in enumerate(compiled):
         table = c.backward if backward else c.forward
-        reach = _closures([[o // c.stride for o in offs] for offs in table], c.size)
-        bits = _image(bits, _masks(compiled, p, total), reach, c.stride)
+        moves = [[o // c.stride for o in offs] for offs in table]
+        bits = _image(bits, _masks(compiled, p, total), moves, c.stride)
     return bits
 
 
