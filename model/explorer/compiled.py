@@ -351,9 +351,13 @@ def explore_bitset(target: Machine | Composition, pins: Pins | None = None,
             count = (reached & mask).bit_count()
             edges += count * e
             transitions += count * d
-    quiet = 0
-    for indices_q in itertools.product(*(c.quiescent for c in compiled)):
-        quiet |= 1 << _code(compiled, indices_q)
+    quiet = (1 << total) - 1  # the codes whose every slot is quiescent: one mask per slot
+    for p, c in enumerate(compiled):
+        slot_masks = _masks(compiled, p, total)
+        either = 0
+        for a in c.quiescent:
+            either |= slot_masks[a]
+        quiet &= either
     reaching = _closure(quiet & reached, compiled, total, backward=True) & reached
     stuck_bits = reached & ~reaching
     stuck = _decode(compiled, _code_of(stuck_bits)) if stuck_bits else None
