@@ -104,10 +104,12 @@ def _explore_here(name: str, engine: str) -> dict[str, object]:
 
 
 def explore(name: str, engine: str, root: Path) -> dict[str, object]:
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+    # `callgate` from `root` (the working directory and PYTHONPATH); this script from ROOT,
+    # appended last (the previous checkout need not have it).
+    code = ("import json, sys; sys.path.append(sys.argv[1]); "
             "from benchmarks.bench_model_speed import _explore_here; "
             "print(json.dumps(_explore_here(sys.argv[2], sys.argv[3])))")
-    done = subprocess.run([sys.executable, "-c", code, str(root), name, engine], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT), name, engine], cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
                           text=True, check=True)
     result: dict[str, object] = json.loads(done.stdout)
