@@ -12,6 +12,13 @@ meets a gap, a claim's situation is not DEFINED, a liveness condition names a mi
 the result ERROR with the reason, the gap itself is `totality[...]`'s counterexample (state,
 operation, arguments), and the run fails. The pinned counts are reported, changed or not; a
 change alone fails nothing (the semantic checks catch real errors).
+
+The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
+invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
+obligations in two halves, its liveness, its agreement and tours), then the rest, one job per
+machine or composition. The results are put together in the order the checks always had, so
+the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
+in this process, job after job, by the same functions.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from callgate.model import coupled, explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
-from callgate.model.obligations import check_obligations
+from callgate.model.obligations import check_obligations, coverage_problems
 from callgate.model.proofs import CheckResult, Counterexample, Result
 from callgate.model.proofs.coupled import KIND as COUPLED_KIND
 from callgate.model.proofs.coupled import prove_coupled, reachable_check
@@ -50,6 +59,11 @@ LARGE_COMPOSITION = Composition("two_call_objects_and_container", (
     ("container", MACHINES["container"])))
 
 Counts = dict[str, dict[str, dict[str, int]]]
+# At most this many worker processes (the machine's cores, if fewer).
+WORKERS = 2
+# The machines whose checks are split in several jobs (their obligations in two halves; their
+# agreement and tours; their liveness): the longest of the run.
+SPLIT = ("rpc_call",)
 
 
 @dataclass(frozen=True)
@@ -305,45 +319,153 @@ def _bmc(depth: int, machines: Mapping[str, Machine] | None = None) -> CheckResu
         composition(BMC_COMPOSITION.name, BMC_SLOTS, machines or MACHINES), depth)])[0]
 
 
-def _default_exploration() -> tuple[GraphReport | None, list[CheckResult]]:
-    return explore_composition(DEFAULT_COMPOSITION)
+@dataclass(frozen=True)
+class MachineResult:
+    """One machine's checks that need its state graph (`parts` of them: agreement, explorer,
+    liveness), from one graph built for them all."""
+
+    agreement: list[CheckResult] = field(default_factory=list)
+    explorer: list[CheckResult] = field(default_factory=list)
+    report: GraphReport | None = None
+    liveness: list[CheckResult] = field(default_factory=list)
 
 
-class _Worker:
-    """The second core, when there is one: bounded model checking (the longest proof) and the
-    default composition's exploration run there, in a spawned process, while the rest goes on.
-    Only for the registry's own tables (a spawned process imports them afresh)."""
+PARTS = ("agreement", "explorer", "liveness")
+HINT = "See the table checks above: a gap or an overlap stops the explorer"
 
-    def __init__(self, depth: int, enabled: bool) -> None:
-        self.depth = depth
+
+def _machine_checks(tables: Mapping[str, Machine] | None, name: str,
+                    parts: Sequence[str] = PARTS) -> MachineResult:
+    """The checks of one machine that read its state graph. `tables` None: the registry's."""
+    machine = (tables or MACHINES)[name]
+    graphs: list[explorer.StateGraph] = []
+
+    def agreement() -> list[CheckResult]:
+        graph = explorer.build_graph(machine)
+        graphs.append(graph)
+        if "agreement" not in parts:
+            return []
+        reachable = list(graph.graph.nodes)
+        return [proofs.check_relation_agreement(machine, reachable, _parents(graph, machine)),
+                proofs.check_agreement(machine, reachable, transitions_of(graph, machine))]
+
+    result = MachineResult(guarded([(f"agreement.relation[{name}]", "agreement"),
+                                    (f"agreement.invariants[{name}]", "agreement")],
+                                   agreement, HINT))
+    if "agreement" not in parts:
+        result.agreement.clear()
+    graph = graphs[0] if graphs else None
+    if "explorer" in parts:
+        if graph is None:
+            result.explorer.extend(cannot_run(n, k, ModelError(f"no state graph of {name}"), 0.0,
+                                              HINT) for n, k in _explorer_names(name))
+        else:
+            found: list[GraphReport] = []
+
+            def explore(graph: explorer.StateGraph = graph) -> list[CheckResult]:
+                found.append(graph_report(graph))
+                return explorer_checks(found[0], graph)
+            result.explorer.extend(guarded(_explorer_names(name), explore, HINT))
+            result = MachineResult(result.agreement, result.explorer,
+                                   found[0] if found else None, result.liveness)
+    if "liveness" in parts:
+        props = [p for p in liveness.PROPERTIES if liveness.machine_of(p) == name]
+        result.liveness.extend(guarded([(p.name, liveness.KIND) for p in props],
+                                       lambda: liveness.check_liveness(machine, graph), HINT))
+    return result
+
+
+def _obligation_checks(tables: Mapping[str, Machine] | None, name: str, part: int = 0,
+                       parts: int = 1) -> list[CheckResult]:
+    """The obligations of machine `name` (without the catalogue's coverage check): every
+    `parts`-th one from the `part`-th, in their order."""
+    from callgate.model.obligations import ALL
+    mine = [o for o in ALL if o.machine == name]
+    return check_obligations(machines=tables or MACHINES, obligations=mine[part::parts])
+
+
+def _merged(parts: Sequence[list[CheckResult]]) -> list[CheckResult]:
+    """The results of `_obligation_checks`' parts in the order of the whole (dealt in turn)."""
+    merged: list[CheckResult] = []
+    for i in range(max((len(p) for p in parts), default=0)):
+        merged += [p[i] for p in parts if i < len(p)]
+    return merged
+
+
+def _consistency_checks(tables: Mapping[str, Machine] | None) -> list[CheckResult]:
+    machines = tables or MACHINES
+    return (guarded([("consistency.tables", "consistency")],
+                    lambda: [proofs.check_tables_consistent(machines)])
+            + guarded([("consistency.claims", "consistency")],
+                      lambda: proofs.check_consistency(machines=machines)))
+
+
+def _table_and_invariant_checks(tables: Mapping[str, Machine] | None) -> list[CheckResult]:
+    machines = tables or MACHINES
+    checks: list[CheckResult] = []
+    for machine in machines.values():
+        checks += _table_checks(machine)
+    for machine in machines.values():
+        checks += guarded([(f"invariants[{machine.name}]", "invariant")],
+                          lambda machine=machine: proofs.prove_invariants(machine))  # type: ignore[misc]
+    return checks
+
+
+def _default_checks(tables: Mapping[str, Machine] | None
+                    ) -> tuple[GraphReport | None, list[CheckResult]]:
+    try:
+        return explore_composition(
+            composition(DEFAULT_COMPOSITION.name, DEFAULT_SLOTS, tables or MACHINES))
+    except ModelError as exc:
+        return None, [cannot_run(n, k, exc) for n, k in _explorer_names(DEFAULT_COMPOSITION.name)]
+
+
+def _bmc_check(tables: Mapping[str, Machine] | None, depth: int) -> CheckResult:
+    return _bmc(depth, tables)
+
+
+def _coupled(tables: Mapping[str, Machine] | None, index: int
+             ) -> tuple[GraphReport | None, list[CheckResult]]:
+    comp = coupled.COUPLED[index]
+    try:
+        comp = coupled.with_machines(comp, tables or MACHINES)
+    except ModelError as exc:
+        return None, [cannot_run(f"deadlock_free[{comp.name}]", "explorer", exc)]
+    return coupled_checks(comp)
+
+
+T = TypeVar("T")
+
+
+class _Jobs:
+    """Where the checks run: for the registry's own tables, a pool of spawned processes (one per
+    core, at most `WORKERS`), each job importing the tables afresh; for custom tables (or without
+    processes), here, in order, when its result is asked for. Either way every check runs."""
+
+    def __init__(self, tables: Mapping[str, Machine], pooled: bool) -> None:
+        self.tables = tables
         self.pool: ProcessPoolExecutor | None = None
-        self.bmc: Future[CheckResult] | None = None
-        self.default: Future[tuple[GraphReport | None, list[CheckResult]]] | None = None
-        if not enabled or (os.cpu_count() or 1) < 2:
-            return
-        try:
-            self.pool = ProcessPoolExecutor(max_workers=1,
-                                            mp_context=multiprocessing.get_context("spawn"))
-            self.bmc = self.pool.submit(_bmc, depth)
-            self.default = self.pool.submit(_default_exploration)
-        except (OSError, RuntimeError):  # pragma: no cover - no processes here: run inline
-            self.pool = None
-
-    def bmc_result(self) -> CheckResult:
-        if self.bmc is not None:
+        workers = min(WORKERS, os.cpu_count() or 1)
+        if pooled and workers >= 2:
             try:
-                return self.bmc.result()
-            except Exception:  # pragma: no cover - the worker died: run it here
-                pass
-        return _bmc(self.depth)
+                self.pool = ProcessPoolExecutor(max_workers=workers,
+                                                mp_context=multiprocessing.get_context("spawn"))
+            except (OSError, RuntimeError):  # pragma: no cover - no processes here: run inline
+                self.pool = None
 
-    def default_result(self) -> tuple[GraphReport | None, list[CheckResult]]:
-        if self.default is not None:
+    def submit(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
+        """Start `fn(tables, *args)`; the returned function waits for its result."""
+        if self.pool is None:
+            tables = self.tables
+            return lambda: fn(tables, *args)
+        future: Future[T] = self.pool.submit(fn, None, *args)
+
+        def result() -> T:
             try:
-                return self.default.result()
-            except Exception:  # pragma: no cover - the worker died: run it here
-                pass
-        return _default_exploration()
+                return future.result()
+            except BrokenProcessPool:  # pragma: no cover - a worker died: run it here
+                return fn(None, *args)
+        return result
 
     def close(self) -> None:
         if self.pool is not None:
@@ -363,83 +485,81 @@ def _table_checks(machine: Machine) -> list[CheckResult]:
 def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         machines: Mapping[str, Machine] | None = None) -> Report:
     """Every check of `callgate model check`, in order, on `machines` (default: the registry's
-    tables). Custom machines run in this process only."""
+    tables). The registry's tables are checked by a pool of processes (`parallel`), the longest
+    jobs first; custom machines run in this process only. The checks and their order are the
+    same either way."""
     start = time.perf_counter()
     custom = machines is not None and (
         set(machines) != set(MACHINES) or any(machines[n] is not MACHINES[n] for n in machines))
     tables: Mapping[str, Machine] = machines if machines is not None else MACHINES
-    worker = _Worker(bmc_depth, parallel and not custom)
+    jobs = _Jobs(tables, parallel and not custom)
     try:
-        checks: list[CheckResult] = []
-        for machine in tables.values():
-            checks += _table_checks(machine)
-        hint = "See the table checks above: a gap or an overlap stops the explorer"
-        for machine in tables.values():
-            checks += guarded([(f"invariants[{machine.name}]", "invariant")],
-                              lambda machine=machine: proofs.prove_invariants(machine))  # type: ignore[misc]
-        graphs: dict[str, explorer.StateGraph] = {}
-        for name, machine in tables.items():
-            def agreement(machine: Machine = machine) -> list[CheckResult]:
-                graph = explorer.build_graph(machine)
-                graphs[machine.name] = graph
-                reachable = list(graph.graph.nodes)
-                return [proofs.check_relation_agreement(machine, reachable,
-                                                        _parents(graph, machine)),
-                        proofs.check_agreement(machine, reachable, transitions_of(graph, machine))]
-            checks += guarded([(f"agreement.relation[{name}]", "agreement"),
-                               (f"agreement.invariants[{name}]", "agreement")], agreement, hint)
-        consistency_at = len(checks)
-        checks += guarded([("consistency.tables", "consistency")],
-                          lambda: [proofs.check_tables_consistent(tables)])
-        checks += guarded([("consistency.claims", "consistency")],
-                          lambda: proofs.check_consistency(machines=tables))
+        from callgate.model.obligations import ALL
+        from callgate.model.obligations.checker import coverage_result
+        owners = list(dict.fromkeys(o.machine for o in ALL))
+        # First, so that it runs in a fresh process as it did before the pool: which supporting
+        # invariants Z3's minimized unsat core names depends on what the process asked Z3 before.
+        # The same for bounded model checking (the longest single proof), on the other worker.
+        first = jobs.submit(_table_and_invariant_checks)
+        bmc = jobs.submit(_bmc_check, bmc_depth)
+        # Then the longest first (as measured on the registry's tables), so the pool ends soon.
+        heavy = [name for name in SPLIT if name in tables]
+        halves = {name: [jobs.submit(_obligation_checks, name, i, 2) for i in range(2)]
+                  for name in heavy if name in owners}
+        lives = {name: jobs.submit(_machine_checks, name, ("liveness",)) for name in heavy}
+        graphed = {name: jobs.submit(_machine_checks, name, ("agreement", "explorer"))
+                   for name in heavy}
+        coupled_jobs = [jobs.submit(_coupled, i) for i in range(len(coupled.COUPLED))]
+        obligations = {name: jobs.submit(_obligation_checks, name) for name in owners
+                       if name not in halves}
+
+        def merged(name: str) -> Callable[[], list[CheckResult]]:
+            return lambda: _merged([part() for part in halves[name]])
+        obligations.update({name: merged(name) for name in halves})
+        whole = {name: jobs.submit(_machine_checks, name) for name in tables if name not in heavy}
+        default = jobs.submit(_default_checks)
+        consistency = jobs.submit(_consistency_checks)
+
+        def machine_result(name: str) -> MachineResult:
+            if name in lives:
+                graph_part, live_part = graphed[name](), lives[name]()
+                return MachineResult(graph_part.agreement, graph_part.explorer,
+                                     graph_part.report, live_part.liveness)
+            return whole[name]()
+
+        results = {name: machine_result(name) for name in tables}
+        checks = first()
+        for name in tables:
+            checks += results[name].agreement
+        checks.append(bmc())
+        checks += consistency()
         # The rules restated apart from the tables (DESIGN.md principle 10): their agreement.
-        checks += guarded([("obligations", "obligation")],
-                          lambda: check_obligations(machines=tables))
+        obligation_checks: list[CheckResult] = []
+        try:
+            for name in owners:
+                obligation_checks += obligations[name]()
+            obligation_checks.append(coverage_result(coverage_problems()))
+        except Exception as exc:
+            obligation_checks = [cannot_run("obligations", "obligation", exc)]
+        checks += obligation_checks
         reports: list[GraphReport] = []
         for name in tables:
-            graph = graphs.get(name)
-            if graph is None:
-                checks += [cannot_run(n, k, ModelError(f"no state graph of {name}"), 0.0, hint)
-                           for n, k in _explorer_names(name)]
-                continue
-
-            def explore(graph: explorer.StateGraph = graph) -> list[CheckResult]:
-                report = graph_report(graph)
+            checks += results[name].explorer
+            report = results[name].report
+            if report is not None:
                 reports.append(report)
-                return explorer_checks(report, graph)
-            checks += guarded(_explorer_names(name), explore, hint)
-        for name, machine in tables.items():
-            props = [p for p in liveness.PROPERTIES if liveness.machine_of(p) == name]
-            checks += guarded([(p.name, liveness.KIND) for p in props],
-                              lambda machine=machine: liveness.check_liveness(  # type: ignore[misc]
-                                  machine, graphs.get(machine.name)), hint)
-        if custom:
-            try:
-                default_report, default_checks = explore_composition(
-                    composition(DEFAULT_COMPOSITION.name, DEFAULT_SLOTS, tables))
-            except ModelError as exc:
-                default_report, default_checks = None, [
-                    cannot_run(n, k, exc) for n, k in _explorer_names(DEFAULT_COMPOSITION.name)]
-            bmc = _bmc(bmc_depth, tables)
-        else:
-            default_report, default_checks = worker.default_result()
-            bmc = worker.bmc_result()
+        for name in tables:
+            checks += results[name].liveness
+        default_report, default_checks = default()
         checks += default_checks
-        checks.insert(consistency_at, bmc)
         coupled_reports: list[GraphReport] = []
-        for comp in coupled.COUPLED:
-            try:
-                comp = coupled.with_machines(comp, tables)
-            except ModelError as exc:
-                checks.append(cannot_run(f"deadlock_free[{comp.name}]", "explorer", exc))
-                continue
-            report, more = coupled_checks(comp)
+        for get in coupled_jobs:
+            report, more = get()
             checks += more
             if report is not None:
                 coupled_reports.append(report)
     finally:
-        worker.close()
+        jobs.close()
     found: Counts = {"machines": {r.name: {"states": r.states, "edges": r.edges,
                                            "transitions": r.transitions} for r in reports}}
     compositions = ([default_report] if default_report is not None else []) + coupled_reports

@@ -10,6 +10,9 @@ the modules:
   outcome of one action), and `explore_counts` for compositions too large to hold as a graph.
 * `cache`: `cached_graph`, `build_graph` of a single machine kept on disk between runs (keyed by
   the model's source, the machine, the pins and what `allow` admits).
+* `compiled`: the fast explorers of independent slots, on tables compiled into integer codes
+  (`explore_compiled` sweeps codes one by one, `explore_bitset` steps sets of codes at once);
+  `build_graph` is their reference (tests/test_explorer_compiled.py).
 * `quiescence`: deadlock freedom (`unquiescent_states`: from every reachable state a quiescent
   one, by `Machine.is_quiescent`, is reachable) and `sink_states`.
 * `paths`: `shortest_path`, the breadth-first `parents`, and `tour` (Chinese postman over edges,
@@ -19,6 +22,12 @@ the modules:
 """
 
 from callgate.model.explorer.cache import cached_graph
+from callgate.model.explorer.compiled import (
+    Exploration,
+    SlotInvariant,
+    explore_bitset,
+    explore_compiled,
+)
 from callgate.model.explorer.drawing import (
     DOT_HINT,
     DRAW_LIMIT,
@@ -56,10 +65,10 @@ from callgate.model.explorer.quiescence import is_quiescent, sink_states, unquie
 
 __all__ = [
     "DOT_HINT", "DRAW_LIMIT",
-    "Allow", "Arrow", "Cover", "Edge", "Figures", "Key", "Node", "Picture", "StateGraph",
-    "ToolMissing",
-    "build_graph", "cached_graph", "covered_edges", "dot_available", "dot_text", "explore_counts",
-    "is_quiescent",
+    "Allow", "Arrow", "Cover", "Edge", "Exploration", "Figures", "Key", "Node", "Picture",
+    "SlotInvariant", "StateGraph", "ToolMissing",
+    "build_graph", "cached_graph", "covered_edges", "dot_available", "dot_text",
+    "explore_bitset", "explore_compiled", "explore_counts", "is_quiescent",
     "node_label", "parents", "picture", "plain_arrows", "render_svg", "shortest_path",
     "sink_states", "to_dot", "to_mermaid", "tour", "tour_length", "unquiescent_states",
 ]

@@ -383,11 +383,19 @@ def _backward(graph: Graph, pinned: Pinned, check: Reach) -> dict[Node, set[Node
     if found is None:
         found = pinned.backward[key] = {}
         actor = {op.name: op.actor for op in graph.machine.operations}
+        # Which operations the check lets move, and which conditions the pinning admits: each
+        # asked once (the edges repeat a few of them many times).
+        moving = {op: op not in check.without and (not check.actors or a in check.actors)
+                  for op, a in actor.items()}
+        admitted: dict[tuple[tuple[str, str], ...], bool] = {}
         for source in pinned.depth:
             for target, when, move, _ in graph.forward[source]:
-                if (move.op not in check.without
-                        and (not check.actors or actor[move.op] in check.actors)
-                        and compatible(when, pinned.pins)):
+                if not moving[move.op]:
+                    continue
+                ok = admitted.get(when)
+                if ok is None:
+                    ok = admitted[when] = compatible(when, pinned.pins)
+                if ok:
                     found.setdefault(target, set()).add(source)
     return found
 

@@ -174,6 +174,9 @@ class Tables:
         self.params = {op.name: tuple(p.name for p in op.params) for op in machine.operations}
         self._answers: dict[tuple[State, str, Args], _Answer | Probe] = {}
         self._probes: dict[tuple[State, str, Args, tuple[str | None, ...]], Probe] = {}
+        # Derived answers an obligation memoises per (state, pins, open points); dropped with
+        # the rest by `forget`.
+        self.memo: dict[tuple[object, ...], object] = {}
 
     @classmethod
     def of(cls, machine: Machine) -> Tables:

@@ -25,6 +25,7 @@ from callgate.model.obligations.core import (
     Obligation,
     Observer,
     Reach,
+    Tables,
     Whenever,
     fails,
     may_be,
@@ -154,7 +155,13 @@ def server_waiting_call(n: N) -> bool:
 
 def answers_elsewhere(n: N) -> tuple[tuple[str, tuple[Value, ...], frozenset[str]], ...]:
     """What every operation but RpcServerTestCancel answers here, for each of its arguments:
-    the codes, outputs and labels it allows (not the states it leads to)."""
+    the codes, outputs and labels it allows (not the states it leads to). Memoised per state,
+    pins and open points (it reads nothing else)."""
+    memo = Tables.of(n.machine).memo
+    key = ("answers_elsewhere", n.state, tuple(sorted(n.pins.items())), n.open_points)
+    known = memo.get(key)
+    if known is not None:
+        return known  # type: ignore[return-value]
     found = []
     for operation in n.machine.operations:
         if operation.name.startswith("server_test_cancel"):
@@ -164,7 +171,8 @@ def answers_elsewhere(n: N) -> tuple[tuple[str, tuple[Value, ...], frozenset[str
             probe = n.probe(operation.name, **args)
             found.append((operation.name, tuple(values), frozenset(
                 f"{probe.kind}:{a.code}:{a.outputs}:{a.label}" for a in probe.outcomes)))
-    return tuple(found)
+    memo[key] = result = tuple(found)
+    return result
 
 
 def final(r: A) -> bool:
