@@ -9,7 +9,7 @@ description, rules it covers, and the outcome sets the model allows at each step
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -149,11 +149,15 @@ def _case(machine: Machine, start: State, steps: list[Action], case_id: str,
                 tuple(rules), tuple(expected), graph, tuple(sources or ()))
 
 
-def plan(caps: Capabilities) -> Plan:
-    """Graphs, transitions and the tour cases of every machine the adapter can drive."""
+def plan(caps: Capabilities, only: Iterable[str] | None = None) -> Plan:
+    """Graphs, transitions and the tour cases of every machine the adapter can drive (of the
+    machines named `only`, if given)."""
     features = set(caps.features)
     machines: dict[str, MachinePlan] = {}
+    wanted = set(only) if only is not None else set(MACHINES)
     for machine in MACHINES.values():
+        if machine.name not in wanted:
+            continue
         initial = [s for s in machine.initial
                    if config_features_needed(machine.name, machine.view(s)) <= features]
 
