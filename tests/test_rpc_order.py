@@ -214,3 +214,14 @@ def test_a_noncausal_binding_enters_the_newest_waiting_call_first() -> None:
     finally:
         session.close()
         adapter.shutdown()
+
+
+@pytest.mark.parametrize("code", [0x80000100, 0xC0000139, codes.RPC_S_OK.value])
+def test_a_raise_is_no_return_although_the_row_admits_any_code(code: int) -> None:
+    """RpcAsyncRegisterInfo's row admits any code (D-15) but says it returns: a stub that raises
+    (Wine's 0x80000100, a missing entry point 0xC0000139), answered with `raised`, fails it."""
+    for raised, ok in ((False, True), (True, False)):
+        tracker = Tracker(ORDER, PINS)
+        outputs = {"raised": True} if raised else {}
+        assert tracker.observe("RpcAsyncRegisterInfo", (), code, outputs).ok is ok
+        assert tracker.states == frozenset(ORDER.initial)
