@@ -47,6 +47,7 @@ def test_the_walk_covers_every_transition_of_the_reference() -> None:
     assert left == {name: [] for name in WALKED}
 
 
+@pytest.mark.slow  # plans the walked machines' graphs (several seconds on a shared machine)
 def test_the_reference_report_of_make_run_covers_every_transition() -> None:
     report = json.loads(REPORT.read_text())
     coverage = report["coverage"]
