@@ -211,6 +211,8 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
         adapter |= {"implementation": caps.implementation, "version": caps.version,
                     "capabilities": sorted(caps.features), "pins": dict(caps.pins),
                     "notes": caps.notes}
+        if caps.absent:
+            adapter["absent"] = dict(caps.absent)
     return {
         "event": "run_start", "schema": 1, "callgate_version": version(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

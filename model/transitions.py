@@ -51,6 +51,11 @@ class ModelError(Exception):
 # --- expressions (values of outputs and updates) --------------------------------------------
 
 
+
+# The output with which an adapter says the operation raised instead of returning (the code is
+# then the exception's): see `Allowed.admits`.
+RAISED = "raised"
+
 @dataclass(frozen=True)
 class Const:
     """A literal value."""
@@ -455,7 +460,12 @@ class Allowed:
     when: tuple[tuple[str, str], ...]
 
     def admits(self, code: int, outputs: Mapping[str, object]) -> bool:
-        """True if an observed code and outputs fall within this outcome."""
+        """True if an observed code and outputs fall within this outcome. An answer whose
+        output `raised` is true says the operation raised (an exception escaped the call, an
+        entry point missing) instead of returning: every outcome is a return, so none admits
+        it, whatever its code (docs/adapter-protocol.md)."""
+        if outputs.get(RAISED) is True:
+            return False
         if not self.code.admits(code):
             return False
         for name, expected in self.outputs:

@@ -10,6 +10,7 @@ import pytest
 from callgate.conformance.cases import sequences
 from callgate.conformance.gate import run_cases
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.protocol.adapter import Request, SlotSpec
 from callgate.conformance.results import Verdict
 from callgate.model import codes
 from callgate.model.families import UNMODELLED
@@ -174,3 +175,40 @@ def test_the_reference_implementation_passes() -> None:
 @pytest.mark.parametrize("fault", ["notif_info_not_copied", "notif_repeats", "notif_queued_zero"])
 def test_each_seeded_fault_is_caught(fault: str) -> None:
     assert Verdict.FAIL in _run((fault,))
+
+
+def _notifications(wait_between: bool) -> list[tuple[int, dict[str, object]]]:
+    """Subscribe to both kinds (Callback), cancel, disconnect, and wait twice; with
+    `wait_between` the server also waits once between the cancel and the disconnect."""
+
+    adapter = ReferenceAdapter()
+    session = adapter.open_session([SlotSpec("n0", "rpc_notif", {})])
+
+    def do(op: str, **args: str) -> tuple[int, dict[str, object]]:
+        seen = session.perform(Request("n0", op, args, 500))
+        return seen.code, dict(seen.outputs)
+    try:
+        assert do("notif_call")[0] == codes.RPC_S_OK.value
+        assert do("RpcServerSubscribeForNotification", kinds="both", type="Callback",
+                  binding="explicit", info="kept")[0] == codes.RPC_S_OK.value
+        seen = []
+        do("RpcAsyncCancelCall")
+        if wait_between:
+            seen.append(do("server_wait_notification", timeout="finite"))
+        do("client_disconnect")
+        while len(seen) < 2:
+            seen.append(do("server_wait_notification", timeout="finite"))
+        return seen
+    finally:
+        session.close()
+        adapter.shutdown()
+
+
+def test_the_reference_delivers_a_disconnect_ahead_of_a_cancel_still_queued() -> None:
+    """When two notifications are queued the documentation leaves their order open
+    (RPC-SRV-NOTIF-07); the reference delivers the disconnect first, and the cancel first when
+    the server waited between the two, so the harness reaches both orders."""
+    disconnect = (1, {"kind": "ClientDisconnect", "Event": 3})
+    cancel = (1, {"kind": "CallCancel", "Event": 4})
+    assert _notifications(wait_between=False) == [disconnect, cancel]
+    assert _notifications(wait_between=True) == [cancel, disconnect]

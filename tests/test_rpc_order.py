@@ -92,7 +92,9 @@ def test_each_obligation_catches_its_planted_error(planted: list[CheckResult], o
 
 
 def _paths() -> dict[State, list[tuple[str, Args]]]:
-    """A shortest path of DEFINED steps (under the reference's pins) to each reachable state."""
+    """A shortest path of DEFINED steps (under the reference's pins) to each reachable state,
+    through the outcomes the reference takes: on a non-causal binding its server enters the
+    newest waiting call first."""
     paths: dict[State, list[tuple[str, Args]]] = {ORDER.initial[0]: []}
     frontier = [ORDER.initial[0]]
     while frontier:
@@ -102,23 +104,30 @@ def _paths() -> dict[State, list[tuple[str, Args]]]:
                 if find_row(ORDER, state, op.name, args).kind is not Kind.DEFINED:
                     continue
                 for allowed in step(ORDER, state, op.name, args, PINS).allowed:
+                    if op.name == "server_next_dispatch" and not _newest_first(state, allowed.next_state):
+                        continue
                     if allowed.next_state not in paths:
                         paths[allowed.next_state] = [*paths[state], (op.name, args)]
                         frontier.append(allowed.next_state)
     return paths
 
 
+def _newest_first(state: State, after: State) -> bool:
+    """Whether the dispatch from `state` to `after` entered the newest waiting call."""
+    before, now = ORDER.view(state), ORDER.view(after)
+    waiting = [c for c in ("c0", "c1") if before[c] == "issued"]
+    return now[waiting[-1]] == "running"
+
+
 def _drive(faults: tuple[str, ...] = ()) -> list[str]:
-    """Every DEFINED transition of the machine from each state a binding reaches without
-    reordering, each from a fresh slot driven to its source state, judged against the table;
-    the failures (with faults: the first)."""
+    """Every DEFINED transition of the machine from each reachable state (those a non-causal
+    binding reaches by reordering included: the reference takes the newest waiting call first),
+    each from a fresh slot driven to its source state, judged against the table; the failures
+    (with faults: the first), and a path that did not lead to its state."""
     adapter = make_adapter(faults=faults) if faults else ReferenceAdapter()
     failures: list[str] = []
     try:
         for state, path in sorted(_paths().items(), key=repr):
-            view = ORDER.view(state)
-            if view["c0"] == "issued" and view["c1"] in ("running", "done"):
-                continue  # reached only if the binding reorders, which it need not
             for op in ORDER.operations:
                 for args in op.all_args():
                     if find_row(ORDER, state, op.name, args).kind is not Kind.DEFINED:
@@ -126,7 +135,11 @@ def _drive(faults: tuple[str, ...] = ()) -> list[str]:
                     session = adapter.open_session([SlotSpec("b0", "rpc_order", {})])
                     try:
                         tracker = Tracker(ORDER, PINS)
-                        for name, a in [*path, (op.name, args)]:
+                        for i, (name, a) in enumerate([*path, (op.name, args)]):
+                            if i == len(path) and tracker.states != {state}:
+                                failures.append(f"{ORDER.describe(state)}: the path led to "
+                                                f"{[ORDER.describe(x) for x in tracker.states]}")
+                                break
                             seen = session.perform(Request("b0", name, dict(a), STEP_MS))
                             judged = tracker.observe(name, a, seen.code, seen.outputs)
                             if not judged.ok:
@@ -177,3 +190,38 @@ def test_calls_overlap_and_finish_out_of_order_on_a_causal_binding() -> None:
     finally:
         session.close()
         adapter.shutdown()
+
+
+def test_a_noncausal_binding_enters_the_newest_waiting_call_first() -> None:
+    """RPC-ORDER-04 leaves the order to the runtime; the reference takes the other one, so that
+    the states where call 1 runs before call 0 are reached (and a client relying on issue order
+    on such a binding is seen)."""
+    adapter = ReferenceAdapter()
+    session = adapter.open_session([SlotSpec("b0", "rpc_order", {})])
+
+    def do(op: str, **args: int | bool) -> tuple[int, dict[str, int | bool | str]]:
+        seen = session.perform(Request("b0", op, args, STEP_MS))
+        return seen.code, dict(seen.outputs)
+    try:
+        ok = codes.RPC_S_OK.value
+        assert do("RpcBindingSetOption", value=True) == (ok, {})
+        assert do("issue_async") == (ok, {})
+        assert do("issue_async") == (ok, {})
+        assert do("server_next_dispatch") == (ok, {"call": 1})
+        assert do("server_complete", call=1) == (ok, {"reply": 1})
+        assert do("server_next_dispatch") == (ok, {"call": 0})
+        assert do("server_complete", call=0) == (ok, {"reply": 0})
+    finally:
+        session.close()
+        adapter.shutdown()
+
+
+@pytest.mark.parametrize("code", [0x80000100, 0xC0000139, codes.RPC_S_OK.value])
+def test_a_raise_is_no_return_although_the_row_admits_any_code(code: int) -> None:
+    """RpcAsyncRegisterInfo's row admits any code (D-15) but says it returns: a stub that raises
+    (Wine's 0x80000100, a missing entry point 0xC0000139), answered with `raised`, fails it."""
+    for raised, ok in ((False, True), (True, False)):
+        tracker = Tracker(ORDER, PINS)
+        outputs = {"raised": True} if raised else {}
+        assert tracker.observe("RpcAsyncRegisterInfo", (), code, outputs).ok is ok
+        assert tracker.states == frozenset(ORDER.initial)

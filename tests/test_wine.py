@@ -27,7 +27,8 @@ from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
 from callgate.conformance.results import CaseResult, Summary, Verdict, outputs_text, read_stream
-from callgate.model.transitions import Action
+from callgate.model.families import MACHINES
+from callgate.model.transitions import Action, Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS = ROOT / "reports" / "wine" / "expectations.toml"
@@ -643,3 +644,21 @@ def test_wines_missing_subscription_is_a_listed_deviation(wine_adapter: wine.Win
         session.close()
     assert seen[0].code == 0 and seen[2].code == 0
     assert (seen[1].code, seen[1].outputs) == (0xC0000139, {"raised": True})
+
+
+# --- sections 2.19 and 2.20: asynchronous pipes (probed, absent), RpcAsyncRegisterInfo ---------
+
+
+def test_wine_declares_pipes_absent_with_the_probe_and_register_info_raises(
+        wine_adapter: wine.WineAdapter) -> None:
+    caps = wine_adapter.capabilities()
+    assert "rpc.pipe" not in caps.features
+    assert "are stubs that raise 0x80000100" in caps.absent["rpc.pipe"]
+    session = wine_adapter.open_session([SlotSpec("b0", "rpc_order")])
+    try:
+        seen = session.perform(Request("b0", "RpcAsyncRegisterInfo", {}, 2000))
+    finally:
+        session.close()
+    assert (seen.code, seen.outputs) == (0x80000100, {"raised": True})
+    assert not Tracker(MACHINES["rpc_order"], caps.pins).observe(
+        "RpcAsyncRegisterInfo", (), seen.code, seen.outputs).ok

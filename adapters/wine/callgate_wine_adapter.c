@@ -980,6 +980,7 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
 #include "callgate_wine_cowait.c" /* cowait: CoWaitForMultipleHandles (section 2.11) */
 #include "callgate_wine_cancel.c" /* thread_cancel: thread-level cancellation (section 2.8) */
 #include "callgate_wine_order.c" /* rpc_order, rpc_notif: sections 2.17 and 2.18 */
+#include "callgate_wine_pipe.c" /* rpc_pipe: a probe of section 2.19, no driver */
 
 /* ======================================================================================== */
 /* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
@@ -1162,6 +1163,12 @@ static void write_handshake(void)
         jout_raw(&o, "\"call_object_origin\":\"standard_marshaling\"}");
     /* One request at a time (jsonl_serve's loop on the main thread). */
     jout_raw(&o, ",\"concurrent\":false");
+    /* Section 2.19: not declared, and why (callgate_wine_pipe.c). */
+    static char pipe_reason[1200];
+    pipe_absent_reason(pipe_reason, sizeof pipe_reason, wine_get_version != NULL);
+    jout_raw(&o, ",\"absent\":{\"rpc.pipe\":");
+    jout_str(&o, pipe_reason);
+    jout_raw(&o, "}");
     jout_raw(&o, ",\"notes\":");
     jout_str(&o, com_notes);
     jout_raw(&o, "}");

@@ -154,8 +154,9 @@ def plan(caps: Capabilities, only: Collection[str] | None = None) -> Plan:
     of these machines alone)."""
     features = set(caps.features)
     machines: dict[str, MachinePlan] = {}
+    wanted = set(only) if only is not None else set(MACHINES)
     for machine in MACHINES.values():
-        if only is not None and machine.name not in only:
+        if machine.name not in wanted:
             continue
         initial = [s for s in machine.initial
                    if config_features_needed(machine.name, machine.view(s)) <= features]

@@ -47,6 +47,7 @@ from callgate.conformance.results import CaseResult, StepRecord, Verdict, output
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
     Action,
+    Args,
     Kind,
     Machine,
     ModelError,
@@ -58,6 +59,10 @@ from callgate.model.transitions import (
 
 # How many times one planned case may steer back to its plan.
 MAX_BRIDGES = 200
+# How many steps (looks and ways back) may establish one wait for ever, and how long a way back
+# may be.
+MAX_LOOK_STEPS = 16
+MAX_WAY_BACK = 6
 
 # What an `error` verdict's message says about whose error it is (the shrinker reads them back:
 # an adapter's fault or hang at a step is the implementation's, a harness error is callgate's).
@@ -119,9 +124,55 @@ class CaseRunner:
     # `callgate run --record-trace`: a callgate.conformance.trace.record.TraceRecorder.
     recorder: Any = None
     executor: Executor = field(init=False)
+    _ways: dict[tuple[str, State, State], tuple[tuple[str, Args], ...] | None] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.step_timeout)
+
+    def way_back(self, machine: Machine, pins: Mapping[str, str], start: State, goal: State,
+                 ) -> tuple[tuple[str, Args], ...] | None:
+        """A shortest way from `start` to `goal` (see `LiveCase.way_back`), as (op, args) steps;
+        None if there is none within MAX_WAY_BACK steps. Cached: pins and features are the
+        runner's."""
+        key = (machine.name, start, goal)
+        if key in self._ways:
+            return self._ways[key]
+        features = set(self.capabilities.features)
+        moves = [(op.name, args) for op in machine.operations for args in op.all_args()
+                 if action_features(machine.name, Action("", op.name, args)) <= features
+                 and not blocks(machine.name, Action("", op.name, args))]
+        parent: dict[State, tuple[State, tuple[str, Args]] | None] = {start: None}
+        frontier = [start]
+        found: tuple[tuple[str, Args], ...] | None = () if start == goal else None
+        for _ in range(MAX_WAY_BACK):
+            if found is not None or not frontier:
+                break
+            nxt: list[State] = []
+            for node in frontier:
+                for op, args in moves:
+                    result = step(machine, node, op, args, pins)
+                    ends = {a.next_state for a in result.allowed}
+                    if result.kind is not Kind.DEFINED or len(ends) != 1:
+                        continue
+                    (end,) = ends
+                    if end in parent:
+                        continue
+                    parent[end] = (node, (op, args))
+                    nxt.append(end)
+                    if end == goal:
+                        path: list[tuple[str, Args]] = []
+                        at = end
+                        while (link := parent[at]) is not None:
+                            path.append(link[1])
+                            at = link[0]
+                        found = tuple(path[::-1])
+                        break
+                if found is not None:
+                    break
+            frontier = nxt
+        self._ways[key] = found
+        return found
 
     def close(self) -> None:
         self.executor.close()
@@ -348,7 +399,11 @@ class LiveCase:
         is taken just before; where it changes the state (a zero Wait on a signalled auto-reset
         event consumes the signal), it is taken and then the step that led to the state is
         taken again from the state it started in, so that what made the wait return has just
-        been seen to work. Anything else is not established, and `action` is not sent."""
+        been seen to work. Where no single step leads back, the look is taken and the way back
+        to the state is walked (steps whose outcome the model fixes), twice if need be, until
+        the step that entered the state last is the one the look was taken after
+        (`_seen_to_work`); a look whose answer left the state as it was establishes it too.
+        Anything else is not established, and `action` is not sent."""
         slot = action.slot
         machine = self.machines[slot]
         tracker = self.trackers[slot]
@@ -369,24 +424,86 @@ class LiveCase:
             if taken and taken[-1].action == look and taken[-1].after == states:
                 return []
             return [look]
-        if len(states) != 1 or len({n for e in ends.values() for n in e}) != 1:
+        if len(states) != 1:
             return None
-        (here,), (there,) = states, ends[next(iter(states))]
+        (here,) = states
+        # The look was just taken, and the implementation's answer left the state as it was.
+        if taken and taken[-1].action == look and taken[-1].before == states == taken[-1].after:
+            return []
+        if self._seen_to_work(slot, here, look):
+            return []  # [X into here, look, ..., X into here]: includes [step, look, step again]
+        if len(ends[here]) == 1 and taken:
+            (there,) = ends[here]
+            back = taken[-1]
+            if back.before == {there} and back.after == {here} and not blocks(machine, back.action):
+                again = step(tracker.machine, there, back.action.op, back.action.args,
+                             tracker.pins)
+                if again.kind is Kind.DEFINED and {a.next_state for a in again.allowed} == {here}:
+                    return [look, back.action]
+        if all(e == here or self.way_back(slot, e, here) is not None for e in ends[here]):
+            return [look]
+        return None
 
-        def led_here(done: Taken) -> bool:
-            return done.before == {there} and done.after == {here}
+    def _seen_to_work(self, slot: str, here: State, look: Action) -> bool:
+        """Whether the slot's last step X entered `here` from a state P, and the latest look
+        from `here` (answered and judged) was taken right after the same step X from the same
+        P: what made the wait return has been seen to work and has just been done again."""
+        taken = self._taken.get(slot, [])
+        if not taken:
+            return False
+        last = taken[-1]
+        if last.after != {here} or len(last.before) != 1 or \
+                blocks(self.machines[slot], last.action):
+            return False
+        for j in range(len(taken) - 2, 0, -1):
+            done = taken[j]
+            if done.action == look and done.before == {here}:
+                entered = taken[j - 1]
+                return (entered.action == last.action and entered.before == last.before
+                        and entered.after == {here})
+        return False
 
-        if (len(taken) >= 3 and taken[-2].action == look and taken[-2].before == {here}
-                and led_here(taken[-1]) and led_here(taken[-3])
-                and taken[-1].action == taken[-3].action):
-            return []  # [step here, look, the same step again]: just seen to work
-        if not taken or not led_here(taken[-1]) or blocks(machine, taken[-1].action):
-            return None
-        back = taken[-1]
-        again = step(tracker.machine, there, back.action.op, back.action.args, tracker.pins)
-        if again.kind is not Kind.DEFINED or {a.next_state for a in again.allowed} != {here}:
-            return None
-        return [look, back.action]
+    def way_back(self, slot: str, start: State, goal: State) -> list[Action] | None:
+        """A shortest way from `start` to `goal` on the slot's machine through steps whose
+        outcome the model fixes to one next state (under the adapter's pins), none of which may
+        wait for ever and all within the adapter's features; None if there is none within
+        MAX_WAY_BACK steps."""
+        tracker = self.trackers[slot]
+        found = self.runner.way_back(tracker.machine, tracker.pins, start, goal)
+        return None if found is None else [Action(slot, op, args) for op, args in found]
+
+    def _establish(self, action: Action) -> bool:
+        """Take the steps `lookout` asks for before `action` (which may wait for ever), and the
+        way back after a look that left the state, until `lookout` says nothing more is needed;
+        False (with a note) if that does not come to pass."""
+        slot = action.slot
+        tracker = self.trackers[slot]
+        first = self.lookout(action)
+        if first is None:
+            self.note(f"not sent: {action} may wait for ever, and what was observed "
+                      f"has not established that it returns")
+            return False
+        home = tracker.states
+        for _ in range(MAX_LOOK_STEPS):
+            if tracker.states == home:
+                first = self.lookout(action)
+                if first == []:
+                    return True
+                if first is None:
+                    break
+                todo = first
+            elif len(tracker.states) == 1 and len(home) == 1:
+                (now,), (goal,) = tracker.states, home
+                todo = (self.way_back(slot, now, goal) or [])[:1]
+                if not todo:
+                    break
+            else:
+                break
+            for nxt in todo:
+                if not self._perform(nxt):
+                    return False
+        self.note(f"not sent: {action}: the looks before it did not establish that it returns")
+        return False
 
     def step(self, action: Action) -> bool:
         """Perform and judge one action; False if the case is over (with the verdict set), or
@@ -394,19 +511,8 @@ class LiveCase:
         if self.verdict is not Verdict.PASS:
             return False
         try:
-            if blocks(self.machines[action.slot], action):
-                first = self.lookout(action)
-                if first is None:
-                    self.note(f"not sent: {action} may wait for ever, and what was observed "
-                              f"has not established that it returns")
-                    return False
-                for look in first:
-                    if not self._perform(look):
-                        return False
-                if self.lookout(action) != []:
-                    self.note(f"not sent: {action}: the look before it did not establish that "
-                              f"it returns")
-                    return False
+            if blocks(self.machines[action.slot], action) and not self._establish(action):
+                return False
             return self._perform(action)
         except Exception as exc:  # callgate's own code (judging, recording): not the adapter's
             self.harness_error(exc, action)

@@ -114,6 +114,10 @@ class Capabilities:
     pins: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
     concurrent: bool = False
+    # Features the adapter does not declare, each with why (an entry point the implementation
+    # lacks, ...): the report gives the rules only those features reach `not_applicable` with
+    # that reason instead of `untested`.
+    absent: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Old pin names (variations.ALIASES) stand for the points they were split into, so an

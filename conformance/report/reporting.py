@@ -24,6 +24,7 @@ import jinja2
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from markupsafe import Markup
 
+from callgate.conformance.cases.slots import machine_feature
 from callgate.conformance.expectations import entry_matches, failing_rules, from_record
 from callgate.conformance.report import diagrams, junit, reach
 from callgate.conformance.report import lanes as parallel_lanes
@@ -82,7 +83,23 @@ def rule_verdict(verdicts: Iterable[Verdict]) -> str:
     return "untested"
 
 
-def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
+def absent_rules(absent: Mapping[str, str]) -> dict[str, str]:
+    """The rules that only machines the adapter declared absent reach, each with the reason:
+    a machine is absent when the feature of its first operation (the way a client first
+    reaches the object, `slots.machine_feature`) is one of `absent`'s."""
+    reasons: dict[str, str] = {}
+    for machine in MACHINES.values():
+        feature = machine_feature(machine)
+        if feature not in absent:
+            continue
+        for row in machine.rows:
+            for rule_id in row.rules:
+                reasons.setdefault(rule_id, f"{feature} declared absent: {absent[feature]}")
+    return reasons
+
+
+def rules_matrix(cases: Sequence[CaseResult],
+                 absent: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Rule by rule: level, how many cases cite it, and the rule's verdict.
 
     A rule fails (or errs, or is an expected failure) when a case went wrong at a step that cites
@@ -108,6 +125,7 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
         for rule_id in held - set(wrong):
             held_by[rule_id].append(i)
     matrix = []
+    reasons = absent_rules(absent or {})
     for rule in catalogue().values():
         if not rule.in_scope:
             continue
@@ -123,11 +141,14 @@ def rules_matrix(cases: Sequence[CaseResult]) -> list[dict[str, Any]]:
             verdict = "untested"
         else:
             verdict = Verdict.NOT_APPLICABLE.value if citing else "untested"
-        matrix.append({
+        entry = {
             "id": rule.id, "level": rule.level.value, "summary": rule.summary,
             "cases": len(citing), "verdict": verdict,
             "failing_cases": [c.id for c in failing][:20],
-        })
+        }
+        if verdict == "untested" and not citing and rule.id in reasons:
+            entry |= {"verdict": Verdict.NOT_APPLICABLE.value, "reason": reasons[rule.id]}
+        matrix.append(entry)
     return matrix
 
 
@@ -306,7 +327,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
     summary = Summary.of(record.cases)
     cases = [_case_json(c) for c in record.cases]
     cov = coverage(record)
-    rules = rules_matrix(record.cases)
+    rules = rules_matrix(record.cases, (start.get("adapter") or {}).get("absent") or {})
     verdict = run_verdict(record, summary, cov, rules)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,

@@ -113,7 +113,7 @@ def unsubscribe(s: NotifSlot, request: Request) -> Observation:
 
 
 def wait(s: NotifSlot, request: Request) -> Observation:
-    _held(s, request)
+    s.runtime.deliver(_held(s, request))  # the server waits: the runtime delivers what it queued
     try:
         if _arg(request, "timeout") == "zero":
             target, rpc_event = s.arrivals.get_nowait()

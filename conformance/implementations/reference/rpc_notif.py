@@ -8,9 +8,17 @@ RpcServerUnsubscribeForNotification, on real threads.
   APC routine (Apc), a completion port and key (Ioc), or a callback (Callback). The runtime
   copies it when a subscription succeeds (RPC-SRV-NOTIF-03).
 * `NotifRuntime`: the subscriptions of each call. When the client cancels or disconnects, a
-  runtime thread queues the notification for each subscription of that kind, at most once per
-  call and kind (RPC-SRV-NOTIF-07), and delivers it through the copied NotificationInfo. The
-  unsubscribe reports how many it queued (RPC-SRV-NOTIF-09).
+  runtime queues the notification for each subscription of that kind, at most once per call and
+  kind (RPC-SRV-NOTIF-07), and delivers it through the copied NotificationInfo. The unsubscribe
+  reports how many it queued (RPC-SRV-NOTIF-09).
+
+When a queued notification arrives, and in which order two arrive, the documentation does not say
+(a notification travels: RPC-SRV-NOTIF-07). The reference's choice: its notification thread
+delivers what is queued for a call when the server waits for a notification (`deliver`), a
+ClientDisconnect ahead of anything else still queued for the call (a dropped connection ends what
+was pending on it). So a cancel followed by a disconnect reaches a server that waits only
+afterwards disconnect first, and a server that waits between the two gets the cancel first: the
+harness, which plays the server, reaches both orders.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ class NotifCall:
     dispatch: DispatchThread
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
     notified: set[int] = field(default_factory=set)   # kinds already queued for this call
+    pending: list[tuple[int, NotificationInfo]] = field(default_factory=list)  # not delivered
     cancelled: bool = False
     disconnected: bool = False
     completed: bool = False
@@ -138,9 +147,7 @@ class NotifRuntime:
         return RPC_S_OK
 
     def _notify(self, call: NotifCall, kind: int) -> None:
-        """Queue `kind` for its subscription, once per call, and deliver it from a runtime
-        thread."""
-        deliveries: list[NotificationInfo] = []
+        """Queue `kind` for its subscription, once per call; `deliver` sends it."""
         with call.lock:
             if kind in call.notified and not self.host.fault("notif_repeats"):
                 return
@@ -148,12 +155,18 @@ class NotifRuntime:
                 if subscribed == kind or self.host.fault("notif_unsubscribed_kind"):
                     call.notified.add(kind)
                     sub.queued += 1
-                    deliveries.append(sub.info)
-        for info in deliveries:
-            def deliver(info: NotificationInfo = info) -> None:
-                self.host.pause()
-                info.sink(EVENT_OF[kind])
-            self.pool.submit(deliver)
+                    call.pending.append((kind, sub.info))
+
+    def deliver(self, call: NotifCall) -> None:
+        """The notification thread: deliver what is queued for `call`, ClientDisconnect first,
+        through the NotificationInfo copied at the subscription (the event set, the APC queued
+        and run, the completion posted, the callback called) before the server's wait looks."""
+        with call.lock:
+            queued, call.pending = call.pending, []
+        queued.sort(key=lambda item: item[0] != RpcNotificationClientDisconnect)  # stable
+        for kind, info in queued:
+            self.host.pause()
+            info.sink(EVENT_OF[kind])
 
     # --- the server's side --------------------------------------------------------------------
 

@@ -8,7 +8,12 @@ sequence number only, so calls from one thread are dispatched in the order they 
 (RPC-ORDER-01); it does not wait for a dispatched call to finish, so execution overlaps. A
 synchronous call takes a sequence number too and is dispatched after the asynchronous calls sent
 before it (RPC-ORDER-03). `RpcBindingSetOption(h, RPC_C_OPT_BINDING_NONCAUSAL, TRUE)` turns the
-sequence check off: each call is dispatched when its packet arrives (RPC-ORDER-04).
+sequence check off (RPC-ORDER-04). The documentation then leaves the order to the runtime, and
+the reference takes the other one: on a non-causal binding the server's receive loop runs when
+the test server looks for the next dispatch, drains what the connection delivered, and enters the
+manager routine for the newest waiting call first. A client or a harness that relied on issue order
+on such a binding is seen; the causal order stays reachable by issuing the next call only after
+the server took the last one.
 
 The test server's manager routine records every call it is entered for in the binding's dispatch
 log and holds an asynchronous call until the harness completes it; the completion reaches the
@@ -61,6 +66,10 @@ class OrderedBinding:
         self._dispatch_sequence = 0  # the server's next sequence number to dispatch
         self.calls: list[AsyncCall] = []
         self.log: list[int] = []  # asynchronous calls, by number, in the order dispatched
+        # A non-causal binding's packets that reached the server and wait for its receive loop,
+        # and how many sent packets are still on the way.
+        self._waiting: list[AsyncCall] = []
+        self._in_flight = 0
         self._reported = 0  # how much of the log the test server has reported
         self._closed = False
 
@@ -83,6 +92,7 @@ class OrderedBinding:
             call = AsyncCall(len(self.calls), self._next_sequence)
             self._next_sequence += 1
             self.calls.append(call)
+            self._in_flight += 1
         self.pool.submit(lambda: self._arrive(call))
         self.host.pause()
         return call
@@ -125,13 +135,31 @@ class OrderedBinding:
                 or self.host.fault("sync_call_overtakes")):
             time.sleep(RETRANSMIT_SECONDS)  # a slow connection: the packet is retransmitted
         with self._cond:
+            self._in_flight -= 1
+            if self.noncausal:
+                # Waits for the server's receive loop (next_dispatched), which takes the newest
+                # waiting call first.
+                self._waiting.append(call)
+                self._cond.notify_all()
+                return
             if not self.host.fault("dispatch_on_arrival"):
                 self._wait_turn(call.sequence)
             if self._closed:
                 return
-            call.dispatched = True
-            self.log.append(call.number)  # the manager routine is entered; the server holds it
-            self._take_turn(call.sequence)
+            self._enter(call)
+
+    def _enter(self, call: AsyncCall) -> None:
+        call.dispatched = True
+        self.log.append(call.number)  # the manager routine is entered; the server holds it
+        self._take_turn(call.sequence)
+
+    def _receive(self) -> bool:
+        """A non-causal binding's receive loop: once the connection delivered every packet sent,
+        enter the manager routine for the newest waiting call. False if nothing was entered."""
+        if self._in_flight or not self._waiting:
+            return False
+        self._enter(self._waiting.pop())
+        return True
 
     def next_dispatched(self, seconds: float) -> int | None:
         """The next call in the dispatch log the test server has not reported, waiting up to
@@ -139,6 +167,8 @@ class OrderedBinding:
         deadline = time.monotonic() + seconds
         with self._cond:
             while self._reported >= len(self.log):
+                if self._receive():
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     return None

@@ -31,6 +31,8 @@ def handshake_message(capabilities: Capabilities) -> dict[str, Any]:
         "concurrent": capabilities.concurrent}
     if capabilities.notes:
         message["notes"] = capabilities.notes
+    if capabilities.absent:
+        message["absent"] = dict(capabilities.absent)
     return message
 
 
@@ -46,7 +48,8 @@ def declared(message: Mapping[str, Any]) -> Capabilities:
     """The capabilities a (schema-checked) handshake declares."""
     return Capabilities(message["implementation"], message["version"],
                         frozenset(message["features"]), dict(message.get("pins", {})),
-                        message.get("notes", ""), message.get("concurrent", False))
+                        message.get("notes", ""), message.get("concurrent", False),
+                        dict(message.get("absent", {})))
 
 
 def changed_on_restart(first: Capabilities, now: Capabilities) -> AdapterFault | None:
