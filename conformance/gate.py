@@ -242,12 +242,14 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
         "transitions_total": plan.totals() if plan is not None else {},
         "expectations": options.expectations.to_json() if options.expectations else None,
         "transitions": sorted(plan.transitions) if plan is not None else [],
-        "min_coverage": options.min_coverage,
+        # A shard covers only its slice: the floor is the merged run's (`shard` keeps it).
+        "min_coverage": None if options.shard else options.min_coverage,
         "pairs": _pair_universe(options, plan),
         "pairs_not_drivable": _pairs_not_drivable(options, plan),
         "units": [u.id for u in chosen],
     } | ({"shard": {"index": options.shard[0], "count": options.shard[1],
-                    "all_units": [u.id for u in every]}} if options.shard else {})
+                    "all_units": [u.id for u in every],
+                    "min_coverage": options.min_coverage}} if options.shard else {})
 
 
 def _pair_universe(options: RunOptions, plan: sequences.Plan | None) -> dict[str, list[str]]:

@@ -76,6 +76,9 @@ def merge(sources: Sequence[Path], out: Path) -> Path:
                                  f"{key} differ ({_short(start.get(key))} against "
                                  f"{_short(first.get(key))})")
         shard = start["shard"]
+        if shard.get("min_coverage") != first["shard"].get("min_coverage"):
+            raise MergeError(f"{path} and {first_path} are not shards of one run: their "
+                             f"--min-coverage differ")
         if int(shard["count"]) != count or list(shard["all_units"]) != every:
             raise MergeError(f"{path} is shard {shard['index']}/{shard['count']} of another unit "
                              f"list than {first_path} (shard {first['shard']['index']}/{count})")
@@ -117,6 +120,7 @@ def merge(sources: Sequence[Path], out: Path) -> Path:
 
     merged_start = {k: v for k, v in first.items() if k != "shard"} | {
         "units": every,
+        "min_coverage": first["shard"].get("min_coverage"),
         "command": str(first.get("command", "")),
         "merged": [{"shard": f"{int(start['shard']['index'])}/{count}", "from": str(path),
                     "command": start.get("command"), "started": start.get("started")}
