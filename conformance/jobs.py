@@ -66,10 +66,11 @@ def cores() -> int:
 
 
 def auto_jobs() -> int:
-    """`--jobs auto`: one worker per core, and one more: a run spends much of its time waiting
-    on the implementation (timed waits, the test server's held calls), so a core that a worker
-    leaves idle while it waits is taken by another (benchmarks/README.md has the figures)."""
-    return cores() + 1
+    """`--jobs auto`: one worker per core. More workers than cores would fill the time a worker
+    spends waiting on the implementation, but on the shared machine where it was measured they
+    did not pay (benchmarks/README.md): each worker's waits are calibrated on its own step times,
+    which grow with every process competing for a core."""
+    return cores()
 
 
 def can_fork() -> bool:

@@ -431,9 +431,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "`callgate check-trace` reads (the run then uses one process)")
     run.add_argument("--jobs", type=jobs_count, default=None, metavar="N|auto",
                      help="run the units in N worker processes, each with its own adapter "
-                          "(default auto: one per core, and one more, since runs wait on the "
-                          "implementation; 1: in this process). Results, verdicts and reports "
-                          "are the same for every N")
+                          "(default auto: one per core; 1: in this process). Results, verdicts "
+                          "and reports are the same for every N")
     run.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                      help="run only the I-th of N slices of the units (every N-th unit); join "
                           "the N shards' output directories with `callgate report --merge`")
