@@ -247,10 +247,13 @@ class ParallelRun:
         if self._pending:
             index = self._pending.pop(0)
             worker.unit, worker.cases, worker.started = index, 0, time.perf_counter()
-            worker.conn.send((index, self.chosen[index]))
+            message: tuple[int, units.Unit] | None = (index, self.chosen[index])
         else:
-            worker.unit = None
-            worker.conn.send(None)
+            worker.unit = message = None
+        try:
+            worker.conn.send(message)
+        except OSError:  # it died: its unit (if any) is an error case, as for any death
+            self._gone(worker)
 
     def _read(self, worker: _Worker) -> None:
         try:

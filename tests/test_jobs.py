@@ -253,6 +253,26 @@ def test_a_worker_that_dies_is_an_error_case_and_the_run_goes_on(tmp_path: Path)
     assert _events(tmp_path / "died")[-1]["jobs"]["died"] == 1
 
 
+class _OtherInWorkers(EventAdapter):
+    """Declares other capabilities when started in a worker than in the parent."""
+
+    def capabilities(self) -> Capabilities:
+        caps = super().capabilities()
+        if os.getpid() == _HOME.get("pid"):
+            return caps
+        return replace(caps, version="2")
+
+
+def test_a_worker_whose_adapter_declares_otherwise_aborts_the_run(tmp_path: Path) -> None:
+    _HOME["pid"] = os.getpid()
+    options = replace(_options(tmp_path, jobs=2), adapter_factory=_OtherInWorkers)
+    with pytest.raises(RunAborted) as caught:
+        run_gate(_OtherInWorkers(), options)
+    assert caught.value.exit_code == 3 and "other capabilities" in caught.value.reason
+    assert not read_stream(tmp_path / "results.jsonl").complete
+    assert multiprocessing.active_children() == []
+
+
 def test_an_interrupted_jobs_run_is_recorded_as_aborted_and_incomplete(tmp_path: Path) -> None:
     def progress(tick: Tick) -> None:
         if tick.result is not None and tick.cases == 2:
