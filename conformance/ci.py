@@ -3,12 +3,14 @@ template in ci/gitlab/), configured by environment variables so that a CI system
 can set it.
 
 CALLGATE_ADAPTER_CMD or CALLGATE_ADAPTER (one of them), CALLGATE_EXPECTATIONS,
-CALLGATE_MIN_COVERAGE, CALLGATE_BUDGET (default standard), CALLGATE_SEED (default 0), CALLGATE_ARGS
-(more `callgate run` arguments, split as a shell would) and CALLGATE_OUT (default callgate-report)
-make the `callgate run` command line. After the run: report.md is appended to
-GITHUB_STEP_SUMMARY and `exit-code`, `verdict` and `report-dir` to GITHUB_OUTPUT, when those are
-set (GitHub Actions sets them); the exit code is also written to OUT/exit-code. The process exits
-with the gate's exit code, so the job fails exactly when the gate does.
+CALLGATE_MIN_COVERAGE, CALLGATE_BUDGET (default standard), CALLGATE_SEED (default 0), CALLGATE_JOBS
+(`--jobs`: worker processes, default auto), CALLGATE_SHARD (`--shard I/N`: this job's slice of a
+run spread over N jobs), CALLGATE_ARGS (more `callgate run` arguments, split as a shell would)
+and CALLGATE_OUT (default callgate-report) make the `callgate run` command line. After the run:
+report.md is appended to GITHUB_STEP_SUMMARY and `exit-code`, `verdict` and `report-dir` to
+GITHUB_OUTPUT, when those are set (GitHub Actions sets them); the exit code is also written to
+OUT/exit-code. The process exits with the gate's exit code, so the job fails exactly when the
+gate does.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ def command_line(env: Mapping[str, str]) -> list[str]:
     for variable, option in (("CALLGATE_ADAPTER_CMD", "--adapter-cmd"),
                              ("CALLGATE_ADAPTER", "--adapter"),
                              ("CALLGATE_EXPECTATIONS", "--expectations"),
-                             ("CALLGATE_MIN_COVERAGE", "--min-coverage")):
+                             ("CALLGATE_MIN_COVERAGE", "--min-coverage"),
+                             ("CALLGATE_JOBS", "--jobs"),
+                             ("CALLGATE_SHARD", "--shard")):
         if env.get(variable):
             argv += [option, env[variable]]
     return argv + shlex.split(env.get("CALLGATE_ARGS") or "")

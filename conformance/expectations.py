@@ -300,6 +300,21 @@ class Expectations:
                 expectation=d.reason))
         return stale
 
+    def tally(self) -> list[list[int]]:
+        """What the entries matched and exercised so far, one [matched, exercised] pair per
+        entry in the file's order: a shard's run records it, so that `callgate report --merge`
+        can judge the entries stale over every shard (`add_tally`)."""
+        return [[self._matched.get(d, 0), self._exercised.get(d, 0)] for d in self.deviations]
+
+    def add_tally(self, tally: Sequence[Sequence[int]]) -> None:
+        """Count what another part of the run (a shard) matched and exercised (`tally`)."""
+        if len(tally) != len(self.deviations):
+            raise ValueError(f"a tally of {len(tally)} entries for {len(self.deviations)} "
+                             f"deviations: the runs used different expectations files")
+        for d, (matched, exercised) in zip(self.deviations, tally, strict=True):
+            self._matched[d] = self._matched.get(d, 0) + int(matched)
+            self._exercised[d] = self._exercised.get(d, 0) + int(exercised)
+
     def unused(self) -> list[Deviation]:
         """Entries that matched nothing: a case that never ran (or ran with another verdict), a
         rule that no case exercised. Not an error: a smaller budget or a missing capability skips

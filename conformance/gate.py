@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from callgate.conformance import units
+from callgate.conformance import jobs, units
 from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import multi, sequences
 from callgate.conformance.cases.values import ValueChooser
@@ -75,6 +75,15 @@ class RunOptions:
     # Run only these units, in this order (`callgate.conformance.units`; the IDs `plan_units`
     # gives); None: every unit. A run of some units does not judge the expectations file stale.
     units: tuple[str, ...] | None = None
+    # `--jobs N`: run the units in N worker processes (None: automatic, `jobs.auto_jobs`; 1: in
+    # this process, one after the other). The results are recorded in the same order either way.
+    jobs: int | None = 1
+    # How a worker starts its own adapter (the in-process adapter built again from its spec, a
+    # fresh adapter program); without it the run uses one process.
+    adapter_factory: Callable[[], Adapter] | None = None
+    # `--shard I/N`: run only the I-th of N slices of the units (1-based; `shard_units`), for
+    # `callgate report --merge` to join. A shard does not judge the expectations file stale.
+    shard: tuple[int, int] | None = None
 
 
 class StopRun(Exception):
@@ -204,7 +213,20 @@ def _signals_held() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.Plan | None
+def shard_units(chosen: Sequence[units.Unit], shard: tuple[int, int] | None
+                ) -> list[units.Unit]:
+    """The units of shard I of N: every N-th unit of the run's list, from the I-th on (1-based),
+    so each shard gets some of every kind and the slices depend on the unit list alone."""
+    if shard is None:
+        return list(chosen)
+    index, count = shard
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count}: I must be between 1 and N")
+    return [u for n, u in enumerate(chosen) if n % count == index - 1]
+
+
+def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.Plan | None,
+               chosen: Sequence[units.Unit] = (), every: Sequence[units.Unit] = ()
                ) -> dict[str, Any]:
     adapter: dict[str, Any] = {"name": options.adapter_name}
     if caps is not None:
@@ -222,10 +244,14 @@ def _run_start(options: RunOptions, caps: Capabilities | None, plan: sequences.P
         "transitions_total": plan.totals() if plan is not None else {},
         "expectations": options.expectations.to_json() if options.expectations else None,
         "transitions": sorted(plan.transitions) if plan is not None else [],
-        "min_coverage": options.min_coverage,
+        # A shard covers only its slice: the floor is the merged run's (`shard` keeps it).
+        "min_coverage": None if options.shard else options.min_coverage,
         "pairs": _pair_universe(options, plan),
         "pairs_not_drivable": _pairs_not_drivable(options, plan),
-    }
+        "units": [u.id for u in chosen],
+    } | ({"shard": {"index": options.shard[0], "count": options.shard[1],
+                    "all_units": [u.id for u in every],
+                    "min_coverage": options.min_coverage}} if options.shard else {})
 
 
 def _pair_universe(options: RunOptions, plan: sequences.Plan | None) -> dict[str, list[str]]:
@@ -261,7 +287,8 @@ def _left_behind(adapter: Adapter) -> dict[str, Any] | None:
 
 def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float,
              aborted: dict[str, Any] | None, orphans: dict[str, Any] | None = None,
-             waits: dict[str, Any] | None = None) -> Summary:
+             waits: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+             ) -> Summary:
     summary = Summary.of(results)
     end: dict[str, Any] = {
         "event": "run_end", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -276,7 +303,7 @@ def _run_end(stream: ResultStream, results: Sequence[CaseResult], seconds: float
         end["orphans"] = orphans
     if waits is not None:
         end["waits"] = waits
-    stream.emit(end)
+    stream.emit(end | (extra or {}))
     return summary
 
 
@@ -334,18 +361,33 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         except AdapterFault as fault:
             raise _handshake_failed(options, output, fault, started) from fault
         plan = options.plan if options.plan is not None else sequences.plan(caps)
+        every = units.plan_units(plan, caps, options)
+        chosen = shard_units(units.select(every, options.units), options.shard)
+        workers, note = jobs.plan_workers(options.jobs, caps, options.adapter_factory,
+                                          options.record_trace is not None, len(chosen))
         stream = ResultStream(output.path / "results.jsonl")
-        stream.emit(_run_start(options, caps, plan))
+        stream.emit(_run_start(options, caps, plan, chosen, every))
         results: list[CaseResult] = []
         aborted: dict[str, Any] | None = None
         exit_code = 0
         runner = CaseRunner(adapter, caps, options.step_timeout,
                             ValueChooser(options.seed, fixed=options.fixed_values),
                             options.expectations, waits=WaitLengths(calibrate=not options.full_waits))
-        _record_trace(runner, options.record_trace)
+        parallel: jobs.ParallelRun | None = None
+        if workers > 1:
+            adapter.shutdown()  # no live adapter (or its threads) across the fork
+            assert options.adapter_factory is not None
+            parallel = _parallel(options.adapter_factory, caps, plan, options, chosen, workers,
+                                 stream, results, progress)
+        else:
+            _record_trace(runner, options.record_trace)
         try:
             with _signals_raise():
-                _run_cases(runner, plan, caps, options, stream, results, progress)
+                if parallel is not None:
+                    parallel.run()
+                    _record_stale(stream, results, progress, options, len(chosen))
+                else:
+                    _run_cases(runner, plan, options, chosen, stream, results, progress)
         except StopRun:
             aborted = {"reason": "stopped early at the caller's request (first failing case)"}
         except KeyboardInterrupt:
@@ -361,15 +403,27 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         finally:
             with _signals_held():
                 orphans = None
+                waits: dict[str, Any] | None = runner.waits.summary()
+                if parallel is not None:
+                    parallel.stop()
+                    if aborted is not None and "signal" in aborted:
+                        parallel.flush()  # keep what the workers finished before the signal
                 try:
                     runner.close()
                     orphans = _left_behind(adapter)
                 except Exception as exc:  # closing sessions of a broken adapter
                     if aborted is not None:
                         aborted["close_error"] = f"{type(exc).__name__}: {exc}"
+                if parallel is not None:
+                    orphans = jobs.merge_orphans([orphans, *parallel.orphans])
+                    waits = jobs.merge_waits(parallel.waits)
                 seconds = time.perf_counter() - started
-                summary = _run_end(stream, results, seconds, aborted, orphans,
-                                   runner.waits.summary())
+                extra: dict[str, Any] = {"jobs": {"requested": options.jobs, "workers": workers}
+                                         | ({"note": note} if note else {})
+                                         | ({"died": parallel.deaths} if parallel else {})}
+                if options.expectations is not None:
+                    extra["expectations_tally"] = options.expectations.tally()
+                summary = _run_end(stream, results, seconds, aborted, orphans, waits, extra)
                 stream.close()
         with _signals_held():
             outcome = _finish(options, summary, seconds)
@@ -378,11 +432,11 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
     return outcome
 
 
-def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, options: RunOptions,
-               stream: ResultStream, results: list[CaseResult], progress: Progress | None) -> None:
+def _run_cases(runner: CaseRunner, plan: sequences.Plan, options: RunOptions,
+               chosen: Sequence[units.Unit], stream: ResultStream, results: list[CaseResult],
+               progress: Progress | None) -> None:
     """Run the run's units in order (`callgate.conformance.units`), recording each result as it
     ends; then, for a run that got to its end, the expectations that no case showed any more."""
-    chosen = units.select(units.plan_units(plan, caps, options), options.units)
     for done, unit in enumerate(chosen):
         def say(text: str, unit_done: int = done) -> None:
             if progress is not None:
@@ -390,24 +444,54 @@ def _run_cases(runner: CaseRunner, plan: sequences.Plan, caps: Capabilities, opt
 
         for result in units.run_unit(runner, plan, options, unit, say):
             _record(stream, results, result, progress, (done, len(chosen)),
-                    options.expectations)
+                    options.expectations, unit.id)
         if progress is not None:
             progress(Tick(unit.id, len(results), done + 1, len(chosen)))
-    if options.expectations is not None and options.units is None:
-        # Listed deviations that no case showed any more: the expectations file is stale.
-        # Only a whole run that got this far may say so (a killed run, or a run of some units
-        # only, proves nothing about the others).
+    _record_stale(stream, results, progress, options, len(chosen))
+
+
+def _parallel(factory: Callable[[], Adapter], caps: Capabilities, plan: sequences.Plan,
+              options: RunOptions, chosen: Sequence[units.Unit], workers: int,
+              stream: ResultStream, results: list[CaseResult], progress: Progress | None
+              ) -> jobs.ParallelRun:
+    """The run's units in `workers` processes (`callgate.conformance.jobs`), each result
+    recorded in the order a plain run records it."""
+    finished = {"units": 0}
+
+    def record(index: int, result: CaseResult) -> None:
+        _record(stream, results, result, progress, (finished["units"], len(chosen)),
+                options.expectations, chosen[index].id)
+
+    def unit_done(unit: units.Unit, count: int) -> None:
+        finished["units"] = count
+        if progress is not None:
+            progress(Tick(unit.id, len(results), count, len(chosen)))
+
+    def say(index: int, text: str) -> None:
+        if progress is not None:
+            progress(Tick(text, len(results), finished["units"], len(chosen)))
+
+    return jobs.ParallelRun(factory, caps, plan, options, chosen, workers, record, unit_done,
+                            say)
+
+
+def _record_stale(stream: ResultStream, results: list[CaseResult], progress: Progress | None,
+                  options: RunOptions, total: int) -> None:
+    """Listed deviations that no case showed any more: the expectations file is stale. Only a
+    whole run that got this far may say so (a killed run, or a run of some units only or of one
+    shard, proves nothing about the others; `callgate report --merge` judges the shards')."""
+    if options.expectations is not None and options.units is None and options.shard is None:
         for stale in options.expectations.stale_results():
-            _record(stream, results, stale, progress, (len(chosen), len(chosen)), None)
+            _record(stream, results, stale, progress, (total, total), None)
 
 
 def _record(stream: ResultStream, results: list[CaseResult], result: CaseResult,
             progress: Progress | None, units_done: tuple[int, int],
-            expectations: Expectations | None) -> None:
+            expectations: Expectations | None, unit: str = "") -> None:
     if expectations is not None:
         result = expectations.apply(result)
     results.append(result)
-    stream.emit({"event": "case", "case": result.to_json()})
+    stream.emit({"event": "case", "case": result.to_json()} | ({"unit": unit} if unit else {}))
     if progress:
         progress(Tick(result.id, len(results), *units_done, result))
 

@@ -140,3 +140,30 @@ def test_the_command_line_from_the_variables() -> None:
         "--adapter-cmd", "./a --x 'y z'", "--min-coverage", "80", "--no-parallel",
         "--step-timeout", "20"]
     assert ci.main({"CALLGATE_ARGS": "'unbalanced"}) == 2
+
+
+@pytest.mark.slow  # two shard runs and a merge, each in a fresh process
+def test_the_gitlab_parallel_recipe_merges_the_shards_into_the_whole_runs_verdict(
+        tmp_path: Path) -> None:
+    template = yaml.safe_load((ROOT / "ci" / "gitlab" / "callgate.gitlab-ci.yml").read_text())
+    job, merge_job = template[".callgate"], template[".callgate-merge"]
+    base = {**os.environ, "PATH": PATH, "PYTHONPATH": PYTHONPATH,
+            "CALLGATE_INSTALL": "preinstalled", "CALLGATE_BUDGET": "quick",
+            "CALLGATE_ARGS": "--no-parallel --no-shrink",
+            "CALLGATE_ADAPTER": "tests.fakes:created_signaled"}
+    for index in (1, 2):  # what GitLab's `parallel: 2` sets in each job
+        env = {**base, **{k: str(v) for k, v in job["variables"].items()},
+               "CALLGATE_INSTALL": "preinstalled", "CALLGATE_BUDGET": "quick",
+               "CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": "2",
+               "CALLGATE_SHARD": f"{index}/2", "CALLGATE_OUT": f"callgate-shard-{index}"}
+        subprocess.run(["bash", "-c", job["script"][-1]], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900, check=False)
+        assert (tmp_path / f"callgate-shard-{index}" / "results.jsonl").is_file()
+    env = {**base, **{k: str(v) for k, v in merge_job["variables"].items()},
+           "CALLGATE_INSTALL": "preinstalled"}
+    codes = [subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=900).returncode for line in merge_job["script"]]
+    assert codes == [0, 1]  # the merged run fails as the whole run does
+    assert (tmp_path / "callgate-report" / "junit.xml").is_file()
+    assert ci.command_line({"CALLGATE_SHARD": "1/2", "CALLGATE_JOBS": "3"})[-4:] == [
+        "--jobs", "3", "--shard", "1/2"]

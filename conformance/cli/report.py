@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from callgate.conformance.cli.console import EXIT_HARNESS, EXIT_OK, EXIT_USAGE, make_console
 from callgate.conformance.protocol import vocabulary
+from callgate.conformance.report import merge
 from callgate.conformance.report.compare import write_comparison
 from callgate.conformance.report.reporting import (
     REPORT_FILES,
@@ -38,19 +39,38 @@ def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if bool(args.source) == bool(args.merge):
+        return _fail("report", "pass exactly one of --from RESULTS (one run) and --merge DIR... "
+                               "(the output directories of a run's shards)")
+    if args.merge:
+        if not args.out:
+            return _fail("report", "--merge needs --out DIR: where to write the merged stream and "
+                                   "its reports")
+        try:
+            source = merge.merge([Path(d) for d in args.merge], Path(args.out))
+        except merge.MergeError as exc:
+            return _fail("report", str(exc))
+        except OSError as exc:
+            return _fail("report", f"cannot merge into {args.out}: {exc}")
+        return _render(source, source.parent, args.no_diagrams)
     source = Path(args.source)
     if source.is_dir():
         source = source / "results.jsonl"
     if not source.is_file():
         return _fail("report", f"no results stream at {source}: pass the results.jsonl a run "
                                f"wrote (callgate run --out DIR writes DIR/results.jsonl)")
-    out = Path(args.out) if args.out else source.parent
+    return _render(source, Path(args.out) if args.out else source.parent, args.no_diagrams)
+
+
+def _render(source: Path, out: Path, no_diagrams: bool) -> int:
+    """Render the reports of the stream at `source` into `out`, say how the run went, and give
+    the run's exit code."""
     try:
         record = read_stream(source)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return _fail("report", f"cannot read {source}: {exc}")
     try:
-        paths = write_reports(record, out, diagrams=not args.no_diagrams)
+        paths = write_reports(record, out, diagrams=not no_diagrams)
     except ReportInvalid as exc:  # a bug in callgate: the report it built breaks its own schema
         return _fail("report", f"{exc}\nplease report this as a callgate bug", EXIT_HARNESS)
     except OSError as exc:
@@ -98,8 +118,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = sub.add_parser(
         "report", help="render report.json, junit.xml, report.md and report.html from a results "
                        "stream (also of a run that was killed)")
-    report.add_argument("--from", dest="source", required=True, metavar="RESULTS",
+    report.add_argument("--from", dest="source", default=None, metavar="RESULTS",
                         help="a run's results.jsonl (or the directory holding it)")
+    report.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                        help="the output directories of every shard of one run (callgate run "
+                             "--shard I/N): write their merged results.jsonl and reports to "
+                             "--out, with the exit code of the whole run")
     report.add_argument("--out", default="", metavar="DIR",
                         help="where to write the reports (default: beside the stream)")
     report.add_argument("--no-diagrams", action="store_true",

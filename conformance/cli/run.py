@@ -6,6 +6,8 @@ import argparse
 import json
 import shlex
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.markup import escape
@@ -138,13 +140,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OutputUnusable as exc:
         err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE
+    factory: Callable[[], Adapter]
+    if args.jitter_ms:
+        from callgate.conformance.implementations.reference.adapter import make_adapter
+        factory = partial(make_adapter, jitter=args.jitter_ms / 1000.0, seed=args.seed)
+    elif args.adapter:
+        factory = partial(adapters.load, args.adapter)
+    else:
+        factory = partial(CommandAdapter, args.adapter_cmd, request_timeout=args.step_timeout)
     try:
-        if args.jitter_ms:
-            from callgate.conformance.implementations.reference.adapter import make_adapter
-            adapter: Adapter = make_adapter(jitter=args.jitter_ms / 1000.0, seed=args.seed)
-        else:
-            adapter = adapters.load(args.adapter) if args.adapter else \
-                CommandAdapter(args.adapter_cmd, request_timeout=args.step_timeout)
+        adapter = factory()  # a worker of --jobs starts its own from the same factory
     except adapters.AdapterNotFound as exc:
         err.print(f"callgate run: {escape(str(exc))}")
         return EXIT_USAGE
@@ -156,7 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          parallel_runs=args.parallel_runs, min_coverage=args.min_coverage,
                          fixed_values=args.fixed_values, shrink=not args.no_shrink,
                          full_waits=args.full_waits,
-                         record_trace=Path(args.record_trace) if args.record_trace else None)
+                         record_trace=Path(args.record_trace) if args.record_trace else None,
+                         jobs=args.jobs, adapter_factory=factory, shard=args.shard)
     snapshot = Snapshot(Path(args.out)) if args.keep_if_unchanged else None
     bar, update = _progress_printer()
     aborted: RunAborted | None = None
@@ -190,6 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for unused in known.unused():
             err.print(f"callgate run: expectation {escape(unused.key)} matched no case")
     print_outcome(outcome)
+    note = run_note(outcome.out / "results.jsonl")
+    if note:
+        err.print(f"callgate run: {escape(note)}")
     if snapshot is not None and aborted is None and snapshot.restore_if_unchanged():
         make_console().print("the run showed what the earlier reports in "
                              f"{escape(str(args.out))} show (only timing differs): kept them")
@@ -221,6 +230,45 @@ def print_outcome(outcome: RunOutcome) -> None:
     for path in written:
         console.print(f"  {escape(str(path))}", soft_wrap=True)
     console.print(escape(report["verdict"]["headline"]))
+
+
+def run_note(results: Path) -> str:
+    """What the run's end says about how it used --jobs, when it used fewer workers than asked
+    or a worker died ("" otherwise)."""
+    try:
+        lines = results.read_text(encoding="utf-8").splitlines()
+        used = json.loads(lines[-1]).get("jobs") or {} if lines else {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    notes = [str(used["note"])] if used.get("note") else []
+    if used.get("died"):
+        notes.append(f"{used['died']} worker process(es) died; their units are error cases")
+    return "; ".join(notes)
+
+
+def jobs_count(text: str) -> int | None:
+    """`--jobs`: a positive number of worker processes, or `auto` (None)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number or 'auto'")
+    return value
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """`--shard I/N`: the I-th of N slices, 1 <= I <= N."""
+    index, slash, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = 0
+    if not slash or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 1 <= I <= N (e.g. 2/4)")
+    return i, n
 
 
 def report_implementation(report_path: Path) -> str:
@@ -328,6 +376,9 @@ examples:
   callgate run --adapter reference --out reports/reference
   callgate run --adapter-cmd "./my-adapter --flag" --expectations known.toml --out out
   callgate run --adapter mypkg.adapter:MyAdapter --budget quick --seed 7 --out out
+  callgate run --adapter reference --jobs 4 --out out
+  callgate run --adapter reference --shard 1/2 --out shard1     # and 2/2 into shard2, then:
+  callgate report --merge shard1 shard2 --out merged
 
 The reports land in OUT: report.html, report.md, junit.xml, report.json, results.jsonl."""
 
@@ -377,7 +428,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "says nothing can arrive (default: a look calibrated on the adapter)")
     run.add_argument("--record-trace", default=None, metavar="FILE",
                      help="write the calls the run makes as a trace (docs/traces.md) that "
-                          "`callgate check-trace` reads")
+                          "`callgate check-trace` reads (the run then uses one process)")
+    run.add_argument("--jobs", type=jobs_count, default=None, metavar="N|auto",
+                     help="run the units in N worker processes, each with its own adapter "
+                          "(default auto: one per core; 1: in this process). Results, verdicts "
+                          "and reports are the same for every N")
+    run.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                     help="run only the I-th of N slices of the units (every N-th unit); join "
+                          "the N shards' output directories with `callgate report --merge`")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay a saved trace against an adapter")

@@ -60,6 +60,9 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 
+# What `Capabilities.sessions` may say.
+SESSIONS = ("many", "one")
+
 # How long a "finite" ISynchronize::Wait / WaitMultiple waits, in milliseconds.
 FINITE_WAIT_MS = 50
 
@@ -106,6 +109,12 @@ class Capabilities:
     other. Parallel cases need that to exercise a race; an adapter that does not declare it gets
     them `not_applicable`. False unless declared: an adapter that queues requests behind one
     another would pass every race without running any.
+
+    `sessions`: whether sessions of the adapter may run at the same time in separate processes
+    (`callgate run --jobs N` starts the adapter once in each of N worker processes): "many"
+    (the default: each worker has its own adapter, in its own process) or "one" (the adapter
+    uses something only one process may hold at a time, such as a fixed endpoint name or port;
+    the run then uses one process, with a note).
     """
 
     implementation: str
@@ -118,6 +127,7 @@ class Capabilities:
     # lacks, ...): the report gives the rules only those features reach `not_applicable` with
     # that reason instead of `untested`.
     absent: Mapping[str, str] = field(default_factory=dict)
+    sessions: str = "many"
 
     def __post_init__(self) -> None:
         # Old pin names (variations.ALIASES) stand for the points they were split into, so an

@@ -29,6 +29,8 @@ def handshake_message(capabilities: Capabilities) -> dict[str, Any]:
         "implementation": capabilities.implementation, "version": capabilities.version,
         "features": sorted(capabilities.features), "pins": dict(capabilities.pins),
         "concurrent": capabilities.concurrent}
+    if capabilities.sessions != "many":
+        message["sessions"] = capabilities.sessions
     if capabilities.notes:
         message["notes"] = capabilities.notes
     if capabilities.absent:
@@ -49,7 +51,7 @@ def declared(message: Mapping[str, Any]) -> Capabilities:
     return Capabilities(message["implementation"], message["version"],
                         frozenset(message["features"]), dict(message.get("pins", {})),
                         message.get("notes", ""), message.get("concurrent", False),
-                        dict(message.get("absent", {})))
+                        dict(message.get("absent", {})), message.get("sessions", "many"))
 
 
 def changed_on_restart(first: Capabilities, now: Capabilities) -> AdapterFault | None:
