@@ -114,11 +114,20 @@ def test_overlapping_calls_are_judged_by_linearizability(tmp_path: Path) -> None
                                     _call(6, "Begin_", at=5.0)])
     assert later.verdict is Verdict.FAIL
     assert "COM-BEGIN-02" in later.failed_rules and "t.jsonl:8" in later.message
-    bad = _object_case(tmp_path, _overlapping(6))
+    # Finish_ may have begun before the signal, where the model leaves it undefined
+    # (COM-FIN-03): anything may follow, so a wrong [out] is not judged, never failed.
+    unjudged = _object_case(tmp_path, _overlapping(6))
+    assert unjudged.verdict is Verdict.NOT_APPLICABLE and "undefined" in unjudged.message
+    # A Cancel that overlaps the server's signal answers a code no order allows.
+    bad = _object_case(tmp_path, [
+        *START,
+        _call(3, "server_signal", {"out": 5, "then_impersonate": False}, at=3.0, until=3.4,
+              side="server", tid=2),
+        _call(4, "ICancelMethodCalls::Cancel", {"seconds": 0}, 0x1234, at=3.1, until=3.3)])
     assert bad.verdict is Verdict.FAIL
     assert bad.linearizability == "not_linearizable"
     assert "not linearizable" in bad.message
-    assert bad.trace[-1].op in ("Finish_", "server_signal") and not bad.trace[-1].ok
+    assert bad.trace[-1].op in ("Cancel", "server_signal") and not bad.trace[-1].ok
     assert bad.failed_rules
 
 

@@ -206,3 +206,24 @@ def test_a_call_the_model_leaves_undefined_for_an_unseen_value_is_not_failed(
         call(2, "RpcAsyncCancelCall", 12345, {}, ["args.abort"])]), encoding="utf-8")
     (case,) = [c for c in check(load([path])).cases if c.id == "trace/object/h"]
     assert case.verdict is Verdict.NOT_APPLICABLE and "undefined" in case.message, case.message
+
+
+def test_overlapping_calls_an_undefined_step_explains_are_not_failed(tmp_path: Path) -> None:
+    """Two fully recorded overlapping calls on a handle that carries no call: each order starts
+    with a call the model leaves undefined there (RPC-INIT-06 is the client's duty), so anything
+    may follow and no order can be ruled out: the group is not judged, never failed."""
+    def call(seq: int, api: str, code: int, args: dict[str, object], at: float,
+             until: float) -> dict[str, object]:
+        return {"type": "call", "seq": seq, "pid": 1, "tid": seq, "side": "client",
+                "object": "h", "kind": "rpc_async_state", "api": api, "args": args,
+                "code": code, "outputs": {}, "invoked": at, "responded": until}
+
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in [
+        {**call(1, "RpcAsyncInitializeHandle", 0, {"size": "exact"}, 1.0, 1.5),
+         "unknown": ["outputs.*"]},
+        call(2, "RpcAsyncCancelCall", 12345, {"abort": True}, 2.0, 3.0),
+        call(3, "RpcAsyncCancelCall", 12345, {"abort": False}, 2.1, 2.9)]), encoding="utf-8")
+    (case,) = [c for c in check(load([path])).cases if c.id == "trace/object/h"]
+    assert case.verdict is not Verdict.FAIL, case.message
+    assert case.verdict is Verdict.NOT_APPLICABLE and "undefined" in case.message, case.message

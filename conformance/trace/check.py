@@ -584,6 +584,12 @@ def _judge_group(obj: TraceObject, machine: Machine, tracker: Tracker, values: _
         keep = {o.id for o in verdict.counterexample}
         culprit = verdict.culprit.id if verdict.culprit is not None else ops[-1].id
         reached = _reachable(machine, ops, before, pins)
+        undefined = _undefined_on_the_way(machine, ops, before, pins)
+        if undefined is not None:  # some order reaches a call the model leaves undefined:
+            # anything may follow it, so no order can be ruled out, and nothing after is known
+            return (f"{group[0].line}: {len(ops)} overlapping calls: some order reaches "
+                    f"{undefined.op}, which the model leaves undefined there: neither they nor "
+                    f"what follows are judged")
         for hop, call in zip(ops, calls, strict=True):
             if hop.id not in keep and hop.id != culprit:
                 continue
@@ -770,6 +776,32 @@ def _orders(ops: Sequence[HistoryOp], machine: Machine, start: frozenset[State],
 
     walk(frozenset(range(len(ops))), start)
     return frozenset(ends), frozenset(seen)
+
+
+def _undefined_on_the_way(machine: Machine, ops: Sequence[HistoryOp], start: frozenset[State],
+                          pins: Pins) -> HistoryOp | None:
+    """A call that some order respecting real time (over steps the model allows) reaches in a
+    state where the model leaves it undefined; None if no order does."""
+    memo: set[tuple[frozenset[int], frozenset[State]]] = set()
+
+    def walk(left: frozenset[int], states: frozenset[State]) -> HistoryOp | None:
+        if (left, states) in memo:
+            return None
+        memo.add((left, states))
+        for i in left:
+            op = ops[i]
+            if any(ended is not None and ended < op.invoked
+                   for j in left if j != i for ended in (ops[j].returned,)):
+                continue
+            if any(step(machine, state, op.op, op.args, pins).kind is Kind.UNDEFINED
+                   for state in states):
+                return op
+            nxt = _apply(machine, states, op, pins)
+            if nxt and (found := walk(left - {i}, nxt)) is not None:
+                return found
+        return None
+
+    return walk(frozenset(range(len(ops))), start)
 
 
 def _ends(machine: Machine, ops: Sequence[HistoryOp], start: frozenset[State], pins: Pins
