@@ -431,3 +431,32 @@ def test_a_fault_acting_on_another_object_is_placed_on_that_objects_step() -> No
     assert text.startswith("rpc_call r1: ") and text.endswith("/ RpcAsyncCancelCall(abort=False)")
     assert (shortest, observing) == (4, 1)
     assert mutants.is_minimal(6, shortest, observing, True)
+
+
+def test_the_observed_graph_reads_a_run_through_the_values_it_sent() -> None:
+    """A shrunk counterexample may have sent other concrete values than the case it came from;
+    an echoed value (here the abort code, sent as 8, echoed by RpcAsyncCompleteCall) reads back
+    only through the values that run sent. Read through the case's, the run's states stop at the
+    echo, and the shortest ways after it are never found (a 9-step counterexample of
+    `rpc_cancel_last_dispatched` stayed 9 steps long for that; 6 suffice)."""
+    from callgate.conformance.cases.slots import default_slot
+
+    adapter = ReferenceAdapter()
+    runner = CaseRunner(adapter, adapter.capabilities(), keep_traces=True)
+    r0 = default_slot("r0")
+    steps = (Action("r0", "RpcAsyncInitializeHandle", (("size", "exact"),)),
+             Action("r0", "AsyncCall", (("notify", "None"), ("binding", "good"),
+                                        ("hThread", "explicit"))),
+             Action("r0", "server_abort", (("code", 5), ("thread", "routine"))),
+             Action("r0", "RpcAsyncCompleteCall", ()))
+    sent = {"abort.code": {"5": 8}}
+    try:
+        result = runner.run(Case("echo", "directed", "", (r0,), steps, (), values=sent))
+        assert result.verdict is Verdict.PASS, result.message
+        other = Case("echo", "directed", "", (r0,), steps, (), values={"abort.code": {"5": 9}})
+        shrinker = Shrinker(runner, other, Reason("rpc_call", "RpcAsyncCompleteCall", ()))
+        assert len(shrinker.learn(result.trace)) < len(steps) + 1  # the echo is not read back
+        assert len(shrinker.learn(result.trace, sent)) == len(steps) + 1
+    finally:
+        runner.close()
+        adapter.shutdown()

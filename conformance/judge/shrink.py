@@ -240,10 +240,13 @@ class Shrinker:
                                 f"{self.reruns} reruns)")
         return bool(self.stopped)
 
-    def learn(self, trace: Sequence[StepRecord]) -> list[Key]:
-        """Add what a run was seen to do to the observed graph; its states, step by step."""
+    def learn(self, trace: Sequence[StepRecord],
+              values: Mapping[str, Mapping[str, int]] | None = None) -> list[Key]:
+        """Add what a run was seen to do to the observed graph; its states, step by step.
+        `values`: the concrete values the run sent, through which its echoed values read back
+        (default: the case's; a shrunk counterexample may have sent others)."""
         states = observed_states(self.case.slots, trace, self.runner.capabilities.pins,
-                                 self.case.values)
+                                 values if values is not None else self.case.values)
         for i, action in enumerate(actions_of(trace[:len(states) - 1])):
             self._edges.setdefault(states[i], {}).setdefault(states[i + 1], action)
             if action.slot in self._slots:
@@ -279,7 +282,7 @@ class Shrinker:
             live.close()
         if ADAPTER_HUNG in live.message:
             self.hangs += 1
-        self.learn(live.trace)
+        self.learn(live.trace, live.values.as_json() if live.values is not None else None)
         if live.verdict in (Verdict.FAIL, Verdict.ERROR):
             candidate = Case(self.case.id, self.case.kind, self.case.description,
                              self.case.slots, actions_of(live.trace), self.case.rules,
@@ -328,7 +331,8 @@ class Shrinker:
         while improved and not self.over():
             improved = False
             steps = actions_of(best.trace)
-            states = self.learn(best.trace)[:len(steps)]  # the state before each step
+            # the state before each step
+            states = self.learn(best.trace, best.replay.get("values"))[:len(steps)]
             first: dict[Key, int] = {}
             last: dict[Key, int] = {}
             for i, key in enumerate(states):
@@ -405,7 +409,7 @@ class Shrinker:
         while improved and not self.over():
             improved = False
             steps = actions_of(best.trace)
-            states = self.learn(best.trace)
+            states = self.learn(best.trace, best.replay.get("values"))
             for i in range(min(len(steps), len(states)) - 1, 0, -1):
                 for k, slot in enumerate(self._slots):
                     places = [j for j in range(i) if steps[j].slot == slot]
@@ -440,7 +444,7 @@ class Shrinker:
         while improved and not self.over():
             improved = False
             steps = actions_of(best.trace)
-            states = self.learn(best.trace)
+            states = self.learn(best.trace, best.replay.get("values"))
             left = tries
             for i in range(min(len(steps), len(states)) - 1, 0, -1):
                 path = self.observed_way(states[0], states[i])
