@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -405,32 +405,28 @@ class Shrinker:
         that fails the same way is taken, and the pass starts again from it."""
         if len(self._slots) < 2:
             return best
-        improved = True
-        while improved and not self.over():
-            improved = False
+        while not self.over():
             steps = actions_of(best.trace)
             states = self.learn(best.trace, best.replay.get("values"))
-            for i in range(min(len(steps), len(states)) - 1, 0, -1):
-                for k, slot in enumerate(self._slots):
-                    places = [j for j in range(i) if steps[j].slot == slot]
-                    path = self.observed_way(states[0][k], states[i][k], slot, steps)
-                    if path is None or len(path) >= len(places):
-                        continue
-                    keep = places[len(places) - len(path):]
-                    new = dict(zip(keep, path, strict=True))
-                    candidate = tuple(new.get(j, a) for j, a in enumerate(steps)
-                                      if j not in places or j in new)
-                    if self.tried(candidate):
-                        continue
-                    got = self.better(candidate, best)
-                    if got is not None:
-                        best, improved = got, True
-                        break
-                    if self.over():
-                        return best
-                if improved:
-                    break
+
+            got = self.first_better(best, self._slot_candidates(steps, states))
+            if got is None:
+                break
+            best = got
         return best
+
+    def _slot_candidates(self, steps: Sequence[Action], states: Sequence[Key]
+                         ) -> Iterator[tuple[Action, ...]]:
+        """`slot_paths`' candidates for `steps` (with their observed `states`), in its order."""
+        for i in range(min(len(steps), len(states)) - 1, 0, -1):
+            for k, slot in enumerate(self._slots):
+                places = [j for j in range(i) if steps[j].slot == slot]
+                path = self.observed_way(states[0][k], states[i][k], slot, steps)
+                if path is None or len(path) >= len(places):
+                    continue
+                new = dict(zip(places[len(places) - len(path):], path, strict=True))
+                yield tuple(new.get(j, a) for j, a in enumerate(steps)
+                            if j not in places or j in new)
 
     def observed_path(self, best: CaseResult, tries: int | None = None) -> CaseResult:
         """Replace the steps before a step by the shortest way, in the graph of observed
@@ -440,26 +436,33 @@ class Shrinker:
         and shows later, so the way to the step where it acts is the one to shorten. The first
         candidate that fails the same way is taken, and the pass starts again from it. `tries`:
         at most this many candidates in a row that do not (None: no limit)."""
-        improved = True
-        while improved and not self.over():
-            improved = False
+        while not self.over():
             steps = actions_of(best.trace)
             states = self.learn(best.trace, best.replay.get("values"))
-            left = tries
-            for i in range(min(len(steps), len(states)) - 1, 0, -1):
-                path = self.observed_way(states[0], states[i])
-                if path is None or len(path) >= i:
-                    continue
-                candidate = (*path, *steps[i:])
-                if self.tried(candidate):
-                    continue
-                got = self.better(candidate, best)
-                if got is not None:
-                    best, improved = got, True
-                    break
-                if self.over() or (left is not None and (left := left - 1) <= 0):
-                    break
+            ways = ((self.observed_way(states[0], states[i]), i)
+                    for i in range(min(len(steps), len(states)) - 1, 0, -1))
+            got = self.first_better(best, ((*path, *steps[i:]) for path, i in ways
+                                           if path is not None and len(path) < i), tries)
+            if got is None:
+                break
+            best = got
         return best
+
+    def first_better(self, best: CaseResult, candidates: Iterable[tuple[Action, ...]],
+                     tries: int | None = None) -> CaseResult | None:
+        """The first of `candidates` not run before that fails the same way in fewer steps
+        than `best`; None when none does, the budget runs out, or `tries` candidates in a row
+        did not (None: no limit)."""
+        left = tries
+        for candidate in candidates:
+            if self.tried(candidate):
+                continue
+            got = self.better(candidate, best)
+            if got is not None:
+                return got
+            if self.over() or (left is not None and (left := left - 1) <= 0):
+                return None
+        return None
 
     def ddmin(self, best: CaseResult) -> CaseResult:
         """Remove chunks of steps (complements), halving the chunk size down to single steps."""
