@@ -40,6 +40,7 @@ reported with their reason; any other survivor is a blind spot of the suite.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import statistics
 import sys
@@ -47,10 +48,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from callgate.conformance import mutants_schedule, units
 from callgate.conformance.budgets import BUDGETS, Budget
 from callgate.conformance.cases import sequences
 from callgate.conformance.cases.values import replayed
@@ -162,6 +164,7 @@ class MutantResult:
     message: str = ""
     reason: str = ""                  # why it survived (equivalent, concurrency, or blind spot)
     jobs: list[dict[str, Any]] = field(default_factory=list)  # the jobs that ran, in order
+    ran: bool = True                  # False: an equivalent mutant the run left out (its reason)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +214,7 @@ class MutantsReport:
             "survivors": [{"name": r.name, "rule": r.rule, "reason": r.reason}
                           for r in self.survivors],
             "equivalent": sorted(EQUIVALENT),
+            "not_run": [r.name for r in self.results if not r.ran],
             "kill_rate": round(self.kill_rate, 4),
             "median_seconds_to_kill": self.median_seconds_to_kill,
             "minimal_counterexamples": self.minimal_counterexamples,
@@ -430,6 +434,9 @@ class Job:
 
     name: str
     machine: str = ""
+    # One unit of the gate (`callgate.conformance.units`) run alone: the way `run_mutant` splits
+    # a run (`callgate.conformance.mutants_schedule` orders them); `machine` is then empty.
+    unit: str = ""
 
 
 def machines_of(rule: str) -> list[str]:
@@ -509,6 +516,26 @@ def machine_plan(plan: sequences.Plan, machine: str) -> sequences.Plan:
     return _SUBPLANS[key]
 
 
+def _unit_options(name: str, budget: Budget, seed: int, out: Path, step_timeout: float,
+                  kinds: Sequence[str], plan: sequences.Plan) -> RunOptions:
+    """The options of a whole gate run against mutant `name` with these kinds of case (a unit
+    job runs one of its units)."""
+    return RunOptions(f"reference+{name}", budget, seed, out, step_timeout,
+                      directed="directed" in kinds, stateful="stateful" in kinds, plan=plan,
+                      multi="multi" in kinds, identify="identify" in kinds, reports=False,
+                      **_parallel_option(kinds))
+
+
+def unit_jobs(rule: str, plan: sequences.Plan, caps: Capabilities, budget: Budget, seed: int,
+              kinds: Sequence[str]) -> list[Job]:
+    """A mutant's jobs: one per unit of the gate run with these kinds of case, in the order of
+    `mutants_schedule.order_units` for the rule it breaks (the units citing it first)."""
+    options = _unit_options("", budget, seed, Path("."), 10.0, kinds, plan)
+    every = units.plan_units(plan, caps, options)
+    return [Job(s.unit.id, unit=s.unit.id) for s in mutants_schedule.order_units(
+        rule, every, frozenset(caps.features), plan.totals(), budget.stateful_coupled)]
+
+
 def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KINDS,
                step_timeout: float = 10.0,
                adapter_factory: Callable[[str], Any] | None = None,
@@ -523,7 +550,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         caps = adapter.capabilities()
         plan = plan_for(caps)
         if machines is None:
-            jobs = jobs_for(fault.rule, list(plan.machines), kinds, plan.totals())
+            jobs = unit_jobs(fault.rule, plan, caps, budget, seed, kinds)
         else:
             jobs = [Job(m, m) for m in machines if m in plan.machines]
             jobs += [j for j in jobs_for(fault.rule, [], kinds) if not j.machine]
@@ -547,14 +574,19 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
             directed = bool(job.machine)
             with tempfile.TemporaryDirectory(prefix=f"callgate-mutant-{name}-") as out:
                 started = time.perf_counter()
-                run_gate(adapter, RunOptions(
-                    f"reference+{name}", budget, seed, Path(out), step_timeout,
-                    directed=directed and "directed" in kinds,
-                    stateful=not directed and "stateful" in kinds,
-                    plan=machine_plan(plan, job.machine) if directed else plan,
-                    multi=directed and "multi" in kinds,
-                    identify=directed and "identify" in kinds,
-                    reports=False, **_parallel_option(kinds, not directed)), progress)
+                if job.unit:
+                    options = _unit_options(name, budget, seed, Path(out), step_timeout, kinds,
+                                            plan)
+                    run_gate(adapter, replace(options, units=(job.unit,)), progress)
+                else:
+                    run_gate(adapter, RunOptions(
+                        f"reference+{name}", budget, seed, Path(out), step_timeout,
+                        directed=directed and "directed" in kinds,
+                        stateful=not directed and "stateful" in kinds,
+                        plan=machine_plan(plan, job.machine) if directed else plan,
+                        multi=directed and "multi" in kinds,
+                        identify=directed and "identify" in kinds,
+                        reports=False, **_parallel_option(kinds, not directed)), progress)
             outcome.seconds = time.perf_counter() - started
             return outcome
 
@@ -655,11 +687,44 @@ def _work(name: str, budget_name: str, seed: int, kinds: tuple[str, ...],
     return run_mutant(name, BUDGETS[budget_name], seed, kinds, step_timeout)
 
 
+# The budgets that run the equivalent mutants unless told otherwise (`runs_equivalent`).
+EQUIVALENT_BUDGETS = frozenset({"deep"})
+
+
+def runs_equivalent(budget: str, include: bool | None = None) -> bool:
+    """Whether a run with `budget` runs the equivalent mutants: `include` when given
+    (`--include-equivalent`, `--no-include-equivalent`), else only the deep budget does. Each
+    one runs every unit (about 70 s) to show that the suite does not fail an implementation
+    that behaves as the reference; a run that leaves them out reports them as not run."""
+    return include if include is not None else budget in EQUIVALENT_BUDGETS
+
+
+def not_run(name: str, budget: str) -> MutantResult:
+    """An equivalent mutant the run left out, reported as such (never as run)."""
+    if name not in EQUIVALENT:
+        raise ValueError(f"{name} is not an equivalent mutant: a run never leaves it out")
+    fault = FAULTS[name]
+    return MutantResult(name, fault.rule, fault.effect, False, 0.0, 0, ran=False, reason=(
+        f"equivalent, not run (budget {budget}; run it with --include-equivalent or "
+        f"--budget deep): {EQUIVALENT[name]}"))
+
+
+def auto_workers(cpus: int | None = None) -> int:
+    """The mutant processes to run at once on this machine: two per CPU (a mutant run waits
+    on its implementation's threads much of the time), at least 2."""
+    count = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(2, 2 * count)
+
+
 def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed: int = 0,
-                kinds: Sequence[str] = KINDS, workers: int = 2, step_timeout: float = 10.0,
+                kinds: Sequence[str] = KINDS, workers: int | None = 2,
+                step_timeout: float = 10.0,
                 progress: Callable[[MutantResult, int, int], None] | None = None,
-                command: str = "") -> MutantsReport:
-    """Run the gate against every mutant (or `names`), `workers` mutants at a time."""
+                command: str = "", include_equivalent: bool | None = None) -> MutantsReport:
+    """Run the gate against every mutant (or `names`), `workers` mutants at a time (None:
+    `auto_workers`). The equivalent mutants run only when `runs_equivalent` says so; otherwise
+    each is reported as not run, with its reason."""
+    workers = auto_workers() if workers is None else workers
     chosen = list(names) if names else sorted(FAULTS)
     unknown = sorted(set(chosen) - set(FAULTS))
     if unknown:
@@ -670,8 +735,14 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
     started = time.perf_counter()
     results: dict[str, MutantResult] = {}
     kinds_t = tuple(k for k in KINDS if k in set(kinds))
+    if not runs_equivalent(budget, include_equivalent):
+        for name in (n for n in chosen if n in EQUIVALENT):
+            results[name] = not_run(name, budget)
+            if progress:
+                progress(results[name], len(results), len(chosen))
+    left = [n for n in chosen if n not in results]
     if workers <= 1:
-        for name in chosen:
+        for name in left:
             results[name] = run_mutant(name, BUDGETS[budget], seed, kinds_t, step_timeout)
             if progress:
                 progress(results[name], len(results), len(chosen))
@@ -679,7 +750,7 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
-                       for name in chosen}
+                       for name in left}
             for future in as_completed(futures):
                 result = future.result()
                 results[result.name] = result
@@ -749,5 +820,5 @@ def print_progress(result: MutantResult, done: int, total: int) -> None:
     status = (f"killed in {result.seconds_to_kill:.2f} s by {result.killed_by} "
               f"({result.counterexample_length} steps, shrunk from {result.length_before})"
               if result.killed
-              else f"SURVIVED ({result.reason})")
+              else f"SURVIVED ({result.reason})" if result.ran else result.reason)
     print(f"  [{done}/{total}] {result.name}: {status}", file=sys.stderr, flush=True)

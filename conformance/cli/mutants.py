@@ -36,12 +36,15 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                   f"list of {', '.join(mutants.KINDS)}")
         return EXIT_USAGE
     command = "callgate " + " ".join(shlex.quote(a) for a in args.argv)
+    workers = mutants.auto_workers() if args.workers == "auto" else int(args.workers)
+    equivalent = mutants.runs_equivalent(args.budget, args.include_equivalent)
     err.print(f"callgate mutants: {len(args.only or FAULTS)} mutants, budget {args.budget}, "
-              f"seed {args.seed}, {args.workers} worker(s)")
+              f"seed {args.seed}, {workers} worker(s)"
+              + ("" if equivalent else "; equivalent mutants not run (--include-equivalent)"))
     try:
         report = mutants.run_mutants(args.only or None, args.budget, args.seed, kinds,
-                                     args.workers, args.step_timeout, mutants.print_progress,
-                                     command)
+                                     workers, args.step_timeout, mutants.print_progress,
+                                     command, args.include_equivalent)
     except ValueError as exc:
         err.print(f"callgate mutants: {escape(str(exc))}")
         return EXIT_USAGE
@@ -72,6 +75,8 @@ def print_table(report: mutants.MutantsReport) -> None:
                           "" if r.shortest_path is None else str(r.shortest_path),
                           "" if r.observing_steps is None else str(r.observing_steps),
                           {True: "yes", False: "no", None: "?"}[r.minimal])
+        elif not r.ran:
+            table.add_row(r.name, r.rule, "equivalent, not run", "", "", "", "", "", "", "")
         else:
             table.add_row(r.name, r.rule, "[bold]survived[/bold]", "", "", "", "", "", "", "")
     console.print(table)
@@ -85,6 +90,13 @@ def print_table(report: mutants.MutantsReport) -> None:
         console.print(f"  survivor {r.name} ({r.rule}): {escape(r.reason)}")
 
 
+def _workers(text: str) -> str:
+    """`--workers`: a positive number, or auto."""
+    if text == "auto" or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a positive number or auto, not {text!r}")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "mutants", help="run the gate against every seeded-fault mutant of the reference "
@@ -96,8 +108,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
     parser.add_argument("--out", default=None, metavar="DIR", help="also write DIR/mutants.json")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="mutants run at a time, each in its own process (default 2)")
+    parser.add_argument("--workers", type=_workers, default="auto",
+                        help="mutants run at a time, each in its own process, or auto (the "
+                             "default: two per CPU, at least 2; a mutant run mostly waits)")
+    parser.add_argument("--include-equivalent", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="run the equivalent mutants too (default: only with --budget deep; "
+                             "otherwise they are reported as equivalent, not run)")
     parser.add_argument("--kinds", default=None, metavar="LIST",
                         help=f"case kinds to run, comma-separated (default all: "
                              f"{','.join(mutants.KINDS)})")

@@ -1,0 +1,102 @@
+"""A mutant's units in the order of the rule it breaks, and the equivalent mutants' policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from callgate.conformance import mutants
+from callgate.conformance import mutants_schedule as schedule
+from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.units import Unit
+
+FEATURES = frozenset({"com.call", "com.cancel", "sync.event", "sync.manual_reset_event",
+                      "sync.std_event", "rpc.call", "rpc.handle", "rpc.notify.Event"})
+
+# A run's units in the run's own order (a made-up but well-formed list: walks, multi-object
+# walks, two races, a stateful round, the generated parallel cases).
+UNITS = [
+    Unit("walk-com_call", "walk", "com_call"),
+    Unit("walk-event", "walk", "event"),
+    Unit("walk-rpc_call", "walk", "rpc_call"),
+    Unit("multi-com_call-pair", "multi", "com_call-pair"),
+    Unit("stateful-00-c0", "stateful", "", 0),
+    Unit("race-begin-begin", "race", "race-begin-begin", 0),
+    Unit("race-rpc-abort-complete", "race", "race-rpc-abort-complete", 5),
+    Unit("parallel-generated", "generated"),
+]
+
+
+def test_a_rule_only_a_race_cites_runs_that_race_first() -> None:
+    # A made-up catalogue entry: its rule is named by one race and cited by no machine's rows.
+    fake = Fault("fake_race_only", "FAKE-RACE-01", "only a race shows it")
+    races = {"race-rpc-abort-complete": frozenset({fake.rule}),
+             "race-begin-begin": frozenset({"COM-BEGIN-02"})}
+    assert schedule.machines_citing(fake.rule) == frozenset()
+    order = schedule.order_units(fake.rule, UNITS, FEATURES, race_rules=races)
+    assert order[0].unit.id == "race-rpc-abort-complete"
+    assert order[0].group == schedule.CITES and "names FAKE-RACE-01" in order[0].why
+    assert [s.group for s in order[1:]] == [schedule.REST] * (len(UNITS) - 1)
+    # The rest keep the cheap kinds first: the other race, the walks, ..., the generated cases.
+    assert [s.unit.id for s in order[1:3]] == ["race-begin-begin", "walk-com_call"]
+    assert order[-1].unit.id == "parallel-generated"
+    assert sorted(s.unit.id for s in order) == sorted(u.id for u in UNITS)
+
+
+def test_a_rule_its_machine_cites_runs_its_walks_then_the_units_of_its_machine() -> None:
+    sizes = {"com_call": 318, "event": 28, "rpc_call": 15914}
+    races = {"race-begin-begin": frozenset({"COM-BEGIN-02"})}
+    order = schedule.order_units("COM-BEGIN-02", UNITS, FEATURES, sizes, race_rules=races)
+    ids = [s.unit.id for s in order]
+    # The race naming the rule, the com_call walk and multi-object walk (rows cite it), then a
+    # stateful round with a call object, then the rest (the small event walk before rpc_call).
+    assert ids[:3] == ["race-begin-begin", "walk-com_call", "multi-com_call-pair"]
+    assert ids[3] == "stateful-00-c0" and order[3].group == schedule.MACHINE
+    assert ids[4:] == ["race-rpc-abort-complete", "walk-event", "walk-rpc_call",
+                       "parallel-generated"]
+    # The order uses the rule alone: another rule of the same machine, cited by no race, puts
+    # the race after the walks of its machine.
+    ids = [s.unit.id for s in schedule.order_units("COM-FIN-02", UNITS, FEATURES, sizes,
+                                                   race_rules=races)]
+    assert ids[:2] == ["walk-com_call", "multi-com_call-pair"]
+
+
+def test_a_walk_split_into_parts_is_scheduled_by_its_machine() -> None:
+    parts = [Unit("walk-event", "walk", "event"), Unit("walk-rpc_call-2", "walk", "rpc_call-2"),
+             Unit("walk-rpc_call-1", "walk", "rpc_call-1")]
+    assert schedule.walk_machine("rpc_call-2") == "rpc_call"
+    order = schedule.order_units("RPC-CLI-CALL-01", parts, FEATURES, race_rules={})
+    assert [s.unit.id for s in order] == ["walk-rpc_call-2", "walk-rpc_call-1", "walk-event"]
+
+
+def test_the_named_races_rules_put_their_race_first_for_a_real_mutant() -> None:
+    # The catalogue's own race fault: RPC-CLI-CANCEL-02 is named by race-rpc-abort-complete.
+    rule = FAULTS["abort_during_complete_no_notify"].rule
+    order = schedule.order_units(rule, UNITS, FEATURES)
+    assert order[0].unit.id == "race-rpc-abort-complete"
+
+
+# --- the equivalent mutants ----------------------------------------------------------------------
+
+
+def test_the_standard_budget_leaves_the_equivalent_mutants_out_and_says_so() -> None:
+    assert not mutants.runs_equivalent("standard") and not mutants.runs_equivalent("quick")
+    assert mutants.runs_equivalent("deep")
+    assert mutants.runs_equivalent("standard", include=True)
+    assert not mutants.runs_equivalent("deep", include=False)
+    name = "wait_multiple_last_member"
+    report = mutants.run_mutants([name], budget="quick", workers=1)
+    (result,) = report.results
+    assert not result.ran and not result.killed and result.jobs == [] and result.cases == 0
+    assert result.reason.startswith("equivalent, not run") and "COM-CONT-03" in result.reason
+    data = report.to_json()
+    assert data["not_run"] == [name] and data["killed"] == 0
+    assert report.unexpected_survivors == []  # the exit code stays 0
+
+
+def test_a_non_equivalent_mutant_is_never_left_out() -> None:
+    report = mutants.run_mutants(["wait_multiple_last_member"], budget="quick", workers=1,
+                                 include_equivalent=False)
+    assert [r.name for r in report.results if not r.ran] == ["wait_multiple_last_member"]
+    assert all(n in mutants.EQUIVALENT for n in report.to_json()["not_run"])
+    with pytest.raises(ValueError, match="not an equivalent mutant"):
+        mutants.not_run("begin_accepts_second", "standard")  # only an equivalent can be
