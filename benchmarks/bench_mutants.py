@@ -13,6 +13,11 @@ DIR main`), each in a fresh process, in turn (`--repeat` pairs), and prints per 
 seconds, the kills and the minimal counterexamples, and the ratio of wall seconds, this tree's
 over DIR's, pair by pair (the machine is shared: pairs keep the ratio meaningful when its
 speed drifts).
+
+With `--summarize FILE ...` it reads `mutants.json` reports (`callgate mutants --out DIR`) and
+prints per report its seconds, kills of the non-equivalent mutants, equivalent mutants run or
+left out, the median time to kill and the 10 slowest mutants (their seconds and what killed
+them): the figures of issue 20's mutant target, before and after.
 """
 
 from __future__ import annotations
@@ -87,6 +92,26 @@ def compare(args: argparse.Namespace, command: str) -> int:
     print(f"median ratio, this tree over the baseline: {ratio}")
     return 0
 
+def summarize(paths: list[str], slowest: int = 10) -> int:
+    """The figures of each `mutants.json` report in `paths`, and its slowest mutants."""
+    for path in paths:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = report["mutants"]
+        equivalent = set(report.get("equivalent", ()))
+        left_out = set(report.get("not_run", ()))
+        killable = [m for m in rows if m["name"] not in equivalent]
+        print(f"{path}: {report['seconds']} s ({report.get('command', '')})")
+        print(f"  killed {sum(m['killed'] for m in killable)} of {len(killable)} non-equivalent; "
+              f"equivalent run {len(equivalent & {m['name'] for m in rows}) - len(left_out)}, "
+              f"not run {len(left_out)}; median s to kill {report['median_seconds_to_kill']}; "
+              f"minimal {report['minimal_counterexamples']}; worker seconds "
+              f"{round(sum(m['seconds'] for m in rows), 1)}")
+        for m in sorted(rows, key=lambda m: -m["seconds"])[:slowest]:
+            print(f"  {m['seconds']:>8.1f} s  {m['name']}  "
+                  f"{m['killed_by'] or ('not run' if not m.get('ran', True) else 'survived')}")
+    return 0
+
+
 CONFIGS: dict[str, tuple[str, ...]] = {
     "directed": ("directed",),
     "stateful": ("stateful",),
@@ -100,13 +125,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default="2", help="a number, or auto")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--vs", metavar="DIR", help="another checkout to time against")
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs with --vs")
+    parser.add_argument("--summarize", nargs="+", metavar="FILE",
+                        help="print the figures of these mutants.json reports and stop")
     args = parser.parse_args()
+    if args.summarize:
+        return summarize(args.summarize)
     command = "python benchmarks/bench_mutants.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
     if args.vs:
@@ -115,7 +144,7 @@ def main() -> int:
     for name in args.configs:
         started = time.perf_counter()
         report = mutants.run_mutants(args.only, args.budget, args.seed, CONFIGS[name],
-                                     args.workers)
+                                     None if args.workers == "auto" else int(args.workers))
         rows.append({
             "config": name, "kinds": list(CONFIGS[name]), "total": len(report.results),
             "killed": len(report.killed), "kill_rate": round(report.kill_rate, 4),

@@ -48,16 +48,34 @@ def test_a_rule_its_machine_cites_runs_its_walks_then_the_units_of_its_machine()
     order = schedule.order_units("COM-BEGIN-02", UNITS, FEATURES, sizes, race_rules=races)
     ids = [s.unit.id for s in order]
     # The race naming the rule, the com_call walk and multi-object walk (rows cite it), then a
-    # stateful round with a call object, then the rest (the small event walk before rpc_call).
+    # stateful round with a call object, then the rest (the walk of the small event machine,
+    # the other race, the large rpc_call walk, the generated cases).
     assert ids[:3] == ["race-begin-begin", "walk-com_call", "multi-com_call-pair"]
     assert ids[3] == "stateful-00-c0" and order[3].group == schedule.MACHINE
-    assert ids[4:] == ["race-rpc-abort-complete", "walk-event", "walk-rpc_call",
+    assert ids[4:] == ["walk-event", "race-rpc-abort-complete", "walk-rpc_call",
                        "parallel-generated"]
     # The order uses the rule alone: another rule of the same machine, cited by no race, puts
     # the race after the walks of its machine.
     ids = [s.unit.id for s in schedule.order_units("COM-FIN-02", UNITS, FEATURES, sizes,
                                                    race_rules=races)]
     assert ids[:2] == ["walk-com_call", "multi-com_call-pair"]
+
+
+def test_the_units_citing_a_rule_go_machine_by_machine_the_smallest_first() -> None:
+    # COM-SYNC-01 is cited by rows of the event, com_call and container machines and named by
+    # race-signal-wait-event: the event machine's units (its small walk, its race, its
+    # multi-object walk) run before any com_call unit.
+    sizes = {"com_call": 318, "event": 28, "container": 1938}
+    units = [Unit("walk-com_call", "walk", "com_call"), Unit("walk-event", "walk", "event"),
+             Unit("multi-com_call-pair", "multi", "com_call-pair"),
+             Unit("multi-event-pair", "multi", "event-pair"),
+             Unit("race-signal-wait-event", "race", "race-signal-wait-event", 2),
+             Unit("race-begin-begin", "race", "race-begin-begin", 0)]
+    order = schedule.order_units("COM-SYNC-01", units, FEATURES, sizes)
+    assert [s.unit.id for s in order] == [
+        "walk-event", "race-signal-wait-event", "multi-event-pair", "walk-com_call",
+        "multi-com_call-pair", "race-begin-begin"]
+    assert [s.group for s in order] == [schedule.CITES] * 5 + [schedule.MACHINE]
 
 
 def test_a_walk_split_into_parts_is_scheduled_by_its_machine() -> None:
