@@ -710,10 +710,11 @@ def not_run(name: str, budget: str) -> MutantResult:
 
 
 def auto_workers(cpus: int | None = None) -> int:
-    """The mutant processes to run at once on this machine: two per CPU (a mutant run waits
-    on its implementation's threads much of the time), at least 2."""
+    """The mutant processes to run at once on this machine: one per CPU, at least 2. More
+    than one per CPU was measured slower on the shared 2-CPU machine (docs/mutants.md, "Mutant
+    runs unit by unit"): with other work on it, the runs compete for the CPUs rather than wait."""
     count = cpus if cpus is not None else (os.cpu_count() or 1)
-    return max(2, 2 * count)
+    return max(2, count)
 
 
 def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed: int = 0,

@@ -118,3 +118,12 @@ def test_a_non_equivalent_mutant_is_never_left_out() -> None:
     assert all(n in mutants.EQUIVALENT for n in report.to_json()["not_run"])
     with pytest.raises(ValueError, match="not an equivalent mutant"):
         mutants.not_run("begin_accepts_second", "standard")  # only an equivalent can be
+
+
+def test_auto_workers_is_one_per_cpu_and_at_least_two() -> None:
+    assert [mutants.auto_workers(n) for n in (1, 2, 8)] == [2, 2, 8]
+    from callgate.conformance.cli.mutants import _workers
+
+    assert _workers("auto") == "auto" and _workers("3") == "3"
+    with pytest.raises(Exception, match="positive number or auto"):
+        _workers("0")
