@@ -127,3 +127,18 @@ def test_auto_workers_is_one_per_cpu_and_at_least_two() -> None:
     assert _workers("auto") == "auto" and _workers("3") == "3"
     with pytest.raises(Exception, match="positive number or auto"):
         _workers("0")
+
+
+def test_the_cli_reports_an_equivalent_mutant_as_not_run_and_exits_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from callgate.conformance.cli.main import main
+
+    name = "polled_status_stale"
+    assert main(["mutants", "--json", "--only", name, "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["not_run"] == [name] and data["mutants"][0]["ran"] is False
+    assert data["survivors"][0]["reason"].startswith("equivalent, not run")
+    assert "equivalent mutants not run" in captured.err
