@@ -57,6 +57,7 @@ from callgate.conformance.cases.values import replayed
 from callgate.conformance.gate import RunOptions, StopRun, Tick, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.mutants_minimal import FAULT_SITE, MODEL_ROWS, RACE, fault_site
 from callgate.conformance.protocol.adapter import Capabilities
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
@@ -152,6 +153,11 @@ class MutantResult:
     counterexample_length: int | None = None
     shortest_path: int | None = None
     transition: str = ""              # machine: state / operation of the faulty transition
+    # How the faulty transition was found: "fault-site" (where the seeded fault acted,
+    # callgate.conformance.mutants_minimal), "model-rows" (guessed from the rows, the fallback)
+    # or "race" (a race's program); `fault_steps`: the steps (0-based) where the fault acted.
+    transition_source: str = ""
+    fault_steps: list[int] = field(default_factory=list)
     observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
     concurrent_steps: int | None = None  # a race: the branch steps of its program
     minimal: bool | None = None
@@ -577,13 +583,22 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     concurrent: int | None = None
     shortest: int | None
     observing: int | None
+    acted: list[int] = []
     if race is not None:
         transition, shortest, concurrent, observing = race
         length = result.length_after or len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal, concurrent)
+        source = RACE
     else:
-        transition, shortest, observing = faulty_transition(result, plan, fault.rule,
-                                                            needed=bool(one_minimal))
+        located = fault_site(result, plan, name, step_timeout, adapter_factory)
+        if located is not None:
+            transition, shortest, observing = (located.transition, located.shortest_path,
+                                               located.observing_steps)
+            source, acted = FAULT_SITE, list(located.acted)
+        else:
+            transition, shortest, observing = faulty_transition(result, plan, fault.rule,
+                                                                needed=bool(one_minimal))
+            source = MODEL_ROWS
         length = len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal)
     return MutantResult(
@@ -591,7 +606,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
-        minimal=minimal,
+        minimal=minimal, transition_source=source, fault_steps=acted,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)

@@ -1,0 +1,221 @@
+"""Where a mutant's fault acted: the faulty transition read from the fault's own code.
+
+`callgate mutants` judges a kill minimal when the counterexample is no longer than a shortest
+path to the *faulty transition*, that transition, and the steps after it that observe the fault.
+Guessing that transition from the model's rows (`callgate.conformance.mutants.faulty_transition`)
+misses a fault that acts in a step the model sees as ordinary: `call_event_never_reset` goes
+wrong at a Finish_ whose row is fine, and shows two steps later at a Wait.
+
+The reference implementation knows. A mutant consults `host.fault(name)` where its rule is
+implemented, and each time the call returns True (the faulty branch is taken) the host counts it
+(`Host.acted`); bookkeeping a fault needs later, which changes nothing by itself, asks
+`host.carries(name)` and is not counted. `fault_site` runs the shrunk counterexample once more
+against a fresh mutant, reading the count after every step: the steps during which the fault
+acted. Then, for each of them from the latest back, the same steps are run with the fault
+switched off before that step (`Host.suspended`: the build behaves as the correct reference until
+then). The faulty transition is the latest step from which the fault alone, acting only from
+there on, still fails the case the same way: everything before it ran as the correct reference
+does, so a shortest path in the model's state graph is the honest measure of that prefix, and
+everything from it on is where the implementation went wrong and showed it. A step where the
+fault was consulted but changed nothing is not chosen (the fault switched on from there fails
+only if a later step acts, and that later step was tried first).
+
+This is only the mutant runner's instrument: it needs the in-process reference build, changes
+nothing for other runs, and says so (None) when it cannot tell: no in-process host, a run that
+does not fail the same way again, a hang, no step where the fault acted. The caller then falls
+back on the model's rows (`transition_source` says which was used). Races keep their own
+definition (`callgate.conformance.mutants.race_program`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from callgate.conformance.cases.sequences import Plan
+from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.implementations.reference.host import Host
+from callgate.conformance.judge.rerun import NotReplayable, rerun
+from callgate.conformance.judge.shrink import HUNG, Reason, observed_states
+from callgate.conformance.protocol.adapter import Capabilities, Observation, Request, Session, SlotSpec
+from callgate.conformance.results import CaseResult
+from callgate.model import explorer
+from callgate.model.families import MACHINES
+from callgate.model.transitions import ModelError
+
+# At most this many runs of one counterexample (one with the fault on throughout, then one per
+# step where it acted, latest first); more means no answer, and the model's rows are used.
+MAX_RUNS = 40
+
+FAULT_SITE = "fault-site"
+MODEL_ROWS = "model-rows"
+RACE = "race"
+
+
+@dataclass(frozen=True)
+class Located:
+    """The faulty transition found at the fault's site."""
+
+    transition: str             # machine [slot]: state / operation, as faulty_transition gives it
+    shortest_path: int | None   # to the state it starts from, summed over the objects driven
+    observing_steps: int        # steps after it
+    index: int                  # its step in the trace (0-based)
+    acted: tuple[int, ...]      # the steps during which the fault acted (0-based)
+    runs: int                   # counterexample runs it took
+
+
+class _MarkedSession:
+    """A session that reads the host's count after each step, with the fault switched off
+    before step `start`."""
+
+    def __init__(self, inner: Session, host: Host, start: int, counts: list[int]) -> None:
+        self.inner, self.host, self.start, self.counts = inner, host, start, counts
+
+    def perform(self, request: Request) -> Observation:
+        self.host.suspended = len(self.counts) < self.start
+        try:
+            return self.inner.perform(request)
+        finally:
+            self.counts.append(self.host.acted)
+
+    def close(self) -> None:
+        self.host.suspended = False
+        self.inner.close()
+
+
+class _MarkedAdapter:
+    """The mutant as an adapter whose sessions are marked (see `_MarkedSession`)."""
+
+    def __init__(self, inner: Any, host: Host, start: int) -> None:
+        self.inner, self.host, self.start = inner, host, start
+        self.baseline = 0
+        self.counts: list[int] = []
+
+    def capabilities(self) -> Capabilities:
+        caps: Capabilities = self.inner.capabilities()
+        return caps
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> Session:
+        self.host.suspended = self.start > 0
+        self.baseline = self.host.acted
+        self.counts = []
+        return _MarkedSession(self.inner.open_session(slots), self.host, self.start, self.counts)
+
+    def shutdown(self) -> None:
+        self.host.suspended = False
+
+
+def acted_steps(baseline: int, counts: Sequence[int]) -> tuple[int, ...]:
+    """The steps during which the count rose (what happened while a session opened counts for
+    its first step)."""
+    found, before = [], baseline
+    for index, count in enumerate(counts):
+        if count > before:
+            found.append(index)
+        before = count
+    return tuple(found)
+
+
+def same_failure(original: CaseResult, again: CaseResult | None) -> bool:
+    """`again` fails as `original` did: the same verdict and reason, at the same step."""
+    return (again is not None and again.verdict is original.verdict
+            and len(again.trace) == len(original.trace)
+            and Reason.of(again) is not None and Reason.of(again) == Reason.of(original))
+
+
+def _replay(result: CaseResult) -> dict[str, Any]:
+    """The steps the failing trace took, with its slots and concrete values, to run again."""
+    return {"slots": result.replay.get("slots", []),
+            "steps": [{"slot": r.slot, "op": r.op, "args": dict(r.args)} for r in result.trace],
+            "values": result.replay.get("values")}
+
+
+def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 10.0,
+               make_adapter: Callable[[str], Any] | None = None) -> Located | None:
+    """The faulty transition of a sequential failing case against mutant `name`, found where
+    the fault acted (see the module's docstring); None when the instrument cannot tell."""
+    reason = Reason.of(result)
+    if reason is None or reason.error == HUNG or not result.replay.get("slots"):
+        return None
+    adapter = (make_adapter or (lambda n: ReferenceAdapter(faults={n})))(name)
+    host = getattr(adapter, "host", None)
+    runs = 0
+    try:
+        if not isinstance(host, Host) or name not in host.faults:
+            return None
+
+        def run(start: int) -> tuple[CaseResult, tuple[int, ...]] | None:
+            nonlocal runs
+            runs += 1
+            marked = _MarkedAdapter(adapter, host, start)
+            try:
+                again = rerun(marked, result.id, _replay(result), step_timeout)
+            except NotReplayable:
+                return None
+            finally:
+                host.suspended = False
+            if not same_failure(result, again) or len(marked.counts) != len(result.trace):
+                return None
+            return again, acted_steps(marked.baseline, marked.counts)
+
+        full = run(0)
+        if full is None or not full[1]:
+            return None
+        chosen, ran = full[1][0], full[0]  # switched off before its first act: the same run
+        for index in reversed(full[1][1:]):
+            if runs >= MAX_RUNS:
+                return None
+            later = run(index)
+            if later is not None:
+                chosen, ran = index, later[0]
+                break
+    finally:
+        adapter.shutdown()
+    shortest = shortest_to(ran, plan, chosen)
+    step = ran.trace[chosen]
+    machine = MACHINES.get(ran.slots.get(step.slot, ""))
+    states = _states_before(ran, plan, chosen)
+    if machine is None or states is None or len(states.get(step.slot, ())) != 1:
+        return None
+    args = ", ".join(f"{k}={v}" for k, v in step.args.items())
+    slot = f" {step.slot}" if step.slot != ran.trace[-1].slot else ""
+    text = (f"{machine.name}{slot}: {machine.describe(next(iter(states[step.slot])))} / "
+            f"{step.op}({args})")
+    return Located(text, shortest, len(ran.trace) - 1 - chosen, chosen, full[1], runs)
+
+
+def _states_before(result: CaseResult, plan: Plan, index: int
+                   ) -> dict[str, frozenset[Any]] | None:
+    """Every slot's model states before step `index` of `result`, as its answers show them."""
+    slots = [SlotSpec(s["name"], s["machine"], s.get("config", {}))
+             for s in result.replay.get("slots", [])]
+    found = observed_states(slots, result.trace[:index], plan.capabilities.pins,
+                            result.replay.get("values"))
+    if len(found) != index + 1:
+        return None  # a step before it was not accepted: no state to measure from
+    return {s.name: states for s, states in zip(slots, found[index], strict=True)}
+
+
+def shortest_to(result: CaseResult, plan: Plan, index: int) -> int | None:
+    """Shortest paths in the state graphs, summed over the objects driven before step `index`
+    (and the objects of that step and of the failing step), to the states they were in before
+    it; None when a state is not one known state."""
+    states = _states_before(result, plan, index)
+    if states is None:
+        return None
+    driven = {r.slot for r in result.trace[:index]} | {result.trace[index].slot,
+                                                        result.trace[-1].slot}
+    total = 0
+    for name in driven:
+        graph_plan = plan.machines.get(result.slots.get(name, ""))
+        found = states.get(name)
+        if graph_plan is None or found is None or len(found) != 1:
+            return None
+        try:
+            total += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
+                                                next(iter(found))))
+        except ModelError:
+            return None
+    return total
+
