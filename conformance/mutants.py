@@ -158,6 +158,9 @@ class MutantResult:
     # or "race" (a race's program); `fault_steps`: the steps (0-based) where the fault acted.
     transition_source: str = ""
     fault_steps: list[int] = field(default_factory=list)
+    # Correct steps before the faulty transition that the fault needs (a shortest way to its
+    # state did not fail: the implementation keeps a state the model does not have).
+    history_steps: int = 0
     observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
     concurrent_steps: int | None = None  # a race: the branch steps of its program
     minimal: bool | None = None
@@ -584,6 +587,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     shortest: int | None
     observing: int | None
     acted: list[int] = []
+    history = 0
     if race is not None:
         transition, shortest, concurrent, observing = race
         length = result.length_after or len(result.trace)
@@ -594,19 +598,19 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         if located is not None:
             transition, shortest, observing = (located.transition, located.shortest_path,
                                                located.observing_steps)
-            source, acted = FAULT_SITE, list(located.acted)
+            source, acted, history = FAULT_SITE, list(located.acted), located.history_steps
         else:
             transition, shortest, observing = faulty_transition(result, plan, fault.rule,
                                                                 needed=bool(one_minimal))
             source = MODEL_ROWS
         length = len(result.trace)
-        minimal = is_minimal(length, shortest, observing, one_minimal)
+        minimal = is_minimal(length, shortest, observing, one_minimal, 1 + history)
     return MutantResult(
         name, fault.rule, fault.effect, True, round(seconds, 3), count,
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
-        minimal=minimal, transition_source=source, fault_steps=acted,
+        minimal=minimal, transition_source=source, fault_steps=acted, history_steps=history,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)

@@ -20,6 +20,17 @@ everything from it on is where the implementation went wrong and showed it. A st
 fault was consulted but changed nothing is not chosen (the fault switched on from there fails
 only if a later step acts, and that later step was tried first).
 
+A fault may also need correct steps before it: `finish_stale_out` hands out the previous
+call's [out], so it shows only after an earlier call with another value, a history the model
+does not keep (its state before the faulty Finish_ is reached in 3 steps, by no earlier call).
+So the prefix is measured the same way: from the faulty transition back, the first cut whose
+prefix is a shortest way to the state it leads to already ends the search; at any other cut the
+prefix is replaced by shortest ways in the state graphs and the result run against the mutant.
+If that shorter case fails the same way, this cut is where the needed steps start (and the
+counterexample, longer, is not minimal); if not, the steps before the cut are needed too
+(`history_steps`), and the search goes one step back. The bound is then the shortest way to the
+cut, the history, the transition and the steps that observe it.
+
 This is only the mutant runner's instrument: it needs the in-process reference build, changes
 nothing for other runs, and says so (None) when it cannot tell: no in-process host, a run that
 does not fail the same way again, a hang, no step where the fault acted. The caller then falls
@@ -29,7 +40,7 @@ definition (`callgate.conformance.mutants.race_program`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +74,10 @@ class Located:
     index: int                  # its step in the trace (0-based)
     acted: tuple[int, ...]      # the steps during which the fault acted (0-based)
     runs: int                   # counterexample runs it took
+    # Steps before it the fault needs although they are correct: a shortest way to the state
+    # it starts from does not fail (the implementation keeps a state the model does not have);
+    # `shortest_path` is then to the state before the first of them.
+    history_steps: int = 0
 
 
 class _MarkedSession:
@@ -117,24 +132,56 @@ def acted_steps(baseline: int, counts: Sequence[int]) -> tuple[int, ...]:
     return tuple(found)
 
 
-def same_failure(original: CaseResult, again: CaseResult | None) -> bool:
-    """`again` fails as `original` did: the same verdict and reason, at the same step."""
+def same_failure(original: CaseResult, again: CaseResult | None, length: int | None = None
+                 ) -> bool:
+    """`again` fails as `original` did: the same verdict and reason, at the same step (at step
+    `length` when given: a shorter run)."""
+    steps = len(original.trace) if length is None else length
     return (again is not None and again.verdict is original.verdict
-            and len(again.trace) == len(original.trace)
+            and len(again.trace) == steps
             and Reason.of(again) is not None and Reason.of(again) == Reason.of(original))
 
 
-def _replay(result: CaseResult) -> dict[str, Any]:
-    """The steps the failing trace took, with its slots and concrete values, to run again."""
+def _step(slot: str, op: str, args: Mapping[str, object]) -> dict[str, Any]:
+    return {"slot": slot, "op": op, "args": dict(args)}
+
+
+def _replay(result: CaseResult, steps: Sequence[dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """The steps the failing trace took (or `steps`), with its slots and concrete values."""
     return {"slots": result.replay.get("slots", []),
-            "steps": [{"slot": r.slot, "op": r.op, "args": dict(r.args)} for r in result.trace],
+            "steps": list(steps) if steps is not None else
+            [_step(r.slot, r.op, r.args) for r in result.trace],
             "values": result.replay.get("values")}
+
+
+def _shortcut(result: CaseResult, plan: Plan, index: int) -> list[dict[str, Any]] | None:
+    """The trace with its steps before `index` replaced by shortest ways in the state graphs
+    to the states every object was in before it (object after object); None if there is none."""
+    states = _states_before(result, plan, index)
+    if states is None:
+        return None
+    steps: list[dict[str, Any]] = []
+    for spec in result.replay.get("slots", []):
+        name = spec["name"]
+        graph_plan = plan.machines.get(spec["machine"])
+        found = states.get(name)
+        if graph_plan is None or found is None or len(found) != 1:
+            return None
+        start = MACHINES[spec["machine"]].make(**dict(spec.get("config", {})))
+        try:
+            path = explorer.shortest_path(graph_plan.graph, [start], next(iter(found)))
+        except ModelError:
+            return None
+        steps += [_step(name, e.op, dict(e.args)) for e in path]
+    return steps + [_step(r.slot, r.op, r.args) for r in result.trace[index:]]
 
 
 def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 10.0,
                make_adapter: Callable[[str], Any] | None = None) -> Located | None:
     """The faulty transition of a sequential failing case against mutant `name`, found where
-    the fault acted (see the module's docstring); None when the instrument cannot tell."""
+    the fault acted, and where the steps it needs start (see the module's docstring); None
+    when the instrument cannot tell."""
     reason = Reason.of(result)
     if reason is None or reason.error == HUNG or not result.replay.get("slots"):
         return None
@@ -145,17 +192,19 @@ def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 
         if not isinstance(host, Host) or name not in host.faults:
             return None
 
-        def run(start: int) -> tuple[CaseResult, tuple[int, ...]] | None:
+        def run(start: int, steps: Sequence[dict[str, Any]] | None = None
+                ) -> tuple[CaseResult, tuple[int, ...]] | None:
             nonlocal runs
             runs += 1
             marked = _MarkedAdapter(adapter, host, start)
+            length = len(result.trace) if steps is None else len(steps)
             try:
-                again = rerun(marked, result.id, _replay(result), step_timeout)
+                again = rerun(marked, result.id, _replay(result, steps), step_timeout)
             except NotReplayable:
                 return None
             finally:
                 host.suspended = False
-            if not same_failure(result, again) or len(marked.counts) != len(result.trace):
+            if not same_failure(result, again, length) or len(marked.counts) != length:
                 return None
             return again, acted_steps(marked.baseline, marked.counts)
 
@@ -170,9 +219,25 @@ def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 
             if later is not None:
                 chosen, ran = index, later[0]
                 break
+        # Where the steps the fault needs start: the latest cut at or before the faulty
+        # transition whose prefix is a shortest way already, or whose prefix, replaced by a
+        # shortest way, still fails (a shorter counterexample: this one is not minimal).
+        cut = chosen
+        while cut > 0:
+            shortest = shortest_to(ran, plan, cut)
+            if shortest is None:
+                return None
+            if cut <= shortest:
+                break
+            steps = _shortcut(ran, plan, cut)
+            if steps is None or runs >= MAX_RUNS:
+                return None  # no shortest way to try: whether one fails is not known
+            if run(0, steps) is not None:
+                break
+            cut -= 1
     finally:
         adapter.shutdown()
-    shortest = shortest_to(ran, plan, chosen)
+    shortest = shortest_to(ran, plan, cut)
     step = ran.trace[chosen]
     machine = MACHINES.get(ran.slots.get(step.slot, ""))
     states = _states_before(ran, plan, chosen)
@@ -182,7 +247,8 @@ def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 
     slot = f" {step.slot}" if step.slot != ran.trace[-1].slot else ""
     text = (f"{machine.name}{slot}: {machine.describe(next(iter(states[step.slot])))} / "
             f"{step.op}({args})")
-    return Located(text, shortest, len(ran.trace) - 1 - chosen, chosen, full[1], runs)
+    return Located(text, shortest, len(ran.trace) - 1 - chosen, chosen, full[1], runs,
+                   chosen - cut)
 
 
 def _states_before(result: CaseResult, plan: Plan, index: int

@@ -67,7 +67,7 @@ def test_a_fault_in_a_step_the_model_finds_ordinary_is_located_where_it_acted(
     assert found.acted == (1, 3, 4) and found.index == 3
     assert found.transition.endswith("phase=SIGNALED cancel=False out=1 held=False orphan=0 "
                                       "waited=False / Finish_()")
-    assert (found.shortest_path, found.observing_steps) == (3, 2)
+    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 0, 2)
     assert mutants.is_minimal(len(result.trace), found.shortest_path, found.observing_steps,
                               True)
     # The model's rows name the failing Wait (2 + 1 + 0): the same kill, not minimal there.
@@ -120,3 +120,29 @@ def test_the_instrument_says_when_it_cannot_tell(plan: sequences.Plan) -> None:
     # A passing case has no failure to locate.
     assert mutants_minimal.fault_site(replace(result, verdict=Verdict.PASS), plan,
                                       "call_event_never_reset") is None
+
+
+STALE = a("server_signal", out=2, then_impersonate=False)
+
+
+def test_a_fault_that_needs_an_earlier_correct_step_counts_it_only_when_it_is_needed(
+        plan: sequences.Plan) -> None:
+    # finish_stale_out hands out the previous call's [out]: it needs an earlier call with
+    # another value, which the model's state before the faulty Finish_ does not remember.
+    result = failing("finish_stale_out", [CREATE, BEGIN, SIGNAL, FINISH, BEGIN, STALE, FINISH])
+    found = mutants_minimal.fault_site(result, plan, "finish_stale_out")
+    assert found is not None and found.acted == (6,) and found.index == 6
+    # A shortest way to the state before it (CreateCall, Begin_, Signal(2)) and the Finish_ do
+    # not fail: the first call is needed history, 3 steps from the first Finish_ on.
+    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 3, 0)
+    assert mutants.is_minimal(len(result.trace), found.shortest_path, found.observing_steps,
+                              True, 1 + found.history_steps)
+    # A call more before it: shortened to the needed call it still fails, so 10 steps are not
+    # minimal (the Finish_ of the second call, with the same [out], changed nothing).
+    padded = failing("finish_stale_out", [CREATE, BEGIN, SIGNAL, FINISH, BEGIN, SIGNAL, FINISH,
+                                          BEGIN, STALE, FINISH])
+    found = mutants_minimal.fault_site(padded, plan, "finish_stale_out")
+    assert found is not None and found.acted == (9,)
+    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 3, 0)
+    assert not mutants.is_minimal(len(padded.trace), found.shortest_path,
+                                  found.observing_steps, True, 1 + found.history_steps)
