@@ -8,13 +8,17 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   recorded (every failing case is shrunk before it is recorded: `callgate.conformance.judge.shrink`);
 * `counterexample_length`: steps of that case's failing trace after shrinking, and
   `length_before` its length before;
-* `transition`: the *faulty transition*, a step of the trace whose model row cites the rule the
-  fault breaks (see `faulty_transition`); `shortest_path`: the length of a shortest path in the
-  state graph (`callgate.model.explorer`) from an initial state to the state it starts from;
+* `transition`: the *faulty transition*: where the seeded fault acted, read from the fault's own
+  code (`callgate.conformance.mutants_minimal.fault_site`, with the `history_steps` before it
+  the fault needs), or when that cannot be told a step of the trace whose model row cites the
+  rule the fault breaks (see `faulty_transition`); `shortest_path`: the length of a shortest
+  path in the state graph (`callgate.model.explorer`) from an initial state to the state it
+  starts from;
   `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
   shows only at a later step);
-* `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
-  shrinking showed that no single step can be removed (`one_minimal`). For a multi-object case
+* `minimal`: the counterexample is no longer than `shortest_path + history_steps + 1 +
+  observing_steps` and its shrinking showed that no single step can be removed
+  (`one_minimal`). For a multi-object case
   `shortest_path` also counts, for each other object with steps before the faulty transition,
   a shortest path to the state that object was in then (a cross-object fault needs it there).
 
