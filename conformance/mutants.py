@@ -8,17 +8,16 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   recorded (every failing case is shrunk before it is recorded: `callgate.conformance.judge.shrink`);
 * `counterexample_length`: steps of that case's failing trace after shrinking, and
   `length_before` its length before;
-* `transition`: the *faulty transition*: where the seeded fault acted, read from the fault's own
-  code (`callgate.conformance.mutants_minimal.fault_site`, with the `history_steps` before it
-  the fault needs), or when that cannot be told a step of the trace whose model row cites the
-  rule the fault breaks (see `faulty_transition`); `shortest_path`: the length of a shortest
-  path in the state graph (`callgate.model.explorer`) from an initial state to the state it
-  starts from;
-  `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
-  shows only at a later step);
-* `minimal`: the counterexample is no longer than `shortest_path + history_steps + 1 +
-  observing_steps` and its shrinking showed that no single step can be removed
-  (`one_minimal`). For a multi-object case
+* `transition`: the *faulty transition*: where the seeded fault acted, read from the fault's
+  own code (`callgate.conformance.mutants_minimal.fault_site`), or when that cannot be told a
+  step of the trace whose model row cites the rule the fault breaks (see `faulty_transition`);
+  `shortest_path`: the length of a shortest path in the state graph (`callgate.model.explorer`)
+  from an initial state to the state it starts from (at the fault site: to the state before
+  the cut, see there); `observing_steps`: the steps of the trace after it (a fault that
+  corrupts the next state shows only at a later step);
+* `minimal`: the counterexample is no longer than `shortest_path + needed_steps` (with
+  `needed_steps` `1 + observing_steps`, or as found at the fault site) and its shrinking
+  showed that no single step can be removed (`one_minimal`). For a multi-object case
   `shortest_path` also counts, for each other object with steps before the faulty transition,
   a shortest path to the state that object was in then (a cross-object fault needs it there).
 
@@ -162,9 +161,11 @@ class MutantResult:
     # or "race" (a race's program); `fault_steps`: the steps (0-based) where the fault acted.
     transition_source: str = ""
     fault_steps: list[int] = field(default_factory=list)
-    # Correct steps before the faulty transition that the fault needs (a shortest way to its
-    # state did not fail: the implementation keeps a state the model does not have).
-    history_steps: int = 0
+    # The steps after the shortest way (`shortest_path`) the bound counts: the transition and
+    # the steps that observe it, or at the fault site the steps from the cut on that no
+    # shortest way could replace (callgate.conformance.mutants_minimal); a race's program:
+    # its branch and suffix steps.
+    needed_steps: int | None = None
     observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
     concurrent_steps: int | None = None  # a race: the branch steps of its program
     minimal: bool | None = None
@@ -591,30 +592,32 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     shortest: int | None
     observing: int | None
     acted: list[int] = []
-    history = 0
+    needed: int | None = None
     if race is not None:
         transition, shortest, concurrent, observing = race
         length = result.length_after or len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal, concurrent)
+        needed = None if observing is None else concurrent + observing
         source = RACE
     else:
         located = fault_site(result, plan, name, step_timeout, adapter_factory)
         if located is not None:
             transition, shortest, observing = (located.transition, located.shortest_path,
                                                located.observing_steps)
-            source, acted, history = FAULT_SITE, list(located.acted), located.history_steps
+            source, acted, needed = FAULT_SITE, list(located.acted), located.needed_steps
         else:
             transition, shortest, observing = faulty_transition(result, plan, fault.rule,
                                                                 needed=bool(one_minimal))
             source = MODEL_ROWS
+            needed = None if observing is None else 1 + observing
         length = len(result.trace)
-        minimal = is_minimal(length, shortest, observing, one_minimal, 1 + history)
+        minimal = is_minimal(length, shortest, 0, one_minimal, needed)
     return MutantResult(
         name, fault.rule, fault.effect, True, round(seconds, 3), count,
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
-        minimal=minimal, transition_source=source, fault_steps=acted, history_steps=history,
+        minimal=minimal, transition_source=source, fault_steps=acted, needed_steps=needed,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)

@@ -20,16 +20,19 @@ everything from it on is where the implementation went wrong and showed it. A st
 fault was consulted but changed nothing is not chosen (the fault switched on from there fails
 only if a later step acts, and that later step was tried first).
 
-A fault may also need correct steps before it: `finish_stale_out` hands out the previous
-call's [out], so it shows only after an earlier call with another value, a history the model
-does not keep (its state before the faulty Finish_ is reached in 3 steps, by no earlier call).
-So the prefix is measured the same way: from the faulty transition back, the first cut whose
-prefix is a shortest way to the state it leads to already ends the search; at any other cut the
-prefix is replaced by shortest ways in the state graphs and the result run against the mutant.
-If that shorter case fails the same way, this cut is where the needed steps start (and the
-counterexample, longer, is not minimal); if not, the steps before the cut are needed too
-(`history_steps`), and the search goes one step back. The bound is then the shortest way to the
-cut, the history, the transition and the steps that observe it.
+The prefix is then measured by running too, for two reasons. A fault may need correct steps
+before it: `finish_stale_out` hands out the previous call's [out], so it shows only after an
+earlier call with another value, a history the model does not keep (its state before the faulty
+Finish_ is reached in 3 steps, by no earlier call). And a fault may act where an object is made
+(`std_event_no_auto_reset` makes a manual-reset event), long before any step that shows it, so
+steps after the faulty transition can be a detour too. So, from the failing step back, the first
+cut whose prefix already is a shortest way to the state it leads to ends the search; at any
+other cut the prefix is replaced by shortest ways in the state graphs (object after object) and
+that shorter case run against the mutant. If it fails the same way, the cut is where the needed
+steps start, and this counterexample, longer, is not minimal; if not, the search goes one step
+back. The bound is the shortest way to the cut plus the steps from it on (`needed_steps`); when
+the cut is the faulty transition, that is a shortest way to it, the transition and the steps
+that observe it.
 
 This is only the mutant runner's instrument: it needs the in-process reference build, changes
 nothing for other runs, and says so (None) when it cannot tell: no in-process host, a run that
@@ -74,10 +77,9 @@ class Located:
     index: int                  # its step in the trace (0-based)
     acted: tuple[int, ...]      # the steps during which the fault acted (0-based)
     runs: int                   # counterexample runs it took
-    # Steps before it the fault needs although they are correct: a shortest way to the state
-    # it starts from does not fail (the implementation keeps a state the model does not have);
-    # `shortest_path` is then to the state before the first of them.
-    history_steps: int = 0
+    # The steps from the cut on (see the module's docstring): no shortest way to a state after
+    # the cut kept the failure; `shortest_path` is to the state before the cut.
+    needed_steps: int = 0
 
 
 class _MarkedSession:
@@ -219,10 +221,10 @@ def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 
             if later is not None:
                 chosen, ran = index, later[0]
                 break
-        # Where the steps the fault needs start: the latest cut at or before the faulty
-        # transition whose prefix is a shortest way already, or whose prefix, replaced by a
-        # shortest way, still fails (a shorter counterexample: this one is not minimal).
-        cut = chosen
+        # Where the needed steps start: the latest cut whose prefix is a shortest way already,
+        # or whose prefix, replaced by a shortest way, still fails (a shorter counterexample:
+        # this one is not minimal).
+        cut = len(ran.trace) - 1
         while cut > 0:
             shortest = shortest_to(ran, plan, cut)
             if shortest is None:
@@ -248,7 +250,7 @@ def fault_site(result: CaseResult, plan: Plan, name: str, step_timeout: float = 
     text = (f"{machine.name}{slot}: {machine.describe(next(iter(states[step.slot])))} / "
             f"{step.op}({args})")
     return Located(text, shortest, len(ran.trace) - 1 - chosen, chosen, full[1], runs,
-                   chosen - cut)
+                   len(ran.trace) - cut)
 
 
 def _states_before(result: CaseResult, plan: Plan, index: int

@@ -67,9 +67,9 @@ def test_a_fault_in_a_step_the_model_finds_ordinary_is_located_where_it_acted(
     assert found.acted == (1, 3, 4) and found.index == 3
     assert found.transition.endswith("phase=SIGNALED cancel=False out=1 held=False orphan=0 "
                                       "waited=False / Finish_()")
-    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 0, 2)
-    assert mutants.is_minimal(len(result.trace), found.shortest_path, found.observing_steps,
-                              True)
+    assert (found.shortest_path, found.needed_steps, found.observing_steps) == (3, 3, 2)
+    assert mutants.is_minimal(len(result.trace), found.shortest_path, 0, True,
+                              found.needed_steps)
     # The model's rows name the failing Wait (2 + 1 + 0): the same kill, not minimal there.
     _, shortest, observing = mutants.faulty_transition(result, plan, "COM-WAIT-03", needed=True)
     assert (shortest, observing) == (2, 0)
@@ -84,16 +84,17 @@ def test_a_detour_before_the_faulty_step_is_not_minimal(plan: sequences.Plan) ->
     # call's Finish_ it still fails: that Finish_ is the faulty transition, and the whole first
     # call before it is a detour (3 + 1 + 2 < 10), even if the shrinker had called it 1-minimal.
     assert found.index == 7 and 4 in found.acted
-    assert (found.shortest_path, found.observing_steps) == (3, 2)
-    assert not mutants.is_minimal(len(result.trace), found.shortest_path,
-                                  found.observing_steps, True)
+    assert (found.shortest_path, found.needed_steps, found.observing_steps) == (3, 3, 2)
+    assert not mutants.is_minimal(len(result.trace), found.shortest_path, 0, True,
+                                  found.needed_steps)
 
 
 def test_a_fault_that_shows_at_once_is_the_failing_step(plan: sequences.Plan) -> None:
     result = failing("begin_accepts_second", [CREATE, BEGIN, BEGIN])
     found = mutants_minimal.fault_site(result, plan, "begin_accepts_second")
     assert found is not None and found.index == 2 and found.observing_steps == 0
-    assert found.shortest_path == 2 and found.transition.endswith("/ Begin_()")
+    assert (found.shortest_path, found.needed_steps) == (2, 1)
+    assert found.transition.endswith("/ Begin_()")
 
 
 def test_a_consulted_fault_that_changes_nothing_is_not_counted() -> None:
@@ -133,16 +134,53 @@ def test_a_fault_that_needs_an_earlier_correct_step_counts_it_only_when_it_is_ne
     found = mutants_minimal.fault_site(result, plan, "finish_stale_out")
     assert found is not None and found.acted == (6,) and found.index == 6
     # A shortest way to the state before it (CreateCall, Begin_, Signal(2)) and the Finish_ do
-    # not fail: the first call is needed history, 3 steps from the first Finish_ on.
-    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 3, 0)
-    assert mutants.is_minimal(len(result.trace), found.shortest_path, found.observing_steps,
-                              True, 1 + found.history_steps)
+    # not fail: the first call's Finish_ is needed, 4 steps from it on.
+    assert (found.shortest_path, found.needed_steps, found.observing_steps) == (3, 4, 0)
+    assert mutants.is_minimal(len(result.trace), found.shortest_path, 0, True,
+                              found.needed_steps)
     # A call more before it: shortened to the needed call it still fails, so 10 steps are not
     # minimal (the Finish_ of the second call, with the same [out], changed nothing).
     padded = failing("finish_stale_out", [CREATE, BEGIN, SIGNAL, FINISH, BEGIN, SIGNAL, FINISH,
                                           BEGIN, STALE, FINISH])
     found = mutants_minimal.fault_site(padded, plan, "finish_stale_out")
     assert found is not None and found.acted == (9,)
-    assert (found.shortest_path, found.history_steps, found.observing_steps) == (3, 3, 0)
-    assert not mutants.is_minimal(len(padded.trace), found.shortest_path,
-                                  found.observing_steps, True, 1 + found.history_steps)
+    assert (found.shortest_path, found.needed_steps, found.observing_steps) == (3, 4, 0)
+    assert not mutants.is_minimal(len(padded.trace), found.shortest_path, 0, True,
+                                  found.needed_steps)
+
+
+def test_a_fault_that_acts_where_the_object_is_made_still_counts_a_detour(
+        plan_event: sequences.Plan) -> None:
+    # std_event_no_auto_reset makes a manual-reset event: the fault acts at CoCreateInstance,
+    # long before the Wait that shows it, so the steps after it are measured too.
+    adapter = ReferenceAdapter(faults={"std_event_no_auto_reset"})
+    slots = (SlotSpec("s0", "event", {}),)
+    create = a("CoCreateInstance", clsid="StdEvent")
+    signal, reset = a("Signal"), a("Reset")
+
+    def run(steps: Sequence[Action]) -> CaseResult:
+        runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+        try:
+            return runner.run(Case("t", "directed", "test case", slots, tuple(steps)))
+        finally:
+            runner.close()
+
+    try:
+        short = run([create, signal, WAIT, WAIT_ZERO])
+        padded = run([create, signal, reset, signal, WAIT, WAIT_ZERO])
+    finally:
+        adapter.shutdown()
+    assert short.verdict is Verdict.FAIL and padded.verdict is Verdict.FAIL
+    found = mutants_minimal.fault_site(short, plan_event, "std_event_no_auto_reset")
+    assert found is not None and found.index == 0 and found.acted == (0,)
+    assert (found.shortest_path, found.needed_steps) == (2, 2)  # Signal's state, then 2 steps
+    assert mutants.is_minimal(4, found.shortest_path, 0, True, found.needed_steps)
+    found = mutants_minimal.fault_site(padded, plan_event, "std_event_no_auto_reset")
+    # The signalled event before the finite Wait is 2 steps away, not 4: not minimal.
+    assert found is not None and (found.shortest_path, found.needed_steps) == (2, 2)
+    assert not mutants.is_minimal(6, found.shortest_path, 0, True, found.needed_steps)
+
+
+@pytest.fixture(scope="module")
+def plan_event() -> sequences.Plan:
+    return sequences.plan(ReferenceAdapter().capabilities(), only={"event"})
