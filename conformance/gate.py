@@ -26,6 +26,7 @@ from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities
+from callgate.conformance.protocol.features import FEATURES
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
 from callgate.conformance.units import compositions as _compositions
@@ -169,6 +170,15 @@ def check_capabilities(caps: Capabilities) -> None:
     if unknown:
         raise AdapterFault(f"the adapter declares unknown features {sorted(unknown)}",
                            "see callgate.conformance.protocol.adapter.FEATURES for the names callgate knows")
+    absent = set(caps.absent)
+    if absent - FEATURES:
+        raise AdapterFault(f"the adapter declares unknown features absent "
+                           f"{sorted(absent - FEATURES)}",
+                           "name only features callgate knows in the handshake's absent")
+    if absent & set(caps.features):
+        raise AdapterFault(f"the adapter declares features both implemented and absent "
+                           f"{sorted(absent & set(caps.features))}",
+                           "a feature is either in features or in absent, never in both")
     try:
         check_pins(caps.pins)
     except ValueError as exc:
