@@ -370,6 +370,12 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             check_capabilities(caps)
         except AdapterFault as fault:
             raise _handshake_failed(options, output, fault, started) from fault
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # an in-process adapter that raised, or called sys.exit()
+            fault = AdapterFault(f"the adapter's capabilities() raised {type(exc).__name__}: "
+                                 f"{exc}", traceback.format_exc(limit=20))
+            raise _handshake_failed(options, output, fault, started) from exc
         plan = options.plan if options.plan is not None else sequences.plan(caps)
         every = units.plan_units(plan, caps, options)
         chosen = shard_units(units.select(every, options.units), options.shard)
@@ -408,6 +414,12 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             exit_code = SIGNAL_EXIT.get(str(exc), 128 + exc.signum)
         except Exception as exc:  # a bug in the harness: the run is aborted, nothing is lost
             aborted = {"reason": f"harness error: {type(exc).__name__}: {exc}",
+                       "traceback": traceback.format_exc(limit=20)}
+            exit_code = EXIT_HARNESS
+        except BaseException as exc:  # SystemExit (an in-process adapter calling sys.exit()) or
+            # another BaseException: whatever its exit status, the run did not get to its end.
+            aborted = {"reason": f"{type(exc).__name__} raised inside the run ({exc!r}): an "
+                                 f"in-process adapter stopped it",
                        "traceback": traceback.format_exc(limit=20)}
             exit_code = EXIT_HARNESS
         finally:

@@ -4,12 +4,14 @@ Each test here failed before the fix it pins: a run in which every feature was a
 of no unit or an empty trace exited 0 as "conformant, qualified"; a shard alone exited 0 as
 "conformant"; an incomplete run or one below --min-coverage left junit.xml all green; a
 response naming `code` twice was read as its last answer; a handshake could declare a feature
-both implemented and absent.
+both implemented and absent; an in-process adapter calling sys.exit(0) ended the run with
+exit 0 and a results stream that said it was complete.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,15 +22,21 @@ import pytest
 
 from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.main import main
-from callgate.conformance.gate import HandshakeFailed, RunOptions, run_gate
-from callgate.conformance.protocol.adapter import AdapterFault, Capabilities
+from callgate.conformance.gate import HandshakeFailed, RunAborted, RunOptions, run_gate
+from callgate.conformance.protocol.adapter import (
+    AdapterFault,
+    Capabilities,
+    Observation,
+    Request,
+    SlotSpec,
+)
 from callgate.conformance.protocol.features import FEATURES
 from callgate.conformance.protocol.jsonl import ProtocolError
 from callgate.conformance.protocol.jsonl.messages import parse_line
 from callgate.conformance.report import junit, reporting
 from callgate.conformance.results import CaseResult, RunRecord, Verdict, read_stream
 from tests import streams
-from tests.fakes import PINS, EventAdapter
+from tests.fakes import PINS, EventAdapter, EventSession
 
 # Small enough that a run of the fake event adapter takes about a second.
 TINY = replace(BUDGETS["quick"], name="tiny", stateful_examples=2, stateful_steps=8,
@@ -178,3 +186,68 @@ def test_a_passing_whole_run_still_exits_0(tmp_path: Path) -> None:
     code, report = _run(EventAdapter(), tmp_path)
     assert code == 0 and report["verdict"]["status"] in ("conformant", "conformant, qualified")
     assert PINS  # the fake adapter pins what it knows
+
+
+class _ExitingSession(EventSession):
+    """Calls sys.exit(0) (or raises another BaseException) at its third request."""
+
+    def __init__(self, stop: BaseException) -> None:
+        super().__init__("")
+        self.stop = stop
+        self.requests = 0
+
+    def perform(self, request: Request) -> Observation:
+        self.requests += 1
+        if self.requests == 3:
+            raise self.stop
+        return super().perform(request)
+
+
+class _Exits(EventAdapter):
+    def __init__(self, stop: BaseException) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        return _ExitingSession(self.stop)
+
+
+class _ExitsAtHandshake(EventAdapter):
+    def capabilities(self) -> Capabilities:
+        raise SystemExit(0)
+
+
+class _Odd(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("stop", [SystemExit(0), _Odd("odd")], ids=["sys_exit_0", "base"])
+def test_an_in_process_adapter_that_exits_mid_run_aborts_it_with_exit_3(
+        stop: BaseException, tmp_path: Path) -> None:
+    with pytest.raises(RunAborted) as caught:
+        _run(_Exits(stop), tmp_path)
+    assert caught.value.exit_code == 3 and type(stop).__name__ in caught.value.reason
+    record = read_stream(tmp_path / "results.jsonl")
+    assert not record.complete
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert report["verdict"]["status"] == "incomplete" and report["summary"]["exit_code"] == 3
+
+
+def test_an_adapter_that_exits_in_its_handshake_is_a_refused_handshake(tmp_path: Path) -> None:
+    with pytest.raises(HandshakeFailed) as caught:
+        _run(_ExitsAtHandshake(), tmp_path)
+    assert "SystemExit" in str(caught.value) and caught.value.outcome.exit_code == 3
+
+
+def test_the_cli_never_exits_with_a_status_an_adapter_chose(tmp_path: Path) -> None:
+    module = tmp_path / "exiting_adapter.py"
+    module.write_text("import sys\nclass A:\n    def __init__(self):\n        sys.exit(0)\n",
+                      encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code = main(["run", "--adapter", "exiting_adapter:A", "--out", str(tmp_path / "out"),
+                     "--jobs", "1"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("exiting_adapter", None)
+    assert code == 3
