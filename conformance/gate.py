@@ -373,9 +373,9 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # an in-process adapter that raised, or called sys.exit()
-            fault = AdapterFault(f"the adapter's capabilities() raised {type(exc).__name__}: "
-                                 f"{exc}", traceback.format_exc(limit=20))
-            raise _handshake_failed(options, output, fault, started) from exc
+            raised = AdapterFault(f"the adapter's capabilities() raised {type(exc).__name__}: "
+                                  f"{exc}", traceback.format_exc(limit=20))
+            raise _handshake_failed(options, output, raised, started) from exc
         plan = options.plan if options.plan is not None else sequences.plan(caps)
         every = units.plan_units(plan, caps, options)
         chosen = shard_units(units.select(every, options.units), options.shard)
