@@ -11,6 +11,8 @@ exit 0 and a results stream that said it was complete.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ from callgate.conformance.protocol.jsonl.messages import parse_line
 from callgate.conformance.report import junit, reporting
 from callgate.conformance.results import CaseResult, RunRecord, Verdict, read_stream
 from tests import streams
+from tests.conftest import ROOT
 from tests.fakes import PINS, EventAdapter, EventSession
 
 # Small enough that a run of the fake event adapter takes about a second.
@@ -251,3 +254,33 @@ def test_the_cli_never_exits_with_a_status_an_adapter_chose(tmp_path: Path) -> N
         sys.path.remove(str(tmp_path))
         sys.modules.pop("exiting_adapter", None)
     assert code == 3
+
+
+def test_the_pytest_plugin_does_not_pass_a_session_whose_items_all_skipped(
+        tmp_path: Path) -> None:
+    (tmp_path / "nothing_adapter.py").write_text(
+        "from callgate.conformance.protocol.adapter import Capabilities\n"
+        "from tests.fakes import EventAdapter\n"
+        "class A(EventAdapter):\n"
+        "    def capabilities(self):\n"
+        "        return Capabilities('nothing', '1', frozenset(), {})\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--callgate-adapter=nothing_adapter:A", "--callgate-budget=quick"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done.stdout[-2000:]
+    assert "nothing was shown to hold" in done.stdout and " skipped" in done.stdout
+
+
+def test_a_stream_that_lost_a_case_line_is_never_a_complete_run(tmp_path: Path) -> None:
+    failing = CaseResult("f", "walk", "f", ["COM-SYNC-01"], Verdict.FAIL, 1, 0.0,
+                         failed_rules=["COM-SYNC-01"])
+    path = streams.write_stream(tmp_path / "results.jsonl", [_pass(), failing, _pass()])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    end = json.loads(lines[-1])
+    end["summary"] = {"passed": 2, "failed": 1}
+    lines[2] = lines[2][:40]  # the failing case's line, damaged in the middle of the stream
+    path.write_text("\n".join([*lines[:-1], json.dumps(end)]) + "\n", encoding="utf-8")
+    record = read_stream(path)
+    assert not record.complete and "lost case lines" in (record.aborted or {})["reason"]
+    assert reporting.build_report(record)["summary"]["exit_code"] == 3
