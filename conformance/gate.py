@@ -26,6 +26,7 @@ from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities
+from callgate.conformance.protocol.features import FEATURES
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
 from callgate.conformance.units import compositions as _compositions
@@ -169,6 +170,15 @@ def check_capabilities(caps: Capabilities) -> None:
     if unknown:
         raise AdapterFault(f"the adapter declares unknown features {sorted(unknown)}",
                            "see callgate.conformance.protocol.adapter.FEATURES for the names callgate knows")
+    absent = set(caps.absent)
+    if absent - FEATURES:
+        raise AdapterFault(f"the adapter declares unknown features absent "
+                           f"{sorted(absent - FEATURES)}",
+                           "name only features callgate knows in the handshake's absent")
+    if absent & set(caps.features):
+        raise AdapterFault(f"the adapter declares features both implemented and absent "
+                           f"{sorted(absent & set(caps.features))}",
+                           "a feature is either in features or in absent, never in both")
     try:
         check_pins(caps.pins)
     except ValueError as exc:
@@ -360,6 +370,12 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             check_capabilities(caps)
         except AdapterFault as fault:
             raise _handshake_failed(options, output, fault, started) from fault
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # an in-process adapter that raised, or called sys.exit()
+            raised = AdapterFault(f"the adapter's capabilities() raised {type(exc).__name__}: "
+                                  f"{exc}", traceback.format_exc(limit=20))
+            raise _handshake_failed(options, output, raised, started) from exc
         plan = options.plan if options.plan is not None else sequences.plan(caps)
         every = units.plan_units(plan, caps, options)
         chosen = shard_units(units.select(every, options.units), options.shard)
@@ -398,6 +414,12 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
             exit_code = SIGNAL_EXIT.get(str(exc), 128 + exc.signum)
         except Exception as exc:  # a bug in the harness: the run is aborted, nothing is lost
             aborted = {"reason": f"harness error: {type(exc).__name__}: {exc}",
+                       "traceback": traceback.format_exc(limit=20)}
+            exit_code = EXIT_HARNESS
+        except BaseException as exc:  # SystemExit (an in-process adapter calling sys.exit()) or
+            # another BaseException: whatever its exit status, the run did not get to its end.
+            aborted = {"reason": f"{type(exc).__name__} raised inside the run ({exc!r}): an "
+                                 f"in-process adapter stopped it",
                        "traceback": traceback.format_exc(limit=20)}
             exit_code = EXIT_HARNESS
         finally:

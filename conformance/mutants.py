@@ -8,13 +8,16 @@ records, per mutant, whether a case failed (killed) and, for a kill:
   recorded (every failing case is shrunk before it is recorded: `callgate.conformance.judge.shrink`);
 * `counterexample_length`: steps of that case's failing trace after shrinking, and
   `length_before` its length before;
-* `transition`: the *faulty transition*, a step of the trace whose model row cites the rule the
-  fault breaks (see `faulty_transition`); `shortest_path`: the length of a shortest path in the
-  state graph (`callgate.model.explorer`) from an initial state to the state it starts from;
-  `observing_steps`: the steps of the trace after it (a fault that corrupts the next state
-  shows only at a later step);
-* `minimal`: the counterexample is no longer than `shortest_path + 1 + observing_steps` and its
-  shrinking showed that no single step can be removed (`one_minimal`). For a multi-object case
+* `transition`: the *faulty transition*: where the seeded fault acted, read from the fault's
+  own code (`callgate.conformance.mutants_minimal.fault_site`), or when that cannot be told a
+  step of the trace whose model row cites the rule the fault breaks (see `faulty_transition`);
+  `shortest_path`: the length of a shortest path in the state graph (`callgate.model.explorer`)
+  from an initial state to the state it starts from (at the fault site: to the state before
+  the cut, see there); `observing_steps`: the steps of the trace after it (a fault that
+  corrupts the next state shows only at a later step);
+* `minimal`: the counterexample is no longer than `shortest_path + needed_steps` (with
+  `needed_steps` `1 + observing_steps`, or as found at the fault site) and its shrinking
+  showed that no single step can be removed (`one_minimal`). For a multi-object case
   `shortest_path` also counts, for each other object with steps before the faulty transition,
   a shortest path to the state that object was in then (a cross-object fault needs it there).
 
@@ -59,6 +62,7 @@ from callgate.conformance.cases.values import replayed
 from callgate.conformance.gate import RunOptions, StopRun, Tick, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.mutants_minimal import FAULT_SITE, MODEL_ROWS, RACE, fault_site
 from callgate.conformance.protocol.adapter import Capabilities
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
@@ -154,6 +158,16 @@ class MutantResult:
     counterexample_length: int | None = None
     shortest_path: int | None = None
     transition: str = ""              # machine: state / operation of the faulty transition
+    # How the faulty transition was found: "fault-site" (where the seeded fault acted,
+    # callgate.conformance.mutants_minimal), "model-rows" (guessed from the rows, the fallback)
+    # or "race" (a race's program); `fault_steps`: the steps (0-based) where the fault acted.
+    transition_source: str = ""
+    fault_steps: list[int] = field(default_factory=list)
+    # The steps after the shortest way (`shortest_path`) the bound counts: the transition and
+    # the steps that observe it, or at the fault site the steps from the cut on that no
+    # shortest way could replace (callgate.conformance.mutants_minimal); a race's program:
+    # its branch and suffix steps.
+    needed_steps: int | None = None
     observing_steps: int | None = None  # steps after the faulty transition (they show the fault)
     concurrent_steps: int | None = None  # a race: the branch steps of its program
     minimal: bool | None = None
@@ -540,9 +554,10 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
                step_timeout: float = 10.0,
                adapter_factory: Callable[[str], Any] | None = None,
                machines: Sequence[str] | None = None) -> MutantResult:
-    """Run the gate against mutant `name`, job by job (`jobs_for`: the machine of the rule it
-    breaks first), until its first failing case, or every job to its end. `machines` puts these
-    machines, in this order, in place of the plan's (a test's way to choose the order)."""
+    """Run the gate against mutant `name`, one unit of the gate at a time (`unit_jobs`: the
+    units citing the rule it breaks first), until its first failing case, or every unit to its
+    end. `machines` instead runs these machines' directed jobs, in this order, then the stateful
+    and parallel cases (a test's way to choose the order)."""
     fault: Fault = FAULTS[name]
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
     unconfirmed: list[str] = []
@@ -609,21 +624,33 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     concurrent: int | None = None
     shortest: int | None
     observing: int | None
+    acted: list[int] = []
+    needed: int | None = None
     if race is not None:
         transition, shortest, concurrent, observing = race
         length = result.length_after or len(result.trace)
         minimal = is_minimal(length, shortest, observing, one_minimal, concurrent)
+        needed = None if observing is None else concurrent + observing
+        source = RACE
     else:
-        transition, shortest, observing = faulty_transition(result, plan, fault.rule,
-                                                            needed=bool(one_minimal))
+        located = fault_site(result, plan, name, step_timeout, adapter_factory)
+        if located is not None:
+            transition, shortest, observing = (located.transition, located.shortest_path,
+                                               located.observing_steps)
+            source, acted, needed = FAULT_SITE, list(located.acted), located.needed_steps
+        else:
+            transition, shortest, observing = faulty_transition(result, plan, fault.rule,
+                                                                needed=bool(one_minimal))
+            source = MODEL_ROWS
+            needed = None if observing is None else 1 + observing
         length = len(result.trace)
-        minimal = is_minimal(length, shortest, observing, one_minimal)
+        minimal = is_minimal(length, shortest, 0, one_minimal, needed)
     return MutantResult(
         name, fault.rule, fault.effect, True, round(seconds, 3), count,
         verdict=result.verdict.value, killed_by=result.id, kind=case_kind(result),
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
-        minimal=minimal,
+        minimal=minimal, transition_source=source, fault_steps=acted, needed_steps=needed,
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)

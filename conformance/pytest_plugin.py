@@ -109,6 +109,33 @@ def pytest_configure(config: pytest.Config) -> None:
                                         config.getoption("--callgate-seed"), known)
     except adapters.AdapterNotFound as exc:
         raise pytest.UsageError(str(exc)) from exc
+    config.pluginmanager.register(_Outcomes(), "callgate-outcomes")
+
+
+class _Outcomes:
+    """Counts the callgate items that ran and those that showed something (passed, or xfailed
+    on a listed deviation). A session whose items all skipped (every case not applicable: the
+    adapter declared nothing the gate can test) showed nothing: it exits 5 (pytest's "no
+    tests"), not 0, as `callgate run` exits 3 for such a run (docs/verdict.md)."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+        self.shown = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and report.nodeid.startswith("callgate::"):
+            self.ran += 1
+            self.shown += bool(report.passed or hasattr(report, "wasxfail"))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if exitstatus == pytest.ExitCode.OK and self.ran and not self.shown:
+            session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.ran and not self.shown:
+            terminalreporter.write_line("callgate: no item passed (every case was not "
+                                        "applicable): nothing was shown to hold, exit code 5")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

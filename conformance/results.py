@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -319,7 +319,27 @@ def read_stream(path: Path) -> RunRecord:
             end = event
     if start is None:
         raise ValueError(f"{path} has no run_start event: is it a callgate results.jsonl?")
-    return RunRecord(start, cases, end)
+    return RunRecord(start, cases, _lost_cases(end, cases))
+
+
+_COUNTED = ("passed", "failed", "errors", "not_applicable", "expected_fail", "unexpected_pass")
+
+
+def _lost_cases(end: dict[str, Any] | None, cases: Sequence[CaseResult]
+                ) -> dict[str, Any] | None:
+    """The run's end, marked aborted when the counts it recorded are not those of the case lines
+    that could be read (a line damaged or cut out of the middle of the stream): a lost case may
+    have been a failure, so such a stream never reads as a complete run."""
+    counted = (end or {}).get("summary")
+    if end is None or end.get("aborted") or not isinstance(counted, dict):
+        return end
+    read = Summary.of(cases)
+    lost = [f"{key} {counted[key]} recorded, {getattr(read, key)} readable" for key in _COUNTED
+            if key in counted and counted[key] != getattr(read, key)]
+    if not lost:
+        return end
+    return end | {"aborted": {"reason": "the results stream lost case lines (" + "; ".join(lost)
+                              + "): a damaged stream is never a complete run"}}
 
 
 def _lines(path: Path) -> Iterator[str]:

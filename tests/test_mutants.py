@@ -132,6 +132,8 @@ def test_a_killed_mutant_reports_a_minimal_counterexample_and_its_transition() -
     assert "phase=PENDING" in result.transition
     # CreateCall, Begin_ to reach PENDING, then the faulty Begin_.
     assert (result.counterexample_length, result.shortest_path, result.minimal) == (3, 2, True)
+    # Found where the fault acted: the second Begin_ (tests/test_mutants_minimal.py).
+    assert result.transition_source == "fault-site" and result.fault_steps == [2]
     assert "COM-BEGIN-02" in result.failed_rules
 
 

@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("callgate: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # no command exits: something it called did (an adapter's sys.exit)
+        print(f"callgate {args.command}: stopped by SystemExit({exc.code!r}) raised inside "
+              f"callgate (an in-process adapter calling sys.exit?): no verdict", file=sys.stderr)
+        return EXIT_HARNESS
     except Exception:  # a bug in callgate: say so, with the traceback, and exit 3 (not 1)
         print(f"callgate {args.command}: internal error (please report this as a callgate bug):\n"
               f"{traceback.format_exc()}", file=sys.stderr)

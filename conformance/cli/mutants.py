@@ -64,7 +64,7 @@ def print_table(report: mutants.MutantsReport) -> None:
     console = make_console()
     table = Table(title=f"mutants, budget {report.budget}, seed {report.seed}")
     for column in ("mutant", "rule", "result", "s to kill", "case", "cex", "before", "shortest",
-                   "observing", "minimal"):
+                   "needed", "minimal"):
         table.add_column(column, overflow="fold")
     for r in report.results:
         if r.killed:
@@ -73,7 +73,7 @@ def print_table(report: mutants.MutantsReport) -> None:
                           str(r.counterexample_length),
                           "" if r.length_before is None else str(r.length_before),
                           "" if r.shortest_path is None else str(r.shortest_path),
-                          "" if r.observing_steps is None else str(r.observing_steps),
+                          "" if r.needed_steps is None else str(r.needed_steps),
                           {True: "yes", False: "no", None: "?"}[r.minimal])
         elif not r.ran:
             table.add_row(r.name, r.rule, "equivalent, not run", "", "", "", "", "", "", "")

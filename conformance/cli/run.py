@@ -372,7 +372,8 @@ exit codes:
      not occur (unexpected pass), or coverage is below --min-coverage
   {EXIT_USAGE}  usage error: bad arguments, an unknown adapter, an unreadable expectations file
   {EXIT_HARNESS}  no verdict: nothing failed, but a case could not be judged (the adapter crashed,
-     broke the protocol or timed out) or the run did not finish
+     broke the protocol or timed out), the run did not finish, no case passed (nothing
+     shown), or the run is one shard (`callgate report --merge` gives the gate's verdict)
 
 examples:
   callgate run --adapter reference --out reports/reference

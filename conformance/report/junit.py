@@ -10,6 +10,11 @@ One <testcase> per case, classname `callgate.<kind>.<machines>`. How verdicts ma
   pytest reports an xfail: CI shows it as skipped, never as passed, and it does not fail the job;
 * unexpected_pass: <failure type="callgate.unexpected_pass"> (the expectations file is stale).
 
+When the run's exit code is not 0 and no case carries a <failure> (exit 1) or an <error> (exit 3)
+that says so (a run that did not finish, a run below --min-coverage, a run in which no case
+passed, a shard alone), one more testcase, `callgate.run` `verdict`, carries it with the
+verdict's headline, so that a CI test view never shows green for a run the gate did not pass.
+
 junit-10.xsd allows <properties> only on a <testsuite>, not on a <testcase> (which is why pytest's
 `record_property` is not allowed with junit_family=xunit2). So each case's rule IDs go in the
 suite's properties as `rules:CASE-ID` = "RULE RULE ...", and into the case's <system-out>, where
@@ -164,5 +169,29 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                                                "value": clean(" ".join(case.get("rules") or []))})
     for case in cases:
         _testcase(suite, case)
+    verdict = _run_verdict_case(report, failures, int(summary["errors"]))
+    if verdict is not None:
+        suite.append(verdict)
+        kind = "failures" if verdict.find("failure") is not None else "errors"
+        for element in (root, suite):
+            element.set("tests", str(int(element.get("tests", "0")) + 1))
+            element.set(kind, str(int(element.get(kind, "0")) + 1))
     ET.indent(root, space=" ")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _run_verdict_case(report: Mapping[str, Any], failures: int, errors: int
+                      ) -> ET.Element | None:
+    """The `callgate.run` testcase that carries a non-zero exit code no case's element shows
+    (None when the cases already show it, or the run passed)."""
+    code = int(report["summary"]["exit_code"])
+    if code == 0 or (code == 1 and failures) or (code == 3 and errors):
+        return None
+    verdict = report.get("verdict") or {}
+    headline = clean(str(verdict.get("headline") or f"exit code {code}"))
+    element = ET.Element("testcase", {"classname": "callgate.run", "name": "verdict",
+                                      "time": "0.000"})
+    tag, kind = ("failure", "callgate.run_fail") if code == 1 else ("error", "callgate.run_error")
+    ET.SubElement(element, tag, {"type": kind, "message": headline[:MESSAGE_LIMIT]}).text = \
+        f"exit code {code}: {headline}\n"
+    return element

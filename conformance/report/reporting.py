@@ -60,6 +60,12 @@ STATUS_FAIL = "non-conformant"
 STATUS_ERROR = "harness or adapter error"
 STATUS_INCOMPLETE = "incomplete"
 STATUS_LOW_COVERAGE = "insufficient coverage"
+# Exit 3, never 0: a run in which no case passed (nor failed only as the expectations list)
+# showed nothing to hold (every feature absent, a
+# shard of no unit, an empty trace), and a shard alone shows only its slice of the run (the
+# merged run, `callgate report --merge`, gets the gate's verdict).
+STATUS_NOTHING = "nothing shown"
+STATUS_SHARD = "shard only"
 
 # How much of a run the Markdown summary lists: a pull-request comment holds 65,536 characters.
 MD_FAILURES = 20
@@ -252,7 +258,9 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
     exit code, and a headline that names coverage, known deviations and what was not applicable.
 
     A failure decides the outcome (exit 1) even beside errors; an error with no failure is exit
-    3; a run that did not finish never exits 0; a run below `--min-coverage` fails the gate."""
+    3; a run that did not finish never exits 0; a run below `--min-coverage` fails the gate; a run
+    in which no case passed, and a shard alone, exit 3 (no verdict): neither showed the gate's
+    claim (docs/verdict.md)."""
     covered, total = int(cov["transitions_covered"]), int(cov["transitions_total"])
     coverage_pct = _percent(covered, total)
     floor = record.start.get("min_coverage")
@@ -265,6 +273,7 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
         if case.verdict is Verdict.NOT_APPLICABLE:
             not_applicable[case.message or "not applicable"] += 1
     exit_code = summary.exit_code(record.complete)
+    shard = record.start.get("shard") if isinstance(record.start.get("shard"), Mapping) else None
     below = min_coverage is not None and coverage_pct < min_coverage
     if not record.complete:
         status = STATUS_INCOMPLETE
@@ -274,6 +283,10 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
         status = STATUS_ERROR
     elif below:
         status, exit_code = STATUS_LOW_COVERAGE, 1
+    elif not summary.passed and not summary.expected_fail:
+        status, exit_code = STATUS_NOTHING, 3
+    elif shard is not None:
+        status, exit_code = STATUS_SHARD, 3
     elif covered < total or summary.expected_fail or not_applicable or total == 0:
         status = STATUS_QUALIFIED
     else:
@@ -303,6 +316,15 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
     killed = int(orphans["killed"]) if isinstance(orphans, dict) else None
     if killed:
         parts.append(f"{killed} processes the adapter left running had to be killed")
+    if status == STATUS_NOTHING:
+        parts.append("no case passed: nothing was shown to hold (a run needs at least one "
+                     "passing case, or one that failed only as the expectations list, to be "
+                     "conformant)")
+    if shard is not None:
+        parts.append(f"shard {shard.get('index')}/{shard.get('count')} only: "
+                     f"{len(record.start.get('units') or [])} of "
+                     f"{len(shard.get('all_units') or [])} units ran; the gate's verdict is the "
+                     f"merged run's (callgate report --merge every shard)")
     if not record.complete:
         aborted = record.aborted or {}
         parts.append(f"the run did not finish ({aborted.get('reason', 'no end')}): "

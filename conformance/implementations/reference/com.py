@@ -302,8 +302,8 @@ class SystemEvent(Unknown):
 
     def Wait(self, dwFlags: int, dwMilliseconds: int) -> int:
         """ISynchronize::Wait: S_OK once signalled, WAIT_TIMEOUT_CODE when the time is up."""
-        if (self._host.fault("wait_lost_wakeup") and 0 < dwMilliseconds != INFINITE
-                and not self._current().is_set()):
+        if (0 < dwMilliseconds != INFINITE and not self._current().is_set()
+                and self._host.fault("wait_lost_wakeup")):
             # Seeded fault: a Signal between this check and the sleep is lost (COM-SYNC-01).
             time.sleep(0.01)
             if self._current().is_set():
@@ -638,7 +638,7 @@ class ServerObject(Unknown):
         if pCtrlUnk is not None and riid2 is not IID.IUnknown:
             return E_INVALIDARG, None  # objidl.h: riid2 must be IID_IUnknown (D-05)
         call_object = CallObject(self.server, pCtrlUnk)
-        if host.fault("call_dies_with_factory"):
+        if host.carries("call_dies_with_factory"):
             self._made.append(call_object)
         if pCtrlUnk is not None:
             return S_OK, call_object  # the inner object's non-delegating IUnknown
@@ -666,13 +666,13 @@ class CallObject(Unknown):
         # The system event this call object aggregates for ISynchronize (COM-SYNC-06); the call
         # object is its controlling unknown.
         self._sync = ManualResetEvent(self._host, outer=self if outer is None else outer)
-        if self._host.fault("call_objects_share_event"):
+        if self._host.carries("call_objects_share_event"):
             server.events.append(self._sync)
         self._call: BeginCall | None = None  # Begin_ accepted and Finish_ not yet returned
         self._released = False
         self._previous: int | None = None  # the last call's [out] (for a seeded fault)
         # Only with the seeded fault rewait_loses_out.
-        if self._host.fault("rewait_loses_out"):
+        if self._host.carries("rewait_loses_out"):
             self._sync._wait_ok = self._after_wait_ok
 
     def _inner_query(self, riid: IID) -> tuple[int, Unknown | None]:
@@ -714,7 +714,7 @@ class CallObject(Unknown):
             call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
             self._reset_event()
-            if self._host.fault("cancel_most_recent_call"):
+            if self._host.carries("cancel_most_recent_call"):
                 self._host.shared[("current call", kernel.current_thread())] = self
         self._host.pause()
         self._server.begin(call)
@@ -761,12 +761,14 @@ class CallObject(Unknown):
             # happens in the method the client calls after it has seen the signal).
             self._reset_event()
             out = call.out
-            if self._host.fault("finish_out_of_last_signal"):
-                last = self._host.shared.get("last_out")
-                out = last if isinstance(last, int) else out
-            if self._host.fault("finish_stale_out") and self._previous is not None:
+            last = self._host.shared.get("last_out")
+            if isinstance(last, int) and last != out and self._host.fault(
+                    "finish_out_of_last_signal"):
+                out = last
+            if self._previous is not None and self._previous != out and self._host.fault(
+                    "finish_stale_out"):
                 out = self._previous
-            if self._host.fault("finish_out_byte"):
+            if out != out & 0xFF and self._host.fault("finish_out_byte"):
                 out &= 0xFF
             self._previous = call.out
             return S_OK, out
@@ -784,7 +786,7 @@ class CallObject(Unknown):
             call = self._call
             if call is None or not call.completed:
                 return
-            if call.waited:
+            if call.waited and self._host.fault("rewait_loses_out"):
                 call.out = 0
             call.waited = True
 
@@ -800,7 +802,7 @@ class CallObject(Unknown):
             # returned and Wait may say so (COM-WAIT-02).
             call.out = out
             call.completed = True
-            if self._host.fault("finish_out_of_last_signal"):
+            if self._host.carries("finish_out_of_last_signal"):
                 self._host.shared["last_out"] = out
             # Under the lock, so that a Finish_ on another thread cannot reset the event between
             # the completion and the Signal and leave a stale signal behind.

@@ -474,9 +474,25 @@ class Host:
         self._random_lock = threading.Lock()
         # State the whole process shares, kept only by builds with a cross-object seeded fault.
         self.shared: dict[object, object] = {}
+        # The mutant runner's instrument (callgate.conformance.mutants_minimal): how many times a
+        # seeded fault was consulted and on (the faulty branch taken), and a switch that makes
+        # the build behave as the correct reference for a while. Untouched by a correct build.
+        self.acted = 0
+        self.suspended = False
+        self._acted_lock = threading.Lock()
 
     def fault(self, name: str) -> bool:
-        """True if this build carries the seeded fault `name` (always False for the real thing)."""
+        """True if this build carries the seeded fault `name` (always False for the real thing,
+        and while `suspended`); each True is counted in `acted`."""
+        if name not in self.faults or self.suspended:
+            return False
+        with self._acted_lock:
+            self.acted += 1
+        return True
+
+    def carries(self, name: str) -> bool:
+        """True if this build carries the seeded fault `name`, for bookkeeping the fault needs
+        later that changes no behaviour by itself (not counted in `acted`, not suspended)."""
         return name in self.faults
 
     def pause(self) -> None:

@@ -354,7 +354,7 @@ class RpcRuntime:
         handle.StubInfo = StubInfo("TestProc", server_call.number)
         if not self.host.fault("server_handle_unregistered"):
             self._server_handles[server_call.number] = server_call
-        if client is not None and self.host.fault("rpc_cancel_last_dispatched"):
+        if client is not None and self.host.carries("rpc_cancel_last_dispatched"):
             self._last_dispatched = server_call
         self.pool.submit(lambda: self._dispatch(server_call))
         return server_call
@@ -414,7 +414,7 @@ class RpcRuntime:
                 result = RPC_S_OK
             else:
                 client.status, client.reply = status, reply
-                if self.host.fault("rpc_reply_per_binding"):
+                if self.host.carries("rpc_reply_per_binding"):
                     self._binding_reply = reply
                 deliver = client
                 result = RPC_S_OK
@@ -510,7 +510,8 @@ class RpcRuntime:
             if status == RPC_S_OK and Reply is not None and not fault(
                     "complete_reply_not_copied"):
                 Reply.value = call.reply & 0xFFFF if fault("complete_reply_16bit") else call.reply
-                if fault("rpc_reply_per_binding") and self._binding_reply is not None:
+                if self._binding_reply not in (None, Reply.value) and fault(
+                        "rpc_reply_per_binding"):
                     Reply.value = self._binding_reply
             if fault("complete_not_final"):
                 return status
@@ -538,7 +539,8 @@ class RpcRuntime:
                 return RPC_S_INVALID_ASYNC_HANDLE
             fault = self.host.fault
             told = call.server
-            if fault("rpc_cancel_last_dispatched") and self._last_dispatched is not None:
+            if self._last_dispatched is not None and self._last_dispatched is not told and \
+                    fault("rpc_cancel_last_dispatched"):
                 told = self._last_dispatched
             if told is not None and not told.ended and not (
                     not fAbortCall and fault("cancel_not_forwarded")) and not (
@@ -550,8 +552,8 @@ class RpcRuntime:
             if abortive and call.status == RPC_S_ASYNC_CALL_PENDING:
                 call.status = RPC_S_CALL_CANCELLED
                 notify = call
-                if (fault("abort_during_complete_no_notify") and call.server is not None
-                        and call.server.completing):
+                if (call.server is not None and call.server.completing
+                        and fault("abort_during_complete_no_notify")):
                     notify = None
             status = call.status
         if notify is not None:
@@ -588,7 +590,7 @@ class RpcRuntime:
             if BindingHandle.ended:
                 return RPC_S_INVALID_BINDING
             cancelled = BindingHandle.cancel_requested
-            if self.host.fault("soft_cancel_lost_while_testing"):
+            if self.host.carries("soft_cancel_lost_while_testing"):
                 BindingHandle.testing = True
         if self.host.fault("soft_cancel_lost_while_testing"):
             time.sleep(RACE_WINDOW)  # the test's unlocked window

@@ -288,7 +288,7 @@ class CancelRegistry:
         top = thread.top()
         if top is None:
             return E_NOINTERFACE
-        if thread.host.fault("co_cancel_call_reports_ok") and isinstance(top, SyncCall) and \
+        if isinstance(top, SyncCall) and thread.host.fault("co_cancel_call_reports_ok") and \
                 top.TestCancel() == RPC_E_CALL_CANCELED:
             return S_OK  # the seeded fault: a second cancel reported as newly accepted
         return top.Cancel(ulTimeout)

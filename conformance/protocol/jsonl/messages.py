@@ -144,6 +144,22 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _Duplicate(Exception):
+    """A JSON object names a member twice."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose members are all named once: JSON leaves a repeated name's meaning open
+    (RFC 8259, 4), and a line that answers `code` twice must not be read as either answer."""
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise _Duplicate(f"the member {name!r} is given twice in one object: send each "
+                             f"member once")
+        result[name] = value
+    return result
+
+
 def parse_line(line: bytes, allowed: Sequence[str]) -> dict[str, Any]:
     """Decode one line (without its newline) into a checked message, or raise ProtocolError."""
     try:
@@ -151,7 +167,10 @@ def parse_line(line: bytes, allowed: Sequence[str]) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"the line is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
-        message = json.loads(text, parse_constant=_no_constants)
+        message = json.loads(text, parse_constant=_no_constants,
+                             object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise ProtocolError(str(exc)) from exc
     except ValueError as exc:
         raise ProtocolError(f"the line is not JSON ({exc}); stdout must carry protocol lines "
                             f"only: write diagnostics to stderr") from exc

@@ -1,0 +1,286 @@
+"""The gate's verdict against hostile adapters and hostile use of the CLI (docs/verdict.md).
+
+Each test here failed before the fix it pins: a run in which every feature was absent, a shard
+of no unit or an empty trace exited 0 as "conformant, qualified"; a shard alone exited 0 as
+"conformant"; an incomplete run or one below --min-coverage left junit.xml all green; a
+response naming `code` twice was read as its last answer; a handshake could declare a feature
+both implemented and absent; an in-process adapter calling sys.exit(0) ended the run with
+exit 0 and a results stream that said it was complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callgate.conformance.budgets import BUDGETS
+from callgate.conformance.cli.main import main
+from callgate.conformance.gate import HandshakeFailed, RunAborted, RunOptions, run_gate
+from callgate.conformance.protocol.adapter import (
+    AdapterFault,
+    Capabilities,
+    Observation,
+    Request,
+    SlotSpec,
+)
+from callgate.conformance.protocol.features import FEATURES
+from callgate.conformance.protocol.jsonl import ProtocolError
+from callgate.conformance.protocol.jsonl.messages import parse_line
+from callgate.conformance.report import junit, reporting
+from callgate.conformance.results import CaseResult, RunRecord, Verdict, read_stream
+from tests import streams
+from tests.conftest import ROOT
+from tests.fakes import PINS, EventAdapter, EventSession
+
+# Small enough that a run of the fake event adapter takes about a second.
+TINY = replace(BUDGETS["quick"], name="tiny", stateful_examples=2, stateful_steps=8,
+               parallel_runs=1)
+
+
+class _NoFeatures(EventAdapter):
+    """Declares nothing: every case is not applicable."""
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities("nothing", "1", frozenset(), {})
+
+
+class _AllAbsent(EventAdapter):
+    """Declares every feature absent, with a reason."""
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities("absent", "1", frozenset(), {},
+                            absent={f: "not implemented" for f in FEATURES})
+
+
+class _Contradicts(EventAdapter):
+    """Declares sync.event both implemented and absent."""
+
+    def capabilities(self) -> Capabilities:
+        caps = super().capabilities()
+        return replace(caps, absent={"sync.event": "missing"})
+
+
+class _AbsentUnknown(EventAdapter):
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities(), absent={"no.such.feature": "missing"})
+
+
+def _run(adapter: EventAdapter, out: Path, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    options = RunOptions("hostile", TINY, 0, out, 5.0, parallel=False, **kwargs)
+    outcome = run_gate(adapter, options)
+    return outcome.exit_code, json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def _junit_verdict(out: Path) -> list[tuple[str, str]]:
+    """The `callgate.run` testcase's outcome elements: (tag, type)."""
+    root = ET.parse(out / "junit.xml").getroot()
+    return [(child.tag, child.get("type", "")) for case in root.iter("testcase")
+            if case.get("classname") == "callgate.run" for child in case
+            if child.tag in ("failure", "error")]
+
+
+@pytest.mark.parametrize("adapter", [_NoFeatures(), _AllAbsent()], ids=["none", "all_absent"])
+def test_a_run_in_which_no_case_passed_exits_3_never_0(adapter: EventAdapter,
+                                                       tmp_path: Path) -> None:
+    code, report = _run(adapter, tmp_path)
+    assert report["summary"]["passed"] == 0
+    assert code == 3 and report["verdict"]["status"] == "nothing shown"
+    assert "no case passed" in report["verdict"]["headline"]
+    assert _junit_verdict(tmp_path) == [("error", "callgate.run_error")]
+    assert "exit code 3" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    reporting.validate_report(report)
+
+
+def test_a_shard_alone_exits_3_and_says_it_is_a_shard(tmp_path: Path) -> None:
+    code, report = _run(EventAdapter(), tmp_path, shard=(1, 2))
+    assert report["summary"]["passed"] > 0 and report["summary"]["failed"] == 0
+    assert code == 3 and report["verdict"]["status"] == "shard only"
+    assert "shard 1/2 only" in report["verdict"]["headline"]
+    assert _junit_verdict(tmp_path) == [("error", "callgate.run_error")]
+
+
+def test_a_shard_that_failed_still_exits_1(tmp_path: Path) -> None:
+    code, report = _run(EventAdapter("std_event_keeps_signal"), tmp_path, shard=(1, 2))
+    assert code == 1 and report["verdict"]["status"] == "non-conformant"
+    assert _junit_verdict(tmp_path) == []  # the failing cases say so themselves
+
+
+def test_a_shard_of_no_unit_is_nothing_shown(tmp_path: Path) -> None:
+    # Without parallel cases the fake adapter's run has three units: shard 4/4 gets none.
+    code, report = _run(EventAdapter(), tmp_path, shard=(4, 4))
+    assert report["summary"]["cases"] == 0
+    assert code == 3 and report["verdict"]["status"] == "nothing shown"
+
+
+def _record(tmp_path: Path, cases: Sequence[CaseResult], **start: object) -> RunRecord:
+    header = streams.run_start() | dict(start)
+    return read_stream(streams.write_stream(tmp_path / "results.jsonl", cases, start=header))
+
+
+def _pass() -> CaseResult:
+    return CaseResult("p", "walk", "p", ["COM-SYNC-01"], Verdict.PASS, 1, 0.0)
+
+
+def test_junit_fails_a_run_below_its_coverage_floor_that_no_case_failed(tmp_path: Path) -> None:
+    report = reporting.build_report(_record(tmp_path, [_pass()], min_coverage=50.0))
+    assert report["summary"]["exit_code"] == 1
+    root = ET.fromstring(junit.junit_xml(report))
+    failures = [c for c in root.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("classname") for c in failures] == ["callgate.run"]
+    assert root.get("failures") == "1" and root.get("tests") == "2"
+
+
+def test_junit_errs_a_run_that_did_not_finish_though_every_case_passed(tmp_path: Path) -> None:
+    path = streams.write_stream(tmp_path / "results.jsonl", [_pass(), _pass()], complete=False)
+    report = reporting.build_report(read_stream(path))
+    assert report["summary"]["exit_code"] == 3
+    root = ET.fromstring(junit.junit_xml(report))
+    assert [c.get("name") for c in root.iter("testcase") if c.find("error") is not None] == [
+        "verdict"]
+
+
+def test_junit_of_a_passing_run_has_no_verdict_case(tmp_path: Path) -> None:
+    report = reporting.build_report(_record(tmp_path, [_pass()]))
+    assert report["summary"]["exit_code"] == 0
+    root = ET.fromstring(junit.junit_xml(report))
+    assert all(c.get("classname") != "callgate.run" for c in root.iter("testcase"))
+
+
+def test_check_trace_of_an_empty_trace_exits_3(tmp_path: Path) -> None:
+    trace = tmp_path / "empty.trace"
+    trace.write_text(json.dumps({"type": "header", "format": "callgate-trace", "version": 1,
+                                 "pins": {}}) + "\n", encoding="utf-8")
+    assert main(["check-trace", str(trace), "--out", str(tmp_path / "out")]) == 3
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["verdict"]["status"] == "nothing shown"
+
+
+def test_a_member_named_twice_is_a_protocol_violation() -> None:
+    line = (b'{"type":"response","id":3,"status":"ok","code":0,'
+            b'"code":2147549461}')
+    with pytest.raises(ProtocolError, match="'code' is given twice"):
+        parse_line(line, ["response"])
+    nested = b'{"type":"response","id":3,"status":"ok","code":0,"outputs":{"out":1,"out":2}}'
+    with pytest.raises(ProtocolError, match="'out' is given twice"):
+        parse_line(nested, ["response"])
+    assert parse_line(b'{"type":"response","id":3,"status":"ok","code":0}', ["response"])
+
+
+@pytest.mark.parametrize("adapter", [_Contradicts(), _AbsentUnknown()],
+                         ids=["both", "unknown"])
+def test_a_handshake_that_declares_absent_wrongly_is_refused(adapter: EventAdapter,
+                                                              tmp_path: Path) -> None:
+    with pytest.raises(HandshakeFailed) as caught:
+        _run(adapter, tmp_path)
+    assert isinstance(caught.value, AdapterFault) and "absent" in str(caught.value)
+    assert caught.value.outcome.exit_code == 3
+
+
+def test_a_passing_whole_run_still_exits_0(tmp_path: Path) -> None:
+    code, report = _run(EventAdapter(), tmp_path)
+    assert code == 0 and report["verdict"]["status"] in ("conformant", "conformant, qualified")
+    assert PINS  # the fake adapter pins what it knows
+
+
+class _ExitingSession(EventSession):
+    """Calls sys.exit(0) (or raises another BaseException) at its third request."""
+
+    def __init__(self, stop: BaseException) -> None:
+        super().__init__("")
+        self.stop = stop
+        self.requests = 0
+
+    def perform(self, request: Request) -> Observation:
+        self.requests += 1
+        if self.requests == 3:
+            raise self.stop
+        return super().perform(request)
+
+
+class _Exits(EventAdapter):
+    def __init__(self, stop: BaseException) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        return _ExitingSession(self.stop)
+
+
+class _ExitsAtHandshake(EventAdapter):
+    def capabilities(self) -> Capabilities:
+        raise SystemExit(0)
+
+
+class _Odd(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("stop", [SystemExit(0), _Odd("odd")], ids=["sys_exit_0", "base"])
+def test_an_in_process_adapter_that_exits_mid_run_aborts_it_with_exit_3(
+        stop: BaseException, tmp_path: Path) -> None:
+    with pytest.raises(RunAborted) as caught:
+        _run(_Exits(stop), tmp_path)
+    assert caught.value.exit_code == 3 and type(stop).__name__ in caught.value.reason
+    record = read_stream(tmp_path / "results.jsonl")
+    assert not record.complete
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert report["verdict"]["status"] == "incomplete" and report["summary"]["exit_code"] == 3
+
+
+def test_an_adapter_that_exits_in_its_handshake_is_a_refused_handshake(tmp_path: Path) -> None:
+    with pytest.raises(HandshakeFailed) as caught:
+        _run(_ExitsAtHandshake(), tmp_path)
+    assert "SystemExit" in str(caught.value) and caught.value.outcome.exit_code == 3
+
+
+def test_the_cli_never_exits_with_a_status_an_adapter_chose(tmp_path: Path) -> None:
+    module = tmp_path / "exiting_adapter.py"
+    module.write_text("import sys\nclass A:\n    def __init__(self):\n        sys.exit(0)\n",
+                      encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code = main(["run", "--adapter", "exiting_adapter:A", "--out", str(tmp_path / "out"),
+                     "--jobs", "1"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("exiting_adapter", None)
+    assert code == 3
+
+
+def test_the_pytest_plugin_does_not_pass_a_session_whose_items_all_skipped(
+        tmp_path: Path) -> None:
+    (tmp_path / "nothing_adapter.py").write_text(
+        "from callgate.conformance.protocol.adapter import Capabilities\n"
+        "from tests.fakes import EventAdapter\n"
+        "class A(EventAdapter):\n"
+        "    def capabilities(self):\n"
+        "        return Capabilities('nothing', '1', frozenset(), {})\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--callgate-adapter=nothing_adapter:A", "--callgate-budget=quick"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done.stdout[-2000:]
+    assert "nothing was shown to hold" in done.stdout and " skipped" in done.stdout
+
+
+def test_a_stream_that_lost_a_case_line_is_never_a_complete_run(tmp_path: Path) -> None:
+    failing = CaseResult("f", "walk", "f", ["COM-SYNC-01"], Verdict.FAIL, 1, 0.0,
+                         failed_rules=["COM-SYNC-01"])
+    path = streams.write_stream(tmp_path / "results.jsonl", [_pass(), failing, _pass()])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    end = json.loads(lines[-1])
+    end["summary"] = {"passed": 2, "failed": 1}
+    lines[2] = lines[2][:40]  # the failing case's line, damaged in the middle of the stream
+    path.write_text("\n".join([*lines[:-1], json.dumps(end)]) + "\n", encoding="utf-8")
+    record = read_stream(path)
+    assert not record.complete and "lost case lines" in (record.aborted or {})["reason"]
+    assert reporting.build_report(record)["summary"]["exit_code"] == 3
