@@ -9,7 +9,8 @@ it declares what the parent's declared, and runs the units it is handed one at a
 each case's result back as it ends over its own pipe. Each worker calibrates its own waits
 (`callgate.conformance.judge.waits`).
 
-The parent hands units out in the run's order and records results in that order: the results
+The parent hands the costliest units out first (`units.longest_first`: a long unit started last
+would finish alone) and records results in the run's order: the results
 of the unit next in line go to the stream as they arrive, those of a unit that finished early
 wait until every unit before it is recorded. So results.jsonl, the verdicts and the reports are
 the same whatever N is (only the timing differs).
@@ -192,7 +193,7 @@ class ParallelRun:
 
     def run(self) -> None:
         """Run every unit; returns when all are recorded and every worker has said goodbye."""
-        self._pending = list(range(len(self.chosen)))
+        self._pending = units.longest_first(self.chosen)  # recorded in the run's order still
         self._buffers = {i: [] for i in self._pending}
         for _ in range(min(self.workers, len(self._pending))):
             self._start()

@@ -2,7 +2,12 @@
 
 A run is a fixed list of units, known before any case runs, in a fixed order:
 
-* `walk-MACHINE`: the coverage walk of one machine, then its state identification;
+* `walk-MACHINE`: the coverage walk of one machine; for a machine with more than
+  `WALK_PART_TRANSITIONS` transitions, `walk-MACHINE-pI` (I from 1 to N) instead: the walk of
+  the I-th of N parts of its transitions (`walk.walk_parts`), each part from its own resets;
+* `ident-MACHINE`: the machine's state identification, after every leg of the model's graph
+  (`walk.model_legs`), not only those a walk took, so it needs no walk before it and runs
+  beside the walk's parts in another process;
 * `multi-COMPOSITION`: the multi-object walk of one composition (two or three objects);
 * `stateful-NN-SLOTS`: one stateful round over one set of objects;
 * `race-NAME`: one named parallel race; `parallel-generated`: the generated parallel cases.
@@ -32,7 +37,7 @@ from callgate.conformance.cases.parallel.races import race_cases
 from callgate.conformance.cases.slots import slots_named
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
-from callgate.conformance.cases.walk import Leg, walk_machine
+from callgate.conformance.cases.walk import Leg, model_legs, walk_machine, walk_parts
 from callgate.conformance.expectations import Expectations
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.shrink import shrink_case
@@ -45,18 +50,29 @@ if TYPE_CHECKING:
 # What a unit says while it works on something long (a shrinking): a line of text.
 Say = Callable[[str], None]
 
-KINDS = ("walk", "multi", "stateful", "race", "generated")
+KINDS = ("walk", "ident", "multi", "stateful", "race", "generated")
+
+# A machine with more transitions than this has its walk cut into parts of about this many
+# transitions (rpc_call, about 16,000: 8 parts), each a unit of its own.
+WALK_PART_TRANSITIONS = 2000
 
 
 @dataclass(frozen=True)
 class Unit:
     """One independent piece of a run. `key` names what it drives (a machine, a composition, a
-    race); `index` is its stateful round's or race's number (the seed offset it always had)."""
+    race); `index` is its stateful round's or race's number (the seed offset it always had).
+    A walk unit covers part I (`part`) of N (`parts`) of its machine's transitions, 1-based;
+    1 of 1 is the whole walk (0 of 0, which `plan_units` no longer gives, is the whole walk
+    followed by the identification after the legs it took). `cost` is a rough guess of the
+    unit's work (steps, a wait weighing more), used only to start long units first."""
 
     id: str
     kind: str
     key: str = ""
     index: int = 0
+    part: int = 0
+    parts: int = 0
+    cost: int = 0
 
 
 def unit_seed(seed: int, unit_id: str) -> int:
@@ -98,20 +114,51 @@ def _stateful_id(round_: int, slots: Sequence[SlotSpec]) -> str:
 def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) -> list[Unit]:
     """Every unit of a run with these options, in the order a plain run takes them."""
     units: list[Unit] = []
+    budget = options.budget
+    identify = budget.identify_steps + budget.identify_class_steps if options.identify else 0
     if options.directed:
-        units += [Unit(f"walk-{machine}", "walk", machine) for machine in plan.machines]
-    if options.multi and options.budget.multi_cases:
-        units += [Unit(f"multi-{c.name}", "multi", c.name) for c in compositions(options, plan)]
-    rounds = options.budget.stateful_rounds if options.stateful else 0
+        for machine, machine_plan in plan.machines.items():
+            size = len(machine_plan.transitions)
+            parts = walk_part_count(size)
+            units += [Unit(f"walk-{machine}" + (f"-p{part}" if parts > 1 else ""), "walk",
+                           machine, part=part, parts=parts, cost=3 * size // parts)
+                      for part in range(1, parts + 1)]
+            if identify:
+                # Its sequences wait (timed waits, notifications): weighed above a walk part.
+                units.append(Unit(f"ident-{machine}", "ident", machine, cost=identify))
+    if options.multi and budget.multi_cases:
+        units += [Unit(f"multi-{c.name}", "multi", c.name,
+                       cost=budget.multi_cases * budget.multi_steps // 2)
+                  for c in compositions(options, plan)]
+    rounds = budget.stateful_rounds if options.stateful else 0
     for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,
-                                                      options.budget.stateful_coupled)):
-        units.append(Unit(_stateful_id(round_, slots), "stateful", "", round_))
+                                                      budget.stateful_coupled)):
+        units.append(Unit(_stateful_id(round_, slots), "stateful", "", round_,
+                          cost=budget.stateful_examples * budget.stateful_steps))
     if options.parallel:
-        units += [Unit(case.id, "race", case.id, number)
+        # A race waits on purpose (staggers, runs); weighed as a few hundred steps each.
+        units += [Unit(case.id, "race", case.id, number, cost=_WAITING * budget.parallel_runs)
                   for number, case in enumerate(race_cases())]
-        if options.budget.parallel_examples:
-            units.append(Unit("parallel-generated", "generated"))
+        if budget.parallel_examples:
+            units.append(Unit("parallel-generated", "generated",
+                              cost=_WAITING * budget.parallel_examples // 4))
     return units
+
+
+# How many steps one waiting piece of a unit (a race's run) weighs in `Unit.cost`.
+_WAITING = 100
+
+
+def walk_part_count(transitions: int) -> int:
+    """How many parts a machine's walk is cut into (1: not cut)."""
+    return max(1, -(-transitions // WALK_PART_TRANSITIONS))
+
+
+def longest_first(chosen: Sequence[Unit]) -> list[int]:
+    """The indexes of `chosen` in the order to start them on several workers: the costliest
+    first (longest processing time first: the long units do not end up last, alone on one
+    worker), ties in the run's order. Their results are still recorded in the run's order."""
+    return sorted(range(len(chosen)), key=lambda i: (-chosen[i].cost, i))
 
 
 def select(units: Sequence[Unit], wanted: Sequence[str] | None) -> list[Unit]:
@@ -142,19 +189,31 @@ def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit
                       options.shrink)
 
     caps = runner.capabilities
-    if unit.kind == "walk":
+    identify = IdentifyBudget(budget.identify_steps, extra_step=budget.identify_complete,
+                              every_transition=budget.identify_complete,
+                              class_steps=budget.identify_class_steps)
+    identifies = options.identify and bool(identify.steps or identify.class_steps)
+    if unit.kind == "walk" and unit.parts:
+        machine_plan = plan.machines[unit.key]
+        pending = walk_parts(machine_plan, unit.parts)[unit.part - 1]
+        label = f"p{unit.part}" if unit.parts > 1 else ""
+        for case, result in walk_machine(runner, machine_plan, pending, label=label):
+            yield shrunk(result, case, plan)
+    elif unit.kind == "walk":
         machine_plan = plan.machines[unit.key]
         pending = set(machine_plan.transitions)
         taken: list[Leg] = []
-        identify = IdentifyBudget(budget.identify_steps, extra_step=budget.identify_complete,
-                                  every_transition=budget.identify_complete,
-                                  class_steps=budget.identify_class_steps)
         cases = itertools.chain(
             walk_machine(runner, machine_plan, pending, taken=taken),
-            identify_machine(runner, machine_plan, taken, identify)
-            if options.identify and (identify.steps or identify.class_steps) else ())
+            identify_machine(runner, machine_plan, taken, identify) if identifies else ())
         for case, result in cases:
             yield shrunk(result, case, plan)
+    elif unit.kind == "ident":
+        machine_plan = plan.machines[unit.key]
+        if identifies:
+            for case, result in identify_machine(runner, machine_plan, model_legs(machine_plan),
+                                                 identify):
+                yield shrunk(result, case, plan)
     elif unit.kind == "multi":
         composition = next(c for c in multi.COMPOSITIONS if c.name == unit.key)
         for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],

@@ -570,7 +570,9 @@ def _row_masks(machine: Machine, operation: Operation, rows: tuple[Row, ...]) ->
 def step(machine: Machine, state: State, op: str, args: Args = (), pins: Pins | None = None) -> Step:
     """The allowed outcomes of `op(args)` in `state`, under the variation-point `pins`."""
     pins = pins or {}
-    key = (state, op, args, tuple(sorted(pins.items())))
+    # The pins as given, unsorted: pins listed in another order only make another memo entry
+    # with the same answer, and sorting them on every call cost more than the step.
+    key = (state, op, args, tuple(pins.items()))
     done = machine._step_memo.get(key)
     if done is None:
         done = machine._step_memo[key] = _pinned(machine, state, op, args, pins) if pins else \
@@ -680,6 +682,9 @@ class Tracker:
         return Kind.UNDEFINED if Kind.UNDEFINED in kinds else Kind.NOT_OFFERED
 
     def expected(self, op: str, args: Args = ()) -> tuple[Allowed, ...]:
+        if len(self.states) == 1:  # the common case: nothing to put in order
+            (state,) = self.states
+            return step(self.machine, state, op, args, self.pins).allowed
         result: list[Allowed] = []
         for state in sorted(self.states, key=repr):
             result.extend(step(self.machine, state, op, args, self.pins).allowed)

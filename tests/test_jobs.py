@@ -74,6 +74,21 @@ def test_jobs_1_and_jobs_4_give_the_same_cases_in_the_same_order(tmp_path: Path)
     assert multiprocessing.active_children() == []
 
 
+def test_a_walk_cut_into_parts_gives_the_same_cases_with_jobs_1_and_4(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The event machine's walk cut into parts of 10 transitions (the forked workers inherit the
+    # patch), its parts handed out longest first, recorded in the run's order.
+    monkeypatch.setattr(units, "WALK_PART_TRANSITIONS", 10)
+    one = run_gate(std_event_keeps_signal(), _options(tmp_path / "one", jobs=1))
+    four = run_gate(std_event_keeps_signal(), _options(tmp_path / "four", jobs=4))
+    assert _cases(tmp_path / "one") == _cases(tmp_path / "four")
+    assert one.summary == four.summary and one.summary.failed > 0
+    unit_ids = _events(tmp_path / "four")[0]["units"]
+    assert unit_ids[:2] == ["walk-event-p1", "walk-event-p2"] and "ident-event" in unit_ids
+    assert {u for u, _, _, _ in _cases(tmp_path / "four")} >= {"walk-event-p1", "walk-event-p2"}
+    assert _coverage(tmp_path / "one") == _coverage(tmp_path / "four") != set()
+
+
 def _two_shards_and_whole(tmp_path: Path) -> int:
     """A whole run and its two shards (the second with two workers); the whole run's exit code."""
     whole = run_gate(std_event_keeps_signal(), _options(tmp_path / "whole"))

@@ -47,6 +47,7 @@ from callgate.conformance.results import CaseResult, StepRecord, Verdict, output
 from callgate.model.families import MACHINES
 from callgate.model.transitions import (
     Action,
+    Allowed,
     Args,
     Kind,
     Machine,
@@ -126,6 +127,29 @@ class CaseRunner:
     executor: Executor = field(init=False)
     _ways: dict[tuple[str, State, State], tuple[tuple[str, Args], ...] | None] = field(
         init=False, default_factory=dict)
+    # What every step writes in its record, worked out once: a set of states as text, and a
+    # tuple of allowed outcomes (the model's memo hands out the same tuple) as their texts.
+    _described: dict[tuple[str, frozenset[State]], str] = field(init=False, default_factory=dict)
+    _outcome_texts: dict[int, tuple[tuple[Allowed, ...], list[str]]] = field(
+        init=False, default_factory=dict)
+
+    def describe_states(self, machine: str, states: frozenset[State]) -> str:
+        """`states` as the trace shows them (one text per state, in repr order)."""
+        key = (machine, states)
+        text = self._described.get(key)
+        if text is None:
+            text = self._described[key] = " | ".join(
+                MACHINES[machine].describe(s) for s in sorted(states, key=repr))
+        return text
+
+    def describe_outcomes(self, allowed: tuple[Allowed, ...]) -> list[str]:
+        """Each allowed outcome's text (a new list: the caller's record keeps it)."""
+        known = self._outcome_texts.get(id(allowed))
+        if known is None or known[0] is not allowed:
+            if len(self._outcome_texts) > 100_000:  # tuples built afresh (several states) pile up
+                self._outcome_texts.clear()
+            known = self._outcome_texts[id(allowed)] = (allowed, [a.describe() for a in allowed])
+        return list(known[1])
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.step_timeout)
@@ -534,7 +558,7 @@ class LiveCase:
         tracker = self.trackers[action.slot]
         allowed = tracker.expected(action.op, action.args)
         before = tracker.states
-        describe_before = " | ".join(MACHINES[machine].describe(s) for s in sorted(before, key=repr))
+        describe_before = self.runner.describe_states(machine, before)
         args, wait, sent = self.values.concrete(
             machine, action, tracker, self.runner.waits.wait_ms(machine, action, tracker, allowed))
         request = Request(action.slot, action.op, args, wait)
@@ -581,7 +605,7 @@ class LiveCase:
             else:
                 self._covered_before.add(key)
         record = step_record(
-            action, machine, observation, allowed=[a.describe() for a in judgement.allowed],
+            action, machine, observation, allowed=self.runner.describe_outcomes(judgement.allowed),
             ok=judgement.ok, rules=list(judgement.rules), state_before=describe_before,
             seconds=elapsed, started=wall0, ended=time.time(), sent=sent)
         if not judgement.ok and self.follow and self.runner.expectations is not None:
