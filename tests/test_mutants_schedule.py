@@ -142,3 +142,20 @@ def test_the_cli_reports_an_equivalent_mutant_as_not_run_and_exits_0(
     assert data["not_run"] == [name] and data["mutants"][0]["ran"] is False
     assert data["survivors"][0]["reason"].startswith("equivalent, not run")
     assert "equivalent mutants not run" in captured.err
+
+
+def test_a_machines_identification_unit_follows_its_walk_and_walk_parts_keep_their_machine(
+        ) -> None:
+    # State identification is a unit of its own (`ident-MACHINE`), and a large machine's walk
+    # runs in parts: a rule its rows cite puts every part and the identification unit in the
+    # first group, the identification after the walk's parts; another machine's stay behind.
+    sizes = {"com_call": 318, "rpc_call": 15914}
+    units = [Unit("walk-rpc_call-p1", "walk", "rpc_call", part=1, parts=2),
+             Unit("walk-rpc_call-p2", "walk", "rpc_call", part=2, parts=2),
+             Unit("ident-rpc_call", "ident", "rpc_call"),
+             Unit("walk-com_call", "walk", "com_call"),
+             Unit("ident-com_call", "ident", "com_call")]
+    order = schedule.order_units("RPC-CLI-CANCEL-01", units, FEATURES, sizes, race_rules={})
+    assert [s.unit.id for s in order] == ["walk-rpc_call-p1", "walk-rpc_call-p2",
+                                          "ident-rpc_call", "walk-com_call", "ident-com_call"]
+    assert [s.group for s in order] == [schedule.CITES] * 3 + [schedule.REST] * 2
