@@ -29,6 +29,7 @@ from callgate.conformance.cases.parallel.generation import run_generated
 from callgate.conformance.cases.parallel.judging import run_parallel
 from callgate.conformance.cases.parallel.phase import RACE_RUNS_FACTOR
 from callgate.conformance.cases.parallel.races import race_cases
+from callgate.conformance.cases.repeat import repeat_machine
 from callgate.conformance.cases.slots import slots_named
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
@@ -152,7 +153,8 @@ def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit
         cases = itertools.chain(
             walk_machine(runner, machine_plan, pending, taken=taken),
             identify_machine(runner, machine_plan, taken, identify)
-            if options.identify and (identify.steps or identify.class_steps) else ())
+            if options.identify and (identify.steps or identify.class_steps) else (),
+            repeat_machine(runner, machine_plan))
         for case, result in cases:
             yield shrunk(result, case, plan)
     elif unit.kind == "multi":

@@ -56,8 +56,11 @@ def test_event_pairs_are_every_drawn_transition_times_each_phase(plan: sequences
     universe = multi.pair_universe(machine, EVENTS)
     drawn = {multi.abstract(machine.machine, cast(State, s), a.op, a.args)
              for s, a in machine.graph.transitions}  # every event state is reachable
-    assert len(universe) == 2 * len(drawn)
-    assert {k.rpartition("|while ")[2] for k in universe} == {"signaled=False", "signaled=True"}
+    # The other event's phase is split by its class (PHASE_DETAIL): two classes, two phases.
+    assert len(universe) == 4 * len(drawn)
+    assert {k.rpartition("|while ")[2] for k in universe} == {
+        f"kind={kind},signaled={signaled}" for kind in ("ManualResetEvent", "StdEvent")
+        for signaled in (False, True)}
 
 
 def test_reference_passes_and_covers_every_event_pair(plan: sequences.Plan) -> None:
@@ -221,7 +224,8 @@ def test_coupled_stateful_sets_only_when_asked() -> None:
     plain = [[s.name for s in slots] for slots in stateful_slot_sets(features, 1)]
     coupled = [[s.name for s in slots] for slots in stateful_slot_sets(features, 1, True)]
     assert coupled[:len(plain)] == plain
-    assert coupled[len(plain):] == [["c0", "c1", "c2"], ["r0", "r1", "r2"], ["e0", "e1"]]
+    assert coupled[len(plain):] == [["c0", "c1", "c2"], ["r0", "r1", "r2"], ["e0", "e1"],
+                                    ["t0", "t1"]]
     assert len(stateful_slot_sets(features, 2, True)) == 2 * len(coupled)
 
 
