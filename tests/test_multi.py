@@ -86,6 +86,26 @@ def test_event_fault_is_caught_by_the_pair_walk(plan: sequences.Plan) -> None:
     assert "Wait" in results[-1].message or "Signal" in results[-1].message
 
 
+@pytest.mark.parametrize(("composition", "fault"), [
+    # Shared between two StdEvents only: the walk must put the other event in each class.
+    ("event-pair", "std_event_signal_neighbour"),
+    # Per-process where per-thread is due: two client threads, one with a cancel object.
+    ("thread_cancel-pair", "cancel_objects_per_process"),
+])
+def test_state_shared_between_two_objects_of_one_class_is_caught(
+        plan: sequences.Plan, composition: str, fault: str) -> None:
+    results, _ = _walk(plan, BY_NAME[composition], (fault,))
+    assert results[-1].verdict is Verdict.FAIL
+    assert all(r.verdict is Verdict.PASS for r in results[:-1])
+
+
+def test_the_thread_pair_walks_each_count_with_and_without_a_registration(
+        plan: sequences.Plan) -> None:
+    universe = multi.pair_universe(plan.machines["thread_cancel"], BY_NAME["thread_cancel-pair"])
+    assert {k.rpartition("|while ")[2] for k in universe} == {
+        f"registered={r},count={c}" for r in (0, 1) for c in (0, 1, 2)}
+
+
 def _record(universe: dict[str, list[str]], pairs: list[list[str]]) -> RunRecord:
     cases = [CaseResult(f"c{i}", "multi", "", [], Verdict.PASS, 1, 0.0, pairs=p)
              for i, p in enumerate(pairs)]

@@ -61,20 +61,22 @@ from callgate.model.transitions import Action, Args, Kind, Machine, State, step
 # com_call: Begin_ accepted until Finish_ (COM-BEGIN-01, COM-FIN-01); rpc_call: the call is
 # outstanding until the final RpcAsyncCompleteCall (RPC-CLI-COMPLETE-01, -02); event: a created
 # event, signalled or not (COM-SYNC-01, COM-SYNC-02); thread_cancel: a client thread with
-# cancellation enabled, a per-thread count another thread's enable or disable must not touch
-# (COM-CCAN-02, COM-CCAN-03).
+# cancellation enabled or a cancel object registered, per-thread state another thread's enable,
+# disable or registration must not touch (COM-CCAN-02, COM-CCAN-03, COM-CCAN-11).
 PHASES: Mapping[str, tuple[str, tuple[object, ...]]] = {
     "com_call": ("phase", ("PENDING", "SIGNALED")),
     "rpc_call": ("phase", ("PENDING", "SENT", "READY")),
     "event": ("signaled", (False, True)),
-    "thread_cancel": ("count", (1, 2)),
+    "thread_cancel": ("count", (0, 1, 2)),
 }
 # Fields that split a phase further, where objects of one kind come in classes that a faulty
 # implementation may share state between: two StdEvents (auto-reset) can share a kernel event
 # while a ManualResetEvent and a StdEvent cannot, so "the other event is signalled" is walked
-# for each class of the other event (COM-SYNC-01, COM-SYNC-03, COM-SYNC-04).
+# for each class of the other event (COM-SYNC-01, COM-SYNC-03, COM-SYNC-04); a client thread's
+# enable count is walked with and without a cancel object registered on it (COM-CCAN-11).
 PHASE_DETAIL: Mapping[str, tuple[str, ...]] = {
     "event": ("kind",),
+    "thread_cancel": ("registered",),
 }
 
 
@@ -355,6 +357,11 @@ class _Observer:
                 left -= told[best]
             self._memo[state] = tuple(chosen)
         return self._memo[state]
+
+
+def observer(plan: MachinePlan, pins: Mapping[str, str]) -> _Observer:
+    """The observers of `plan`'s states under `pins` (what the repetition cases look with)."""
+    return _Observer(_Graph.of(plan), pins)
 
 
 class _Reader:

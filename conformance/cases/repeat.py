@@ -7,15 +7,15 @@ that an aborted call never gives back) passes every such session. Here each mach
 state* (the first state, by shortest path from an initial state, from which the object can be
 taken round and back) is reached once, and then each *cycle* from it (one step out, by each
 action that leaves the state, then a shortest way back; one cycle per sequence of operations)
-is taken `REPEATS` times in one session. COM-FIN-04 (a call object may be reused for another
-call) and RPC-INIT-08 (a completed handle may carry a new call) are what make the reuse legal;
-the model judges every step as in any other case.
+is taken `REPEATS` times in one session, the rest state looked at after each lap. COM-FIN-04 (a
+call object may be reused for another call) and RPC-INIT-08 (a completed handle may carry a new
+call) are what make the reuse legal; the model judges every step as in any other case.
 
 Only steps that cost no time are used (no finite or infinite wait: `identify.cheap`; a wait
 for a notification the model says has come), and only steps whose every allowed outcome leads
 to the one planned state, so the cycle does not leave the plan; a cycle the implementation
-leaves anyway by an allowed choice is stopped there and noted. Each failing session is its own case (replayable); the
-passing ones are summed up in one case.
+leaves anyway by an allowed choice is stopped there and noted. Each failing session is its own
+case (replayable); the passing ones are summed up in one case.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
+from callgate.conformance.cases import multi
 from callgate.conformance.cases.identify import cheap
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
 from callgate.conformance.judge.runner import Case, CaseRunner
@@ -123,6 +124,11 @@ def repeat_machine(runner: CaseRunner, plan: MachinePlan, repeats: int = REPEATS
     prefix = _path(tree, rest)
     start = cast(State, prefix[0].source) if prefix else rest
     spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
+    # After each lap the rest state is looked at with the multi-object cases' observers (cheap
+    # steps that leave it as it is and tell it from its neighbours): a lap whose every step
+    # answered right may still have left the object elsewhere (a Reset that stopped resetting).
+    look = tuple(Action(SLOT, a.op, a.args)
+                 for a in multi.observer(plan, runner.capabilities.pins).of(rest))
     steps = sessions = left = 0
     covered: set[str] = set()
     rules: dict[str, None] = {}
@@ -131,7 +137,8 @@ def repeat_machine(runner: CaseRunner, plan: MachinePlan, repeats: int = REPEATS
         live = runner.open(case_id, (spec,))
         tracker = live.trackers[SLOT]
         plan_steps = [(Action(SLOT, e.op, e.args), cast(State, e.source)) for e in prefix]
-        plan_steps += list(zip(cycle.actions, cycle.states, strict=True)) * repeats
+        lap = [*zip(cycle.actions, cycle.states, strict=True), *((a, rest) for a in look)]
+        plan_steps += lap * repeats
         try:
             for action, before in plan_steps:
                 if tracker.states != {before} or live.kind(action) is not Kind.DEFINED \
