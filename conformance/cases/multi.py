@@ -1,22 +1,25 @@
-"""Multi-object cases: two or three objects of one kind driven in one session and thread.
+"""Multi-object cases: two or three objects of one kind driven in one session.
 
 A walk segment drives one object, so a fault in state that several objects share (a process-wide
 table of call objects, a per-thread "current call", a per-binding reply buffer, a kernel event
-two objects share) never shows there. These cases open two or three slots of one machine (a
-*composition*: two or three call objects, two or three RPC handles on one binding, two system
-events) and walk them together, towards a coverage criterion over pairs:
+two objects share, a per-thread count kept per process) never shows there. These cases open two
+or three slots of one machine (a *composition*: two or three call objects, two or three RPC
+handles on one binding, two system events, two client threads with their thread-level
+cancellation) and walk them together, towards a coverage criterion over pairs:
 
 * each machine has *in-flight phases* (`PHASES`): the phases in which an object holds something
   another object's operations could disturb (a call object PENDING or SIGNALED; an RPC call
   PENDING with the server holding it, SENT with its result on the way, READY completed and not
-  collected; an event signalled or not);
+  collected; an event signalled or not, by its class; a client thread's enable count, with or
+  without a cancel object registered);
 * a *pair* is a transition of one object, taken while the other object is in one in-flight
   phase. A transition is counted by the machine's drawn state (its `diagram_fields`, the phase)
   and the operation with its arguments, so the criterion stays small enough to reach in full
   (every transition of the full state graph times every phase would be tens of thousands);
-* after a step covers a new pair, both objects are observed with a cheap operation that leaves
-  their state as it is and tells it apart from its one-field neighbours, so a step of one object
-  that changed the other shows at once.
+* after a step covers a new pair, both objects are observed with cheap operations that leave
+  their state as it is and together tell it apart from its neighbours (the states one field or
+  one step of its own away; `_Observer`), so a step of one object that changed the other shows
+  at once.
 
 Both objects play both roles, and the walk alternates which object moves first, so that either
 object may be the one created, begun or signalled most recently. With three objects, each
