@@ -267,3 +267,15 @@ def test_a_cross_object_counterexample_is_measured_against_both_objects_paths(
     _, same, _ = mutants.faulty_transition(replace(failed, kind="directed"), plan, "COM-FIN-01")
     assert same == shortest
     assert not mutants.is_minimal(len(failed.trace), 3, observing, True)
+
+
+def test_observers_tell_a_state_from_the_states_one_step_of_its_own_away(
+        plan: sequences.Plan) -> None:
+    # A pending RPC call completed behind its back looks like its own step to READY: one
+    # operation (server_test_cancel) does not tell that, so the cover adds one that does.
+    machine = plan.machines["rpc_call"]
+    observer = multi.observer(machine, plan.capabilities.pins)
+    states = {cast(State, e.source) for e in machine.graph.edges()}
+    sets = {tuple(a.op for a in observer.of(s)) for s in states
+            if multi.phase_of(machine.machine, s) == "phase=PENDING"}
+    assert any(len(ops) > 1 and "RpcAsyncCompleteCall" in ops for ops in sets)
