@@ -51,7 +51,10 @@ def test_reference_passes_every_repetition(plan: sequences.Plan) -> None:
 def test_a_fault_that_shows_after_several_calls_is_caught(plan: sequences.Plan) -> None:
     # reset_pool_exhausted: the sixth Reset does nothing; every single Reset still answers
     # S_OK, so only the look after a lap (Wait with a zero timeout) shows it.
-    failed = [r for _, r in _run(plan, "event", ("reset_pool_exhausted",))
-              if r.verdict is Verdict.FAIL]
+    results = [r for _, r in _run(plan, "event", ("reset_pool_exhausted",))]
+    failed = [r for r in results if r.verdict is Verdict.FAIL]
     assert failed and failed[0].id == "event-repeat-000"
     assert "Wait(timeout=zero)" in failed[0].message
+    # The summary claims nothing for a cycle that failed: with none passed, not applicable.
+    assert results[-1].id == "event-repeat"
+    assert results[-1].verdict is Verdict.NOT_APPLICABLE
