@@ -34,6 +34,7 @@ from callgate.conformance.cases.parallel.generation import run_generated
 from callgate.conformance.cases.parallel.judging import run_parallel
 from callgate.conformance.cases.parallel.phase import RACE_RUNS_FACTOR
 from callgate.conformance.cases.parallel.races import race_cases
+from callgate.conformance.cases.repeat import repeat_machine
 from callgate.conformance.cases.slots import slots_named
 from callgate.conformance.cases.stateful import StatefulBudget, default_slots, run_stateful
 from callgate.conformance.cases.values import ValueChooser
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 # What a unit says while it works on something long (a shrinking): a line of text.
 Say = Callable[[str], None]
 
-KINDS = ("walk", "ident", "multi", "stateful", "race", "generated")
+KINDS = ("walk", "ident", "repeat", "multi", "stateful", "race", "generated")
 
 # A machine with more transitions than this has its walk cut into parts of about this many
 # transitions (rpc_call, about 16,000: 8 parts), each a unit of its own.
@@ -126,6 +127,8 @@ def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) ->
             if identify:
                 # Its sequences wait (timed waits, notifications): weighed above a walk part.
                 units.append(Unit(f"ident-{machine}", "ident", machine, cost=identify))
+            # The repetition cases (cases/repeat.py): each cycle of the rest state, lapped.
+            units.append(Unit(f"repeat-{machine}", "repeat", machine, cost=size // 2))
     if options.multi and budget.multi_cases:
         units += [Unit(f"multi-{c.name}", "multi", c.name,
                        cost=budget.multi_cases * budget.multi_steps // 2)
@@ -214,6 +217,9 @@ def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit
             for case, result in identify_machine(runner, machine_plan, model_legs(machine_plan),
                                                  identify):
                 yield shrunk(result, case, plan)
+    elif unit.kind == "repeat":
+        for case, result in repeat_machine(runner, plan.machines[unit.key]):
+            yield shrunk(result, case, plan)
     elif unit.kind == "multi":
         composition = next(c for c in multi.COMPOSITIONS if c.name == unit.key)
         for _, result in multi.walk_pairs(runner, plan.machines[composition.machine],

@@ -56,8 +56,11 @@ def test_event_pairs_are_every_drawn_transition_times_each_phase(plan: sequences
     universe = multi.pair_universe(machine, EVENTS)
     drawn = {multi.abstract(machine.machine, cast(State, s), a.op, a.args)
              for s, a in machine.graph.transitions}  # every event state is reachable
-    assert len(universe) == 2 * len(drawn)
-    assert {k.rpartition("|while ")[2] for k in universe} == {"signaled=False", "signaled=True"}
+    # The other event's phase is split by its class (PHASE_DETAIL): two classes, two phases.
+    assert len(universe) == 4 * len(drawn)
+    assert {k.rpartition("|while ")[2] for k in universe} == {
+        f"kind={kind},signaled={signaled}" for kind in ("ManualResetEvent", "StdEvent")
+        for signaled in (False, True)}
 
 
 def test_reference_passes_and_covers_every_event_pair(plan: sequences.Plan) -> None:
@@ -81,6 +84,26 @@ def test_event_fault_is_caught_by_the_pair_walk(plan: sequences.Plan) -> None:
     results, _ = _walk(plan, EVENTS, ("event_kernel_handle_shared",))
     assert results[-1].verdict is Verdict.FAIL
     assert "Wait" in results[-1].message or "Signal" in results[-1].message
+
+
+@pytest.mark.parametrize(("composition", "fault"), [
+    # Shared between two StdEvents only: the walk must put the other event in each class.
+    ("event-pair", "std_event_signal_neighbour"),
+    # Per-process where per-thread is due: two client threads, one with a cancel object.
+    ("thread_cancel-pair", "cancel_objects_per_process"),
+])
+def test_state_shared_between_two_objects_of_one_class_is_caught(
+        plan: sequences.Plan, composition: str, fault: str) -> None:
+    results, _ = _walk(plan, BY_NAME[composition], (fault,))
+    assert results[-1].verdict is Verdict.FAIL
+    assert all(r.verdict is Verdict.PASS for r in results[:-1])
+
+
+def test_the_thread_pair_walks_each_count_with_and_without_a_registration(
+        plan: sequences.Plan) -> None:
+    universe = multi.pair_universe(plan.machines["thread_cancel"], BY_NAME["thread_cancel-pair"])
+    assert {k.rpartition("|while ")[2] for k in universe} == {
+        f"registered={r},count={c}" for r in (0, 1) for c in (0, 1, 2)}
 
 
 def _record(universe: dict[str, list[str]], pairs: list[list[str]]) -> RunRecord:
@@ -221,7 +244,8 @@ def test_coupled_stateful_sets_only_when_asked() -> None:
     plain = [[s.name for s in slots] for slots in stateful_slot_sets(features, 1)]
     coupled = [[s.name for s in slots] for slots in stateful_slot_sets(features, 1, True)]
     assert coupled[:len(plain)] == plain
-    assert coupled[len(plain):] == [["c0", "c1", "c2"], ["r0", "r1", "r2"], ["e0", "e1"]]
+    assert coupled[len(plain):] == [["c0", "c1", "c2"], ["r0", "r1", "r2"], ["e0", "e1"],
+                                    ["t0", "t1"]]
     assert len(stateful_slot_sets(features, 2, True)) == 2 * len(coupled)
 
 
@@ -243,3 +267,15 @@ def test_a_cross_object_counterexample_is_measured_against_both_objects_paths(
     _, same, _ = mutants.faulty_transition(replace(failed, kind="directed"), plan, "COM-FIN-01")
     assert same == shortest
     assert not mutants.is_minimal(len(failed.trace), 3, observing, True)
+
+
+def test_observers_tell_a_state_from_the_states_one_step_of_its_own_away(
+        plan: sequences.Plan) -> None:
+    # A pending RPC call completed behind its back looks like its own step to READY: one
+    # operation (server_test_cancel) does not tell that, so the cover adds one that does.
+    machine = plan.machines["rpc_call"]
+    observer = multi.observer(machine, plan.capabilities.pins)
+    states = {cast(State, e.source) for e in machine.graph.edges()}
+    sets = {tuple(a.op for a in observer.of(s)) for s in states
+            if multi.phase_of(machine.machine, s) == "phase=PENDING"}
+    assert any(len(ops) > 1 and "RpcAsyncCompleteCall" in ops for ops in sets)

@@ -1,22 +1,25 @@
-"""Multi-object cases: two or three objects of one kind driven in one session and thread.
+"""Multi-object cases: two or three objects of one kind driven in one session.
 
 A walk segment drives one object, so a fault in state that several objects share (a process-wide
 table of call objects, a per-thread "current call", a per-binding reply buffer, a kernel event
-two objects share) never shows there. These cases open two or three slots of one machine (a
-*composition*: two or three call objects, two or three RPC handles on one binding, two system
-events) and walk them together, towards a coverage criterion over pairs:
+two objects share, a per-thread count kept per process) never shows there. These cases open two
+or three slots of one machine (a *composition*: two or three call objects, two or three RPC
+handles on one binding, two system events, two client threads with their thread-level
+cancellation) and walk them together, towards a coverage criterion over pairs:
 
 * each machine has *in-flight phases* (`PHASES`): the phases in which an object holds something
   another object's operations could disturb (a call object PENDING or SIGNALED; an RPC call
   PENDING with the server holding it, SENT with its result on the way, READY completed and not
-  collected; an event signalled or not);
+  collected; an event signalled or not, by its class; a client thread's enable count, with or
+  without a cancel object registered);
 * a *pair* is a transition of one object, taken while the other object is in one in-flight
   phase. A transition is counted by the machine's drawn state (its `diagram_fields`, the phase)
   and the operation with its arguments, so the criterion stays small enough to reach in full
   (every transition of the full state graph times every phase would be tens of thousands);
-* after a step covers a new pair, both objects are observed with a cheap operation that leaves
-  their state as it is and tells it apart from its one-field neighbours, so a step of one object
-  that changed the other shows at once.
+* after a step covers a new pair, both objects are observed with cheap operations that leave
+  their state as it is and together tell it apart from its neighbours (the states one field or
+  one step of its own away; `_Observer`), so a step of one object that changed the other shows
+  at once.
 
 Both objects play both roles, and the walk alternates which object moves first, so that either
 object may be the one created, begun or signalled most recently. With three objects, each
@@ -60,11 +63,23 @@ from callgate.model.transitions import Action, Args, Kind, Machine, State, step
 # The in-flight phases of each machine that has any: field and the values that are in flight.
 # com_call: Begin_ accepted until Finish_ (COM-BEGIN-01, COM-FIN-01); rpc_call: the call is
 # outstanding until the final RpcAsyncCompleteCall (RPC-CLI-COMPLETE-01, -02); event: a created
-# event, signalled or not (COM-SYNC-01, COM-SYNC-02).
+# event, signalled or not (COM-SYNC-01, COM-SYNC-02); thread_cancel: a client thread with
+# cancellation enabled or a cancel object registered, per-thread state another thread's enable,
+# disable or registration must not touch (COM-CCAN-02, COM-CCAN-03, COM-CCAN-11).
 PHASES: Mapping[str, tuple[str, tuple[object, ...]]] = {
     "com_call": ("phase", ("PENDING", "SIGNALED")),
     "rpc_call": ("phase", ("PENDING", "SENT", "READY")),
     "event": ("signaled", (False, True)),
+    "thread_cancel": ("count", (0, 1, 2)),
+}
+# Fields that split a phase further, where objects of one kind come in classes that a faulty
+# implementation may share state between: two StdEvents (auto-reset) can share a kernel event
+# while a ManualResetEvent and a StdEvent cannot, so "the other event is signalled" is walked
+# for each class of the other event (COM-SYNC-01, COM-SYNC-03, COM-SYNC-04); a client thread's
+# enable count is walked with and without a cancel object registered on it (COM-CCAN-11).
+PHASE_DETAIL: Mapping[str, tuple[str, ...]] = {
+    "event": ("kind",),
+    "thread_cancel": ("registered",),
 }
 
 
@@ -86,6 +101,7 @@ COMPOSITIONS = (
     Composition("rpc_call-pair", ("r0", "r1")),
     Composition("rpc_call-triple", ("r0", "r1", "r2")),
     Composition("event-pair", ("e0", "e1")),
+    Composition("thread_cancel-pair", ("t0", "t1")),
 )
 
 
@@ -120,7 +136,10 @@ def phase_of(machine: Machine, state: State) -> str | None:
     if machine.name == "event" and view.get("kind") == "NONE":
         return None  # no event yet
     value = view[name]
-    return f"{name}={value}" if value in values else None
+    if value not in values:
+        return None
+    return ",".join([*(f"{f}={view[f]}" for f in PHASE_DETAIL.get(machine.name, ())),
+                     f"{name}={value}"])
 
 
 def abstract(machine: Machine, state: State, op: str, args: Args) -> str:
@@ -283,14 +302,23 @@ def not_drivable(plan: MachinePlan, composition: Composition) -> dict[str, str]:
 
 
 class _Observer:
-    """A cheap operation that leaves a state as it is and tells it apart from the most states
-    that differ from it in one field (an object the other object's step disturbed)."""
+    """Cheap operations that leave a state as it is and, together, tell it apart from the
+    states that differ from it in one field (an object the other object's step disturbed).
+
+    The neighbours are the states one field away and the states one step of the object's own
+    away: another object's step that disturbs this one most often makes it look as if it had
+    taken a step of its own (a call completed, cancelled or signalled behind its back). One
+    operation rarely tells a state from all of them: a pending RPC call's `server_test_cancel`
+    shows a cancel request but not a call that completed, which `RpcAsyncGetCallStatus` shows.
+    So the observers are chosen greedily: the operation that tells the state from the most
+    neighbours, then the one that tells it from the most of those still left, and so on until
+    none tells more (a set cover)."""
 
     def __init__(self, g: _Graph, pins: Mapping[str, str]) -> None:
         self.g = g
         self.pins = pins
         self.states = sorted(g.moves, key=repr)
-        self._memo: dict[State, Action | None] = {}
+        self._memo: dict[State, tuple[Action, ...]] = {}
         self._expected: dict[tuple[State, Action], tuple[str, ...] | None] = {}
 
     def _outcomes(self, state: State, action: Action) -> tuple[str, ...] | None:
@@ -301,24 +329,42 @@ class _Observer:
                                    else tuple(sorted(a.describe() for a in result.allowed)))
         return self._expected[key]
 
-    def of(self, state: State) -> Action | None:
+    def _tells(self, state: State, action: Action, near: Iterable[State]) -> set[State]:
+        """The neighbours in `near` whose allowed outcomes of `action` differ from `state`'s."""
+        here = self._outcomes(state, action)
+        return {n for n in near
+                if (there := self._outcomes(n, action)) is not None and there != here}
+
+    def of(self, state: State) -> tuple[Action, ...]:
+        """The observers of `state`, best first; empty when no cheap operation leaves it as
+        it is."""
         if state not in self._memo:
             ends: dict[Action, set[State]] = {}
             for action, nxt in self.g.moves.get(state, ()):
                 ends.setdefault(action, set()).add(nxt)
-            loops = [a for a, e in ends.items() if e == {state} and a.op != "wait_notification"
-                     and not any(k == "timeout" and v != "zero" for k, v in a.args)]
-            near = [s for s in self.states
-                    if sum(x != y for x, y in zip(s, state, strict=True)) == 1]
-            best, found = -1, None
-            for candidate in sorted(loops, key=repr):
-                here = self._outcomes(state, candidate)
-                score = sum(1 for n in near if (there := self._outcomes(n, candidate))
-                            is not None and there != here)
-                if score > best:
-                    best, found = score, candidate
-            self._memo[state] = found
+            loops = sorted((a for a, e in ends.items() if e == {state}
+                            and a.op != "wait_notification"
+                            and not any(k == "timeout" and v != "zero" for k, v in a.args)),
+                           key=repr)
+            left = {s for s in self.states
+                    if sum(x != y for x, y in zip(s, state, strict=True)) == 1}
+            left |= {nxt for e in ends.values() for nxt in e} - {state}
+            chosen: list[Action] = []
+            while loops:
+                told = {a: self._tells(state, a, left) for a in loops}
+                best = max(loops, key=lambda a: len(told[a]))  # the first of the best
+                if chosen and not told[best]:
+                    break
+                chosen.append(best)
+                loops.remove(best)
+                left -= told[best]
+            self._memo[state] = tuple(chosen)
         return self._memo[state]
+
+
+def observer(plan: MachinePlan, pins: Mapping[str, str]) -> _Observer:
+    """The observers of `plan`'s states under `pins` (what the repetition cases look with)."""
+    return _Observer(_Graph.of(plan), pins)
 
 
 class _Reader:
@@ -560,10 +606,7 @@ def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Compos
         s = state(slot)
         if s is None:
             return True
-        check = observer.of(s)
-        if check is None:
-            return True
-        return take(slot, check) is not False
+        return all(take(slot, check) is not False for check in observer.of(s))
 
     if bystander is not None:
         # The third object goes in flight first and stays there: the pairs are walked while

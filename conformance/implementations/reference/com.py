@@ -262,6 +262,7 @@ class SystemEvent(Unknown):
         self._lock = threading.Lock()
         # Called after each Wait that returns S_OK (only the seeded fault rewait_loses_out sets it).
         self._wait_ok: Callable[[], None] | None = None
+        self._resets = 0  # Resets so far (only the seeded fault reset_pool_exhausted counts)
         self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED or (
             outer is None and host.fault("new_event_signalled")), name=type(self).__name__)
         if outer is None and host.fault("event_kernel_handle_shared"):
@@ -271,6 +272,10 @@ class SystemEvent(Unknown):
                 self._handle = live
             else:
                 host.shared[key] = self._handle
+        if outer is None and not self.MANUAL_RESET and host.fault("std_event_signal_neighbour"):
+            stds = host.shared.setdefault(("std events", kernel.current_thread()), [])
+            assert isinstance(stds, list)
+            stds.append(self)
 
     def _manual_reset(self) -> bool:
         return self.MANUAL_RESET
@@ -283,6 +288,13 @@ class SystemEvent(Unknown):
         """ISynchronize::Signal: pending waits complete (COM-SYNC-01)."""
         self._host.pause()
         self._set()
+        if not self.MANUAL_RESET and self._outer is None and \
+                self._host.fault("std_event_signal_neighbour"):
+            # The seeded fault: the table slot before this event's is signalled too.
+            stds = self._host.shared.get(("std events", kernel.current_thread()), [])
+            assert isinstance(stds, list)
+            if self in stds and stds.index(self) > 0:
+                stds[stds.index(self) - 1]._set()
         if self._host.fault("signal_pulses"):
             self._current().reset()
         return S_OK
@@ -293,6 +305,11 @@ class SystemEvent(Unknown):
 
     def Reset(self) -> int:
         """ISynchronize::Reset (COM-SYNC-02)."""
+        if self._host.fault("reset_pool_exhausted"):
+            with self._lock:  # the seeded fault: five Resets, then the pool is empty
+                self._resets += 1
+                if self._resets > 5:
+                    return S_OK
         if not self._host.fault("reset_ignored"):
             self._current().reset()
         if self._manual_reset() and self._host.fault("reset_forgets_manual_reset"):

@@ -445,6 +445,17 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("notif_subscriptions_per_binding", "RPC-SRV-NOTIF-05",
           "subscriptions belong to the client's connection, not the call: the next call starts "
           "with the previous call's subscriptions again"),
+    # blind study (docs/mutants.md, "Faults from outside the catalogue"): one mutant per class
+    # of fault that the study's scratch faults showed the suite missing.
+    Fault("reset_pool_exhausted", "COM-SYNC-02",
+          "each ISynchronize::Reset of a system event takes an entry from a pool of five that "
+          "is never given back; from the sixth Reset on it returns S_OK without resetting"),
+    Fault("cancel_objects_per_process", "COM-CCAN-11",
+          "CoSetCancelObject(NULL) removes the registration made most recently in the process, "
+          "not the topmost one of the calling thread"),
+    Fault("std_event_signal_neighbour", "COM-SYNC-01",
+          "ISynchronize::Signal on a StdEvent also signals the StdEvent created just before it "
+          "on the thread (an off-by-one in a per-thread table of auto-reset events)"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

@@ -204,6 +204,8 @@ class ClientThread:
 
     def CoSetCancelObject(self, pUnk: CancelObject | None) -> int:
         if pUnk is None:
+            if self.host.fault("cancel_objects_per_process"):
+                return self._remove_latest_in_process()
             with self._lock:
                 if not self.stack:
                     return E_FAIL
@@ -218,6 +220,30 @@ class ClientThread:
             return E_NOINTERFACE
         with self._lock:
             self.stack.append(cancel)  # the QueryInterface reference is the registration's
+        if self.host.fault("cancel_objects_per_process"):
+            latest = self.host.shared.setdefault("cancel registrations", [])
+            assert isinstance(latest, list)
+            latest.append((self, cancel))
+        return S_OK
+
+    def _remove_latest_in_process(self) -> int:
+        """Seeded fault `cancel_objects_per_process`: CoSetCancelObject(NULL) removes the
+        registration made most recently by any thread of the process (COM-CCAN-11)."""
+        latest = self.host.shared.setdefault("cancel registrations", [])
+        assert isinstance(latest, list)
+        while latest:
+            thread, cancel = latest.pop()
+            with thread._lock:
+                if cancel in thread.stack:
+                    thread.stack.remove(cancel)
+                    break
+        else:
+            with self._lock:
+                if not self.stack:
+                    return E_FAIL
+                cancel = self.stack.pop()
+        if isinstance(cancel, CancelObject):
+            cancel.Release()
         return S_OK
 
     def sync_call(self, call: SyncCall, server: Callable[[SyncCall], None]) -> None:
