@@ -134,6 +134,9 @@ class Graph:
     # with the pinnings that allow each (self-loops left out).
     preds: dict[tuple[object, ...], dict[Node, list[tuple[Node, int]]]] = field(
         default_factory=dict)
+    # Each move's outcomes as a check reads them, per pins (the moves live as long as the graph).
+    afters: dict[tuple[int, tuple[tuple[str, str], ...]], list[After[Any]]] = field(
+        default_factory=dict)
 
     def record(self, value: Any) -> int:
         found = self.record_ids.get(value)
@@ -404,8 +407,11 @@ def _step_once(graph: Graph, check: Whenever, node: Node, move: Move, premise_ho
                       else "DEFINED, but the pins exclude every outcome"), None
     if not defined:
         return False, "", None
-    afters = [After(a, graph.now(t, pins)) for a, t in move.targets
-              if not move.points or compatible(a.when, pins)]
+    key = (id(move), tuple(pins.items()))
+    afters = graph.afters.get(key)
+    if afters is None:
+        afters = graph.afters[key] = [After(a, graph.now(t, pins)) for a, t in move.targets
+                                      if not move.points or compatible(a.when, pins)]
     if check.then is not None:
         for after in afters:
             if not check.then(now, move.argmap, after):
