@@ -2,9 +2,12 @@
 family's observer alongside, for every combination of the variation-point choices its tables name.
 
 One graph per machine serves every pinning. Its nodes are (table state, observer record), walked
-breadth-first over every allowed outcome of every operation; then, for each full pinning C, a
-second walk over the outcomes C allows gives the nodes C reaches, with their depth and a parent
-link (for the shortest trace). A check is judged once per node, not once per pinning: it starts
+breadth-first over every allowed outcome of every operation; then one more walk, for all full
+pinnings at once, gives the nodes each pinning C reaches through the outcomes C allows, with their
+depth: each node carries the set of pinnings that reach it, as the bits of one integer, so the
+walk passes each node once per depth at which some pinning first reaches it, not once per pinning.
+A parent link (for the shortest trace) is found only for a counterexample's pinning, by a walk of
+that pinning alone. A check is judged once per node, not once per pinning: it starts
 with nothing pinned, and when it asks about a variation point (its pin, or a probe whose outcomes
 depend on it, see `core.NeedsPin`) it is evaluated again once per choice of that point. Its
 result under a choice counts where some pinning that agrees with the choice reaches the node. Only
@@ -14,7 +17,9 @@ the points a check actually touches are enumerated, which is what keeps this fas
 * `Whenever`: at every node and arguments where the premise holds, the definedness it asks, its
   conclusion on every allowed outcome, and each alternative it names on some allowed outcome.
 * `Reach`: for each full pinning C, every node of C satisfying `start` reaches (backwards closure
-  over C's moves, restricted as asked) a node of C satisfying `goal`.
+  over C's moves, restricted as asked) a node of C satisfying `goal`. One closure serves every
+  pinning: each node carries the pinnings (bits) under which it reaches a goal node, and a
+  predecessor gains those of them that also allow the move and reach the predecessor.
 
 An obligation whose premise is met nowhere is vacuous: it shows nothing, so it fails (DESIGN.md
 principle 11). A gap in a table is not a crash: the move's probe carries the error, and an
@@ -108,7 +113,8 @@ class Pinned:
 @dataclass
 class Graph:
     """The reachable graph of one machine with every outcome of every pinning (the union), the
-    observer's records, and for each full pinning the part of it that pinning reaches."""
+    observer's records, and for each full pinning the part of it that pinning reaches (`pinned`,
+    and as bits per node in `reach`)."""
 
     machine: Machine
     observer: Observer[Any]
