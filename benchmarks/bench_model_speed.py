@@ -3,8 +3,11 @@
 
 * `callgate model check --json`, here and in the checkout given by `--baseline` (for example
   `git worktree add ../callgate-main main`), run in turn (here, baseline, here, ...) `--repeat`
-  times; the medians and the median of the pairwise ratios. The two JSON outputs must agree in
-  everything but the seconds (said in the output).
+  times; the medians and the median of the pairwise ratios. Twice: cold (`CALLGATE_CACHE=off`:
+  every state graph is built) and warm (each side's graph cache, in a directory of its own,
+  filled by one run that is not counted; the cache holds explored graphs, never verdicts). The
+  two outputs must give every check both have the same result, and the checks only one has are
+  named (a new check is not a changed result).
 * Exploring compositions of independent slots with the compiled explorers (`explore_bitset`,
   `explore_compiled`) and with the previous path (`explore_counts`, which steps the tables at
   every state): states, seconds, states per second, and the peak memory of the exploring process.
@@ -25,9 +28,9 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,35 +43,45 @@ COMPOSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _strip_seconds(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _strip_seconds(v) for k, v in data.items() if k != "seconds"}
-    if isinstance(data, list):
-        return [_strip_seconds(v) for v in data]
-    return data
-
-
-def _model_check(root: Path) -> tuple[float, Any]:
-    env = {**os.environ, "PYTHONPATH": str(root)}
+def _model_check(root: Path, env: dict[str, str]) -> tuple[float, dict[str, str]]:
+    """One run's wall seconds, and each check's result by name."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "callgate", "model", "check", "--json"],
-                          cwd=root, env=env, capture_output=True, text=True, check=False)
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root), **env},
+                          capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
-    return wall, _strip_seconds(json.loads(done.stdout))
+    data = json.loads(done.stdout)
+    return wall, {c["name"]: c["result"] for c in data["checks"]}
 
 
-def time_model_check(baseline: Path | None, repeat: int) -> dict[str, object]:
+def _cache_env(cache: str, where: Path) -> dict[str, str]:
+    if cache == "cold":
+        return {"CALLGATE_CACHE": "off"}
+    return {"CALLGATE_CACHE": "on", "CALLGATE_CACHE_DIR": str(where)}
+
+
+def time_model_check(baseline: Path | None, repeat: int, cache: str) -> dict[str, object]:
+    """`cache`: "cold" (no graph cache) or "warm" (a cache filled by an uncounted run)."""
     here: list[float] = []
     there: list[float] = []
-    same = True
-    for _ in range(repeat):
-        wall, ours = _model_check(ROOT)
-        here.append(wall)
-        if baseline is not None:
-            wall, theirs = _model_check(baseline)
-            there.append(wall)
-            same = same and ours == theirs
-    result: dict[str, object] = {"command": "callgate model check --json",
+    changed: set[str] = set()
+    only: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="callgate-bench-") as scratch:
+        ours_env = _cache_env(cache, Path(scratch) / "here")
+        theirs_env = _cache_env(cache, Path(scratch) / "baseline")
+        if cache == "warm":
+            _model_check(ROOT, ours_env)
+            if baseline is not None:
+                _model_check(baseline, theirs_env)
+        for _ in range(repeat):
+            wall, ours = _model_check(ROOT, ours_env)
+            here.append(wall)
+            if baseline is not None:
+                wall, theirs = _model_check(baseline, theirs_env)
+                there.append(wall)
+                changed |= {n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
+                only |= ours.keys() ^ theirs.keys()
+    result: dict[str, object] = {"command": "callgate model check --json", "cache": cache,
                                  "wall_median": round(statistics.median(here), 2),
                                  "wall_all": [round(w, 2) for w in here]}
     if baseline is not None:
@@ -76,7 +89,8 @@ def time_model_check(baseline: Path | None, repeat: int) -> dict[str, object]:
                        "baseline_wall_all": [round(w, 2) for w in there],
                        "ratio_median": round(statistics.median(
                            a / b for a, b in zip(here, there, strict=True)), 3),
-                       "same_output": same})
+                       "same_results": not changed, "changed_results": sorted(changed),
+                       "checks_in_one_only": sorted(only)})
     return result
 
 
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-limit", type=int, default=200_000,
                         help="explore with the previous path only below this many states")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--model-check-only", action="store_true",
+                        help="time `model check` only, not the explorers")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     figures: dict[str, object] = {
@@ -130,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "model_check": time_model_check(args.baseline, args.repeat)}
+        "model_check": [time_model_check(args.baseline, args.repeat, cache)
+                        for cache in ("cold", "warm")]}
     runs = []
-    for name in COMPOSITIONS:
+    for name in () if args.model_check_only else COMPOSITIONS:
         bitset = explore(name, "bitset", ROOT)
         runs.append(bitset)
         if int(bitset["states"]) <= args.reference_limit:  # type: ignore[call-overload]
@@ -143,13 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=1))
         return 0
     print(f"command: {figures['command']}\nmachine: {figures['machine']}")
-    check = figures["model_check"]
-    assert isinstance(check, dict)
-    line = f"callgate model check --json: median {check['wall_median']} s wall {check['wall_all']}"
-    if "ratio_median" in check:
-        line += (f"; previous {check['baseline_wall_median']} s {check['baseline_wall_all']}; "
-                 f"ratio {check['ratio_median']}; same output: {check['same_output']}")
-    print(line)
+    timed = figures["model_check"]
+    assert isinstance(timed, list)
+    for check in timed:
+        line = (f"callgate model check --json ({check['cache']} graph cache): median "
+                f"{check['wall_median']} s wall {check['wall_all']}")
+        if "ratio_median" in check:
+            line += (f"; previous {check['baseline_wall_median']} s "
+                     f"{check['baseline_wall_all']}; ratio {check['ratio_median']}; same results: "
+                     f"{check['same_results']} {check['changed_results']}; checks in one only: "
+                     f"{check['checks_in_one_only']}")
+        print(line)
     for run in runs:
         print(f"explore {run['composition']} [{run['engine']}]: {run['states']} states, "
               f"{run['edges']} edges in {run['seconds']} s = {run['states_per_second']} "

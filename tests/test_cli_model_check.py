@@ -221,3 +221,13 @@ def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["model", "graph", "com", "--format", "png"]) == 2
     assert main(["model", "check", "--depth", "deep"]) == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_the_run_checks_the_composition_pins_and_reports_the_benchmark_counts(
+        full_report: verify.Report) -> None:
+    (products,) = [c for c in full_report.checks if c.name == "pinned_counts.products"]
+    assert products.result is Result.PROVED
+    assert full_report.pinned is not None
+    found = full_report.pinned.found["benchmark"]["two_call_objects_and_container"]
+    assert found == verify.pinned_counts()["benchmark"]["two_call_objects_and_container"]
+    assert found["states"] == 24 * 24 * 252

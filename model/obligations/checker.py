@@ -2,9 +2,12 @@
 family's observer alongside, for every combination of the variation-point choices its tables name.
 
 One graph per machine serves every pinning. Its nodes are (table state, observer record), walked
-breadth-first over every allowed outcome of every operation; then, for each full pinning C, a
-second walk over the outcomes C allows gives the nodes C reaches, with their depth and a parent
-link (for the shortest trace). A check is judged once per node, not once per pinning: it starts
+breadth-first over every allowed outcome of every operation; then one more walk, for all full
+pinnings at once, gives the nodes each pinning C reaches through the outcomes C allows, with their
+depth: each node carries the set of pinnings that reach it, as the bits of one integer, so the
+walk passes each node once per depth at which some pinning first reaches it, not once per pinning.
+A parent link (for the shortest trace) is found only for a counterexample's pinning, by a walk of
+that pinning alone. A check is judged once per node, not once per pinning: it starts
 with nothing pinned, and when it asks about a variation point (its pin, or a probe whose outcomes
 depend on it, see `core.NeedsPin`) it is evaluated again once per choice of that point. Its
 result under a choice counts where some pinning that agrees with the choice reaches the node. Only
@@ -14,7 +17,9 @@ the points a check actually touches are enumerated, which is what keeps this fas
 * `Whenever`: at every node and arguments where the premise holds, the definedness it asks, its
   conclusion on every allowed outcome, and each alternative it names on some allowed outcome.
 * `Reach`: for each full pinning C, every node of C satisfying `start` reaches (backwards closure
-  over C's moves, restricted as asked) a node of C satisfying `goal`.
+  over C's moves, restricted as asked) a node of C satisfying `goal`. One closure serves every
+  pinning: each node carries the pinnings (bits) under which it reaches a goal node, and a
+  predecessor gains those of them that also allow the move and reach the predecessor.
 
 An obligation whose premise is met nowhere is vacuous: it shows nothing, so it fails (DESIGN.md
 principle 11). A gap in a table is not a crash: the move's probe carries the error, and an
@@ -62,7 +67,6 @@ from callgate.model.transitions import Allowed, Args, Kind, Machine, State, Valu
 
 Node = tuple[State, int]  # table state, observer record id
 NO_PINS: Mapping[str, str] = MappingProxyType({})
-Leaves = list[tuple[Mapping[str, str], Any]]
 T = TypeVar("T")
 
 
@@ -98,18 +102,19 @@ def pinnings(machine: Machine) -> list[dict[str, str]]:
 
 @dataclass
 class Pinned:
-    """The nodes reachable under one full pinning: breadth-first depth and parent link of each."""
+    """The nodes reachable under one full pinning: breadth-first depth of each, and (computed
+    when a counterexample needs it, see `parents`) the parent link of each."""
 
     pins: Mapping[str, str]
     depth: dict[Node, int] = field(default_factory=dict)
     parent: dict[Node, tuple[Node, Move, Allowed] | None] = field(default_factory=dict)
-    backward: dict[tuple[object, ...], dict[Node, set[Node]]] = field(default_factory=dict)
 
 
 @dataclass
 class Graph:
     """The reachable graph of one machine with every outcome of every pinning (the union), the
-    observer's records, and for each full pinning the part of it that pinning reaches."""
+    observer's records, and for each full pinning the part of it that pinning reaches (`pinned`,
+    and as bits per node in `reach`)."""
 
     machine: Machine
     observer: Observer[Any]
@@ -126,6 +131,17 @@ class Graph:
     # From each node, one transition to each other node per operation and variation-point
     # condition (target, condition, the move and outcome): what reachability needs.
     forward: dict[Node, list[tuple[Node, tuple[tuple[str, str], ...], Move, Allowed]]] = field(
+        default_factory=dict)
+    # The pinnings as bits (bit i: `pinned[i]`): per node, the pinnings that reach it.
+    reach: dict[Node, int] = field(default_factory=dict)
+    agree_masks: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    when_masks: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    # Per (actors, without) of a `Reach`: each node's predecessors over the moves it allows,
+    # with the pinnings that allow each (self-loops left out).
+    preds: dict[tuple[object, ...], dict[Node, list[tuple[Node, int]]]] = field(
+        default_factory=dict)
+    # Each move's outcomes as a check reads them, per pins (the moves live as long as the graph).
+    afters: dict[tuple[int, tuple[tuple[str, str], ...]], list[After[Any]]] = field(
         default_factory=dict)
 
     def record(self, value: Any) -> int:
@@ -148,10 +164,45 @@ class Graph:
             return self.plain_nows[node]
         return Now(self.machine, node[0], self.records[node[1]], pins, self.open_points)
 
+    def agreeing(self, partial: Mapping[str, str]) -> int:
+        """The full pinnings (as bits) that agree with `partial`."""
+        key = tuple(sorted(partial.items()))
+        found = self.agree_masks.get(key)
+        if found is None:
+            found = self.agree_masks[key] = sum(
+                1 << i for i, p in enumerate(self.pinned)
+                if all(p.pins[k] == v for k, v in key))
+        return found
+
+    def allowing(self, when: tuple[tuple[str, str], ...]) -> int:
+        """The full pinnings (as bits) under which an outcome's condition holds."""
+        found = self.when_masks.get(when)
+        if found is None:
+            found = self.when_masks[when] = sum(
+                1 << i for i, p in enumerate(self.pinned) if compatible(when, p.pins))
+        return found
+
+    def reached(self, node: Node, partial: Mapping[str, str]) -> bool:
+        """Some full pinning that agrees with `partial` reaches `node`."""
+        return bool(self.reach.get(node, 0) & self.agreeing(partial))
+
+    def shallowest(self, node: Node, mask: int) -> Pinned | None:
+        """Of the pinnings in `mask` that reach `node`, the one reaching it soonest (the first
+        of those, on a tie)."""
+        best: Pinned | None = None
+        bits = self.reach.get(node, 0) & mask
+        while bits:
+            low = bits & -bits
+            pinned = self.pinned[low.bit_length() - 1]
+            if best is None or pinned.depth[node] < best.depth[node]:
+                best = pinned
+            bits ^= low
+        return best
+
     def where(self, node: Node, partial: Mapping[str, str]) -> list[Pinned]:
         """The full pinnings that agree with `partial` and reach `node`, shallowest first."""
-        found = [p for p in self.pinned if node in p.depth
-                 and all(p.pins[k] == v for k, v in partial.items())]
+        bits = self.reach.get(node, 0) & self.agreeing(partial)
+        found = [p for i, p in enumerate(self.pinned) if bits >> i & 1]
         return sorted(found, key=lambda p: p.depth[node])
 
 
@@ -218,27 +269,61 @@ def explore(machine: Machine, observer: Observer[Any]) -> Graph:
                 if target != node:
                     onward.setdefault((target, allowed.when, move.op), (move, allowed))
         graph.forward[node] = [(t, w, m, a) for (t, w, _), (m, a) in onward.items()]
-    for pins in pinnings(machine) or [{}]:
-        graph.pinned.append(_reach_under(graph, MappingProxyType(pins)))
+    graph.pinned = [Pinned(MappingProxyType(pins)) for pins in pinnings(machine) or [{}]]
+    _reach_all(graph)
     return graph
 
 
-def _reach_under(graph: Graph, pins: Mapping[str, str]) -> Pinned:
-    pinned = Pinned(pins)
+def _reach_all(graph: Graph) -> None:
+    """The nodes each full pinning reaches, with their breadth-first depth: one walk for all
+    pinnings at once, level by level, each node carrying the pinnings (bits) that reach it at
+    that level. The same depths as a walk per pinning."""
+    full = (1 << len(graph.pinned)) - 1
+    seen = graph.reach
+    frontier: dict[Node, int] = {}
+    for state in graph.machine.initial:
+        frontier[(state, 0)] = full
+        seen[(state, 0)] = full
+    level = 0
+    pinned = graph.pinned
+    allowing = graph.allowing
+    while frontier:
+        for node, bits in frontier.items():
+            while bits:
+                low = bits & -bits
+                pinned[low.bit_length() - 1].depth[node] = level
+                bits ^= low
+        onward: dict[Node, int] = {}
+        for node, bits in frontier.items():
+            for target, when, _, _ in graph.forward[node]:
+                new = bits & allowing(when) & ~seen.get(target, 0)
+                if new:
+                    onward[target] = onward.get(target, 0) | new
+        for target, bits in onward.items():
+            seen[target] = seen.get(target, 0) | bits
+        frontier = onward
+        level += 1
+
+
+def parents(graph: Graph, pinned: Pinned) -> dict[Node, tuple[Node, Move, Allowed] | None]:
+    """The breadth-first parent link of each node `pinned` reaches (computed once, when a
+    counterexample's trace needs it)."""
+    if pinned.parent:
+        return pinned.parent
+    parent = pinned.parent
     queue: deque[Node] = deque()
     for state in graph.machine.initial:
         node = (state, 0)
-        if node not in pinned.depth:
-            pinned.depth[node], pinned.parent[node] = 0, None
+        if node not in parent:
+            parent[node] = None
             queue.append(node)
     while queue:
         node = queue.popleft()
-        depth = pinned.depth[node] + 1
         for target, when, move, allowed in graph.forward[node]:
-            if target not in pinned.depth and compatible(when, pins):
-                pinned.depth[target], pinned.parent[target] = depth, (node, move, allowed)
+            if target not in parent and compatible(when, pinned.pins):
+                parent[target] = (node, move, allowed)
                 queue.append(target)
-    return pinned
+    return parent
 
 
 # --- branching on open variation points -----------------------------------------------------
@@ -281,9 +366,9 @@ class Judged:
 def _first(found: Breach | None, node: Node, partial: Mapping[str, str], graph: Graph, what: str,
            move: Move | None = None, allowed: Allowed | None = None) -> Breach | None:
     """The shallower of `found` and a breach at `node` under some pinning agreeing with `partial`."""
-    for pinned in graph.where(node, partial)[:1]:
-        if found is None or pinned.depth[node] < found.under.depth[found.node]:
-            return Breach(node, pinned, what, move, allowed)
+    pinned = graph.shallowest(node, graph.agreeing(partial))
+    if pinned is not None and (found is None or pinned.depth[node] < found.under.depth[found.node]):
+        return Breach(node, pinned, what, move, allowed)
     return found
 
 
@@ -298,7 +383,7 @@ def _judge_always(graph: Graph, check: Always) -> Judged:
         for pins, ok in branches(graph, NO_PINS, partial(_at, graph, check.holds, node)):
             if not ok:
                 found = _first(found, node, pins, graph, "the state predicate does not hold here")
-    return Judged(any(graph.where(n, {}) for n in graph.order[:1]), found)
+    return Judged(any(graph.reached(n, {}) for n in graph.order[:1]), found)
 
 
 def _step_once(graph: Graph, check: Whenever, node: Node, move: Move, premise_holds: bool,
@@ -328,8 +413,11 @@ def _step_once(graph: Graph, check: Whenever, node: Node, move: Move, premise_ho
                       else "DEFINED, but the pins exclude every outcome"), None
     if not defined:
         return False, "", None
-    afters = [After(a, graph.now(t, pins)) for a, t in move.targets
-              if not move.points or compatible(a.when, pins)]
+    key = (id(move), tuple(pins.items()))
+    afters = graph.afters.get(key)
+    if afters is None:
+        afters = graph.afters[key] = [After(a, graph.now(t, pins)) for a, t in move.targets
+                                      if not move.points or compatible(a.when, pins)]
     if check.then is not None:
         for after in afters:
             if not check.then(now, move.argmap, after):
@@ -356,77 +444,86 @@ def _judge_whenever(graph: Graph, check: Whenever) -> Judged:
         for pins, (met, what, allowed) in branches(
                 graph, NO_PINS, partial(_step_once, graph, check, node, move, holds)):
             if met and not applied:
-                applied = bool(graph.where(node, pins))
+                applied = graph.reached(node, pins)
             if what:
                 found = _first(found, node, pins, graph, what, move, allowed)
     return Judged(applied or found is not None, found)
 
 
-def _truth(graph: Graph, predicate: Callable[[Now[Any]], bool]) -> dict[Node, Leaves]:
-    """Per node, the leaves of the predicate where it holds for some choice of what it asks."""
-    found: dict[Node, Leaves] = {}
+def _truth(graph: Graph, predicate: Callable[[Now[Any]], bool]) -> dict[Node, int]:
+    """Per node that some pinning reaches, the pinnings (bits) under which the predicate holds
+    there (for some choice of what it asks that agrees with the pinning); nodes where it holds
+    under none are left out."""
+    found: dict[Node, int] = {}
     for node in graph.order:
-        leaves = branches(graph, NO_PINS, partial(_at, graph, predicate, node))
-        if any(ok for _, ok in leaves):
-            found[node] = leaves
+        reach = graph.reach.get(node, 0)
+        bits = 0
+        for pins, ok in branches(graph, NO_PINS, partial(_at, graph, predicate, node)):
+            if ok:
+                bits |= graph.agreeing(pins)
+        if bits & reach:
+            found[node] = bits & reach
     return found
 
 
-def _holds_under(leaves: Leaves, full: Mapping[str, str]) -> bool:
-    return any(ok for pins, ok in leaves if all(full[p] == c for p, c in pins.items()))
-
-
-def _backward(graph: Graph, pinned: Pinned, check: Reach) -> dict[Node, set[Node]]:
-    """Predecessors within the pinning, over the moves the check allows (self-loops left out)."""
+def _predecessors(graph: Graph, check: Reach) -> dict[Node, list[tuple[Node, int]]]:
+    """Each node's predecessors over the moves the check allows, with the pinnings (bits) that
+    allow each such move (self-loops left out); built once per (actors, without)."""
     key = (check.actors, check.without)
-    found = pinned.backward.get(key)
+    found = graph.preds.get(key)
     if found is None:
-        found = pinned.backward[key] = {}
+        found = graph.preds[key] = {}
         actor = {op.name: op.actor for op in graph.machine.operations}
-        # Which operations the check lets move, and which conditions the pinning admits: each
-        # asked once (the edges repeat a few of them many times).
         moving = {op: op not in check.without and (not check.actors or a in check.actors)
                   for op, a in actor.items()}
-        admitted: dict[tuple[tuple[str, str], ...], bool] = {}
-        for source in pinned.depth:
+        for source in graph.order:
+            reach = graph.reach.get(source, 0)
             for target, when, move, _ in graph.forward[source]:
-                if not moving[move.op]:
-                    continue
-                ok = admitted.get(when)
-                if ok is None:
-                    ok = admitted[when] = compatible(when, pinned.pins)
-                if ok:
-                    found.setdefault(target, set()).add(source)
+                if moving[move.op]:
+                    bits = graph.allowing(when) & reach
+                    if bits:
+                        found.setdefault(target, []).append((source, bits))
     return found
 
 
 def _judge_reach(graph: Graph, check: Reach) -> Judged:
+    """For all pinnings at once: the backward closure of the goal, each node carrying the
+    pinnings (bits) under which it reaches a goal node; a start node missing a bit of its own
+    is a breach under that pinning (the shallowest such node, the first pinning on a tie)."""
     starts = _truth(graph, check.start)
-    goals = _truth(graph, check.goal)
-    applied = False
+    if not starts:
+        return Judged(False, None)
+    good = dict(_truth(graph, check.goal))
+    preds = _predecessors(graph, check)
+    work = deque(good)
+    while work:
+        target = work.popleft()
+        bits = good[target]
+        for source, allowed in preds.get(target, ()):
+            new = bits & allowed & ~good.get(source, 0)
+            if new:
+                good[source] = good.get(source, 0) | new
+                work.append(source)
+    # Per pinning, its shallowest breach (the first in exploration order on a tie).
+    best: dict[int, Node] = {}
+    for node, bits in starts.items():
+        bad = bits & ~good.get(node, 0)
+        while bad:
+            low = bad & -bad
+            i = low.bit_length() - 1
+            depth = graph.pinned[i].depth
+            if i not in best or depth[node] < depth[best[i]]:
+                best[i] = node
+            bad ^= low
     found: Breach | None = None
-    for pinned in graph.pinned:
-        begin = [n for n, leaves in starts.items()
-                 if n in pinned.depth and _holds_under(leaves, pinned.pins)]
-        if not begin:
-            continue
-        applied = True
-        backward = _backward(graph, pinned, check)
-        good = {n for n, leaves in goals.items()
-                if n in pinned.depth and _holds_under(leaves, pinned.pins)}
-        frontier = list(good)
-        while frontier:
-            for source in backward.get(frontier.pop(), ()):
-                if source not in good:
-                    good.add(source)
-                    frontier.append(source)
-        for node in sorted((n for n in begin if n not in good), key=pinned.depth.__getitem__)[:1]:
-            if found is None or pinned.depth[node] < found.under.depth[found.node]:
-                who = "/".join(a.value for a in check.actors) if check.actors else "anyone"
-                avoiding = f", without {', '.join(check.without)}" if check.without else ""
-                found = Breach(node, pinned, f"no state satisfying the goal is reachable from "
-                                             f"here (moves by {who}{avoiding})")
-    return Judged(applied, found)
+    for i in sorted(best):
+        pinned, node = graph.pinned[i], best[i]
+        if found is None or pinned.depth[node] < found.under.depth[found.node]:
+            who = "/".join(a.value for a in check.actors) if check.actors else "anyone"
+            avoiding = f", without {', '.join(check.without)}" if check.without else ""
+            found = Breach(node, pinned, f"no state satisfying the goal is reachable from "
+                                         f"here (moves by {who}{avoiding})")
+    return Judged(True, found)
 
 
 def judge(graph: Graph, obligation: Obligation) -> Judged:
@@ -464,7 +561,8 @@ def counterexample(graph: Graph, obligation: Obligation, breach: Breach) -> Coun
     machine = graph.machine
     path: list[tuple[Node, Move, Allowed]] = []
     node = breach.node
-    while (link := breach.under.parent[node]) is not None:
+    links = parents(graph, breach.under)
+    while (link := links[node]) is not None:
         path.append(link)
         node = link[0]
     path.reverse()
