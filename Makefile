@@ -42,7 +42,8 @@ typecheck: $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 # The tests run in PYTEST_WORKERS processes (pytest-xdist); the tests of one file run in one of
-# them, one after another. The tests marked `serial` (they bound the wall time of some work)
+# them, one after another. The tests marked `serial` (they bound the wall time of some work,
+# or need the CPUs to themselves: a race that must overlap)
 # run afterwards in one process with nothing beside them (README:
 # "Running the tests"). PYTEST_WORKERS=0 runs the first part in one process too. Compiled
 # modules are written and reused (PYTHONDONTWRITEBYTECODE cleared): every worker and every
