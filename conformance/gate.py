@@ -140,7 +140,8 @@ class Tick:
     """What a progress callback hears: a case ended (`result`), a unit ended, or a long piece of
     work (a shrinking) says where it is (`label` only). `units_done` of `units_total` is the
     progress of the run: the number of units is known before the first case runs, so the total
-    never grows; `cases` counts the results recorded so far."""
+    never grows; `cases` counts the cases finished so far (with `--jobs`, also those whose results
+    still wait to be recorded in the run's order)."""
 
     label: str
     cases: int
@@ -479,22 +480,31 @@ def _parallel(factory: Callable[[], Adapter], caps: Capabilities, plan: sequence
     """The run's units in `workers` processes (`callgate.conformance.jobs`), each result
     recorded in the order a plain run records it."""
     finished = {"units": 0}
+    run: list[jobs.ParallelRun] = []
+
+    def done() -> int:
+        """The cases the workers have finished: results are recorded in the run's order, so
+        the recorded ones can trail far behind while a long early unit runs."""
+        return max(len(results), run[0].received if run else 0)
 
     def record(index: int, result: CaseResult) -> None:
-        _record(stream, results, result, progress, (finished["units"], len(chosen)),
+        _record(stream, results, result, None, (finished["units"], len(chosen)),
                 options.expectations, chosen[index].id)
+        if progress is not None:
+            progress(Tick(result.id, done(), finished["units"], len(chosen), results[-1]))
 
     def unit_done(unit: units.Unit, count: int) -> None:
         finished["units"] = count
         if progress is not None:
-            progress(Tick(unit.id, len(results), count, len(chosen)))
+            progress(Tick(unit.id, done(), count, len(chosen)))
 
     def say(index: int, text: str) -> None:
         if progress is not None:
-            progress(Tick(text, len(results), finished["units"], len(chosen)))
+            progress(Tick(text, done(), finished["units"], len(chosen)))
 
-    return jobs.ParallelRun(factory, caps, plan, options, chosen, workers, record, unit_done,
-                            say)
+    run.append(jobs.ParallelRun(factory, caps, plan, options, chosen, workers, record,
+                                unit_done, say))
+    return run[0]
 
 
 def _record_stale(stream: ResultStream, results: list[CaseResult], progress: Progress | None,

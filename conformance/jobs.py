@@ -185,6 +185,7 @@ class ParallelRun:
     waits: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
     deaths: int = 0
+    received: int = 0  # results the workers sent (recorded or still held back for the order)
     _pool: list[_Worker] = field(default_factory=list)
     _pending: list[int] = field(default_factory=list)
     _buffers: dict[int, list[CaseResult]] = field(default_factory=dict)
@@ -275,6 +276,7 @@ class ParallelRun:
         kind = message[0]
         if kind == "case":
             worker.cases += 1
+            self.received += 1
             self._buffers[message[1]].append(message[2])
             self._advance()
         elif kind == "say":

@@ -289,9 +289,13 @@ def test_a_worker_whose_adapter_declares_otherwise_aborts_the_run(tmp_path: Path
 
 
 def test_an_interrupted_jobs_run_is_recorded_as_aborted_and_incomplete(tmp_path: Path) -> None:
+    recorded = []
+
     def progress(tick: Tick) -> None:
-        if tick.result is not None and tick.cases == 2:
-            raise KeyboardInterrupt
+        if tick.result is not None:  # a result recorded (tick.cases counts the finished ones)
+            recorded.append(tick.result)
+            if len(recorded) == 2:
+                raise KeyboardInterrupt
 
     with pytest.raises(RunAborted) as caught:
         run_gate(std_event_keeps_signal(), _options(tmp_path, jobs=3), progress)
@@ -364,3 +368,20 @@ def test_merge_needs_out_and_exactly_one_source(tmp_path: Path,
     assert main(["report", "--merge", str(tmp_path)]) == 2
     assert main(["report"]) == 2
     assert "exactly one of --from" in capsys.readouterr().err
+
+
+def test_the_progress_of_a_jobs_run_counts_every_finished_case(tmp_path: Path) -> None:
+    # With --jobs the results are recorded in the units' order, but the progress counts the
+    # cases the workers finished: never fewer than those recorded, and all of them at the end.
+    seen: list[tuple[int, int]] = []
+    recorded = [0]
+
+    def progress(tick: Tick) -> None:
+        if tick.result is not None:
+            recorded[0] += 1
+        seen.append((tick.cases, recorded[0]))
+
+    run_gate(std_event_keeps_signal(), _options(tmp_path, jobs=3), progress)
+    total = len(_cases(tmp_path))
+    assert all(cases >= done for cases, done in seen)
+    assert max(cases for cases, _ in seen) == total == recorded[0]

@@ -68,9 +68,9 @@ def _progress_printer() -> tuple[object, Progress]:
             result = tick.result
             if result is not None and result.verdict is not Verdict.PASS:
                 last["failed"] = f" last: {tick.label} {result.verdict.value}"
-            status = f"{tick.cases} cases recorded{last['failed']}"
+            status = f"{tick.cases} cases done{last['failed']}"
             if result is None and tick.label.startswith("shrinking "):
-                status = f"{tick.cases} cases recorded, {tick.label}"  # a long shrinking says where it is
+                status = f"{tick.cases} cases done, {tick.label}"  # a long shrinking says where it is
             bar.update(task, completed=tick.units_done, total=tick.units_total, status=status)
         return bar, update
 
@@ -90,10 +90,8 @@ def _progress_printer() -> tuple[object, Progress]:
             spent = time.monotonic() - started
             left = (f", about {spent / tick.units_done * (tick.units_total - tick.units_done):.0f}"
                     f" s left" if 0 < tick.units_done < tick.units_total else "")
-            # Results are recorded in the run's order, so with --jobs the cases recorded may
-            # trail the units done (a long unit holds back those after it).
             console.print(f"  {tick.units_done}/{tick.units_total} units done, {tick.cases} "
-                          f"cases recorded{left}")
+                          f"cases done{left}")
             step["next"] = tick.units_done + max(1, tick.units_total // 10)
     return None, update_plain
 
