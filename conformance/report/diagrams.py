@@ -18,22 +18,35 @@ diagram, `Diagram.loops`); a report draws only the machines the adapter implemen
 wider than the page is drawn top to bottom as well, the narrower kept, and never scaled below
 MIN_SCALE (it scrolls instead), so its labels stay readable.
 
+What depends on the model alone is kept between runs in the model's cache on disk
+(`callgate.model.explorer.cache.cached_value`): each machine's projection (the picture and which
+projected edge each of the machine's transitions is drawn on: seconds of work for the RPC call's
+tens of thousands of transitions), keyed by the machine, the model's source and the code that
+projects; and each SVG, keyed by its DOT text and the `dot` program that drew it, so a run whose
+coverage and failures are those of an earlier run does not call Graphviz again. With the cache
+off (`CALLGATE_CACHE=off`) everything is computed as before.
+
 Only model data reaches Graphviz: a failing step's operation and state are matched against the
 model's own edges, so nothing an adapter wrote can end up in the SVG.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
+import inspect
+import os
 import re
+import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from pathlib import Path
 
 from callgate.conformance.judge.runner import transition_key
-from callgate.model.explorer import cached_graph
+from callgate.model.explorer import cache, cached_graph
 from callgate.model.explorer.drawing import (
     Arrow,
     Key,
@@ -92,10 +105,27 @@ class _Projection:
     by_key: Mapping[str, frozenset[Edge]]
     # (projected source, as text; op) -> edges
     by_source_op: Mapping[tuple[Values, str], frozenset[Edge]]
+    # `edges` in the order they are drawn (`_edge_order`)
+    ordered: tuple[Edge, ...] = ()
 
 
-@cache
+@functools.cache
+def _code_digest() -> str:
+    """What a projection depends on outside the model package: this module and the runner's
+    coverage key (`transition_key`)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(inspect.getsource(transition_key).encode())
+    return digest.hexdigest()
+
+
+@functools.cache
 def _projection(name: str) -> _Projection:
+    machine = MACHINES[name]
+    return cache.cached_value("projection", (name, cache.key(machine), _code_digest()),
+                              lambda: _project(name), _Projection)
+
+
+def _project(name: str) -> _Projection:
     machine = MACHINES[name]
     graph = cached_graph(machine)
     drawn = picture(graph, {name: machine.diagram_fields})
@@ -109,7 +139,8 @@ def _projection(name: str) -> _Projection:
         by_source_op[(node_order(source), e.op)].add(edge)
     edges = frozenset(e for es in by_key.values() for e in es)
     return _Projection(drawn, edges, {k: frozenset(v) for k, v in by_key.items()},
-                       {k: frozenset(v) for k, v in by_source_op.items()})
+                       {k: frozenset(v) for k, v in by_source_op.items()},
+                       tuple(sorted(edges, key=_edge_order)))
 
 
 def _parse_state(text: str, fields: tuple[str, ...]) -> list[Values]:
@@ -185,7 +216,7 @@ def drawing(machine: str, covered: Iterable[str], failing: Iterable[FailingStep]
     orange = failing_edges(machine, (f for f in failing if f.expected)) - red
     marked = red | orange
     groups: dict[tuple[Key, Key], list[str]] = defaultdict(list)
-    for source, target, op in sorted(projection.edges, key=_edge_order):
+    for source, target, op in projection.ordered:
         if (source, target, op) not in marked:
             groups[(source, target)].append(op)
     arrows = []
@@ -258,6 +289,22 @@ def _width_pt(svg: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _dot_program() -> str:
+    """Which `dot` draws: its path, size and modification time (an SVG cached from another
+    Graphviz is not reused)."""
+    exe = shutil.which("dot")
+    if exe is None:
+        return ""
+    stat = os.stat(exe)
+    return f"{os.path.realpath(exe)}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def cached_svg(dot: str) -> str:
+    """`fitted_svg(dot)`, from the cache when the same DOT text was drawn by the same `dot`."""
+    return cache.cached_value("svg", (_dot_program(), _code_digest(), dot),
+                              lambda: fitted_svg(dot), str)
+
+
 def fitted_svg(dot: str) -> str:
     """The SVG of `dot`, in whichever direction (left to right, else top to bottom) is narrower
     when the first is wider than the page, with a minimum width so its labels stay readable."""
@@ -293,7 +340,7 @@ def diagrams(covered: Iterable[str], failing: Iterable[FailingStep], enabled: bo
                  "again with `callgate report --from DIR/results.jsonl --out DIR`."] * len(drawn)
     else:
         with ThreadPoolExecutor(max_workers=len(drawn)) as pool:
-            futures = [pool.submit(fitted_svg, source.dot) for source in sources]
+            futures = [pool.submit(cached_svg, source.dot) for source in sources]
         for i, future in enumerate(futures):
             try:
                 svgs[i] = future.result()

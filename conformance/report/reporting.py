@@ -485,9 +485,9 @@ def schema_text() -> str:
 
 @cache
 def _validator() -> Any:
-    schema = report_schema()
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # The schema itself is checked against the 2020-12 metaschema by a test, not on every run
+    # (seconds of the run's end): tests/test_reporting.py.
+    return Draft202012Validator(report_schema())
 
 
 def report_problems(document: Any, limit: int = 10) -> list[str]:
@@ -524,12 +524,28 @@ def status_of(report: Mapping[str, Any]) -> str:
         int(report["summary"]["exit_code"]), "unknown")
 
 
+def _compiled_templates(html: bool) -> jinja2.BytecodeCache | None:
+    """Jinja's cache of compiled templates in the model's cache directory (compiling the HTML
+    template takes a large part of a second each run); None with the cache off. Jinja checks
+    each entry against the template's source and the Python version."""
+    from callgate.model.explorer import cache as disk
+
+    if not disk.enabled():
+        return None
+    where = disk.cache_dir() / ("templates-html" if html else "templates-text")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only or full disk: compiled each time
+        return None
+    return jinja2.FileSystemBytecodeCache(str(where))
+
+
 @cache
 def template_environment(html: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("callgate.conformance.report", "templates"),
         autoescape=html, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True)
+        keep_trailing_newline=True, bytecode_cache=_compiled_templates(html))
     env.filters["md"] = md_text
     env.filters["mdcode"] = md_code
     env.filters["pct"] = percent

@@ -39,7 +39,9 @@ import pickle
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar, cast
 
 from callgate.model.explorer.graph import Allow, StateGraph, build_graph
 from callgate.model.transitions import Machine, Pins
@@ -47,6 +49,7 @@ from callgate.model.transitions import Machine, Pins
 FORMAT = 1  # bump when what is stored changes shape
 MAX_AGE_DAYS = 30
 OFF = {"0", "off", "no", "false"}
+T = TypeVar("T")
 
 
 def enabled() -> bool:
@@ -133,7 +136,11 @@ def _load(path: Path, name: str, machine: Machine) -> StateGraph | None:
 def _store(path: Path, name: str, graph: StateGraph) -> None:
     # The machine is not stored (the caller holds it, with its memos); the adjacency is rebuilt.
     bare = dataclasses.replace(graph, slots=(), _adjacency=None)
-    data = pickle.dumps((name, bare), protocol=pickle.HIGHEST_PROTOCOL)
+    _write(path, pickle.dumps((name, bare), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Store `data` at `path` through a temporary file renamed into place; prune old entries."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -156,6 +163,46 @@ def _prune(where: Path) -> None:
         with contextlib.suppress(OSError):
             if entry.stat().st_mtime < oldest:
                 entry.unlink()
+
+
+def value_key(tag: str, parts: Iterable[str]) -> str:
+    """The cache key of a value derived from the model (`cached_value`): `tag`, the model
+    package's source, and `parts` (whatever else the value depends on, written out as text)."""
+    digest = hashlib.sha256()
+    for part in (str(FORMAT), tag, _source_digest(), *parts):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return f"{tag}-{digest.hexdigest()}"
+
+
+def cached_value(tag: str, parts: Iterable[str], build: Callable[[], T],
+                 kind: type | tuple[type, ...] = object) -> T:
+    """`build()`, from the cache when it holds an entry of the same key (`value_key`), else built
+    and stored; with the cache off, just `build()`. For values derived from the model that take
+    seconds to compute and the same every run (the report's diagram projections). `parts` must
+    name everything the value depends on besides the model's source; an entry that cannot be
+    read, or holds another key or anything but a `kind`, is built again."""
+    if not enabled():
+        return build()
+    name = value_key(tag, parts)
+    path = cache_dir() / f"{name}.pickle"
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        stored = pickle.loads(path.read_bytes())
+    except Exception:  # missing, truncated, from another version: built again
+        stored = None
+    finally:
+        if collecting:
+            gc.enable()
+    if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == name \
+            and isinstance(stored[1], kind):
+        with contextlib.suppress(OSError):
+            os.utime(path)  # in use: not pruned
+        return cast(T, stored[1])
+    value = build()
+    _write(path, pickle.dumps((name, value), protocol=pickle.HIGHEST_PROTOCOL))
+    return value
 
 
 def cached_graph(machine: Machine, pins: Pins | None = None,
