@@ -443,7 +443,9 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                 seconds = time.perf_counter() - started
                 extra: dict[str, Any] = {"jobs": {"requested": options.jobs, "workers": workers}
                                          | ({"note": note} if note else {})
-                                         | ({"died": parallel.deaths} if parallel else {})}
+                                         | ({"died": parallel.deaths} if parallel else {})
+                                         | ({"waiting": parallel.waiting}
+                                            if parallel and parallel.waiting else {})}
                 if options.expectations is not None:
                     extra["expectations_tally"] = options.expectations.tally()
                 summary = _run_end(stream, results, seconds, aborted, orphans, waits, extra)
@@ -503,7 +505,8 @@ def _parallel(factory: Callable[[], Adapter], caps: Capabilities, plan: sequence
             progress(Tick(text, done(), finished["units"], len(chosen)))
 
     run.append(jobs.ParallelRun(factory, caps, plan, options, chosen, workers, record,
-                                unit_done, say))
+                                unit_done, say,
+                                jobs.waiting_workers(options.jobs, workers, chosen)))
     return run[0]
 
 

@@ -15,6 +15,15 @@ of the unit next in line go to the stream as they arrive, those of a unit that f
 wait until every unit before it is recorded. So results.jsonl, the verdicts and the reports are
 the same whatever N is (only the timing differs).
 
+With `--jobs auto` a run of several workers also starts one waiting worker (`waiting_workers`):
+a worker that takes only units of the kinds that spend most of their time waiting (`WAITING`:
+state identification, whose sequences include ICancelMethodCalls::Cancel with ulSeconds 1 and the
+STA probe's finite wait; the races and the generated parallel cases, which stagger and wait on
+purpose), the costliest first like every worker, and ends when none is left. Its units overlap
+with the other workers' steps, which need the cores, instead of holding a core's worker idle
+while they wait; the other workers still take any unit, waiting ones included, in the same
+order. Which worker runs a unit never changes its cases (`units`), so the results do not either.
+
 A worker that dies (a crash in the implementation under test, a kill) ends its unit with one
 `error` case saying so; a new worker takes the next unit. A worker whose harness raises aborts
 the run, as the same exception does in a plain run. A signal or a `StopRun` in the parent ends
@@ -67,11 +76,28 @@ def cores() -> int:
 
 
 def auto_jobs() -> int:
-    """`--jobs auto`: one worker per core. More workers than cores would fill the time a worker
-    spends waiting on the implementation, but on the shared machine where it was measured they
-    did not pay (benchmarks/README.md): each worker's waits are calibrated on its own step times,
-    which grow with every process competing for a core."""
+    """`--jobs auto`: one worker per core, and one waiting worker (`waiting_workers`). More
+    workers than cores that take any unit did not pay on the shared machine where it was
+    measured (benchmarks/README.md): each worker's waits are calibrated on its own step times,
+    which grow with every process competing for a core. The waiting worker takes only units
+    that mostly wait, so it competes little for the cores."""
     return cores()
+
+
+# Unit kinds whose time goes mostly to waiting, not to the processor (measured per unit: the
+# identification of com_call spends 9 of its 10 s in 14 Cancel(ulSeconds 1) calls the test server
+# holds; a race or the generated parallel cases sleep between their branches' steps).
+WAITING = frozenset({"ident", "race", "generated"})
+
+
+def waiting_workers(requested: int | None, workers: int, chosen: Sequence[units.Unit]) -> int:
+    """How many waiting workers (see the module's doc) a run adds to its `workers`: one with
+    `--jobs auto` (`requested` None) when it runs in several processes and has units of a
+    `WAITING` kind; none when the number was given (`--jobs N` is N processes) or the run is in
+    one process."""
+    if requested is not None or workers <= 1:
+        return 0
+    return 1 if any(u.kind in WAITING for u in chosen) else 0
 
 
 def can_fork() -> bool:
@@ -165,6 +191,7 @@ class _Worker:
     cases: int = 0  # results it sent for that unit
     started: float = 0.0
     bye: bool = False
+    waiting: bool = False  # takes only units of a WAITING kind
 
 
 @dataclass
@@ -182,6 +209,7 @@ class ParallelRun:
     record: Callable[[int, CaseResult], None]
     unit_done: Callable[[units.Unit, int], None]
     say: Callable[[int, str], None]
+    waiting: int = 0  # waiting workers besides `workers` (`waiting_workers`)
     waits: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
     deaths: int = 0
@@ -198,6 +226,9 @@ class ParallelRun:
         self._buffers = {i: [] for i in self._pending}
         for _ in range(min(self.workers, len(self._pending))):
             self._start()
+        for _ in range(self.waiting):
+            if any(self.chosen[i].kind in WAITING for i in self._pending):
+                self._start(waiting=True)
         while self._pool:
             conns: list[Any] = [w.conn for w in self._pool]
             ready = wait(conns + [w.process.sentinel for w in self._pool])
@@ -234,20 +265,28 @@ class ParallelRun:
             self._buffers[index] = []
         self._next = len(self.chosen)
 
-    def _start(self) -> None:
+    def _start(self, waiting: bool = False) -> None:
         context = multiprocessing.get_context("fork")
         parent, child = context.Pipe()
         process = context.Process(target=_worker, name="callgate-worker", daemon=True,
                                   args=(child, self.factory, self.caps, self.plan, self.options))
         process.start()
         child.close()
-        worker = _Worker(process, parent)
+        worker = _Worker(process, parent, waiting=waiting)
         self._pool.append(worker)
         self._hand_out(worker)
 
+    def _next_for(self, worker: _Worker) -> int | None:
+        """The position in `_pending` of the next unit for `worker` (None: nothing for it)."""
+        if not worker.waiting:
+            return 0 if self._pending else None
+        return next((n for n, i in enumerate(self._pending)
+                     if self.chosen[i].kind in WAITING), None)
+
     def _hand_out(self, worker: _Worker) -> None:
-        if self._pending:
-            index = self._pending.pop(0)
+        position = self._next_for(worker)
+        if position is not None:
+            index = self._pending.pop(position)
             worker.unit, worker.cases, worker.started = index, 0, time.perf_counter()
             message: tuple[int, units.Unit] | None = (index, self.chosen[index])
         else:
@@ -318,7 +357,7 @@ class ParallelRun:
             evidence=f"worker pid {worker.process.pid}, {how}"))
         self._unit_ended(index)
         if self._pending:
-            self._start()
+            self._start(worker.waiting)
 
     def _unit_ended(self, index: int) -> None:
         self._finished.add(index)
