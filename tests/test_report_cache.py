@@ -113,3 +113,25 @@ def test_the_report_schema_is_a_valid_2020_12_schema() -> None:
     Draft202012Validator.check_schema(schema)
     with pytest.raises(jsonschema.SchemaError):
         Draft202012Validator.check_schema({**schema, "type": 5})
+
+
+def test_a_machine_is_written_out_once_per_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from callgate.model.families import MACHINES
+
+    machine = dataclasses.replace(MACHINES["event"])  # an object of this test's own
+    written: list[object] = []
+    real = cache.canonical
+
+    def counted(value: object) -> str:
+        if value is machine:
+            written.append(value)
+        return real(value)
+
+    monkeypatch.setattr(cache, "canonical", counted)
+    text = cache.canonical_machine(machine)
+    assert cache.canonical_machine(machine) == text == real(machine)
+    assert len(written) == 1  # the second from the memo
+    other = dataclasses.replace(machine, rows=machine.rows[:-1])
+    assert cache.canonical_machine(other) == real(other) != text  # another object: its own

@@ -39,6 +39,7 @@ import pickle
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar, cast
@@ -100,12 +101,30 @@ def canonical(value: object) -> str:
     return repr(value)
 
 
+# canonical(machine) of each live machine object: a run asks for the keys of one machine several
+# times (the plan's graphs under its pins, the report's unpinned ones), and writing a machine out
+# takes a good part of a second for the RPC call's table. A machine is frozen; one changed at run
+# time is another object (`dataclasses.replace`), and an entry goes when its machine does.
+_CANONICAL: dict[int, tuple[weakref.ReferenceType[Machine], str]] = {}
+
+
+def canonical_machine(machine: Machine) -> str:
+    """`canonical(machine)`, computed once per machine object."""
+    found = _CANONICAL.get(id(machine))
+    if found is not None and found[0]() is machine:
+        return found[1]
+    text = canonical(machine)
+    ident = id(machine)
+    _CANONICAL[ident] = (weakref.ref(machine, lambda _: _CANONICAL.pop(ident, None)), text)
+    return text
+
+
 def key(machine: Machine, pins: Pins | None = None, allow: Allow | None = None) -> str:
     """The cache key of `build_graph(machine, pins, allow)` (see the module's doc)."""
     admitted = [(op.name, args) for op in machine.operations for args in op.all_args()
                 if allow is None or allow(op.name, args)]
     digest = hashlib.sha256()
-    for part in (str(FORMAT), _source_digest(), canonical(machine),
+    for part in (str(FORMAT), _source_digest(), canonical_machine(machine),
                  canonical(dict(pins or {})), canonical(admitted)):
         digest.update(part.encode())
         digest.update(b"\0")
