@@ -15,11 +15,7 @@ Calibration: the first `CALIBRATION_STEPS` steps that do not wait (operations th
 list as timed) are timed, round trip through the adapter included; the look is `LOOK_FACTOR`
 times their median, at least `LOOK_FLOOR_MS`. A slow adapter (Wine, an adapter over a pipe)
 gets a long look, longer than the old fixed 20 ms if its steps are slow; the in-process
-reference a short one. Until the calibration is done every wait keeps its old length. The timing
-goes on for the whole session: after every further `CALIBRATION_STEPS` such steps the look is
-set again from their median, so a look calibrated while the machine was busy (other processes,
-the other workers of `--jobs` starting at the same moment) comes down when it is quiet again,
-and an adapter that slows down during the run gets a longer look.
+reference a short one. Until the calibration is done every wait keeps its old length.
 
 "Nothing can arrive" is decided from the model, in every state the tracker may be in:
 
@@ -88,24 +84,19 @@ class WaitLengths:
     `callgate run --full-waits` does)."""
 
     calibrate: bool = True
-    samples: list[float] = field(default_factory=list)  # the steps timed since the last look
+    samples: list[float] = field(default_factory=list)
     look_ms: int | None = None
     shortened: int = 0  # how many waits were sent as a calibrated look
-    timed: int = 0  # every step timed for a look
-    looks: list[int] = field(default_factory=list)  # the shortest and longest look so far
 
     def observe(self, machine: str, op: str, seconds: float) -> None:
-        """A step's round trip, in seconds; counted if the step does not wait."""
-        if not self.calibrate or MACHINES[machine].timeout_param(op)[0]:
+        """A step's round trip, in seconds; counted while calibrating, if the step does not
+        wait."""
+        if not self.calibrate or self.look_ms is not None or MACHINES[machine].timeout_param(op)[0]:
             return
         self.samples.append(seconds)
-        self.timed += 1
         if len(self.samples) >= CALIBRATION_STEPS:
             self.look_ms = max(LOOK_FLOOR_MS,
                                math.ceil(LOOK_FACTOR * statistics.median(self.samples) * 1000))
-            self.samples.clear()
-            self.looks = [min(self.looks[0], self.look_ms), max(self.looks[1], self.look_ms)] \
-                if self.looks else [self.look_ms, self.look_ms]
 
     def wait_ms(self, machine: str, action: Action, tracker: Tracker,
                 allowed: Sequence[Allowed]) -> int:
@@ -121,5 +112,4 @@ class WaitLengths:
     def summary(self) -> dict[str, object]:
         """What the report says of the waits."""
         return {"calibrated": self.calibrate, "look_ms": self.look_ms,
-                "calibration_steps": self.timed, "shortened": self.shortened,
-                "looks_ms": list(self.looks)}
+                "calibration_steps": len(self.samples), "shortened": self.shortened}
