@@ -48,6 +48,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -57,11 +58,12 @@ from typing import Any
 
 from callgate.conformance import mutants_schedule, units
 from callgate.conformance.budgets import BUDGETS, Budget
-from callgate.conformance.cases import sequences
+from callgate.conformance.cases import multi, sequences, walk
 from callgate.conformance.cases.values import replayed
 from callgate.conformance.gate import RunOptions, StopRun, Tick, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
+from callgate.conformance.jobs import can_fork
 from callgate.conformance.mutants_minimal import (
     FAULT_SITE,
     MODEL_ROWS,
@@ -800,6 +802,34 @@ def auto_workers(cpus: int | None = None, load: float | None = None) -> int:
     return max(2, 2 * count - round(load))
 
 
+def reference_plan() -> tuple[Capabilities, sequences.Plan]:
+    """The reference's capabilities and plan (`plan_for`), its adapter shut down again."""
+    adapter = ReferenceAdapter()
+    try:
+        caps = adapter.capabilities()
+        return caps, plan_for(caps)
+    finally:
+        adapter.shutdown()
+
+
+def warm(plan: sequences.Plan, caps: Capabilities, budget: Budget, seed: int,
+         kinds: Sequence[str]) -> None:
+    """Build what every mutant run of this process would build on its first use, before the
+    worker processes are forked from it (`jobs.can_fork`), so that each starts with them:
+    each machine's walk index, parts and state check, the units and the rules their
+    transitions cite, the pairs a gate run's start records. Nothing here runs a case, so the
+    caches hold the same as when a worker builds them itself."""
+    for machine_plan in plan.machines.values():
+        walk.walk_parts(machine_plan, units.walk_part_count(len(machine_plan.transitions)))
+        walk.StateCheck.of(machine_plan, caps.pins)
+    options = _unit_options("", budget, seed, Path("."), 10.0, kinds, plan)
+    every = units.plan_units(plan, caps, options)
+    mutants_schedule.part_citing("", every, plan)
+    for composition in units.compositions(options, plan):
+        multi.pair_universe(plan.machines[composition.machine], composition)
+        multi.not_drivable(plan.machines[composition.machine], composition)
+
+
 def start_order(names: Sequence[str], sizes: Mapping[str, int] | None = None) -> list[str]:
     """The order in which a pool of workers starts the mutants `names`: the mutants whose rule
     is cited by the largest machine first (`sizes`: each machine's transitions; the reference's
@@ -807,13 +837,7 @@ def start_order(names: Sequence[str], sizes: Mapping[str, int] | None = None) ->
     ones), so started first they do not end up running alone at the end of the run while the
     other workers have nothing left (longest processing time first). Ties keep the order of
     `names`; the report lists the mutants in their own order whatever this is."""
-    if sizes is None:
-        adapter = ReferenceAdapter()
-        try:
-            sizes = plan_for(adapter.capabilities()).totals()
-        finally:
-            adapter.shutdown()
-    known = sizes
+    known = sizes if sizes is not None else reference_plan()[1].totals()
 
     def largest(name: str) -> int:
         rule = FAULTS[name].rule
@@ -847,15 +871,21 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
             if progress:
                 progress(results[name], len(results), len(chosen))
     left = [n for n in chosen if n not in results]
+    forking = False
     if workers > 1:
-        left = start_order(left)
+        caps, plan = reference_plan()
+        left = start_order(left, plan.totals())
+        # Fork only from a process with no other thread (the reference's are shut down).
+        forking = can_fork() and threading.active_count() == 1
+        if forking:  # built once here, each worker starts with them
+            warm(plan, caps, BUDGETS[budget], seed, kinds_t)
     if workers <= 1:
         for name in left:
             results[name] = run_mutant(name, BUDGETS[budget], seed, kinds_t, step_timeout)
             if progress:
                 progress(results[name], len(results), len(chosen))
     else:
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("fork" if forking else "spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
                        for name in left}

@@ -360,3 +360,15 @@ def test_the_pool_starts_the_mutants_of_the_largest_machines_first() -> None:
     assert mutants.start_order(names, sizes) == [
         "abort_code_lost", "begin_accepts_second", "finish_idle_ok", "new_event_signalled"]
     assert sorted(mutants.start_order(sorted(FAULTS), sizes)) == sorted(FAULTS)
+
+
+@pytest.mark.slow
+def test_a_pool_of_forked_workers_kills_as_one_process_does() -> None:
+    # Two workers forked from a process that built the plan and its caches (`warm`): the same
+    # kills, by the same cases, as the mutants run one after the other in this process.
+    names = ["new_event_signalled", "begin_accepts_second"]
+    pooled = mutants.run_mutants(names, budget="quick", workers=2)
+    alone = mutants.run_mutants(names, budget="quick", workers=1)
+    assert [(r.name, r.killed, r.killed_by) for r in pooled.results] == [
+        (r.name, r.killed, r.killed_by) for r in alone.results]
+    assert all(r.killed and r.minimal for r in pooled.results)
