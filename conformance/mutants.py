@@ -600,8 +600,9 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
                machines: Sequence[str] | None = None) -> MutantResult:
     """Run the gate against mutant `name`, one unit of the gate after another in one gate run
     (`unit_jobs`: the units citing the rule it breaks first; `run_units`), until its first
-    failing case, or every unit to its end. `machines` instead runs these machines' directed jobs, in this order, then the stateful
-    and parallel cases (a test's way to choose the order)."""
+    failing case, or every unit to its end. `machines` instead runs these machines' directed
+    jobs, in this order, each a gate run of its own, then the stateful and parallel cases (a
+    test's way to choose the order)."""
     fault: Fault = FAULTS[name]
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
     unconfirmed: list[str] = []
