@@ -49,7 +49,7 @@ CITES, MACHINE, REST = 0, 1, 2
 # several s). A walk of a machine with fewer than `SMALL_WALK` transitions (the event,
 # thread_cancel, rpc_order and rpc_pipe machines: each walk well under a second) comes first;
 # a machine's state identification and its repetition cases (units of their own) run after
-# its walk.
+# its walk, and the later parts of a walk cut into parts after its multi-object walk.
 KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "ident": 3, "repeat": 4, "multi": 5,
              "later part": 6, "stateful": 7, "generated": 8}
 SMALL_WALK = 100
