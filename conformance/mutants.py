@@ -48,6 +48,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -57,12 +58,19 @@ from typing import Any
 
 from callgate.conformance import mutants_schedule, units
 from callgate.conformance.budgets import BUDGETS, Budget
-from callgate.conformance.cases import sequences
+from callgate.conformance.cases import multi, sequences, walk
 from callgate.conformance.cases.values import replayed
 from callgate.conformance.gate import RunOptions, StopRun, Tick, run_gate
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.implementations.reference.host import FAULTS, Fault
-from callgate.conformance.mutants_minimal import FAULT_SITE, MODEL_ROWS, RACE, fault_site
+from callgate.conformance.jobs import can_fork
+from callgate.conformance.mutants_minimal import (
+    FAULT_SITE,
+    MODEL_ROWS,
+    RACE,
+    fault_site,
+    summed_shortest,
+)
 from callgate.conformance.protocol.adapter import Capabilities
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
@@ -177,6 +185,9 @@ class MutantResult:
     failed_rules: list[str] = field(default_factory=list)
     message: str = ""
     reason: str = ""                  # why it survived (equivalent, concurrency, or blind spot)
+    # Seconds spent after the kill placing the faulty transition and judging minimality
+    # (`fault_site`'s reruns; not part of `seconds` or `seconds_to_kill`).
+    locate_seconds: float = 0.0
     jobs: list[dict[str, Any]] = field(default_factory=list)  # the jobs that ran, in order
     ran: bool = True                  # False: an equivalent mutant the run left out (its reason)
 
@@ -343,18 +354,8 @@ def faulty_transition(result: CaseResult, plan: sequences.Plan, rule: str = "",
     def shortest(index: int) -> int | None:
         """Shortest paths, summed over the objects driven before `index`, to their states."""
         driven = {r.slot for r in result.trace[:index]} | {last.slot, result.trace[index].slot}
-        total = 0
-        for name in driven:
-            states = before[index].get(name)
-            graph_plan = plan.machines.get(result.slots.get(name, ""))
-            if graph_plan is None or states is None or len(states) != 1:
-                return None
-            try:
-                total += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
-                                                    next(iter(states))))
-            except ModelError:
-                return None
-        return total
+        return summed_shortest(plan, result.slots,
+                               {name: before[index].get(name) for name in driven})
 
     def reached_shortest(indices: Iterable[int]) -> int | None:
         for index in sorted(indices, reverse=True):
@@ -519,6 +520,48 @@ def schedule(jobs: Sequence[Job], run_job: Callable[[Job], JobOutcome]
     return ran, None
 
 
+def run_units(adapter: Any, jobs: Sequence[Job], options: RunOptions,
+              kill_of: Callable[[Tick], CaseResult | None]
+              ) -> tuple[list[JobOutcome], tuple[CaseResult, float] | None]:
+    """Run the unit jobs `jobs` in their order as one gate run against `adapter` (so the units
+    share one case runner, as in a plain run: its wait calibration is made once), stopping at
+    the first result `kill_of` says is a kill. Like `schedule`: the outcome of each unit that
+    ran (its seconds from the end of the one before, the run's start for the first) and the
+    kill with the seconds from the run's start to the moment it was recorded."""
+    ran: list[JobOutcome] = []
+    mark = {"at": 0.0, "cases": 0}
+    kill: list[tuple[CaseResult, float]] = []
+
+    def outcome(index: int) -> JobOutcome:
+        while len(ran) <= index:
+            ran.append(JobOutcome(jobs[len(ran)]))
+        return ran[index]
+
+    def progress(tick: Tick) -> None:
+        now = time.perf_counter() - started
+        if tick.result is None:
+            index = tick.units_done - 1
+            if len(ran) <= index < len(jobs) and tick.label == jobs[index].unit:
+                # A unit ended: its seconds and cases since the previous one ended.
+                done = outcome(index)
+                done.seconds, done.cases = now - mark["at"], tick.cases - int(mark["cases"])
+                mark["at"], mark["cases"] = now, tick.cases
+            return  # a unit ended, or a long piece of work said where it is
+        result = kill_of(tick)
+        if result is not None:
+            killing = outcome(tick.units_done)
+            killing.seconds, killing.cases = now - mark["at"], tick.cases - int(mark["cases"])
+            killing.kill = (result, now - mark["at"])
+            kill.append((result, now))
+            raise StopRun
+
+    with tempfile.TemporaryDirectory(prefix="callgate-mutant-") as out:
+        started = time.perf_counter()
+        run_gate(adapter, replace(options, out=Path(out), units=tuple(j.unit for j in jobs)),
+                 progress)
+    return ran, (kill[0] if kill else None)
+
+
 _SUBPLANS: dict[tuple[int, str], sequences.Plan] = {}
 
 
@@ -547,17 +590,19 @@ def unit_jobs(rule: str, plan: sequences.Plan, caps: Capabilities, budget: Budge
     options = _unit_options("", budget, seed, Path("."), 10.0, kinds, plan)
     every = units.plan_units(plan, caps, options)
     return [Job(s.unit.id, unit=s.unit.id) for s in mutants_schedule.order_units(
-        rule, every, frozenset(caps.features), plan.totals(), budget.stateful_coupled)]
+        rule, every, frozenset(caps.features), plan.totals(), budget.stateful_coupled,
+        parts_citing=mutants_schedule.part_citing(rule, every, plan))]
 
 
 def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KINDS,
                step_timeout: float = 10.0,
                adapter_factory: Callable[[str], Any] | None = None,
                machines: Sequence[str] | None = None) -> MutantResult:
-    """Run the gate against mutant `name`, one unit of the gate at a time (`unit_jobs`: the
-    units citing the rule it breaks first), until its first failing case, or every unit to its
-    end. `machines` instead runs these machines' directed jobs, in this order, then the stateful
-    and parallel cases (a test's way to choose the order)."""
+    """Run the gate against mutant `name`, one unit of the gate after another in one gate run
+    (`unit_jobs`: the units citing the rule it breaks first; `run_units`), until its first
+    failing case, or every unit to its end. `machines` instead runs these machines' directed
+    jobs, in this order, each a gate run of its own, then the stateful and parallel cases (a
+    test's way to choose the order)."""
     fault: Fault = FAULTS[name]
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
     unconfirmed: list[str] = []
@@ -569,43 +614,47 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         else:
             jobs = [Job(m, m) for m in machines if m in plan.machines]
             jobs += [j for j in jobs_for(fault.rule, [], kinds) if not j.machine]
+        def kill_of(tick: Tick) -> CaseResult | None:
+            """The tick's result when it is a kill (an error only when it is the fault's)."""
+            result = tick.result
+            if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
+                return None
+            if result.verdict is Verdict.ERROR:
+                why = error_not_the_faults(result, adapter, step_timeout)
+                if why:
+                    unconfirmed.append(f"{result.id}: {why}")
+                    return None  # not a kill: the run goes on to look for one
+            return result
+
         def run_job(job: Job) -> JobOutcome:
             outcome = JobOutcome(job)
 
             def progress(tick: Tick) -> None:
                 outcome.cases = tick.cases
-                result = tick.result
-                if result is None or result.verdict not in (Verdict.FAIL, Verdict.ERROR):
-                    return
-                at = time.perf_counter() - started
-                if result.verdict is Verdict.ERROR:
-                    why = error_not_the_faults(result, adapter, step_timeout)
-                    if why:
-                        unconfirmed.append(f"{result.id}: {why}")
-                        return  # not a kill: the run goes on to look for one
-                outcome.kill = (result, at)
-                raise StopRun
+                result = kill_of(tick)
+                if result is not None:
+                    outcome.kill = (result, time.perf_counter() - started)
+                    raise StopRun
 
             directed = bool(job.machine)
             with tempfile.TemporaryDirectory(prefix=f"callgate-mutant-{name}-") as out:
                 started = time.perf_counter()
-                if job.unit:
-                    options = _unit_options(name, budget, seed, Path(out), step_timeout, kinds,
-                                            plan)
-                    run_gate(adapter, replace(options, units=(job.unit,)), progress)
-                else:
-                    run_gate(adapter, RunOptions(
-                        f"reference+{name}", budget, seed, Path(out), step_timeout,
-                        directed=directed and "directed" in kinds,
-                        stateful=not directed and "stateful" in kinds,
-                        plan=machine_plan(plan, job.machine) if directed else plan,
-                        multi=directed and "multi" in kinds,
-                        identify=directed and "identify" in kinds,
-                        reports=False, **_parallel_option(kinds, not directed)), progress)
+                run_gate(adapter, RunOptions(
+                    f"reference+{name}", budget, seed, Path(out), step_timeout,
+                    directed=directed and "directed" in kinds,
+                    stateful=not directed and "stateful" in kinds,
+                    plan=machine_plan(plan, job.machine) if directed else plan,
+                    multi=directed and "multi" in kinds,
+                    identify=directed and "identify" in kinds,
+                    reports=False, **_parallel_option(kinds, not directed)), progress)
             outcome.seconds = time.perf_counter() - started
             return outcome
 
-        ran, kill = schedule(jobs, run_job)
+        if machines is None:
+            ran, kill = run_units(adapter, jobs, _unit_options(
+                name, budget, seed, Path("."), step_timeout, kinds, plan), kill_of)
+        else:
+            ran, kill = schedule(jobs, run_job)
     finally:
         adapter.shutdown()
     seconds = sum(o.seconds for o in ran)
@@ -619,6 +668,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count,
                             reason=reason, jobs=ran_json)
     result, at = kill
+    locating = time.perf_counter()
     one_minimal = result.shrink.get("one_minimal") if result.shrink else None
     race = race_program(result, plan)
     concurrent: int | None = None
@@ -651,6 +701,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         seconds_to_kill=round(at, 3), counterexample_length=length, shortest_path=shortest,
         transition=transition, observing_steps=observing, concurrent_steps=concurrent,
         minimal=minimal, transition_source=source, fault_steps=acted, needed_steps=needed,
+        locate_seconds=round(time.perf_counter() - locating, 3),
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)
@@ -752,6 +803,50 @@ def auto_workers(cpus: int | None = None, load: float | None = None) -> int:
     return max(2, 2 * count - round(load))
 
 
+def reference_plan() -> tuple[Capabilities, sequences.Plan]:
+    """The reference's capabilities and plan (`plan_for`), its adapter shut down again."""
+    adapter = ReferenceAdapter()
+    try:
+        caps = adapter.capabilities()
+        return caps, plan_for(caps)
+    finally:
+        adapter.shutdown()
+
+
+def warm(plan: sequences.Plan, caps: Capabilities, budget: Budget, seed: int,
+         kinds: Sequence[str]) -> None:
+    """Build what every mutant run of this process would build on its first use, before the
+    worker processes are forked from it (`jobs.can_fork`), so that each starts with them:
+    each machine's walk index, parts and state check, the units and the rules their
+    transitions cite, the pairs a gate run's start records. Nothing here runs a case, so the
+    caches hold the same as when a worker builds them itself."""
+    for machine_plan in plan.machines.values():
+        walk.walk_parts(machine_plan, units.walk_part_count(len(machine_plan.transitions)))
+        walk.StateCheck.of(machine_plan, caps.pins)
+    options = _unit_options("", budget, seed, Path("."), 10.0, kinds, plan)
+    every = units.plan_units(plan, caps, options)
+    mutants_schedule.part_citing("", every, plan)
+    for composition in units.compositions(options, plan):
+        multi.pair_universe(plan.machines[composition.machine], composition)
+        multi.not_drivable(plan.machines[composition.machine], composition)
+
+
+def start_order(names: Sequence[str], sizes: Mapping[str, int] | None = None) -> list[str]:
+    """The order in which a pool of workers starts the mutants `names`: the mutants whose rule
+    is cited by the largest machine first (`sizes`: each machine's transitions; the reference's
+    plan when not given). Their runs are the longest (a large machine's units are the slow
+    ones), so started first they do not end up running alone at the end of the run while the
+    other workers have nothing left (longest processing time first). Ties keep the order of
+    `names`; the report lists the mutants in their own order whatever this is."""
+    known = sizes if sizes is not None else reference_plan()[1].totals()
+
+    def largest(name: str) -> int:
+        rule = FAULTS[name].rule
+        return max((known.get(m, 0) for m in mutants_schedule.machines_citing(rule)), default=0)
+
+    return sorted(names, key=lambda n: -largest(n))
+
+
 def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed: int = 0,
                 kinds: Sequence[str] = KINDS, workers: int | None = 2,
                 step_timeout: float = 10.0,
@@ -777,13 +872,21 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
             if progress:
                 progress(results[name], len(results), len(chosen))
     left = [n for n in chosen if n not in results]
+    forking = False
+    if workers > 1:
+        caps, plan = reference_plan()
+        left = start_order(left, plan.totals())
+        # Fork only from a process with no other thread (the reference's are shut down).
+        forking = can_fork() and threading.active_count() == 1
+        if forking:  # built once here, each worker starts with them
+            warm(plan, caps, BUDGETS[budget], seed, kinds_t)
     if workers <= 1:
         for name in left:
             results[name] = run_mutant(name, BUDGETS[budget], seed, kinds_t, step_timeout)
             if progress:
                 progress(results[name], len(results), len(chosen))
     else:
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("fork" if forking else "spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
                        for name in left}

@@ -43,7 +43,7 @@ definition (`callgate.conformance.mutants.race_program`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,16 +274,19 @@ def shortest_to(result: CaseResult, plan: Plan, index: int) -> int | None:
         return None
     driven = {r.slot for r in result.trace[:index]} | {result.trace[index].slot,
                                                         result.trace[-1].slot}
-    total = 0
-    for name in driven:
-        graph_plan = plan.machines.get(result.slots.get(name, ""))
-        found = states.get(name)
-        if graph_plan is None or found is None or len(found) != 1:
+    return summed_shortest(plan, result.slots, {name: states.get(name) for name in driven})
+
+
+def summed_shortest(plan: Plan, machines: Mapping[str, str],
+                    states: Mapping[str, Collection[Any] | None]) -> int | None:
+    """Shortest paths in the plan's state graphs to the states of these slots (`states`, each
+    slot's machine in `machines`), added up (`explorer.summed_shortest_paths`); None when a
+    slot's machine is not in the plan or its state is not one known state."""
+    goals = []
+    for name, found in states.items():
+        graph_plan = plan.machines.get(machines.get(name, ""))
+        if graph_plan is None:
             return None
-        try:
-            total += len(explorer.shortest_path(graph_plan.graph, graph_plan.initial,
-                                                next(iter(found))))
-        except ModelError:
-            return None
-    return total
+        goals.append((graph_plan.graph, graph_plan.initial, found))
+    return explorer.summed_shortest_paths(goals)
 

@@ -16,9 +16,15 @@ machine, and within the other groups, the cheaper unit goes first: the walk of a
 (under `SMALL_WALK` transitions, well under a second), then the named races (about a second
 each), then the walks of large machines (up to 30 s: most faults they show they show in their
 first segments, but a fault only a race shows would pay for the whole walk first), then the
-multi-object walks, the stateful rounds and the generated parallel cases last. The units are the
-gate's, so a unit list split finer (a long walk cut into parts) is scheduled finer with no
-change here.
+state identification, the repetition cases and the multi-object walks, the stateful rounds and
+the generated parallel cases last.
+
+A walk cut into parts (`walk-MACHINE-pI`, rpc_call's 8 parts) runs its first part in the walk's
+place and its other parts after the machine's multi-object walk: the first part starts at the
+initial states, where a fault in an operation every call makes shows, while each later part
+costs as much as the machine's identification, repetition and multi-object units together, and
+those see what no single walk can (two objects, state identification). The later parts go in
+the order of how many of their transitions cite the rule (`part_citing`), most first.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from callgate.conformance.cases import multi
+from callgate.conformance.cases import multi, sequences
 from callgate.conformance.cases.parallel.races import race_cases
+from callgate.conformance.cases.walk import walk_parts
 from callgate.conformance.units import Unit, stateful_slot_sets
 from callgate.model.families import MACHINES
+from callgate.model.transitions import find_row
 
 # Groups of `order_units`, first to last.
 CITES, MACHINE, REST = 0, 1, 2
@@ -41,9 +49,9 @@ CITES, MACHINE, REST = 0, 1, 2
 # several s). A walk of a machine with fewer than `SMALL_WALK` transitions (the event,
 # thread_cancel, rpc_order and rpc_pipe machines: each walk well under a second) comes first;
 # a machine's state identification and its repetition cases (units of their own) run after
-# its walk.
+# its walk, and the later parts of a walk cut into parts after its multi-object walk.
 KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "ident": 3, "repeat": 4, "multi": 5,
-             "stateful": 6, "generated": 7}
+             "later part": 6, "stateful": 7, "generated": 8}
 SMALL_WALK = 100
 
 
@@ -114,24 +122,73 @@ def classify(unit: Unit, rule: str, citing: frozenset[str], features: frozenset[
 def order_units(rule: str, units: Sequence[Unit], features: frozenset[str],
                 sizes: Mapping[str, int] | None = None, coupled: bool = False,
                 race_rules: Mapping[str, frozenset[str]] | None = None,
-                citing: frozenset[str] | None = None) -> list[Scheduled]:
+                citing: frozenset[str] | None = None,
+                parts_citing: Mapping[str, int] | None = None) -> list[Scheduled]:
     """`units` in the order a mutant that breaks `rule` runs them (see the module's text).
-    `sizes` gives each machine's transitions (a walk's cost); ties keep the run's order."""
+    `sizes` gives each machine's transitions (a walk's cost); `parts_citing` each walk part's
+    transitions whose rows cite `rule` (`part_citing`; none known: the parts' own order); ties
+    keep the run's order."""
     machines = machines_citing(rule) if citing is None else citing
     position = {u.id: i for i, u in enumerate(units)}
     scheduled = [classify(u, rule, machines, features, coupled, race_rules) for u in units]
 
     known = sizes or {}
 
-    def cost(s: Scheduled) -> tuple[int, int, int, int, int]:
+    parts = parts_citing or {}
+
+    def cost(s: Scheduled) -> tuple[int, int, int, int, int, int]:
         drives = unit_machines(s.unit, features, coupled)
         size = sum(known.get(m, 0) for m in drives)
         kind = s.unit.kind
         if kind == "walk" and 0 < size < SMALL_WALK:
             kind = "small walk"
+        if kind == "walk" and s.unit.parts > 1 and s.unit.part > 1:
+            kind = "later part"
         # The first group goes machine by machine: the smallest machine citing the rule first.
         machine = min((known.get(m, 0) for m in drives & machines), default=0) \
             if s.group == CITES else 0
-        return s.group, machine, KIND_RANK.get(kind, len(KIND_RANK)), size, position[s.unit.id]
+        return (s.group, machine, KIND_RANK.get(kind, len(KIND_RANK)), size,
+                -parts.get(s.unit.id, 0), position[s.unit.id])
 
     return sorted(scheduled, key=cost)
+
+
+# Each machine plan's transitions with the rules their rows cite, and its walk's parts, built
+# once per process (keyed by the plan's id, the plan kept to check it is the same one).
+_CITED: dict[int, tuple[sequences.MachinePlan, dict[str, frozenset[str]]]] = {}
+_PARTS: dict[tuple[int, int], tuple[sequences.MachinePlan, list[set[str]]]] = {}
+
+
+def transition_rules(machine_plan: sequences.MachinePlan) -> dict[str, frozenset[str]]:
+    """Each transition of the plan (by its coverage key) with the rules its row cites."""
+    known = _CITED.get(id(machine_plan))
+    if known is not None and known[0] is machine_plan:
+        return known[1]
+    machine = machine_plan.machine
+    found = {key: frozenset(find_row(machine, state, action.op, action.args).cited_rules())
+             for key, (state, action) in machine_plan.by_key.items()}
+    _CITED[id(machine_plan)] = (machine_plan, found)
+    return found
+
+
+def _walk_parts(machine_plan: sequences.MachinePlan, count: int) -> list[set[str]]:
+    known = _PARTS.get((id(machine_plan), count))
+    if known is not None and known[0] is machine_plan:
+        return known[1]
+    found = walk_parts(machine_plan, count)
+    _PARTS[(id(machine_plan), count)] = (machine_plan, found)
+    return found
+
+
+def part_citing(rule: str, units: Sequence[Unit], plan: sequences.Plan) -> dict[str, int]:
+    """For each walk part among `units` (a walk cut into parts), how many of its transitions
+    have a row that cites `rule` (for `order_units`)."""
+    found: dict[str, int] = {}
+    for unit in units:
+        if unit.kind != "walk" or unit.parts <= 1 or unit.key not in plan.machines:
+            continue
+        machine_plan = plan.machines[unit.key]
+        rules = transition_rules(machine_plan)
+        part = _walk_parts(machine_plan, unit.parts)[unit.part - 1]
+        found[unit.id] = sum(1 for key in part if rule in rules.get(key, ()))
+    return found

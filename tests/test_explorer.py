@@ -120,6 +120,26 @@ def test_shortest_paths_reach_states_and_edges_in_the_fewest_steps() -> None:
         shortest_path(graph, [COM.make(factory=False)], target)
 
 
+def test_summed_shortest_paths_add_each_objects_shortest_path_or_say_unknown() -> None:
+    com, event = build_graph(COM), build_graph(EVENT)
+    target = COM.make(phase="SIGNALED", out=2, cancel=False, held=False)
+    best = min(nx.shortest_path_length(com.graph, s, target) for s in com.initial
+               if nx.has_path(com.graph, s, target))
+    far = max(nx.shortest_path_length(event.graph, s, t) for s in event.initial
+              for t in event.graph.nodes if nx.has_path(event.graph, s, t))
+    other = next(t for t in event.graph.nodes if min(
+        nx.shortest_path_length(event.graph, s, t) for s in event.initial
+        if nx.has_path(event.graph, s, t)) == far)
+    summed = explorer.summed_shortest_paths
+    assert best > 0 and far > 0
+    assert summed([(com, None, {target}), (event, None, [other])]) == best + far
+    assert summed([]) == 0
+    # An object whose state is not one known state, or cannot be reached: no sum.
+    assert summed([(com, None, {target}), (event, None, set(event.graph.nodes))]) is None
+    assert summed([(com, None, {target}), (event, None, None)]) is None
+    assert summed([(com, [COM.make(factory=False)], {target})]) is None
+
+
 def test_allow_drops_actions_an_adapter_cannot_perform() -> None:
     full = build_graph(COM)
     graph = build_graph(COM, allow=lambda op, args: op not in ("Cancel", "TestCancel"))

@@ -144,6 +144,18 @@ def test_the_two_com_call_pairs_left_are_the_infinite_wait_no_look_establishes(
     assert multi.not_drivable(plan.machines["event"], EVENTS) == {}
 
 
+def test_the_pair_universe_and_pairs_not_drivable_are_computed_once_and_handed_out_as_copies(
+        plan: sequences.Plan) -> None:
+    machine = plan.machines["com_call"]
+    universe = multi.pair_universe(machine, CALLS)
+    assert universe == multi._pair_universe(machine, CALLS)  # the cache holds the same
+    universe.clear()  # a caller changing its copy changes nothing for the next
+    assert multi.pair_universe(machine, CALLS) == multi._pair_universe(machine, CALLS) != []
+    reasons = multi.not_drivable(machine, CALLS)
+    reasons.clear()
+    assert multi.not_drivable(machine, CALLS) == multi._not_drivable(machine, CALLS) != {}
+
+
 def test_an_infinite_wait_is_sendable_only_where_a_look_can_establish_it(
         plan: sequences.Plan) -> None:
     wait = Action("", "Wait", (("timeout", "infinite"),))

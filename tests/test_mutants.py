@@ -316,3 +316,59 @@ def test_a_surviving_mutant_ran_every_machine() -> None:
         "repeat-com_call", "repeat-event", "repeat-thread_cancel",
         "walk-com_call", "walk-event", "walk-thread_cancel"]
     assert not any(j["killed"] for j in result.jobs)
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_the_units_run_as_one_gate_run_until_the_first_kill_each_with_its_seconds() -> None:
+    from callgate.conformance.gate import Tick
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+
+    adapter = ReferenceAdapter(faults={"begin_reports_pending"})
+    order = ["walk-event", "walk-thread_cancel", "walk-com_call", "repeat-com_call"]
+    jobs = [mutants.Job(u, unit=u) for u in order]
+    plan = mutants.plan_for(adapter.capabilities())
+    options = mutants._unit_options("begin_reports_pending", BUDGETS["quick"], 0, Path("."),
+                                    10.0, ("directed",), plan)
+
+    def kill_of(tick: Tick) -> CaseResult | None:
+        failed = tick.result is not None and tick.result.verdict is Verdict.FAIL
+        return tick.result if failed else None
+
+    try:
+        ran, kill = mutants.run_units(adapter, jobs, options, kill_of)
+    finally:
+        adapter.shutdown()
+    # The two walks before pass to their end, the com_call walk kills, the last never runs.
+    assert [(o.job.name, o.kill is not None) for o in ran] == [
+        ("walk-event", False), ("walk-thread_cancel", False), ("walk-com_call", True)]
+    assert kill is not None and kill[0].id.startswith("com_call-walk-")
+    before = sum(o.seconds for o in ran[:2])
+    assert all(o.cases > 0 and o.seconds > 0 for o in ran)
+    assert kill[1] >= before + ran[2].kill[1] - 1e-6  # type: ignore[index]
+    # Every unit passing: each one's outcome, no kill.
+    correct = ReferenceAdapter()
+    try:
+        ran, kill = mutants.run_units(correct, jobs[:2], options, kill_of)
+    finally:
+        correct.shutdown()
+    assert kill is None and [o.job.name for o in ran] == order[:2]
+
+
+def test_the_pool_starts_the_mutants_of_the_largest_machines_first() -> None:
+    sizes = {"com_call": 318, "event": 28, "rpc_call": 15914}
+    names = ["new_event_signalled", "begin_accepts_second", "abort_code_lost", "finish_idle_ok"]
+    assert mutants.start_order(names, sizes) == [
+        "abort_code_lost", "begin_accepts_second", "finish_idle_ok", "new_event_signalled"]
+    assert sorted(mutants.start_order(sorted(FAULTS), sizes)) == sorted(FAULTS)
+
+
+@pytest.mark.slow
+def test_a_pool_of_forked_workers_kills_as_one_process_does() -> None:
+    # Two workers forked from a process that built the plan and its caches (`warm`): the same
+    # kills, by the same cases, as the mutants run one after the other in this process.
+    names = ["new_event_signalled", "begin_accepts_second"]
+    pooled = mutants.run_mutants(names, budget="quick", workers=2)
+    alone = mutants.run_mutants(names, budget="quick", workers=1)
+    assert [(r.name, r.killed, r.killed_by) for r in pooled.results] == [
+        (r.name, r.killed, r.killed_by) for r in alone.results]
+    assert all(r.killed and r.minimal for r in pooled.results)

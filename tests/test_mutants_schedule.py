@@ -150,7 +150,8 @@ def test_a_machines_identification_unit_follows_its_walk_and_walk_parts_keep_the
         ) -> None:
     # State identification is a unit of its own (`ident-MACHINE`), and a large machine's walk
     # runs in parts: a rule its rows cite puts every part and the identification unit in the
-    # first group, the identification after the walk's parts; another machine's stay behind.
+    # first group, the identification after the walk's first part and before its later parts;
+    # another machine's stay behind.
     sizes = {"com_call": 318, "rpc_call": 15914}
     units = [Unit("walk-rpc_call-p1", "walk", "rpc_call", part=1, parts=2),
              Unit("walk-rpc_call-p2", "walk", "rpc_call", part=2, parts=2),
@@ -158,6 +159,51 @@ def test_a_machines_identification_unit_follows_its_walk_and_walk_parts_keep_the
              Unit("walk-com_call", "walk", "com_call"),
              Unit("ident-com_call", "ident", "com_call")]
     order = schedule.order_units("RPC-CLI-CANCEL-01", units, FEATURES, sizes, race_rules={})
-    assert [s.unit.id for s in order] == ["walk-rpc_call-p1", "walk-rpc_call-p2",
-                                          "ident-rpc_call", "walk-com_call", "ident-com_call"]
+    assert [s.unit.id for s in order] == ["walk-rpc_call-p1", "ident-rpc_call",
+                                          "walk-rpc_call-p2", "walk-com_call", "ident-com_call"]
     assert [s.group for s in order] == [schedule.CITES] * 3 + [schedule.REST] * 2
+
+
+def test_a_split_walks_later_parts_follow_its_machines_units_most_citing_first() -> None:
+    # The first part (from the initial states) runs first; the machine's identification,
+    # repetition and multi-object units come before the later parts, and those go by how many
+    # of their transitions cite the rule, ties in the parts' own order.
+    sizes = {"rpc_call": 15914}
+    parts = [Unit(f"walk-rpc_call-p{i}", "walk", "rpc_call", part=i, parts=4)
+             for i in range(1, 5)]
+    units = [*parts, Unit("ident-rpc_call", "ident", "rpc_call"),
+             Unit("repeat-rpc_call", "repeat", "rpc_call"),
+             Unit("multi-rpc_call-pair", "multi", "rpc_call-pair")]
+    citing = {"walk-rpc_call-p1": 0, "walk-rpc_call-p2": 3, "walk-rpc_call-p3": 9,
+              "walk-rpc_call-p4": 3}
+    ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
+                                                   race_rules={}, parts_citing=citing)]
+    assert ids == ["walk-rpc_call-p1", "ident-rpc_call", "repeat-rpc_call",
+                   "multi-rpc_call-pair", "walk-rpc_call-p3", "walk-rpc_call-p2",
+                   "walk-rpc_call-p4"]
+    # No counts: the later parts keep their own order.
+    ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
+                                                   race_rules={})]
+    assert ids[4:] == ["walk-rpc_call-p2", "walk-rpc_call-p3", "walk-rpc_call-p4"]
+
+
+def test_part_citing_counts_each_parts_transitions_whose_rows_cite_the_rule() -> None:
+    from callgate.conformance.cases import sequences
+    from callgate.conformance.cases.walk import walk_parts
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+    from callgate.model.transitions import find_row
+
+    plan = sequences.plan(ReferenceAdapter().capabilities(), only={"com_call"})
+    machine_plan = plan.machines["com_call"]
+    units = [Unit(f"walk-com_call-p{i}", "walk", "com_call", part=i, parts=3)
+             for i in (1, 2, 3)]
+    rule = "COM-FIN-02"
+    cited = {key for key, (state, action) in machine_plan.by_key.items()
+             if rule in find_row(machine_plan.machine, state, action.op,
+                                 action.args).cited_rules()}
+    found = schedule.part_citing(rule, [*units, Unit("walk-com_call", "walk", "com_call")], plan)
+    assert set(found) == {u.id for u in units}  # a walk not cut into parts has no count
+    assert found == {u.id: len(cited & part)
+                     for u, part in zip(units, walk_parts(machine_plan, 3), strict=True)}
+    assert sum(found.values()) == len(cited) > 0 and len(set(found.values())) > 1
+    assert set(schedule.part_citing("NO-SUCH-RULE", units, plan).values()) == {0}

@@ -51,6 +51,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from callgate.conformance.cases.sequences import MachinePlan
 from callgate.conformance.cases.slots import default_slot
@@ -243,9 +244,27 @@ class _Graph:
 _GRAPHS: dict[int, tuple[MachinePlan, _Graph]] = {}
 
 
+# `pair_universe` and `not_drivable` of each plan and composition, computed once per process:
+# every gate run's start records them (a mutant run starts one gate run per mutant).
+_PAIRS: dict[tuple[int, str, str], tuple[MachinePlan, Any]] = {}
+
+
+def _once(kind: str, plan: MachinePlan, composition: Composition, make: Callable[[], Any]
+          ) -> Any:
+    key = (id(plan), composition.name, kind)
+    known = _PAIRS.get(key)
+    if known is None or known[0] is not plan:
+        known = _PAIRS[key] = (plan, make())
+    return known[1]
+
+
 def pair_universe(plan: MachinePlan, composition: Composition) -> list[str]:
     """Every pair the composition's walk aims at: the drawn transitions reachable from the
     slot's default configuration, times the in-flight phases reachable from it."""
+    return list(_once("universe", plan, composition, lambda: _pair_universe(plan, composition)))
+
+
+def _pair_universe(plan: MachinePlan, composition: Composition) -> list[str]:
     g = _Graph.of(plan)
     start = plan.machine.make(**default_slot(composition.slots[0]).config)
     transitions = g.instances(start)
@@ -281,6 +300,11 @@ def _sendable(g: _Graph, state: State, action: Action) -> bool:
 def not_drivable(plan: MachinePlan, composition: Composition) -> dict[str, str]:
     """The pairs of `pair_universe` no walk can take, each with the reason: every state and
     action the pair's transition stands for is one the harness never sends (`_sendable`)."""
+    return dict(_once("not drivable", plan, composition,
+                      lambda: _not_drivable(plan, composition)))
+
+
+def _not_drivable(plan: MachinePlan, composition: Composition) -> dict[str, str]:
     g = _Graph.of(plan)
     instances = g.instances(plan.machine.make(**default_slot(composition.slots[0]).config))
     reasons = {}

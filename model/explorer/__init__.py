@@ -15,7 +15,8 @@ the modules:
   `build_graph` is their reference (tests/test_explorer_compiled.py).
 * `quiescence`: deadlock freedom (`unquiescent_states`: from every reachable state a quiescent
   one, by `Machine.is_quiescent`, is reachable) and `sink_states`.
-* `paths`: `shortest_path`, the breadth-first `parents`, and `tour` (Chinese postman over edges,
+* `paths`: `shortest_path`, `summed_shortest_paths` (over several objects), the breadth-first
+  `parents`, and `tour` (Chinese postman over edges,
   or over transitions).
 * `drawing`: projection on `Machine.diagram_fields`, DOT, Mermaid and SVG (through Graphviz),
   the one pipeline the conformance report's diagrams draw with too.
@@ -58,6 +59,7 @@ from callgate.model.explorer.paths import (
     covered_edges,
     parents,
     shortest_path,
+    summed_shortest_paths,
     tour,
     tour_length,
 )
@@ -70,5 +72,6 @@ __all__ = [
     "build_graph", "cached_graph", "covered_edges", "dot_available", "dot_text",
     "explore_bitset", "explore_compiled", "explore_counts", "is_quiescent",
     "node_label", "parents", "picture", "plain_arrows", "render_svg", "shortest_path",
-    "sink_states", "to_dot", "to_mermaid", "tour", "tour_length", "unquiescent_states",
+    "sink_states", "summed_shortest_paths", "to_dot", "to_mermaid", "tour", "tour_length",
+    "unquiescent_states",
 ]

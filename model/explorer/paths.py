@@ -2,6 +2,8 @@
 
 * `shortest_path(graph, initial_states, target) -> list[Edge]`: a shortest path from an initial
   state to a state, or through an edge (the path ends with that edge).
+* `summed_shortest_paths(goals) -> int | None`: the lengths of shortest paths to several
+  objects' states, each in its own graph, added up (None when one is not known).
 * `tour(graph, initial_states=None, cover="edges"|"transitions") -> list[list[Edge]]`: paths, each
   starting at an initial state, that together traverse every edge (or take every transition at
   least once). Edge tours are Chinese-postman optimal up to the connecting paths; a harness that
@@ -11,7 +13,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 import networkx as nx
@@ -59,6 +61,23 @@ def shortest_path(graph: StateGraph, initial_states: Iterable[Node] | None, targ
                          f"is not reachable from the given initial states")
     path = _path_to(parent, goal)
     return [*path, target] if isinstance(target, Edge) else path
+
+
+def summed_shortest_paths(goals: Iterable[tuple[StateGraph, Iterable[Node] | None,
+                                                Collection[Node] | None]]) -> int | None:
+    """The lengths of shortest paths added up over several objects: for each goal (a graph, the
+    initial states to start from (None: the graph's), and the states the object may be in),
+    a shortest path from those initial states to its state. None when an object's states are
+    not exactly one state (where it is is not known) or that state cannot be reached."""
+    total = 0
+    for graph, initial_states, states in goals:
+        if states is None or len(states) != 1:
+            return None
+        try:
+            total += len(shortest_path(graph, initial_states, next(iter(states))))
+        except ModelError:
+            return None
+    return total
 
 
 def _depth(parent: Mapping[Node, Edge | None], node: Node) -> int:
