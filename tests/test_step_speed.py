@@ -122,3 +122,30 @@ def test_trackers_share_steps_only_under_the_same_pins() -> None:
                 compared += 1
                 differ += want != unpinned
     assert compared > 100 and differ > 0  # the pins do change some answers
+
+
+def test_a_unit_starts_with_the_garbage_collected_and_the_living_frozen() -> None:
+    """`settle_heap` (at the start of every unit) collects the cycles left before it and moves
+    what is alive out of the collector's way; `release_heap` (at the end of a run) gives it
+    back."""
+    import gc
+    import weakref
+
+    from callgate.conformance.units import release_heap, settle_heap
+
+    class Node:
+        pass
+
+    garbage, kept = Node(), Node()
+    garbage.self = garbage  # type: ignore[attr-defined]
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        settle_heap()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
+        assert not any(each is kept for each in gc.get_objects())  # frozen: not tracked now
+    finally:
+        release_heap()
+    assert gc.get_freeze_count() == 0
+    assert any(each is kept for each in gc.get_objects())
