@@ -452,6 +452,7 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                 stream.close()
         with _signals_held():
             outcome = _finish(options, summary, seconds)
+    units.release_heap()  # what the units froze is the collector's again after the run
     if exit_code:
         raise RunAborted(outcome, str(aborted["reason"] if aborted else ""), exit_code)
     return outcome

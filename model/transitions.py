@@ -658,6 +658,10 @@ class Judgement:
     rules: tuple[str, ...]
 
 
+_StepMemo = dict[tuple[State, str, Args], Step]
+_TRACKED: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Machine, _StepMemo]] = {}
+
+
 class Tracker:
     """Follows an implementation through one machine.
 
@@ -674,8 +678,33 @@ class Tracker:
         if not self.states:
             raise ModelError(f"{machine.name}: a tracker needs at least one state")
 
+    @property
+    def pins(self) -> dict[str, str]:
+        return self._pins
+
+    @pins.setter
+    def pins(self, pins: Mapping[str, str]) -> None:
+        self._pins = dict(pins)
+        # The steps under these pins, shared by every tracker of the machine with the same
+        # pins: asked at every step of a run, without hashing the pins each time.
+        key = (self.machine.name, tuple(sorted(self._pins.items())))
+        known = _TRACKED.get(key)
+        if known is None or known[0] is not self.machine:
+            known = _TRACKED[key] = (self.machine, {})
+        self._steps = known[1]
+
+    def _step(self, state: State, op: str, args: Args) -> Step:
+        done = self._steps.get((state, op, args))
+        if done is None:
+            done = self._steps[(state, op, args)] = step(self.machine, state, op, args,
+                                                         self._pins)
+        return done
+
     def kind(self, op: str, args: Args = ()) -> Kind:
         """DEFINED only if the operation is defined in every candidate state."""
+        if len(self.states) == 1:  # the common case
+            (state,) = self.states
+            return find_row(self.machine, state, op, args).kind
         kinds = {find_row(self.machine, s, op, args).kind for s in self.states}
         if kinds == {Kind.DEFINED}:
             return Kind.DEFINED
@@ -684,10 +713,10 @@ class Tracker:
     def expected(self, op: str, args: Args = ()) -> tuple[Allowed, ...]:
         if len(self.states) == 1:  # the common case: nothing to put in order
             (state,) = self.states
-            return step(self.machine, state, op, args, self.pins).allowed
+            return self._step(state, op, args).allowed
         result: list[Allowed] = []
         for state in sorted(self.states, key=repr):
-            result.extend(step(self.machine, state, op, args, self.pins).allowed)
+            result.extend(self._step(state, op, args).allowed)
         return tuple(result)
 
     def observe(self, op: str, args: Args, code: int, outputs: Mapping[str, object]) -> Judgement:

@@ -481,7 +481,7 @@ def test_a_harness_exception_in_the_walk_ends_that_walk_with_an_error(
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("the planner broke")
 
-    monkeypatch.setattr(walk_module, "_nearest", broken)
+    monkeypatch.setattr(walk_module, "_Distances", broken)
     adapter = Scripted(Counting)
     caps = adapter.capabilities()
     plan = sequences.plan(caps).machines["event"]

@@ -291,3 +291,19 @@ def test_observers_tell_a_state_from_the_states_one_step_of_its_own_away(
     sets = {tuple(a.op for a in observer.of(s)) for s in states
             if multi.phase_of(machine.machine, s) == "phase=PENDING"}
     assert any(len(ops) > 1 and "RpcAsyncCompleteCall" in ops for ops in sets)
+
+
+def test_observer_neighbours_by_index_are_the_plain_scan(plan: sequences.Plan) -> None:
+    """The observers' neighbours found through an index are the states one field away that a
+    scan of every state finds; and one observer serves every walk under the same pins."""
+    machine = plan.machines["com_call"]
+    observer = multi.observer(machine, plan.capabilities.pins)
+    assert multi.observer(machine, plan.capabilities.pins) is observer
+    assert multi.observer(machine, {}) is not observer
+    total = 0
+    for state in observer.states:
+        scan = {s for s in observer.states
+                if sum(x != y for x, y in zip(s, state, strict=True)) == 1}
+        assert observer._one_field_away(state) == scan
+        total += len(scan)
+    assert total > 0

@@ -133,3 +133,35 @@ def test_bad_adapter_specs_say_what_to_pass(spec: str, says: str) -> None:
         adapters.load(spec)
     assert says in str(info.value)
     assert "module:attribute" in str(info.value) and "reference" in str(info.value)
+
+
+def test_stateful_rules_send_only_what_is_offered_when_sent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stateful rules work out what each may send once per step and reuse it: every action
+    they send is still offered at that moment (what a fresh look at the model says), and each
+    action's offer is worked out at most once per step."""
+    from callgate.conformance.judge.runner import LiveCase
+    sent: list[bool] = []
+    asked: dict[tuple[int, int, Action], int] = {}
+    step, offered = LiveCase.step, LiveCase.offered
+
+    def checked_step(self: LiveCase, action: Action) -> bool:
+        sent.append(offered(self, action))
+        return step(self, action)
+
+    def counted(self: LiveCase, action: Action) -> bool:
+        key = (id(self), len(self.trace), action)
+        asked[key] = asked.get(key, 0) + 1
+        return offered(self, action)
+
+    monkeypatch.setattr(LiveCase, "step", checked_step)
+    monkeypatch.setattr(LiveCase, "offered", counted)
+    adapter = EventAdapter("")
+    runner = CaseRunner(adapter, adapter.capabilities())
+    try:
+        result = run_stateful(runner, StatefulBudget(30, 10), seed=5, slots=list(E0))
+    finally:
+        runner.close()
+    assert result.verdict is Verdict.PASS and len(sent) > 100
+    assert all(sent)
+    assert max(asked.values()) == 1

@@ -98,3 +98,54 @@ def test_a_pin_that_excludes_an_outcome_removes_it_from_the_derived_step() -> No
                 assert all(dict(a.when).get(point, other) == other for a in step.allowed)
                 return
     pytest.fail("no outcome of com_call depends on a pin")
+
+
+def test_trackers_share_steps_only_under_the_same_pins() -> None:
+    """A tracker looks its steps up in a memo shared by the trackers of its machine and pins:
+    under other pins (given at creation or set later) it answers what `step` says for those."""
+    machine = MACHINES["com_call"]
+    compared = differ = 0
+    for state in _states(machine, 60):
+        plain, pinned = T.Tracker(machine, {}, [state]), T.Tracker(machine, PINS, [state])
+        later = T.Tracker(machine, {}, [state])
+        later.pins = PINS
+        for op in machine.operations:
+            for args in op.all_args():
+                try:
+                    want = T.step(machine, state, op.name, args, PINS).allowed
+                    unpinned = T.step(machine, state, op.name, args).allowed
+                except T.ModelError:
+                    continue
+                assert pinned.expected(op.name, args) == want
+                assert later.expected(op.name, args) == want
+                assert plain.expected(op.name, args) == unpinned
+                compared += 1
+                differ += want != unpinned
+    assert compared > 100 and differ > 0  # the pins do change some answers
+
+
+def test_a_unit_starts_with_the_garbage_collected_and_the_living_frozen() -> None:
+    """`settle_heap` (at the start of every unit) collects the cycles left before it and moves
+    what is alive out of the collector's way; `release_heap` (at the end of a run) gives it
+    back."""
+    import gc
+    import weakref
+
+    from callgate.conformance.units import release_heap, settle_heap
+
+    class Node:
+        pass
+
+    garbage, kept = Node(), Node()
+    garbage.self = garbage  # type: ignore[attr-defined]
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        settle_heap()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
+        assert not any(each is kept for each in gc.get_objects())  # frozen: not tracked now
+    finally:
+        release_heap()
+    assert gc.get_freeze_count() == 0
+    assert any(each is kept for each in gc.get_objects())

@@ -344,6 +344,30 @@ class _Observer:
         self.states = sorted(g.moves, key=repr)
         self._memo: dict[State, tuple[Action, ...]] = {}
         self._expected: dict[tuple[State, Action], tuple[str, ...] | None] = {}
+        self._around: dict[tuple[int, State], list[State]] | None = None
+
+    @staticmethod
+    def of_graph(g: _Graph, pins: Mapping[str, str]) -> _Observer:
+        """The observers of `g`'s states under `pins`, chosen once per state for every walk
+        and repetition case of the run (and every mutant run) that looks with them."""
+        key = (id(g), tuple(sorted(pins.items())))
+        known = _OBSERVERS.get(key)
+        if known is None or known[0] is not g:
+            known = _OBSERVERS[key] = (g, _Observer(g, pins))
+        return known[1]
+
+    def _one_field_away(self, state: State) -> set[State]:
+        """The states of the graph that differ from `state` in exactly one field."""
+        if self._around is None:
+            # Each state under each of its fields blanked out: two states differ in that
+            # field alone exactly when they share that blanked key.
+            self._around = {}
+            for each in self.states:
+                for i in range(len(each)):
+                    self._around.setdefault((i, each[:i] + each[i + 1:]), []).append(each)
+        return {other for i in range(len(state))
+                for other in self._around.get((i, state[:i] + state[i + 1:]), ())
+                if other[i] != state[i]}
 
     def _outcomes(self, state: State, action: Action) -> tuple[str, ...] | None:
         key = (state, action)
@@ -370,8 +394,7 @@ class _Observer:
                             and a.op != "wait_notification"
                             and not any(k == "timeout" and v != "zero" for k, v in a.args)),
                            key=repr)
-            left = {s for s in self.states
-                    if sum(x != y for x, y in zip(s, state, strict=True)) == 1}
+            left = self._one_field_away(state)
             left |= {nxt for e in ends.values() for nxt in e} - {state}
             chosen: list[Action] = []
             while loops:
@@ -388,7 +411,10 @@ class _Observer:
 
 def observer(plan: MachinePlan, pins: Mapping[str, str]) -> _Observer:
     """The observers of `plan`'s states under `pins` (what the repetition cases look with)."""
-    return _Observer(_Graph.of(plan), pins)
+    return _Observer.of_graph(_Graph.of(plan), pins)
+
+
+_OBSERVERS: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[_Graph, _Observer]] = {}
 
 
 class _Reader:
@@ -449,7 +475,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, composition: Composition, budge
           covered: set[str]) -> Iterator[tuple[Case, CaseResult]]:
     machine = plan.machine
     g = _Graph.of(plan)
-    observer = _Observer(g, runner.capabilities.pins)
+    observer = _Observer.of_graph(g, runner.capabilities.pins)
     reader = _Reader(g, runner.capabilities.pins)
     universe = set(pair_universe(plan, composition)) - set(not_drivable(plan, composition))
     # What is left, by phase: the drawn transitions not yet taken while the other is there.

@@ -163,6 +163,12 @@ def build_machine(runner: CaseRunner, slots: Sequence[SlotSpec], runs: list[Live
                 raise stop
             self.live = _open(runner, f"stateful-{len(runs)}", slots, failures)
             runs.append(self.live)
+            # What each rule may send now, worked out once per step: Hypothesis asks every
+            # rule's precondition (often more than once) before each step, and the rule
+            # chosen asks again. Nothing a rule reads changes until a step is taken, and every
+            # step taken adds to the trace.
+            self.offers: dict[tuple[str, str], list[Args]] = {}
+            self.offers_at = 0
 
         def teardown(self) -> None:
             self.live.close()
@@ -171,8 +177,16 @@ def build_machine(runner: CaseRunner, slots: Sequence[SlotSpec], runs: list[Live
 
     def make_rule(slot: str, op: str, choices: list[Args]) -> Callable[..., None]:
         def offered(self: CallgateMachine) -> list[Args]:
+            if self.offers_at != len(self.live.trace):
+                self.offers.clear()
+                self.offers_at = len(self.live.trace)
+            known = self.offers.get((slot, op))
+            if known is not None:
+                return known
             try:
-                return [a for a in choices if self.live.offered(Action(slot, op, a))]
+                known = self.offers[(slot, op)] = [
+                    a for a in choices if self.live.offered(Action(slot, op, a))]
+                return known
             except Exception as exc:  # callgate's own code: an error, not a failure to shrink
                 self.live.harness_error(exc)
                 raise failures.record(self.live) from exc

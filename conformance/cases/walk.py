@@ -10,9 +10,10 @@ implementation's choices is covered, or no segment makes progress.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
@@ -47,6 +48,26 @@ class _Graph:
     # which runs often, looks learned outcomes up by int instead of hashing actions.
     moves: dict[State, list[tuple[Action, State, int]]] = field(default_factory=dict)
     pair: dict[tuple[State, Action], int] = field(default_factory=dict)
+    # The same moves over states numbered 0..n-1 (`ids`, `states`), for the nearest search
+    # (`_Distances`): `out[s]` lists (target, pair number, action) in `moves`' order, `into[t]`
+    # the (source, pair number) of each move into t, `ends[n]` the targets of pair n and
+    # `origin[n]` its source.
+    ids: dict[State, int] = field(default_factory=dict)
+    states: list[State] = field(default_factory=list)
+    out: list[list[tuple[int, int, Action]]] = field(default_factory=list)
+    into: list[list[tuple[int, int]]] = field(default_factory=list)
+    ends: list[list[int]] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)
+
+    def number(self, state: State) -> int:
+        """The state's number, numbering it if it is new (a state no move touches)."""
+        known = self.ids.get(state)
+        if known is None:
+            known = self.ids[state] = len(self.states)
+            self.states.append(state)
+            self.out.append([])
+            self.into.append([])
+        return known
 
 
 _INDEXES: dict[int, tuple[MachinePlan, _Graph]] = {}
@@ -76,7 +97,24 @@ def _build_index(plan: MachinePlan) -> _Graph:
             seen.add((source, action, target))
             number = g.pair.setdefault((source, action), len(g.pair))
             g.moves.setdefault(source, []).append((action, target, number))
+    _number_moves(g, plan.initial)
     return g
+
+
+def _number_moves(g: _Graph, initial: Iterable[State]) -> None:
+    """Fill in the numbered form of `g.moves` (the initial states numbered first)."""
+    for node in initial:
+        g.number(node)
+    g.ends = [[] for _ in g.pair]
+    g.origin = [0] * len(g.pair)
+    for source, moves in g.moves.items():
+        here = g.number(source)
+        for action, target, number in moves:
+            there = g.number(target)
+            g.out[here].append((there, number, action))
+            g.into[there].append((here, number))
+            g.origin[number] = here
+            g.ends[number].append(there)
 
 
 Leg = tuple[State, Action, State]  # one planned step: from, action, expected next state
@@ -167,38 +205,185 @@ def walk_parts(plan: MachinePlan, count: int) -> list[set[str]]:
     return parts
 
 
-def _nearest(g: _Graph, start: State, pending: dict[State, set[Action]],
+_FAR = 1 << 30  # the distance of a state from which no pending state can be reached
+
+
+class _Distances:
+    """How far each state is from the nearest state with pending transitions, over the moves the
+    walk may plan, kept up to date as the walk goes on; and from it the walk's route.
+
+    A move may be planned unless it is `broken` (the implementation already failed there: a
+    failure is reported once, and the walk goes on to what can still be reached another way),
+    or its (state, action) pair has a `learned` outcome and this move leads elsewhere (the walk
+    plans with what the implementation does). The distances are found once by a breadth-first
+    search backwards from every pending state, then repaired where a change can touch them
+    (Ramalingam and Reps' repair for unit lengths): a state that stops being pending or a move
+    that stops being plannable can only lengthen the distances of the states that relied on it;
+    a learned outcome that replaces another makes one move plannable again, which can only
+    shorten some. Late in a walk, with few transitions left, a search forwards from the current
+    state visited most of the graph every time the walk planned again; a repair visits only the
+    states whose distance changed.
+
+    `route` then steps, from the start, along the first move (in the graph's order) to a state
+    one step nearer: the same route as the plain breadth-first search forwards (its parent
+    links, taking moves in the same order, give the shortest route that comes first in that
+    order, as this does).
+    """
+
+    def __init__(self, g: _Graph, pending: Iterable[State],
+                 learned: Mapping[int, State] | None = None,
+                 broken: Iterable[int] = ()) -> None:
+        self.g = g
+        self.pending = bytearray(len(g.states))
+        self.learned: dict[int, int] = {}  # pair number: the number of the state it led to
+        self.broken: set[int] = set(broken)
+        for number, target in (learned or {}).items():
+            self.learned[number] = g.ids.get(target, -1)
+        sources = [g.ids[state] for state in pending if state in g.ids]
+        for node in sources:
+            self.pending[node] = 1
+        self.dist = [_FAR] * len(g.states)
+        for node in sources:
+            self.dist[node] = 0
+        queue = deque(sources)
+        dist, into, usable = self.dist, g.into, self._usable
+        while queue:
+            node = queue.popleft()
+            further = dist[node] + 1
+            for source, number in into[node]:
+                if dist[source] > further and usable(number, node):
+                    dist[source] = further
+                    queue.append(source)
+
+    def _usable(self, number: int, target: int) -> bool:
+        """The move of pair `number` to `target` may be planned."""
+        if number in self.broken:
+            return False
+        seen = self.learned.get(number)
+        return seen is None or seen == target
+
+    def reachable(self, state: State) -> bool:
+        node = self.g.ids.get(state)
+        return node is not None and self.dist[node] < _FAR
+
+    def route(self, state: State) -> list[Leg] | None:
+        """A shortest walk from `state` to a state with pending transitions, as legs ([] if
+        `state` has some, None if none is reachable)."""
+        node = self.g.ids.get(state)
+        if node is None:
+            return None
+        dist, out, states, usable = self.dist, self.g.out, self.g.states, self._usable
+        if dist[node] >= _FAR:
+            return None
+        legs: list[Leg] = []
+        while dist[node]:
+            want = dist[node] - 1
+            for target, number, action in out[node]:
+                if dist[target] == want and usable(number, target):
+                    legs.append((states[node], action, states[target]))
+                    node = target
+                    break
+            else:  # pragma: no cover - the distances promise such a move
+                raise AssertionError(f"no move nearer from {states[node]}")
+        return legs
+
+    def settle(self, state: State) -> None:
+        """`state` has no pending transitions any more."""
+        node = self.g.ids.get(state)
+        if node is not None and self.pending[node]:
+            self.pending[node] = 0
+            self._lengthen([node])
+
+    def give_up(self, number: int) -> None:
+        """The moves of pair `number` are never planned again."""
+        if number in self.broken or number >= len(self.g.ends):
+            self.broken.add(number)
+            return
+        self.broken.add(number)
+        self._lengthen([self.g.origin[number]])
+
+    def learn(self, number: int, target: State) -> None:
+        """The implementation's outcome of pair `number` led to `target`."""
+        there = self.g.ids.get(target, -1)
+        before = self.learned.get(number)
+        if before == there or number >= len(self.g.ends):
+            self.learned[number] = there
+            return
+        if number in self.broken:
+            self.learned[number] = there
+            return
+        source = self.g.origin[number]
+        # First no move of the pair is plannable (distances can only grow), then the one to
+        # `target` is, which an earlier outcome may have ruled out (they can only shrink).
+        self.learned[number] = -2
+        self._lengthen([source])
+        self.learned[number] = there
+        if there >= 0:
+            self._shorten(source, there)
+
+    def _lengthen(self, suspects: list[int]) -> None:
+        """Repair after moves stopped being plannable or states stopped being pending (the
+        states in `suspects` may have lost what their distance relied on)."""
+        dist, pending, out, into, usable = (self.dist, self.pending, self.g.out, self.g.into,
+                                            self._usable)
+        # Which states lose their distance: in order of distance, a state keeps its own while
+        # it is pending or a plannable move leads to a state one nearer that keeps its own.
+        heap = [(dist[node], node) for node in suspects if dist[node] < _FAR]
+        heapq.heapify(heap)
+        lost: set[int] = set()
+        while heap:
+            d, node = heapq.heappop(heap)
+            if node in lost or pending[node]:
+                continue
+            if d and any(dist[target] == d - 1 and target not in lost and usable(number, target)
+                         for target, number, _ in out[node]):
+                continue
+            lost.add(node)
+            for source, number in into[node]:
+                if dist[source] == d + 1 and source not in lost and usable(number, node):
+                    heapq.heappush(heap, (d + 1, source))
+        if not lost:
+            return
+        for node in lost:
+            dist[node] = _FAR
+        # Their new distances: from the states that kept theirs, nearest first.
+        heap = []
+        for node in lost:
+            best = min((dist[target] + 1 for target, number, _ in out[node]
+                        if dist[target] < _FAR and usable(number, target)), default=_FAR)
+            if best < _FAR:
+                dist[node] = best
+                heap.append((best, node))
+        heapq.heapify(heap)
+        self._spread(heap)
+
+    def _shorten(self, source: int, target: int) -> None:
+        """Repair after the move from `source` to `target` became plannable."""
+        if self.dist[target] + 1 < self.dist[source]:
+            self.dist[source] = self.dist[target] + 1
+            self._spread([(self.dist[source], source)])
+
+    def _spread(self, heap: list[tuple[int, int]]) -> None:
+        """Shorten, nearest first, the distances of the states with a move into those on
+        `heap` (a heap of (distance, state) whose distances just went down)."""
+        dist, into, usable = self.dist, self.g.into, self._usable
+        while heap:
+            d, node = heapq.heappop(heap)
+            if d != dist[node]:
+                continue
+            for source, number in into[node]:
+                if d + 1 < dist[source] and usable(number, node):
+                    dist[source] = d + 1
+                    heapq.heappush(heap, (d + 1, source))
+
+
+def _nearest(g: _Graph, start: State, pending: Mapping[State, set[Action]],
              learned: dict[int, State], broken: frozenset[int] | set[int] = frozenset(),
              ) -> list[Leg] | None:
     """A shortest walk from `start` to a state with pending transitions, as legs (None if none
-    is reachable). Where the implementation's outcome of (state, action) has been seen, only
-    that outcome is assumed: the walk plans with what the implementation does. Moves in
-    `broken` (where the implementation already failed) are never planned through: a failure is
-    reported once, and the walk goes on to what can still be reached another way."""
-    if pending.get(start):
-        return []
-    parent: dict[State, Leg | None] = {start: None}
-    queue = deque([start])
-    moves, no_moves = g.moves, ()
-    while queue:
-        node = queue.popleft()
-        for action, nxt, number in moves.get(node, no_moves):
-            # The cheapest test first: most moves lead to a state the search already reached.
-            if nxt in parent:
-                continue
-            seen = learned.get(number)
-            if (seen is not None and seen != nxt) or number in broken:
-                continue
-            parent[nxt] = (node, action, nxt)
-            if pending.get(nxt):
-                path: list[Leg] = []
-                at: State = nxt
-                while (link := parent[at]) is not None:
-                    path.append(link)
-                    at = link[0]
-                return path[::-1]
-            queue.append(nxt)
-    return None
+    is reachable): the route `_Distances` gives, found afresh (the walk keeps its distances
+    and repairs them instead)."""
+    return _Distances(g, [s for s, left in pending.items() if left], learned, broken).route(start)
 
 
 class StateCheck:
@@ -232,6 +417,7 @@ class StateCheck:
         self._near: dict[State, list[State]] = {}
         self._around: dict[tuple[int, State], list[tuple[int, State]]] | None = None
         self._outcomes: dict[tuple[State, Action], tuple[str, ...] | None] = {}
+        self._scores: dict[State, tuple[frozenset[State], list[int]]] = {}
 
     @staticmethod
     def of(plan: MachinePlan, pins: Mapping[str, str]) -> StateCheck:
@@ -285,17 +471,35 @@ class StateCheck:
             elif (source, target) in self._by_ends:
                 found = self._by_ends[(source, target)]  # the choice does not depend on action
             else:
-                wrong = [source, *(s for s in self._neighbours(target) if s != source)]
+                # The wrong states are `source` and the neighbours of `target`: how many
+                # neighbours each candidate tells apart is counted once per target.
+                near, told = self._told(target)
                 found, best = None, 0
-                for candidate in loops:
-                    here = self._expected(target, candidate)
-                    score = sum(1 for w in wrong if here is not None and (
-                        there := self._expected(w, candidate)) is not None and there != here)
+                for candidate, score in zip(loops, told, strict=True):
+                    if source not in near and self._tells(target, source, candidate):
+                        score += 1
                     if score > best:
                         found, best = candidate, score
                 self._by_ends[(source, target)] = found
             self._memo[key] = found
         return self._memo[key]
+
+    def _tells(self, target: State, wrong: State, candidate: Action) -> bool:
+        """`candidate`'s allowed outcomes in `wrong` differ from those in `target`."""
+        here = self._expected(target, candidate)
+        there = self._expected(wrong, candidate) if here is not None else None
+        return there is not None and there != here
+
+    def _told(self, target: State) -> tuple[frozenset[State], list[int]]:
+        """The neighbours of `target`, and for each of its loops in order, how many of them
+        it tells apart from `target`."""
+        known = self._scores.get(target)
+        if known is None:
+            near = self._neighbours(target)
+            known = self._scores[target] = (frozenset(near), [
+                sum(self._tells(target, w, candidate) for w in near)
+                for candidate in self._loops.get(target, [])])
+        return known
 
     def verify(self, live: LiveCase, source: State, action: Action) -> bool:
         """Take the observer after `action` from `source`; False if the case is over."""
@@ -375,30 +579,43 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
     for (s, a), k in key_of.items():
         if k in pending:
             todo.setdefault(s, set()).add(a)
-    learned: dict[int, State] = {}
-    broken: set[int] = set()  # (state, action) pairs where the implementation failed
+    near = _Distances(g, todo)
+    texts: dict[Action, str] = {}
+
+    def text_of(action: Action) -> str:
+        """The action's repr, which orders the transitions of a state (worked out once)."""
+        text = texts.get(action)
+        if text is None:
+            text = texts[action] = repr(action)
+        return text
+
+    broken = near.broken  # (state, action) pairs where the implementation failed
     checks = StateCheck.of(plan, runner.capabilities.pins)
 
-    def done(state: State, action: Action) -> None:
-        pending.discard(key_of.get((state, action), ""))
+    def drop(state: State, action: Action) -> None:
         left = todo.get(state)
         if left is not None:
             left.discard(action)
             if not left:
                 del todo[state]
+                near.settle(state)
+
+    def done(state: State, action: Action) -> None:
+        pending.discard(key_of.get((state, action), ""))
+        drop(state, action)
 
     def give_up(state: State, action: Action) -> None:
         """The implementation went wrong here (failed, hung, broke): reported once, so never
         planned through nor taken again (a hang is not retried through another timeout)."""
         number = g.pair.get((state, action))
         if number is not None:
-            broken.add(number)
+            near.give_up(number)
         done(state, action)
 
     for number in range(budget.cases):
         if not todo:
             return
-        start = next((s for s in plan.initial if _nearest(g, s, todo, learned, broken) is not None), None)
+        start = next((s for s in plan.initial if near.reachable(s)), None)
         if start is None:
             return
         spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
@@ -425,7 +642,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 (state,) = tracker.states
                 local = todo.get(state)
                 if local:
-                    action = min(local, key=repr)
+                    action = min(local, key=text_of)
                     route.clear()
                     if g.pair.get((state, action)) in broken:
                         done(state, action)
@@ -434,7 +651,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     # Keep following the planned route while the implementation goes where the
                     # plan expected; plan again (one search) only when it went elsewhere.
                     if not route or route[0][0] != state:
-                        route = deque(_nearest(g, state, todo, learned, broken) or ())
+                        route = deque(near.route(state) or ())
                         if not route:
                             break
                     action = route.popleft()[1]
@@ -442,9 +659,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                     if local:
                         # Not here, this time (a wait for ever that what was observed has not
                         # established, or whose look already failed): it stays uncovered.
-                        local.discard(action)
-                        if not local:
-                            del todo[state]
+                        drop(state, action)
                         continue
                     break
                 new = action in todo.get(state, ())
@@ -460,7 +675,7 @@ def _walk(runner: CaseRunner, plan: MachinePlan, pending: set[str],
                 if len(tracker.states) == 1:
                     (target,) = tracker.states
                     if pair_id is not None:
-                        learned[pair_id] = target
+                        near.learn(pair_id, target)
                 if new and target is not None:
                     if taken is not None:
                         taken.append((state, action, target))

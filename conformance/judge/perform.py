@@ -50,9 +50,18 @@ def replay_slots(slots: Iterable[SlotSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "machine": s.machine, "config": dict(s.config)} for s in slots]
 
 
-def action_features(machine: str, action: Action) -> set[str]:
+def action_features(machine: str, action: Action) -> frozenset[str]:
     """The features an adapter must declare for `action` on a slot of `machine` to be sent."""
-    return features_needed(machine, action.op, dict(action.args))
+    key = (machine, action.op, action.args)
+    known = _FEATURES.get(key)
+    if known is None:
+        known = _FEATURES[key] = frozenset(features_needed(machine, action.op, dict(action.args)))
+    return known
+
+
+# Asked at every step, for the few operations and arguments of each machine: worked out once.
+_FEATURES: dict[tuple[str, str, tuple[tuple[str, Value], ...]], frozenset[str]] = {}
+_BLOCKS: dict[tuple[str, str, tuple[tuple[str, Value], ...]], bool] = {}
 
 
 def missing_features(slots: Sequence[SlotSpec], actions: Iterable[Action],
@@ -81,8 +90,13 @@ def blocks(machine: str, action: Action) -> bool:
     """Whether `action` on a slot of `machine` may wait for ever: a timed operation given an
     INFINITE timeout. (An operation that may always wait, such as wait_notification, is sent with
     a bounded `wait_ms` instead; see `wait_ms`.)"""
-    timed, param = MACHINES[machine].timeout_param(action.op)
-    return timed and param is not None and dict(action.args).get(param) == INFINITE
+    key = (machine, action.op, action.args)
+    known = _BLOCKS.get(key)
+    if known is None:
+        timed, param = MACHINES[machine].timeout_param(action.op)
+        known = _BLOCKS[key] = (timed and param is not None
+                                and dict(action.args).get(param) == INFINITE)
+    return known
 
 
 def zero_wait(machine: str, action: Action) -> Action:

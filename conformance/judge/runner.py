@@ -96,8 +96,18 @@ class Case:
 
 def transition_key(machine: str, state: State, action: Action) -> str:
     """A stable name for a (state, action) pair of one machine: a unit of coverage."""
-    args = ",".join(f"{k}={v}" for k, v in action.args)
-    return f"{machine}|{','.join(map(str, state))}|{action.op}({args})"
+    found = _KEYS.get((machine, state, action.op, action.args))
+    if found is None:
+        if len(_KEYS) > 500_000:
+            _KEYS.clear()
+        args = ",".join(f"{k}={v}" for k, v in action.args)
+        found = _KEYS[(machine, state, action.op, action.args)] = (
+            f"{machine}|{','.join(map(str, state))}|{action.op}({args})")
+    return found
+
+
+# Every step names its transition; a run names the same few thousand again and again.
+_KEYS: dict[tuple[str, State, str, Args], str] = {}
 
 
 def initial_state(machine: Machine, config: Mapping[str, Value]) -> State:
@@ -363,6 +373,7 @@ class LiveCase:
         self.case_id = case_id
         self.session = session
         self.machines = slot_machines(slots)
+        self.features = frozenset(runner.capabilities.features)
         self.trackers = {s.name: Tracker(MACHINES[s.machine], runner.capabilities.pins,
                                          [initial_state(MACHINES[s.machine], s.config)])
                          for s in slots}
@@ -403,8 +414,7 @@ class LiveCase:
         may wait for ever, established as returning (or establishable by a look first)."""
         if self.kind(action) is not Kind.DEFINED:
             return False
-        needed = action_features(self.machines[action.slot], action)
-        if not needed <= set(self.runner.capabilities.features):
+        if not action_features(self.machines[action.slot], action) <= self.features:
             return False
         return not blocks(self.machines[action.slot], action) or self.lookout(action) is not None
 
@@ -436,7 +446,7 @@ class LiveCase:
         look = zero_wait(machine, action)
         needed = action_features(machine, look)
         if look == action or tracker.kind(look.op, look.args) is not Kind.DEFINED or \
-                not needed <= set(self.runner.capabilities.features):
+                not needed <= self.features:
             return None
         states = tracker.states
         ends = {s: {a.next_state for a in step(tracker.machine, s, look.op, look.args,
