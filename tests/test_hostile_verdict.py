@@ -345,10 +345,10 @@ def test_declining_exactly_the_failing_requests_is_never_exit_0(tmp_path: Path) 
     assert "StdEvent" not in errors[0]["message"] or "Wait" in errors[0]["message"]
     headline = report["verdict"]["headline"]
     assert "declined (not_applicable) without declaration" in headline and ".Wait(" in headline
-    junit_errors = [c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
-                    if c.find("error") is not None]
-    assert any("declined without declaration" in (c.find("error").get("message") or "")
-               for c in junit_errors if c.find("error") is not None)
+    junit_errors = [e.get("message") or "" for c in
+                    ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+                    for e in c.iter("error")]
+    assert any("declined without declaration" in m for m in junit_errors)
     assert "declined without declaration" in (tmp_path / "report.md").read_text(encoding="utf-8")
 
 
@@ -413,7 +413,7 @@ class _Scripted:
 def test_a_decline_after_a_refused_creation_is_checked_and_stays_not_applicable() -> None:
     guard = _guard(_Scripted(Observation(0x80040154), NotApplicable("no event was made")))
     guard.perform(Request("e0", "CoCreateInstance", {"clsid": "StdEvent"}))
-    with pytest.raises(NotApplicable, match="declined after an earlier refusal.*0x80040154"):
+    with pytest.raises(NotApplicable, match=r"declined after an earlier refusal.*0x80040154"):
         guard.perform(Request("e0", "Wait", {"timeout": "zero"}))
 
 
@@ -426,7 +426,7 @@ def test_a_decline_without_an_earlier_refused_creation_is_an_adapter_fault(
     guard = _guard(_Scripted(first, NotApplicable("cannot after all")))
     guard.perform(Request("e0", op, {"clsid": "StdEvent"} if op == "CoCreateInstance"
                           else {"timeout": "zero"}))
-    with pytest.raises(AdapterFault, match="declined without declaration.*e0.Reset"):
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*e0\.Reset"):
         guard.perform(Request("e0", "Reset", {}))
 
 
@@ -445,7 +445,7 @@ def test_a_declined_open_is_an_adapter_fault() -> None:
     def refuse() -> Any:
         raise NotApplicable("no such objects")
 
-    with pytest.raises(AdapterFault, match="declined without declaration.*opening a session"):
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*opening a session"):
         declines.open_guarded(refuse, [SlotSpec("e0", "event")], [])
 
 

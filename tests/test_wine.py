@@ -23,6 +23,7 @@ import pytest
 from callgate.conformance import expectations
 from callgate.conformance.gate import run_cases
 from callgate.conformance.implementations import wine
+from callgate.conformance.judge import declines
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
@@ -289,6 +290,22 @@ def test_com_call_cases_run_against_wine_and_fail_on_cf_09(gate: tuple[Any, Path
     assert ran, "every com_call case was not applicable"
     cf09 = [r for r in ran if "COM-CF-09" in r.failed_rules]
     assert cf09 and all(r.verdict is Verdict.EXPECTED_FAIL for r in cf09)
+
+
+@needs_wine
+def test_every_decline_of_wines_adapter_is_declared_or_checked(gate: tuple[Any, Path]) -> None:
+    """Wine's adapter declares in its handshake what it declines whatever happened before
+    (judge/declines.py); the gate run shows no other decline, which would be an error."""
+    _, out = gate
+    report = _report(out)
+    absent = report["adapter"]["absent"]
+    assert {"com_call.sync_call", "com_call.CreateCall",
+            "rpc_notif.RpcServerSubscribeForNotification(kinds=other)",
+            "rpc_notif.server_wait_notification"} <= set(absent)
+    declined = [c["message"] for c in report["cases"] if c["verdict"] == "not_applicable"
+                and c["message"].split(":")[0].rstrip(")").partition("(")[1]]
+    assert declined and all(declines.DECLARED in m or declines.CHECKED in m for m in declined)
+    assert not any(declines.UNDECLARED in c["message"] for c in report["cases"])
 
 
 _CALL_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
