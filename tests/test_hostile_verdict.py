@@ -471,3 +471,29 @@ def test_the_acquiring_operations_are_the_models() -> None:
     assert set(ACQUIRING) == set(MACHINES)
     for machine, ops in ACQUIRING.items():
         assert ops <= {o.name for o in MACHINES[machine].operations}, machine
+
+
+class _DeclinesReset(EventSession):
+    def perform(self, request: Request) -> Observation:
+        if request.op == "Reset":
+            raise NotApplicable("no Reset today")
+        return super().perform(request)
+
+
+class _ResetDecliner(EventAdapter):
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        return _DeclinesReset("")
+
+
+def test_stateful_testing_does_not_discard_an_undeclared_decline() -> None:
+    from callgate.conformance.cases.stateful import StatefulBudget, run_stateful
+    from callgate.conformance.judge.runner import CaseRunner
+
+    adapter = _ResetDecliner()
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    try:
+        result = run_stateful(runner, StatefulBudget(20, 10), seed=1,
+                              slots=[SlotSpec("e0", "event")], shrink_seconds=2.0)
+    finally:
+        runner.close()
+    assert result.verdict is Verdict.ERROR and "declined without declaration" in result.message
