@@ -167,7 +167,8 @@ class DeclineGuard:
 
     def perform(self, request: Request) -> Observation:
         machine = self.machines.get(request.slot, "")
-        absence = declared(self.absences, machine, request.op, request.args)
+        absence = declared(self.absences, machine, request.op, request.args) \
+            if self.absences else None
         if absence is not None:
             raise NotApplicable(f"{DECLARED}: {absence.reason}")
         try:
