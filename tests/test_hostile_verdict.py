@@ -497,3 +497,21 @@ def test_stateful_testing_does_not_discard_an_undeclared_decline() -> None:
     finally:
         runner.close()
     assert result.verdict is Verdict.ERROR and "declined without declaration" in result.message
+
+
+def test_a_race_with_a_declared_request_is_not_run() -> None:
+    from callgate.conformance.cases.parallel import race_cases, run_parallel
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+    from callgate.conformance.judge.runner import CaseRunner
+
+    race = next(c for c in race_cases() if c.id == "race-signal-wait-event")
+    adapter = ReferenceAdapter()
+    caps = replace(adapter.capabilities(), absent={"event.Signal": "no Signal here"})
+    runner = CaseRunner(adapter, caps, step_timeout=5.0)
+    try:
+        result = run_parallel(runner, race, runs=1)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.NOT_APPLICABLE
+    assert "declared absent in the handshake: no Signal here" in result.message
