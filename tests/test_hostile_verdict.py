@@ -465,12 +465,27 @@ def test_absent_entries_that_name_operations_and_forms_are_accepted() -> None:
 
 
 def test_the_acquiring_operations_are_the_models() -> None:
-    from callgate.conformance.judge.declines import ACQUIRING
+    from callgate.conformance.judge.declines import ACQUIRING, parse_absent
     from callgate.model.families import MACHINES
 
     assert set(ACQUIRING) == set(MACHINES)
-    for machine, ops in ACQUIRING.items():
-        assert ops <= {o.name for o in MACHINES[machine].operations}, machine
+    for machine, entries in ACQUIRING.items():
+        found, problems = parse_absent({f"{machine}.{e}": "acquiring" for e in entries})
+        assert not problems and len(found) == len(entries), (machine, problems)
+
+
+def test_refusing_an_interface_of_a_call_object_takes_nothing_away() -> None:
+    from callgate.conformance.judge import declines
+
+    session = _Scripted(Observation(0x80004002), NotApplicable("no Cancel after all"),
+                        Observation(0x80004002), NotApplicable("no call object"))
+    guard = declines.open_guarded(lambda: session, [SlotSpec("c0", "com_call")], [])
+    guard.perform(Request("c0", "QueryInterface", {"iid": "ICancelMethodCalls"}))
+    with pytest.raises(AdapterFault, match="declined without declaration"):
+        guard.perform(Request("c0", "Cancel", {"seconds": 0}))
+    guard.perform(Request("c0", "QueryInterface", {"iid": "ICallFactory"}))
+    with pytest.raises(NotApplicable, match="declined after an earlier refusal"):
+        guard.perform(Request("c0", "CreateCall", {"riid": "async", "aggregate": False}))
 
 
 class _DeclinesReset(EventSession):

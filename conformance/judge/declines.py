@@ -45,11 +45,12 @@ DECLARED = "declared absent in the handshake"
 CHECKED = "declined after an earlier refusal"
 UNDECLARED = "declined without declaration"
 
-# The operations that give a slot its objects, by machine: a refusal of one of them (a failure
-# code, or a raise) may take away what later requests on the slot need. Literal, checked against
-# the model by tests/test_hostile_verdict.py.
+# The operations that give a slot its objects, by machine, as `OP` or `OP(PARAM=VALUE)`: a
+# refusal of one of them (a failure code, or a raise) may take away what later requests on the
+# slot need. A call object's own QueryInterface is not one: refusing an interface of it leaves the
+# call object. Literal, checked against the model by tests/test_hostile_verdict.py.
 ACQUIRING: dict[str, frozenset[str]] = {
-    "com_call": frozenset({"QueryInterface", "CreateCall"}),
+    "com_call": frozenset({"QueryInterface(iid=ICallFactory)", "CreateCall"}),
     "thread_cancel": frozenset({"reinitialize", "start_sync_call", "CoSetCancelObject"}),
     "event": frozenset({"CoCreateInstance"}),
     "container": frozenset({"CoCreateInstance", "AddSynchronize"}),
@@ -145,6 +146,12 @@ def refused(family: Family | None, observation: Observation) -> bool:
     return bool(observation.code & 0x80000000)
 
 
+def acquires(machine: str, op: str, args: Mapping[str, Value]) -> bool:
+    """Whether this request is one of `ACQUIRING`'s."""
+    entries = ACQUIRING.get(machine, frozenset())
+    return op in entries or any(f"{op}({k}={value_text(v)})" in entries for k, v in args.items())
+
+
 def request_text(request: Request) -> str:
     args = ", ".join(f"{k}={value_text(v)}" for k, v in request.args.items())
     return f"{request.slot}.{request.op}({args})"
@@ -184,7 +191,7 @@ class DeclineGuard:
                 f"request on {request.slot} was refused; declare it in the handshake's absent "
                 f"(docs/adapter-protocol.md)", str(exc)) from exc
         if isinstance(observation, Observation) and isinstance(observation.code, int) and \
-                request.op in ACQUIRING.get(machine, ()) and \
+                acquires(machine, request.op, request.args) and \
                 refused(self.families.get(request.slot), observation):
             with self._lock:
                 self._refusals.setdefault(
