@@ -264,9 +264,9 @@ def _declines(cases: Sequence[CaseResult]) -> list[str]:
     checked = sum(c.verdict is Verdict.NOT_APPLICABLE and CHECKED in c.message for c in cases)
     parts = []
     if undeclared:
-        named = ", ".join(dict.fromkeys(undeclared[:5]))
+        names = list(dict.fromkeys(undeclared))
         parts.append(f"{len(undeclared)} requests declined (not_applicable) without declaration, "
-                     f"which is no pass: {named}{', ...' if len(undeclared) > 5 else ''}")
+                     f"which is no pass: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}")
     if declared or checked:
         parts.append(f"{declared} cases stopped at a request the adapter declared absent, "
                      f"{checked} at a request declined after an earlier refusal on its object")
