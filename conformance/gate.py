@@ -22,11 +22,11 @@ from callgate.conformance.budgets import Budget
 from callgate.conformance.cases import multi, sequences
 from callgate.conformance.cases.values import ValueChooser
 from callgate.conformance.expectations import Expectations
+from callgate.conformance.judge.declines import parse_absent
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.judge.waits import WaitLengths
 from callgate.conformance.outdir import OutputDir
 from callgate.conformance.protocol.adapter import Adapter, AdapterFault, Capabilities
-from callgate.conformance.protocol.features import FEATURES
 from callgate.conformance.report.reporting import write_reports
 from callgate.conformance.results import CaseResult, ResultStream, Summary, Verdict, read_stream
 from callgate.conformance.units import compositions as _compositions
@@ -172,10 +172,13 @@ def check_capabilities(caps: Capabilities) -> None:
         raise AdapterFault(f"the adapter declares unknown features {sorted(unknown)}",
                            "see callgate.conformance.protocol.adapter.FEATURES for the names callgate knows")
     absent = set(caps.absent)
-    if absent - FEATURES:
-        raise AdapterFault(f"the adapter declares unknown features absent "
-                           f"{sorted(absent - FEATURES)}",
-                           "name only features callgate knows in the handshake's absent")
+    # Besides features, `absent` may name operations and argument forms (judge/declines.py).
+    problems = parse_absent(caps.absent)[1]
+    if problems:
+        raise AdapterFault(f"the adapter declares unknown features, operations or forms absent: "
+                           f"{'; '.join(problems)}",
+                           "name in the handshake's absent only features callgate knows, "
+                           "MACHINE.OP or MACHINE.OP(PARAM=VALUE) (callgate model ops)")
     if absent & set(caps.features):
         raise AdapterFault(f"the adapter declares features both implemented and absent "
                            f"{sorted(absent & set(caps.features))}",

@@ -10,11 +10,30 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from callgate.conformance.cases import sequences
+
 ROOT = Path(__file__).resolve().parent.parent
 C_EXAMPLE = ROOT / "examples" / "c-adapter"
+
+
+@pytest.fixture(scope="module")
+def plan() -> sequences.Plan:
+    """The reference adapter's plan of every machine, built once per test
+    module that asks for it (test_repeat.py, test_multi.py); a module's own `plan` fixture
+    overrides it."""
+    from callgate.conformance.cases import sequences
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+
+    adapter = ReferenceAdapter()
+    try:
+        return sequences.plan(adapter.capabilities())
+    finally:
+        adapter.shutdown()
 
 
 def domain_path() -> Path | None:

@@ -24,10 +24,17 @@ import pytest
 
 from callgate.conformance.budgets import BUDGETS
 from callgate.conformance.cli.main import main
-from callgate.conformance.gate import HandshakeFailed, RunAborted, RunOptions, run_gate
+from callgate.conformance.gate import (
+    HandshakeFailed,
+    RunAborted,
+    RunOptions,
+    check_capabilities,
+    run_gate,
+)
 from callgate.conformance.protocol.adapter import (
     AdapterFault,
     Capabilities,
+    NotApplicable,
     Observation,
     Request,
     SlotSpec,
@@ -285,3 +292,241 @@ def test_a_stream_that_lost_a_case_line_is_never_a_complete_run(tmp_path: Path) 
     record = read_stream(path)
     assert not record.complete and "lost case lines" in (record.aborted or {})["reason"]
     assert reporting.build_report(record)["summary"]["exit_code"] == 3
+
+
+# --- Declining a request (judge/declines.py, docs/adapter-protocol.md "Declining a request") ----
+
+HIDDEN_FAULT = "std_event_keeps_signal"
+
+
+class _HidingSession(EventSession):
+    """A faulty session that declines (not_applicable) exactly the requests whose answers would
+    fail: it runs a correct twin beside itself and declines wherever the two answers differ."""
+
+    def __init__(self) -> None:
+        super().__init__(HIDDEN_FAULT)
+        self.twin = EventSession("")
+
+    def perform(self, request: Request) -> Observation:
+        right, answer = self.twin.perform(request), super().perform(request)
+        if answer != right:
+            raise NotApplicable("cannot do this one after all")
+        return answer
+
+
+class _Hider(EventAdapter):
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        return _HidingSession()
+
+
+class _DeclaresStdEventAbsent(EventAdapter):
+    """The faulty StdEvent, declared absent up front as an argument form, and GetHandle as an
+    operation: nothing else fails."""
+
+    def __init__(self) -> None:
+        super().__init__(HIDDEN_FAULT)
+
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities(), absent={
+            "event.CoCreateInstance(clsid=StdEvent)": "no CLSID_StdEvent here",
+            "event.GetHandle": "no ISynchronizeHandle here"})
+
+
+def test_the_seeded_fault_that_the_hider_hides_fails_a_run(tmp_path: Path) -> None:
+    code, report = _run(EventAdapter(HIDDEN_FAULT), tmp_path)
+    assert code == 1 and report["summary"]["failed"]
+
+
+def test_declining_exactly_the_failing_requests_is_never_exit_0(tmp_path: Path) -> None:
+    code, report = _run(_Hider(), tmp_path)
+    assert code == 3 and report["verdict"]["status"] == "harness or adapter error"
+    errors = [c for c in report["cases"] if c["verdict"] == "error"]
+    assert errors and all("declined without declaration" in c["message"] for c in errors)
+    assert "StdEvent" not in errors[0]["message"] or "Wait" in errors[0]["message"]
+    headline = report["verdict"]["headline"]
+    assert "declined (not_applicable) without declaration" in headline and ".Wait(" in headline
+    junit_errors = [e.get("message") or "" for c in
+                    ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+                    for e in c.iter("error")]
+    assert any("declined without declaration" in m for m in junit_errors)
+    assert "declined without declaration" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_declared_absence_is_not_applicable_and_exit_0_where_nothing_else_failed(
+        tmp_path: Path) -> None:
+    code, report = _run(_DeclaresStdEventAbsent(), tmp_path)
+    assert code == 0 and report["verdict"]["status"] == "conformant, qualified"
+    reasons = [c["message"] for c in report["cases"] if c["verdict"] == "not_applicable"]
+    assert any("declared absent in the handshake: no CLSID_StdEvent here" in r for r in reasons)
+    assert any("declared absent in the handshake: no ISynchronizeHandle here" in r
+               for r in reasons)
+    assert "stopped at a request the adapter declared absent" in report["verdict"]["headline"]
+    assert report["adapter"]["absent"]["event.GetHandle"] == "no ISynchronizeHandle here"
+
+
+def test_a_json_lines_adapter_that_declines_mid_case_is_caught_the_same_way(
+        tmp_path: Path) -> None:
+    from callgate.conformance.protocol.jsonl import CommandAdapter
+
+    adapter = CommandAdapter([sys.executable, "-m", "callgate.conformance.protocol.jsonl_server",
+                              "tests.test_hostile_verdict:_Hider"], cwd=str(ROOT),
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # The walks are enough to meet the hidden fault; the rest would only cost time.
+    options = RunOptions("hostile", TINY, 0, tmp_path, 5.0, parallel=False, stateful=False,
+                         multi=False, identify=False, shrink=False)
+    try:
+        outcome = run_gate(adapter, options)
+    finally:
+        adapter.shutdown()
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert outcome.exit_code == 3
+    assert any(c["verdict"] == "error" and "declined without declaration" in c["message"]
+               for c in report["cases"])
+
+
+def _guard(session: Any, absent: dict[str, str] | None = None) -> Any:
+    from callgate.conformance.judge import declines
+
+    slots = [SlotSpec("e0", "event")]
+    return declines.open_guarded(lambda: session, slots,
+                                 declines.parse_absent(absent or {})[0])
+
+
+class _Scripted:
+    """Answers from a script: an Observation, or an exception to raise."""
+
+    def __init__(self, *answers: Observation | Exception) -> None:
+        self.answers = list(answers)
+        self.sent: list[str] = []
+
+    def perform(self, request: Request) -> Observation:
+        self.sent.append(request.op)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_decline_after_a_refused_creation_is_checked_and_stays_not_applicable() -> None:
+    guard = _guard(_Scripted(Observation(0x80040154), NotApplicable("no event was made")))
+    guard.perform(Request("e0", "CoCreateInstance", {"clsid": "StdEvent"}))
+    with pytest.raises(NotApplicable, match=r"declined after an earlier refusal.*0x80040154"):
+        guard.perform(Request("e0", "Wait", {"timeout": "zero"}))
+
+
+@pytest.mark.parametrize("first", [Observation(0), Observation(0x80010115)],
+                         ids=["created", "refused_wait_is_no_creation"])
+def test_a_decline_without_an_earlier_refused_creation_is_an_adapter_fault(
+        first: Observation) -> None:
+    # A Wait that timed out (RPC_S_CALLPENDING, a failure HRESULT) took nothing away.
+    op = "CoCreateInstance" if first.code == 0 else "Wait"
+    guard = _guard(_Scripted(first, NotApplicable("cannot after all")))
+    guard.perform(Request("e0", op, {"clsid": "StdEvent"} if op == "CoCreateInstance"
+                          else {"timeout": "zero"}))
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*e0\.Reset"):
+        guard.perform(Request("e0", "Reset", {}))
+
+
+def test_a_declared_request_is_never_sent() -> None:
+    session = _Scripted(Observation(0))
+    guard = _guard(session, {"event.Wait(timeout=infinite)": "no INFINITE here"})
+    with pytest.raises(NotApplicable, match="declared absent in the handshake: no INFINITE"):
+        guard.perform(Request("e0", "Wait", {"timeout": "infinite"}))
+    guard.perform(Request("e0", "Wait", {"timeout": "zero"}))
+    assert session.sent == ["Wait"]
+
+
+def test_a_declined_open_is_an_adapter_fault() -> None:
+    from callgate.conformance.judge import declines
+
+    def refuse() -> Any:
+        raise NotApplicable("no such objects")
+
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*opening a session"):
+        declines.open_guarded(refuse, [SlotSpec("e0", "event")], [])
+
+
+@pytest.mark.parametrize("key", ["event.NoSuchOp", "no_machine.Wait", "event.Wait(timeout=long)",
+                                 "event.Wait(when=zero)", "com_call.sync_call(out=1)",
+                                 "event.Wait(timeout=zero", "no.such.feature"])
+def test_an_absent_entry_that_names_no_request_is_refused(key: str) -> None:
+    caps = replace(EventAdapter().capabilities(), absent={key: "missing"})
+    with pytest.raises(AdapterFault, match="absent"):
+        check_capabilities(caps)
+
+
+def test_absent_entries_that_name_operations_and_forms_are_accepted() -> None:
+    check_capabilities(_DeclaresStdEventAbsent().capabilities())
+    check_capabilities(replace(EventAdapter().capabilities(), absent={
+        "event.Wait(timeout=infinite)": "no INFINITE", "com_call.sync_call": "no proxy"}))
+
+
+def test_the_acquiring_operations_are_the_models() -> None:
+    from callgate.conformance.judge.declines import ACQUIRING, parse_absent
+    from callgate.model.families import MACHINES
+
+    assert set(ACQUIRING) == set(MACHINES)
+    for machine, entries in ACQUIRING.items():
+        found, problems = parse_absent({f"{machine}.{e}": "acquiring" for e in entries})
+        assert not problems and len(found) == len(entries), (machine, problems)
+
+
+def test_refusing_an_interface_of_a_call_object_takes_nothing_away() -> None:
+    from callgate.conformance.judge import declines
+
+    session = _Scripted(Observation(0x80004002), NotApplicable("no Cancel after all"),
+                        Observation(0x80004002), NotApplicable("no call object"))
+    guard = declines.open_guarded(lambda: session, [SlotSpec("c0", "com_call")], [])
+    guard.perform(Request("c0", "QueryInterface", {"iid": "ICancelMethodCalls"}))
+    with pytest.raises(AdapterFault, match="declined without declaration"):
+        guard.perform(Request("c0", "Cancel", {"seconds": 0}))
+    guard.perform(Request("c0", "QueryInterface", {"iid": "ICallFactory"}))
+    with pytest.raises(NotApplicable, match="declined after an earlier refusal"):
+        guard.perform(Request("c0", "CreateCall", {"riid": "async", "aggregate": False}))
+
+
+class _DeclinesReset(EventSession):
+    def perform(self, request: Request) -> Observation:
+        if request.op == "Reset":
+            raise NotApplicable("no Reset today")
+        return super().perform(request)
+
+
+class _ResetDecliner(EventAdapter):
+    def open_session(self, slots: Sequence[SlotSpec]) -> EventSession:
+        return _DeclinesReset("")
+
+
+def test_stateful_testing_does_not_discard_an_undeclared_decline() -> None:
+    from callgate.conformance.cases.stateful import StatefulBudget, run_stateful
+    from callgate.conformance.judge.runner import CaseRunner
+
+    adapter = _ResetDecliner()
+    runner = CaseRunner(adapter, adapter.capabilities(), step_timeout=5.0)
+    try:
+        result = run_stateful(runner, StatefulBudget(20, 10), seed=1,
+                              slots=[SlotSpec("e0", "event")], shrink_seconds=2.0)
+    finally:
+        runner.close()
+    assert result.verdict is Verdict.ERROR and "declined without declaration" in result.message
+
+
+def test_a_race_with_a_declared_request_is_not_run() -> None:
+    from callgate.conformance.cases.parallel import race_cases, run_parallel
+    from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+    from callgate.conformance.judge.runner import CaseRunner
+
+    race = next(c for c in race_cases() if c.id == "race-signal-wait-event")
+    adapter = ReferenceAdapter()
+    caps = replace(adapter.capabilities(), absent={"event.Signal": "no Signal here"})
+    runner = CaseRunner(adapter, caps, step_timeout=5.0)
+    try:
+        result = run_parallel(runner, race, runs=1)
+    finally:
+        runner.close()
+        adapter.shutdown()
+    assert result.verdict is Verdict.NOT_APPLICABLE
+    assert "declared absent in the handshake: no Signal here" in result.message

@@ -22,15 +22,6 @@ CALL_TRIPLE = BY_NAME["com_call-triple"]
 RPC_CALLS = BY_NAME["rpc_call-pair"]
 
 
-@pytest.fixture(scope="module")
-def plan() -> sequences.Plan:
-    adapter = ReferenceAdapter()
-    try:
-        return sequences.plan(adapter.capabilities())
-    finally:
-        adapter.shutdown()
-
-
 def _cases(plan: sequences.Plan, composition: multi.Composition, faults: tuple[str, ...] = ()
            ) -> tuple[list[tuple[Case, CaseResult]], set[str]]:
     adapter = ReferenceAdapter(faults=faults)

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from callgate.conformance.cases import repeat, sequences
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.results import CaseResult, Verdict
-
-
-@pytest.fixture(scope="module")
-def plan() -> sequences.Plan:
-    adapter = ReferenceAdapter()
-    try:
-        return sequences.plan(adapter.capabilities())
-    finally:
-        adapter.shutdown()
 
 
 def _run(plan: sequences.Plan, machine: str, faults: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ import pytest
 from callgate.conformance import expectations
 from callgate.conformance.gate import run_cases
 from callgate.conformance.implementations import wine
+from callgate.conformance.judge import declines
 from callgate.conformance.judge.runner import Case, CaseRunner
 from callgate.conformance.protocol.adapter import AdapterFault, Observation, Request, SlotSpec
 from callgate.conformance.protocol.jsonl import CommandAdapter, CommandSession
@@ -289,6 +291,24 @@ def test_com_call_cases_run_against_wine_and_fail_on_cf_09(gate: tuple[Any, Path
     assert ran, "every com_call case was not applicable"
     cf09 = [r for r in ran if "COM-CF-09" in r.failed_rules]
     assert cf09 and all(r.verdict is Verdict.EXPECTED_FAIL for r in cf09)
+
+
+@needs_wine
+def test_every_decline_of_wines_adapter_is_declared_or_checked(gate: tuple[Any, Path]) -> None:
+    """Wine's adapter declares in its handshake what it declines whatever happened before
+    (judge/declines.py); the gate run shows no other decline, which would be an error."""
+    _, out = gate
+    report = _report(out)
+    absent = report["adapter"]["absent"]
+    assert {"com_call.sync_call", "com_call.CreateCall",
+            "rpc_notif.RpcServerSubscribeForNotification(kinds=other)",
+            "rpc_notif.server_wait_notification"} <= set(absent)
+    # The adapter's answers: "slot.Op(args): message" (the harness's own reasons read otherwise).
+    messages = [(c["verdict"], c.get("message", "")) for c in report["cases"]]
+    declined = [m for verdict, m in messages if verdict == "not_applicable"
+                and re.match(r"\w+\.\w+\([^)]*\): ", m)]
+    assert declined and all(declines.DECLARED in m or declines.CHECKED in m for m in declined)
+    assert not any(declines.UNDECLARED in m for _, m in messages)
 
 
 _CALL_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (

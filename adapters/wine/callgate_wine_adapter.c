@@ -981,6 +981,7 @@ static struct result rpc_request(struct slot *s, const struct jsonl_request *q)
 #include "callgate_wine_cancel.c" /* thread_cancel: thread-level cancellation (section 2.8) */
 #include "callgate_wine_order.c" /* rpc_order, rpc_notif: sections 2.17 and 2.18 */
 #include "callgate_wine_pipe.c" /* rpc_pipe: a probe of section 2.19, no driver */
+#include "callgate_wine_absent.c" /* the requests declined, declared in the handshake */
 
 /* ======================================================================================== */
 /* Slots: what callgate_jsonl.h calls for each slot an open names, each request, each close. */
@@ -1168,6 +1169,7 @@ static void write_handshake(void)
     pipe_absent_reason(pipe_reason, sizeof pipe_reason, wine_get_version != NULL);
     jout_raw(&o, ",\"absent\":{\"rpc.pipe\":");
     jout_str(&o, pipe_reason);
+    write_absent_requests(&o);
     jout_raw(&o, "}");
     jout_raw(&o, ",\"notes\":");
     jout_str(&o, com_notes);

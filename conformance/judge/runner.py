@@ -22,6 +22,7 @@ from typing import Any
 
 from callgate.conformance.cases.values import Binding, ValueChooser
 from callgate.conformance.expectations import Expectations
+from callgate.conformance.judge.declines import Absence, open_guarded, parse_absent
 from callgate.conformance.judge.execution import Executor, StepTimeout
 from callgate.conformance.judge.perform import (
     action_features,
@@ -135,6 +136,7 @@ class CaseRunner:
     # `callgate run --record-trace`: a callgate.conformance.trace.record.TraceRecorder.
     recorder: Any = None
     executor: Executor = field(init=False)
+    absences: list[Absence] = field(init=False, default_factory=list)
     _ways: dict[tuple[str, State, State], tuple[tuple[str, Args], ...] | None] = field(
         init=False, default_factory=dict)
     # What every step writes in its record, worked out once: a set of states as text, and a
@@ -163,6 +165,9 @@ class CaseRunner:
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.step_timeout)
+        # The operations and argument forms the handshake declares absent (its features were
+        # checked by the gate; a problem here is reported there).
+        self.absences = parse_absent(self.capabilities.absent)[0]
 
     def way_back(self, machine: Machine, pins: Mapping[str, str], start: State, goal: State,
                  ) -> tuple[tuple[str, Args], ...] | None:
@@ -223,7 +228,10 @@ class CaseRunner:
         concrete argument values (see `Case.values`); `follow`: go on past a step that a listed
         deviation describes (the directed cases and the walk do; stateful, multi-object and
         parallel cases stop at it as before)."""
-        session: Session = self.executor.call(lambda: self.adapter.open_session(slots))
+        # Every session's declines are held to the protocol's rules (judge/declines.py).
+        session: Session = self.executor.call(
+            lambda: open_guarded(lambda: self.adapter.open_session(slots), slots,
+                                 self.absences))
         return LiveCase(self, case_id, tuple(slots), session, self.values.binding(values),
                         follow=follow)
 

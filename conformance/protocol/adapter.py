@@ -16,10 +16,12 @@ and whether it serves several requests at once (`concurrent`). A request for a m
 never sent; the cases that need it are reported `not_applicable`, and so are the parallel cases
 when the adapter serves one request at a time. Importing this module loads no model table.
 
-Adapters signal trouble with two exceptions: `NotApplicable` (the implementation cannot do this
-after all: a verdict of `not_applicable`) and `AdapterFault` (the adapter broke: crash, garbage,
-protocol violation; a verdict of `error` with the evidence). A hang is caught by the harness's
-per-step timeout.
+Adapters signal trouble with two exceptions: `NotApplicable` (the adapter declines the request:
+a verdict of `not_applicable` only where the harness can check why, an earlier refusal in the
+case; what an adapter cannot do it declares in `Capabilities.absent`, and any other decline is
+an `error`: `callgate.conformance.judge.declines`) and `AdapterFault` (the adapter broke: crash,
+garbage, protocol violation; a verdict of `error` with the evidence). A hang is caught by the
+harness's per-step timeout.
 """
 
 from __future__ import annotations
@@ -123,9 +125,11 @@ class Capabilities:
     pins: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
     concurrent: bool = False
-    # Features the adapter does not declare, each with why (an entry point the implementation
-    # lacks, ...): the report gives the rules only those features reach `not_applicable` with
-    # that reason instead of `untested`.
+    # What the adapter cannot do, each with why (an entry point the implementation lacks, ...):
+    # features it does not declare (the report gives the rules only those features reach
+    # `not_applicable` with that reason instead of `untested`), and operations `MACHINE.OP` and
+    # argument forms `MACHINE.OP(PARAM=VALUE)` of declared features, which are never sent
+    # (`callgate.conformance.judge.declines`).
     absent: Mapping[str, str] = field(default_factory=dict)
     sessions: str = "many"
 
@@ -139,7 +143,9 @@ class Capabilities:
 
 
 class NotApplicable(Exception):
-    """The implementation cannot perform this request: the case is `not_applicable`."""
+    """The adapter declines this request. The case is `not_applicable` only if an earlier request
+    of the case refused the object this one needs; otherwise it is an `error` (declare what the
+    adapter cannot do in `Capabilities.absent`)."""
 
 
 class AdapterFault(Exception):

@@ -26,6 +26,8 @@ from markupsafe import Markup
 
 from callgate.conformance.cases.slots import machine_feature
 from callgate.conformance.expectations import entry_matches, failing_rules, from_record
+from callgate.conformance.judge.declines import CHECKED, DECLARED, UNDECLARED
+from callgate.conformance.judge.runner import ADAPTER_FAULT
 from callgate.conformance.report import diagrams, junit, reach
 from callgate.conformance.report import lanes as parallel_lanes
 from callgate.conformance.results import (
@@ -252,6 +254,25 @@ def _percent(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
+def _declines(cases: Sequence[CaseResult]) -> list[str]:
+    """What the headline says of requests the adapter declined (judge/declines.py): those it
+    declared absent and those after an earlier refusal, counted; those it declined without
+    declaration, each named (they are errors, and the run exits 3 or 1)."""
+    undeclared = [c.message.partition(ADAPTER_FAULT)[0] for c in cases
+                  if c.verdict is Verdict.ERROR and UNDECLARED in c.message]
+    declared = sum(c.verdict is Verdict.NOT_APPLICABLE and DECLARED in c.message for c in cases)
+    checked = sum(c.verdict is Verdict.NOT_APPLICABLE and CHECKED in c.message for c in cases)
+    parts = []
+    if undeclared:
+        names = list(dict.fromkeys(undeclared))
+        parts.append(f"{len(undeclared)} requests declined (not_applicable) without declaration, "
+                     f"which is no pass: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}")
+    if declared or checked:
+        parts.append(f"{declared} cases stopped at a request the adapter declared absent, "
+                     f"{checked} at a request declined after an earlier refusal on its object")
+    return parts
+
+
 def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
                 rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What the run showed, said no larger than it was (DESIGN.md principle 11): the status, the
@@ -308,6 +329,7 @@ def run_verdict(record: RunRecord, summary: Summary, cov: Mapping[str, Any],
         parts.append(f"{summary.failed} failed, {summary.unexpected_pass} unexpected passes")
     if summary.errors:
         parts.append(f"{summary.errors} could not be judged (errors)")
+    parts += _declines(record.cases)
     if not_applicable:
         parts.append(f"{sum(not_applicable.values())} cases not applicable")
     if below:

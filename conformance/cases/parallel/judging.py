@@ -43,6 +43,7 @@ from callgate.conformance.cases.parallel.threads import (
     wait_times,
 )
 from callgate.conformance.cases.values import legacy_echo_values
+from callgate.conformance.judge.declines import DECLARED, declared
 from callgate.conformance.judge.execution import StepTimeout
 from callgate.conformance.judge.linearizability import (
     DEFAULT_BUDGET,
@@ -125,6 +126,14 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
             f"the adapter lacks {', '.join(sorted(missing))}"))
     if serial_reason(caps):
         return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=serial_reason(caps))
+    # A request the handshake declares absent is never sent (judge/declines.py); in a branch it
+    # would end the run as an unknown outcome, so such a race is not run at all.
+    machines = slot_machines(case.slots)
+    for action in (a for branch in case.branches for a in branch):
+        absence = declared(runner.absences, machines[action.slot], action.op, dict(action.args))
+        if absence is not None:
+            return parallel_result(case, Verdict.NOT_APPLICABLE, started, message=(
+                f"{action}: {DECLARED}: {absence.reason}"))
     rng = random.Random(seed)
     history: list[StepRecord] = []
     verdict_text = ""
