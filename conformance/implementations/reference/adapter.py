@@ -740,8 +740,13 @@ def rpc_RpcAsyncCompleteCall(session: ReferenceSession, s: _RpcSlot,
     had_call = isinstance(s.pAsync.RuntimeInfo, rpc.ClientCall)
     reply = rpc.Reply()
     status = session.runtime.RpcAsyncCompleteCall(s.pAsync, reply)
-    if not had_call or status == rpc.RPC_S_ASYNC_CALL_PENDING:
+    if status == rpc.RPC_S_ASYNC_CALL_PENDING:
         return Observation(status)
+    if not had_call and status in (rpc.RPC_S_INVALID_ASYNC_HANDLE, rpc.RPC_S_INVALID_BINDING):
+        return Observation(status)  # no call on this handle: nothing was completed
+    # A final status: a call was completed, also when an AsyncCall racing with this request put
+    # the call on the handle after `had_call` was read (a parallel case saw that path return
+    # RPC_S_CALL_CANCELLED without the outputs every completion has).
     outputs: dict[str, Value] = {
         "resources_open": s.resources.still_open() if s.resources is not None else True}
     if status == rpc.RPC_S_OK:
