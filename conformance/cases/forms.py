@@ -3,12 +3,13 @@
 Some rows of a machine differ only in one argument's documented form and lead to the same
 state: an RPC call made with `u.APC.hThread` an explicit handle or NULL (RPC-CLI-NOTIFY-02), a
 call the server completes in its manager routine or later from another thread
-(RPC-SRV-COMPLETE-07), a call object's Wait with a zero or a finite timeout that both find the
-call pending. The model does not record the form, so it merges the two into one state. The walk
-takes every one of these rows, but what it does next depends on where it is heading: it may
-follow the call made with hThread NULL by anything at all, and look for its notification only
-after a call made with an explicit handle. A runtime that loses the APC of a NULL-thread call
-(Wine does: D-14) then passes. Here every form gets the same continuations.
+(RPC-SRV-COMPLETE-07), a call object's Wait with a zero or a finite timeout on a signalled
+call (both return S_OK and record the wait). The model does not record the form, so it
+merges the two into one state. The walk takes every one of these rows, but what it does next
+depends on where it is heading: it may follow the call made with hThread NULL by anything at
+all, and look for its notification only after a call made with an explicit handle. A runtime
+that loses the APC of a NULL-thread call (Wine does: D-14) then passes. Here every form gets
+the same continuations.
 
 A *group* is found from the machine's graph: transitions from one state with the same operation
 and the same other arguments, whose argument `param` takes several values (the *forms*) and
