@@ -38,17 +38,21 @@ class Budget:
     identify_steps: int = 0
     identify_complete: bool = False
     identify_class_steps: int = 0
+    # Merged-form continuations (callgate.conformance.cases.forms): steps per machine (0: none)
+    # and how many state-changing steps each continuation takes after the form.
+    forms_steps: int = 0
+    forms_depth: int = 1
 
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 1, 15, 15, parallel_examples=10, parallel_runs=3,
                     multi_cases=3, multi_steps=150, multi_skip=("rpc_call-triple",),
-                    identify_steps=1000, identify_class_steps=1000),
+                    identify_steps=1000, identify_class_steps=1000, forms_steps=300),
     "standard": Budget("standard", 1, 40, 20, parallel_examples=40, parallel_runs=3,
                        multi_cases=20, multi_steps=400, multi_skip=("rpc_call-triple",),
-                       identify_steps=3000, identify_class_steps=10_000),
+                       identify_steps=3000, identify_class_steps=10_000, forms_steps=1200),
     "deep": Budget("deep", 4, 300, 40, parallel_examples=300, parallel_runs=5,
                    multi_cases=60, multi_steps=800, stateful_coupled=True,
                    identify_steps=200_000, identify_complete=True,
-                   identify_class_steps=10_000),
+                   identify_class_steps=10_000, forms_steps=20_000, forms_depth=2),
 }

@@ -49,9 +49,10 @@ CITES, MACHINE, REST = 0, 1, 2
 # several s). A walk of a machine with fewer than `SMALL_WALK` transitions (the event,
 # thread_cancel, rpc_order and rpc_pipe machines: each walk well under a second) comes first;
 # a machine's state identification and its repetition cases (units of their own) run after
-# its walk, and the later parts of a walk cut into parts after its multi-object walk.
-KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "ident": 3, "repeat": 4, "multi": 5,
-             "later part": 6, "stateful": 7, "generated": 8}
+# its walk, and the later parts of a walk cut into parts after its multi-object walk; the
+# merged-form continuations (forms-MACHINE) rank with the repetition cases.
+KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "ident": 3, "repeat": 4, "forms": 4,
+             "multi": 5, "later part": 6, "stateful": 7, "generated": 8}
 SMALL_WALK = 100
 
 
@@ -89,7 +90,7 @@ def unit_machines(unit: Unit, features: frozenset[str], coupled: bool = False
                   ) -> frozenset[str]:
     """The machines whose objects `unit` drives (empty when not known before it runs: the
     generated parallel cases)."""
-    if unit.kind in ("walk", "ident", "repeat"):
+    if unit.kind in ("walk", "ident", "repeat", "forms"):
         return frozenset({walk_machine(unit.key)})
     if unit.kind == "multi":
         return frozenset(c.machine for c in multi.COMPOSITIONS if c.name == unit.key)
@@ -112,7 +113,7 @@ def classify(unit: Unit, rule: str, citing: frozenset[str], features: frozenset[
     drives = unit_machines(unit, features, coupled)
     if unit.kind == "race" and rule in rules.get(unit.key, frozenset()):
         return Scheduled(unit, CITES, f"the race names {rule}")
-    if unit.kind in ("walk", "ident", "repeat", "multi") and drives & citing:
+    if unit.kind in ("walk", "ident", "repeat", "forms", "multi") and drives & citing:
         return Scheduled(unit, CITES, f"rows of {', '.join(sorted(drives & citing))} cite {rule}")
     if drives & citing:
         return Scheduled(unit, MACHINE, f"drives {', '.join(sorted(drives & citing))}")

@@ -5,6 +5,8 @@ A run is a fixed list of units, known before any case runs, in a fixed order:
 * `walk-MACHINE`: the coverage walk of one machine; for a machine with more than
   `WALK_PART_TRANSITIONS` transitions, `walk-MACHINE-pI` (I from 1 to N) instead: the walk of
   the I-th of N parts of its transitions (`walk.walk_parts`), each part from its own resets;
+* `forms-MACHINE`: the machine's merged-form continuations (`cases/forms.py`): each form of an
+  argument the model merges into one state, driven to the same continuations;
 * `ident-MACHINE`: the machine's state identification, after every leg of the model's graph
   (`walk.model_legs`), not only those a walk took, so it needs no walk before it and runs
   beside the walk's parts in another process;
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from callgate.conformance.cases import multi, sequences
+from callgate.conformance.cases import forms, multi, sequences
 from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
 from callgate.conformance.cases.parallel import ParallelBudget
 from callgate.conformance.cases.parallel.generation import run_generated
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 # What a unit says while it works on something long (a shrinking): a line of text.
 Say = Callable[[str], None]
 
-KINDS = ("walk", "ident", "repeat", "multi", "stateful", "race", "generated")
+KINDS = ("walk", "ident", "repeat", "forms", "multi", "stateful", "race", "generated")
 
 # A machine with more transitions than this has its walk cut into parts of about this many
 # transitions (rpc_call, about 16,000: 8 parts), each a unit of its own.
@@ -130,6 +132,10 @@ def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) ->
                 units.append(Unit(f"ident-{machine}", "ident", machine, cost=identify))
             # The repetition cases (cases/repeat.py): each cycle of the rest state, lapped.
             units.append(Unit(f"repeat-{machine}", "repeat", machine, cost=size // 2))
+            if budget.forms_steps and forms.groups(machine_plan):
+                # Merged-form continuations (cases/forms.py): sessions of their own, with waits.
+                units.append(Unit(f"forms-{machine}", "forms", machine,
+                                  cost=2 * budget.forms_steps))
     if options.multi and budget.multi_cases:
         units += [Unit(f"multi-{c.name}", "multi", c.name,
                        cost=budget.multi_cases * budget.multi_steps // 2)
@@ -240,6 +246,10 @@ def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit
                 yield shrunk(result, case, plan)
     elif unit.kind == "repeat":
         for case, result in repeat_machine(runner, plan.machines[unit.key]):
+            yield shrunk(result, case, plan)
+    elif unit.kind == "forms":
+        for case, result in forms.forms_machine(runner, plan.machines[unit.key],
+                                                budget.forms_steps, budget.forms_depth):
             yield shrunk(result, case, plan)
     elif unit.kind == "multi":
         composition = next(c for c in multi.COMPOSITIONS if c.name == unit.key)

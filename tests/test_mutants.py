@@ -311,8 +311,10 @@ def test_a_kill_on_a_later_machine_counts_with_the_time_of_the_jobs_before_it() 
 def test_a_surviving_mutant_ran_every_machine() -> None:
     result = mutants.run_mutant("wait_multiple_last_member", BUDGETS["quick"], 0, ("directed",))
     assert not result.killed and result.reason.startswith("equivalent")
-    # A job per unit of the run (the directed cases: each machine's walk and repetition cases).
+    # A job per unit of the run (the directed cases: each machine's walk and repetition cases,
+    # and the merged-form continuations of the machines that have merged forms).
     assert sorted(j["job"] for j in result.jobs) == [
+        "forms-com_call", "forms-event",
         "repeat-com_call", "repeat-event", "repeat-thread_cancel",
         "walk-com_call", "walk-event", "walk-thread_cancel"]
     assert not any(j["killed"] for j in result.jobs)

@@ -17,9 +17,11 @@ cancellation) and walk them together, towards a coverage criterion over pairs:
   and the operation with its arguments, so the criterion stays small enough to reach in full
   (every transition of the full state graph times every phase would be tens of thousands);
 * after a step covers a new pair, both objects are observed with cheap operations that leave
-  their state as it is and together tell it apart from its neighbours (the states one field or
-  one step of its own away; `_Observer`), so a step of one object that changed the other shows
-  at once.
+  their state as it is and tell it apart from its neighbours (the states one field or one step
+  of its own away; `_Observer`), so a step of one object that changed the other shows at once.
+  Every such operation is asked (`_Observer.telling`), not a minimal cover: for a pending RPC
+  call RpcAsyncCompleteCall and RpcAsyncGetCallStatus tell the same states apart, and a fault
+  in either one alone shows only if both are asked.
 
 Both objects play both roles, and the walk alternates which object moves first, so that either
 object may be the one created, begun or signalled most recently. With three objects, each
@@ -345,6 +347,7 @@ class _Observer:
         self._memo: dict[State, tuple[Action, ...]] = {}
         self._expected: dict[tuple[State, Action], tuple[str, ...] | None] = {}
         self._around: dict[tuple[int, State], list[State]] | None = None
+        self._telling: dict[State, tuple[Action, ...]] = {}
 
     @staticmethod
     def of_graph(g: _Graph, pins: Mapping[str, str]) -> _Observer:
@@ -407,6 +410,26 @@ class _Observer:
                 left -= told[best]
             self._memo[state] = tuple(chosen)
         return self._memo[state]
+
+    def telling(self, state: State) -> tuple[Action, ...]:
+        """Every cheap operation that leaves `state` as it is and tells it from at least one of
+        its neighbours (the same neighbours as `of`), not a minimal cover: two operations that
+        tell the same states apart are both asked, so a fault in one of them shows although
+        the other answers right. `of`'s first observer comes first."""
+        if state not in self._telling:
+            ends: dict[Action, set[State]] = {}
+            for action, nxt in self.g.moves.get(state, ()):
+                ends.setdefault(action, set()).add(nxt)
+            near = {s for s in self.states
+                    if sum(x != y for x, y in zip(s, state, strict=True)) == 1}
+            near |= {nxt for e in ends.values() for nxt in e} - {state}
+            cover = self.of(state)
+            self._telling[state] = (*cover, *(
+                a for a in sorted(ends, key=repr)
+                if a not in cover and ends[a] == {state} and a.op != "wait_notification"
+                and not any(k == "timeout" and v != "zero" for k, v in a.args)
+                and self._tells(state, a, near)))
+        return self._telling[state]
 
 
 def observer(plan: MachinePlan, pins: Mapping[str, str]) -> _Observer:
@@ -653,10 +676,12 @@ def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Compos
         return _take(live, slot, action)
 
     def observe(slot: str) -> bool:
+        # The look after a newly covered pair: every operation that tells the state from a
+        # neighbour (`_Observer.telling`), not only a minimal cover of them.
         s = state(slot)
         if s is None:
             return True
-        return all(take(slot, check) is not False for check in observer.of(s))
+        return all(take(slot, check) is not False for check in observer.telling(s))
 
     if bystander is not None:
         # The third object goes in flight first and stays there: the pairs are walked while

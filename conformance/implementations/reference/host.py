@@ -456,6 +456,18 @@ FAULTS: Mapping[str, Fault] = {f.name: f for f in (
     Fault("std_event_signal_neighbour", "COM-SYNC-01",
           "ISynchronize::Signal on a StdEvent also signals the StdEvent created just before it "
           "on the thread (an off-by-one in a per-thread table of auto-reset events)"),
+    # merged forms (docs/mutants.md, "Merged forms and every observer"): a fault in a form the
+    # model merges with another (only the merged-form continuations drive each form to what
+    # observes it), and a fault in one of two operations that tell the same states apart.
+    Fault("later_completion_no_event", "RPC-SRV-COMPLETE-07",
+          "a call the server completes with RpcAsyncCompleteCall from another thread after its "
+          "manager routine returned does not set u.hEvent (NotificationType Event): that path "
+          "signals the other kinds only"),
+    Fault("status_of_last_failed_call", "RPC-CLI-STATUS-01",
+          "once the client has completed a call on the binding that failed or was cancelled, "
+          "RpcAsyncGetCallStatus of another handle's pending call reports that call's final "
+          "status, until the next call starts (a per-binding \"last status\" read for a call "
+          "whose own status is still pending)"),
 )}
 
 # How long a race fault's unlocked window stays open (seconds): the faulty code path does this

@@ -297,6 +297,9 @@ class RpcRuntime:
         # Only with the seeded faults rpc_reply_per_binding and rpc_cancel_last_dispatched.
         self._binding_reply: int | None = None
         self._last_dispatched: DispatchedCall | None = None
+        # Only with the seeded fault status_of_last_failed_call: the handle and final status of
+        # the call the client completed last, if it failed, until the next call starts.
+        self._last_failed: tuple[int, int] | None = None
 
     # --- client stubs --------------------------------------------------------------------------
 
@@ -323,6 +326,7 @@ class RpcRuntime:
             if self.host.fault("stub_clears_notification_type"):
                 pAsync.NotificationType = RPC_NOTIFICATION_TYPES.RpcNotificationTypeNone
             call = ClientCall(pAsync, kernel.current_thread())
+            self._last_failed = None  # the seeded fault status_of_last_failed_call's record
             pAsync.StubInfo = StubInfo("TestProc", call.number)
             pAsync.RuntimeInfo = call
             call.server = self._dispatch_locked(call, hint)
@@ -454,6 +458,10 @@ class RpcRuntime:
                 call.server.cancel_requested = False
             if status == RPC_S_ASYNC_CALL_PENDING and fault("status_ok_while_pending"):
                 return RPC_S_OK
+            if status == RPC_S_ASYNC_CALL_PENDING and self._last_failed is not None \
+                    and self._last_failed[0] != id(pAsync) \
+                    and fault("status_of_last_failed_call"):
+                return self._last_failed[1]
             if status == RPC_S_OK and fault("status_returns_reply"):
                 return call.reply
             if status == RPC_S_CALL_CANCELLED and fault("status_pending_after_abort_cancel"):
@@ -515,6 +523,8 @@ class RpcRuntime:
                     Reply.value = self._binding_reply
             if fault("complete_not_final"):
                 return status
+            if status != RPC_S_OK and self.host.carries("status_of_last_failed_call"):
+                self._last_failed = (id(pAsync), status)
             # Final: free what the runtime allocated for the call (RPC-CLI-COMPLETE-06). The
             # handle keeps its signature, so it may carry a new call (D-11).
             pAsync.StubInfo = None
@@ -612,6 +622,11 @@ class RpcRuntime:
                         else RPC_ASYNC_EVENT.RpcCallComplete)  # RPC-STATE-02
         kind = pAsync.NotificationType
         u = pAsync.u
+        if kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeEvent \
+                and call.status == RPC_S_OK and call.server is not None \
+                and call.server.routine_returned.is_set() \
+                and self.host.fault("later_completion_no_event"):
+            return
         for _ in range(2 if self.host.fault("notification_twice") else 1):
             self.host.pause()
             if kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeEvent:
