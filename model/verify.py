@@ -19,8 +19,8 @@ counts, too large to explore here, are reported from that product of the machine
 
 The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
 invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
-obligations, its liveness, its agreement and tours), then the rest, one job per
-machine or composition. The results are put together in the order the checks always had, so
+obligations; the checks of its state graph: agreement, tours, liveness), then the rest, one job
+per machine or composition. The results are put together in the order the checks always had, so
 the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
 in this process, job after job, by the same functions.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from callgate.model import coupled, explorer, liveness, proofs
+from callgate.model import check_cache, coupled, explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
 from callgate.model.obligations import check_obligations, coverage_problems
@@ -69,8 +69,9 @@ WORKERS = 2
 # with the observer again, and since the obligations are judged over all pinnings at once
 # (obligations/checker.py) that walk is most of the work.
 OBLIGATION_PARTS = 1
-# The machines whose checks are split in several jobs (their obligations in OBLIGATION_PARTS; their
-# agreement and tours; their liveness): the longest of the run.
+# The machines whose jobs start first (their obligations in OBLIGATION_PARTS jobs; the checks
+# of their state graph, built once for its agreement, tours and liveness, in one job): the
+# longest of the run.
 SPLIT = ("rpc_call",)
 
 
@@ -136,6 +137,11 @@ class Report:
         return not self.failed
 
     @property
+    def from_cache(self) -> int:
+        """How many checks were taken from the cache of definitive results, not checked now."""
+        return sum(1 for c in self.checks if c.cached)
+
+    @property
     def liveness(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if c.kind == liveness.KIND)
 
@@ -145,6 +151,7 @@ class Report:
         explorer_json["coupled"] = {c.name: c.to_json() for c in self.coupled}
         return {"ok": self.ok, "seconds": round(self.seconds, 3),
                 "summary": proofs.summarize(self.checks),
+                "from_cache": self.from_cache,
                 "failed": list(self.failed),
                 "checks": [c.to_json() for c in self.checks],
                 "liveness": [liveness_json(c) for c in self.liveness],
@@ -507,8 +514,12 @@ class _Jobs:
     core, at most `WORKERS`), each job importing the tables afresh; for custom tables (or without
     processes), here, in order, when its result is asked for. Either way every check runs."""
 
-    def __init__(self, tables: Mapping[str, Machine], pooled: bool) -> None:
+    def __init__(self, tables: Mapping[str, Machine], pooled: bool, cache: bool = False,
+                 registry: bool = True) -> None:
         self.tables = tables
+        # Definitive results are taken from and kept in model/check_cache.py's folder.
+        self.cache = cache
+        self.registry = registry
         self.pool: ProcessPoolExecutor | None = None
         workers = min(WORKERS, os.cpu_count() or 1)
         if pooled and workers >= 2:
@@ -519,7 +530,24 @@ class _Jobs:
                 self.pool = None
 
     def submit(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
-        """Start `fn(tables, *args)`; the returned function waits for its result."""
+        """Start `fn(tables, *args)`; the returned function waits for its result. With the
+        cache on, a stored result is taken instead, and a definitive new one is stored."""
+        if not self.cache:
+            return self._start(fn, *args)
+        name, stored = check_cache.cached(fn, args, None if self.registry else self.tables)
+        if stored is not None:
+            return stored
+        get = self._start(fn, *args)
+        kept: list[T] = []
+
+        def result() -> T:
+            if not kept:
+                kept.append(get())
+                check_cache.store(name, kept[0])
+            return kept[0]
+        return result
+
+    def _start(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
         if self.pool is None:
             tables = self.tables
             return lambda: fn(tables, *args)
@@ -548,16 +576,17 @@ def _table_checks(machine: Machine) -> list[CheckResult]:
 
 
 def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
-        machines: Mapping[str, Machine] | None = None) -> Report:
+        machines: Mapping[str, Machine] | None = None, cache: bool = False) -> Report:
     """Every check of `callgate model check`, in order, on `machines` (default: the registry's
     tables). The registry's tables are checked by a pool of processes (`parallel`), the longest
     jobs first; custom machines run in this process only. The checks and their order are the
-    same either way."""
+    same either way. `cache`: take definitive results kept by an earlier run with the same key
+    and keep new ones (model/check_cache.py; off when `CALLGATE_CACHE` is)."""
     start = time.perf_counter()
     custom = machines is not None and (
         set(machines) != set(MACHINES) or any(machines[n] is not MACHINES[n] for n in machines))
     tables: Mapping[str, Machine] = machines if machines is not None else MACHINES
-    jobs = _Jobs(tables, parallel and not custom)
+    jobs = _Jobs(tables, parallel and not custom, cache and check_cache.enabled(), not custom)
     try:
         from callgate.model.obligations import ALL
         from callgate.model.obligations.checker import coverage_result
@@ -572,9 +601,9 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         halves = {name: [jobs.submit(_obligation_checks, name, i, OBLIGATION_PARTS)
                          for i in range(OBLIGATION_PARTS)]
                   for name in heavy if name in owners}
-        lives = {name: jobs.submit(_machine_checks, name, ("liveness",)) for name in heavy}
-        graphed = {name: jobs.submit(_machine_checks, name, ("agreement", "explorer"))
-                   for name in heavy}
+        # Its graph's checks in one job: the graph is built once for its agreement, tours and
+        # liveness (two jobs built it twice).
+        whole = {name: jobs.submit(_machine_checks, name) for name in heavy}
         coupled_jobs = [jobs.submit(_coupled, i) for i in range(len(coupled.COUPLED))]
         obligations = {name: jobs.submit(_obligation_checks, name) for name in owners
                        if name not in halves}
@@ -582,18 +611,12 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         def merged(name: str) -> Callable[[], list[CheckResult]]:
             return lambda: _merged([part() for part in halves[name]])
         obligations.update({name: merged(name) for name in halves})
-        whole = {name: jobs.submit(_machine_checks, name) for name in tables if name not in heavy}
+        whole.update({name: jobs.submit(_machine_checks, name) for name in tables
+                      if name not in heavy})
         default = jobs.submit(_default_checks)
         consistency = jobs.submit(_consistency_checks)
 
-        def machine_result(name: str) -> MachineResult:
-            if name in lives:
-                graph_part, live_part = graphed[name](), lives[name]()
-                return MachineResult(graph_part.agreement, graph_part.explorer,
-                                     graph_part.report, live_part.liveness)
-            return whole[name]()
-
-        results = {name: machine_result(name) for name in tables}
+        results = {name: whole[name]() for name in tables}
         checks = first()
         for name in tables:
             checks += results[name].agreement
