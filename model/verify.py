@@ -18,11 +18,13 @@ composition pin left behind when a machine's pin moved fails it. The benchmark c
 counts, too large to explore here, are reported from that product of the machines found.
 
 The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
-invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
-obligations; the checks of its state graph: agreement, tours, liveness), then the rest, one job
-per machine or composition. The results are put together in the order the checks always had, so
+invariant proofs first, then bounded model checking, then the longest job (rpc_call's
+obligations and the checks of its state graph: agreement, tours, liveness), then the rest, one
+job per machine or composition. The results are put together in the order the checks always had, so
 the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
-in this process, job after job, by the same functions.
+in this process, job after job, by the same functions. With `cache` (the CLI's default, off with
+`--no-cache` or `CALLGATE_CACHE=off`) a job whose checks all ended definitively is kept on disk
+and taken, not run, by the next run with the same key (model/check_cache.py).
 """
 
 from __future__ import annotations
@@ -65,13 +67,12 @@ LARGE_COMPOSITION = Composition("two_call_objects_and_container", (
 Counts = dict[str, dict[str, dict[str, int]]]
 # At most this many worker processes (the machine's cores, if fewer).
 WORKERS = 2
-# Parts of a SPLIT machine's obligations, each a job. One: each part walks the machine's graph
-# with the observer again, and since the obligations are judged over all pinnings at once
-# (obligations/checker.py) that walk is most of the work.
-OBLIGATION_PARTS = 1
-# The machines whose jobs start first (their obligations in OBLIGATION_PARTS jobs; the checks
-# of their state graph, built once for its agreement, tours and liveness, in one job): the
-# longest of the run.
+# The machines whose jobs start first, the longest of the run: each one's obligations and the
+# checks of its state graph (agreement, tours, liveness) in one job, so that the table's steps,
+# memoised on the machine, are worked out once for both walks and the graph is built once.
+# (Its obligations are not split in parts: each part would walk the graph with the observer
+# again, and judged over all pinnings at once (obligations/checker.py) that walk is most of the
+# work.)
 SPLIT = ("rpc_call",)
 
 
@@ -456,6 +457,12 @@ def _obligation_checks(tables: Mapping[str, Machine] | None, name: str, part: in
     return check_obligations(machines=tables or MACHINES, obligations=mine[part::parts])
 
 
+def _graph_and_obligation_checks(tables: Mapping[str, Machine] | None, name: str
+                                 ) -> tuple[list[CheckResult], MachineResult]:
+    """A SPLIT machine's obligations, then the checks of its state graph, in one process."""
+    return _obligation_checks(tables, name), _machine_checks(tables, name)
+
+
 def _merged(parts: Sequence[list[CheckResult]]) -> list[CheckResult]:
     """The results of `_obligation_checks`' parts in the order of the whole (dealt in turn)."""
     merged: list[CheckResult] = []
@@ -597,20 +604,19 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         first = jobs.submit(_table_and_invariant_checks)
         bmc = jobs.submit(_bmc_check, bmc_depth)
         # Then the longest first (as measured on the registry's tables), so the pool ends soon.
-        heavy = [name for name in SPLIT if name in tables]
-        halves = {name: [jobs.submit(_obligation_checks, name, i, OBLIGATION_PARTS)
-                         for i in range(OBLIGATION_PARTS)]
-                  for name in heavy if name in owners}
-        # Its graph's checks in one job: the graph is built once for its agreement, tours and
-        # liveness (two jobs built it twice).
-        whole = {name: jobs.submit(_machine_checks, name) for name in heavy}
+        heavy = [name for name in SPLIT if name in tables and name in owners]
+        both = {name: jobs.submit(_graph_and_obligation_checks, name) for name in heavy}
         coupled_jobs = [jobs.submit(_coupled, i) for i in range(len(coupled.COUPLED))]
-        obligations = {name: jobs.submit(_obligation_checks, name) for name in owners
-                       if name not in halves}
 
-        def merged(name: str) -> Callable[[], list[CheckResult]]:
-            return lambda: _merged([part() for part in halves[name]])
-        obligations.update({name: merged(name) for name in halves})
+        def its_obligations(name: str) -> Callable[[], list[CheckResult]]:
+            return lambda: both[name]()[0]
+
+        def its_graph(name: str) -> Callable[[], MachineResult]:
+            return lambda: both[name]()[1]
+        obligations = {name: its_obligations(name) for name in heavy}
+        obligations.update({name: jobs.submit(_obligation_checks, name) for name in owners
+                            if name not in heavy})
+        whole = {name: its_graph(name) for name in heavy}
         whole.update({name: jobs.submit(_machine_checks, name) for name in tables
                       if name not in heavy})
         default = jobs.submit(_default_checks)

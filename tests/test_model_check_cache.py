@@ -97,8 +97,9 @@ def test_unknown_and_error_results_are_never_kept(cache_dir: Path) -> None:
         assert check_cache.load(f"k-{result.value}") == (False, None)
     assert not check_cache.store("empty", [])
     assert check_cache.store("fine", [proved])
-    found, value = check_cache.load("fine")
-    assert found and value == [proved] and value[0].cached  # type: ignore[index]
+    found, stored = check_cache.load("fine")
+    assert found and stored == [proved]
+    assert isinstance(stored, list) and stored[0].cached
 
 
 def test_a_stored_entry_under_another_key_or_corrupt_is_ignored(cache_dir: Path) -> None:
