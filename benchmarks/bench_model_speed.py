@@ -4,10 +4,11 @@
 * `callgate model check --json`, here and in the checkout given by `--baseline` (for example
   `git worktree add ../callgate-main main`), run in turn (here, baseline, here, ...) `--repeat`
   times; the medians and the median of the pairwise ratios. Twice: cold (`CALLGATE_CACHE=off`:
-  every state graph is built) and warm (each side's graph cache, in a directory of its own,
-  filled by one run that is not counted; the cache holds explored graphs, never verdicts). The
-  two outputs must give every check both have the same result, and the checks only one has are
-  named (a new check is not a changed result).
+  every state graph is built and every check is checked) and warm (each side's cache, in a
+  directory of its own, filled by one run that is not counted: explored graphs, and where the
+  checkout has it, model/check_cache.py's definitive results, which a warm run takes instead of
+  checking; `from_cache` counts them). The two outputs must give every check both have the same
+  result, and the checks only one has are named (a new check is not a changed result).
 * Exploring compositions of independent slots with the compiled explorers (`explore_bitset`,
   `explore_compiled`) and with the previous path (`explore_counts`, which steps the tables at
   every state): states, seconds, states per second, and the peak memory of the exploring process.
@@ -44,14 +45,19 @@ COMPOSITIONS: dict[str, tuple[str, ...]] = {
 
 
 def _model_check(root: Path, env: dict[str, str]) -> tuple[float, dict[str, str]]:
-    """One run's wall seconds, and each check's result by name."""
+    """One run's wall seconds, and each check's result by name (and, under `FROM_CACHE`, how
+    many checks were taken from the cache; 0 for a checkout without one)."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "callgate", "model", "check", "--json"],
                           cwd=root, env={**os.environ, "PYTHONPATH": str(root), **env},
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     data = json.loads(done.stdout)
-    return wall, {c["name"]: c["result"] for c in data["checks"]}
+    return wall, {c["name"]: c["result"] for c in data["checks"]} | {
+        FROM_CACHE: str(data.get("from_cache", 0))}
+
+
+FROM_CACHE = " from_cache"  # not a check's name (none starts with a space)
 
 
 def _cache_env(cache: str, where: Path) -> dict[str, str]:
@@ -66,6 +72,7 @@ def time_model_check(baseline: Path | None, repeat: int, cache: str) -> dict[str
     there: list[float] = []
     changed: set[str] = set()
     only: set[str] = set()
+    cached: list[int] = []
     with tempfile.TemporaryDirectory(prefix="callgate-bench-") as scratch:
         ours_env = _cache_env(cache, Path(scratch) / "here")
         theirs_env = _cache_env(cache, Path(scratch) / "baseline")
@@ -76,14 +83,17 @@ def time_model_check(baseline: Path | None, repeat: int, cache: str) -> dict[str
         for _ in range(repeat):
             wall, ours = _model_check(ROOT, ours_env)
             here.append(wall)
+            cached.append(int(ours.pop(FROM_CACHE)))
             if baseline is not None:
                 wall, theirs = _model_check(baseline, theirs_env)
+                theirs.pop(FROM_CACHE)
                 there.append(wall)
                 changed |= {n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
                 only |= ours.keys() ^ theirs.keys()
     result: dict[str, object] = {"command": "callgate model check --json", "cache": cache,
                                  "wall_median": round(statistics.median(here), 2),
-                                 "wall_all": [round(w, 2) for w in here]}
+                                 "wall_all": [round(w, 2) for w in here],
+                                 "from_cache_all": cached}
     if baseline is not None:
         result.update({"baseline_wall_median": round(statistics.median(there), 2),
                        "baseline_wall_all": [round(w, 2) for w in there],
@@ -163,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     timed = figures["model_check"]
     assert isinstance(timed, list)
     for check in timed:
-        line = (f"callgate model check --json ({check['cache']} graph cache): median "
-                f"{check['wall_median']} s wall {check['wall_all']}")
+        line = (f"callgate model check --json ({check['cache']} cache): median "
+                f"{check['wall_median']} s wall {check['wall_all']}; checks from the cache "
+                f"{check['from_cache_all']}")
         if "ratio_median" in check:
             line += (f"; previous {check['baseline_wall_median']} s "
                      f"{check['baseline_wall_all']}; ratio {check['ratio_median']}; same results: "

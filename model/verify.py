@@ -19,10 +19,12 @@ counts, too large to explore here, are reported from that product of the machine
 
 The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
 invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
-obligations, its liveness, its agreement and tours), then the rest, one job per
-machine or composition. The results are put together in the order the checks always had, so
+obligations; the checks of its state graph: agreement, tours, liveness), then the rest, one job
+per machine or composition. The results are put together in the order the checks always had, so
 the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
-in this process, job after job, by the same functions.
+in this process, job after job, by the same functions. With `cache` (the CLI's default, off with
+`--no-cache` or `CALLGATE_CACHE=off`) a job whose checks all ended definitively is kept on disk
+and taken, not run, by the next run with the same key (model/check_cache.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from callgate.model import coupled, explorer, liveness, proofs
+from callgate.model import check_cache, coupled, explorer, liveness, proofs
 from callgate.model.families import MACHINES
 from callgate.model.invariants import Transition
 from callgate.model.obligations import check_obligations, coverage_problems
@@ -65,12 +67,12 @@ LARGE_COMPOSITION = Composition("two_call_objects_and_container", (
 Counts = dict[str, dict[str, dict[str, int]]]
 # At most this many worker processes (the machine's cores, if fewer).
 WORKERS = 2
-# Parts of a SPLIT machine's obligations, each a job. One: each part walks the machine's graph
-# with the observer again, and since the obligations are judged over all pinnings at once
-# (obligations/checker.py) that walk is most of the work.
-OBLIGATION_PARTS = 1
-# The machines whose checks are split in several jobs (their obligations in OBLIGATION_PARTS; their
-# agreement and tours; their liveness): the longest of the run.
+# The machines whose jobs start first, the longest of the run: each one's obligations in one
+# job, and the checks of its state graph (agreement, tours, liveness) in another, the graph
+# built once for them. (Its obligations are not split in parts: each part would walk the graph
+# with the observer again, and judged over all pinnings at once (obligations/checker.py) that
+# walk is most of the work. Nor joined with the graph's checks: that one job, about 23 s of CPU
+# on this 2-core machine, would outlast everything else on the other worker.)
 SPLIT = ("rpc_call",)
 
 
@@ -136,6 +138,11 @@ class Report:
         return not self.failed
 
     @property
+    def from_cache(self) -> int:
+        """How many checks were taken from the cache of definitive results, not checked now."""
+        return sum(1 for c in self.checks if c.cached)
+
+    @property
     def liveness(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if c.kind == liveness.KIND)
 
@@ -145,6 +152,7 @@ class Report:
         explorer_json["coupled"] = {c.name: c.to_json() for c in self.coupled}
         return {"ok": self.ok, "seconds": round(self.seconds, 3),
                 "summary": proofs.summarize(self.checks),
+                "from_cache": self.from_cache,
                 "failed": list(self.failed),
                 "checks": [c.to_json() for c in self.checks],
                 "liveness": [liveness_json(c) for c in self.liveness],
@@ -507,8 +515,12 @@ class _Jobs:
     core, at most `WORKERS`), each job importing the tables afresh; for custom tables (or without
     processes), here, in order, when its result is asked for. Either way every check runs."""
 
-    def __init__(self, tables: Mapping[str, Machine], pooled: bool) -> None:
+    def __init__(self, tables: Mapping[str, Machine], pooled: bool, cache: bool = False,
+                 registry: bool = True) -> None:
         self.tables = tables
+        # Definitive results are taken from and kept in model/check_cache.py's folder.
+        self.cache = cache
+        self.registry = registry
         self.pool: ProcessPoolExecutor | None = None
         workers = min(WORKERS, os.cpu_count() or 1)
         if pooled and workers >= 2:
@@ -519,7 +531,24 @@ class _Jobs:
                 self.pool = None
 
     def submit(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
-        """Start `fn(tables, *args)`; the returned function waits for its result."""
+        """Start `fn(tables, *args)`; the returned function waits for its result. With the
+        cache on, a stored result is taken instead, and a definitive new one is stored."""
+        if not self.cache:
+            return self._start(fn, *args)
+        name, stored = check_cache.cached(fn, args, None if self.registry else self.tables)
+        if stored is not None:
+            return stored
+        get = self._start(fn, *args)
+        kept: list[T] = []
+
+        def result() -> T:
+            if not kept:
+                kept.append(get())
+                check_cache.store(name, kept[0])
+            return kept[0]
+        return result
+
+    def _start(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
         if self.pool is None:
             tables = self.tables
             return lambda: fn(tables, *args)
@@ -548,16 +577,17 @@ def _table_checks(machine: Machine) -> list[CheckResult]:
 
 
 def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
-        machines: Mapping[str, Machine] | None = None) -> Report:
+        machines: Mapping[str, Machine] | None = None, cache: bool = False) -> Report:
     """Every check of `callgate model check`, in order, on `machines` (default: the registry's
     tables). The registry's tables are checked by a pool of processes (`parallel`), the longest
     jobs first; custom machines run in this process only. The checks and their order are the
-    same either way."""
+    same either way. `cache`: take definitive results kept by an earlier run with the same key
+    and keep new ones (model/check_cache.py; off when `CALLGATE_CACHE` is)."""
     start = time.perf_counter()
     custom = machines is not None and (
         set(machines) != set(MACHINES) or any(machines[n] is not MACHINES[n] for n in machines))
     tables: Mapping[str, Machine] = machines if machines is not None else MACHINES
-    jobs = _Jobs(tables, parallel and not custom)
+    jobs = _Jobs(tables, parallel and not custom, cache and check_cache.enabled(), not custom)
     try:
         from callgate.model.obligations import ALL
         from callgate.model.obligations.checker import coverage_result
@@ -568,32 +598,21 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         first = jobs.submit(_table_and_invariant_checks)
         bmc = jobs.submit(_bmc_check, bmc_depth)
         # Then the longest first (as measured on the registry's tables), so the pool ends soon.
+        # Its obligations, and the checks of its state graph (built once for its agreement,
+        # tours and liveness): two jobs of about the same length, one per worker.
         heavy = [name for name in SPLIT if name in tables]
-        halves = {name: [jobs.submit(_obligation_checks, name, i, OBLIGATION_PARTS)
-                         for i in range(OBLIGATION_PARTS)]
-                  for name in heavy if name in owners}
-        lives = {name: jobs.submit(_machine_checks, name, ("liveness",)) for name in heavy}
-        graphed = {name: jobs.submit(_machine_checks, name, ("agreement", "explorer"))
-                   for name in heavy}
+        obligations = {name: jobs.submit(_obligation_checks, name) for name in heavy
+                       if name in owners}
+        whole = {name: jobs.submit(_machine_checks, name) for name in heavy}
         coupled_jobs = [jobs.submit(_coupled, i) for i in range(len(coupled.COUPLED))]
-        obligations = {name: jobs.submit(_obligation_checks, name) for name in owners
-                       if name not in halves}
-
-        def merged(name: str) -> Callable[[], list[CheckResult]]:
-            return lambda: _merged([part() for part in halves[name]])
-        obligations.update({name: merged(name) for name in halves})
-        whole = {name: jobs.submit(_machine_checks, name) for name in tables if name not in heavy}
+        obligations.update({name: jobs.submit(_obligation_checks, name) for name in owners
+                            if name not in obligations})
+        whole.update({name: jobs.submit(_machine_checks, name) for name in tables
+                      if name not in heavy})
         default = jobs.submit(_default_checks)
         consistency = jobs.submit(_consistency_checks)
 
-        def machine_result(name: str) -> MachineResult:
-            if name in lives:
-                graph_part, live_part = graphed[name](), lives[name]()
-                return MachineResult(graph_part.agreement, graph_part.explorer,
-                                     graph_part.report, live_part.liveness)
-            return whole[name]()
-
-        results = {name: machine_result(name) for name in tables}
+        results = {name: whole[name]() for name in tables}
         checks = first()
         for name in tables:
             checks += results[name].agreement

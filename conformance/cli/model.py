@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict
@@ -215,7 +216,9 @@ def cmd_model_check(args: argparse.Namespace) -> int:
     from callgate.model.liveness import iter_lasso
     from callgate.model.proofs import summarize
 
-    report = verify.run(bmc_depth=args.depth)
+    if args.no_cache:  # every check and graph afresh, in the pool's processes too
+        os.environ["CALLGATE_CACHE"] = "off"
+    report = verify.run(bmc_depth=args.depth, cache=not args.no_cache)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -271,7 +274,10 @@ def cmd_model_check(args: argparse.Namespace) -> int:
             console.print(f"pinned counts ({verify.PINNED_FILE.name}): all {figures} unchanged")
     counts = ", ".join(f"{n} {k}" for k, n in summarize(report.checks).items())
     verdict = "OK" if report.ok else f"FAILED: {', '.join(report.failed)}"
-    console.print(f"{len(report.checks)} checks ({counts}) in {report.seconds:.1f} s: {verdict}")
+    cached = (f", {report.from_cache} of them taken from the cache (--no-cache checks all now)"
+              if report.from_cache else "")
+    console.print(f"{len(report.checks)} checks ({counts}) in {report.seconds:.1f} s{cached}: "
+                  f"{verdict}")
     return EXIT_OK if report.ok else EXIT_NONCONFORMANT
 
 
@@ -397,6 +403,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--depth", type=int, default=6, metavar="K",
                        help="bounded model checking depth (default 6)")
+    check.add_argument("--no-cache", action="store_true",
+                       help="check everything now: take no result or state graph from the cache "
+                            "(as CALLGATE_CACHE=off does)")
     check.add_argument("--engine", choices=("python", "spin"),
                        help="only explore one machine or composition with this engine (states, "
                             "deadlocks, state and cross invariants; spin needs Debian's `spin` "

@@ -9,7 +9,7 @@ count as failures, never as a pass.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from callgate.model.transitions import Args, Machine, State, Value
@@ -113,6 +113,9 @@ class CheckResult:
     support: tuple[str, ...] = ()
     counterexample: Counterexample | None = None
     conflict: Conflict | None = None
+    # Taken from `callgate model check`'s cache of definitive results (model/check_cache.py),
+    # not checked in this run; `seconds` is then what checking it took when it was checked.
+    cached: bool = field(default=False, compare=False)
 
     @property
     def failed(self) -> bool:
@@ -124,7 +127,8 @@ class CheckResult:
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {"name": self.name, "kind": self.kind,
                                    "result": self.result.value, "seconds": round(self.seconds, 4),
-                                   "detail": self.detail, "rules": list(self.rules)}
+                                   "detail": self.detail, "rules": list(self.rules),
+                                   "checked": "cache" if self.cached else "now"}
         if self.support:
             data["support"] = list(self.support)
         if self.counterexample is not None:
