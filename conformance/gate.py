@@ -454,8 +454,10 @@ def run_gate(adapter: Adapter, options: RunOptions, progress: Progress | None = 
                 summary = _run_end(stream, results, seconds, aborted, orphans, waits, extra)
                 stream.close()
         with _signals_held():
-            outcome = _finish(options, summary, seconds)
-    units.release_heap()  # what the units froze is the collector's again after the run
+            try:
+                outcome = _finish(options, summary, seconds)
+            finally:
+                units.release_heap()  # what the units froze is the collector's again
     if exit_code:
         raise RunAborted(outcome, str(aborted["reason"] if aborted else ""), exit_code)
     return outcome

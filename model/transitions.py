@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from types import MappingProxyType
 
 from callgate.model import codes
 from callgate.model.codes import Code, Family
@@ -679,8 +680,9 @@ class Tracker:
             raise ModelError(f"{machine.name}: a tracker needs at least one state")
 
     @property
-    def pins(self) -> dict[str, str]:
-        return self._pins
+    def pins(self) -> Mapping[str, str]:
+        """Read only: set `pins` anew to change them (the shared step memo is keyed by them)."""
+        return MappingProxyType(self._pins)
 
     @pins.setter
     def pins(self, pins: Mapping[str, str]) -> None:

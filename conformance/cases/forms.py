@@ -298,7 +298,10 @@ def forms_machine(runner: CaseRunner, plan: MachinePlan, steps: int = STEPS,
                 broken.add((item.group, args))
             elif where is not None:
                 avoid.add(where)
-            tally.failed += 1
+            if result.verdict is Verdict.NOT_APPLICABLE:
+                tally.declined += 1
+            else:
+                tally.failed += 1
             yield case, result
     spec = SlotSpec(SLOT, name, config_of(plan.machine, plan.initial[0]))
     count = len({(i.group.op, i.group.param, i.group.forms, i.group.targets) for i in items})
@@ -306,7 +309,8 @@ def forms_machine(runner: CaseRunner, plan: MachinePlan, steps: int = STEPS,
                f"continuations of {count} groups driven (depth {depth}, budget {steps} steps), "
                f"{tally.sessions} sessions, {tally.spent} steps; {tally.passed} passed in full"
                f"{f'; {tally.left} left the plan' if tally.left else ''}"
-               f"{f'; {tally.failed} failed' if tally.failed else ''}")
+               f"{f'; {tally.failed} failed' if tally.failed else ''}"
+               f"{f'; {tally.declined} not applicable' if tally.declined else ''}")
     case = Case(f"{name}-forms", "directed", summary, (spec,), (), tuple(tally.rules))
     if not items:
         yield case, runner.result(case, Verdict.NOT_APPLICABLE, started, [], set(),
@@ -328,6 +332,7 @@ class _Tally:
     passed: int = 0
     left: int = 0
     failed: int = 0
+    declined: int = 0
     covered: set[str] = field(default_factory=set)
     rules: dict[str, None] = field(default_factory=dict)
 
@@ -352,13 +357,14 @@ def _session(runner: CaseRunner, plan: MachinePlan, moves: _Moves, item: Item, a
     tally.sessions += 1
     tally.spent += len(live.trace)
     tally.covered |= live.covered
-    tally.rules.update(dict.fromkeys(r for t in live.trace for r in t.rules))
+    if live.verdict is Verdict.PASS:  # a summary that passes cites only what passing sessions
+        tally.rules.update(dict.fromkeys(r for t in live.trace if t.ok for r in t.rules))
     tally.left += not went and live.verdict is Verdict.PASS
     tally.passed += went and live.verdict is Verdict.PASS
     taken = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
     case = Case(case_id, "directed", _describe(item, args), (spec,), taken,
                 tuple(dict.fromkeys([*item.group.rules,
-                                     *(r for t in live.trace for r in t.rules)])))
+                                     *(r for t in live.trace if t.ok for r in t.rules)])))
     result = runner.result(case, live.verdict, started, live.trace, live.covered,
                            message=live.message, evidence=live.evidence, values=live.values)
     return args, case, result, _failed_at(live)

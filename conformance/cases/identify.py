@@ -269,7 +269,9 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
                 if phase == "class":
                     class_spent += len(live.trace)
                 tally.covered |= live.covered
-                tally.rules.update(dict.fromkeys(r for t in live.trace for r in t.rules))
+                if live.verdict is Verdict.PASS:  # the passing summary cites what passed
+                    tally.rules.update(dict.fromkeys(
+                        r for t in live.trace if t.ok for r in t.rules))
                 if live.verdict is not Verdict.PASS:
                     failures += 1
                     steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)

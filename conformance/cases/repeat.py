@@ -158,7 +158,8 @@ def repeat_machine(runner: CaseRunner, plan: MachinePlan, repeats: int = REPEATS
         passed += live.verdict is Verdict.PASS and not live_left
         steps += len(live.trace)
         covered |= live.covered
-        rules.update(dict.fromkeys(r for t in live.trace for r in t.rules))
+        if live.verdict is Verdict.PASS:  # the passing summary cites what passed
+            rules.update(dict.fromkeys(r for t in live.trace if t.ok for r in t.rules))
         if live.verdict is not Verdict.PASS:
             taken = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
             case = Case(case_id, "directed",

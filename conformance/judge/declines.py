@@ -55,7 +55,9 @@ ACQUIRING: dict[str, frozenset[str]] = {
     "event": frozenset({"CoCreateInstance"}),
     "container": frozenset({"CoCreateInstance", "AddSynchronize"}),
     "cowait": frozenset(),
-    "rpc_call": frozenset({"RpcAsyncInitializeHandle", "AsyncCall"}),
+    # Not AsyncCall: a refused call leaves the handle, and the model goes on defining what
+    # follows on it (RpcAsyncCompleteCall, RpcAsyncCancelCall, a new AsyncCall: RPC-INIT-08).
+    "rpc_call": frozenset({"RpcAsyncInitializeHandle"}),
     "rpc_notif": frozenset({"notif_call", "RpcServerSubscribeForNotification"}),
     "rpc_order": frozenset({"RpcBindingSetOption", "issue_async"}),
     "rpc_pipe": frozenset({"start_call"}),
