@@ -880,6 +880,7 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
         forking = can_fork() and threading.active_count() == 1
         if forking:  # built once here, each worker starts with them
             warm(plan, caps, BUDGETS[budget], seed, kinds_t)
+            units.freeze_base()  # and never walks them in a collection (units.freeze_base)
     if workers <= 1:
         for name in left:
             results[name] = run_mutant(name, BUDGETS[budget], seed, kinds_t, step_timeout)
@@ -887,14 +888,17 @@ def run_mutants(names: Sequence[str] | None = None, budget: str = "quick", seed:
                 progress(results[name], len(results), len(chosen))
     else:
         context = multiprocessing.get_context("fork" if forking else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
-                       for name in left}
-            for future in as_completed(futures):
-                result = future.result()
-                results[result.name] = result
-                if progress:
-                    progress(result, len(results), len(chosen))
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {pool.submit(_work, name, budget, seed, kinds_t, step_timeout): name
+                           for name in left}
+                for future in as_completed(futures):
+                    result = future.result()
+                    results[result.name] = result
+                    if progress:
+                        progress(result, len(results), len(chosen))
+        finally:
+            units.thaw_base()
     return MutantsReport(budget, seed, kinds_t, tuple(results[n] for n in chosen),
                          time.perf_counter() - started, command)
 

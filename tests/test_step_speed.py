@@ -149,3 +149,37 @@ def test_a_unit_starts_with_the_garbage_collected_and_the_living_frozen() -> Non
         release_heap()
     assert gc.get_freeze_count() == 0
     assert any(each is kept for each in gc.get_objects())
+
+
+def test_a_frozen_base_stays_frozen_across_runs_and_the_runs_own_cycles_are_collected() -> None:
+    """`freeze_base` (the mutant runs' parent, before it forks): the base stays out of every
+    collection across gate runs, while each run's own cycles are still collected and never
+    frozen; `thaw_base` gives the base back."""
+    import gc
+    import weakref
+
+    from callgate.conformance.units import freeze_base, release_heap, settle_heap, thaw_base
+
+    class Node:
+        pass
+
+    base = Node()
+    base.me = base  # type: ignore[attr-defined]
+    try:
+        freeze_base()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        for _ in range(2):  # two gate runs
+            run_own = Node()
+            run_own.me = run_own  # type: ignore[attr-defined]
+            gone = weakref.ref(run_own)
+            del run_own
+            settle_heap()
+            assert gone() is None  # the run's cycle was collected
+            assert gc.get_freeze_count() == frozen  # and nothing of the run was frozen
+            release_heap()
+            assert gc.get_freeze_count() == frozen  # the base is still frozen after the run
+    finally:
+        thaw_base()
+    assert gc.get_freeze_count() == 0
+    assert any(each is base for each in gc.get_objects())
