@@ -32,6 +32,13 @@ from callgate.conformance.results import CaseResult, Summary, Verdict, outputs_t
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action, Tracker
 
+# Alone, after the other tests (`make test`'s serial part): since the second round of issue 20's
+# merges the Wine adapter's first handshake now and then does not come within 60 s while
+# another test file drives Wine or loads both CPUs beside it (3 of 4 tries with
+# test_report_readable.py and test_trace_relay.py in a second process; never alone). The cause
+# is not found yet; the gate then says `error` (exit 3), never conformant.
+pytestmark = pytest.mark.serial
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS = ROOT / "reports" / "wine" / "expectations.toml"
 INPROC_EXPECTATIONS = ROOT / "reports" / "wine" / "inproc" / "expectations.toml"
