@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import zip_longest
 from typing import cast
 
@@ -54,6 +54,7 @@ from callgate.conformance.cases import multi
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
 from callgate.conformance.judge.perform import blocks
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase
+from callgate.conformance.judge.tally import Tally, on_plan
 from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
@@ -282,7 +283,7 @@ def forms_machine(runner: CaseRunner, plan: MachinePlan, steps: int = STEPS,
     avoid: set[tuple[State, Action]] = set()
     broken: set[tuple[Group, Args]] = set()
     for number, item in enumerate(items):
-        if tally.spent >= steps:
+        if tally.steps >= steps:
             break
         tally.driven += 1
         ran: list[tuple[Args, Case, CaseResult, tuple[State, Action] | None]] = []
@@ -307,7 +308,7 @@ def forms_machine(runner: CaseRunner, plan: MachinePlan, steps: int = STEPS,
     count = len({(i.group.op, i.group.param, i.group.forms, i.group.targets) for i in items})
     summary = (f"merged-form continuations of {name}: {tally.driven} of {len(items)} "
                f"continuations of {count} groups driven (depth {depth}, budget {steps} steps), "
-               f"{tally.sessions} sessions, {tally.spent} steps; {tally.passed} passed in full"
+               f"{tally.sessions} sessions, {tally.steps} steps; {tally.passed} passed in full"
                f"{f'; {tally.left} left the plan' if tally.left else ''}"
                f"{f'; {tally.failed} failed' if tally.failed else ''}"
                f"{f'; {tally.declined} not applicable' if tally.declined else ''}")
@@ -319,22 +320,18 @@ def forms_machine(runner: CaseRunner, plan: MachinePlan, steps: int = STEPS,
         return
     # The summary passes only for sessions that ran in full and passed; failing sessions are
     # reported apart, and a run where none passed shows nothing here.
-    yield case, runner.result(case, Verdict.PASS if tally.passed else Verdict.NOT_APPLICABLE,
-                              started, [], tally.covered, executed=tally.spent,
-                              message="" if tally.passed else "no session ran in full and passed")
+    yield case, tally.summary(runner, case, started, tally.passed > 0,
+                              "no session ran in full and passed")
 
 
 @dataclass
-class _Tally:
+class _Tally(Tally):
+    """The sessions' tally, and how many continuations were driven, how many sessions failed
+    and how many stopped at a declined request."""
+
     driven: int = 0
-    sessions: int = 0
-    spent: int = 0
-    passed: int = 0
-    left: int = 0
     failed: int = 0
     declined: int = 0
-    covered: set[str] = field(default_factory=set)
-    rules: dict[str, None] = field(default_factory=dict)
 
 
 def _session(runner: CaseRunner, plan: MachinePlan, moves: _Moves, item: Item, args: Args,
@@ -345,22 +342,9 @@ def _session(runner: CaseRunner, plan: MachinePlan, moves: _Moves, item: Item, a
     name = plan.machine.name
     start, prefix = _prefix(plan, item.group.source)
     spec = SlotSpec(SLOT, name, config_of(plan.machine, start))
-    live = runner.open(case_id, (spec,))
     form = Action(SLOT, item.group.op, args)
-    went = False
-    try:
-        went = _drive(live, moves, [*prefix, (form, item.group.source)], item, avoid)
-    except Exception as exc:
-        live.harness_error(exc)
-    finally:
-        live.close()
-    tally.sessions += 1
-    tally.spent += len(live.trace)
-    tally.covered |= live.covered
-    if live.verdict is Verdict.PASS:  # a summary that passes cites only what passing sessions
-        tally.rules.update(dict.fromkeys(r for t in live.trace if t.ok for r in t.rules))
-    tally.left += not went and live.verdict is Verdict.PASS
-    tally.passed += went and live.verdict is Verdict.PASS
+    live = tally.session(runner, case_id, (spec,), lambda live: _drive(
+        live, moves, [*prefix, (form, item.group.source)], item, avoid))
     taken = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
     case = Case(case_id, "directed", _describe(item, args), (spec,), taken,
                 tuple(dict.fromkeys([*item.group.rules,
@@ -394,8 +378,7 @@ def _drive(live: LiveCase, moves: _Moves, planned: list[tuple[Action, State]],
     verdict says which)."""
     tracker = live.trackers[SLOT]
     for action, before in planned:
-        if tracker.states != {before} or live.kind(action) is not Kind.DEFINED \
-                or not live.offered(action):
+        if not on_plan(live, action, before):
             live.note(f"the session left the plan before {action.op} (an allowed choice)")
             return False
         if (before, action) in avoid:

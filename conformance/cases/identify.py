@@ -24,10 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
 from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase
+from callgate.conformance.judge.tally import Tally, on_plan
 from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
@@ -73,22 +75,16 @@ def identifier(plan: MachinePlan) -> Identifier:
 
 
 @dataclass
-class _Tally:
-    sessions: int = 0
-    steps: int = 0
+class _Tally(Tally):
     identified: set[State] = field(default_factory=set)
     skipped: int = 0  # sessions where the implementation's allowed choices left the plan
-    rules: dict[str, None] = field(default_factory=dict)
-    covered: set[str] = field(default_factory=set)
 
 
 def _drive(live: LiveCase, steps: list[Action], states: list[State]) -> bool:
     """Take the planned prefix; False when a step failed or the implementation left the plan
     (another allowed outcome): the identifying sequence then does not start where it should."""
-    tracker = live.trackers[SLOT]
     for action, source in zip(steps, states, strict=True):
-        if tracker.states != {source} or live.kind(action) is not Kind.DEFINED \
-                or not live.offered(action):
+        if not on_plan(live, action, source):
             return False
         if not live.step(action):
             return False
@@ -105,6 +101,39 @@ def _apply(live: LiveCase, seq: Sequence_) -> bool:
         if not live.step(action):
             return False
     return True
+
+
+@dataclass
+class _Got:
+    """What one identifying session found: the state it reached and that state's identifying
+    set, the sequence it applied (None: none), whether the sequence was applied in full, and
+    whether it was skipped (the implementation's allowed choices left the plan before the
+    first sequence)."""
+
+    reached: State | None = None
+    sets: tuple[Sequence_, ...] = ()
+    seq: Sequence_ | None = None
+    applied: bool = False
+    skipped: bool = False
+
+
+def _identify(live: LiveCase, *, ident: Identifier, job: _Job, extra: Action | None,
+              index: int, got: _Got) -> bool:
+    """The job's prefix, the extra input, then sequence `index` of the reached state's set;
+    True when that sequence was applied in full."""
+    if _drive(live, list(job.prefix), list(job.states)):
+        tracker = live.trackers[SLOT]
+        ok = (extra is None or (
+            live.kind(extra) is Kind.DEFINED
+            and live.offered(extra) and live.step(extra)))
+        if ok and len(tracker.states) == 1:
+            (got.reached,) = tracker.states
+            got.sets = ident.identifying_set(got.reached) if got.reached in ident.index else ()
+            if index < len(got.sets):
+                got.seq = got.sets[index]
+                got.applied = _apply(live, got.seq)
+    got.skipped = got.seq is None and live.verdict is Verdict.PASS and index == 0
+    return got.applied
 
 
 @dataclass(frozen=True)
@@ -242,36 +271,16 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
                     break
                 case_id = f"{name}-ident-{tally.sessions:05d}"
                 spec = SlotSpec(SLOT, name, config_of(plan.machine, job.start))
-                live = runner.open(case_id, (spec,))
-                seq: Sequence_ | None = None
-                try:
-                    if _drive(live, list(job.prefix), list(job.states)):
-                        tracker = live.trackers[SLOT]
-                        ok = (extra is None or (
-                            live.kind(extra) is Kind.DEFINED
-                            and live.offered(extra) and live.step(extra)))
-                        if ok and len(tracker.states) == 1:
-                            (reached,) = tracker.states
-                            sets = ident.identifying_set(reached) if reached in ident.index \
-                                else ()
-                            if index < len(sets):
-                                seq = sets[index]
-                                if _apply(live, seq):
-                                    applied += 1
-                    if seq is None and live.verdict is Verdict.PASS and index == 0:
-                        tally.skipped += 1
-                except Exception as exc:
-                    live.harness_error(exc)
-                finally:
-                    live.close()
-                tally.sessions += 1
-                tally.steps += len(live.trace)
+                got = _Got()
+                live = tally.session(runner, case_id, (spec,), partial(
+                    _identify, ident=ident, job=job, extra=extra, index=index, got=got))
+                tally.skipped += got.skipped
+                seq = got.seq
+                if got.reached is not None:
+                    reached, sets = got.reached, got.sets
+                applied += got.applied
                 if phase == "class":
                     class_spent += len(live.trace)
-                tally.covered |= live.covered
-                if live.verdict is Verdict.PASS:  # the passing summary cites what passed
-                    tally.rules.update(dict.fromkeys(
-                        r for t in live.trace if t.ok for r in t.rules))
                 if live.verdict is not Verdict.PASS:
                     failures += 1
                     steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
@@ -310,7 +319,5 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
                 f"{f'; {tally.skipped} left the plan by allowed choices' if tally.skipped else ''}"
                 f"{f'; {failures} failing sessions reported apart' if failures else ''}",
                 (spec,), (), tuple(tally.rules))
-    shown = tally.sessions > tally.skipped
-    yield case, runner.result(case, Verdict.PASS if shown else Verdict.NOT_APPLICABLE, started,
-                              [], tally.covered, executed=tally.steps,
-                              message="" if shown else "no identifying sequence could be applied")
+    yield case, tally.summary(runner, case, started, tally.sessions > tally.skipped,
+                              "no identifying sequence could be applied")

@@ -24,16 +24,18 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 from callgate.conformance.cases import multi
 from callgate.conformance.cases.identify import cheap
 from callgate.conformance.cases.sequences import SLOT, MachinePlan, config_of
-from callgate.conformance.judge.runner import Case, CaseRunner
+from callgate.conformance.judge.runner import Case, CaseRunner, LiveCase
+from callgate.conformance.judge.tally import Tally, on_plan
 from callgate.conformance.protocol.adapter import SlotSpec
 from callgate.conformance.results import CaseResult, Verdict
 from callgate.model import explorer
-from callgate.model.transitions import Action, Kind, State
+from callgate.model.transitions import Action, State
 
 # How many times each cycle is taken: more than the small pools and tables an implementation
 # is likely to keep (four, five entries), few enough to stay cheap.
@@ -129,37 +131,13 @@ def repeat_machine(runner: CaseRunner, plan: MachinePlan, repeats: int = REPEATS
     # answered right may still have left the object elsewhere (a Reset that stopped resetting).
     look = tuple(Action(SLOT, a.op, a.args)
                  for a in multi.observer(plan, runner.capabilities.pins).of(rest))
-    steps = sessions = left = passed = 0
-    covered: set[str] = set()
-    rules: dict[str, None] = {}
+    tally = Tally()
     for number, cycle in enumerate(found):
         case_id = f"{name}-repeat-{number:03d}"
-        live = runner.open(case_id, (spec,))
-        tracker = live.trackers[SLOT]
-        live_left = False
         plan_steps = [(Action(SLOT, e.op, e.args), cast(State, e.source)) for e in prefix]
         lap = [*zip(cycle.actions, cycle.states, strict=True), *((a, rest) for a in look)]
         plan_steps += lap * repeats
-        try:
-            for action, before in plan_steps:
-                if tracker.states != {before} or live.kind(action) is not Kind.DEFINED \
-                        or not live.offered(action):
-                    live.note(f"the cycle left the plan before {action.op} (an allowed choice)")
-                    left += 1
-                    live_left = True
-                    break
-                if not live.step(action):
-                    break
-        except Exception as exc:
-            live.harness_error(exc)
-        finally:
-            live.close()
-        sessions += 1
-        passed += live.verdict is Verdict.PASS and not live_left
-        steps += len(live.trace)
-        covered |= live.covered
-        if live.verdict is Verdict.PASS:  # the passing summary cites what passed
-            rules.update(dict.fromkeys(r for t in live.trace if t.ok for r in t.rules))
+        live = tally.session(runner, case_id, (spec,), partial(_laps, planned=plan_steps))
         if live.verdict is not Verdict.PASS:
             taken = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
             case = Case(case_id, "directed",
@@ -169,12 +147,23 @@ def repeat_machine(runner: CaseRunner, plan: MachinePlan, repeats: int = REPEATS
             yield case, runner.result(case, live.verdict, started, live.trace, live.covered,
                                       message=live.message, evidence=live.evidence)
     case = Case(f"{name}-repeat", "directed",
-                f"repetition of {name}: {sessions} cycles from its rest state, each taken "
-                f"{repeats} times in one session, {steps} steps; {passed} passed in full"
-                f"{f'; {left} left the plan by allowed choices' if left else ''}",
-                (spec,), (), tuple(rules))
+                f"repetition of {name}: {tally.sessions} cycles from its rest state, each taken "
+                f"{repeats} times in one session, {tally.steps} steps; {tally.passed} passed in "
+                f"full{f'; {tally.left} left the plan by allowed choices' if tally.left else ''}",
+                (spec,), (), tuple(tally.rules))
     # The summary passes only for cycles that ran in full and passed; failing sessions are
     # reported apart, and a run where none passed shows nothing here.
-    yield case, runner.result(case, Verdict.PASS if passed else Verdict.NOT_APPLICABLE,
-                              started, [], covered, executed=steps,
-                              message="" if passed else "no cycle ran in full and passed")
+    yield case, tally.summary(runner, case, started, tally.passed > 0,
+                              "no cycle ran in full and passed")
+
+
+def _laps(live: LiveCase, *, planned: list[tuple[Action, State]]) -> bool:
+    """Take the planned steps; False when the implementation left the plan by an allowed
+    choice (noted), True otherwise (a step that failed ends the session: its verdict says so)."""
+    for action, before in planned:
+        if not on_plan(live, action, before):
+            live.note(f"the cycle left the plan before {action.op} (an allowed choice)")
+            return False
+        if not live.step(action):
+            break
+    return True
