@@ -1,4 +1,5 @@
-"""A summary case that passes (the merged-form continuations, the repetition cases) cites only
+"""A summary case that passes (the merged-form continuations, the repetition cases, the
+identifying sequences) cites only
 rules its passing sessions showed: a request the adapter declared absent is never sent, so its
 rules must come out `not_applicable`, never `pass` through a summary (docs/verdict.md)."""
 
@@ -7,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from callgate.conformance.cases import forms, repeat, sequences
+from callgate.conformance.cases import forms, identify, repeat, sequences
+from callgate.conformance.cases.walk import model_legs
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
 from callgate.conformance.judge.runner import CaseRunner
 from callgate.conformance.report.reporting import rules_matrix
@@ -24,7 +26,9 @@ def _run(only: str, absent: str, drive: str) -> list[CaseResult]:
         machine = plan.machines[only]
         made: Iterable[tuple[object, CaseResult]] = (
             forms.forms_machine(runner, machine, 80) if drive == "forms"
-            else repeat.repeat_machine(runner, machine))
+            else identify.identify_machine(runner, machine, model_legs(machine),
+                                           identify.IdentifyBudget(300, class_steps=300))
+            if drive == "identify" else repeat.repeat_machine(runner, machine))
         return [result for _, result in made]
     finally:
         runner.close()
@@ -60,3 +64,7 @@ def test_merged_form_summary_does_not_hold_a_rule_only_a_declared_absence_reache
 def test_repetition_summary_does_not_hold_a_rule_only_a_declared_absence_reached() -> None:
     _check(_run("thread_cancel", "thread_cancel.CoDisableCallCancellation", "repeat"),
            "CoDisableCallCancellation")
+
+
+def test_identification_summary_does_not_hold_a_rule_only_a_declared_absence_reached() -> None:
+    _check(_run("event", "event.GetHandle", "identify"), "GetHandle")
