@@ -488,6 +488,59 @@ def test_refusing_an_interface_of_a_call_object_takes_nothing_away() -> None:
         guard.perform(Request("c0", "CreateCall", {"riid": "async", "aggregate": False}))
 
 
+def _call_guard(*answers: Observation | Exception) -> Any:
+    from callgate.conformance.judge import declines
+
+    return declines.open_guarded(lambda: _Scripted(*answers), [SlotSpec("c0", "com_call")], [])
+
+
+_SYNC = Request("c0", "CreateCall", {"riid": "sync", "aggregate": False})
+_ASYNC = Request("c0", "CreateCall", {"riid": "async", "aggregate": False})
+
+
+def test_a_decline_of_a_request_that_would_make_the_refused_object_again_is_not_checked() -> None:
+    # COM-CF-03 allows refusing a synchronous riid; that refusal took away no object a
+    # CreateCall with riid async needs: declining it is an undeclared decline.
+    guard = _call_guard(Observation(0x80004002), NotApplicable("no async call object"))
+    guard.perform(_SYNC)
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*c0\.CreateCall\("
+                                           r"riid=async.*would make one itself"):
+        guard.perform(_ASYNC)
+
+
+def test_a_decline_of_a_request_that_needs_the_refused_object_is_still_checked() -> None:
+    guard = _call_guard(Observation(0x80004002), NotApplicable("no call object to begin"))
+    guard.perform(_SYNC)
+    with pytest.raises(NotApplicable, match=r"declined after an earlier refusal \(c0\.CreateCall"
+                                            r"\(riid=sync"):
+        guard.perform(Request("c0", "Begin_", {}))
+
+
+def test_an_object_made_after_its_refusal_excuses_no_later_decline() -> None:
+    guard = _call_guard(Observation(0x80004002), Observation(0),
+                        NotApplicable("no Begin_ after all"))
+    guard.perform(_SYNC)
+    guard.perform(_ASYNC)
+    with pytest.raises(AdapterFault, match=r"declined without declaration.*c0\.Begin_"):
+        guard.perform(Request("c0", "Begin_", {}))
+
+
+def test_a_second_creation_declined_after_a_refused_one_is_not_checked() -> None:
+    guard = _guard(_Scripted(Observation(0x80040154), NotApplicable("cannot create")))
+    guard.perform(Request("e0", "CoCreateInstance", {"clsid": "StdEvent"}))
+    with pytest.raises(AdapterFault, match="declined without declaration"):
+        guard.perform(Request("e0", "CoCreateInstance", {"clsid": "ManualResetEvent"}))
+
+
+def test_what_an_acquiring_request_needs_names_acquiring_requests() -> None:
+    from callgate.conformance.judge.declines import ACQUIRING, NEEDS
+
+    for machine, needs in NEEDS.items():
+        for made, needed in needs.items():
+            assert made in ACQUIRING[machine] and needed <= ACQUIRING[machine], machine
+            assert made not in needed, (machine, made)
+
+
 class _DeclinesReset(EventSession):
     def perform(self, request: Request) -> Observation:
         if request.op == "Reset":

@@ -8,10 +8,16 @@ only in two cases (docs/adapter-protocol.md, "Declining a request"):
   case that needs it is sent), an operation `MACHINE.OP`, or an argument form
   `MACHINE.OP(PARAM=VALUE)`. callgate does not send a request its operation or form names: the
   case ends there, `not_applicable` with the declared reason, as if the adapter had declined it.
-* **checked**: an earlier request of the same case, on the same slot, that gives the slot its
-  objects (`ACQUIRING`: a CreateCall, a CoCreateInstance, an AsyncCall, a subscription...) was
-  answered with a refusal: a failure code or a raise. The object the declined request needs was
-  never made: "an earlier refusal took this object away".
+* **checked**: an earlier request of the same case, on the same slot, that gives the slot an
+  object (`ACQUIRING`: a CreateCall, a CoCreateInstance, a subscription...) was answered with a
+  refusal (a failure code or a raise), the object was not made since, and the declined request
+  needs that object: "an earlier refusal took this object away". This is judged per object: a
+  declined request that would itself make an object (one of `ACQUIRING`) needs only the objects
+  `NEEDS` names (a `CreateCall` needs the factory `QueryInterface(iid=ICallFactory)` gives), so
+  a `CreateCall` with `riid` async declined after one with `riid` sync was refused is not
+  checked: the refusal took away nothing that request needs, it would make the call object
+  again. A request that makes no object is taken to need every object of its slot (which object
+  each operation needs is not written down per operation).
 
 Any other decline, of a request or of a session's `open`, is an adapter fault: the case is an
 `error` naming the request and the adapter's message, and the run cannot exit 0.
@@ -61,6 +67,18 @@ ACQUIRING: dict[str, frozenset[str]] = {
     "rpc_notif": frozenset({"notif_call", "RpcServerSubscribeForNotification"}),
     "rpc_order": frozenset({"RpcBindingSetOption", "issue_async"}),
     "rpc_pipe": frozenset({"start_call"}),
+}
+
+# The objects an acquiring request needs, by machine: `OP` or `OP(PARAM=VALUE)` of `ACQUIRING`
+# -> the entries of `ACQUIRING` whose objects it needs (an entry missing needs none but its own
+# slot). Literal, checked against `ACQUIRING` by tests/test_hostile_verdict.py.
+NEEDS: dict[str, dict[str, frozenset[str]]] = {
+    "com_call": {"CreateCall": frozenset({"QueryInterface(iid=ICallFactory)"})},
+    # A failed re-initialisation leaves the thread without COM: no call, no cancel object.
+    "thread_cancel": {"start_sync_call": frozenset({"reinitialize"}),
+                      "CoSetCancelObject": frozenset({"reinitialize"})},
+    "container": {"AddSynchronize": frozenset({"CoCreateInstance"})},
+    "rpc_notif": {"RpcServerSubscribeForNotification": frozenset({"notif_call"})},
 }
 
 _KEY = re.compile(r"^(?P<machine>[A-Za-z][A-Za-z0-9_]*)\.(?P<op>[A-Za-z][A-Za-z0-9_]*)"
@@ -148,10 +166,24 @@ def refused(family: Family | None, observation: Observation) -> bool:
     return bool(observation.code & 0x80000000)
 
 
-def acquires(machine: str, op: str, args: Mapping[str, Value]) -> bool:
-    """Whether this request is one of `ACQUIRING`'s."""
+def acquiring(machine: str, op: str, args: Mapping[str, Value]) -> str | None:
+    """The entry of `ACQUIRING` this request is (`OP` or `OP(PARAM=VALUE)`), if any: the object
+    it makes (every form of `OP` makes the same one)."""
     entries = ACQUIRING.get(machine, frozenset())
-    return op in entries or any(f"{op}({k}={value_text(v)})" in entries for k, v in args.items())
+    if op in entries:
+        return op
+    return next((e for k, v in args.items() if (e := f"{op}({k}={value_text(v)})") in entries),
+                None)
+
+
+def excuse(machine: str, made: str | None, refusals: Mapping[str, str]) -> str | None:
+    """The earlier refusal that took away an object the declined request needs, as text, or None:
+    `made` is the entry of `ACQUIRING` the declined request is (None: it makes no object, and
+    needs every object of its slot), `refusals` the slot's refused entries not made since."""
+    if made is None:
+        return next(iter(refusals.values()), None)
+    needed = NEEDS.get(machine, {}).get(made, frozenset())
+    return next((text for entry, text in refusals.items() if entry in needed), None)
 
 
 def request_text(request: Request) -> str:
@@ -170,8 +202,9 @@ class DeclineGuard:
         self.machines = {s.name: s.machine for s in slots}
         self.families = {s.name: MACHINES[s.machine].codes for s in slots}
         self.absences = tuple(absences)
-        # Per slot: the acquiring request that was refused first, as text.
-        self._refusals: dict[str, str] = {}
+        # Per slot: each entry of `ACQUIRING` that was refused and not made since -> the first
+        # such refusal, as text.
+        self._refusals: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def perform(self, request: Request) -> Observation:
@@ -180,25 +213,33 @@ class DeclineGuard:
             if self.absences else None
         if absence is not None:
             raise NotApplicable(f"{DECLARED}: {absence.reason}")
+        made = acquiring(machine, request.op, request.args)
         try:
             observation = self.session.perform(request)
         except NotApplicable as exc:
             with self._lock:
-                earlier = self._refusals.get(request.slot)
+                refusals = dict(self._refusals.get(request.slot, {}))
+            earlier = excuse(machine, made, refusals)
             if earlier is not None:
                 raise NotApplicable(f"{CHECKED} ({earlier}): {exc}") from exc
+            why = (f"no earlier request on {request.slot} was refused" if not refusals else
+                   f"the earlier refusal on {request.slot} ({next(iter(refusals.values()))}) "
+                   f"took away no object this request needs: it would make one itself")
             raise AdapterFault(
                 f"{UNDECLARED}: the adapter answered not_applicable to {request_text(request)} "
-                f"({exc}), but its handshake does not declare the request absent and no earlier "
-                f"request on {request.slot} was refused; declare it in the handshake's absent "
-                f"(docs/adapter-protocol.md)", str(exc)) from exc
-        if isinstance(observation, Observation) and isinstance(observation.code, int) and \
-                acquires(machine, request.op, request.args) and \
-                refused(self.families.get(request.slot), observation):
+                f"({exc}), but its handshake does not declare the request absent and {why}; "
+                f"declare it in the handshake's absent (docs/adapter-protocol.md)",
+                str(exc)) from exc
+        if made is not None and isinstance(observation, Observation) and \
+                isinstance(observation.code, int):
             with self._lock:
-                self._refusals.setdefault(
-                    request.slot, f"{request_text(request)} answered {observation.code:#010x}"
-                    + (" (raised)" if observation.outputs.get("raised") is True else ""))
+                slot = self._refusals.setdefault(request.slot, {})
+                if refused(self.families.get(request.slot), observation):
+                    slot.setdefault(
+                        made, f"{request_text(request)} answered {observation.code:#010x}"
+                        + (" (raised)" if observation.outputs.get("raised") is True else ""))
+                else:  # made after all: that refusal takes nothing away any more
+                    slot.pop(made, None)
         return observation
 
     def close(self) -> None:
