@@ -70,8 +70,8 @@ ACQUIRING: dict[str, frozenset[str]] = {
 }
 
 # The objects an acquiring request needs, by machine: `OP` or `OP(PARAM=VALUE)` of `ACQUIRING`
-# -> the entries of `ACQUIRING` whose objects it needs (an entry missing needs none but its own
-# slot). Literal, checked against `ACQUIRING` by tests/test_hostile_verdict.py.
+# -> the entries of `ACQUIRING` whose objects it needs (an entry not listed needs the object of
+# no other entry). Literal, checked against `ACQUIRING` by tests/test_hostile_verdict.py.
 NEEDS: dict[str, dict[str, frozenset[str]]] = {
     "com_call": {"CreateCall": frozenset({"QueryInterface(iid=ICallFactory)"})},
     # A failed re-initialisation leaves the thread without COM: no call, no cancel object.
