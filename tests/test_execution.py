@@ -88,6 +88,22 @@ def test_calls_from_other_threads_and_under_someone_elses_alarm_take_the_worker_
     assert (executor.direct_calls, executor.thread_calls) == (0, 2)
 
 
+def test_someone_elses_timer_is_given_back_and_the_call_takes_the_worker_thread() -> None:
+    executor = Executor(1.0, direct=True)
+    try:
+        assert executor.call(lambda: 1) == 1  # direct: SIGALRM is now ours
+        signal.setitimer(signal.ITIMER_REAL, 100.0)  # then someone else arms the timer
+        try:
+            assert executor.call(threading.get_ident) != threading.get_ident()
+            assert 90.0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100.0  # still theirs
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0.0)
+        assert executor.call(threading.get_ident) != threading.get_ident()  # no longer direct
+    finally:
+        executor.close()
+    assert (executor.direct_calls, executor.thread_calls) == (1, 2)
+
+
 class _HangingSession(ReferenceSession):
     """The reference, except that Signal hangs far past the step timeout."""
 

@@ -4,11 +4,11 @@ stuck run.
 Two ways, with the same result: on a worker thread that the caller waits for (any adapter), or,
 for an adapter whose calls are Python code in this process (`interruptible_calls`, the reference
 implementation), directly on the main thread under an interval timer whose signal raises in the
-call when it overruns. The direct way saves a thread hand-off (two thread switches) per call, most
-of the harness's cost per step against the reference; it is taken only on the process's main
-thread, and only while nobody else uses SIGALRM. Calls from other threads (a parallel case's
-branches) and adapters that talk to another process (whose reply a signal would cut in half) keep
-the worker thread.
+call when it overruns. The direct way saves a thread hand-off (two thread switches) per call; it
+is taken only on the process's main thread, and only while nobody else uses SIGALRM (its handler
+is looked at once per executor; someone else's timer is seen whenever a call arms ours, and is
+given back). Calls from other threads (a parallel case's branches) and adapters that talk to
+another process (whose reply a signal would cut in half) keep the worker thread.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ class _Timer:
 
     @staticmethod
     def ours() -> bool:
-        """Whether the timer may be used now: on the main thread, with SIGALRM either ours or
-        untouched (then it becomes ours) and no timer of someone else's running."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
+        """Whether SIGALRM is ours, or untouched (then it becomes ours): asked once per executor
+        (asking costs more than the call it would bound). Someone else's timer set later is
+        seen when a call arms ours (`Executor._direct`)."""
         handler = signal.getsignal(signal.SIGALRM)
         if handler is _Timer.ring:
             return True
@@ -64,6 +63,9 @@ class _Timer:
             return False
         signal.signal(signal.SIGALRM, _Timer.ring)
         return True
+
+
+_IDLE = (0.0, 0.0)
 
 
 class Executor:
@@ -85,6 +87,7 @@ class Executor:
         self.thread_calls = 0
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._ours: bool | None = None  # whether SIGALRM may be used (`_Timer.ours`), once asked
 
     def _start(self) -> threading.Thread:
         jobs = self._jobs
@@ -108,16 +111,25 @@ class Executor:
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         """Run `fn`; raise StepTimeout if it takes longer than the timeout."""
         limit = self.timeout if timeout is None else timeout
-        if self.direct and limit > 0 and not _Timer.armed and _Timer.ours():
-            return self._direct(fn, limit)
+        if self.direct and limit > 0 and not _Timer.armed and \
+                threading.current_thread() is threading.main_thread():
+            if self._ours is None:
+                self._ours = _Timer.ours()
+            if self._ours:
+                return self._direct(fn, limit)
         return self._threaded(fn, limit)
 
     def _direct(self, fn: Callable[[], T], limit: float) -> T:
-        self.direct_calls += 1
         outcome: tuple[bool, Any] | None = None
         try:
             _Timer.armed = True
-            signal.setitimer(signal.ITIMER_REAL, limit)
+            previous = signal.setitimer(signal.ITIMER_REAL, limit)
+            if previous != _IDLE:  # someone else's timer was running: give it back, use threads
+                _Timer.armed = False
+                signal.setitimer(signal.ITIMER_REAL, *previous)
+                self._ours = False
+                return self._threaded(fn, limit)
+            self.direct_calls += 1
             try:
                 value = fn()
             except _Overrun:
