@@ -99,9 +99,21 @@ def test_someone_elses_timer_is_given_back_and_the_call_takes_the_worker_thread(
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0.0)
         assert executor.call(threading.get_ident) != threading.get_ident()  # no longer direct
+        executor.recheck()  # a new case: the handler is ours, no timer runs: direct again
+        assert executor.call(threading.get_ident) == threading.get_ident()
+        previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)  # someone resets SIGALRM
+        try:
+            executor.recheck()
+            assert executor.call(threading.get_ident) == threading.get_ident()  # taken again
+            assert signal.getsignal(signal.SIGALRM) is previous
+            signal.signal(signal.SIGALRM, lambda *_: None)  # someone else's handler
+            executor.recheck()
+            assert executor.call(threading.get_ident) != threading.get_ident()
+        finally:
+            signal.signal(signal.SIGALRM, previous)
     finally:
         executor.close()
-    assert (executor.direct_calls, executor.thread_calls) == (1, 2)
+    assert (executor.direct_calls, executor.thread_calls) == (3, 3)
 
 
 class _HangingSession(ReferenceSession):

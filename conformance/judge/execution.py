@@ -6,8 +6,8 @@ for an adapter whose calls are Python code in this process (`interruptible_calls
 implementation), directly on the main thread under an interval timer whose signal raises in the
 call when it overruns. The direct way saves a thread hand-off (two thread switches) per call; it
 is taken only on the process's main thread, and only while nobody else uses SIGALRM (its handler
-is looked at once per executor; someone else's timer is seen whenever a call arms ours, and is
-given back). Calls from other threads (a parallel case's branches) and adapters that talk to
+is looked at when each case opens; someone else's timer is seen whenever a call arms ours, and
+is given back). Calls from other threads (a parallel case's branches) and adapters that talk to
 another process (whose reply a signal would cut in half) keep the worker thread.
 """
 
@@ -53,9 +53,9 @@ class _Timer:
 
     @staticmethod
     def ours() -> bool:
-        """Whether SIGALRM is ours, or untouched (then it becomes ours): asked once per executor
-        (asking costs more than the call it would bound). Someone else's timer set later is
-        seen when a call arms ours (`Executor._direct`)."""
+        """Whether SIGALRM is ours, or untouched (then it becomes ours): asked once per case
+        (`Executor.recheck`), not per call (asking costs more than the call it would bound).
+        Someone else's timer set later is seen when a call arms ours (`Executor._direct`)."""
         handler = signal.getsignal(signal.SIGALRM)
         if handler is _Timer.ring:
             return True
@@ -170,6 +170,11 @@ class Executor:
             raise value
         result: T = value
         return result
+
+    def recheck(self) -> None:
+        """Look at SIGALRM's handler again before the next direct call (the runner asks at each
+        case it opens: someone may have set a handler of their own since)."""
+        self._ours = None
 
     def close(self) -> None:
         self._jobs.put(None)

@@ -231,6 +231,7 @@ class CaseRunner:
         concrete argument values (see `Case.values`); `follow`: go on past a step that a listed
         deviation describes (the directed cases and the walk do; stateful, multi-object and
         parallel cases stop at it as before)."""
+        self.executor.recheck()
         # Every session's declines are held to the protocol's rules (judge/declines.py).
         session: Session = self.executor.call(
             lambda: open_guarded(lambda: self.adapter.open_session(slots), slots,
