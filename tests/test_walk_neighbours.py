@@ -61,3 +61,23 @@ def test_observers_are_those_the_plain_count_chooses() -> None:
             assert check.observer(source, action, target) == want
             chosen += want is not None
         assert chosen > 10  # observers were found, not only None compared
+
+
+def test_loops_are_in_the_order_of_every_edge_sorted() -> None:
+    """Each state's loops (the observers to choose from, in the order that breaks ties) as
+    sorting every (source, action) with its targets and keeping the loops gave them."""
+    for name in ("com_call", "rpc_notif"):
+        machine = MACHINES[name]
+        graph = explorer.build_graph(machine)
+        caps = Capabilities("test", "1", frozenset(), {})
+        check = StateCheck(MachinePlan(machine, graph, list(machine.initial), caps), {})
+        targets: dict[tuple[State, Action], set[State]] = {}
+        for edge in graph.edges():
+            key = (edge.source, Action(SLOT, edge.op, edge.args))
+            targets.setdefault(key, set()).add(edge.target)  # type: ignore[arg-type]
+        plain: dict[State, list[Action]] = {}
+        for (source, action), ends in sorted(targets.items(), key=repr):
+            if ends == {source} and StateCheck._cheap(action):
+                plain.setdefault(source, []).append(action)
+        assert check._loops == plain
+        assert sum(len(v) > 1 for v in plain.values()) > 5  # the order is tested, not only sets

@@ -407,9 +407,12 @@ class StateCheck:
         for edge in plan.graph.edges():
             action = Action(SLOT, edge.op, edge.args)
             targets.setdefault((edge.source, action), set()).add(edge.target)  # type: ignore[arg-type]
-        for (source, action), ends in sorted(targets.items(), key=repr):
-            if ends == {source} and self._cheap(action):
-                self._loops.setdefault(source, []).append(action)
+        # Only the loops are put in order (the same order as sorting every edge and keeping the
+        # loops): repr of every edge of a large plan cost more than the rest of the check.
+        loops = [item for item in targets.items()
+                 if item[1] == {item[0][0]} and self._cheap(item[0][1])]
+        for (source, action), _ in sorted(loops, key=repr):
+            self._loops.setdefault(source, []).append(action)
         self._states = sorted({s for s, _ in targets}, key=repr)
         self._memo: dict[tuple[State, Action, State], Action | None] = {}
         # Caches: the walk asks for observers tens of thousands of times in a run.

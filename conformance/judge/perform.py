@@ -128,7 +128,17 @@ def code_name(code: int | None, machine: str) -> str:
     """A return code's name in the numbering `machine` uses ('' for no code)."""
     if code is None:
         return ""
-    return codes.describe(code, MACHINES[machine].codes)
+    key = (code, machine)
+    name = _CODE_NAMES.get(key)
+    if name is None:
+        if len(_CODE_NAMES) > 10_000:  # an implementation answering ever new numbers
+            _CODE_NAMES.clear()
+        name = _CODE_NAMES[key] = codes.describe(code, MACHINES[machine].codes)
+    return name
+
+
+# Every step's record names its code: a run sees a few dozen codes, each thousands of times.
+_CODE_NAMES: dict[tuple[int, str], str] = {}
 
 
 def step_record(action: Action, machine: str, observation: Observation | None, *,
