@@ -178,13 +178,31 @@ def test_a_split_walks_later_parts_follow_its_machines_units_most_citing_first()
               "walk-rpc_call-p4": 3}
     ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
                                                    race_rules={}, parts_citing=citing)]
-    assert ids == ["walk-rpc_call-p1", "ident-rpc_call", "repeat-rpc_call",
-                   "multi-rpc_call-pair", "walk-rpc_call-p3", "walk-rpc_call-p2",
+    assert ids == ["walk-rpc_call-p1", "repeat-rpc_call", "multi-rpc_call-pair",
+                   "ident-rpc_call", "walk-rpc_call-p3", "walk-rpc_call-p2",
                    "walk-rpc_call-p4"]
     # No counts: the later parts keep their own order.
     ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
                                                    race_rules={})]
     assert ids[4:] == ["walk-rpc_call-p2", "walk-rpc_call-p3", "walk-rpc_call-p4"]
+
+
+def test_the_units_bound_by_waits_follow_the_machines_walks_of_steps_that_do_not_wait(
+        ) -> None:
+    # A cross-object fault shows in the multi-object walk: it no longer waits out the
+    # identification (com_call's: 14 Cancel(ulSeconds=1) calls) and the merged-form
+    # continuations first; a rule of another machine leaves them all behind.
+    sizes = {"com_call": 318, "event": 40}
+    units = [Unit("walk-com_call", "walk", "com_call"),
+             Unit("ident-com_call", "ident", "com_call"),
+             Unit("repeat-com_call", "repeat", "com_call"),
+             Unit("forms-com_call", "forms", "com_call"),
+             Unit("multi-com_call-pair", "multi", "com_call-pair"),
+             Unit("walk-event", "walk", "event")]
+    ids = [s.unit.id for s in schedule.order_units("COM-CANCEL-02", units, FEATURES, sizes,
+                                                   race_rules={})]
+    assert ids == ["walk-com_call", "repeat-com_call", "multi-com_call-pair", "ident-com_call",
+                   "forms-com_call", "walk-event"]
 
 
 def test_part_citing_counts_each_parts_transitions_whose_rows_cite_the_rule() -> None:
