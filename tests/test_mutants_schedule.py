@@ -205,6 +205,27 @@ def test_the_units_bound_by_waits_follow_the_machines_walks_of_steps_that_do_not
                    "forms-com_call", "walk-event"]
 
 
+def test_every_citing_machines_units_that_do_not_wait_come_before_any_bound_by_waits(
+        ) -> None:
+    # A rule two machines cite: the smaller machine's identification and merged-form units no
+    # longer come before the larger machine's walk and multi-object walk.
+    sizes = {"rpc_notif": 1305, "rpc_call": 15914}
+    units = [Unit("walk-rpc_call-p1", "walk", "rpc_call", part=1, parts=2),
+             Unit("walk-rpc_call-p2", "walk", "rpc_call", part=2, parts=2),
+             Unit("ident-rpc_call", "ident", "rpc_call"),
+             Unit("multi-rpc_call-pair", "multi", "rpc_call-pair"),
+             Unit("walk-rpc_notif", "walk", "rpc_notif"),
+             Unit("ident-rpc_notif", "ident", "rpc_notif"),
+             Unit("repeat-rpc_notif", "repeat", "rpc_notif"),
+             Unit("forms-rpc_notif", "forms", "rpc_notif")]
+    ids = [s.unit.id for s in schedule.order_units(
+        "A-RULE", units, FEATURES, sizes, race_rules={},
+        citing=frozenset({"rpc_notif", "rpc_call"}))]
+    assert ids == ["walk-rpc_notif", "repeat-rpc_notif", "walk-rpc_call-p1",
+                   "multi-rpc_call-pair", "ident-rpc_notif", "forms-rpc_notif",
+                   "ident-rpc_call", "walk-rpc_call-p2"]
+
+
 def test_part_citing_counts_each_parts_transitions_whose_rows_cite_the_rule() -> None:
     from callgate.conformance.cases import sequences
     from callgate.conformance.cases.walk import walk_parts
