@@ -188,6 +188,12 @@ class MutantResult:
     # Seconds spent after the kill placing the faulty transition and judging minimality
     # (`fault_site`'s reruns; not part of `seconds` or `seconds_to_kill`).
     locate_seconds: float = 0.0
+    # Of `seconds_to_kill`, the seconds the killing case's shrinking took (its reruns, and for
+    # a race the runs that measure its reproduction rate).
+    shrink_seconds: float = 0.0
+    # The CPU seconds (user and system, every thread) of the process while it ran this mutant:
+    # its units, the shrinking and the locating (a run waits much of its wall time).
+    cpu_seconds: float = 0.0
     jobs: list[dict[str, Any]] = field(default_factory=list)  # the jobs that ran, in order
     ran: bool = True                  # False: an equivalent mutant the run left out (its reason)
 
@@ -604,6 +610,7 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
     jobs, in this order, each a gate run of its own, then the stateful and parallel cases (a
     test's way to choose the order)."""
     fault: Fault = FAULTS[name]
+    cpu = time.process_time()
     adapter = (adapter_factory or (lambda n: ReferenceAdapter(faults={n})))(name)
     unconfirmed: list[str] = []
     try:
@@ -666,7 +673,8 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
             reason += ("; errors not counted as kills (not the fault's doing): "
                        + "; ".join(unconfirmed[:3]))
         return MutantResult(name, fault.rule, fault.effect, False, round(seconds, 3), count,
-                            reason=reason, jobs=ran_json)
+                            reason=reason, jobs=ran_json,
+                            cpu_seconds=round(time.process_time() - cpu, 3))
     result, at = kill
     locating = time.perf_counter()
     one_minimal = result.shrink.get("one_minimal") if result.shrink else None
@@ -704,6 +712,8 @@ def run_mutant(name: str, budget: Budget, seed: int, kinds: Sequence[str] = KIND
         locate_seconds=round(time.perf_counter() - locating, 3),
         length_before=result.length_before or length, one_minimal=one_minimal,
         shrink_reruns=int(result.shrink.get("reruns", 0)) if result.shrink else 0,
+        shrink_seconds=float(result.shrink.get("seconds", 0.0)) if result.shrink else 0.0,
+        cpu_seconds=round(time.process_time() - cpu, 3),
         failed_rules=list(result.failed_rules), message=result.message[:300], jobs=ran_json)
 
 

@@ -10,21 +10,26 @@ one failing rule knows), never the mutant's name or its code:
    an object of such a machine;
 3. every other unit.
 
-Within the first group the units go machine by machine, the smallest machine (fewest
-transitions) first, so a machine's walk and its multi-object walk stay together. Within a
-machine, and within the other groups, the cheaper unit goes first: the walk of a small machine
-(under `SMALL_WALK` transitions, well under a second), then the named races (about a second
-each), then the walks of large machines (up to 30 s: most faults they show they show in their
-first segments, but a fault only a race shows would pay for the whole walk first), then the
-state identification, the repetition cases and the multi-object walks, the stateful rounds and
-the generated parallel cases last.
+Within the first group the units go in three tiers: the units that do not wait (walks, races,
+repetition cases, multi-object walks), then the units bound by waits (state identification,
+merged-form continuations), then the later parts of a walk cut into parts (below). Within a tier
+they go machine by machine, the smallest machine (fewest transitions) first, so a machine's walk
+and its multi-object walk stay together, and a smaller machine's identification no longer comes
+before a larger machine's walk. Within a machine, and within the other groups, the cheaper unit
+goes first: the walk of a small machine (under `SMALL_WALK` transitions, well under a second),
+then the named races (about a second each), then the walks of large machines (up to 30 s: most
+faults they show they show in their first segments, but a fault only a race shows would pay for
+the whole walk first), then the repetition cases and the multi-object walks (walks of steps that
+do not wait), then the units bound by waits, the state identification and the merged-form
+continuations, the stateful rounds and the generated parallel cases last.
 
 A walk cut into parts (`walk-MACHINE-pI`, rpc_call's 8 parts) runs its first part in the walk's
-place and its other parts after the machine's multi-object walk: the first part starts at the
+place and its other parts after the machine's other units: the first part starts at the
 initial states, where a fault in an operation every call makes shows, while each later part
-costs as much as the machine's identification, repetition and multi-object units together, and
-those see what no single walk can (two objects, state identification). The later parts go in
-the order of how many of their transitions cite the rule (`part_citing`), most first.
+costs as much as the machine's repetition, multi-object, identification and merged-form units
+together, and those see what no single walk can (two objects, state identification). The later
+parts go in the order of how many of their transitions cite the rule (`part_citing`), most
+first.
 """
 
 from __future__ import annotations
@@ -45,15 +50,22 @@ CITES, MACHINE, REST = 0, 1, 2
 
 # Within a group, the kinds of unit in the order they run (each kind's usual cost against the
 # reference, measured: a named race about 0.2 to 2 s, a walk 0.1 to 30 s by machine, a
-# multi-object walk 0.5 to 12 s, a stateful round 4 to 14 s, the generated parallel cases
+# multi-object walk 0.3 to 9 s, a stateful round 4 to 14 s, the generated parallel cases
 # several s). A walk of a machine with fewer than `SMALL_WALK` transitions (the event,
-# thread_cancel, rpc_order and rpc_pipe machines: each walk well under a second) comes first;
-# a machine's state identification and its repetition cases (units of their own) run after
-# its walk, and the later parts of a walk cut into parts after its multi-object walk; the
-# merged-form continuations (forms-MACHINE) rank with the repetition cases.
-KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "ident": 3, "repeat": 4, "forms": 4,
-             "multi": 5, "later part": 6, "stateful": 7, "generated": 8}
+# thread_cancel, rpc_order and rpc_pipe machines: each walk well under a second) comes first.
+# After a machine's walk: its repetition cases (0.1 to 2.5 s), its multi-object walks (steps
+# that do not wait), then the units bound by waits: its state identification (com_call's
+# waits out 14 Cancel(ulSeconds=1) calls, about 11 s) and its merged-form continuations
+# (forms-MACHINE: every step followed by the waits that may deliver; rpc_call's about 11 s);
+# the later parts of a walk cut into parts after those.
+KIND_RANK = {"small walk": 0, "race": 1, "walk": 2, "repeat": 3, "multi": 4, "ident": 5,
+             "forms": 6, "later part": 7, "stateful": 8, "generated": 9}
 SMALL_WALK = 100
+
+# The tiers of the first group: every citing machine's units that do not wait (its walk, races,
+# repetition cases, multi-object walks) come before any citing machine's units bound by waits
+# (tier 1), and the later parts of a walk cut into parts after those (tier 2).
+TIER = {"ident": 1, "forms": 1, "later part": 2}
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ def order_units(rule: str, units: Sequence[Unit], features: frozenset[str],
 
     parts = parts_citing or {}
 
-    def cost(s: Scheduled) -> tuple[int, int, int, int, int, int]:
+    def cost(s: Scheduled) -> tuple[int, int, int, int, int, int, int]:
         drives = unit_machines(s.unit, features, coupled)
         size = sum(known.get(m, 0) for m in drives)
         kind = s.unit.kind
@@ -145,10 +157,12 @@ def order_units(rule: str, units: Sequence[Unit], features: frozenset[str],
             kind = "small walk"
         if kind == "walk" and s.unit.parts > 1 and s.unit.part > 1:
             kind = "later part"
-        # The first group goes machine by machine: the smallest machine citing the rule first.
+        # The first group goes machine by machine, the smallest machine citing the rule first,
+        # in tiers: the units that do not wait, then those bound by waits, then later parts.
         machine = min((known.get(m, 0) for m in drives & machines), default=0) \
             if s.group == CITES else 0
-        return (s.group, machine, KIND_RANK.get(kind, len(KIND_RANK)), size,
+        tier = TIER.get(kind, 0) if s.group == CITES else 0
+        return (s.group, tier, machine, KIND_RANK.get(kind, len(KIND_RANK)), size,
                 -parts.get(s.unit.id, 0), position[s.unit.id])
 
     return sorted(scheduled, key=cost)

@@ -135,6 +135,10 @@ def test_a_killed_mutant_reports_a_minimal_counterexample_and_its_transition() -
     # Found where the fault acted: the second Begin_ (tests/test_mutants_minimal.py).
     assert result.transition_source == "fault-site" and result.fault_steps == [2]
     assert "COM-BEGIN-02" in result.failed_rules
+    # Where its seconds went: the shrinking is part of the time to kill, and the CPU is counted.
+    assert result.seconds_to_kill is not None
+    assert 0 < result.shrink_seconds <= result.seconds_to_kill
+    assert result.cpu_seconds > 0 and result.to_json()["cpu_seconds"] == result.cpu_seconds
 
 
 # Mutants that must die, each with the kind of case that kills it on its own: a fast sample over

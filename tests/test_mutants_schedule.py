@@ -178,13 +178,52 @@ def test_a_split_walks_later_parts_follow_its_machines_units_most_citing_first()
               "walk-rpc_call-p4": 3}
     ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
                                                    race_rules={}, parts_citing=citing)]
-    assert ids == ["walk-rpc_call-p1", "ident-rpc_call", "repeat-rpc_call",
-                   "multi-rpc_call-pair", "walk-rpc_call-p3", "walk-rpc_call-p2",
+    assert ids == ["walk-rpc_call-p1", "repeat-rpc_call", "multi-rpc_call-pair",
+                   "ident-rpc_call", "walk-rpc_call-p3", "walk-rpc_call-p2",
                    "walk-rpc_call-p4"]
     # No counts: the later parts keep their own order.
     ids = [s.unit.id for s in schedule.order_units("RPC-CLI-CANCEL-03", units, FEATURES, sizes,
                                                    race_rules={})]
     assert ids[4:] == ["walk-rpc_call-p2", "walk-rpc_call-p3", "walk-rpc_call-p4"]
+
+
+def test_the_units_bound_by_waits_follow_the_machines_walks_of_steps_that_do_not_wait(
+        ) -> None:
+    # A cross-object fault shows in the multi-object walk: it no longer waits out the
+    # identification (com_call's: 14 Cancel(ulSeconds=1) calls) and the merged-form
+    # continuations first; a rule of another machine leaves them all behind.
+    sizes = {"com_call": 318, "event": 40}
+    units = [Unit("walk-com_call", "walk", "com_call"),
+             Unit("ident-com_call", "ident", "com_call"),
+             Unit("repeat-com_call", "repeat", "com_call"),
+             Unit("forms-com_call", "forms", "com_call"),
+             Unit("multi-com_call-pair", "multi", "com_call-pair"),
+             Unit("walk-event", "walk", "event")]
+    ids = [s.unit.id for s in schedule.order_units("COM-CANCEL-02", units, FEATURES, sizes,
+                                                   race_rules={})]
+    assert ids == ["walk-com_call", "repeat-com_call", "multi-com_call-pair", "ident-com_call",
+                   "forms-com_call", "walk-event"]
+
+
+def test_every_citing_machines_units_that_do_not_wait_come_before_any_bound_by_waits(
+        ) -> None:
+    # A rule two machines cite: the smaller machine's identification and merged-form units no
+    # longer come before the larger machine's walk and multi-object walk.
+    sizes = {"rpc_notif": 1305, "rpc_call": 15914}
+    units = [Unit("walk-rpc_call-p1", "walk", "rpc_call", part=1, parts=2),
+             Unit("walk-rpc_call-p2", "walk", "rpc_call", part=2, parts=2),
+             Unit("ident-rpc_call", "ident", "rpc_call"),
+             Unit("multi-rpc_call-pair", "multi", "rpc_call-pair"),
+             Unit("walk-rpc_notif", "walk", "rpc_notif"),
+             Unit("ident-rpc_notif", "ident", "rpc_notif"),
+             Unit("repeat-rpc_notif", "repeat", "rpc_notif"),
+             Unit("forms-rpc_notif", "forms", "rpc_notif")]
+    ids = [s.unit.id for s in schedule.order_units(
+        "A-RULE", units, FEATURES, sizes, race_rules={},
+        citing=frozenset({"rpc_notif", "rpc_call"}))]
+    assert ids == ["walk-rpc_notif", "repeat-rpc_notif", "walk-rpc_call-p1",
+                   "multi-rpc_call-pair", "ident-rpc_notif", "forms-rpc_notif",
+                   "ident-rpc_call", "walk-rpc_call-p2"]
 
 
 def test_part_citing_counts_each_parts_transitions_whose_rows_cite_the_rule() -> None:

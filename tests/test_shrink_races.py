@@ -277,3 +277,24 @@ def test_a_race_kill_is_minimal_when_its_prefix_is_a_shortest_way_and_it_is_1_mi
     assert mutants.race_program(replace(shrunk, history=[]), plan) is None
     prefix_only = [replace(t, thread="prefix") for t in shrunk.trace]
     assert mutants.race_program(replace(shrunk, trace=prefix_only), plan) is None
+
+
+def test_a_race_shrinks_with_the_races_own_budget_unless_one_is_given(monkeypatch: Any) -> None:
+    # A race's candidates run N times each, so its shrinking has its own, longer default budget
+    # (race_shrink.SECONDS); a budget the caller gives is kept.
+    budgets: list[RaceBudget] = []
+
+    def capture(runner: CaseRunner, failed: CaseResult, budget: RaceBudget,
+                clock: Any = None) -> CaseResult:
+        budgets.append(budget)
+        return failed
+
+    monkeypatch.setattr(race_shrink, "shrink_race", capture)
+    runner, failed = racy_failure()
+    try:
+        shrink_case(runner, failed)
+        shrink_case(runner, failed, budget=ShrinkBudget(reruns=5, seconds=2.0))
+    finally:
+        runner.close()
+    assert budgets == [RaceBudget(), RaceBudget(runs=5, seconds=2.0)]
+    assert RaceBudget().seconds == race_shrink.SECONDS > ShrinkBudget().seconds

@@ -564,9 +564,10 @@ def shrink_case(runner: CaseRunner, failed: CaseResult, shorter: Case | None = N
     before = max(failed.original_length, len(failed.trace))
     if failed.history and not _prefix_failure(failed):
         from callgate.conformance.judge.race_shrink import RaceBudget, shrink_race
-        left = budget or ShrinkBudget()
-        return shrink_race(runner, failed, RaceBudget(runs=left.reruns, seconds=left.seconds),
-                           clock=clock)
+        # A race's own default budget unless one is given (its candidates run N times each).
+        race_budget = RaceBudget() if budget is None else RaceBudget(runs=budget.reruns,
+                                                                      seconds=budget.seconds)
+        return shrink_race(runner, failed, race_budget, clock=clock)
     started = clock()
     start, slots, extra, hung = failed, replay_slot_specs(failed), 0, 0
     if shorter is not None and len(shorter.steps) < len(failed.trace):

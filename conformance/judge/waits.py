@@ -27,7 +27,9 @@ reference a short one. Until the calibration is done every wait keeps its old le
 
 Never shortened: a wait whose finite value the case chose (`ISynchronize::Wait`,
 `ISynchronizeContainer::WaitMultiple`: the value itself is tested, values.py), any wait where
-the model allows something to arrive, and the parallel cases (their timing is what they test).
+the model allows something to arrive, and the parallel cases (their timing is what they test;
+their notification waits are decided from the answers before them instead,
+`callgate.conformance.cases.parallel.observed_waits`).
 What a shortened look gives up: a faulty implementation that produces something the model
 forbids (a second notification, a cancel) only after `look_ms` but within the old wait would
 have been caught by the old wait and is not by this one. Anything it produces before `look_ms`

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any
 
 from callgate.conformance.cases.parallel.case import Interleavings, ParallelCase, interleavings
+from callgate.conformance.cases.parallel.observed_waits import ObservedWaits
 from callgate.conformance.cases.parallel.orderings import (
     OrderingTally,
     consistent_classes,
@@ -222,9 +223,12 @@ def _run_parallel(runner: CaseRunner, case: ParallelCase, runs: int, stagger: fl
             if require_overlap and tally is None:
                 tally = OrderingTally.of(ordering_classes(case, pins, initial))
             wall_base = time.time() - time.perf_counter()
+            # Each notification wait decided again from the answers before it (not with
+            # `callgate run --full-waits`, which keeps every wait at its old length).
+            decide = ObservedWaits(case, initial, pins).wait if runner.waits.calibrate else None
             run = execute_branches(live.session, case.branches, waits, runner.step_timeout,
                                    stagger, rng, case.suffix, runner.executor.call, run=number,
-                                   gates=gates)
+                                   gates=gates, decide=decide)
         finally:
             live.close()
         prefix_records = [replace(r, thread="prefix") for r in live.trace]

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callgate.conformance.cases.parallel.case import ParallelCase
@@ -39,6 +39,10 @@ from callgate.conformance.protocol.adapter import Observation, Session
 from callgate.conformance.results import StepRecord
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action, Pins, State, step
+
+# Sets an action's wait just before it is sent: (its position, its planned wait in ms, the
+# answers known then by position) -> the wait in ms (`execute_branches`).
+Decide = Callable[[tuple[int, int], int, Mapping[tuple[int, int], Observation]], int]
 
 
 @dataclass
@@ -159,11 +163,15 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                      waits: Mapping[tuple[int, int], int], step_timeout: float,
                      stagger: float, rng: random.Random, suffix: Sequence[Action] = (),
                      call: Call | None = None, *, run: int,
-                     gates: Mapping[tuple[int, int], Gate] | None = None) -> BranchRun:
+                     gates: Mapping[tuple[int, int], Gate] | None = None,
+                     decide: Decide | None = None) -> BranchRun:
     """Run each branch on a thread of its own, all released at once, each action after its pause
     (`branch_pauses` for run `run`), or, with `gates` (a directed schedule), after its gate
     opened; record every action. Then, if every branch action answered, the suffix on this
-    thread (through `call`, which bounds each action by the step timeout)."""
+    thread (through `call`, which bounds each action by the step timeout). `decide`, when
+    given, sets each action's wait just before it is sent, from its planned wait (`waits`) and
+    the answers known then: the branch's own earlier actions, or for the suffix every branch
+    action and its earlier actions (`observed_waits.ObservedWaits.wait`)."""
     records = [[BranchRecord(b, a, waits[(b, k)]) for k, a in enumerate(branch)]
                for b, branch in enumerate(branches)]
     delays = branch_pauses(branches, stagger, rng, run)
@@ -189,6 +197,10 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
                 delay = gate.delay
             if delay:
                 time.sleep(delay)
+            if decide is not None:
+                record.wait_ms = decide((b, k), record.wait_ms, {
+                    (b, j): r.observation for j, r in enumerate(records[b][:k])
+                    if r.observation is not None})
             request = request_for(record.action, record.wait_ms)
             record.started = True
             record.invoked = time.perf_counter()
@@ -228,7 +240,11 @@ def execute_branches(session: Session, branches: Sequence[Sequence[Action]],
         tail = [BranchRecord(len(branches), a, waits[(len(branches), k)])
                 for k, a in enumerate(suffix)]
         records.append(tail)
-        for record in tail:
+        for k, record in enumerate(tail):
+            if decide is not None:
+                record.wait_ms = decide((len(branches), k), record.wait_ms, {
+                    (r.branch, j): r.observation for rs in records
+                    for j, r in enumerate(rs) if r.observation is not None})
             request = request_for(record.action, record.wait_ms)
             record.started = True
             record.invoked = time.perf_counter()
