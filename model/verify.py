@@ -17,14 +17,18 @@ their figures (`product_counts`), so its pin must equal the product of its machi
 composition pin left behind when a machine's pin moved fails it. The benchmark composition's
 counts, too large to explore here, are reported from that product of the machines found.
 
-The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
+The registry's tables are checked by a pool of `WORKERS` processes: the table checks and
 invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
 obligations; the checks of its state graph: agreement, tours, liveness), then the rest, one job
-per machine or composition. The results are put together in the order the checks always had, so
-the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
-in this process, job after job, by the same functions. With `cache` (the CLI's default, off with
-`--no-cache` or `CALLGATE_CACHE=off`) a job whose checks all ended definitively is kept on disk
-and taken, not run, by the next run with the same key (model/check_cache.py).
+per machine or composition. The workers are forked from this process when nothing has been
+checked here yet and no other thread runs (`fresh_parent`; the CLI's case: the imports are not
+repeated), and spawned otherwise. The results are put together in the order the checks always
+had, so the report does not depend on the pool. Custom tables (a broken copy, in the tests) are
+checked in this process, job after job, by the same functions. Every job runs with Python's
+cycle collector off (`_timed_job`), and the report lists each job's CPU and wall time (`jobs`
+in the JSON). With `cache` (the CLI's default, off with `--no-cache` or `CALLGATE_CACHE=off`) a
+job whose checks all ended definitively is kept on disk and taken, not run, by the next run with
+the same key (model/check_cache.py).
 """
 
 from __future__ import annotations
