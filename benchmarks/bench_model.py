@@ -3,13 +3,14 @@
 Prints, with the command that produced them and the machine they were measured on:
 
 * the wall time of `callgate model check --json` (a fresh process, as a user runs it), best of
-  `--repeat` runs, and the time the run reports for itself;
+  `--repeat` runs, the CPU time of each (its workers included), and the time the run reports
+  for itself; with `--cold`, under `CALLGATE_CACHE=off` (every check runs);
 * the reachable state graph of `callgate.model.verify.LARGE_COMPOSITION` (two call objects and a
   container: over 100,000 states), explored without networkx (`explore_counts`): states, edges,
   seconds, states per second and peak memory (the exploring process's peak resident set);
 * building the networkx graph of the default composition (`build_graph`), with its tours.
 
-Run: .venv/bin/python benchmarks/bench_model.py [--repeat N] [--json]
+Run: .venv/bin/python benchmarks/bench_model.py [--repeat N] [--cold] [--json]
 """
 
 from __future__ import annotations
@@ -34,19 +35,31 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def time_model_check(repeat: int) -> dict[str, object]:
-    """Run `callgate model check --json` in fresh processes; best wall time of `repeat`."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_model_check(repeat: int, cold: bool = False) -> dict[str, object]:
+    """Run `callgate model check --json` in fresh processes; best wall time of `repeat`, and
+    the CPU time (user and system, the pool's workers included) of each run. `cold`: with
+    `CALLGATE_CACHE=off`, so every check runs."""
     command = [sys.executable, "-m", "callgate.conformance.cli.main", "model", "check", "--json"]
-    walls, reported, ok = [], [], True
+    env = {**os.environ, **({"CALLGATE_CACHE": "off"} if cold else {})}
+    walls, cpus, reported, ok = [], [], [], True
     for _ in range(repeat):
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        start, cpu = time.perf_counter(), _children_cpu()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False,
+                              env=env)
         walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu)
         data = json.loads(done.stdout)
         reported.append(float(data["seconds"]))
         ok = ok and done.returncode == 0
-    return {"command": "callgate model check --json", "exit_ok": ok,
-            "wall_seconds_best": round(min(walls), 2), "wall_seconds_all": [round(w, 2) for w in walls],
+    return {"command": ("CALLGATE_CACHE=off " if cold else "") + "callgate model check --json",
+            "exit_ok": ok, "wall_seconds_best": round(min(walls), 2),
+            "wall_seconds_all": [round(w, 2) for w in walls],
+            "cpu_seconds_all": [round(c, 2) for c in cpus],
             "reported_seconds_best": round(min(reported), 2)}
 
 
@@ -98,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=3, help="runs of `model check` (best kept)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--cold", action="store_true",
+                        help="time `model check` with CALLGATE_CACHE=off (every check runs)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     figures = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-               "machine": machine(), "model_check": time_model_check(args.repeat),
+               "machine": machine(), "model_check": time_model_check(args.repeat, args.cold),
                "large_composition": explore_large(), "default_composition": build_default()}
     if args.json:
         print(json.dumps(figures, indent=1))
@@ -112,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(check, dict) and isinstance(large, dict) and isinstance(default, dict)
     print(f"command: {figures['command']}")
     print(f"machine: {figures['machine']}")
-    print(f"callgate model check: best {check['wall_seconds_best']} s wall of "
-          f"{check['wall_seconds_all']} (reports {check['reported_seconds_best']} s itself); "
+    print(f"{check['command']}: best {check['wall_seconds_best']} s wall of "
+          f"{check['wall_seconds_all']}, CPU {check['cpu_seconds_all']} s "
+          f"(reports {check['reported_seconds_best']} s itself); "
           f"exit ok: {check['exit_ok']}")
     print(f"explore {large['composition']} ({', '.join(large['slots'])}): {large['states']} "
           f"states, {large['edges']} edges in {large['seconds']} s = {large['states_per_second']} "

@@ -17,18 +17,23 @@ their figures (`product_counts`), so its pin must equal the product of its machi
 composition pin left behind when a machine's pin moved fails it. The benchmark composition's
 counts, too large to explore here, are reported from that product of the machines found.
 
-The registry's tables are checked by a pool of `WORKERS` spawned processes: the table checks and
+The registry's tables are checked by a pool of `WORKERS` processes: the table checks and
 invariant proofs first, then bounded model checking, then the longest jobs (rpc_call's
 obligations; the checks of its state graph: agreement, tours, liveness), then the rest, one job
-per machine or composition. The results are put together in the order the checks always had, so
-the report does not depend on the pool. Custom tables (a broken copy, in the tests) are checked
-in this process, job after job, by the same functions. With `cache` (the CLI's default, off with
-`--no-cache` or `CALLGATE_CACHE=off`) a job whose checks all ended definitively is kept on disk
-and taken, not run, by the next run with the same key (model/check_cache.py).
+per machine or composition. The workers are forked from this process when nothing has been
+checked here yet and no other thread runs (`fresh_parent`; the CLI's case: the imports are not
+repeated), and spawned otherwise. The results are put together in the order the checks always
+had, so the report does not depend on the pool. Custom tables (a broken copy, in the tests) are
+checked in this process, job after job, by the same functions. Every job runs with Python's
+cycle collector off (`_timed_job`), and the report lists each job's CPU and wall time (`jobs`
+in the JSON). With `cache` (the CLI's default, off with `--no-cache` or `CALLGATE_CACHE=off`) a
+job whose checks all ended definitively is kept on disk and taken, not run, by the next run with
+the same key (model/check_cache.py).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -122,6 +127,24 @@ class PinnedCounts:
 
 
 @dataclass(frozen=True)
+class JobTime:
+    """How long one job took where it ran: its CPU time (user and system, of the process that
+    ran it) and its wall time, or `checked` "cache" (taken from the result cache, not run).
+    `worker`: 0 for this process, 1, 2, ... for the pool's processes in the order they answered."""
+
+    job: str
+    checked: str
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    worker: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"job": self.job, "checked": self.checked,
+                "cpu_seconds": round(self.cpu_seconds, 3),
+                "wall_seconds": round(self.wall_seconds, 3), "worker": self.worker}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything `callgate model check` prints."""
 
@@ -132,6 +155,10 @@ class Report:
     failed: tuple[str, ...] = field(default=())
     pinned: PinnedCounts | None = None
     coupled: tuple[GraphReport, ...] = ()
+    # Where the time went: each job's CPU and wall time, and how the pool's workers started
+    # ("fork", "spawn", or "" when every job ran in this process).
+    jobs: tuple[JobTime, ...] = ()
+    workers: str = ""
 
     @property
     def ok(self) -> bool:
@@ -157,7 +184,10 @@ class Report:
                 "checks": [c.to_json() for c in self.checks],
                 "liveness": [liveness_json(c) for c in self.liveness],
                 "explorer": explorer_json,
-                "pinned_counts": self.pinned.to_json() if self.pinned else None}
+                "pinned_counts": self.pinned.to_json() if self.pinned else None,
+                "jobs": {"workers": self.workers or "none",
+                         "cpu_seconds": round(sum(j.cpu_seconds for j in self.jobs), 3),
+                         "each": [j.to_json() for j in self.jobs]}}
 
 
 def liveness_json(check: CheckResult) -> dict[str, object]:
@@ -510,10 +540,51 @@ def _coupled(tables: Mapping[str, Machine] | None, index: int
 T = TypeVar("T")
 
 
+def _job_name(fn: Callable[..., object], args: tuple[object, ...]) -> str:
+    return f"{fn.__name__.lstrip('_')}({', '.join(map(repr, args))})"
+
+
+def _timed_job(fn: Callable[..., T], tables: Mapping[str, Machine] | None, *args: object
+               ) -> tuple[T, float, float, int]:
+    """`fn(tables, *args)` with the CPU and wall time it took, and the process that ran it.
+
+    Python's cycle collector is off while the job runs (and back as it was after): the jobs
+    build large graphs, memos and Z3 terms that live for the whole job, and each collection of
+    the oldest generation walked all of them again, about a fifth of the run's CPU time
+    (benchmarks/README.md). Reference counting still frees everything that is not in a cycle;
+    the few cycles a job leaves are collected once it ends."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        value = fn(tables, *args)
+    finally:
+        if collecting:
+            gc.enable()
+    return value, time.process_time() - cpu, time.perf_counter() - wall, os.getpid()
+
+
+def fresh_parent() -> bool:
+    """Whether this process may fork the pool's workers: fork exists here, no other thread runs
+    (forking copies only the calling thread, so a lock another thread holds stays held in the
+    child), and nothing has been checked here yet (Z3's main context was never made, no table
+    answered a step), so a forked worker starts as a spawned one would, but for the imports it
+    need not repeat. Otherwise the workers are spawned, each importing the tables afresh."""
+    import threading
+
+    import z3
+    return ("fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1
+            and getattr(z3.z3, "_main_ctx", None) is None
+            and not any(m._step_memo or m._rows_memo for m in MACHINES.values()))
+
+
 class _Jobs:
-    """Where the checks run: for the registry's own tables, a pool of spawned processes (one per
-    core, at most `WORKERS`), each job importing the tables afresh; for custom tables (or without
-    processes), here, in order, when its result is asked for. Either way every check runs."""
+    """Where the checks run: for the registry's own tables, a pool of processes (one per core,
+    at most `WORKERS`), forked from this process when `fresh_parent` allows (the imports done
+    once) and spawned otherwise, each job reading the registry's tables as their source says;
+    for custom tables (or without processes), here, in order, when its result is asked for.
+    Either way every check runs. `times` holds each job's `JobTime`, in the order submitted."""
 
     def __init__(self, tables: Mapping[str, Machine], pooled: bool, cache: bool = False,
                  registry: bool = True) -> None:
@@ -522,23 +593,31 @@ class _Jobs:
         self.cache = cache
         self.registry = registry
         self.pool: ProcessPoolExecutor | None = None
+        self.times: list[JobTime | None] = []
+        self.workers: dict[int, int] = {}
+        self.method = ""
         workers = min(WORKERS, os.cpu_count() or 1)
         if pooled and workers >= 2:
+            self.method = "fork" if fresh_parent() else "spawn"
             try:
-                self.pool = ProcessPoolExecutor(max_workers=workers,
-                                                mp_context=multiprocessing.get_context("spawn"))
+                self.pool = ProcessPoolExecutor(
+                    max_workers=workers, mp_context=multiprocessing.get_context(self.method))
             except (OSError, RuntimeError):  # pragma: no cover - no processes here: run inline
                 self.pool = None
+                self.method = ""
 
     def submit(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
         """Start `fn(tables, *args)`; the returned function waits for its result. With the
         cache on, a stored result is taken instead, and a definitive new one is stored."""
+        index = len(self.times)
+        self.times.append(None)
         if not self.cache:
-            return self._start(fn, *args)
+            return self._start(index, fn, *args)
         name, stored = check_cache.cached(fn, args, None if self.registry else self.tables)
         if stored is not None:
+            self.times[index] = JobTime(_job_name(fn, args), "cache")
             return stored
-        get = self._start(fn, *args)
+        get = self._start(index, fn, *args)
         kept: list[T] = []
 
         def result() -> T:
@@ -548,17 +627,28 @@ class _Jobs:
             return kept[0]
         return result
 
-    def _start(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
+    def _start(self, index: int, fn: Callable[..., T], *args: object) -> Callable[[], T]:
+        job = _job_name(fn, args)
+        kept: list[T] = []
+
+        def timed(value: T, cpu: float, wall: float, pid: int) -> T:
+            worker = 0 if pid == os.getpid() else self.workers.setdefault(pid, len(self.workers) + 1)
+            self.times[index] = JobTime(job, "now", cpu, wall, worker)
+            kept.append(value)
+            return value
+
         if self.pool is None:
             tables = self.tables
-            return lambda: fn(tables, *args)
-        future: Future[T] = self.pool.submit(fn, None, *args)
+            return lambda: kept[0] if kept else timed(*_timed_job(fn, tables, *args))
+        future: Future[tuple[T, float, float, int]] = self.pool.submit(_timed_job, fn, None, *args)
 
         def result() -> T:
+            if kept:
+                return kept[0]
             try:
-                return future.result()
+                return timed(*future.result())
             except BrokenProcessPool:  # pragma: no cover - a worker died: run it here
-                return fn(None, *args)
+                return timed(*_timed_job(fn, None, *args))
         return result
 
     def close(self) -> None:
@@ -663,4 +753,5 @@ def run(bmc_depth: int = BMC_DEPTH, parallel: bool = True,
         pinned = None
     failed = tuple(c.name for c in checks if c.failed)
     return Report(tuple(checks), default_report, tuple(reports), time.perf_counter() - start,
-                  failed, pinned, tuple(coupled_reports))
+                  failed, pinned, tuple(coupled_reports),
+                  tuple(t for t in jobs.times if t is not None), jobs.method)
