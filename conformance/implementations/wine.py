@@ -332,8 +332,11 @@ class PrefixKeeper:
                     raise EOFError
                 seen = (seen + chunk)[-4096:]
         except (OSError, TimeoutError, EOFError) as exc:
+            if isinstance(exc, EOFError):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(KEEPER_EXIT_GRACE)
             what = (f"did not answer within {self.timeout:g} s" if isinstance(exc, TimeoutError)
-                    else f"ended ({process.poll()})" if isinstance(exc, EOFError)
+                    else f"ended (exit code {process.returncode})" if isinstance(exc, EOFError)
                     else f"failed: {exc}")
             self.close()
             raise WineUnavailable(
