@@ -3,9 +3,10 @@
 The first Wine process of a prefix gives wineserver and Wine's system processes (explorer.exe,
 rpcss.exe, services.exe, ...) its environment and its stderr. When that was the relay pair of
 `callgate import-relay` (WINEDEBUG=+relay), they logged every call and started so slowly that a
-Wine adapter starting beside them got no desktop window, and a COM call between its apartments
-waited forever: its first handshake never came. The fast tests use a stand-in `wine` that
-records how each process was started; the slow one runs real Wine in a cold prefix.
+Wine adapter starting beside them could get no window for its COM apartment, and a COM call
+between its apartments waited forever: its first handshake never came. The fast tests use a
+stand-in `wine` that records how each process was started; the slow one runs real Wine in a
+cold prefix.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def test_an_adapter_starting_beside_the_relay_pair_gets_its_handshake(
         time.sleep(0.05)
     # Started while the pair runs, as the Wine gate's first adapter beside test_trace_relay.py
     # did: before the keeper, no handshake within 60 s (Wine's processes had the pair's relay
-    # logging, 70 MB of it, and the adapter no desktop window).
+    # logging, 70 MB of it, and the adapter's apartment no window).
     found = wine.setup()
     adapter = CommandAdapter(found.command(), env=found.env, start_timeout=wine.START_TIMEOUT,
                              shared=wine.WINE_SHARED)

@@ -32,9 +32,9 @@ names them, and they are left running.
 
 Whichever Wine process of a prefix comes first also gives the shared processes their environment
 and their stderr: started by a program run with `WINEDEBUG=+relay` (the relay pair of
-`callgate import-relay`), explorer.exe and the rest log every call and start so slowly that a
-Wine process starting beside them gets no desktop window in time (Wine waits 10 s), and a COM
-call between the adapter's apartments then waits forever: the first handshake never comes.
+`callgate import-relay`), explorer.exe and the rest log every call and start so slowly that an
+adapter starting beside them may get no window for its COM apartment, and a COM call between its
+apartments then waits forever: the first handshake never comes (docs/wine.md).
 So callgate never lets one of its own programs be first: `PrefixKeeper` starts a quiet Wine
 process (`wine cmd`, WINEDEBUG=-all, stderr to /dev/null) before anything else, waits until it
 runs (Wine has finished starting the prefix's processes by then) and holds the prefix's processes
