@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -24,10 +25,13 @@ from typing import Any
 import pytest
 
 from callgate.conformance.implementations import wine
+from callgate.conformance.protocol.adapter import AdapterFault
 from callgate.conformance.protocol.jsonl import CommandAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 REASON = wine.unavailable_reason()
+# The stand-ins read /proc and the keeper waits on a pipe with select: Linux, where Wine runs.
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
 
 # A stand-in for the wine loader: it logs each start (its arguments, WINEDEBUG, where its stderr
 # goes) and plays `cmd` (answers `echo`), the relay pair's server and client, or runs a .py.
@@ -185,3 +189,47 @@ def test_an_adapter_starting_beside_the_relay_pair_gets_its_handshake(
     processes = {line.split(":", 1)[0] for line in log.read_text("utf-8", "replace").splitlines()
                  if re.match(r"[0-9a-f]{4}:[0-9a-f]{4}:(Call|Ret) ", line)}
     assert len(processes) == 2, sorted(processes)
+
+
+def test_an_adapter_without_handshake_says_how_the_prefixs_wineserver_was_started(
+        tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    server = tmp_path / "wineserver"  # a stand-in: only its name, environment and stderr count
+    server.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    environment = dict(os.environ, WINEPREFIX=str(prefix), WINEDEBUG="+relay,+pid")
+    log = tmp_path / "relay.log"
+    with log.open("ab") as sink:
+        running = subprocess.Popen([str(server), "60"], env=environment, stderr=sink)
+    try:
+        deadline = time.monotonic() + 10
+        while str(prefix) not in wine.shared_processes(prefix) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the stand-in's /proc entry is there
+        # An adapter process that exits at once, in that prefix.
+        exits = tmp_path / "exits.py"
+        exits.write_text("", encoding="utf-8")
+        adapter = wine.WineAdapter(wine.WineSetup(sys.executable, exits, prefix,
+                                                  dict(os.environ), com=""))
+        with pytest.raises(AdapterFault) as raised:
+            adapter.capabilities()
+        evidence = raised.value.evidence
+        assert f"wineserver pid {running.pid} of the prefix {prefix}: WINEDEBUG=+relay,+pid, " \
+               f"stderr to {log}" in evidence
+        assert "log Wine's calls" in evidence and "wineserver -k" in evidence
+        adapter.shutdown()
+    finally:
+        running.kill()
+        running.wait()
+    # A quiet wineserver is named, without the warning; none at all adds nothing.
+    quiet = subprocess.Popen([str(server), "60"], env=dict(environment, WINEDEBUG="-all"),
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while str(prefix) not in wine.shared_processes(prefix) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        notes = wine.shared_processes(prefix)
+        assert "WINEDEBUG=-all, stderr to /dev/null" in notes and "log Wine's calls" not in notes
+    finally:
+        quiet.kill()
+        quiet.wait()
+    assert wine.shared_processes(prefix) == ""

@@ -363,6 +363,40 @@ class PrefixKeeper:
             process.stdout.close()
 
 
+def shared_processes(prefix: Path) -> str:
+    """For the evidence of an adapter process that did not start: each `wineserver` of `prefix`
+    that runs, with the WINEDEBUG and the stderr it was started with (Wine's shared processes
+    have those of the prefix's first Wine process), and a warning when that logs (relay
+    logging makes them too slow for an adapter starting beside them). Empty if none runs or
+    /proc cannot tell."""
+    found: list[str] = []
+    logging = False
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+            if not os.path.basename(argv0).startswith("wineserver"):
+                continue
+            environ = (entry / "environ").read_bytes().decode("utf-8", "replace").split("\0")
+            stderr = os.readlink(entry / "fd" / "2")
+        except OSError:
+            continue  # gone, or not ours to look at
+        env = dict(item.split("=", 1) for item in environ if "=" in item)
+        if env.get("WINEPREFIX") != str(prefix):
+            continue
+        debug = env.get("WINEDEBUG", "(unset)")
+        logging = logging or any(part.startswith("+") for part in debug.split(","))
+        found.append(f"wineserver pid {entry.name} of the prefix {prefix}: WINEDEBUG={debug}, "
+                     f"stderr to {stderr}")
+    if logging:
+        found.append("Wine's shared processes of this prefix log Wine's calls (they have the "
+                     "environment of the Wine program that started them): they can be too slow "
+                     "for an adapter starting beside them. End that program's Wine "
+                     f"(`WINEPREFIX={prefix} wineserver -k`) or give it a prefix of its own.")
+    return "\n".join(found)
+
+
 # What the adapter answers for a function rpcrt4.dll does not export (callgate_wine_order.c).
 STATUS_ENTRYPOINT_NOT_FOUND = 0xC0000139
 
@@ -449,7 +483,13 @@ class WineAdapter:
         return all(process.orphans_checked for process in list(self._processes))
 
     def capabilities(self) -> Capabilities:
-        return self.main.capabilities()
+        try:
+            return self.main.capabilities()
+        except AdapterFault as fault:  # no handshake: say how the prefix's processes were started
+            notes = shared_processes(self.setup.prefix)
+            if not notes:
+                raise
+            raise AdapterFault(str(fault), f"{fault.evidence}\n{notes}".strip()) from fault
 
     def open_session(self, slots: Sequence[SlotSpec]) -> CommandSession | IsolatedSession:
         if not any(s.machine in self.isolate_machines for s in slots):
