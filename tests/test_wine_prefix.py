@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,34 @@ def test_the_adapter_starts_its_keeper_first_and_ends_it(fake_wine: Path, tmp_pa
         ("start", "cmd"), ("start", str(serve)), ("end", "cmd")]
 
 
+@pytest.fixture
+def cold_prefix(tmp_path: Path) -> Iterator[Path]:
+    """A prefix of its own (`_cold_prefix`), removed once its wineserver has ended."""
+    prefix = _cold_prefix(tmp_path)
+    yield prefix
+    deadline = time.monotonic() + 30
+    while wine.shared_processes(prefix) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Wine's processes end a few seconds after the last client
+    shutil.rmtree(prefix, ignore_errors=True)
+
+
 def _cold_prefix(tmp_path: Path) -> Path:
     """A prefix of its own (so its wineserver is not yet running): the usual one's files, hard
-    linked, and its registry files copied (Wine replaces them when it saves)."""
+    linked where they can be, and its registry files copied (Wine replaces them when it
+    saves)."""
     source = Path(os.environ.get("CALLGATE_WINEPREFIX") or wine.default_prefix())
     loader = wine.find_wine()
     assert loader is not None
     wine.prepare_prefix(loader, source)
     prefix = tmp_path / "prefix"
-    shutil.copytree(source, prefix, symlinks=True, copy_function=os.link)
+
+    def link(from_: str, to: str) -> None:
+        try:
+            os.link(from_, to)
+        except OSError:  # another file system: a copy (about 700 MB)
+            shutil.copy2(from_, to)
+
+    shutil.copytree(source, prefix, symlinks=True, copy_function=link)
     for registry in prefix.glob("*.reg"):
         registry.unlink()
         shutil.copy2(source / registry.name, registry)
@@ -153,10 +173,10 @@ def _cold_prefix(tmp_path: Path) -> Path:
 @pytest.mark.slow  # a cold Wine prefix, the relay pair and an adapter (about 10 to 20 s)
 @pytest.mark.skipif(REASON is not None, reason=f"needs Wine and mingw-w64: {REASON}")
 def test_an_adapter_starting_beside_the_relay_pair_gets_its_handshake(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, cold_prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from callgate.conformance.trace import winepair
 
-    monkeypatch.setenv("CALLGATE_WINEPREFIX", str(_cold_prefix(tmp_path)))
+    monkeypatch.setenv("CALLGATE_WINEPREFIX", str(cold_prefix))
     winepair.build()
     log = tmp_path / "relay.log"
     failed: list[BaseException] = []
