@@ -32,12 +32,9 @@ from callgate.conformance.results import CaseResult, Summary, Verdict, outputs_t
 from callgate.model.families import MACHINES
 from callgate.model.transitions import Action, Tracker
 
-# Alone, after the other tests (`make test`'s serial part): since the second round of issue 20's
-# merges the Wine adapter's first handshake now and then does not come within 60 s while
-# another test file drives Wine or loads both CPUs beside it (3 of 4 tries with
-# test_report_readable.py and test_trace_relay.py in a second process; never alone). The cause
-# is not found yet; the gate then says `error` (exit 3), never conformant.
-pytestmark = pytest.mark.serial
+# Not in the serial part any more: the first handshake that now and then did not come beside
+# test_trace_relay.py was Wine's shared processes started by the relay pair with relay logging
+# (docs/wine.md, "Who starts the prefix's shared processes"; tests/test_wine_prefix.py).
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS = ROOT / "reports" / "wine" / "expectations.toml"

@@ -30,6 +30,16 @@ descendants of whichever adapter process came first, so its reaper would take th
 and end them with it, under the other adapter processes and runs still using them: `WINE_SHARED`
 names them, and they are left running.
 
+Whichever Wine process of a prefix comes first also gives the shared processes their environment
+and their stderr: started by a program run with `WINEDEBUG=+relay` (the relay pair of
+`callgate import-relay`), explorer.exe and the rest log every call and start so slowly that an
+adapter starting beside them may get no window for its COM apartment, and a COM call between its
+apartments then waits forever: the first handshake never comes (docs/wine.md).
+So callgate never lets one of its own programs be first: `PrefixKeeper` starts a quiet Wine
+process (`wine cmd`, WINEDEBUG=-all, stderr to /dev/null) before anything else, waits until it
+runs (Wine has finished starting the prefix's processes by then) and holds the prefix's processes
+until the adapter (or the relay pair) is done.
+
 Environment: `CALLGATE_WINE` (the wine loader, default `wine` on PATH), `CALLGATE_WINEPREFIX`
 (default `$XDG_CACHE_HOME/callgate/wine-prefix`, `~/.cache/...` when unset),
 `CALLGATE_WINE_ADAPTER` (a prebuilt .exe),
@@ -39,12 +49,16 @@ program's `--com=` option, declared in its handshake as the pin `call_object_ori
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +274,129 @@ def com_configuration() -> str:
     return com
 
 
+# What the keeper echoes once Wine runs it (the prefix's processes have started by then).
+KEEPER_READY = "callgate-prefix-ready"
+KEEPER_EXIT_GRACE = 2.0
+
+
+class PrefixKeeper:
+    """A quiet Wine process that starts the prefix's shared processes and holds them.
+
+    `wine cmd` with WINEDEBUG=-all (`wine_environment`), stderr to /dev/null and stdin and
+    stdout pipes of its own, in a session of its own. If no Wine process of the prefix runs, it
+    is the first, so wineserver and Wine's system processes inherit its quiet environment and no
+    pipe of callgate's. `start` returns once cmd answers an echo (Wine runs a program only after
+    the prefix's processes have started) or raises WineUnavailable after `timeout` seconds. The
+    keeper runs until `close` (cmd exits at the end of its stdin, so also when callgate dies), so
+    the shared processes do not end and start again between adapter processes.
+    """
+
+    def __init__(self, wine: str, prefix: Path, timeout: float = START_TIMEOUT) -> None:
+        self.argv = [wine, "cmd"]
+        self.prefix = prefix
+        self.timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.waited = 0.0  # seconds `start` took
+
+    def __enter__(self) -> PrefixKeeper:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=wine_environment(self.prefix),
+                start_new_session=True)
+        except OSError as exc:
+            raise WineUnavailable(f"cannot start {' '.join(self.argv)} for the prefix "
+                                  f"{self.prefix}: {exc}; {WHAT_TO_RUN}") from exc
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        seen = b""
+        try:
+            process.stdin.write(f"echo {KEEPER_READY}\r\n".encode())
+            process.stdin.flush()
+            fd = process.stdout.fileno()
+            deadline = started + self.timeout
+            while KEEPER_READY.encode() not in seen:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise EOFError
+                seen = (seen + chunk)[-4096:]
+        except (OSError, TimeoutError, EOFError) as exc:
+            if isinstance(exc, EOFError):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(KEEPER_EXIT_GRACE)
+            what = (f"did not answer within {self.timeout:g} s" if isinstance(exc, TimeoutError)
+                    else f"ended (exit code {process.returncode})" if isinstance(exc, EOFError)
+                    else f"failed: {exc}")
+            self.close()
+            raise WineUnavailable(
+                f"Wine did not start the prefix {self.prefix}: `{' '.join(self.argv)}` {what} "
+                f"(its output: {seen.decode('utf-8', 'replace')[-500:]!r}); is `wineserver` "
+                f"stuck? `WINEPREFIX={self.prefix} wineserver -k` ends it") from exc
+        self.waited = time.monotonic() - started
+
+    def close(self) -> None:
+        """End cmd (the end of its stdin), and its session if it does not go by itself."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):  # it is gone already
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(KEEPER_EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def shared_processes(prefix: Path) -> str:
+    """For the evidence of an adapter process that did not start: each `wineserver` of `prefix`
+    that runs, with the WINEDEBUG and the stderr it was started with (Wine's shared processes
+    have those of the prefix's first Wine process), and a warning when that logs (relay
+    logging makes them too slow for an adapter starting beside them). Empty if none runs or
+    /proc cannot tell."""
+    found: list[str] = []
+    logging = False
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+            if not os.path.basename(argv0).startswith("wineserver"):
+                continue
+            environ = (entry / "environ").read_bytes().decode("utf-8", "replace").split("\0")
+            stderr = os.readlink(entry / "fd" / "2")
+        except OSError:
+            continue  # gone, or not ours to look at
+        env = dict(item.split("=", 1) for item in environ if "=" in item)
+        if env.get("WINEPREFIX") != str(prefix):
+            continue
+        debug = env.get("WINEDEBUG", "(unset)")
+        logging = logging or any(part.startswith("+") for part in debug.split(","))
+        found.append(f"wineserver pid {entry.name} of the prefix {prefix}: WINEDEBUG={debug}, "
+                     f"stderr to {stderr}")
+    if logging:
+        found.append("Wine's shared processes of this prefix log Wine's calls (they have the "
+                     "environment of the Wine program that started them): they can be too slow "
+                     "for an adapter starting beside them. End that program's Wine "
+                     f"(`WINEPREFIX={prefix} wineserver -k`) or give it a prefix of its own.")
+    return "\n".join(found)
+
+
 # What the adapter answers for a function rpcrt4.dll does not export (callgate_wine_order.c).
 STATUS_ENTRYPOINT_NOT_FOUND = 0xC0000139
 
@@ -312,8 +449,10 @@ class WineAdapter:
 
     def __init__(self, wine_setup: WineSetup, *, request_timeout: float = REQUEST_TIMEOUT,
                  isolate_machines: frozenset[str] = frozenset({"rpc_call", "rpc_order",
-                                                                  "rpc_notif"})) -> None:
+                                                                  "rpc_notif"}),
+                 keeper: PrefixKeeper | None = None) -> None:
         self.setup = wine_setup
+        self.keeper = keeper  # started already; closed by `shutdown`
         self.request_timeout = request_timeout
         self.isolate_machines = isolate_machines
         self._processes: list[CommandAdapter] = []  # every one started, for `orphans`
@@ -344,7 +483,13 @@ class WineAdapter:
         return all(process.orphans_checked for process in list(self._processes))
 
     def capabilities(self) -> Capabilities:
-        return self.main.capabilities()
+        try:
+            return self.main.capabilities()
+        except AdapterFault as fault:  # no handshake: say how the prefix's processes were started
+            notes = shared_processes(self.setup.prefix)
+            if not notes:
+                raise
+            raise AdapterFault(str(fault), f"{fault.evidence}\n{notes}".strip()) from fault
 
     def open_session(self, slots: Sequence[SlotSpec]) -> CommandSession | IsolatedSession:
         if not any(s.machine in self.isolate_machines for s in slots):
@@ -392,8 +537,18 @@ class WineAdapter:
         for process in spare:
             process.shutdown()
         self.main.shutdown()
+        if self.keeper is not None:
+            self.keeper.close()
 
 
 def make_adapter() -> WineAdapter:
-    """The factory behind `--adapter wine`."""
-    return WineAdapter(setup())
+    """The factory behind `--adapter wine`: the prefix's processes started by a `PrefixKeeper`
+    before the first adapter process."""
+    wine_setup = setup()
+    keeper = PrefixKeeper(wine_setup.wine, wine_setup.prefix)
+    keeper.start()
+    try:
+        return WineAdapter(wine_setup, keeper=keeper)
+    except BaseException:
+        keeper.close()
+        raise

@@ -3,7 +3,10 @@ Wine with relay logging, for `callgate import-relay` (docs/traces.md, "Wine's re
 
 The pair is built with mingw-w64 into build/wine/; both processes run in the `wine` adapter's
 private prefix and write their relay log (Wine's stderr) to one file opened for appending, so the
-lines of both share one order.
+lines of both share one order. A quiet `wine.PrefixKeeper` runs first and until the pair is done:
+the first Wine process of a prefix gives the prefix's shared processes (explorer.exe, rpcss.exe
+and the rest) its environment and stderr, and with relay logging they would log into this file
+and start too slowly for any other Wine process starting beside them (a gate's adapter).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def run(log: Path, timeout: float = 60.0) -> Path:
     env["WINEDEBUG"] = RELAY
     endpoint = f"callgate-relay-{os.getpid()}-{time.monotonic_ns()}"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as sink:
+    with wine.PrefixKeeper(loader, prefix, START_TIMEOUT), log.open("ab") as sink:
         server = subprocess.Popen([loader, str(program), "server", endpoint], env=env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=sink)
         try:
