@@ -139,7 +139,8 @@ def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) ->
                                   cost=2 * budget.forms_steps))
     if options.multi and budget.multi_cases:
         units += [Unit(f"multi-{c.name}", "multi", c.name,
-                       cost=budget.multi_cases * budget.multi_steps // 2)
+                       cost=budget.multi_cases * budget.multi_steps // 2
+                       // (1 if c.only is None else multi.CLASS_SHARE))
                   for c in compositions(options, plan)]
     rounds = budget.stateful_rounds if options.stateful else 0
     for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,

@@ -157,7 +157,8 @@ def test_a_cancel_that_waits_is_raced_with_the_servers_signal() -> None:
     assert caught.verdict is Verdict.FAIL and "not linearizable" in caught.message
 
 
-def _op(id_: int, op: str, invoked: float, returned: float, code: int, **args: object
+def _op(id_: int, op: str, invoked: float, returned: float, code: int,
+        **args: str | int | bool
         ) -> HistoryOp:
     seconds = args.get("seconds")
     waited = op == "Cancel" and code == 0 and seconds == 1
