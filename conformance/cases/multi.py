@@ -117,10 +117,10 @@ class Composition:
 CLASSES: Mapping[str, tuple[str, str, tuple[object, ...]]] = {
     "rpc_call-pair": ("AsyncCall", "notify", ("None", "Event", "Apc", "Ioc", "Hwnd", "Callback")),
 }
-# A walk of one class gets this share of the budget's sessions (at least one): the crossed
+# A walk of one class gets 1/CLASS_SHARE of the budget's sessions (at least one): the crossed
 # cases before it are what tells one object's result or notification from the other's, and six
 # full walks of rpc_call would cost 18% more steps than the whole run (measured).
-CLASS_SHARE = 8
+CLASS_SHARE = 20
 
 _BASE = (
     Composition("com_call-pair", ("c0", "c1")),
