@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from callgate.conformance.cases import forms, multi, sequences
 from callgate.conformance.cases.identify import IdentifyBudget, identify_machine
+from callgate.conformance.cases.lifetimes import lifetimes_machine, limits_machine
 from callgate.conformance.cases.parallel import ParallelBudget
 from callgate.conformance.cases.parallel.generation import run_generated
 from callgate.conformance.cases.parallel.judging import run_parallel
@@ -138,7 +139,8 @@ def plan_units(plan: sequences.Plan, caps: Capabilities, options: RunOptions) ->
                                   cost=2 * budget.forms_steps))
     if options.multi and budget.multi_cases:
         units += [Unit(f"multi-{c.name}", "multi", c.name,
-                       cost=budget.multi_cases * budget.multi_steps // 2)
+                       cost=budget.multi_cases * budget.multi_steps // 2
+                       // (1 if c.only is None else multi.CLASS_SHARE))
                   for c in compositions(options, plan)]
     rounds = budget.stateful_rounds if options.stateful else 0
     for round_, slots in enumerate(stateful_slot_sets(caps.features, rounds,
@@ -272,7 +274,12 @@ def run_unit(runner: CaseRunner, plan: sequences.Plan, options: RunOptions, unit
                                                  identify):
                 yield shrunk(result, case, plan)
     elif unit.kind == "repeat":
-        for case, result in repeat_machine(runner, plan.machines[unit.key]):
+        # The lifetime and limit cases (cases/lifetimes.py) ride with the repetition cases: many
+        # objects of the machine ended one after another, where the model has an end; one
+        # object filled to a bound beside another, where the model has a bounded count.
+        for case, result in itertools.chain(repeat_machine(runner, plan.machines[unit.key]),
+                                            lifetimes_machine(runner, plan.machines[unit.key]),
+                                            limits_machine(runner, plan.machines[unit.key])):
             yield shrunk(result, case, plan)
     elif unit.kind == "forms":
         for case, result in forms.forms_machine(runner, plan.machines[unit.key],

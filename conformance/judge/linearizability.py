@@ -26,6 +26,10 @@ How the search works:
   `not_before` (its invocation plus its timeout): it may only linearize after that. This is what
   lets a lost wake-up show: a Wait that timed out although a Signal had returned well before its
   deadline has no place in any order.
+* **Answers that say a time passed** (`waited`): an accepted ICancelMethodCalls::Cancel with a
+  finite ulSeconds says the server did not finish within ulSeconds of the request (COM-CANCEL-05,
+  -08), so it takes effect no earlier than its invocation plus ulSeconds, even if it returned
+  before that. Such an answer that came back early has no place in any order.
 
 Verdicts: `linearizable` (with a witness order), `not_linearizable` (with the shortest
 non-linearizable sub-history: the history cut at the earliest response after which no order
@@ -86,6 +90,9 @@ class HistoryOp:
     outputs: tuple[tuple[str, Value], ...] = ()
     not_before: float | None = None
     optional: bool = False
+    # `not_before` is a time the answer itself says passed (not only when a timed wait gave
+    # up): the operation takes effect no earlier, even if it returned before it.
+    waited: bool = False
 
     @property
     def unknown(self) -> bool:
@@ -96,6 +103,8 @@ class HistoryOp:
         """The earliest time this operation may take effect."""
         if self.not_before is None:
             return self.invoked
+        if self.waited:
+            return max(self.invoked, self.not_before)
         end = INF if self.returned is None else self.returned
         return min(max(self.invoked, self.not_before), end)
 

@@ -132,6 +132,15 @@ def measured_races() -> list[ParallelCase]:
             ("RPC-CLI-STATUS-01", "RPC-CLI-STATUS-02", "RPC-CLI-COMPLETE-01",
              "RPC-CLI-COMPLETE-02", "RPC-SRV-COMPLETE-01")),
         ParallelCase(
+            "race-cancel-wait-signal", "ICancelMethodCalls::Cancel(1) waiting for the server "
+            "while the server's Signal completes the call: a call that completes within "
+            "ulSeconds gives RPC_E_CALL_COMPLETE; an accepted Cancel says a second passed without "
+            "it", (_COM,), (_CREATE, _a("c0", "Begin_")),
+            ((_a("c0", "Cancel", seconds=1),),
+             (_a("c0", "server_signal", out=1, then_impersonate=False),)),
+            ("COM-CANCEL-05", "COM-CANCEL-08", "COM-SRV-05", "COM-FIN-01", "COM-FIN-05"),
+            suffix=(_a("c0", "Wait", timeout="finite"), _a("c0", "Finish_"))),
+        ParallelCase(
             "race-cancel-test-cancel", "ICancelMethodCalls::Cancel racing the server's "
             "TestCancel: a test after Cancel returned S_OK sees the cancel; Wait and Finish_ "
             "then end the call", (_COM,), (_CREATE, _a("c0", "Begin_")),

@@ -280,6 +280,28 @@ def timed_out(machine: str, record: BranchRecord) -> bool:
     return nothing and waited >= record.wait_ms / 1000.0 - DEADLINE_SLACK
 
 
+# Answers that say a given time passed: an accepted ICancelMethodCalls::Cancel(ulSeconds) with a
+# finite ulSeconds means the server did not finish within ulSeconds of the request (COM-CANCEL-05:
+# ulSeconds is how long Cancel waits for the server; COM-CANCEL-08: a call that completes within
+# it gives RPC_E_CALL_COMPLETE). (machine, operation): the argument that holds the seconds, and
+# the code of such an answer.
+WAITED_ANSWERS: Mapping[tuple[str, str], tuple[str, int]] = {
+    ("com_call", "Cancel"): ("seconds", 0),  # S_OK
+}
+INFINITE = 0xFFFFFFFF
+
+
+def waited_seconds(machine: str, record: BranchRecord) -> float | None:
+    """The time `record`'s answer says passed before it took effect, or None."""
+    known = WAITED_ANSWERS.get((machine, record.action.op))
+    if known is None or record.observation is None or record.observation.code != known[1]:
+        return None
+    seconds = dict(record.action.args).get(known[0])
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds in (0, INFINITE):
+        return None
+    return float(seconds)
+
+
 def history_of(case: ParallelCase, run: BranchRun, pins: Pins, wall_base: float,
             starts: Mapping[tuple[int, int], frozenset[State]]
             ) -> tuple[list[HistoryOp], list[StepRecord], list[tuple[int, int]]]:
@@ -298,13 +320,16 @@ def history_of(case: ParallelCase, run: BranchRun, pins: Pins, wall_base: float,
         observation = record.observation
         thread = f"branch {record.branch + 1}" if record.branch < len(case.branches) \
             else "suffix"
+        waited = waited_seconds(machine, record)
         ops.append(HistoryOp(
             id=number, slot=record.action.slot, thread=thread,
             op=record.action.op, args=record.action.args, invoked=record.invoked,
             returned=record.returned, code=observation.code if observation else None,
             outputs=tuple(sorted(observation.outputs.items())) if observation else (),
             not_before=(record.invoked + record.wait_ms / 1000.0 - DEADLINE_SLACK)
-            if timed_out(machine, record) else None))
+            if timed_out(machine, record) else
+            (record.invoked + waited - DEADLINE_SLACK) if waited is not None else None,
+            waited=waited is not None))
         states = starts.get((record.branch, k), frozenset())
         steps = [(s, step(MACHINES[machine], s, record.action.op, record.action.args, pins))
                  for s in sorted(states, key=repr)]

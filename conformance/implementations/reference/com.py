@@ -57,6 +57,7 @@ S_OK = codes.S_OK.value
 E_NOINTERFACE = codes.E_NOINTERFACE.value
 E_INVALIDARG = codes.E_INVALIDARG.value
 E_UNEXPECTED = codes.E_UNEXPECTED.value
+E_OUTOFMEMORY = codes.E_OUTOFMEMORY.value
 RPC_E_CALL_CANCELED = codes.RPC_E_CALL_CANCELED.value
 RPC_E_OUT_OF_RESOURCES = codes.RPC_E_OUT_OF_RESOURCES.value
 RPC_S_CALLPENDING = codes.RPC_S_CALLPENDING.value
@@ -263,6 +264,9 @@ class SystemEvent(Unknown):
         # Called after each Wait that returns S_OK (only the seeded fault rewait_loses_out sets it).
         self._wait_ok: Callable[[], None] | None = None
         self._resets = 0  # Resets so far (only the seeded fault reset_pool_exhausted counts)
+        # The deadline of the current call's first finite Wait (only the blind fault
+        # call_wait_deadline_cached keeps it; Reset, at each Begin_, forgets it).
+        self._deadline: float | None = None
         self._handle = KernelEvent(self._manual_reset(), NEW_EVENT_SIGNALED or (
             outer is None and host.fault("new_event_signalled")), name=type(self).__name__)
         if outer is None and host.fault("event_kernel_handle_shared"):
@@ -312,6 +316,7 @@ class SystemEvent(Unknown):
                     return S_OK
         if not self._host.fault("reset_ignored"):
             self._current().reset()
+        self._deadline = None
         if self._manual_reset() and self._host.fault("reset_forgets_manual_reset"):
             with self._lock:
                 self._handle = KernelEvent(False, name=type(self).__name__)
@@ -337,6 +342,13 @@ class SystemEvent(Unknown):
             return WAIT_TIMEOUT_CODE  # the seeded fault: the deadline wrapped into the past
         if self._host.fault("wait_flags_misread"):
             return E_INVALIDARG  # the seeded fault: COWAIT_DEFAULT read as a flag it refuses
+        if self._outer is not None and 0 < dwMilliseconds != INFINITE and \
+                self._host.carries("call_wait_deadline_cached"):
+            if self._deadline is None:
+                self._deadline = time.monotonic() + dwMilliseconds / 1000.0
+            elif time.monotonic() > self._deadline and \
+                    self._host.fault("call_wait_deadline_cached"):
+                return WAIT_TIMEOUT_CODE  # the blind fault: the first Wait's deadline is past
         hr, _ = _wait(dwFlags, dwMilliseconds, (self._current(),),
                       pump=not self._host.fault("sta_wait_no_pump"))
         if (hr == WAIT_TIMEOUT_CODE and self._outer is not None
@@ -344,6 +356,9 @@ class SystemEvent(Unknown):
             return S_OK
         if hr == S_OK and self._wait_ok is not None:
             self._wait_ok()
+        if hr == S_OK and dwMilliseconds == INFINITE and not self.MANUAL_RESET and \
+                self._outer is None and self._host.fault("std_event_infinite_no_reset"):
+            self._current().set()  # the blind fault: the INFINITE path does not reset
         return hr
 
     def GetHandle(self) -> tuple[int, KernelEvent]:
@@ -393,6 +408,19 @@ class SynchronizeContainer(Unknown):
         self._host = host
         self._lock = threading.Lock()
         self._members: list[SystemEvent] = []
+        if host.carries("container_limit_of_latest"):
+            host.shared["latest container"] = self
+        if host.carries("container_slots_per_process"):
+            containers = host.shared.setdefault("containers", [])
+            assert isinstance(containers, list)
+            containers.append(self)
+
+    def _process_members(self) -> int:
+        """Blind fault container_slots_per_process: the live members of every container of the
+        process (called under this container's lock; others are read without theirs)."""
+        containers = self._host.shared.get("containers", [])
+        assert isinstance(containers, list)
+        return sum(1 for c in containers for m in list(c._members) if not m._current().closed)
 
     def AddSynchronize(self, pSync: Unknown) -> int:
         """Add a member; RPC_E_OUT_OF_RESOURCES when 63 are already in (COM-CONT-01, -02)."""
@@ -401,9 +429,21 @@ class SynchronizeContainer(Unknown):
             return E_NOINTERFACE
         handle_source.Release()
         with self._lock:
-            if len(self._members) >= CONTAINER_CAPACITY and not self._host.fault(
+            latest = self._host.shared.get("latest container")
+            if isinstance(latest, SynchronizeContainer) and latest is not self and \
+                    (len(latest._members) >= CONTAINER_CAPACITY) != \
+                    (len(self._members) >= CONTAINER_CAPACITY) and \
+                    self._host.fault("container_limit_of_latest"):
+                # the blind fault: the latest container's count decides
+                if len(latest._members) >= CONTAINER_CAPACITY:
+                    return RPC_E_OUT_OF_RESOURCES
+            elif len(self._members) >= CONTAINER_CAPACITY and not self._host.fault(
                     "container_accepts_64th"):
                 return RPC_E_OUT_OF_RESOURCES
+            if self._host.carries("container_slots_per_process") and \
+                    self._process_members() >= CONTAINER_CAPACITY and \
+                    self._host.fault("container_slots_per_process"):
+                return RPC_E_OUT_OF_RESOURCES  # the blind fault: one array for the process
             pSync.AddRef()
             self._members.append(handle_source)
             if self._host.fault("add_returns_count"):
@@ -496,6 +536,12 @@ class TestServer:
         # Only with the seeded fault call_objects_share_event: the events of every call object
         # made from this server object, which each Signal sets together.
         self.events: list[SystemEvent] = []
+        # Only with blind faults: a cancel accepted for any call of this server object
+        # (cancel_flag_per_server_object), call contexts leaked by abandoned calls
+        # (abandoned_calls_leak).
+        self.cancel_seen = False
+        self.leaked = 0
+        self.kept_buffers = 0  # signalled_release_keeps_out_buffer: [out] buffers never freed
 
     def begin(self, call: BeginCall) -> None:
         with self._lock:
@@ -533,6 +579,8 @@ class TestServer:
             out = int(command.args.get("out", 1))
             if self.host.fault("signal_out_not_marshaled"):
                 out = 0
+            if self.kept_buffers >= 4 and self.host.fault("signalled_release_keeps_out_buffer"):
+                out = 0  # the blind fault: no [out] buffer left
             target = call
             if self.host.fault("server_signals_latest_call"):
                 with self._lock:  # the seeded fault: the most recent call, not this one
@@ -553,6 +601,9 @@ class TestServer:
         if action is ServerAction.TEST_CANCEL:
             call.tested = True
             cancelled = call.cancel_requested and not self.host.fault("test_cancel_misses_cancel")
+            if not cancelled and self.cancel_seen and self.host.fault(
+                    "cancel_flag_per_server_object"):
+                cancelled = True  # the blind fault: another call's cancel, on the object
             command.reply(RPC_E_CALL_CANCELED if cancelled else RPC_S_CALLPENDING)
             return False
         if action is ServerAction.SHUTDOWN:
@@ -728,6 +779,8 @@ class CallObject(Unknown):
                     and not (in_flight.cancelled and self._host.fault(
                         "begin_accepted_after_cancel")):
                 return BEGIN_PENDING_CODE
+            if self._server.leaked >= 4 and self._host.fault("abandoned_calls_leak"):
+                return E_OUTOFMEMORY  # the blind fault: the table of call contexts is full
             call = BeginCall(self, cancel_enabled=self._server.cancellation_enabled)
             self._call = call
             self._reset_event()
@@ -863,6 +916,13 @@ class CallObject(Unknown):
         while time.monotonic() < deadline and not call.completed:
             call.finished.wait(min(0.01, ulSeconds))
         with self._lock:
+            if call is self._call and call.completed and not call.cancelled and \
+                    self._host.fault("cancel_wait_ignores_completion"):
+                return self._accept_cancel(call)  # the blind fault: looks only at "cancelled"
+            if call is self._call and call.completed and not call.cancelled and \
+                    self._host.fault("cancel_wait_marks_completed_call"):
+                call.cancelled = True  # the blind fault: marked although it completed
+                return RPC_E_CALL_COMPLETE
             refusal = self._cancel_refusal(call) if call is self._call else RPC_E_CALL_COMPLETE
             if refusal is not None:
                 return refusal
@@ -871,6 +931,8 @@ class CallObject(Unknown):
     def _accept_cancel(self, call: BeginCall) -> int:
         """The cancel is accepted (called under the lock): the call is cancelled."""
         call.cancelled = True
+        if self._host.carries("cancel_flag_per_server_object"):
+            self._server.cancel_seen = True
         if self._host.fault("cancel_signals_at_once"):
             self._sync._set()  # the seeded fault: Wait returns S_OK before Begin_ returned
         return CANCELLED_CODE if self._host.fault("cancel_returns_cancelled") else S_OK
@@ -878,6 +940,8 @@ class CallObject(Unknown):
     def _cancel_refusal(self, call: BeginCall | None) -> int | None:
         if call is None:
             return RPC_E_CALL_COMPLETE  # nothing between Begin_ and Finish_
+        if call.cancelled and call.completed and self._host.fault("cancel_checks_complete_first"):
+            return RPC_E_CALL_COMPLETE  # the blind fault: "completed" checked first
         if call.cancelled and not self._host.fault("cancel_twice_ok"):
             return CANCELLED_CODE  # already cancelled (COM-CANCEL-06)
         if call.completed and not self._host.fault("cancel_after_signal_ok"):
@@ -912,6 +976,12 @@ class CallObject(Unknown):
             call, self._call = self._call, None
             if call is not None and not self._host.fault("release_pending_leaks"):
                 call.abandoned = True
+            if call is not None and not call.completed and self._host.carries(
+                    "abandoned_calls_leak"):
+                self._server.leaked += 1  # the blind fault: the context is never given back
+            if call is not None and call.completed and self._host.carries(
+                    "signalled_release_keeps_out_buffer"):
+                self._server.kept_buffers += 1  # the blind fault: the buffer is never freed
         if self._host.fault("release_abandons_server_calls"):
             for held in self._server.held_calls():
                 held.abandoned = True

@@ -486,10 +486,15 @@ class Host:
                  faults: Iterable[str] = ()) -> None:
         if jitter < 0:
             raise ValueError(f"jitter must be >= 0 seconds, got {jitter}")
-        unknown = sorted(set(faults) - set(FAULTS))
+        # The blind round's faults (blind_faults.py) are switched on the same way, but are not
+        # in the mutant catalogue.
+        from callgate.conformance.implementations.reference.blind_faults import BLIND_FAULTS
+
+        unknown = sorted(set(faults) - set(FAULTS) - set(BLIND_FAULTS))
         if unknown:
             raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known faults: "
-                             f"{', '.join(sorted(FAULTS))}")
+                             f"{', '.join(sorted(FAULTS))}; blind faults: "
+                             f"{', '.join(sorted(BLIND_FAULTS))}")
         self.jitter = jitter
         self.seed = seed
         self.faults: frozenset[str] = frozenset(faults)

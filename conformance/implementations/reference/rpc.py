@@ -199,6 +199,8 @@ def RpcAsyncInitializeHandle(pAsync: RPC_ASYNC_STATE | None, Size: int,
     pAsync.StubInfo = None
     pAsync.RuntimeInfo = None
     pAsync.Reserved = [0, 0, 0, 0]
+    if host is not None and host.carries("reused_handle_old_event"):
+        host.shared.pop(("first event", id(pAsync)), None)  # re-initialised: forgotten
     return RPC_S_OK
 
 
@@ -243,6 +245,8 @@ class ClientCall:
     status: int = RPC_S_ASYNC_CALL_PENDING  # final once it is anything else
     reply: int = 0
     server: DispatchedCall | None = None
+    # Only with the blind fault reused_handle_old_event: the u.hEvent of the handle's first call.
+    old_event: object = None
 
 
 @dataclass(eq=False)
@@ -326,6 +330,13 @@ class RpcRuntime:
             if self.host.fault("stub_clears_notification_type"):
                 pAsync.NotificationType = RPC_NOTIFICATION_TYPES.RpcNotificationTypeNone
             call = ClientCall(pAsync, kernel.current_thread())
+            if pAsync.NotificationType == RPC_NOTIFICATION_TYPES.RpcNotificationTypeCallback \
+                    and self.host.carries("callback_of_latest_call"):
+                self.host.shared[("latest routine", id(self))] = pAsync.u.NotificationRoutine
+            if self.host.carries("reused_handle_old_event"):
+                first = self.host.shared.setdefault(("first event", id(pAsync)), pAsync.u.hEvent)
+                if first is not pAsync.u.hEvent:
+                    call.old_event = first
             self._last_failed = None  # the seeded fault status_of_last_failed_call's record
             pAsync.StubInfo = StubInfo("TestProc", call.number)
             pAsync.RuntimeInfo = call
@@ -515,6 +526,10 @@ class RpcRuntime:
                 status = RPC_S_OK
             if status == RPC_S_CALL_CANCELLED and fault("cancel_reported_ok"):
                 status = RPC_S_OK
+            if status == RPC_S_CALL_CANCELLED and pAsync.NotificationType == \
+                    RPC_NOTIFICATION_TYPES.RpcNotificationTypeNone and \
+                    fault("polled_cancel_reports_failed"):
+                status = RPC_S_CALL_FAILED  # the blind fault: the neighbouring code
             if status == RPC_S_OK and Reply is not None and not fault(
                     "complete_reply_not_copied"):
                 Reply.value = call.reply & 0xFFFF if fault("complete_reply_16bit") else call.reply
@@ -555,7 +570,8 @@ class RpcRuntime:
             if told is not None and not told.ended and not (
                     not fAbortCall and fault("cancel_not_forwarded")) and not (
                     not fAbortCall and told.testing
-                    and fault("soft_cancel_lost_while_testing")):
+                    and fault("soft_cancel_lost_while_testing")) and not (
+                    fAbortCall and fault("abort_cancel_not_told")):
                 told.cancel_requested = True
             abortive = (fAbortCall and not fault("abort_cancel_not_rushed")) or fault(
                 "cancel_always_abortive")
@@ -630,8 +646,9 @@ class RpcRuntime:
         for _ in range(2 if self.host.fault("notification_twice") else 1):
             self.host.pause()
             if kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeEvent:
-                if u.hEvent is not None:
-                    u.hEvent.set()
+                target_event = self._blind_event(call, u.hEvent)
+                if target_event is not None:
+                    target_event.set()
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeApc:
                 apc_routine = u.APC.NotificationRoutine
                 target = u.APC.hThread or call.issuing_thread  # hThread 0: the issuing thread
@@ -651,11 +668,29 @@ class RpcRuntime:
                     kernel.PostMessage(u.HWND.hWnd, message, 0, pAsync)
             elif kind == RPC_NOTIFICATION_TYPES.RpcNotificationTypeCallback:
                 callback = u.NotificationRoutine
+                latest = self.host.shared.get(("latest routine", id(self)))
+                if latest is not None and latest is not callback and \
+                        self.host.fault("callback_of_latest_call"):
+                    callback = latest  # type: ignore[assignment]  # the blind fault
                 if callback is not None and not self.host.fault("callback_not_called"):
                     # On another thread, as the runtime's notifier does (RPC-CLI-NOTIFY-05).
                     with contextlib.suppress(RuntimeError):  # the pool is shut down: no one left
                         self.pool.submit(_bind(callback, pAsync, self.host))
             # RpcNotificationTypeNone: the client polls RpcAsyncGetCallStatus (RPC-CLI-NOTIFY-06).
+
+    def _blind_event(self, call: ClientCall, event: KernelEvent | None) -> KernelEvent | None:
+        """The event a completion signals: u.hEvent, or with a blind fault another one (the
+        handle's first call's, reused_handle_old_event; the runtime's cached one while it is
+        open, event_notify_cached_handle)."""
+        if isinstance(call.old_event, KernelEvent) and self.host.fault("reused_handle_old_event"):
+            return call.old_event
+        if self.host.carries("event_notify_cached_handle"):
+            cached = self.host.shared.get(("cached event", id(self)))
+            if isinstance(cached, KernelEvent) and not cached.closed and cached is not event \
+                    and self.host.fault("event_notify_cached_handle"):
+                return cached
+            self.host.shared[("cached event", id(self))] = event
+        return event
 
     # --- the harness's view ----------------------------------------------------------------------
 

@@ -218,7 +218,10 @@ class NotifRuntime:
             sub = call.subscriptions.pop(notification, None)
         if sub is None:
             return RPC_S_INVALID_ARG
-        queued[:] = [0 if self.host.fault("notif_queued_zero") else sub.queued]
+        count = sub.queued
+        if len(call.notified) != count and self.host.fault("unsubscribe_counts_call"):
+            count = len(call.notified)  # the blind fault: every kind queued for the call
+        queued[:] = [0 if self.host.fault("notif_queued_zero") else count]
         return RPC_S_OK
 
     def complete(self, call: NotifCall) -> int:

@@ -4,7 +4,8 @@
 
 gives the same verdicts as `callgate run --adapter reference` in process (DESIGN.md principle 8);
 the difference is the transport. `--jitter`, `--seed` and `--fault` are ReferenceAdapter's
-options: timing jitter for race testing, its seed, and seeded faults (mutants) by name.
+options: timing jitter for race testing, its seed, and seeded faults (mutants) by name,
+the catalogue's (`host.FAULTS`) or the blind round's (`blind_faults.BLIND_FAULTS`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 
 from callgate.conformance.implementations.reference.adapter import ReferenceAdapter
+from callgate.conformance.implementations.reference.blind_faults import BLIND_FAULTS
 from callgate.conformance.implementations.reference.host import FAULTS
 from callgate.conformance.protocol.jsonl_server import run
 
@@ -25,9 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="longest random pause at interleaving points, in seconds (default 0)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
-    parser.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS),
-                        metavar="NAME",
-                        help=f"a seeded fault to build in (repeatable): {', '.join(sorted(FAULTS))}")
+    parser.add_argument("--fault", action="append", default=[],
+                        choices=sorted({*FAULTS, *BLIND_FAULTS}), metavar="NAME",
+                        help=f"a seeded fault to build in (repeatable): {', '.join(sorted(FAULTS))}; "
+                             f"or a fault of the blind round (blind_faults.py): "
+                             f"{', '.join(sorted(BLIND_FAULTS))}")
     args = parser.parse_args(argv)
     try:
         adapter = ReferenceAdapter(jitter=args.jitter, seed=args.seed, faults=args.fault)

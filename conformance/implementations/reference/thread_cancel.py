@@ -326,6 +326,10 @@ class CancelRegistry:
         top = thread.top()
         if top is None:
             return E_NOINTERFACE, None
+        with thread._lock:
+            bottom = thread.stack[0] if thread.stack else top
+        if bottom is not top and thread.host.fault("get_cancel_object_outermost"):
+            top = bottom  # the blind fault: the outermost registration
         if thread.host.fault("get_cancel_object_any_iid"):
             return S_OK, top  # the seeded fault: every iid answered
         return top.QueryInterface(iid)
