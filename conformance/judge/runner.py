@@ -164,10 +164,7 @@ class CaseRunner:
         return list(known[1])
 
     def __post_init__(self) -> None:
-        # An adapter whose calls are Python code in this process says so (`interruptible_calls`):
-        # its calls on the main thread are then made directly, under a timer (judge/execution.py).
-        self.executor = Executor(self.step_timeout,
-                                 direct=getattr(self.adapter, "interruptible_calls", False) is True)
+        self.executor = Executor(self.step_timeout)
         # The operations and argument forms the handshake declares absent (its features were
         # checked by the gate; a problem here is reported there).
         self.absences = parse_absent(self.capabilities.absent)[0]
@@ -231,7 +228,6 @@ class CaseRunner:
         concrete argument values (see `Case.values`); `follow`: go on past a step that a listed
         deviation describes (the directed cases and the walk do; stateful, multi-object and
         parallel cases stop at it as before)."""
-        self.executor.recheck()
         # Every session's declines are held to the protocol's rules (judge/declines.py).
         session: Session = self.executor.call(
             lambda: open_guarded(lambda: self.adapter.open_session(slots), slots,

@@ -171,14 +171,7 @@ class Session(Protocol):
 
 @runtime_checkable
 class Adapter(Protocol):
-    """An implementation under test, as the harness sees it.
-
-    An adapter object may also set `interruptible_calls = True`: its sessions' calls are Python
-    code in callgate's process that never catches BaseException on the caller's thread. The
-    runner then makes them directly on the main thread, bounded by a timer's signal, instead of
-    handing each to a worker thread (callgate.conformance.judge.execution). Leave it unset for
-    anything that talks to another process or runs native code.
-    """
+    """An implementation under test, as the harness sees it."""
 
     def capabilities(self) -> Capabilities:
         ...

@@ -102,11 +102,6 @@ _NOTIFY = {t.name.removeprefix("RpcNotificationType"): t for t in rpc.RPC_NOTIFI
 class ReferenceAdapter:
     """The reference implementation as an adapter (DESIGN.md principle 7)."""
 
-    # Every call is Python code in this process that catches no BaseException on the caller's
-    # thread: the harness may call it directly on its main thread and interrupt an overrunning
-    # call with a signal (callgate.conformance.judge.execution), saving a thread hand-off a step.
-    interruptible_calls = True
-
     def __init__(self, *, jitter: float = 0.0, seed: int | None = None,
                  faults: Iterable[str] = ()) -> None:
         self.host = Host(jitter=jitter, seed=seed, faults=faults)
