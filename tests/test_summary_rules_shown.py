@@ -68,3 +68,14 @@ def test_repetition_summary_does_not_hold_a_rule_only_a_declared_absence_reached
 
 def test_identification_summary_does_not_hold_a_rule_only_a_declared_absence_reached() -> None:
     _check(_run("event", "event.GetHandle", "identify"), "GetHandle")
+
+
+def test_identification_summary_without_a_passing_session_passes_nothing() -> None:
+    # With the acquiring operation declared absent no session passes (each stops at the
+    # declared absence, not_applicable): the summary must not say `pass` (it did: it counted
+    # every session that was not skipped, whatever its verdict).
+    results = _run("event", "event.CoCreateInstance", "identify")
+    sessions, summary = results[:-1], results[-1]
+    assert sessions and not any(r.verdict is Verdict.PASS for r in sessions)
+    assert summary.verdict is Verdict.NOT_APPLICABLE
+    assert not summary.rules

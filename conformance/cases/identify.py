@@ -319,5 +319,6 @@ def identify_machine(runner: CaseRunner, plan: MachinePlan, taken: list[Leg],
                 f"{f'; {tally.skipped} left the plan by allowed choices' if tally.skipped else ''}"
                 f"{f'; {failures} failing sessions reported apart' if failures else ''}",
                 (spec,), (), tuple(tally.rules))
-    yield case, tally.summary(runner, case, started, tally.sessions > tally.skipped,
+    # Shown: a session passed and got past the plan's start (a skipped one identifies nothing).
+    yield case, tally.summary(runner, case, started, tally.passed + tally.left > tally.skipped,
                               "no identifying sequence could be applied")
