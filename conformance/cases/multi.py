@@ -717,61 +717,54 @@ def _cross_notes(live: LiveCase, g: _Graph, pins: Mapping[str, str],
     return ""
 
 
-def _crossed_notes_case(runner: CaseRunner, g: _Graph, composition: Composition,
-                        specs: tuple[SlotSpec, ...]) -> tuple[Case, CaseResult]:
-    """One session of `_cross_notes` over the composition's first two objects."""
-    case_id = f"{composition.name}-crossed-notes"
+def _crossing(runner: CaseRunner, case_id: str, specs: tuple[SlotSpec, ...],
+              cross: Callable[[LiveCase], str], what: Callable[[int], str]
+              ) -> tuple[Case, CaseResult]:
+    """One session of a crossing (`cross`: '' when done, else why it could not be), described
+    by `what` (given the session's step count); a crossing that could not be done in a passing
+    session is not_applicable with the reason."""
     started = time.perf_counter()
     live = runner.open(case_id, specs)
-    first, second = composition.slots[:2]
     why = ""
     try:
-        why = _cross_notes(live, g, runner.capabilities.pins, (first, second))
+        why = cross(live)
     except Exception as exc:
         live.harness_error(exc)
     finally:
         live.close()
     steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
     rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
-    case = Case(case_id, "multi",
-                f"crossed notifications on {composition.name}: {first} and {second} put in "
-                f"flight in each order, then finished in each order, each one's notification "
-                f"collected as soon as it is owed ({len(live.trace)} steps)",
-                specs, steps, rules)
+    case = Case(case_id, "multi", what(len(live.trace)), specs, steps, rules)
     verdict, message = live.verdict, live.message
     if verdict is Verdict.PASS and why:
         verdict, message = Verdict.NOT_APPLICABLE, f"the crossing could not be done: {why}"
     return case, runner.result(case, verdict, started, live.trace, live.covered,
                                message=message, evidence=live.evidence)
+
+
+def _crossed_notes_case(runner: CaseRunner, g: _Graph, composition: Composition,
+                        specs: tuple[SlotSpec, ...]) -> tuple[Case, CaseResult]:
+    """One session of `_cross_notes` over the composition's first two objects."""
+    first, second = composition.slots[:2]
+    return _crossing(
+        runner, f"{composition.name}-crossed-notes", specs,
+        lambda live: _cross_notes(live, g, runner.capabilities.pins, (first, second)),
+        lambda n: f"crossed notifications on {composition.name}: {first} and {second} put in "
+                  f"flight in each order, then finished in each order, each one's notification "
+                  f"collected as soon as it is owed ({n} steps)")
 
 
 def _crossed_case(runner: CaseRunner, g: _Graph, reader: _Reader, composition: Composition,
                   specs: tuple[SlotSpec, ...]) -> tuple[Case, CaseResult]:
     """One session of `_cross` over the composition's first two objects."""
-    case_id = f"{composition.name}-crossed"
-    started = time.perf_counter()
-    live = runner.open(case_id, specs)
     first, second = composition.slots[:2]
-    why = ""
-    try:
-        why = _cross(live, g, reader, (first, second))
-    except Exception as exc:
-        live.harness_error(exc)
-    finally:
-        live.close()
-    steps = tuple(Action(t.slot, t.op, tuple(t.args.items())) for t in live.trace)
-    rules = tuple(dict.fromkeys(r for t in live.trace for r in t.rules))
     field_, ops = ECHOES[g.machine.name]
-    case = Case(case_id, "multi",
-                f"crossed values on {composition.name}: {first} is given {field_} 1, then "
-                f"{second} {field_} 2, then {' and '.join(ops)} reads {first}'s back, then "
-                f"{second}'s; and the other way round ({len(live.trace)} steps)",
-                specs, steps, rules)
-    verdict, message = live.verdict, live.message
-    if verdict is Verdict.PASS and why:
-        verdict, message = Verdict.NOT_APPLICABLE, f"the crossing could not be done: {why}"
-    return case, runner.result(case, verdict, started, live.trace, live.covered,
-                               message=message, evidence=live.evidence)
+    return _crossing(
+        runner, f"{composition.name}-crossed", specs,
+        lambda live: _cross(live, g, reader, (first, second)),
+        lambda n: f"crossed values on {composition.name}: {first} is given {field_} 1, then "
+                  f"{second} {field_} 2, then {' and '.join(ops)} reads {first}'s back, then "
+                  f"{second}'s; and the other way round ({n} steps)")
 
 
 def _segment(live: LiveCase, g: _Graph, observer: _Observer, composition: Composition,
