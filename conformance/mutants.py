@@ -798,19 +798,21 @@ def not_run(name: str, budget: str) -> MutantResult:
 
 
 def auto_workers(cpus: int | None = None, load: float | None = None) -> int:
-    """The mutant processes to run at once on this machine: two per CPU, less one for each
+    """The mutant processes to run at once on this machine: three per CPU, less one for each
     process's worth of work already running (the one-minute load average), at least 2. A mutant
-    run mostly waits (for the reference's threads, for timed waits), so on an idle 2-CPU machine
-    4 processes finished the standard catalogue in 162 s against 241 s with 2; with other work
-    on the machine the runs compete for the CPUs instead, and more processes were slower
-    (docs/mutants.md, "Mutant runs unit by unit")."""
+    run mostly waits (its shrinking waits for notifications, the reference's threads), so on an
+    idle 2-CPU machine the standard catalogue took 168 s with 2 processes, 93 s with 4, 77 s with
+    6 and 71 s with 8, every mutant killed with a minimal counterexample each time (the slowest
+    mutant 24 s up to 6, 34 s at 8, where the processes start to compete for the CPUs). With
+    other work on the machine the runs compete for the CPUs instead, hence less the load
+    (benchmarks/README.md, "Mutant workers")."""
     count = cpus if cpus is not None else (os.cpu_count() or 1)
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:  # no load average on this system
             load = 0.0
-    return max(2, 2 * count - round(load))
+    return max(2, 3 * count - round(load))
 
 
 def reference_plan() -> tuple[Capabilities, sequences.Plan]:

@@ -120,10 +120,10 @@ def test_a_non_equivalent_mutant_is_never_left_out() -> None:
         mutants.not_run("begin_accepts_second", "standard")  # only an equivalent can be
 
 
-def test_auto_workers_is_two_per_cpu_less_the_load_and_at_least_two() -> None:
-    # Idle: two per CPU (the runs mostly wait); busy: one fewer per process already running.
-    assert [mutants.auto_workers(n, load=0.0) for n in (1, 2, 8)] == [2, 4, 16]
-    assert [mutants.auto_workers(2, load=x) for x in (0.4, 1.0, 2.6, 12.0)] == [4, 3, 2, 2]
+def test_auto_workers_is_three_per_cpu_less_the_load_and_at_least_two() -> None:
+    # Idle: three per CPU (the runs mostly wait); busy: one fewer per process already running.
+    assert [mutants.auto_workers(n, load=0.0) for n in (1, 2, 8)] == [3, 6, 24]
+    assert [mutants.auto_workers(2, load=x) for x in (0.4, 1.0, 2.6, 12.0)] == [6, 5, 3, 2]
     from callgate.conformance.cli.mutants import _workers
 
     assert _workers("auto") == "auto" and _workers("3") == "3"

@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--out", default=None, metavar="DIR", help="also write DIR/mutants.json")
     parser.add_argument("--workers", type=_workers, default="auto",
                         help="mutants run at a time, each in its own process, or auto (the "
-                             "default: two per CPU less the load already on the machine, at least 2)")
+                             "default: three per CPU less the load already on the machine, at least 2)")
     parser.add_argument("--include-equivalent", action=argparse.BooleanOptionalAction,
                         default=None,
                         help="run the equivalent mutants too (default: only with --budget deep; "
