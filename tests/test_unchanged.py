@@ -21,6 +21,7 @@ def _report() -> dict[str, Any]:
         "verdict": {"status": "conformant", "headline": "conformant: 10/10"},
         "summary": {"passed": 2, "failed": 0, "cases": 2, "steps": 40},
         "coverage": {"transitions_total": 10, "transitions_covered": 10},
+        "rules": [{"id": "COM-WAIT-03", "verdict": "pass", "cases": 3, "failing_cases": []}],
         "cases": [
             {"id": "walk-1", "verdict": "pass", "seconds": 1.0, "steps": 20,
              "message": ""},
@@ -40,10 +41,12 @@ def test_timing_and_interleaving_details_are_not_what_a_run_shows() -> None:
     race = after["cases"][1]
     race["seconds"], race["message"], race["history"] = 7.0, "10 runs", [{"started": 5.0}]
     race["orderings"]["classes"][0]["observed_runs"] = 8
+    after["rules"][0]["cases"] = 4  # a generated parallel case cited the rule in this run
     assert shown(before) == shown(after)
 
 
-@pytest.mark.parametrize("change", ["verdict", "ordering", "failure message", "coverage", "rules"])
+@pytest.mark.parametrize("change", ["verdict", "ordering", "failure message", "coverage", "rules",
+                                    "failing cases"])
 def test_anything_a_run_shows_differently_counts(change: str) -> None:
     before = _report()
     after = copy.deepcopy(before)
@@ -56,6 +59,8 @@ def test_anything_a_run_shows_differently_counts(change: str) -> None:
         after["cases"][0]["message"] = "another step failed"
     elif change == "coverage":
         after["coverage"]["transitions_covered"] = 9
+    elif change == "failing cases":
+        after["rules"][0]["failing_cases"] = ["walk-1"]
     else:
         after["rules"] = [{"id": "COM-WAIT-03", "verdict": "fail"}]
     assert shown(before) != shown(after)

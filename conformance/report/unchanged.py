@@ -6,9 +6,10 @@ every run: timestamps, durations, and the interleavings a parallel case happened
 it, compares what the two runs showed (`shown`): per case its verdict, the rules it failed, the
 ordering classes of a race it observed, and for a case that did not pass its message; the
 transitions the run covered (from results.jsonl, as a set); the summary's counts, coverage, the
-rules' verdicts and the adapter. If that is equal the previous files are put back byte for byte;
-anything else (a verdict, a failure's message, one covered transition) keeps the new reports.
-Timing never decides a verdict, so what is ignored cannot hide a change in one.
+rules' verdicts and failing cases (not how many cases cited each) and the adapter. If that is
+equal the previous files are put back byte for byte; anything else (a verdict, a failure's
+message, one covered transition) keeps the new reports. Timing never decides a verdict, so
+what is ignored cannot hide a change in one.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def shown(report: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "coverage": report.get("coverage"),
         "pair_coverage": report.get("pair_coverage"),
-        "rules": report.get("rules"),
+        # A rule's verdict and failing cases, not how many cases cited it: a race's or a
+        # generated parallel case's cited rules follow the interleavings its runs produced.
+        "rules": [{k: v for k, v in rule.items() if k != "cases"} if isinstance(rule, dict)
+                  else rule for rule in report.get("rules") or []],
         "expectations": report.get("expectations"),
         "cases": cases,
     }
