@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import sys
@@ -162,7 +163,8 @@ def version() -> str:
 
 def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "machine": platform.machine(), "argv": sys.argv[:1]}
+            # The program's name only: a path would put the machine's layout into reports.
+            "machine": platform.machine(), "argv": [os.path.basename(a) for a in sys.argv[:1]]}
 
 
 def check_capabilities(caps: Capabilities) -> None:
